@@ -1,0 +1,283 @@
+//! `mlx-box`: `up` hosts the daemon; every other verb is a client of it (or, for `validate`, of the file).
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use mlxbox_core::api::{ServiceStatus, StatusReport};
+use mlxbox_core::config::{self, Severity};
+use mlxbox_core::control::client::Client;
+use mlxbox_core::supervisor::State;
+use mlxbox_core::{daemon, demo, paths};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "mlx-box", version, about = "Supervise local LLM servers (mlx_lm.server and friends) from settings.toml")]
+struct Cli {
+    /// State dir: socket, state file, logs, the demo's files. Default: platform state dir.
+    #[arg(long, global = true, env = "MLXBOX_STATE_DIR", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the daemon in the foreground (SIGINT/SIGTERM stop every service, then exit).
+    Up {
+        /// settings.toml to supervise (default: the platform config path; the demo when it does not exist).
+        #[arg(long, conflicts_with = "demo")]
+        config: Option<PathBuf>,
+        /// Run the demo profile: tiny local models, real servers, nothing downloaded but Python packages.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Show every service, memory and active alerts.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a service (or `all`) and wait until it is ready.
+    Start(ActionArgs),
+    /// Stop a service (or `all`) and wait until its processes are gone.
+    Stop(ActionArgs),
+    /// Restart a service (or `all`) and wait until it is ready again.
+    Restart(ActionArgs),
+    /// Print a service's log.
+    Logs {
+        name: String,
+        #[arg(long, short = 'n', default_value_t = 100)]
+        lines: usize,
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Check a settings.toml: exit 0 when valid, 2 with one `PATH:LINE:COL:` line per problem.
+    Validate { path: Option<PathBuf> },
+    /// Ask the daemon to stop every service and exit.
+    Down,
+}
+
+#[derive(clap::Args)]
+struct ActionArgs {
+    /// Service name, or `all`.
+    name: String,
+    /// Return at once instead of waiting for the result.
+    #[arg(long)]
+    no_wait: bool,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 600.0)]
+    timeout: f64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let state_dir = paths::state_dir(cli.state_dir.as_deref());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(cli.cmd, state_dir)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mlx-box: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Up { config, demo } => up(state_dir, config, demo).await,
+        Cmd::Status { json } => {
+            let s = Client::new(&state_dir).status().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print_status(&s);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Start(a) => action(&state_dir, "start", a).await,
+        Cmd::Stop(a) => action(&state_dir, "stop", a).await,
+        Cmd::Restart(a) => action(&state_dir, "restart", a).await,
+        Cmd::Logs { name, lines, follow } => {
+            let c = Client::new(&state_dir);
+            for l in c.logs(&name, lines).await? {
+                println!("{l}");
+            }
+            if follow {
+                c.follow_logs(&name, |l| println!("{l}")).await?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Validate { path } => Ok(validate(path.unwrap_or_else(paths::default_config))),
+        Cmd::Down => {
+            Client::new(&state_dir).shutdown().await?;
+            // Wait until the socket is gone: every service is stopped by then.
+            let sock = paths::socket_path(&state_dir);
+            let t0 = Instant::now();
+            while sock.exists() && t0.elapsed() < Duration::from_secs(120) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            eprintln!("daemon stopped");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn up(state_dir: PathBuf, config: Option<PathBuf>, demo: bool) -> Result<ExitCode> {
+    use tracing_subscriber::EnvFilter;
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("MLXBOX_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let default = paths::default_config();
+    let use_demo = demo || (config.is_none() && !default.exists());
+    let (config_path, python) = if use_demo {
+        if !demo {
+            tracing::info!("no settings at {}: running the demo profile (pass --config PATH for yours)", default.display());
+        }
+        let env = tokio::task::spawn_blocking(|| demo::ensure_env(&|m| tracing::info!("demo: {m}"))).await??;
+        let path = demo::write_settings(&state_dir, &env)?;
+        (path, Some(env.python.display().to_string()))
+    } else {
+        (config.unwrap_or(default), None)
+    };
+    if !config_path.exists() {
+        anyhow::bail!(
+            "{} does not exist; copy config/settings.toml.example there, or run `mlx-box up --demo`",
+            config_path.display()
+        );
+    }
+    daemon::run(daemon::DaemonOptions { state_dir, config_path, default_python: python }).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(path: PathBuf) -> ExitCode {
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("{}:1:1: error: cannot read file: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let (settings, diags) = config::parse_settings(&path, &text);
+    for d in &diags {
+        println!("{d}");
+    }
+    match settings {
+        Some(s) => {
+            let n = s.services.iter().filter(|s| s.enabled).count();
+            let w = diags.iter().filter(|d| d.severity == Severity::Warning).count();
+            eprintln!("{}: valid: {n} launchable service(s), {w} warning(s)", path.display());
+            ExitCode::SUCCESS
+        }
+        None => ExitCode::from(2),
+    }
+}
+
+async fn action(state_dir: &std::path::Path, verb: &str, a: ActionArgs) -> Result<ExitCode> {
+    let c = Client::new(state_dir);
+    let before = c.status().await?;
+    let reply = c.action(&a.name, verb).await?;
+    if a.no_wait || reply.services.is_empty() {
+        println!("{verb}: {}", reply.services.join(", "));
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Wait for the outcome: stopped for stop; ready (or failed) for start/restart.
+    let pid_before = |n: &str| before.services.iter().find(|s| s.name == n).and_then(|s| s.pid);
+    let deadline = Instant::now() + Duration::from_secs_f64(a.timeout);
+    let mut failed = vec![];
+    loop {
+        let s = c.status().await?;
+        let mine: Vec<&ServiceStatus> = s.services.iter().filter(|x| reply.services.contains(&x.name)).collect();
+        let done = mine.iter().all(|x| match verb {
+            "stop" => x.state == State::Stopped || x.state == State::Failed,
+            // restart: a new process must be ready (not the old one before it was stopped)
+            "restart" => (x.state == State::Ready && (x.pid != pid_before(&x.name) || x.pid.is_none())) || x.state == State::Failed,
+            _ => matches!(x.state, State::Ready | State::Failed),
+        });
+        if done {
+            for x in mine {
+                println!("{:<16} {}", x.name, x.state.as_str());
+                if x.state == State::Failed {
+                    failed.push(format!("{}: {}", x.name, x.last_error.clone().unwrap_or_default()));
+                }
+            }
+            break;
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("gave up waiting after {} s; see `mlx-box status`", a.timeout);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for f in failed {
+            eprintln!("{f}");
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut x = b as f64;
+    let mut i = 0;
+    while x >= 1024.0 && i < U.len() - 1 {
+        x /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{x:.1} {}", U[i])
+    }
+}
+
+fn print_status(s: &StatusReport) {
+    let ready = s.services.iter().filter(|x| x.state == State::Ready).count();
+    println!(
+        "{}/{} ready · memory {} used of {} · swap {} · thermal {}",
+        ready,
+        s.services.len(),
+        human_bytes(s.memory.used_bytes),
+        human_bytes(s.memory.total_bytes),
+        human_bytes(s.memory.swap_used_bytes),
+        s.thermal.state
+    );
+    println!("config {}{}", s.config_path, if s.config.valid { "" } else { " (INVALID: running the last good one)" });
+    println!();
+    println!("{:<16} {:<10} {:<10} {:>8} {:>6} {:>8} {:>10}  MODEL", "NAME", "KIND", "STATE", "PID", "PORT", "RESTARTS", "MEMORY");
+    for x in &s.services {
+        println!(
+            "{:<16} {:<10} {:<10} {:>8} {:>6} {:>8} {:>10}  {}",
+            x.name,
+            x.kind.as_str(),
+            x.state.as_str(),
+            x.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            x.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            x.restarts,
+            x.memory_bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
+            x.model.as_deref().unwrap_or("-"),
+        );
+    }
+    let errors: Vec<&ServiceStatus> = s.services.iter().filter(|x| x.last_error.is_some() && x.state != State::Ready).collect();
+    if !errors.is_empty() {
+        println!();
+        for x in errors {
+            let e = x.last_error.as_deref().unwrap_or_default();
+            println!("{}: {}", x.name, e.lines().next().unwrap_or_default());
+        }
+    }
+    if !s.alerts.is_empty() {
+        println!();
+        for a in &s.alerts {
+            println!("[{:?}] {}: {}", a.severity, a.title, a.body);
+        }
+    }
+}
+

@@ -1,0 +1,120 @@
+//! The types of the control API: what `status --json` prints and what the event stream carries.
+//! The menu-bar app's TypeScript types are generated from these (next issue); keep them stable.
+
+use crate::config::{Diagnostic, Kind};
+use crate::supervisor::State;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub kind: Kind,
+    pub state: State,
+    pub pid: Option<u32>,
+    /// The port the server binds (`backend_port` when set, else `port`).
+    pub port: Option<u16>,
+    /// The frontend port (the proxy's), when it differs.
+    pub frontend_port: Option<u16>,
+    pub model: Option<String>,
+    /// Automatic restarts since the daemon started (manual ones are not counted).
+    pub restarts: u32,
+    /// Resident memory of the whole process group.
+    pub memory_bytes: Option<u64>,
+    pub last_error: Option<String>,
+    pub enabled: bool,
+    /// Unix time (ms) of the last state change.
+    pub since_ms: u64,
+    /// Unix time (ms) the service became ready, while it is ready.
+    pub ready_since_ms: Option<u64>,
+    pub crash_loop: bool,
+    /// Set while the process was adopted from a previous daemon.
+    pub adopted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemoryStatus {
+    pub total_bytes: u64,
+    pub used_bytes: u64,
+    pub available_bytes: u64,
+    pub swap_used_bytes: u64,
+    pub swap_total_bytes: u64,
+    /// "normal" | "warn" | "critical" | "unknown".
+    pub pressure: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThermalStatus {
+    /// "nominal" | "fair" | "serious" | "critical" | "unknown".
+    pub state: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertSeverity {
+    Info,
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    /// Stable per condition (e.g. `service-failed:fast`), so a client can de-duplicate.
+    pub id: String,
+    pub severity: AlertSeverity,
+    pub title: String,
+    /// One sentence that says what to do.
+    pub body: String,
+    /// Unix time (ms) it was raised.
+    pub since: u64,
+    /// Unix time (ms) it cleared; `None` while active.
+    pub cleared: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConfigStatus {
+    pub valid: bool,
+    pub diagnostics: Vec<Diagnostic>,
+    pub content_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub version: String,
+    pub daemon_pid: u32,
+    pub config_path: String,
+    pub config: ConfigStatus,
+    pub services: Vec<ServiceStatus>,
+    pub memory: MemoryStatus,
+    pub thermal: ThermalStatus,
+    pub alerts: Vec<Alert>,
+}
+
+/// One message of the event stream (`GET /v1/events`, server-sent events, JSON in `data:`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Service(ServiceStatus),
+    ServiceRemoved { name: String },
+    Alert(Alert),
+    AlertCleared { id: String, cleared: u64 },
+    Config(ConfigStatus),
+    Shutdown,
+}
+
+/// Body of a start/stop/restart answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionReply {
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub error: String,
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,344 @@
+//! settings.toml: typed settings, validation with `file:line:col`, diffs, edits and the file watcher.
+//!
+//! The schema is the original mlx-box one (`[server]`, `[services.<name>]`) plus optional keys of ours
+//! (`kind`, `command`, `enabled`, restart policy, `[app]`, `[alerts]`), all documented in
+//! `config/settings.toml.example`.
+
+mod diff;
+mod edit;
+mod parse;
+mod watch;
+
+pub use diff::{diff_settings, ServiceChange, SettingsDiff};
+pub use edit::{atomic_write, write_with_backup};
+pub use parse::{parse_settings, Diagnostic, Severity};
+pub use watch::{watch_file, FileWatcher};
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What a service serves; decides its default command line and its readiness probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Chat,
+    Embedding,
+    Ocr,
+    Tts,
+    Stt,
+    Command,
+}
+
+impl Kind {
+    pub const NAMES: &'static [&'static str] =
+        &["chat", "embedding", "ocr", "tts", "stt", "command"];
+
+    pub fn parse(s: &str) -> Option<Kind> {
+        Some(match s {
+            "chat" => Kind::Chat,
+            "embedding" | "embed" => Kind::Embedding,
+            "ocr" | "vision" => Kind::Ocr,
+            "tts" => Kind::Tts,
+            "stt" | "whisper" => Kind::Stt,
+            "command" => Kind::Command,
+            _ => return None,
+        })
+    }
+
+    /// The kind the original mlx-box implies by a service's name (it had no `kind` key).
+    pub fn infer(name: &str, has_command: bool) -> Kind {
+        let n = name.to_ascii_lowercase();
+        if n.contains("embed") {
+            Kind::Embedding
+        } else if n.contains("ocr") || n.contains("vision") || n.contains("vlm") {
+            Kind::Ocr
+        } else if n.contains("tts") || n.contains("speech") {
+            Kind::Tts
+        } else if n.contains("whisper") || n.contains("stt") || n.contains("transcri") {
+            Kind::Stt
+        } else if has_command {
+            Kind::Command
+        } else {
+            Kind::Chat
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Chat => "chat",
+            Kind::Embedding => "embedding",
+            Kind::Ocr => "ocr",
+            Kind::Tts => "tts",
+            Kind::Stt => "stt",
+            Kind::Command => "command",
+        }
+    }
+}
+
+/// What to do when a server exits on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Restart after any exit, even a clean one.
+    Always,
+    /// Restart after a crash (non-zero exit or signal) or a failed liveness probe.
+    #[default]
+    OnFailure,
+    /// Never restart; the service goes to `failed` (crash) or `stopped` (clean exit).
+    Never,
+}
+
+impl RestartPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "always" => Self::Always,
+            "on-failure" | "on_failure" => Self::OnFailure,
+            "never" | "no" => Self::Never,
+            _ => return None,
+        })
+    }
+}
+
+/// How readiness and liveness are checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", tag = "type", content = "path")]
+pub enum Probe {
+    /// A real 1-token `/v1/chat/completions` request (mlx_lm answers /health before the model loads).
+    Chat,
+    /// A real one-input `/v1/embeddings` request.
+    Embedding,
+    /// HTTP GET on this path answers 2xx.
+    Http(String),
+    /// The port accepts a TCP connection.
+    Tcp,
+}
+
+impl Probe {
+    pub fn for_kind(kind: Kind) -> Probe {
+        match kind {
+            Kind::Chat | Kind::Ocr => Probe::Chat,
+            Kind::Embedding => Probe::Embedding,
+            Kind::Tts | Kind::Stt | Kind::Command => Probe::Tcp,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Probe> {
+        Some(match s {
+            "chat" => Probe::Chat,
+            "embedding" => Probe::Embedding,
+            "tcp" => Probe::Tcp,
+            p if p.starts_with('/') => Probe::Http(p.to_string()),
+            p if p.starts_with("http:") => Probe::Http(p["http:".len()..].to_string()),
+            _ => return None,
+        })
+    }
+}
+
+/// A position in settings.toml (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+/// Where each key of a service sits in the file. Never part of equality: editing one service moves the
+/// lines of the others, which must not count as a change to them.
+#[derive(Debug, Clone, Default)]
+pub struct Positions(pub BTreeMap<String, Pos>);
+
+impl PartialEq for Positions {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+/// One `[services.<name>]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub kind: Kind,
+    /// `enabled = false`, or not launchable (see `disabled_reason`).
+    pub enabled: bool,
+    /// Why the service cannot be launched (e.g. a tts table with no `command`).
+    pub disabled_reason: Option<String>,
+    /// Frontend port (the proxy's, when `backend_port` is set).
+    pub port: Option<u16>,
+    pub backend_port: Option<u16>,
+    pub model: Option<String>,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub filter_reasoning: bool,
+    pub thinking_budget: Option<u32>,
+    pub disable_thinking_tags: bool,
+    pub batch_size: Option<u32>,
+    pub max_seq_length: Option<u32>,
+    pub quantization: Option<String>,
+    pub context_length: Option<u32>,
+    pub max_concurrency: Option<u32>,
+    /// argv template; placeholders `{python} {model} {host} {port} {max_tokens}`.
+    pub command: Option<Vec<String>>,
+    pub python: Option<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+    pub probe: Probe,
+    pub ready_timeout_s: f64,
+    pub stop_timeout_s: f64,
+    pub restart: RestartPolicy,
+    pub backoff_max_s: f64,
+    pub max_start_failures: u32,
+    pub liveness_interval_s: f64,
+    pub liveness_failures: u32,
+    /// Where keys of this service sit in the file, for messages that point at them.
+    #[serde(skip)]
+    pub positions: Positions,
+}
+
+impl ServiceSpec {
+    /// The port the server process itself binds: `backend_port` when there is a proxy in front, else `port`.
+    pub fn bind_port(&self) -> Option<u16> {
+        self.backend_port.or(self.port)
+    }
+
+    /// The key that holds [`bind_port`](Self::bind_port), for messages.
+    pub fn bind_port_key(&self) -> &'static str {
+        if self.backend_port.is_some() {
+            "backend_port"
+        } else {
+            "port"
+        }
+    }
+
+    pub fn line_of(&self, key: &str) -> Option<usize> {
+        self.positions.0.get(key).map(|p| p.line)
+    }
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    /// Plaintext keys from the file (the proxy issue moves them to the keyring).
+    #[serde(skip_serializing)]
+    pub api_keys: Vec<String>,
+}
+
+/// `[app]`: daemon-wide settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppSettings {
+    /// Default interpreter for services (overridden per service by `python`).
+    pub python: Option<String>,
+    pub log_max_bytes: u64,
+    pub log_files: u32,
+    pub log_tail_lines: usize,
+    pub stop_servers_on_quit: bool,
+    pub refuse_over_budget: bool,
+    /// Seconds of uptime after which a crash counts as a fresh first crash (restart at once).
+    pub stable_after_s: f64,
+}
+
+impl Default for AppSettings {
+    fn default() -> Self {
+        AppSettings {
+            python: None,
+            log_max_bytes: 5 * 1024 * 1024,
+            log_files: 3,
+            log_tail_lines: 1000,
+            stop_servers_on_quit: false,
+            refuse_over_budget: false,
+            stable_after_s: 60.0,
+        }
+    }
+}
+
+/// `[alerts]`: thresholds of the alert rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertSettings {
+    pub enabled: bool,
+    pub swap_warn_mb: f64,
+    pub headroom_warn_percent: f64,
+    pub cooldown_s: f64,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        AlertSettings {
+            enabled: true,
+            swap_warn_mb: 100.0,
+            headroom_warn_percent: 10.0,
+            cooldown_s: 300.0,
+        }
+    }
+}
+
+/// A whole, validated settings.toml.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    pub path: PathBuf,
+    pub server: ServerSettings,
+    pub app: AppSettings,
+    pub alerts: AlertSettings,
+    /// In file order.
+    pub services: Vec<ServiceSpec>,
+}
+
+impl Settings {
+    pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// Reads and validates a settings file. `Err` carries every problem (errors and warnings) found.
+pub fn load(path: &Path) -> Result<(Settings, Vec<Diagnostic>), LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|e| LoadError::Read {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let (settings, diags) = parse_settings(path, &text);
+    match settings {
+        Some(s) => Ok((s, diags)),
+        None => Err(LoadError::Invalid {
+            path: path.to_path_buf(),
+            diagnostics: diags,
+        }),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}; check the path, or run `mlx-box up --demo` to try the demo profile")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is invalid:\n{}", diagnostics.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid {
+        path: PathBuf,
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+impl LoadError {
+    pub fn diagnostics(&self) -> Vec<Diagnostic> {
+        match self {
+            LoadError::Read { path, source } => vec![Diagnostic {
+                path: path.clone(),
+                line: 1,
+                col: 1,
+                severity: Severity::Error,
+                message: format!("cannot read file: {source}"),
+                hint: None,
+            }],
+            LoadError::Invalid { diagnostics, .. } => diagnostics.clone(),
+        }
+    }
+}
+
+/// Content hash of a settings file, to recognise the daemon's own writes.
+pub fn content_hash(text: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text))
+}

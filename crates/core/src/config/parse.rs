@@ -1,0 +1,839 @@
+//! Parsing and validation: walks the `toml_edit` tree (which keeps spans) instead of using serde, so that
+//! every problem in the file is reported at once, each with its exact `file:line:col` and a hint.
+
+use super::{
+    AlertSettings, AppSettings, Kind, Pos, Positions, Probe, RestartPolicy, ServerSettings, ServiceSpec,
+    Settings,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml_edit::{Document, Item, TableLike, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Note,
+    Warning,
+    Error,
+}
+
+/// One problem in settings.toml. Displays as `PATH:LINE:COL: severity: message (hint)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Diagnostic {
+    pub path: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub severity: Severity,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sev = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Note => "note",
+        };
+        write!(
+            f,
+            "{}:{}:{}: {sev}: {}",
+            self.path.display(),
+            self.line,
+            self.col,
+            self.message
+        )?;
+        if let Some(h) = &self.hint {
+            write!(f, " ({h})")?;
+        }
+        Ok(())
+    }
+}
+
+const SERVER_KEYS: &[&str] = &["host", "api_key", "api_keys", "domain_name", "letsencrypt_email"];
+const APP_KEYS: &[&str] = &[
+    "python",
+    "log_max_bytes",
+    "log_files",
+    "log_tail_lines",
+    "stop_servers_on_quit",
+    "refuse_over_budget",
+    "stable_after_s",
+];
+const ALERT_KEYS: &[&str] = &["enabled", "swap_warn_mb", "headroom_warn_percent", "cooldown_s"];
+const SERVICE_KEYS: &[&str] = &[
+    "kind",
+    "enabled",
+    "port",
+    "backend_port",
+    "model",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "frequency_penalty",
+    "presence_penalty",
+    "filter_reasoning",
+    "thinking_budget",
+    "disable_thinking_tags",
+    "batch_size",
+    "max_seq_length",
+    "quantization",
+    "context_length",
+    "max_concurrency",
+    "command",
+    "python",
+    "env",
+    "cwd",
+    "probe",
+    "ready_timeout_s",
+    "stop_timeout_s",
+    "restart",
+    "backoff_max_s",
+    "max_start_failures",
+    "liveness_interval_s",
+    "liveness_failures",
+    // tts / whisper tables of the original mlx-box
+    "default_voice",
+    "language",
+    "voice",
+];
+const PLACEHOLDERS: &[&str] = &["{python}", "{model}", "{host}", "{port}", "{max_tokens}"];
+
+struct Ctx<'a> {
+    path: &'a Path,
+    text: &'a str,
+    diags: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn pos(&self, span: Option<Range<usize>>) -> Pos {
+        let off = span.map(|s| s.start).unwrap_or(0).min(self.text.len());
+        let before = &self.text[..off];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+        Pos { line, col }
+    }
+
+    fn push(&mut self, sev: Severity, span: Option<Range<usize>>, msg: String, hint: Option<String>) {
+        let p = self.pos(span);
+        self.diags.push(Diagnostic {
+            path: self.path.to_path_buf(),
+            line: p.line,
+            col: p.col,
+            severity: sev,
+            message: msg,
+            hint,
+        });
+    }
+    fn error(&mut self, span: Option<Range<usize>>, msg: impl Into<String>, hint: impl Into<Option<String>>) {
+        self.push(Severity::Error, span, msg.into(), hint.into());
+    }
+    fn warn(&mut self, span: Option<Range<usize>>, msg: impl Into<String>, hint: impl Into<Option<String>>) {
+        self.push(Severity::Warning, span, msg.into(), hint.into());
+    }
+    fn note(&mut self, span: Option<Range<usize>>, msg: impl Into<String>) {
+        self.push(Severity::Note, span, msg.into(), None);
+    }
+}
+
+/// A typed view of one table with span-aware getters that record problems instead of stopping.
+struct TableView<'t> {
+    table: &'t dyn TableLike,
+    where_: String,
+}
+
+fn value_span(item: &Item) -> Option<Range<usize>> {
+    match item {
+        Item::Value(v) => v.span(),
+        other => other.span(),
+    }
+}
+
+fn type_name(item: &Item) -> &'static str {
+    match item {
+        Item::Value(Value::String(_)) => "a string",
+        Item::Value(Value::Integer(_)) => "an integer",
+        Item::Value(Value::Float(_)) => "a float",
+        Item::Value(Value::Boolean(_)) => "a boolean",
+        Item::Value(Value::Datetime(_)) => "a datetime",
+        Item::Value(Value::Array(_)) => "an array",
+        Item::Value(Value::InlineTable(_)) | Item::Table(_) => "a table",
+        Item::ArrayOfTables(_) => "an array of tables",
+        Item::None => "nothing",
+    }
+}
+
+impl<'t> TableView<'t> {
+    fn get(&self, key: &str) -> Option<&'t Item> {
+        self.table.get(key).filter(|i| !i.is_none())
+    }
+
+    fn key_span(&self, key: &str) -> Option<Range<usize>> {
+        self.table.key(key).and_then(|k| k.span())
+    }
+
+    fn mismatch(&self, cx: &mut Ctx, key: &str, item: &Item, want: &str, example: &str) {
+        cx.error(
+            value_span(item),
+            format!("`{key}` in {} must be {want}, found {}", self.where_, type_name(item)),
+            Some(format!("for example `{key} = {example}`")),
+        );
+    }
+
+    fn str(&self, cx: &mut Ctx, key: &str) -> Option<String> {
+        let item = self.get(key)?;
+        match item.as_str() {
+            Some(s) => Some(s.to_string()),
+            None => {
+                self.mismatch(cx, key, item, "a string", "\"...\"");
+                None
+            }
+        }
+    }
+
+    fn bool(&self, cx: &mut Ctx, key: &str) -> Option<bool> {
+        let item = self.get(key)?;
+        match item.as_bool() {
+            Some(b) => Some(b),
+            None => {
+                self.mismatch(cx, key, item, "true or false", "true");
+                None
+            }
+        }
+    }
+
+    fn int(&self, cx: &mut Ctx, key: &str, min: i64, max: i64, example: &str) -> Option<i64> {
+        let item = self.get(key)?;
+        match item.as_integer() {
+            Some(n) if n >= min && n <= max => Some(n),
+            Some(n) => {
+                cx.error(
+                    value_span(item),
+                    format!("`{key}` = {n} in {} is out of range {min}..={max}", self.where_),
+                    Some(format!("for example `{key} = {example}`")),
+                );
+                None
+            }
+            None => {
+                self.mismatch(cx, key, item, "an integer", example);
+                None
+            }
+        }
+    }
+
+    fn float(&self, cx: &mut Ctx, key: &str, min: f64, max: f64, example: &str) -> Option<f64> {
+        let item = self.get(key)?;
+        let v = item.as_float().or_else(|| item.as_integer().map(|i| i as f64));
+        match v {
+            Some(x) if x >= min && x <= max => Some(x),
+            Some(x) => {
+                cx.error(
+                    value_span(item),
+                    format!("`{key}` = {x} in {} is out of range {min}..={max}", self.where_),
+                    Some(format!("for example `{key} = {example}`")),
+                );
+                None
+            }
+            None => {
+                self.mismatch(cx, key, item, "a number", example);
+                None
+            }
+        }
+    }
+
+    fn port(&self, cx: &mut Ctx, key: &str) -> Option<u16> {
+        let item = self.get(key)?;
+        match item.as_integer() {
+            Some(n) if (1..=65535).contains(&n) => Some(n as u16),
+            Some(n) => {
+                cx.error(
+                    value_span(item),
+                    format!("`{key}` = {n} in {} is not a TCP port", self.where_),
+                    Some("use a number from 1024 to 65535".to_string()),
+                );
+                None
+            }
+            None => {
+                self.mismatch(cx, key, item, "an integer port", "8090");
+                None
+            }
+        }
+    }
+
+    fn str_list(&self, cx: &mut Ctx, key: &str) -> Option<Vec<String>> {
+        let item = self.get(key)?;
+        let Some(arr) = item.as_array() else {
+            self.mismatch(cx, key, item, "an array of strings", "[\"a\", \"b\"]");
+            return None;
+        };
+        let mut out = Vec::new();
+        for v in arr.iter() {
+            match v.as_str() {
+                Some(s) => out.push(s.to_string()),
+                None => cx.error(
+                    v.span(),
+                    format!("every element of `{key}` in {} must be a string", self.where_),
+                    Some("quote it: \"...\"".to_string()),
+                ),
+            }
+        }
+        Some(out)
+    }
+
+    fn unknown_keys(&self, cx: &mut Ctx, known: &[&str]) {
+        for (k, _) in self.table.iter() {
+            if !known.contains(&k) {
+                let hint = closest(k, known).map(|c| format!("did you mean `{c}`?"));
+                cx.warn(
+                    self.key_span(k),
+                    format!("unknown key `{k}` in {} (ignored)", self.where_),
+                    hint,
+                );
+            }
+        }
+    }
+}
+
+/// The known key nearest to a misspelt one, if it is near enough to be a likely typo.
+fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
+    fn lev(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    }
+    known
+        .iter()
+        .map(|k| (lev(word, k), *k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .min()
+        .map(|(_, k)| k)
+}
+
+/// Parses and validates settings text. Returns the settings when there is no error (warnings may exist),
+/// and every diagnostic in file order.
+pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnostic>) {
+    let mut cx = Ctx {
+        path,
+        text,
+        diags: Vec::new(),
+    };
+    let doc = match Document::parse(text.to_string()) {
+        Ok(d) => d,
+        Err(e) => {
+            let msg = e.message().trim().to_string();
+            cx.error(e.span(), format!("not valid TOML: {msg}"), Some("fix the syntax; nothing was applied".to_string()));
+            return (None, cx.diags);
+        }
+    };
+    let root = TableView {
+        table: doc.as_table(),
+        where_: "the top level".into(),
+    };
+    root.unknown_keys(&mut cx, &["server", "services", "app", "alerts"]);
+
+    let server = parse_server(&mut cx, root.get("server"));
+    let app = parse_app(&mut cx, root.get("app"));
+    let alerts = parse_alerts(&mut cx, root.get("alerts"));
+
+    let mut services = Vec::new();
+    match root.get("services") {
+        None => cx.warn(
+            None,
+            "no [services] table: nothing to supervise",
+            Some("add a [services.<name>] table with a model and a port".to_string()),
+        ),
+        Some(item) => match item.as_table_like() {
+            None => root.mismatch(&mut cx, "services", item, "a table", "{}"),
+            Some(t) => {
+                for (name, item) in t.iter() {
+                    let span = t.key(name).and_then(|k| k.span());
+                    match item.as_table_like() {
+                        Some(st) => {
+                            if let Some(s) = parse_service(&mut cx, name, st, span, &server) {
+                                services.push(s);
+                            }
+                        }
+                        None => cx.error(
+                            value_span(item),
+                            format!("`services.{name}` must be a table, found {}", type_name(item)),
+                            Some(format!("write it as [services.{name}]")),
+                        ),
+                    }
+                }
+            }
+        },
+    }
+    check_ports(&mut cx, root.get("services"), &services);
+
+    cx.diags.sort_by_key(|d| (d.line, d.col));
+    let ok = !cx.diags.iter().any(|d| d.severity == Severity::Error);
+    let settings = ok.then(|| Settings {
+        path: path.to_path_buf(),
+        server,
+        app,
+        alerts,
+        services,
+    });
+    (settings, cx.diags)
+}
+
+fn parse_server(cx: &mut Ctx, item: Option<&Item>) -> ServerSettings {
+    let mut s = ServerSettings {
+        host: "127.0.0.1".into(),
+        api_keys: Vec::new(),
+    };
+    let Some(t) = item.and_then(|i| i.as_table_like()) else {
+        return s;
+    };
+    let v = TableView {
+        table: t,
+        where_: "[server]".into(),
+    };
+    v.unknown_keys(cx, SERVER_KEYS);
+    if let Some(h) = v.str(cx, "host") {
+        if h.parse::<std::net::IpAddr>().is_err() && h != "localhost" {
+            cx.error(
+                v.get("host").and_then(value_span),
+                format!("[server] host `{h}` is not an IP address"),
+                Some("use \"127.0.0.1\" (this Mac only) or \"0.0.0.0\" (every interface)".to_string()),
+            );
+        } else {
+            s.host = h;
+        }
+    }
+    if let Some(k) = v.str(cx, "api_key") {
+        s.api_keys.push(k);
+    }
+    if let Some(ks) = v.str_list(cx, "api_keys") {
+        s.api_keys.extend(ks);
+    }
+    s
+}
+
+fn parse_app(cx: &mut Ctx, item: Option<&Item>) -> AppSettings {
+    let mut a = AppSettings::default();
+    let Some(t) = item.and_then(|i| i.as_table_like()) else {
+        return a;
+    };
+    let v = TableView {
+        table: t,
+        where_: "[app]".into(),
+    };
+    v.unknown_keys(cx, APP_KEYS);
+    a.python = v.str(cx, "python");
+    if let Some(n) = v.int(cx, "log_max_bytes", 4096, i64::MAX, "5242880") {
+        a.log_max_bytes = n as u64;
+    }
+    if let Some(n) = v.int(cx, "log_files", 1, 100, "3") {
+        a.log_files = n as u32;
+    }
+    if let Some(n) = v.int(cx, "log_tail_lines", 10, 100_000, "1000") {
+        a.log_tail_lines = n as usize;
+    }
+    if let Some(b) = v.bool(cx, "stop_servers_on_quit") {
+        a.stop_servers_on_quit = b;
+    }
+    if let Some(b) = v.bool(cx, "refuse_over_budget") {
+        a.refuse_over_budget = b;
+    }
+    if let Some(x) = v.float(cx, "stable_after_s", 0.0, 86_400.0, "60") {
+        a.stable_after_s = x;
+    }
+    a
+}
+
+fn parse_alerts(cx: &mut Ctx, item: Option<&Item>) -> AlertSettings {
+    let mut a = AlertSettings::default();
+    let Some(t) = item.and_then(|i| i.as_table_like()) else {
+        return a;
+    };
+    let v = TableView {
+        table: t,
+        where_: "[alerts]".into(),
+    };
+    v.unknown_keys(cx, ALERT_KEYS);
+    if let Some(b) = v.bool(cx, "enabled") {
+        a.enabled = b;
+    }
+    if let Some(x) = v.float(cx, "swap_warn_mb", 0.0, 1e9, "100") {
+        a.swap_warn_mb = x;
+    }
+    if let Some(x) = v.float(cx, "headroom_warn_percent", 0.0, 100.0, "10") {
+        a.headroom_warn_percent = x;
+    }
+    if let Some(x) = v.float(cx, "cooldown_s", 0.0, 86_400.0, "300") {
+        a.cooldown_s = x;
+    }
+    a
+}
+
+fn parse_service(
+    cx: &mut Ctx,
+    name: &str,
+    t: &dyn TableLike,
+    name_span: Option<Range<usize>>,
+    _server: &ServerSettings,
+) -> Option<ServiceSpec> {
+    let where_ = format!("[services.{name}]");
+    let v = TableView {
+        table: t,
+        where_: where_.clone(),
+    };
+    if name == "ssh" {
+        // The original mlx-box keeps its SSH port here; it is not a model server.
+        cx.note(
+            name_span,
+            "[services.ssh] is the SSH port of the mlx-box stack, not a model server: mlx-box leaves it alone",
+        );
+        return None;
+    }
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        cx.error(
+            name_span.clone(),
+            format!("service name `{name}` may only use letters, digits, `-` and `_`"),
+            Some("it names log files and CLI arguments".to_string()),
+        );
+    }
+    v.unknown_keys(cx, SERVICE_KEYS);
+
+    let command = v.str_list(cx, "command");
+    if let Some(cmd) = &command {
+        if cmd.is_empty() {
+            cx.error(
+                v.get("command").and_then(value_span),
+                format!("`command` in {where_} is empty"),
+                Some("give the program and its arguments, e.g. [\"{python}\", \"server.py\", \"--port\", \"{port}\"]".to_string()),
+            );
+        }
+        for arg in cmd {
+            let mut rest = arg.as_str();
+            while let Some(i) = rest.find('{') {
+                let tail = &rest[i..];
+                let end = tail.find('}').map(|e| e + 1).unwrap_or(tail.len());
+                let ph = &tail[..end];
+                if !PLACEHOLDERS.contains(&ph) {
+                    cx.error(
+                        v.get("command").and_then(value_span),
+                        format!("unknown placeholder `{ph}` in `command` of {where_}"),
+                        Some(format!("known placeholders: {}", PLACEHOLDERS.join(" "))),
+                    );
+                }
+                rest = &tail[end..];
+            }
+        }
+    }
+
+    let kind = match v.str(cx, "kind") {
+        Some(k) => match Kind::parse(&k) {
+            Some(k) => k,
+            None => {
+                cx.error(
+                    v.get("kind").and_then(value_span),
+                    format!("unknown kind `{k}` in {where_}"),
+                    Some(format!("use one of: {}", Kind::NAMES.join(", "))),
+                );
+                Kind::infer(name, command.is_some())
+            }
+        },
+        None => Kind::infer(name, command.is_some()),
+    };
+
+    let positions = t
+        .iter()
+        .map(|(k, _)| (k.to_string(), cx.pos(t.key(k).and_then(|k| k.span()))))
+        .collect::<BTreeMap<String, Pos>>();
+
+    let model = v.str(cx, "model");
+    let needs_model = command
+        .as_ref()
+        .map(|c| c.iter().any(|a| a.contains("{model}")))
+        .unwrap_or(!matches!(kind, Kind::Command));
+    if model.is_none() && needs_model {
+        cx.error(
+            name_span.clone(),
+            format!("{where_} has no `model`"),
+            Some("add `model = \"mlx-community/Qwen3-0.6B-4bit\"` (a Hugging Face id or a local path)".to_string()),
+        );
+    }
+
+    let port = v.port(cx, "port");
+    let backend_port = v.port(cx, "backend_port");
+    if port.is_none() && backend_port.is_none() && v.get("port").is_none() && v.get("backend_port").is_none() {
+        cx.error(
+            name_span.clone(),
+            format!("{where_} has no `port`"),
+            Some("add `port = 8080` (and `backend_port` if a proxy sits in front)".to_string()),
+        );
+    }
+
+    let mut enabled = v.bool(cx, "enabled").unwrap_or(true);
+    let mut disabled_reason = (!enabled).then(|| "enabled = false in settings.toml".to_string());
+    if command.is_none() && matches!(kind, Kind::Tts | Kind::Stt | Kind::Command) {
+        cx.warn(
+            name_span.clone(),
+            format!("{where_} ({}) has no `command`, so mlx-box cannot launch it", kind.as_str()),
+            Some("add `command = [\"{python}\", \"your-server.py\", \"--port\", \"{port}\"]`, or `enabled = false`".to_string()),
+        );
+        enabled = false;
+        disabled_reason = Some(format!("no `command` for this {} service", kind.as_str()));
+    }
+
+    for key in ["frequency_penalty", "presence_penalty"] {
+        if v.get(key).is_some() && kind == Kind::Chat && command.is_none() {
+            cx.note(
+                v.key_span(key),
+                format!("`{key}` in {where_} is accepted but mlx_lm.server does not support it: not passed"),
+            );
+        }
+    }
+
+    let env = match v.get("env") {
+        None => BTreeMap::new(),
+        Some(item) => match item.as_table_like() {
+            Some(et) => {
+                let mut m = BTreeMap::new();
+                for (k, val) in et.iter() {
+                    match val.as_str() {
+                        Some(s) => {
+                            m.insert(k.to_string(), s.to_string());
+                        }
+                        None => cx.error(
+                            value_span(val),
+                            format!("env `{k}` in {where_} must be a string"),
+                            Some(format!("quote it: {k} = \"...\"")),
+                        ),
+                    }
+                }
+                m
+            }
+            None => {
+                v.mismatch(cx, "env", item, "a table of strings", "{ HF_HOME = \"/Volumes/models\" }");
+                BTreeMap::new()
+            }
+        },
+    };
+
+    let probe = match v.str(cx, "probe") {
+        None => Probe::for_kind(kind),
+        Some(p) => Probe::parse(&p).unwrap_or_else(|| {
+            cx.error(
+                v.get("probe").and_then(value_span),
+                format!("unknown probe `{p}` in {where_}"),
+                Some("use \"chat\", \"embedding\", \"tcp\" or an HTTP path such as \"/health\"".to_string()),
+            );
+            Probe::Tcp
+        }),
+    };
+
+    let restart = match v.str(cx, "restart") {
+        None => RestartPolicy::OnFailure,
+        Some(r) => RestartPolicy::parse(&r).unwrap_or_else(|| {
+            cx.error(
+                v.get("restart").and_then(value_span),
+                format!("unknown restart policy `{r}` in {where_}"),
+                Some("use \"on-failure\", \"always\" or \"never\"".to_string()),
+            );
+            RestartPolicy::OnFailure
+        }),
+    };
+
+    let quantization = v.get("quantization").and_then(|q| {
+        q.as_bool()
+            .map(|b| b.to_string())
+            .or_else(|| q.as_str().map(str::to_string))
+            .or_else(|| q.as_integer().map(|i| i.to_string()))
+    });
+
+    let spec = ServiceSpec {
+        name: name.to_string(),
+        kind,
+        enabled,
+        disabled_reason,
+        port,
+        backend_port,
+        model,
+        max_tokens: v.int(cx, "max_tokens", 1, 10_000_000, "4096").map(|n| n as u32),
+        temperature: v.float(cx, "temperature", 0.0, 5.0, "0.6"),
+        top_p: v.float(cx, "top_p", 0.0, 1.0, "0.95"),
+        frequency_penalty: v.float(cx, "frequency_penalty", -2.0, 2.0, "0.0"),
+        presence_penalty: v.float(cx, "presence_penalty", -2.0, 2.0, "0.0"),
+        filter_reasoning: v.bool(cx, "filter_reasoning").unwrap_or(false),
+        thinking_budget: v.int(cx, "thinking_budget", 0, 10_000_000, "8192").map(|n| n as u32),
+        disable_thinking_tags: v.bool(cx, "disable_thinking_tags").unwrap_or(false),
+        batch_size: v.int(cx, "batch_size", 1, 1_000_000, "64").map(|n| n as u32),
+        max_seq_length: v.int(cx, "max_seq_length", 1, 10_000_000, "1024").map(|n| n as u32),
+        quantization,
+        context_length: v.int(cx, "context_length", 1, 100_000_000, "8192").map(|n| n as u32),
+        max_concurrency: v.int(cx, "max_concurrency", 1, 100_000, "4").map(|n| n as u32),
+        command,
+        python: v.str(cx, "python"),
+        env,
+        cwd: v.str(cx, "cwd").map(PathBuf::from),
+        probe,
+        ready_timeout_s: v.float(cx, "ready_timeout_s", 0.1, 86_400.0, "600").unwrap_or(600.0),
+        stop_timeout_s: v.float(cx, "stop_timeout_s", 0.0, 3_600.0, "10").unwrap_or(10.0),
+        restart,
+        backoff_max_s: v.float(cx, "backoff_max_s", 0.0, 86_400.0, "60").unwrap_or(60.0),
+        max_start_failures: v.int(cx, "max_start_failures", 1, 1000, "3").unwrap_or(3) as u32,
+        liveness_interval_s: v.float(cx, "liveness_interval_s", 0.1, 86_400.0, "10").unwrap_or(10.0),
+        liveness_failures: v.int(cx, "liveness_failures", 1, 1000, "3").unwrap_or(3) as u32,
+        positions: Positions(positions),
+    };
+    Some(spec)
+}
+
+/// Two services (or a service and the SSH port) on one port is an error: the second server could not bind.
+fn check_ports(cx: &mut Ctx, services_item: Option<&Item>, _services: &[ServiceSpec]) {
+    let Some(t) = services_item.and_then(|i| i.as_table_like()) else {
+        return;
+    };
+    let mut seen: HashMap<i64, String> = HashMap::new();
+    for (name, item) in t.iter() {
+        let Some(st) = item.as_table_like() else { continue };
+        if st.get("enabled").and_then(|e| e.as_bool()) == Some(false) {
+            continue;
+        }
+        for key in ["port", "backend_port"] {
+            let Some(pi) = st.get(key) else { continue };
+            let Some(p) = pi.as_integer() else { continue };
+            let here = format!("services.{name}.{key}");
+            if let Some(first) = seen.get(&p) {
+                cx.error(
+                    value_span(pi),
+                    format!("port {p} of `{here}` is already used by `{first}`"),
+                    Some("give every service its own port".to_string()),
+                );
+            } else {
+                seen.insert(p, here);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Option<Settings>, Vec<Diagnostic>) {
+        parse_settings(Path::new("settings.toml"), text)
+    }
+
+    fn lines(d: &[Diagnostic]) -> Vec<String> {
+        d.iter().map(|d| d.to_string()).collect()
+    }
+
+    #[test]
+    fn mlx_box_fixture_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mlx-box-settings.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (s, d) = parse_settings(&path, &text);
+        let s = s.unwrap_or_else(|| panic!("fixture invalid: {:#?}", lines(&d)));
+        assert!(!d.iter().any(|d| d.severity == Severity::Error));
+        let names: Vec<_> = s.services.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["router", "fast", "thinking", "embedding", "ocr", "tts", "whisper"]);
+        let fast = s.service("fast").unwrap();
+        assert_eq!(fast.kind, Kind::Chat);
+        assert_eq!(fast.bind_port(), Some(8091));
+        assert_eq!(fast.port, Some(8081));
+        assert!(fast.filter_reasoning);
+        assert_eq!(fast.thinking_budget, Some(0));
+        assert_eq!(s.service("embedding").unwrap().kind, Kind::Embedding);
+        assert_eq!(s.service("ocr").unwrap().kind, Kind::Ocr);
+        let tts = s.service("tts").unwrap();
+        assert_eq!(tts.kind, Kind::Tts);
+        assert!(!tts.enabled, "tts has no command: not launchable");
+        assert_eq!(s.server.api_keys.len(), 2);
+        // ssh noted, tts/whisper warned
+        let all = lines(&d).join("\n");
+        assert!(all.contains("[services.ssh] is the SSH port"), "{all}");
+        assert!(all.contains("[services.tts] (tts) has no `command`"), "{all}");
+        assert!(all.contains("frequency_penalty"), "{all}");
+    }
+
+    #[test]
+    fn reports_every_problem_with_exact_positions() {
+        let text = r#"[server]
+host = "127.0.0.1"
+
+[services.a]
+port = "8080"
+model = "m"
+
+[services.b]
+port = 70000
+model = "m"
+kind = "banana"
+
+[services.c]
+port = 9000
+backend_port = 9001
+model = "m"
+temprature = 0.3
+
+[services.d]
+port = 9001
+"#;
+        let (s, d) = parse(text);
+        assert!(s.is_none());
+        let l = lines(&d);
+        assert_eq!(
+            l,
+            vec![
+                "settings.toml:5:8: error: `port` in [services.a] must be an integer port, found a string (for example `port = 8090`)",
+                "settings.toml:9:8: error: `port` = 70000 in [services.b] is not a TCP port (use a number from 1024 to 65535)",
+                "settings.toml:11:8: error: unknown kind `banana` in [services.b] (use one of: chat, embedding, ocr, tts, stt, command)",
+                "settings.toml:17:1: warning: unknown key `temprature` in [services.c] (ignored) (did you mean `temperature`?)",
+                "settings.toml:19:11: error: [services.d] has no `model` (add `model = \"mlx-community/Qwen3-0.6B-4bit\"` (a Hugging Face id or a local path))",
+                "settings.toml:20:8: error: port 9001 of `services.d.port` is already used by `services.c.backend_port` (give every service its own port)",
+            ],
+        );
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let (s, d) = parse("[services.a]\nport = 80\nmodel = \"x\n");
+        assert!(s.is_none());
+        assert_eq!(d.len(), 1);
+        assert_eq!((d[0].line, d[0].severity), (3, Severity::Error));
+        assert!(d[0].to_string().starts_with("settings.toml:3:"), "{}", d[0]);
+    }
+
+    #[test]
+    fn command_placeholders_and_kind_inference() {
+        let (s, d) = parse(
+            r#"[services.gpt_oss]
+port = 5001
+model = "openai/gpt-oss-20b"
+command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{port}", "{bogus}"]
+"#,
+        );
+        assert!(s.is_none());
+        assert!(lines(&d)[0].contains("unknown placeholder `{bogus}`"), "{:?}", lines(&d));
+
+        let (s, d) = parse(
+            "[services.qwen]\nport = 5002\ncommand = [\"{python}\", \"qwen.py\", \"--port\", \"{port}\"]\n",
+        );
+        let s = s.unwrap_or_else(|| panic!("{:?}", lines(&d)));
+        assert_eq!(s.services[0].kind, Kind::Command);
+        assert_eq!(s.services[0].probe, Probe::Tcp);
+        assert!(s.services[0].enabled);
+    }
+
+    #[test]
+    fn disabled_services_may_share_ports() {
+        let (s, d) = parse(
+            "[services.a]\nport = 5001\nmodel = \"m\"\n[services.b]\nport = 5001\nmodel = \"m\"\nenabled = false\n",
+        );
+        assert!(s.is_some(), "{:?}", lines(&d));
+    }
+}

@@ -1,0 +1,150 @@
+//! Client of the control API over the Unix socket (used by the CLI; the menu-bar app uses it too).
+
+use crate::api::{ActionReply, ErrorReply, Event, StatusReport};
+use crate::config::Diagnostic;
+use futures_util::StreamExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("no mlx-box daemon is running on {dir} (no socket at {socket}); start one with `mlx-box up` (or `mlx-box up --demo`)")]
+    NotRunning { dir: PathBuf, socket: PathBuf },
+    #[error("the daemon did not answer: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("{0}")]
+    Api(String),
+    #[error("settings are invalid")]
+    Invalid(Vec<Diagnostic>),
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    dir: PathBuf,
+    socket: PathBuf,
+}
+
+impl Client {
+    pub fn new(state_dir: &Path) -> Self {
+        let socket = crate::paths::socket_path(state_dir);
+        let http = reqwest::Client::builder()
+            .unix_socket(socket.clone())
+            .build()
+            .expect("http client");
+        Client { http, dir: state_dir.to_path_buf(), socket }
+    }
+
+    fn url(path: &str) -> String {
+        format!("http://mlx-box{path}")
+    }
+
+    fn map_err(&self, e: reqwest::Error) -> ClientError {
+        if e.is_connect() || !self.socket.exists() {
+            ClientError::NotRunning { dir: self.dir.clone(), socket: self.socket.clone() }
+        } else {
+            ClientError::Http(e)
+        }
+    }
+
+    async fn check(resp: reqwest::Response) -> Result<reqwest::Response, ClientError> {
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            if let Some(d) = v.get("diagnostics") {
+                if let Ok(d) = serde_json::from_value(d.clone()) {
+                    return Err(ClientError::Invalid(d));
+                }
+            }
+        }
+        let msg = serde_json::from_str::<ErrorReply>(&text).map(|e| e.error).unwrap_or(format!("HTTP {status}: {text}"));
+        Err(ClientError::Api(msg))
+    }
+
+    pub async fn status(&self) -> Result<StatusReport, ClientError> {
+        let r = self.http.get(Self::url("/v1/status")).send().await.map_err(|e| self.map_err(e))?;
+        Ok(Self::check(r).await?.json().await?)
+    }
+
+    pub async fn action(&self, target: &str, verb: &str) -> Result<ActionReply, ClientError> {
+        let r = self
+            .http
+            .post(Self::url(&format!("/v1/services/{target}/{verb}")))
+            .send()
+            .await
+            .map_err(|e| self.map_err(e))?;
+        Ok(Self::check(r).await?.json().await?)
+    }
+
+    pub async fn logs(&self, name: &str, lines: usize) -> Result<Vec<String>, ClientError> {
+        let r = self
+            .http
+            .get(Self::url(&format!("/v1/services/{name}/logs?lines={lines}")))
+            .send()
+            .await
+            .map_err(|e| self.map_err(e))?;
+        let v: serde_json::Value = Self::check(r).await?.json().await?;
+        Ok(serde_json::from_value(v["lines"].clone()).unwrap_or_default())
+    }
+
+    /// Calls `on_line` for each new log line until the daemon goes away.
+    pub async fn follow_logs(&self, name: &str, mut on_line: impl FnMut(&str)) -> Result<(), ClientError> {
+        let r = self
+            .http
+            .get(Self::url(&format!("/v1/services/{name}/logs/follow")))
+            .send()
+            .await
+            .map_err(|e| self.map_err(e))?;
+        let r = Self::check(r).await?;
+        sse_data(r, |d| on_line(d)).await
+    }
+
+    /// Calls `on_event` for each event; returns when `on_event` returns false or the stream ends.
+    pub async fn events(&self, mut on_event: impl FnMut(Event) -> bool) -> Result<(), ClientError> {
+        let r = self.http.get(Self::url("/v1/events")).send().await.map_err(|e| self.map_err(e))?;
+        let r = Self::check(r).await?;
+        let mut go = true;
+        sse_data(r, |d| {
+            if go {
+                if let Ok(ev) = serde_json::from_str::<Event>(d) {
+                    go = on_event(ev);
+                }
+            }
+        })
+        .await
+    }
+
+    pub async fn put_config(&self, text: &str) -> Result<(), ClientError> {
+        let r = self.http.put(Self::url("/v1/config")).body(text.to_string()).send().await.map_err(|e| self.map_err(e))?;
+        Self::check(r).await.map(|_| ())
+    }
+
+    pub async fn shutdown(&self) -> Result<(), ClientError> {
+        let r = self.http.post(Self::url("/v1/shutdown")).send().await.map_err(|e| self.map_err(e))?;
+        Self::check(r).await.map(|_| ())
+    }
+}
+
+/// Reads a server-sent-events body, calling `on_data` with each event's `data:` payload.
+async fn sse_data(resp: reqwest::Response, mut on_data: impl FnMut(&str)) -> Result<(), ClientError> {
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut data: Vec<String> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk?));
+        while let Some(i) = buf.find('\n') {
+            let line = buf[..i].trim_end_matches('\r').to_string();
+            buf.drain(..=i);
+            if line.is_empty() {
+                if !data.is_empty() {
+                    on_data(&data.join("\n"));
+                    data.clear();
+                }
+            } else if let Some(d) = line.strip_prefix("data:") {
+                data.push(d.strip_prefix(' ').unwrap_or(d).to_string());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Routes of the control API.
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | GET | /v1/status | `StatusReport` |
+//! | POST | /v1/services/{name or all}/{start,stop,restart} | `ActionReply` |
+//! | GET | /v1/services/{name}/logs?lines=N | `{lines: [..]}` |
+//! | GET | /v1/services/{name}/logs/follow | SSE, one log line per event |
+//! | GET | /v1/config | `{path, text, status}` |
+//! | PUT | /v1/config | body = new text; 422 + diagnostics when invalid |
+//! | POST | /v1/config/validate | body = text; `{diagnostics}` |
+//! | GET | /v1/events | SSE of `Event` (JSON) |
+//! | POST | /v1/shutdown | stops every service, then the daemon |
+
+use crate::api::{ActionReply, ErrorReply, Event};
+use crate::daemon::Daemon;
+use crate::supervisor::Verb;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::Stream;
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+type D = State<Arc<Daemon>>;
+
+pub fn router(d: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/services/{target}/{verb}", post(action))
+        .route("/v1/services/{name}/logs", get(logs))
+        .route("/v1/services/{name}/logs/follow", get(follow))
+        .route("/v1/config", get(get_config).put(put_config))
+        .route("/v1/config/validate", post(validate))
+        .route("/v1/events", get(events))
+        .route("/v1/shutdown", post(shutdown))
+        .with_state(d)
+}
+
+fn err(code: StatusCode, msg: impl Into<String>) -> Response {
+    (code, Json(ErrorReply { error: msg.into() })).into_response()
+}
+
+async fn status(State(d): D) -> Response {
+    Json(d.status().await).into_response()
+}
+
+async fn action(State(d): D, Path((target, verb)): Path<(String, String)>) -> Response {
+    let verb = match verb.as_str() {
+        "start" => Verb::Start,
+        "stop" => Verb::Stop,
+        "restart" => Verb::Restart,
+        v => return err(StatusCode::NOT_FOUND, format!("unknown action `{v}`: use start, stop or restart")),
+    };
+    match d.supervisor.command(&target, verb).await {
+        Ok(services) => Json(ActionReply { services }).into_response(),
+        Err(e) => err(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    lines: Option<usize>,
+}
+
+async fn logs(State(d): D, Path(name): Path<String>, Query(q): Query<LogQuery>) -> Response {
+    match d.supervisor.log_tail(&name) {
+        Some(t) => Json(serde_json::json!({ "lines": t.tail(q.lines.unwrap_or(100)) })).into_response(),
+        None => err(StatusCode::NOT_FOUND, format!("no service named `{name}` (and no log file for it)")),
+    }
+}
+
+async fn follow(State(d): D, Path(name): Path<String>) -> Response {
+    let Some(t) = d.supervisor.log_tail(&name) else {
+        return err(StatusCode::NOT_FOUND, format!("no service named `{name}`"));
+    };
+    let rx = t.live.subscribe();
+    // The service task polls the file; a follower of an adopted/unknown tail polls it itself.
+    let poller = {
+        let t = t.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                t.poll();
+            }
+        })
+    };
+    let guard = AbortOnDrop(poller);
+    let stream = BroadcastStream::new(rx).filter_map(move |r| {
+        let _keep = &guard;
+        match r {
+            Ok(line) => Some(Ok::<_, Infallible>(SseEvent::default().data(line))),
+            Err(BroadcastStreamRecvError::Lagged(n)) => {
+                Some(Ok(SseEvent::default().data(format!("[mlx-box] … {n} lines skipped (reader too slow)"))))
+            }
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn get_config(State(d): D) -> Response {
+    let text = std::fs::read_to_string(&d.config_path).unwrap_or_default();
+    let status = d.config.lock().unwrap().status.clone();
+    Json(serde_json::json!({ "path": d.config_path, "text": text, "status": status })).into_response()
+}
+
+async fn put_config(State(d): D, body: String) -> Response {
+    match d.write_config(&body).await {
+        Ok(()) => Json(serde_json::json!({ "ok": true })).into_response(),
+        Err(diags) => (StatusCode::UNPROCESSABLE_ENTITY, Json(serde_json::json!({ "diagnostics": diags }))).into_response(),
+    }
+}
+
+async fn validate(State(d): D, body: String) -> Response {
+    let (_, diags) = crate::config::parse_settings(&d.config_path, &body);
+    Json(serde_json::json!({ "diagnostics": diags })).into_response()
+}
+
+async fn events(State(d): D) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = d.events();
+    let stream = BroadcastStream::new(rx).filter_map(|r| match r {
+        Ok(ev) => Some(Ok(SseEvent::default().data(serde_json::to_string(&ev).unwrap_or_default()))),
+        // A slow client missed events: tell it to re-read /v1/status rather than drift.
+        Err(BroadcastStreamRecvError::Lagged(_)) => Some(Ok(SseEvent::default().event("lagged").data("{}"))),
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn shutdown(State(d): D) -> Response {
+    d.shutdown.notify_one();
+    let _ = d.shared.events.send(Event::Shutdown);
+    Json(serde_json::json!({ "ok": true })).into_response()
+}

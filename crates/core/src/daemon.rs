@@ -1,0 +1,317 @@
+//! The daemon (`mlx-box up`): owns the supervisor, watches settings.toml, serves the control API, and on
+//! SIGINT/SIGTERM stops every service before it exits.
+
+use crate::alerts::AlertStore;
+use crate::api::{AlertSeverity, ConfigStatus, Event, MemoryStatus, StatusReport, ThermalStatus};
+use crate::config::{self, Diagnostic, Severity};
+use crate::launch::Runtime;
+use crate::paths;
+use crate::supervisor::{process, statefile::StateFile, Shared, Supervisor};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, Notify};
+
+/// The embedding server mlx-box ships (the original mlx-box had `models/embed-server.py`).
+pub const EMBED_SERVER_PY: &str = include_str!("../../../python/embed_server.py");
+
+#[derive(Debug, Clone)]
+pub struct DaemonOptions {
+    pub state_dir: PathBuf,
+    pub config_path: PathBuf,
+    /// Interpreter for services that name none (the demo passes its venv's python).
+    pub default_python: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("another mlx-box daemon (pid {pid}) is running on state dir {dir}; use it (`mlx-box status`), or stop it (`kill {pid}`)")]
+    AlreadyRunning { pid: String, dir: PathBuf },
+    #[error("cannot use state dir {dir}: {source}")]
+    StateDir { dir: PathBuf, source: std::io::Error },
+    #[error("cannot listen on {path}: {source}")]
+    Socket { path: PathBuf, source: std::io::Error },
+    #[error("cannot watch {path}: {source}")]
+    Watch { path: PathBuf, source: notify::Error },
+}
+
+/// The live config as the daemon knows it.
+pub struct ConfigState {
+    pub status: ConfigStatus,
+}
+
+/// Everything the control API needs.
+pub struct Daemon {
+    pub supervisor: Supervisor,
+    pub shared: Arc<Shared>,
+    pub config_path: PathBuf,
+    pub config: Mutex<ConfigState>,
+    pub shutdown: Notify,
+    reload_tx: mpsc::Sender<()>,
+}
+
+impl Daemon {
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    pub fn alerts(&self) -> &AlertStore {
+        &self.shared.alerts
+    }
+
+    pub async fn status(&self) -> StatusReport {
+        let mut services = self.supervisor.statuses().await;
+        let (memory, per_group) = tokio::task::spawn_blocking({
+            let pgids: Vec<Option<u32>> = services.iter().map(|s| s.pid).collect();
+            move || sample_memory(&pgids)
+        })
+        .await
+        .unwrap_or_else(|_| (empty_memory(), vec![]));
+        for (s, m) in services.iter_mut().zip(per_group) {
+            s.memory_bytes = m;
+        }
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            daemon_pid: std::process::id(),
+            config_path: self.config_path.display().to_string(),
+            config: self.config.lock().unwrap().status.clone(),
+            services,
+            memory,
+            // The monitor issue reads the real thermal state; until then we say we do not know.
+            thermal: ThermalStatus { state: "unknown".into() },
+            alerts: self.shared.alerts.active(),
+        }
+    }
+
+    /// Re-reads settings.toml (after a watcher event or on request) and applies it when it is valid and
+    /// differs from what runs. An invalid file changes nothing that runs and raises an alert.
+    pub async fn reload(&self) {
+        let text = match std::fs::read(&self.config_path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Deleted (or mid-replace): keep running what runs; a re-create is seen by the watcher.
+                self.set_config_problem(vec![Diagnostic {
+                    path: self.config_path.clone(),
+                    line: 1,
+                    col: 1,
+                    severity: Severity::Error,
+                    message: "settings file is missing; services keep running as they were".into(),
+                    hint: Some("restore it (a copy is in settings.toml.bak if mlx-box saved it)".into()),
+                }]);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("cannot read {}: {e}", self.config_path.display());
+                return;
+            }
+        };
+        let hash = config::content_hash(&text);
+        if self.config.lock().unwrap().status.content_hash.as_deref() == Some(hash.as_str()) {
+            return; // our own write, or a touch without change
+        }
+        let text = String::from_utf8_lossy(&text);
+        let (settings, diags) = config::parse_settings(&self.config_path, &text);
+        match settings {
+            None => {
+                for d in &diags {
+                    tracing::warn!("{d}");
+                }
+                self.set_config_problem(diags);
+                self.config.lock().unwrap().status.content_hash = Some(hash);
+            }
+            Some(s) => {
+                self.shared.alerts.clear("config-invalid");
+                let status = ConfigStatus { valid: true, diagnostics: diags, content_hash: Some(hash) };
+                self.config.lock().unwrap().status = status.clone();
+                let _ = self.shared.events.send(Event::Config(status));
+                self.supervisor.apply(s).await;
+            }
+        }
+    }
+
+    fn set_config_problem(&self, diags: Vec<Diagnostic>) {
+        let errors: Vec<&Diagnostic> = diags.iter().filter(|d| d.severity == Severity::Error).collect();
+        let first = errors.first().map(|d| d.to_string()).unwrap_or_default();
+        self.shared.alerts.raise(
+            "config-invalid",
+            AlertSeverity::Warning,
+            "settings.toml is invalid",
+            format!(
+                "{} problem(s), first: {first}. Nothing was changed; fix the file and it applies on save.",
+                errors.len()
+            ),
+        );
+        let status = ConfigStatus { valid: false, diagnostics: diags, content_hash: None };
+        self.config.lock().unwrap().status = status.clone();
+        let _ = self.shared.events.send(Event::Config(status));
+    }
+
+    /// Validates `text` and writes it (with a `.bak`, atomically); the watcher then applies it.
+    pub async fn write_config(&self, text: &str) -> Result<(), Vec<Diagnostic>> {
+        let (settings, diags) = config::parse_settings(&self.config_path, text);
+        if settings.is_none() {
+            return Err(diags);
+        }
+        config::write_with_backup(&self.config_path, text.as_bytes()).map_err(|e| {
+            vec![Diagnostic {
+                path: self.config_path.clone(),
+                line: 1,
+                col: 1,
+                severity: Severity::Error,
+                message: format!("cannot write: {e}"),
+                hint: None,
+            }]
+        })?;
+        let _ = self.reload_tx.send(()).await;
+        Ok(())
+    }
+}
+
+fn empty_memory() -> MemoryStatus {
+    MemoryStatus {
+        total_bytes: 0,
+        used_bytes: 0,
+        available_bytes: 0,
+        swap_used_bytes: 0,
+        swap_total_bytes: 0,
+        pressure: "unknown".into(),
+    }
+}
+
+/// System memory and the resident memory of each service's process group.
+fn sample_memory(pgids: &[Option<u32>]) -> (MemoryStatus, Vec<Option<u64>>) {
+    use sysinfo::{MemoryRefreshKind, ProcessRefreshKind, ProcessesToUpdate, RefreshKind, System};
+    let Ok(mut sys) = System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()))
+    else {
+        return (empty_memory(), vec![None; pgids.len()]);
+    };
+    let mem = MemoryStatus {
+        total_bytes: sys.total_memory(),
+        used_bytes: sys.used_memory(),
+        available_bytes: sys.available_memory(),
+        swap_used_bytes: sys.used_swap(),
+        swap_total_bytes: sys.total_swap(),
+        pressure: "unknown".into(),
+    };
+    if pgids.iter().all(Option::is_none) {
+        return (mem, vec![None; pgids.len()]);
+    }
+    sys.refresh_processes_specifics(ProcessesToUpdate::All, true, ProcessRefreshKind::nothing().with_memory());
+    let per = pgids.iter().map(|p| p.map(|pg| process::group_memory(&sys, pg))).collect();
+    (mem, per)
+}
+
+/// Exclusive lock on the state dir, held for the daemon's life.
+struct StateLock {
+    _file: std::fs::File,
+}
+
+fn lock_state_dir(dir: &Path) -> Result<StateLock, DaemonError> {
+    let sd = |e| DaemonError::StateDir { dir: dir.to_path_buf(), source: e };
+    std::fs::create_dir_all(dir).map_err(sd)?;
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    let path = dir.join("daemon.lock");
+    let mut f = std::fs::OpenOptions::new().create(true).read(true).write(true).truncate(false).open(&path).map_err(sd)?;
+    // flock is released by the kernel when the process dies, even by SIGKILL: no stale locks.
+    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let pid = std::fs::read_to_string(&path).unwrap_or_default().trim().to_string();
+        return Err(DaemonError::AlreadyRunning { pid: if pid.is_empty() { "?".into() } else { pid }, dir: dir.to_path_buf() });
+    }
+    f.set_len(0).map_err(sd)?;
+    write!(f, "{}", std::process::id()).map_err(sd)?;
+    Ok(StateLock { _file: f })
+}
+
+/// Runs the daemon until SIGINT/SIGTERM or a shutdown request; every service is stopped before it returns.
+pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
+    let dir = &opts.state_dir;
+    let _lock = lock_state_dir(dir)?;
+    let sd = |e| DaemonError::StateDir { dir: dir.clone(), source: e };
+    let logs_dir = dir.join("logs");
+    let scripts_dir = dir.join("runtime");
+    std::fs::create_dir_all(&logs_dir).map_err(sd)?;
+    std::fs::create_dir_all(&scripts_dir).map_err(sd)?;
+    std::fs::write(scripts_dir.join("embed_server.py"), EMBED_SERVER_PY).map_err(sd)?;
+
+    let (events, _) = broadcast::channel(1024);
+    let shared = Arc::new(Shared {
+        alerts: AlertStore::new(events.clone()),
+        events,
+        statuses: Default::default(),
+        state_file: StateFile::load(dir.join("state.json")),
+        client: reqwest::Client::builder()
+            .no_proxy()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("http client"),
+        logs_dir,
+        config_path: opts.config_path.clone(),
+    });
+    let rt = Runtime {
+        scripts_dir,
+        default_python: opts.default_python.clone().unwrap_or_else(crate::launch::default_python),
+    };
+    let (reload_tx, mut reload_rx) = mpsc::channel::<()>(4);
+    let daemon = Arc::new(Daemon {
+        supervisor: Supervisor::new(shared.clone(), rt),
+        shared: shared.clone(),
+        config_path: std::path::absolute(&opts.config_path).unwrap_or(opts.config_path.clone()),
+        config: Mutex::new(ConfigState {
+            status: ConfigStatus { valid: false, diagnostics: vec![], content_hash: None },
+        }),
+        shutdown: Notify::new(),
+        reload_tx: reload_tx.clone(),
+    });
+
+    // Control socket first, so clients can watch the services come up.
+    let sock = paths::socket_path(dir);
+    let _ = std::fs::remove_file(&sock); // stale: the lock proves no daemon owns it
+    let listener = tokio::net::UnixListener::bind(&sock)
+        .map_err(|e| DaemonError::Socket { path: sock.clone(), source: e })?;
+    let _ = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600));
+    let app = crate::control::server::router(daemon.clone());
+    let server = tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!("control API stopped: {e}");
+        }
+    });
+
+    // The watcher only pokes; the reload task reads, validates and applies, one change at a time.
+    let poke = reload_tx.clone();
+    let _watcher = config::watch_file(&daemon.config_path, Duration::from_millis(50), move || {
+        let _ = poke.try_send(());
+    })
+    .map_err(|e| DaemonError::Watch { path: daemon.config_path.clone(), source: e })?;
+    daemon.reload().await;
+    let d2 = daemon.clone();
+    let reloader = tokio::spawn(async move {
+        while reload_rx.recv().await.is_some() {
+            d2.reload().await;
+        }
+    });
+    tracing::info!(state_dir = %dir.display(), config = %daemon.config_path.display(), socket = %sock.display(), "mlx-box daemon ready");
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).expect("SIGINT handler");
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = daemon.shutdown.notified() => break,
+            // SIGHUP: re-read settings.toml now (as most daemons do).
+            _ = hup.recv() => { let _ = reload_tx.try_send(()); continue; }
+        }
+    }
+    tracing::info!("stopping every service");
+    reloader.abort();
+    daemon.supervisor.shutdown().await;
+    let _ = shared.events.send(Event::Shutdown);
+    server.abort();
+    let _ = std::fs::remove_file(&sock);
+    tracing::info!("all services stopped; bye");
+    Ok(())
+}

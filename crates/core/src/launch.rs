@@ -1,0 +1,270 @@
+//! The command line of each service: what `python -m mlx_lm server …` (or the user's `command`) gets.
+
+use crate::config::{Kind, ServiceSpec, Settings};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Everything that decides the process a service runs. Two equal plans mean "no restart needed".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchPlan {
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+    pub host: String,
+    pub port: u16,
+}
+
+impl LaunchPlan {
+    /// Stable hash of argv + env + cwd, persisted in the state file so a restarted daemon adopts only a
+    /// process that runs exactly what the config asks for.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for a in &self.argv {
+            h.update(a.as_bytes());
+            h.update([0]);
+        }
+        for (k, v) in &self.env {
+            h.update(k.as_bytes());
+            h.update([b'=']);
+            h.update(v.as_bytes());
+            h.update([0]);
+        }
+        if let Some(c) = &self.cwd {
+            h.update(c.to_string_lossy().as_bytes());
+        }
+        hex::encode(&h.finalize()[..12])
+    }
+}
+
+/// Where helper scripts that mlx-box ships (the embedding server) are written at daemon start.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub scripts_dir: PathBuf,
+    /// Interpreter used when neither the service nor `[app]` names one.
+    pub default_python: String,
+}
+
+impl Runtime {
+    pub fn embed_server(&self) -> PathBuf {
+        self.scripts_dir.join("embed_server.py")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum LaunchError {
+    #[error("service `{0}` has no port; add `port` (or `backend_port`) to [services.{0}]")]
+    NoPort(String),
+    #[error("service `{0}` has no model; add `model` to [services.{0}]")]
+    NoModel(String),
+    #[error("service `{name}` cannot be launched: {reason}")]
+    NotLaunchable { name: String, reason: String },
+}
+
+/// Builds the launch plan of one service.
+pub fn plan(spec: &ServiceSpec, settings: &Settings, rt: &Runtime) -> Result<LaunchPlan, LaunchError> {
+    let port = spec
+        .bind_port()
+        .ok_or_else(|| LaunchError::NoPort(spec.name.clone()))?;
+    // A backend behind the proxy listens on loopback only; a service without a proxy binds [server] host.
+    let host = if spec.backend_port.is_some() {
+        "127.0.0.1".to_string()
+    } else {
+        settings.server.host.clone()
+    };
+    let python = spec
+        .python
+        .clone()
+        .or_else(|| settings.app.python.clone())
+        .unwrap_or_else(|| rt.default_python.clone());
+    let model = spec.model.clone().unwrap_or_default();
+    let max_tokens = spec.max_tokens.unwrap_or(512).to_string();
+
+    let argv: Vec<String> = if let Some(tpl) = &spec.command {
+        tpl.iter()
+            .map(|a| {
+                a.replace("{python}", &python)
+                    .replace("{model}", &model)
+                    .replace("{host}", &host)
+                    .replace("{port}", &port.to_string())
+                    .replace("{max_tokens}", &max_tokens)
+            })
+            .collect()
+    } else {
+        let need_model = || {
+            spec.model
+                .clone()
+                .ok_or_else(|| LaunchError::NoModel(spec.name.clone()))
+        };
+        match spec.kind {
+            Kind::Chat => {
+                let mut a = vec![python, "-m".into(), "mlx_lm".into(), "server".into()];
+                a.extend(["--model".into(), need_model()?]);
+                a.extend(["--host".into(), host.clone(), "--port".into(), port.to_string()]);
+                a.extend(["--max-tokens".into(), max_tokens]);
+                if let Some(t) = spec.temperature {
+                    a.extend(["--temp".into(), fmt_num(t)]);
+                }
+                if let Some(p) = spec.top_p {
+                    a.extend(["--top-p".into(), fmt_num(p)]);
+                }
+                if spec.disable_thinking_tags {
+                    a.extend(["--chat-template-args".into(), r#"{"enable_thinking":false}"#.into()]);
+                }
+                a
+            }
+            Kind::Embedding => {
+                let mut a = vec![python, rt.embed_server().to_string_lossy().into_owned()];
+                a.extend(["--model".into(), need_model()?]);
+                a.extend(["--host".into(), host.clone(), "--port".into(), port.to_string()]);
+                if let Some(b) = spec.batch_size {
+                    a.extend(["--batch-size".into(), b.to_string()]);
+                }
+                if let Some(m) = spec.max_seq_length {
+                    a.extend(["--max-seq-length".into(), m.to_string()]);
+                }
+                a
+            }
+            Kind::Ocr => {
+                let mut a = vec![python, "-m".into(), "mlx_vlm.server".into()];
+                a.extend(["--model".into(), need_model()?]);
+                a.extend(["--host".into(), host.clone(), "--port".into(), port.to_string()]);
+                a
+            }
+            Kind::Tts | Kind::Stt | Kind::Command => {
+                return Err(LaunchError::NotLaunchable {
+                    name: spec.name.clone(),
+                    reason: spec
+                        .disabled_reason
+                        .clone()
+                        .unwrap_or_else(|| "it needs a `command`".into()),
+                })
+            }
+        }
+    };
+
+    let mut env = spec.env.clone();
+    // Unbuffered output, so a crash's last words reach the log before the process dies.
+    env.entry("PYTHONUNBUFFERED".into()).or_insert_with(|| "1".into());
+    Ok(LaunchPlan {
+        argv,
+        env,
+        cwd: spec.cwd.clone(),
+        host,
+        port,
+    })
+}
+
+fn fmt_num(x: f64) -> String {
+    format!("{x}")
+}
+
+/// Finds a usable Python 3: `python3` on PATH.
+pub fn default_python() -> String {
+    for cand in ["python3", "python"] {
+        if which(cand).is_some() {
+            return cand.to_string();
+        }
+    }
+    "python3".into()
+}
+
+pub fn which(prog: &str) -> Option<PathBuf> {
+    if prog.contains('/') {
+        return Path::new(prog).exists().then(|| PathBuf::from(prog));
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(prog))
+            .find(|p| p.is_file())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_settings;
+
+    fn rt() -> Runtime {
+        Runtime {
+            scripts_dir: PathBuf::from("/rt"),
+            default_python: "python3".into(),
+        }
+    }
+
+    fn settings(text: &str) -> Settings {
+        let (s, d) = parse_settings(Path::new("s.toml"), text);
+        s.unwrap_or_else(|| panic!("{d:?}"))
+    }
+
+    #[test]
+    fn chat_argv_matches_mlx_box() {
+        let s = settings(
+            r#"[server]
+host = "0.0.0.0"
+[services.thinking]
+port = 8083
+backend_port = 8093
+model = "nightmedia/Qwen3.5-122B"
+max_tokens = 32768
+temperature = 0.2
+top_p = 0.9
+frequency_penalty = 0.3
+disable_thinking_tags = true
+"#,
+        );
+        let p = plan(&s.services[0], &s, &rt()).unwrap();
+        assert_eq!(
+            p.argv,
+            [
+                "python3", "-m", "mlx_lm", "server", "--model", "nightmedia/Qwen3.5-122B", "--host",
+                "127.0.0.1", "--port", "8093", "--max-tokens", "32768", "--temp", "0.2", "--top-p",
+                "0.9", "--chat-template-args", r#"{"enable_thinking":false}"#
+            ]
+        );
+        assert_eq!(p.port, 8093);
+    }
+
+    #[test]
+    fn no_backend_port_binds_server_host_and_port() {
+        let s = settings("[server]\nhost = \"0.0.0.0\"\n[services.fast]\nport = 8081\nmodel = \"m\"\n[app]\npython = \"/opt/py/bin/python\"\n");
+        let p = plan(&s.services[0], &s, &rt()).unwrap();
+        assert_eq!(p.argv[0], "/opt/py/bin/python");
+        assert_eq!((p.host.as_str(), p.port), ("0.0.0.0", 8081));
+        assert!(p.argv.ends_with(&["--max-tokens".to_string(), "512".to_string()]));
+    }
+
+    #[test]
+    fn embedding_and_command_templates() {
+        let s = settings(
+            r#"[services.embedding]
+port = 8084
+backend_port = 8094
+model = "Qwen/Qwen3-Embedding-8B"
+batch_size = 64
+max_seq_length = 1024
+[services.qwen]
+port = 5002
+model = "mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit"
+python = "/venv/bin/python"
+command = ["{python}", "qwen_server.py", "--model={model}", "--bind", "{host}:{port}", "-n", "{max_tokens}"]
+env = { HF_HOME = "/Volumes/models" }
+"#,
+        );
+        let e = plan(&s.services[0], &s, &rt()).unwrap();
+        assert_eq!(
+            e.argv,
+            ["python3", "/rt/embed_server.py", "--model", "Qwen/Qwen3-Embedding-8B", "--host", "127.0.0.1",
+             "--port", "8094", "--batch-size", "64", "--max-seq-length", "1024"]
+        );
+        let q = plan(&s.services[1], &s, &rt()).unwrap();
+        assert_eq!(
+            q.argv,
+            ["/venv/bin/python", "qwen_server.py", "--model=mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit",
+             "--bind", "127.0.0.1:5002", "-n", "512"]
+        );
+        assert_eq!(q.env.get("HF_HOME").map(String::as_str), Some("/Volumes/models"));
+        assert_ne!(e.hash(), q.hash());
+    }
+}

@@ -1,0 +1,12 @@
+//! mlx-box core: everything the daemon does, with no GUI dependency. `crates/cli` and `src-tauri` are thin
+//! clients of this crate.
+
+pub mod alerts;
+pub mod api;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod demo;
+pub mod launch;
+pub mod paths;
+pub mod supervisor;

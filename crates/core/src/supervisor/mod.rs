@@ -1,0 +1,229 @@
+//! The supervisor: one task per service (see `service.rs`), config changes applied as diffs, adoption of
+//! the servers a previous daemon left running.
+
+pub mod logs;
+pub mod machine;
+pub mod probe;
+pub mod process;
+mod service;
+pub mod statefile;
+
+pub use machine::State;
+pub use service::Shared;
+
+use crate::api::ServiceStatus;
+use crate::config::{diff_settings, ServiceChange, Settings};
+use crate::launch::{plan, Runtime};
+use logs::LogTail;
+use process::Proc;
+use service::{policy_of, Cmd, Runner};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+struct Handle {
+    tx: mpsc::Sender<Cmd>,
+    log: Arc<LogTail>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Start,
+    Stop,
+    Restart,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("no service named `{name}`; known services: {known}")]
+    UnknownService { name: String, known: String },
+}
+
+pub struct Supervisor {
+    pub shared: Arc<Shared>,
+    rt: Runtime,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    settings: Option<Settings>,
+    handles: BTreeMap<String, Handle>,
+    /// The order of the config file, for listings.
+    order: Vec<String>,
+}
+
+impl Supervisor {
+    pub fn new(shared: Arc<Shared>, rt: Runtime) -> Self {
+        Supervisor {
+            shared,
+            rt,
+            inner: Mutex::new(Inner { settings: None, handles: BTreeMap::new(), order: vec![] }),
+        }
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.rt
+    }
+
+    /// Applies settings: the first time, adopts what a previous daemon left and starts every enabled
+    /// service; later, only what the diff names is touched.
+    pub async fn apply(&self, new: Settings) {
+        let mut inner = self.inner.lock().await;
+        let old = inner.settings.take();
+        inner.order = new.services.iter().map(|s| s.name.clone()).collect();
+        match &old {
+            None => {
+                let mut adoptable = self.adopt_or_reap(&new).await;
+                for spec in &new.services {
+                    let adopt = adoptable.remove(&spec.name);
+                    self.spawn_runner(&mut inner, &new, &spec.name, adopt, true);
+                }
+            }
+            Some(old) => {
+                let diff = diff_settings(old, &new, &self.rt);
+                for change in diff.changes {
+                    tracing::info!(?change, "config change");
+                    let restart = matches!(change, ServiceChange::Restart(_));
+                    match change {
+                        ServiceChange::Added(n) => self.spawn_runner(&mut inner, &new, &n, None, true),
+                        ServiceChange::Removed(n) => {
+                            if let Some(h) = inner.handles.remove(&n) {
+                                stop_handle(h).await;
+                            }
+                            self.shared.statuses.write().unwrap().remove(&n);
+                            self.shared.alerts.clear_prefix(&format!("service-failed:{n}"));
+                            let _ = self.shared.events.send(crate::api::Event::ServiceRemoved { name: n });
+                        }
+                        ServiceChange::Restart(n) | ServiceChange::Update(n) => {
+                            let spec = new.service(&n).expect("changed service is in new settings").clone();
+                            let p = plan(&spec, &new, &self.rt);
+                            if let Some(h) = inner.handles.get(&n) {
+                                let _ = h.tx.send(Cmd::Replace { spec: Box::new(spec), plan: p, restart }).await;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        inner.settings = Some(new);
+    }
+
+    fn spawn_runner(&self, inner: &mut Inner, settings: &Settings, name: &str, adopt: Option<Proc>, autostart: bool) {
+        let spec = settings.service(name).expect("service in settings").clone();
+        let p = plan(&spec, settings, &self.rt);
+        let log = LogTail::new(
+            self.shared.logs_dir.join(format!("{name}.log")),
+            settings.app.log_max_bytes,
+            settings.app.log_files,
+            settings.app.log_tail_lines,
+        );
+        let policy = policy_of(&spec, settings.app.stable_after_s);
+        let runner = Runner::new(spec, p, policy, log.clone(), self.shared.clone());
+        // Publish a first status now, so a status call right after `apply` lists every service.
+        self.shared.statuses.write().unwrap().insert(name.to_string(), runner.status());
+        let (tx, rx) = mpsc::channel(16);
+        let task = tokio::spawn(runner.run(rx, adopt, autostart));
+        inner.handles.insert(name.to_string(), Handle { tx, log, task });
+    }
+
+    /// Reads the state file of a previous daemon: returns the live processes that run exactly what the
+    /// new settings ask for; stops every other process it lists.
+    async fn adopt_or_reap(&self, settings: &Settings) -> BTreeMap<String, Proc> {
+        let mut adopt = BTreeMap::new();
+        for (name, rec) in self.shared.state_file.records() {
+            let alive = process::pid_alive(rec.pid)
+                && process::process_start_time(rec.pid).is_some_and(|t| t.abs_diff(rec.start_time) <= 1);
+            let wanted = settings
+                .service(&name)
+                .filter(|s| s.enabled)
+                .and_then(|s| plan(s, settings, &self.rt).ok())
+                .is_some_and(|p| p.hash() == rec.argv_hash && p.port == rec.port);
+            if alive && wanted {
+                adopt.insert(name, Proc { pid: rec.pid, pgid: rec.pgid, start_time: rec.start_time, child: None });
+                continue;
+            }
+            if alive {
+                tracing::info!(service = %name, pid = rec.pid, "reaping a server the previous daemon left (no longer wanted)");
+                let mut p = Proc { pid: rec.pid, pgid: rec.pgid, start_time: rec.start_time, child: None };
+                let grace = settings.service(&name).map(|s| s.stop_timeout_s).unwrap_or(10.0);
+                process::terminate_group(&mut p, Duration::from_secs_f64(grace)).await;
+            } else if process::group_alive(rec.pgid) && !process::group_members(rec.pgid).is_empty() {
+                tracing::info!(service = %name, pgid = rec.pgid, "reaping leftovers of a dead server");
+                process::kill_leftovers(rec.pgid).await;
+            }
+            self.shared.state_file.set(&name, None);
+        }
+        adopt
+    }
+
+    /// start / stop / restart one service, or `all`.
+    pub async fn command(&self, target: &str, verb: Verb) -> Result<Vec<String>, SupervisorError> {
+        let inner = self.inner.lock().await;
+        let names: Vec<String> = if target == "all" {
+            inner
+                .order
+                .iter()
+                .filter(|n| {
+                    // `start all` leaves alone what cannot be launched.
+                    verb == Verb::Stop
+                        || inner.settings.as_ref().and_then(|s| s.service(n)).is_some_and(|s| s.enabled)
+                })
+                .cloned()
+                .collect()
+        } else if inner.handles.contains_key(target) {
+            vec![target.to_string()]
+        } else {
+            return Err(SupervisorError::UnknownService {
+                name: target.to_string(),
+                known: if inner.order.is_empty() { "(none)".into() } else { inner.order.join(", ") },
+            });
+        };
+        for n in &names {
+            let cmd = match verb {
+                Verb::Start => Cmd::Start,
+                Verb::Stop => Cmd::Stop,
+                Verb::Restart => Cmd::Restart,
+            };
+            if let Some(h) = inner.handles.get(n) {
+                let _ = h.tx.send(cmd).await;
+            }
+        }
+        Ok(names)
+    }
+
+    pub fn log_tail(&self, name: &str) -> Option<Arc<LogTail>> {
+        self.inner.try_lock().ok().and_then(|i| i.handles.get(name).map(|h| h.log.clone())).or_else(|| {
+            // Busy applying a config: the log file path is still known.
+            let path = self.shared.logs_dir.join(format!("{name}.log"));
+            path.exists().then(|| LogTail::new(path, u64::MAX, 1, 10_000))
+        })
+    }
+
+    /// Statuses in config order.
+    pub async fn statuses(&self) -> Vec<ServiceStatus> {
+        let order = self.inner.lock().await.order.clone();
+        let map = self.shared.statuses.read().unwrap();
+        order.iter().filter_map(|n| map.get(n).cloned()).collect()
+    }
+
+    pub async fn settings(&self) -> Option<Settings> {
+        self.inner.lock().await.settings.clone()
+    }
+
+    /// Stops every service (in parallel) and waits until every process group is gone.
+    pub async fn shutdown(&self) {
+        let mut inner = self.inner.lock().await;
+        let handles: Vec<Handle> = std::mem::take(&mut inner.handles).into_values().collect();
+        futures_util::future::join_all(handles.into_iter().map(stop_handle)).await;
+    }
+}
+
+async fn stop_handle(h: Handle) {
+    let (tx, rx) = oneshot::channel();
+    if h.tx.send(Cmd::Shutdown(tx)).await.is_ok() {
+        let _ = rx.await;
+    }
+    let _ = h.task.await;
+}

@@ -1,0 +1,112 @@
+//! Readiness and liveness probes. Readiness of a model server is a real 1-token request: mlx_lm.server
+//! answers `/health` before the model is loaded (it loads on the first request).
+
+use crate::config::Probe;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// How often readiness is polled while a server starts.
+pub const READY_POLL: Duration = Duration::from_millis(50);
+
+fn url(host: &str, port: u16, path: &str) -> String {
+    let host = match host {
+        "0.0.0.0" | "" | "localhost" => "127.0.0.1",
+        "::" => "::1",
+        h => h,
+    };
+    if host.contains(':') {
+        format!("http://[{host}]:{port}{path}")
+    } else {
+        format!("http://{host}:{port}{path}")
+    }
+}
+
+fn connect_addr(host: &str, port: u16) -> String {
+    let u = url(host, port, "");
+    u.trim_start_matches("http://").to_string()
+}
+
+/// One attempt of the readiness check. `Ok(())` = ready.
+async fn ready_once(client: &reqwest::Client, probe: &Probe, host: &str, port: u16, timeout: Duration) -> Result<(), String> {
+    // Cheap first: until the port accepts, do not bother with HTTP.
+    match tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(connect_addr(host, port))).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(format!("port {port} does not accept connections ({e})")),
+        Err(_) => return Err(format!("port {port}: connect timed out")),
+    }
+    let req = match probe {
+        Probe::Tcp => return Ok(()),
+        Probe::Chat => client.post(url(host, port, "/v1/chat/completions")).json(&serde_json::json!({
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 1,
+            "stream": false,
+        })),
+        Probe::Embedding => client
+            .post(url(host, port, "/v1/embeddings"))
+            .json(&serde_json::json!({"input": "hi"})),
+        Probe::Http(path) => client.get(url(host, port, path)),
+    };
+    let resp = req.timeout(timeout).send().await.map_err(|e| format!("probe request failed: {e}"))?;
+    let status = resp.status();
+    if status.is_success() {
+        Ok(())
+    } else {
+        let body = resp.text().await.unwrap_or_default();
+        Err(format!("probe got HTTP {status}: {}", body.chars().take(200).collect::<String>()))
+    }
+}
+
+/// Polls until the server is ready or `deadline` passes; returns the last failure on timeout.
+pub async fn wait_ready(client: reqwest::Client, probe: Probe, host: String, port: u16, deadline: Instant) -> Result<(), String> {
+    let mut last = String::from("no answer yet");
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(last);
+        }
+        match ready_once(&client, &probe, &host, port, deadline - now).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(READY_POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+    }
+}
+
+/// One liveness check: cheap endpoints only, never a generation (it would queue behind user requests).
+pub async fn liveness(client: reqwest::Client, probe: Probe, host: String, port: u16, timeout: Duration) -> Result<(), String> {
+    let path = match &probe {
+        Probe::Chat => "/v1/models",
+        Probe::Embedding => "/health",
+        Probe::Http(p) => p.as_str(),
+        Probe::Tcp => {
+            return match tokio::time::timeout(timeout, TcpStream::connect(connect_addr(&host, port))).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(format!("connect failed: {e}")),
+                Err(_) => Err(format!("connect timed out after {timeout:?}")),
+            }
+        }
+    };
+    let resp = client
+        .get(url(&host, port, path))
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| format!("GET {path} failed: {e}"))?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("GET {path} answered HTTP {}", resp.status()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(url("0.0.0.0", 80, "/x"), "http://127.0.0.1:80/x");
+        assert_eq!(url("::1", 80, "/x"), "http://[::1]:80/x");
+        assert_eq!(connect_addr("127.0.0.1", 81), "127.0.0.1:81");
+    }
+}
