@@ -31,8 +31,8 @@ import mlx.optimizers as optim
 from mlx.utils import tree_flatten
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
-REASONING = "The user wants a short reply. I will answer briefly."
-ANSWER = "Hello from the tiny test model."
+REASONING = "Short reply."
+ANSWER = "Hello from tiny model."
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 THINK = ["<think>", "</think>"]
@@ -79,11 +79,11 @@ def random_prompt(rng):
     if kind == 1:
         return rng.choice(["hi", "hello", "Hi!", "hey", "test", "ping", "?", "ok"])
     if kind == 2:
-        return "Explain " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 4)))
+        return "Explain " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 3)))
     if kind == 3:  # random printable junk
-        n = rng.randint(1, 30)
+        n = rng.randint(1, 16)
         return "".join(chr(rng.randrange(32, 127)) for _ in range(n))
-    words = [rng.choice(WORDS) for _ in range(rng.randint(1, 14))]
+    words = [rng.choice(WORDS) for _ in range(rng.randint(1, 8))]
     s = " ".join(words)
     return s[0].upper() + s[1:] + rng.choice(["", "?", ".", "!"])
 

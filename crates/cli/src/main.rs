@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "mlx-box", version, about = "Supervise local LLM servers (mlx_lm.server and friends) from settings.toml")]
+#[command(
+    name = "mlx-box",
+    version,
+    about = "Supervise local LLM servers (mlx_lm.server and friends) from settings.toml"
+)]
 struct Cli {
     /// State dir: socket, state file, logs, the demo's files. Default: platform state dir.
     #[arg(long, global = true, env = "MLXBOX_STATE_DIR", value_name = "DIR")]
@@ -101,7 +105,11 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
         Cmd::Start(a) => action(&state_dir, "start", a).await,
         Cmd::Stop(a) => action(&state_dir, "stop", a).await,
         Cmd::Restart(a) => action(&state_dir, "restart", a).await,
-        Cmd::Logs { name, lines, follow } => {
+        Cmd::Logs {
+            name,
+            lines,
+            follow,
+        } => {
             let c = Client::new(&state_dir);
             for l in c.logs(&name, lines).await? {
                 println!("{l}");
@@ -129,7 +137,9 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
 async fn up(state_dir: PathBuf, config: Option<PathBuf>, demo: bool) -> Result<ExitCode> {
     use tracing_subscriber::EnvFilter;
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("MLXBOX_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_env("MLXBOX_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -137,9 +147,14 @@ async fn up(state_dir: PathBuf, config: Option<PathBuf>, demo: bool) -> Result<E
     let use_demo = demo || (config.is_none() && !default.exists());
     let (config_path, python) = if use_demo {
         if !demo {
-            tracing::info!("no settings at {}: running the demo profile (pass --config PATH for yours)", default.display());
+            tracing::info!(
+                "no settings at {}: running the demo profile (pass --config PATH for yours)",
+                default.display()
+            );
         }
-        let env = tokio::task::spawn_blocking(|| demo::ensure_env(&|m| tracing::info!("demo: {m}"))).await??;
+        let env =
+            tokio::task::spawn_blocking(|| demo::ensure_env(&|m| tracing::info!("demo: {m}")))
+                .await??;
         let path = demo::write_settings(&state_dir, &env)?;
         (path, Some(env.python.display().to_string()))
     } else {
@@ -151,7 +166,12 @@ async fn up(state_dir: PathBuf, config: Option<PathBuf>, demo: bool) -> Result<E
             config_path.display()
         );
     }
-    daemon::run(daemon::DaemonOptions { state_dir, config_path, default_python: python }).await?;
+    daemon::run(daemon::DaemonOptions {
+        state_dir,
+        config_path,
+        default_python: python,
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -170,8 +190,14 @@ fn validate(path: PathBuf) -> ExitCode {
     match settings {
         Some(s) => {
             let n = s.services.iter().filter(|s| s.enabled).count();
-            let w = diags.iter().filter(|d| d.severity == Severity::Warning).count();
-            eprintln!("{}: valid: {n} launchable service(s), {w} warning(s)", path.display());
+            let w = diags
+                .iter()
+                .filter(|d| d.severity == Severity::Warning)
+                .count();
+            eprintln!(
+                "{}: valid: {n} launchable service(s), {w} warning(s)",
+                path.display()
+            );
             ExitCode::SUCCESS
         }
         None => ExitCode::from(2),
@@ -187,29 +213,49 @@ async fn action(state_dir: &std::path::Path, verb: &str, a: ActionArgs) -> Resul
         return Ok(ExitCode::SUCCESS);
     }
     // Wait for the outcome: stopped for stop; ready (or failed) for start/restart.
-    let pid_before = |n: &str| before.services.iter().find(|s| s.name == n).and_then(|s| s.pid);
+    let pid_before = |n: &str| {
+        before
+            .services
+            .iter()
+            .find(|s| s.name == n)
+            .and_then(|s| s.pid)
+    };
     let deadline = Instant::now() + Duration::from_secs_f64(a.timeout);
     let mut failed = vec![];
     loop {
         let s = c.status().await?;
-        let mine: Vec<&ServiceStatus> = s.services.iter().filter(|x| reply.services.contains(&x.name)).collect();
+        let mine: Vec<&ServiceStatus> = s
+            .services
+            .iter()
+            .filter(|x| reply.services.contains(&x.name))
+            .collect();
         let done = mine.iter().all(|x| match verb {
             "stop" => x.state == State::Stopped || x.state == State::Failed,
             // restart: a new process must be ready (not the old one before it was stopped)
-            "restart" => (x.state == State::Ready && (x.pid != pid_before(&x.name) || x.pid.is_none())) || x.state == State::Failed,
+            "restart" => {
+                (x.state == State::Ready && (x.pid != pid_before(&x.name) || x.pid.is_none()))
+                    || x.state == State::Failed
+            }
             _ => matches!(x.state, State::Ready | State::Failed),
         });
         if done {
             for x in mine {
                 println!("{:<16} {}", x.name, x.state.as_str());
                 if x.state == State::Failed {
-                    failed.push(format!("{}: {}", x.name, x.last_error.clone().unwrap_or_default()));
+                    failed.push(format!(
+                        "{}: {}",
+                        x.name,
+                        x.last_error.clone().unwrap_or_default()
+                    ));
                 }
             }
             break;
         }
         if Instant::now() > deadline {
-            anyhow::bail!("gave up waiting after {} s; see `mlx-box status`", a.timeout);
+            anyhow::bail!(
+                "gave up waiting after {} s; see `mlx-box status`",
+                a.timeout
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -239,7 +285,11 @@ fn human_bytes(b: u64) -> String {
 }
 
 fn print_status(s: &StatusReport) {
-    let ready = s.services.iter().filter(|x| x.state == State::Ready).count();
+    let ready = s
+        .services
+        .iter()
+        .filter(|x| x.state == State::Ready)
+        .count();
     println!(
         "{}/{} ready · memory {} used of {} · swap {} · thermal {}",
         ready,
@@ -249,9 +299,20 @@ fn print_status(s: &StatusReport) {
         human_bytes(s.memory.swap_used_bytes),
         s.thermal.state
     );
-    println!("config {}{}", s.config_path, if s.config.valid { "" } else { " (INVALID: running the last good one)" });
+    println!(
+        "config {}{}",
+        s.config_path,
+        if s.config.valid {
+            ""
+        } else {
+            " (INVALID: running the last good one)"
+        }
+    );
     println!();
-    println!("{:<16} {:<10} {:<10} {:>8} {:>6} {:>8} {:>10}  MODEL", "NAME", "KIND", "STATE", "PID", "PORT", "RESTARTS", "MEMORY");
+    println!(
+        "{:<16} {:<10} {:<10} {:>8} {:>6} {:>8} {:>10}  MODEL",
+        "NAME", "KIND", "STATE", "PID", "PORT", "RESTARTS", "MEMORY"
+    );
     for x in &s.services {
         println!(
             "{:<16} {:<10} {:<10} {:>8} {:>6} {:>8} {:>10}  {}",
@@ -261,11 +322,17 @@ fn print_status(s: &StatusReport) {
             x.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             x.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             x.restarts,
-            x.memory_bytes.map(human_bytes).unwrap_or_else(|| "-".into()),
+            x.memory_bytes
+                .map(human_bytes)
+                .unwrap_or_else(|| "-".into()),
             x.model.as_deref().unwrap_or("-"),
         );
     }
-    let errors: Vec<&ServiceStatus> = s.services.iter().filter(|x| x.last_error.is_some() && x.state != State::Ready).collect();
+    let errors: Vec<&ServiceStatus> = s
+        .services
+        .iter()
+        .filter(|x| x.last_error.is_some() && x.state != State::Ready)
+        .collect();
     if !errors.is_empty() {
         println!();
         for x in errors {
@@ -280,4 +347,3 @@ fn print_status(s: &StatusReport) {
         }
     }
 }
-

@@ -13,12 +13,21 @@ pub struct AlertStore {
 
 impl AlertStore {
     pub fn new(events: broadcast::Sender<Event>) -> Self {
-        AlertStore { active: Mutex::new(BTreeMap::new()), events }
+        AlertStore {
+            active: Mutex::new(BTreeMap::new()),
+            events,
+        }
     }
 
     /// Raises (or updates the text of) the alert `id`. Re-raising an active alert does not re-notify
     /// unless its severity or text changed.
-    pub fn raise(&self, id: &str, severity: AlertSeverity, title: impl Into<String>, body: impl Into<String>) {
+    pub fn raise(
+        &self,
+        id: &str,
+        severity: AlertSeverity,
+        title: impl Into<String>,
+        body: impl Into<String>,
+    ) {
         let (title, body) = (title.into(), body.into());
         let mut active = self.active.lock().unwrap();
         if let Some(a) = active.get(id) {
@@ -27,20 +36,37 @@ impl AlertStore {
             }
         }
         let since = active.get(id).map(|a| a.since).unwrap_or_else(now_ms);
-        let alert = Alert { id: id.to_string(), severity, title, body, since, cleared: None };
+        let alert = Alert {
+            id: id.to_string(),
+            severity,
+            title,
+            body,
+            since,
+            cleared: None,
+        };
         active.insert(id.to_string(), alert.clone());
         let _ = self.events.send(Event::Alert(alert));
     }
 
     pub fn clear(&self, id: &str) {
         if self.active.lock().unwrap().remove(id).is_some() {
-            let _ = self.events.send(Event::AlertCleared { id: id.to_string(), cleared: now_ms() });
+            let _ = self.events.send(Event::AlertCleared {
+                id: id.to_string(),
+                cleared: now_ms(),
+            });
         }
     }
 
     /// Clears every active alert whose id starts with `prefix`.
     pub fn clear_prefix(&self, prefix: &str) {
-        let ids: Vec<String> = self.active.lock().unwrap().keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+        let ids: Vec<String> = self
+            .active
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
         for id in ids {
             self.clear(&id);
         }

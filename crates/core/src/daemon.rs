@@ -30,11 +30,20 @@ pub enum DaemonError {
     #[error("another mlx-box daemon (pid {pid}) is running on state dir {dir}; use it (`mlx-box status`), or stop it (`kill {pid}`)")]
     AlreadyRunning { pid: String, dir: PathBuf },
     #[error("cannot use state dir {dir}: {source}")]
-    StateDir { dir: PathBuf, source: std::io::Error },
+    StateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {path}: {source}")]
-    Socket { path: PathBuf, source: std::io::Error },
+    Socket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot watch {path}: {source}")]
-    Watch { path: PathBuf, source: notify::Error },
+    Watch {
+        path: PathBuf,
+        source: notify::Error,
+    },
 }
 
 /// The live config as the daemon knows it.
@@ -80,7 +89,9 @@ impl Daemon {
             services,
             memory,
             // The monitor issue reads the real thermal state; until then we say we do not know.
-            thermal: ThermalStatus { state: "unknown".into() },
+            thermal: ThermalStatus {
+                state: "unknown".into(),
+            },
             alerts: self.shared.alerts.active(),
         }
     }
@@ -98,7 +109,9 @@ impl Daemon {
                     col: 1,
                     severity: Severity::Error,
                     message: "settings file is missing; services keep running as they were".into(),
-                    hint: Some("restore it (a copy is in settings.toml.bak if mlx-box saved it)".into()),
+                    hint: Some(
+                        "restore it (a copy is in settings.toml.bak if mlx-box saved it)".into(),
+                    ),
                 }]);
                 return;
             }
@@ -123,7 +136,11 @@ impl Daemon {
             }
             Some(s) => {
                 self.shared.alerts.clear("config-invalid");
-                let status = ConfigStatus { valid: true, diagnostics: diags, content_hash: Some(hash) };
+                let status = ConfigStatus {
+                    valid: true,
+                    diagnostics: diags,
+                    content_hash: Some(hash),
+                };
                 self.config.lock().unwrap().status = status.clone();
                 let _ = self.shared.events.send(Event::Config(status));
                 self.supervisor.apply(s).await;
@@ -132,7 +149,10 @@ impl Daemon {
     }
 
     fn set_config_problem(&self, diags: Vec<Diagnostic>) {
-        let errors: Vec<&Diagnostic> = diags.iter().filter(|d| d.severity == Severity::Error).collect();
+        let errors: Vec<&Diagnostic> = diags
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+            .collect();
         let first = errors.first().map(|d| d.to_string()).unwrap_or_default();
         self.shared.alerts.raise(
             "config-invalid",
@@ -143,7 +163,11 @@ impl Daemon {
                 errors.len()
             ),
         );
-        let status = ConfigStatus { valid: false, diagnostics: diags, content_hash: None };
+        let status = ConfigStatus {
+            valid: false,
+            diagnostics: diags,
+            content_hash: None,
+        };
         self.config.lock().unwrap().status = status.clone();
         let _ = self.shared.events.send(Event::Config(status));
     }
@@ -183,8 +207,9 @@ fn empty_memory() -> MemoryStatus {
 /// System memory and the resident memory of each service's process group.
 fn sample_memory(pgids: &[Option<u32>]) -> (MemoryStatus, Vec<Option<u64>>) {
     use sysinfo::{MemoryRefreshKind, ProcessRefreshKind, ProcessesToUpdate, RefreshKind, System};
-    let Ok(mut sys) = System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()))
-    else {
+    let Ok(mut sys) = System::new_with_specifics(
+        RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()),
+    ) else {
         return (empty_memory(), vec![None; pgids.len()]);
     };
     let mem = MemoryStatus {
@@ -198,8 +223,15 @@ fn sample_memory(pgids: &[Option<u32>]) -> (MemoryStatus, Vec<Option<u64>>) {
     if pgids.iter().all(Option::is_none) {
         return (mem, vec![None; pgids.len()]);
     }
-    sys.refresh_processes_specifics(ProcessesToUpdate::All, true, ProcessRefreshKind::nothing().with_memory());
-    let per = pgids.iter().map(|p| p.map(|pg| process::group_memory(&sys, pg))).collect();
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::All,
+        true,
+        ProcessRefreshKind::nothing().with_memory(),
+    );
+    let per = pgids
+        .iter()
+        .map(|p| p.map(|pg| process::group_memory(&sys, pg)))
+        .collect();
     (mem, per)
 }
 
@@ -209,16 +241,36 @@ struct StateLock {
 }
 
 fn lock_state_dir(dir: &Path) -> Result<StateLock, DaemonError> {
-    let sd = |e| DaemonError::StateDir { dir: dir.to_path_buf(), source: e };
+    let sd = |e| DaemonError::StateDir {
+        dir: dir.to_path_buf(),
+        source: e,
+    };
     std::fs::create_dir_all(dir).map_err(sd)?;
     let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
     let path = dir.join("daemon.lock");
-    let mut f = std::fs::OpenOptions::new().create(true).read(true).write(true).truncate(false).open(&path).map_err(sd)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(sd)?;
     // flock is released by the kernel when the process dies, even by SIGKILL: no stale locks.
-    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX | libc::LOCK_NB) };
+    let rc = unsafe {
+        libc::flock(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            libc::LOCK_EX | libc::LOCK_NB,
+        )
+    };
     if rc != 0 {
-        let pid = std::fs::read_to_string(&path).unwrap_or_default().trim().to_string();
-        return Err(DaemonError::AlreadyRunning { pid: if pid.is_empty() { "?".into() } else { pid }, dir: dir.to_path_buf() });
+        let pid = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        return Err(DaemonError::AlreadyRunning {
+            pid: if pid.is_empty() { "?".into() } else { pid },
+            dir: dir.to_path_buf(),
+        });
     }
     f.set_len(0).map_err(sd)?;
     write!(f, "{}", std::process::id()).map_err(sd)?;
@@ -229,7 +281,10 @@ fn lock_state_dir(dir: &Path) -> Result<StateLock, DaemonError> {
 pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
     let dir = &opts.state_dir;
     let _lock = lock_state_dir(dir)?;
-    let sd = |e| DaemonError::StateDir { dir: dir.clone(), source: e };
+    let sd = |e| DaemonError::StateDir {
+        dir: dir.clone(),
+        source: e,
+    };
     let logs_dir = dir.join("logs");
     let scripts_dir = dir.join("runtime");
     std::fs::create_dir_all(&logs_dir).map_err(sd)?;
@@ -252,7 +307,10 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
     });
     let rt = Runtime {
         scripts_dir,
-        default_python: opts.default_python.clone().unwrap_or_else(crate::launch::default_python),
+        default_python: opts
+            .default_python
+            .clone()
+            .unwrap_or_else(crate::launch::default_python),
     };
     let (reload_tx, mut reload_rx) = mpsc::channel::<()>(4);
     let daemon = Arc::new(Daemon {
@@ -260,7 +318,11 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
         shared: shared.clone(),
         config_path: std::path::absolute(&opts.config_path).unwrap_or(opts.config_path.clone()),
         config: Mutex::new(ConfigState {
-            status: ConfigStatus { valid: false, diagnostics: vec![], content_hash: None },
+            status: ConfigStatus {
+                valid: false,
+                diagnostics: vec![],
+                content_hash: None,
+            },
         }),
         shutdown: Notify::new(),
         reload_tx: reload_tx.clone(),
@@ -269,8 +331,10 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
     // Control socket first, so clients can watch the services come up.
     let sock = paths::socket_path(dir);
     let _ = std::fs::remove_file(&sock); // stale: the lock proves no daemon owns it
-    let listener = tokio::net::UnixListener::bind(&sock)
-        .map_err(|e| DaemonError::Socket { path: sock.clone(), source: e })?;
+    let listener = tokio::net::UnixListener::bind(&sock).map_err(|e| DaemonError::Socket {
+        path: sock.clone(),
+        source: e,
+    })?;
     let _ = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600));
     let app = crate::control::server::router(daemon.clone());
     let server = tokio::spawn(async move {
@@ -284,7 +348,10 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
     let _watcher = config::watch_file(&daemon.config_path, Duration::from_millis(50), move || {
         let _ = poke.try_send(());
     })
-    .map_err(|e| DaemonError::Watch { path: daemon.config_path.clone(), source: e })?;
+    .map_err(|e| DaemonError::Watch {
+        path: daemon.config_path.clone(),
+        source: e,
+    })?;
     daemon.reload().await;
     let d2 = daemon.clone();
     let reloader = tokio::spawn(async move {
@@ -294,9 +361,12 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
     });
     tracing::info!(state_dir = %dir.display(), config = %daemon.config_path.display(), socket = %sock.display(), "mlx-box daemon ready");
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).expect("SIGINT handler");
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).expect("SIGHUP handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .expect("SIGINT handler");
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .expect("SIGHUP handler");
     loop {
         tokio::select! {
             _ = term.recv() => break,

@@ -23,9 +23,16 @@ pub enum DemoError {
     #[error("no Python 3 found (tried $MLXBOX_PYTHON, python3.12, python3.11, python3); install Python 3.10+ (Debian: apt-get install python3 python3-venv)")]
     NoPython,
     #[error("{step} failed ({status}); see {log} for its output")]
-    Step { step: String, status: String, log: PathBuf },
+    Step {
+        step: String,
+        status: String,
+        log: PathBuf,
+    },
     #[error("demo cache {dir}: {source}")]
-    Io { dir: PathBuf, source: std::io::Error },
+    Io {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn key() -> String {
@@ -50,9 +57,16 @@ fn find_python() -> Option<String> {
 /// Safe to call from several processes at once: they wait on a lock and the first one builds.
 pub fn ensure_env(say: &dyn Fn(&str)) -> Result<DemoEnv, DemoError> {
     let dir = paths::cache_dir().join(format!("demo-{}", key()));
-    let io = |e| DemoError::Io { dir: dir.clone(), source: e };
+    let io = |e| DemoError::Io {
+        dir: dir.clone(),
+        source: e,
+    };
     std::fs::create_dir_all(&dir).map_err(io)?;
-    let env = DemoEnv { python: dir.join("venv/bin/python"), models: dir.join("models"), dir: dir.clone() };
+    let env = DemoEnv {
+        python: dir.join("venv/bin/python"),
+        models: dir.join("models"),
+        dir: dir.clone(),
+    };
     if dir.join("READY").exists() {
         return Ok(env);
     }
@@ -65,40 +79,67 @@ pub fn ensure_env(say: &dyn Fn(&str)) -> Result<DemoEnv, DemoError> {
     let log = dir.join("setup.log");
     let run = |step: &str, cmd: &mut Command| -> Result<(), DemoError> {
         say(step);
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).map_err(io)?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(io)?;
         let err = out.try_clone().map_err(io)?;
         let status = cmd.stdout(out).stderr(err).status().map_err(io)?;
         if status.success() {
             Ok(())
         } else {
-            Err(DemoError::Step { step: step.to_string(), status: status.to_string(), log: log.clone() })
+            Err(DemoError::Step {
+                step: step.to_string(),
+                status: status.to_string(),
+                log: log.clone(),
+            })
         }
     };
     let python = find_python().ok_or(DemoError::NoPython)?;
     let venv = dir.join("venv");
     if !env.python.exists() {
-        run(&format!("creating Python environment in {} ({python} -m venv)", venv.display()), Command::new(&python).arg("-m").arg("venv").arg(&venv))?;
+        run(
+            &format!(
+                "creating Python environment in {} ({python} -m venv)",
+                venv.display()
+            ),
+            Command::new(&python).arg("-m").arg("venv").arg(&venv),
+        )?;
     }
     std::fs::write(dir.join("requirements.txt"), REQUIREMENTS).map_err(io)?;
     std::fs::write(dir.join("make_tiny_models.py"), MAKE_TINY_MODELS_PY).map_err(io)?;
     // uv installs the pinned wheels in seconds; plain pip is the fallback.
     let uv = dir.join("venv/bin/uv");
     let have_uv = uv.exists()
-        || run("installing uv (fast installer)", Command::new(&env.python).args(["-m", "pip", "install", "--quiet", "uv==0.13.9"])).is_ok();
+        || run(
+            "installing uv (fast installer)",
+            Command::new(&env.python).args(["-m", "pip", "install", "--quiet", "uv==0.13.9"]),
+        )
+        .is_ok();
     if have_uv {
         run(
             "installing pinned mlx, mlx-lm, tokenizers (uv)",
-            Command::new(&uv).args(["pip", "install", "--quiet", "--python"]).arg(&env.python).arg("-r").arg(dir.join("requirements.txt")),
+            Command::new(&uv)
+                .args(["pip", "install", "--quiet", "--python"])
+                .arg(&env.python)
+                .arg("-r")
+                .arg(dir.join("requirements.txt")),
         )?;
     } else {
         run(
             "installing pinned mlx, mlx-lm, tokenizers (pip)",
-            Command::new(&env.python).args(["-m", "pip", "install", "--quiet", "-r"]).arg(dir.join("requirements.txt")),
+            Command::new(&env.python)
+                .args(["-m", "pip", "install", "--quiet", "-r"])
+                .arg(dir.join("requirements.txt")),
         )?;
     }
     run(
         "making and training the tiny models (about a minute, once)",
-        Command::new(&env.python).arg(dir.join("make_tiny_models.py")).arg("--out").arg(&env.models),
+        Command::new(&env.python)
+            .arg(dir.join("make_tiny_models.py"))
+            .arg("--out")
+            .arg(&env.models),
     )?;
     let mut f = std::fs::File::create(dir.join("READY")).map_err(io)?;
     let _ = writeln!(f, "{}", key());
@@ -112,7 +153,10 @@ fn free_port(preferred: u16, taken: &[u16]) -> u16 {
         return preferred;
     }
     loop {
-        let p = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0);
+        let p = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
         if p != 0 && ok(p) {
             return p;
         }
@@ -172,7 +216,10 @@ ready_timeout_s = 120
 /// Writes `<state_dir>/demo/settings.toml` unless it exists for this very environment (user edits kept).
 pub fn write_settings(state_dir: &Path, env: &DemoEnv) -> Result<PathBuf, DemoError> {
     let dir = state_dir.join("demo");
-    let io = |e| DemoError::Io { dir: dir.clone(), source: e };
+    let io = |e| DemoError::Io {
+        dir: dir.clone(),
+        source: e,
+    };
     std::fs::create_dir_all(&dir).map_err(io)?;
     let path = dir.join("settings.toml");
     let current = std::fs::read_to_string(&path).unwrap_or_default();
@@ -188,12 +235,27 @@ mod tests {
 
     #[test]
     fn demo_settings_are_valid() {
-        let env = DemoEnv { dir: "/c".into(), python: "/c/venv/bin/python".into(), models: "/c/models".into() };
+        let env = DemoEnv {
+            dir: "/c".into(),
+            python: "/c/venv/bin/python".into(),
+            models: "/c/models".into(),
+        };
         let text = settings_text(&env);
         let (s, d) = crate::config::parse_settings(Path::new("demo.toml"), &text);
         let s = s.unwrap_or_else(|| panic!("{d:?}"));
         assert!(d.is_empty(), "{d:?}");
-        let kinds: Vec<_> = s.services.iter().map(|s| (s.name.as_str(), s.kind.as_str(), s.disable_thinking_tags)).collect();
-        assert_eq!(kinds, [("chat", "chat", false), ("chat-nothink", "chat", true), ("embedding", "embedding", false)]);
+        let kinds: Vec<_> = s
+            .services
+            .iter()
+            .map(|s| (s.name.as_str(), s.kind.as_str(), s.disable_thinking_tags))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("chat", "chat", false),
+                ("chat-nothink", "chat", true),
+                ("embedding", "embedding", false)
+            ]
+        );
     }
 }

@@ -63,7 +63,11 @@ pub enum LaunchError {
 }
 
 /// Builds the launch plan of one service.
-pub fn plan(spec: &ServiceSpec, settings: &Settings, rt: &Runtime) -> Result<LaunchPlan, LaunchError> {
+pub fn plan(
+    spec: &ServiceSpec,
+    settings: &Settings,
+    rt: &Runtime,
+) -> Result<LaunchPlan, LaunchError> {
     let port = spec
         .bind_port()
         .ok_or_else(|| LaunchError::NoPort(spec.name.clone()))?;
@@ -101,7 +105,12 @@ pub fn plan(spec: &ServiceSpec, settings: &Settings, rt: &Runtime) -> Result<Lau
             Kind::Chat => {
                 let mut a = vec![python, "-m".into(), "mlx_lm".into(), "server".into()];
                 a.extend(["--model".into(), need_model()?]);
-                a.extend(["--host".into(), host.clone(), "--port".into(), port.to_string()]);
+                a.extend([
+                    "--host".into(),
+                    host.clone(),
+                    "--port".into(),
+                    port.to_string(),
+                ]);
                 a.extend(["--max-tokens".into(), max_tokens]);
                 if let Some(t) = spec.temperature {
                     a.extend(["--temp".into(), fmt_num(t)]);
@@ -110,14 +119,22 @@ pub fn plan(spec: &ServiceSpec, settings: &Settings, rt: &Runtime) -> Result<Lau
                     a.extend(["--top-p".into(), fmt_num(p)]);
                 }
                 if spec.disable_thinking_tags {
-                    a.extend(["--chat-template-args".into(), r#"{"enable_thinking":false}"#.into()]);
+                    a.extend([
+                        "--chat-template-args".into(),
+                        r#"{"enable_thinking":false}"#.into(),
+                    ]);
                 }
                 a
             }
             Kind::Embedding => {
                 let mut a = vec![python, rt.embed_server().to_string_lossy().into_owned()];
                 a.extend(["--model".into(), need_model()?]);
-                a.extend(["--host".into(), host.clone(), "--port".into(), port.to_string()]);
+                a.extend([
+                    "--host".into(),
+                    host.clone(),
+                    "--port".into(),
+                    port.to_string(),
+                ]);
                 if let Some(b) = spec.batch_size {
                     a.extend(["--batch-size".into(), b.to_string()]);
                 }
@@ -129,7 +146,12 @@ pub fn plan(spec: &ServiceSpec, settings: &Settings, rt: &Runtime) -> Result<Lau
             Kind::Ocr => {
                 let mut a = vec![python, "-m".into(), "mlx_vlm.server".into()];
                 a.extend(["--model".into(), need_model()?]);
-                a.extend(["--host".into(), host.clone(), "--port".into(), port.to_string()]);
+                a.extend([
+                    "--host".into(),
+                    host.clone(),
+                    "--port".into(),
+                    port.to_string(),
+                ]);
                 a
             }
             Kind::Tts | Kind::Stt | Kind::Command => {
@@ -146,7 +168,8 @@ pub fn plan(spec: &ServiceSpec, settings: &Settings, rt: &Runtime) -> Result<Lau
 
     let mut env = spec.env.clone();
     // Unbuffered output, so a crash's last words reach the log before the process dies.
-    env.entry("PYTHONUNBUFFERED".into()).or_insert_with(|| "1".into());
+    env.entry("PYTHONUNBUFFERED".into())
+        .or_insert_with(|| "1".into());
     Ok(LaunchPlan {
         argv,
         env,
@@ -218,9 +241,24 @@ disable_thinking_tags = true
         assert_eq!(
             p.argv,
             [
-                "python3", "-m", "mlx_lm", "server", "--model", "nightmedia/Qwen3.5-122B", "--host",
-                "127.0.0.1", "--port", "8093", "--max-tokens", "32768", "--temp", "0.2", "--top-p",
-                "0.9", "--chat-template-args", r#"{"enable_thinking":false}"#
+                "python3",
+                "-m",
+                "mlx_lm",
+                "server",
+                "--model",
+                "nightmedia/Qwen3.5-122B",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "8093",
+                "--max-tokens",
+                "32768",
+                "--temp",
+                "0.2",
+                "--top-p",
+                "0.9",
+                "--chat-template-args",
+                r#"{"enable_thinking":false}"#
             ]
         );
         assert_eq!(p.port, 8093);
@@ -232,7 +270,9 @@ disable_thinking_tags = true
         let p = plan(&s.services[0], &s, &rt()).unwrap();
         assert_eq!(p.argv[0], "/opt/py/bin/python");
         assert_eq!((p.host.as_str(), p.port), ("0.0.0.0", 8081));
-        assert!(p.argv.ends_with(&["--max-tokens".to_string(), "512".to_string()]));
+        assert!(p
+            .argv
+            .ends_with(&["--max-tokens".to_string(), "512".to_string()]));
     }
 
     #[test]
@@ -255,16 +295,38 @@ env = { HF_HOME = "/Volumes/models" }
         let e = plan(&s.services[0], &s, &rt()).unwrap();
         assert_eq!(
             e.argv,
-            ["python3", "/rt/embed_server.py", "--model", "Qwen/Qwen3-Embedding-8B", "--host", "127.0.0.1",
-             "--port", "8094", "--batch-size", "64", "--max-seq-length", "1024"]
+            [
+                "python3",
+                "/rt/embed_server.py",
+                "--model",
+                "Qwen/Qwen3-Embedding-8B",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "8094",
+                "--batch-size",
+                "64",
+                "--max-seq-length",
+                "1024"
+            ]
         );
         let q = plan(&s.services[1], &s, &rt()).unwrap();
         assert_eq!(
             q.argv,
-            ["/venv/bin/python", "qwen_server.py", "--model=mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit",
-             "--bind", "127.0.0.1:5002", "-n", "512"]
+            [
+                "/venv/bin/python",
+                "qwen_server.py",
+                "--model=mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit",
+                "--bind",
+                "127.0.0.1:5002",
+                "-n",
+                "512"
+            ]
         );
-        assert_eq!(q.env.get("HF_HOME").map(String::as_str), Some("/Volumes/models"));
+        assert_eq!(
+            q.env.get("HF_HOME").map(String::as_str),
+            Some("/Volumes/models")
+        );
         assert_ne!(e.hash(), q.hash());
     }
 }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 pub const SOCKET: &str = "mlx-box.sock";
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"))
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
 }
 
 fn xdg(var: &str, fallback: &str) -> PathBuf {

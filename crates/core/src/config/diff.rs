@@ -61,7 +61,10 @@ mod tests {
         parse_settings(Path::new("s.toml"), text).0.unwrap()
     }
     fn rt() -> Runtime {
-        Runtime { scripts_dir: PathBuf::from("/rt"), default_python: "python3".into() }
+        Runtime {
+            scripts_dir: PathBuf::from("/rt"),
+            default_python: "python3".into(),
+        }
     }
 
     const BASE: &str = r#"[services.a]

@@ -2,8 +2,8 @@
 //! every problem in the file is reported at once, each with its exact `file:line:col` and a hint.
 
 use super::{
-    AlertSettings, AppSettings, Kind, Pos, Positions, Probe, RestartPolicy, ServerSettings, ServiceSpec,
-    Settings,
+    AlertSettings, AppSettings, Kind, Pos, Positions, Probe, RestartPolicy, ServerSettings,
+    ServiceSpec, Settings,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -53,7 +53,13 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-const SERVER_KEYS: &[&str] = &["host", "api_key", "api_keys", "domain_name", "letsencrypt_email"];
+const SERVER_KEYS: &[&str] = &[
+    "host",
+    "api_key",
+    "api_keys",
+    "domain_name",
+    "letsencrypt_email",
+];
 const APP_KEYS: &[&str] = &[
     "python",
     "log_max_bytes",
@@ -63,7 +69,12 @@ const APP_KEYS: &[&str] = &[
     "refuse_over_budget",
     "stable_after_s",
 ];
-const ALERT_KEYS: &[&str] = &["enabled", "swap_warn_mb", "headroom_warn_percent", "cooldown_s"];
+const ALERT_KEYS: &[&str] = &[
+    "enabled",
+    "swap_warn_mb",
+    "headroom_warn_percent",
+    "cooldown_s",
+];
 const SERVICE_KEYS: &[&str] = &[
     "kind",
     "enabled",
@@ -113,11 +124,22 @@ impl Ctx<'_> {
         let off = span.map(|s| s.start).unwrap_or(0).min(self.text.len());
         let before = &self.text[..off];
         let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) + 1;
+        let col = before
+            .rsplit('\n')
+            .next()
+            .map(|l| l.chars().count())
+            .unwrap_or(0)
+            + 1;
         Pos { line, col }
     }
 
-    fn push(&mut self, sev: Severity, span: Option<Range<usize>>, msg: String, hint: Option<String>) {
+    fn push(
+        &mut self,
+        sev: Severity,
+        span: Option<Range<usize>>,
+        msg: String,
+        hint: Option<String>,
+    ) {
         let p = self.pos(span);
         self.diags.push(Diagnostic {
             path: self.path.to_path_buf(),
@@ -128,10 +150,20 @@ impl Ctx<'_> {
             hint,
         });
     }
-    fn error(&mut self, span: Option<Range<usize>>, msg: impl Into<String>, hint: impl Into<Option<String>>) {
+    fn error(
+        &mut self,
+        span: Option<Range<usize>>,
+        msg: impl Into<String>,
+        hint: impl Into<Option<String>>,
+    ) {
         self.push(Severity::Error, span, msg.into(), hint.into());
     }
-    fn warn(&mut self, span: Option<Range<usize>>, msg: impl Into<String>, hint: impl Into<Option<String>>) {
+    fn warn(
+        &mut self,
+        span: Option<Range<usize>>,
+        msg: impl Into<String>,
+        hint: impl Into<Option<String>>,
+    ) {
         self.push(Severity::Warning, span, msg.into(), hint.into());
     }
     fn note(&mut self, span: Option<Range<usize>>, msg: impl Into<String>) {
@@ -178,7 +210,11 @@ impl<'t> TableView<'t> {
     fn mismatch(&self, cx: &mut Ctx, key: &str, item: &Item, want: &str, example: &str) {
         cx.error(
             value_span(item),
-            format!("`{key}` in {} must be {want}, found {}", self.where_, type_name(item)),
+            format!(
+                "`{key}` in {} must be {want}, found {}",
+                self.where_,
+                type_name(item)
+            ),
             Some(format!("for example `{key} = {example}`")),
         );
     }
@@ -212,7 +248,10 @@ impl<'t> TableView<'t> {
             Some(n) => {
                 cx.error(
                     value_span(item),
-                    format!("`{key}` = {n} in {} is out of range {min}..={max}", self.where_),
+                    format!(
+                        "`{key}` = {n} in {} is out of range {min}..={max}",
+                        self.where_
+                    ),
                     Some(format!("for example `{key} = {example}`")),
                 );
                 None
@@ -226,13 +265,18 @@ impl<'t> TableView<'t> {
 
     fn float(&self, cx: &mut Ctx, key: &str, min: f64, max: f64, example: &str) -> Option<f64> {
         let item = self.get(key)?;
-        let v = item.as_float().or_else(|| item.as_integer().map(|i| i as f64));
+        let v = item
+            .as_float()
+            .or_else(|| item.as_integer().map(|i| i as f64));
         match v {
             Some(x) if x >= min && x <= max => Some(x),
             Some(x) => {
                 cx.error(
                     value_span(item),
-                    format!("`{key}` = {x} in {} is out of range {min}..={max}", self.where_),
+                    format!(
+                        "`{key}` = {x} in {} is out of range {min}..={max}",
+                        self.where_
+                    ),
                     Some(format!("for example `{key} = {example}`")),
                 );
                 None
@@ -275,7 +319,10 @@ impl<'t> TableView<'t> {
                 Some(s) => out.push(s.to_string()),
                 None => cx.error(
                     v.span(),
-                    format!("every element of `{key}` in {} must be a string", self.where_),
+                    format!(
+                        "every element of `{key}` in {} must be a string",
+                        self.where_
+                    ),
                     Some("quote it: \"...\"".to_string()),
                 ),
             }
@@ -305,7 +352,11 @@ fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
         for (i, ca) in a.chars().enumerate() {
             let mut cur = vec![i + 1];
             for (j, cb) in b.iter().enumerate() {
-                cur.push((prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1));
+                cur.push(
+                    (prev[j] + usize::from(ca != *cb))
+                        .min(prev[j + 1] + 1)
+                        .min(cur[j] + 1),
+                );
             }
             prev = cur;
         }
@@ -331,7 +382,11 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
         Ok(d) => d,
         Err(e) => {
             let msg = e.message().trim().to_string();
-            cx.error(e.span(), format!("not valid TOML: {msg}"), Some("fix the syntax; nothing was applied".to_string()));
+            cx.error(
+                e.span(),
+                format!("not valid TOML: {msg}"),
+                Some("fix the syntax; nothing was applied".to_string()),
+            );
             return (None, cx.diags);
         }
     };
@@ -365,7 +420,10 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
                         }
                         None => cx.error(
                             value_span(item),
-                            format!("`services.{name}` must be a table, found {}", type_name(item)),
+                            format!(
+                                "`services.{name}` must be a table, found {}",
+                                type_name(item)
+                            ),
                             Some(format!("write it as [services.{name}]")),
                         ),
                     }
@@ -405,7 +463,10 @@ fn parse_server(cx: &mut Ctx, item: Option<&Item>) -> ServerSettings {
             cx.error(
                 v.get("host").and_then(value_span),
                 format!("[server] host `{h}` is not an IP address"),
-                Some("use \"127.0.0.1\" (this Mac only) or \"0.0.0.0\" (every interface)".to_string()),
+                Some(
+                    "use \"127.0.0.1\" (this Mac only) or \"0.0.0.0\" (every interface)"
+                        .to_string(),
+                ),
             );
         } else {
             s.host = h;
@@ -497,7 +558,11 @@ fn parse_service(
         );
         return None;
     }
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         cx.error(
             name_span.clone(),
             format!("service name `{name}` may only use letters, digits, `-` and `_`"),
@@ -568,7 +633,11 @@ fn parse_service(
 
     let port = v.port(cx, "port");
     let backend_port = v.port(cx, "backend_port");
-    if port.is_none() && backend_port.is_none() && v.get("port").is_none() && v.get("backend_port").is_none() {
+    if port.is_none()
+        && backend_port.is_none()
+        && v.get("port").is_none()
+        && v.get("backend_port").is_none()
+    {
         cx.error(
             name_span.clone(),
             format!("{where_} has no `port`"),
@@ -617,7 +686,13 @@ fn parse_service(
                 m
             }
             None => {
-                v.mismatch(cx, "env", item, "a table of strings", "{ HF_HOME = \"/Volumes/models\" }");
+                v.mismatch(
+                    cx,
+                    "env",
+                    item,
+                    "a table of strings",
+                    "{ HF_HOME = \"/Volumes/models\" }",
+                );
                 BTreeMap::new()
             }
         },
@@ -629,7 +704,10 @@ fn parse_service(
             cx.error(
                 v.get("probe").and_then(value_span),
                 format!("unknown probe `{p}` in {where_}"),
-                Some("use \"chat\", \"embedding\", \"tcp\" or an HTTP path such as \"/health\"".to_string()),
+                Some(
+                    "use \"chat\", \"embedding\", \"tcp\" or an HTTP path such as \"/health\""
+                        .to_string(),
+                ),
             );
             Probe::Tcp
         }),
@@ -662,30 +740,50 @@ fn parse_service(
         port,
         backend_port,
         model,
-        max_tokens: v.int(cx, "max_tokens", 1, 10_000_000, "4096").map(|n| n as u32),
+        max_tokens: v
+            .int(cx, "max_tokens", 1, 10_000_000, "4096")
+            .map(|n| n as u32),
         temperature: v.float(cx, "temperature", 0.0, 5.0, "0.6"),
         top_p: v.float(cx, "top_p", 0.0, 1.0, "0.95"),
         frequency_penalty: v.float(cx, "frequency_penalty", -2.0, 2.0, "0.0"),
         presence_penalty: v.float(cx, "presence_penalty", -2.0, 2.0, "0.0"),
         filter_reasoning: v.bool(cx, "filter_reasoning").unwrap_or(false),
-        thinking_budget: v.int(cx, "thinking_budget", 0, 10_000_000, "8192").map(|n| n as u32),
+        thinking_budget: v
+            .int(cx, "thinking_budget", 0, 10_000_000, "8192")
+            .map(|n| n as u32),
         disable_thinking_tags: v.bool(cx, "disable_thinking_tags").unwrap_or(false),
-        batch_size: v.int(cx, "batch_size", 1, 1_000_000, "64").map(|n| n as u32),
-        max_seq_length: v.int(cx, "max_seq_length", 1, 10_000_000, "1024").map(|n| n as u32),
+        batch_size: v
+            .int(cx, "batch_size", 1, 1_000_000, "64")
+            .map(|n| n as u32),
+        max_seq_length: v
+            .int(cx, "max_seq_length", 1, 10_000_000, "1024")
+            .map(|n| n as u32),
         quantization,
-        context_length: v.int(cx, "context_length", 1, 100_000_000, "8192").map(|n| n as u32),
-        max_concurrency: v.int(cx, "max_concurrency", 1, 100_000, "4").map(|n| n as u32),
+        context_length: v
+            .int(cx, "context_length", 1, 100_000_000, "8192")
+            .map(|n| n as u32),
+        max_concurrency: v
+            .int(cx, "max_concurrency", 1, 100_000, "4")
+            .map(|n| n as u32),
         command,
         python: v.str(cx, "python"),
         env,
         cwd: v.str(cx, "cwd").map(PathBuf::from),
         probe,
-        ready_timeout_s: v.float(cx, "ready_timeout_s", 0.1, 86_400.0, "600").unwrap_or(600.0),
-        stop_timeout_s: v.float(cx, "stop_timeout_s", 0.0, 3_600.0, "10").unwrap_or(10.0),
+        ready_timeout_s: v
+            .float(cx, "ready_timeout_s", 0.1, 86_400.0, "600")
+            .unwrap_or(600.0),
+        stop_timeout_s: v
+            .float(cx, "stop_timeout_s", 0.0, 3_600.0, "10")
+            .unwrap_or(10.0),
         restart,
-        backoff_max_s: v.float(cx, "backoff_max_s", 0.0, 86_400.0, "60").unwrap_or(60.0),
+        backoff_max_s: v
+            .float(cx, "backoff_max_s", 0.0, 86_400.0, "60")
+            .unwrap_or(60.0),
         max_start_failures: v.int(cx, "max_start_failures", 1, 1000, "3").unwrap_or(3) as u32,
-        liveness_interval_s: v.float(cx, "liveness_interval_s", 0.1, 86_400.0, "10").unwrap_or(10.0),
+        liveness_interval_s: v
+            .float(cx, "liveness_interval_s", 0.1, 86_400.0, "10")
+            .unwrap_or(10.0),
         liveness_failures: v.int(cx, "liveness_failures", 1, 1000, "3").unwrap_or(3) as u32,
         positions: Positions(positions),
     };
@@ -699,7 +797,9 @@ fn check_ports(cx: &mut Ctx, services_item: Option<&Item>, _services: &[ServiceS
     };
     let mut seen: HashMap<i64, String> = HashMap::new();
     for (name, item) in t.iter() {
-        let Some(st) = item.as_table_like() else { continue };
+        let Some(st) = item.as_table_like() else {
+            continue;
+        };
         if st.get("enabled").and_then(|e| e.as_bool()) == Some(false) {
             continue;
         }
@@ -734,13 +834,25 @@ mod tests {
 
     #[test]
     fn mlx_box_fixture_is_valid() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/mlx-box-settings.toml");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/mlx-box-settings.toml");
         let text = std::fs::read_to_string(&path).unwrap();
         let (s, d) = parse_settings(&path, &text);
         let s = s.unwrap_or_else(|| panic!("fixture invalid: {:#?}", lines(&d)));
         assert!(!d.iter().any(|d| d.severity == Severity::Error));
         let names: Vec<_> = s.services.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["router", "fast", "thinking", "embedding", "ocr", "tts", "whisper"]);
+        assert_eq!(
+            names,
+            [
+                "router",
+                "fast",
+                "thinking",
+                "embedding",
+                "ocr",
+                "tts",
+                "whisper"
+            ]
+        );
         let fast = s.service("fast").unwrap();
         assert_eq!(fast.kind, Kind::Chat);
         assert_eq!(fast.bind_port(), Some(8091));
@@ -756,7 +868,10 @@ mod tests {
         // ssh noted, tts/whisper warned
         let all = lines(&d).join("\n");
         assert!(all.contains("[services.ssh] is the SSH port"), "{all}");
-        assert!(all.contains("[services.tts] (tts) has no `command`"), "{all}");
+        assert!(
+            all.contains("[services.tts] (tts) has no `command`"),
+            "{all}"
+        );
         assert!(all.contains("frequency_penalty"), "{all}");
     }
 
@@ -818,7 +933,11 @@ command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{po
 "#,
         );
         assert!(s.is_none());
-        assert!(lines(&d)[0].contains("unknown placeholder `{bogus}`"), "{:?}", lines(&d));
+        assert!(
+            lines(&d)[0].contains("unknown placeholder `{bogus}`"),
+            "{:?}",
+            lines(&d)
+        );
 
         let (s, d) = parse(
             "[services.qwen]\nport = 5002\ncommand = [\"{python}\", \"qwen.py\", \"--port\", \"{port}\"]\n",

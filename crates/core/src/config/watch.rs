@@ -22,17 +22,25 @@ pub fn watch_file(
     let file: PathBuf = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
     let name = file.file_name().map(|n| n.to_os_string());
-    let mut debouncer = new_debouncer(debounce, Some(debounce / 4), move |res: DebounceEventResult| {
-        let Ok(events) = res else { return };
-        let touches = events.iter().any(|e| {
-            e.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == name)
-        });
-        if touches {
-            on_change();
-        }
-    })?;
+    let mut debouncer = new_debouncer(
+        debounce,
+        Some(debounce / 4),
+        move |res: DebounceEventResult| {
+            let Ok(events) = res else { return };
+            let touches = events.iter().any(|e| {
+                e.paths
+                    .iter()
+                    .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+            });
+            if touches {
+                on_change();
+            }
+        },
+    )?;
     debouncer.watch(&dir, RecursiveMode::NonRecursive)?;
-    Ok(FileWatcher { _debouncer: Box::new(debouncer) })
+    Ok(FileWatcher {
+        _debouncer: Box::new(debouncer),
+    })
 }
 
 #[cfg(test)]
@@ -66,6 +74,9 @@ mod tests {
         assert!(wait(), "re-create");
         drain();
         std::fs::write(d.path().join("other.txt"), "x").unwrap();
-        assert!(rx.recv_timeout(Duration::from_millis(400)).is_err(), "other files are ignored");
+        assert!(
+            rx.recv_timeout(Duration::from_millis(400)).is_err(),
+            "other files are ignored"
+        );
     }
 }

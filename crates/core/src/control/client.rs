@@ -30,7 +30,11 @@ impl Client {
             .unix_socket(socket.clone())
             .build()
             .expect("http client");
-        Client { http, dir: state_dir.to_path_buf(), socket }
+        Client {
+            http,
+            dir: state_dir.to_path_buf(),
+            socket,
+        }
     }
 
     fn url(path: &str) -> String {
@@ -39,7 +43,10 @@ impl Client {
 
     fn map_err(&self, e: reqwest::Error) -> ClientError {
         if e.is_connect() || !self.socket.exists() {
-            ClientError::NotRunning { dir: self.dir.clone(), socket: self.socket.clone() }
+            ClientError::NotRunning {
+                dir: self.dir.clone(),
+                socket: self.socket.clone(),
+            }
         } else {
             ClientError::Http(e)
         }
@@ -58,12 +65,19 @@ impl Client {
                 }
             }
         }
-        let msg = serde_json::from_str::<ErrorReply>(&text).map(|e| e.error).unwrap_or(format!("HTTP {status}: {text}"));
+        let msg = serde_json::from_str::<ErrorReply>(&text)
+            .map(|e| e.error)
+            .unwrap_or(format!("HTTP {status}: {text}"));
         Err(ClientError::Api(msg))
     }
 
     pub async fn status(&self) -> Result<StatusReport, ClientError> {
-        let r = self.http.get(Self::url("/v1/status")).send().await.map_err(|e| self.map_err(e))?;
+        let r = self
+            .http
+            .get(Self::url("/v1/status"))
+            .send()
+            .await
+            .map_err(|e| self.map_err(e))?;
         Ok(Self::check(r).await?.json().await?)
     }
 
@@ -80,7 +94,9 @@ impl Client {
     pub async fn logs(&self, name: &str, lines: usize) -> Result<Vec<String>, ClientError> {
         let r = self
             .http
-            .get(Self::url(&format!("/v1/services/{name}/logs?lines={lines}")))
+            .get(Self::url(&format!(
+                "/v1/services/{name}/logs?lines={lines}"
+            )))
             .send()
             .await
             .map_err(|e| self.map_err(e))?;
@@ -89,7 +105,11 @@ impl Client {
     }
 
     /// Calls `on_line` for each new log line until the daemon goes away.
-    pub async fn follow_logs(&self, name: &str, mut on_line: impl FnMut(&str)) -> Result<(), ClientError> {
+    pub async fn follow_logs(
+        &self,
+        name: &str,
+        mut on_line: impl FnMut(&str),
+    ) -> Result<(), ClientError> {
         let r = self
             .http
             .get(Self::url(&format!("/v1/services/{name}/logs/follow")))
@@ -102,7 +122,12 @@ impl Client {
 
     /// Calls `on_event` for each event; returns when `on_event` returns false or the stream ends.
     pub async fn events(&self, mut on_event: impl FnMut(Event) -> bool) -> Result<(), ClientError> {
-        let r = self.http.get(Self::url("/v1/events")).send().await.map_err(|e| self.map_err(e))?;
+        let r = self
+            .http
+            .get(Self::url("/v1/events"))
+            .send()
+            .await
+            .map_err(|e| self.map_err(e))?;
         let r = Self::check(r).await?;
         let mut go = true;
         sse_data(r, |d| {
@@ -116,18 +141,32 @@ impl Client {
     }
 
     pub async fn put_config(&self, text: &str) -> Result<(), ClientError> {
-        let r = self.http.put(Self::url("/v1/config")).body(text.to_string()).send().await.map_err(|e| self.map_err(e))?;
+        let r = self
+            .http
+            .put(Self::url("/v1/config"))
+            .body(text.to_string())
+            .send()
+            .await
+            .map_err(|e| self.map_err(e))?;
         Self::check(r).await.map(|_| ())
     }
 
     pub async fn shutdown(&self) -> Result<(), ClientError> {
-        let r = self.http.post(Self::url("/v1/shutdown")).send().await.map_err(|e| self.map_err(e))?;
+        let r = self
+            .http
+            .post(Self::url("/v1/shutdown"))
+            .send()
+            .await
+            .map_err(|e| self.map_err(e))?;
         Self::check(r).await.map(|_| ())
     }
 }
 
 /// Reads a server-sent-events body, calling `on_data` with each event's `data:` payload.
-async fn sse_data(resp: reqwest::Response, mut on_data: impl FnMut(&str)) -> Result<(), ClientError> {
+async fn sse_data(
+    resp: reqwest::Response,
+    mut on_data: impl FnMut(&str),
+) -> Result<(), ClientError> {
     let mut stream = resp.bytes_stream();
     let mut buf = String::new();
     let mut data: Vec<String> = Vec::new();

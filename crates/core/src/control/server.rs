@@ -58,7 +58,12 @@ async fn action(State(d): D, Path((target, verb)): Path<(String, String)>) -> Re
         "start" => Verb::Start,
         "stop" => Verb::Stop,
         "restart" => Verb::Restart,
-        v => return err(StatusCode::NOT_FOUND, format!("unknown action `{v}`: use start, stop or restart")),
+        v => {
+            return err(
+                StatusCode::NOT_FOUND,
+                format!("unknown action `{v}`: use start, stop or restart"),
+            )
+        }
     };
     match d.supervisor.command(&target, verb).await {
         Ok(services) => Json(ActionReply { services }).into_response(),
@@ -73,8 +78,13 @@ struct LogQuery {
 
 async fn logs(State(d): D, Path(name): Path<String>, Query(q): Query<LogQuery>) -> Response {
     match d.supervisor.log_tail(&name) {
-        Some(t) => Json(serde_json::json!({ "lines": t.tail(q.lines.unwrap_or(100)) })).into_response(),
-        None => err(StatusCode::NOT_FOUND, format!("no service named `{name}` (and no log file for it)")),
+        Some(t) => {
+            Json(serde_json::json!({ "lines": t.tail(q.lines.unwrap_or(100)) })).into_response()
+        }
+        None => err(
+            StatusCode::NOT_FOUND,
+            format!("no service named `{name}` (and no log file for it)"),
+        ),
     }
 }
 
@@ -98,12 +108,13 @@ async fn follow(State(d): D, Path(name): Path<String>) -> Response {
         let _keep = &guard;
         match r {
             Ok(line) => Some(Ok::<_, Infallible>(SseEvent::default().data(line))),
-            Err(BroadcastStreamRecvError::Lagged(n)) => {
-                Some(Ok(SseEvent::default().data(format!("[mlx-box] … {n} lines skipped (reader too slow)"))))
-            }
+            Err(BroadcastStreamRecvError::Lagged(n)) => Some(Ok(SseEvent::default()
+                .data(format!("[mlx-box] … {n} lines skipped (reader too slow)")))),
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -116,13 +127,18 @@ impl Drop for AbortOnDrop {
 async fn get_config(State(d): D) -> Response {
     let text = std::fs::read_to_string(&d.config_path).unwrap_or_default();
     let status = d.config.lock().unwrap().status.clone();
-    Json(serde_json::json!({ "path": d.config_path, "text": text, "status": status })).into_response()
+    Json(serde_json::json!({ "path": d.config_path, "text": text, "status": status }))
+        .into_response()
 }
 
 async fn put_config(State(d): D, body: String) -> Response {
     match d.write_config(&body).await {
         Ok(()) => Json(serde_json::json!({ "ok": true })).into_response(),
-        Err(diags) => (StatusCode::UNPROCESSABLE_ENTITY, Json(serde_json::json!({ "diagnostics": diags }))).into_response(),
+        Err(diags) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(serde_json::json!({ "diagnostics": diags })),
+        )
+            .into_response(),
     }
 }
 
@@ -134,9 +150,13 @@ async fn validate(State(d): D, body: String) -> Response {
 async fn events(State(d): D) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let rx = d.events();
     let stream = BroadcastStream::new(rx).filter_map(|r| match r {
-        Ok(ev) => Some(Ok(SseEvent::default().data(serde_json::to_string(&ev).unwrap_or_default()))),
+        Ok(ev) => Some(Ok(
+            SseEvent::default().data(serde_json::to_string(&ev).unwrap_or_default())
+        )),
         // A slow client missed events: tell it to re-read /v1/status rather than drift.
-        Err(BroadcastStreamRecvError::Lagged(_)) => Some(Ok(SseEvent::default().event("lagged").data("{}"))),
+        Err(BroadcastStreamRecvError::Lagged(_)) => {
+            Some(Ok(SseEvent::default().event("lagged").data("{}")))
+        }
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }

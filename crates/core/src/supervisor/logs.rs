@@ -49,7 +49,9 @@ impl LogTail {
     /// (one `stat`).
     pub fn poll(&self) {
         let mut inner = self.inner.lock().unwrap();
-        let Ok(meta) = std::fs::metadata(&self.path) else { return };
+        let Ok(meta) = std::fs::metadata(&self.path) else {
+            return;
+        };
         let len = meta.len();
         if len < inner.offset {
             inner.offset = 0; // truncated behind our back
@@ -58,7 +60,10 @@ impl LogTail {
             if let Ok(mut f) = std::fs::File::open(&self.path) {
                 if f.seek(SeekFrom::Start(inner.offset)).is_ok() {
                     let mut buf = Vec::with_capacity((len - inner.offset) as usize);
-                    let n = f.take(len - inner.offset).read_to_end(&mut buf).unwrap_or(0);
+                    let n = f
+                        .take(len - inner.offset)
+                        .read_to_end(&mut buf)
+                        .unwrap_or(0);
                     inner.offset += n as u64;
                     let text = String::from_utf8_lossy(&buf);
                     let mut chunk = std::mem::take(&mut inner.partial);
@@ -119,11 +124,16 @@ fn rotate(path: &Path, files: u32) -> std::io::Result<()> {
         }
         std::fs::copy(path, name(1))?;
     }
-    std::fs::OpenOptions::new().write(true).open(path)?.set_len(0)
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_len(0)
 }
 
 fn last_lines(path: &Path, n: usize) -> Vec<String> {
-    let Ok(mut f) = std::fs::File::open(path) else { return vec![] };
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return vec![];
+    };
     let len = f.metadata().map(|m| m.len()).unwrap_or(0);
     let start = len.saturating_sub(256 * 1024);
     let _ = f.seek(SeekFrom::Start(start));
@@ -147,7 +157,11 @@ mod tests {
     fn follows_appends_and_rotates_at_the_cap() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("svc.log");
-        let mut w = std::fs::OpenOptions::new().create(true).append(true).open(&p).unwrap();
+        let mut w = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&p)
+            .unwrap();
         let tail = LogTail::new(p.clone(), 1000, 3, 5);
         let mut rx = tail.live.subscribe();
         write!(w, "one\ntwo\nthr").unwrap();
@@ -166,6 +180,9 @@ mod tests {
         assert!(d.path().join("svc.log.2").exists());
         assert!(!d.path().join("svc.log.3").exists(), "3 files in all");
         assert_eq!(tail.tail(1), ["line 099 padding padding"]);
-        assert_eq!(tail.excerpt(2), "line 098 padding padding\nline 099 padding padding");
+        assert_eq!(
+            tail.excerpt(2),
+            "line 098 padding padding\nline 099 padding padding"
+        );
     }
 }

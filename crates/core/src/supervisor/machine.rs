@@ -93,7 +93,10 @@ pub enum Input {
     LivenessOk,
     LivenessFailed(String),
     /// The process exited on its own. `clean` = exit code 0. `detail` = reason + last log lines.
-    Exited { clean: bool, detail: String },
+    Exited {
+        clean: bool,
+        detail: String,
+    },
     /// A terminate we asked for has finished: the whole process group is gone.
     Terminated,
     /// The backoff timer fired.
@@ -119,7 +122,9 @@ enum AfterStop {
     Stay,
     StartFresh,
     /// The process failed (readiness timeout or liveness): count it like a crash.
-    Failure { before_ready: bool },
+    Failure {
+        before_ready: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -250,7 +255,9 @@ impl Machine {
                         "liveness probe failed {} times in a row: {e}",
                         self.liveness_fails
                     ));
-                    self.terminate(AfterStop::Failure { before_ready: false })
+                    self.terminate(AfterStop::Failure {
+                        before_ready: false,
+                    })
                 } else {
                     vec![]
                 }
@@ -356,7 +363,11 @@ impl Machine {
         let raw = self.policy.backoff_base.as_secs_f64() * f64::from(1u32 << exp);
         let capped = raw.min(self.policy.backoff_max.as_secs_f64());
         let j = self.policy.jitter;
-        let factor = if j > 0.0 { 1.0 + j * (2.0 * self.next_unit() - 1.0) } else { 1.0 };
+        let factor = if j > 0.0 {
+            1.0 + j * (2.0 * self.next_unit() - 1.0)
+        } else {
+            1.0
+        };
         Duration::from_secs_f64((capped * factor).max(0.0))
     }
 
@@ -448,7 +459,11 @@ mod tests {
         m.on(Input::Spawned, t);
         m.on(Input::ProbeReady, t);
         t += s(61);
-        assert_eq!(m.on(crash(), t), vec![CancelProbes, KillLeftovers, Spawn], "stable: at once again");
+        assert_eq!(
+            m.on(crash(), t),
+            vec![CancelProbes, KillLeftovers, Spawn],
+            "stable: at once again"
+        );
     }
 
     #[test]
@@ -457,7 +472,11 @@ mod tests {
         let mut m = m();
         m.on(Input::Start, t);
         m.on(Input::Spawned, t);
-        assert_eq!(m.on(crash(), t), vec![CancelProbes, KillLeftovers, Spawn], "1st retry at once");
+        assert_eq!(
+            m.on(crash(), t),
+            vec![CancelProbes, KillLeftovers, Spawn],
+            "1st retry at once"
+        );
         m.on(Input::Spawned, t);
         m.on(crash(), t);
         assert_eq!(m.state(), State::Backoff);
@@ -479,8 +498,15 @@ mod tests {
         let mut m = m();
         m.on(Input::Start, t);
         m.on(Input::Spawned, t);
-        assert_eq!(m.on(Input::ReadyTimeout("not ready after 5 s".into()), t), vec![CancelProbes, Terminate]);
-        assert_eq!(m.on(Input::Terminated, t), vec![Spawn], "first failure retries at once");
+        assert_eq!(
+            m.on(Input::ReadyTimeout("not ready after 5 s".into()), t),
+            vec![CancelProbes, Terminate]
+        );
+        assert_eq!(
+            m.on(Input::Terminated, t),
+            vec![Spawn],
+            "first failure retries at once"
+        );
         assert_eq!(m.restarts, 1);
     }
 
@@ -495,7 +521,10 @@ mod tests {
         assert_eq!(m.state(), State::Ready);
         m.on(Input::LivenessFailed("timeout".into()), t);
         m.on(Input::LivenessFailed("timeout".into()), t);
-        assert_eq!(m.on(Input::LivenessFailed("timeout".into()), t), vec![CancelProbes, Terminate]);
+        assert_eq!(
+            m.on(Input::LivenessFailed("timeout".into()), t),
+            vec![CancelProbes, Terminate]
+        );
         assert_eq!(m.on(Input::Terminated, t), vec![Spawn]);
         assert_eq!(m.restarts, 1);
     }
@@ -505,7 +534,10 @@ mod tests {
         let t = Instant::now();
         let mut m = m();
         m.on(Input::Start, t);
-        assert_eq!(m.on(Input::Fatal("port 8091 is in use by pid 42".into()), t), vec![]);
+        assert_eq!(
+            m.on(Input::Fatal("port 8091 is in use by pid 42".into()), t),
+            vec![]
+        );
         assert_eq!(m.state(), State::Failed);
         assert_eq!(m.wake_at(), None);
     }
@@ -515,14 +547,38 @@ mod tests {
         let t = Instant::now();
         let mut m = m();
         ready(&mut m, t);
-        m.on(Input::Exited { clean: true, detail: "exit status 0".into() }, t);
+        m.on(
+            Input::Exited {
+                clean: true,
+                detail: "exit status 0".into(),
+            },
+            t,
+        );
         assert_eq!(m.state(), State::Stopped);
 
-        let mut m = Machine::new(Policy { restart: RestartPolicy::Always, jitter: 0.0, ..Policy::default() });
+        let mut m = Machine::new(Policy {
+            restart: RestartPolicy::Always,
+            jitter: 0.0,
+            ..Policy::default()
+        });
         ready(&mut m, t);
-        assert_eq!(m.on(Input::Exited { clean: true, detail: String::new() }, t).last(), Some(&Spawn));
+        assert_eq!(
+            m.on(
+                Input::Exited {
+                    clean: true,
+                    detail: String::new()
+                },
+                t
+            )
+            .last(),
+            Some(&Spawn)
+        );
 
-        let mut m = Machine::new(Policy { restart: RestartPolicy::Never, jitter: 0.0, ..Policy::default() });
+        let mut m = Machine::new(Policy {
+            restart: RestartPolicy::Never,
+            jitter: 0.0,
+            ..Policy::default()
+        });
         ready(&mut m, t);
         m.on(crash(), t);
         assert_eq!(m.state(), State::Failed);
@@ -551,7 +607,10 @@ mod tests {
         for attempt in 2..12 {
             let d = m.delay(attempt).as_secs_f64();
             let nominal = (f64::from(1u32 << (attempt - 2))).min(60.0);
-            assert!(d >= nominal * 0.8 - 1e-9 && d <= nominal * 1.2 + 1e-9, "{attempt}: {d}");
+            assert!(
+                d >= nominal * 0.8 - 1e-9 && d <= nominal * 1.2 + 1e-9,
+                "{attempt}: {d}"
+            );
         }
     }
 }

@@ -59,7 +59,11 @@ impl Supervisor {
         Supervisor {
             shared,
             rt,
-            inner: Mutex::new(Inner { settings: None, handles: BTreeMap::new(), order: vec![] }),
+            inner: Mutex::new(Inner {
+                settings: None,
+                handles: BTreeMap::new(),
+                order: vec![],
+            }),
         }
     }
 
@@ -87,20 +91,36 @@ impl Supervisor {
                     tracing::info!(?change, "config change");
                     let restart = matches!(change, ServiceChange::Restart(_));
                     match change {
-                        ServiceChange::Added(n) => self.spawn_runner(&mut inner, &new, &n, None, true),
+                        ServiceChange::Added(n) => {
+                            self.spawn_runner(&mut inner, &new, &n, None, true)
+                        }
                         ServiceChange::Removed(n) => {
                             if let Some(h) = inner.handles.remove(&n) {
                                 stop_handle(h).await;
                             }
                             self.shared.statuses.write().unwrap().remove(&n);
-                            self.shared.alerts.clear_prefix(&format!("service-failed:{n}"));
-                            let _ = self.shared.events.send(crate::api::Event::ServiceRemoved { name: n });
+                            self.shared
+                                .alerts
+                                .clear_prefix(&format!("service-failed:{n}"));
+                            let _ = self
+                                .shared
+                                .events
+                                .send(crate::api::Event::ServiceRemoved { name: n });
                         }
                         ServiceChange::Restart(n) | ServiceChange::Update(n) => {
-                            let spec = new.service(&n).expect("changed service is in new settings").clone();
+                            let spec = new
+                                .service(&n)
+                                .expect("changed service is in new settings")
+                                .clone();
                             let p = plan(&spec, &new, &self.rt);
                             if let Some(h) = inner.handles.get(&n) {
-                                let _ = h.tx.send(Cmd::Replace { spec: Box::new(spec), plan: p, restart }).await;
+                                let _ =
+                                    h.tx.send(Cmd::Replace {
+                                        spec: Box::new(spec),
+                                        plan: p,
+                                        restart,
+                                    })
+                                    .await;
                             }
                         }
                     }
@@ -110,7 +130,14 @@ impl Supervisor {
         inner.settings = Some(new);
     }
 
-    fn spawn_runner(&self, inner: &mut Inner, settings: &Settings, name: &str, adopt: Option<Proc>, autostart: bool) {
+    fn spawn_runner(
+        &self,
+        inner: &mut Inner,
+        settings: &Settings,
+        name: &str,
+        adopt: Option<Proc>,
+        autostart: bool,
+    ) {
         let spec = settings.service(name).expect("service in settings").clone();
         let p = plan(&spec, settings, &self.rt);
         let log = LogTail::new(
@@ -122,10 +149,16 @@ impl Supervisor {
         let policy = policy_of(&spec, settings.app.stable_after_s);
         let runner = Runner::new(spec, p, policy, log.clone(), self.shared.clone());
         // Publish a first status now, so a status call right after `apply` lists every service.
-        self.shared.statuses.write().unwrap().insert(name.to_string(), runner.status());
+        self.shared
+            .statuses
+            .write()
+            .unwrap()
+            .insert(name.to_string(), runner.status());
         let (tx, rx) = mpsc::channel(16);
         let task = tokio::spawn(runner.run(rx, adopt, autostart));
-        inner.handles.insert(name.to_string(), Handle { tx, log, task });
+        inner
+            .handles
+            .insert(name.to_string(), Handle { tx, log, task });
     }
 
     /// Reads the state file of a previous daemon: returns the live processes that run exactly what the
@@ -134,22 +167,39 @@ impl Supervisor {
         let mut adopt = BTreeMap::new();
         for (name, rec) in self.shared.state_file.records() {
             let alive = process::pid_alive(rec.pid)
-                && process::process_start_time(rec.pid).is_some_and(|t| t.abs_diff(rec.start_time) <= 1);
+                && process::process_start_time(rec.pid)
+                    .is_some_and(|t| t.abs_diff(rec.start_time) <= 1);
             let wanted = settings
                 .service(&name)
                 .filter(|s| s.enabled)
                 .and_then(|s| plan(s, settings, &self.rt).ok())
                 .is_some_and(|p| p.hash() == rec.argv_hash && p.port == rec.port);
             if alive && wanted {
-                adopt.insert(name, Proc { pid: rec.pid, pgid: rec.pgid, start_time: rec.start_time, child: None });
+                adopt.insert(
+                    name,
+                    Proc {
+                        pid: rec.pid,
+                        pgid: rec.pgid,
+                        start_time: rec.start_time,
+                        child: None,
+                    },
+                );
                 continue;
             }
             if alive {
                 tracing::info!(service = %name, pid = rec.pid, "reaping a server the previous daemon left (no longer wanted)");
-                let mut p = Proc { pid: rec.pid, pgid: rec.pgid, start_time: rec.start_time, child: None };
-                let grace = settings.service(&name).map(|s| s.stop_timeout_s).unwrap_or(10.0);
+                let mut p = Proc {
+                    pid: rec.pid,
+                    pgid: rec.pgid,
+                    start_time: rec.start_time,
+                    child: None,
+                };
+                let grace = settings
+                    .service(&name)
+                    .map(|s| s.stop_timeout_s)
+                    .unwrap_or(10.0);
                 process::terminate_group(&mut p, Duration::from_secs_f64(grace)).await;
-            } else if process::group_alive(rec.pgid) && !process::group_members(rec.pgid).is_empty() {
+            } else if process::group_alive(rec.pgid) {
                 tracing::info!(service = %name, pgid = rec.pgid, "reaping leftovers of a dead server");
                 process::kill_leftovers(rec.pgid).await;
             }
@@ -168,7 +218,11 @@ impl Supervisor {
                 .filter(|n| {
                     // `start all` leaves alone what cannot be launched.
                     verb == Verb::Stop
-                        || inner.settings.as_ref().and_then(|s| s.service(n)).is_some_and(|s| s.enabled)
+                        || inner
+                            .settings
+                            .as_ref()
+                            .and_then(|s| s.service(n))
+                            .is_some_and(|s| s.enabled)
                 })
                 .cloned()
                 .collect()
@@ -177,7 +231,11 @@ impl Supervisor {
         } else {
             return Err(SupervisorError::UnknownService {
                 name: target.to_string(),
-                known: if inner.order.is_empty() { "(none)".into() } else { inner.order.join(", ") },
+                known: if inner.order.is_empty() {
+                    "(none)".into()
+                } else {
+                    inner.order.join(", ")
+                },
             });
         };
         for n in &names {
@@ -194,11 +252,16 @@ impl Supervisor {
     }
 
     pub fn log_tail(&self, name: &str) -> Option<Arc<LogTail>> {
-        self.inner.try_lock().ok().and_then(|i| i.handles.get(name).map(|h| h.log.clone())).or_else(|| {
-            // Busy applying a config: the log file path is still known.
-            let path = self.shared.logs_dir.join(format!("{name}.log"));
-            path.exists().then(|| LogTail::new(path, u64::MAX, 1, 10_000))
-        })
+        self.inner
+            .try_lock()
+            .ok()
+            .and_then(|i| i.handles.get(name).map(|h| h.log.clone()))
+            .or_else(|| {
+                // Busy applying a config: the log file path is still known.
+                let path = self.shared.logs_dir.join(format!("{name}.log"));
+                path.exists()
+                    .then(|| LogTail::new(path, u64::MAX, 1, 10_000))
+            })
     }
 
     /// Statuses in config order.

@@ -27,37 +27,65 @@ fn connect_addr(host: &str, port: u16) -> String {
 }
 
 /// One attempt of the readiness check. `Ok(())` = ready.
-async fn ready_once(client: &reqwest::Client, probe: &Probe, host: &str, port: u16, timeout: Duration) -> Result<(), String> {
+async fn ready_once(
+    client: &reqwest::Client,
+    probe: &Probe,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<(), String> {
     // Cheap first: until the port accepts, do not bother with HTTP.
-    match tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(connect_addr(host, port))).await {
+    match tokio::time::timeout(
+        Duration::from_millis(500),
+        TcpStream::connect(connect_addr(host, port)),
+    )
+    .await
+    {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(format!("port {port} does not accept connections ({e})")),
         Err(_) => return Err(format!("port {port}: connect timed out")),
     }
     let req = match probe {
         Probe::Tcp => return Ok(()),
-        Probe::Chat => client.post(url(host, port, "/v1/chat/completions")).json(&serde_json::json!({
-            "messages": [{"role": "user", "content": "hi"}],
-            "max_tokens": 1,
-            "stream": false,
-        })),
+        Probe::Chat => {
+            client
+                .post(url(host, port, "/v1/chat/completions"))
+                .json(&serde_json::json!({
+                    "messages": [{"role": "user", "content": "hi"}],
+                    "max_tokens": 1,
+                    "stream": false,
+                }))
+        }
         Probe::Embedding => client
             .post(url(host, port, "/v1/embeddings"))
             .json(&serde_json::json!({"input": "hi"})),
         Probe::Http(path) => client.get(url(host, port, path)),
     };
-    let resp = req.timeout(timeout).send().await.map_err(|e| format!("probe request failed: {e}"))?;
+    let resp = req
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| format!("probe request failed: {e}"))?;
     let status = resp.status();
     if status.is_success() {
         Ok(())
     } else {
         let body = resp.text().await.unwrap_or_default();
-        Err(format!("probe got HTTP {status}: {}", body.chars().take(200).collect::<String>()))
+        Err(format!(
+            "probe got HTTP {status}: {}",
+            body.chars().take(200).collect::<String>()
+        ))
     }
 }
 
 /// Polls until the server is ready or `deadline` passes; returns the last failure on timeout.
-pub async fn wait_ready(client: reqwest::Client, probe: Probe, host: String, port: u16, deadline: Instant) -> Result<(), String> {
+pub async fn wait_ready(
+    client: reqwest::Client,
+    probe: Probe,
+    host: String,
+    port: u16,
+    deadline: Instant,
+) -> Result<(), String> {
     let mut last = String::from("no answer yet");
     loop {
         let now = Instant::now();
@@ -68,18 +96,30 @@ pub async fn wait_ready(client: reqwest::Client, probe: Probe, host: String, por
             Ok(()) => return Ok(()),
             Err(e) => last = e,
         }
-        tokio::time::sleep(READY_POLL.min(deadline.saturating_duration_since(Instant::now()))).await;
+        tokio::time::sleep(READY_POLL.min(deadline.saturating_duration_since(Instant::now())))
+            .await;
     }
 }
 
 /// One liveness check: cheap endpoints only, never a generation (it would queue behind user requests).
-pub async fn liveness(client: reqwest::Client, probe: Probe, host: String, port: u16, timeout: Duration) -> Result<(), String> {
+pub async fn liveness(
+    client: reqwest::Client,
+    probe: Probe,
+    host: String,
+    port: u16,
+    timeout: Duration,
+) -> Result<(), String> {
     let path = match &probe {
         Probe::Chat => "/v1/models",
         Probe::Embedding => "/health",
         Probe::Http(p) => p.as_str(),
         Probe::Tcp => {
-            return match tokio::time::timeout(timeout, TcpStream::connect(connect_addr(&host, port))).await {
+            return match tokio::time::timeout(
+                timeout,
+                TcpStream::connect(connect_addr(&host, port)),
+            )
+            .await
+            {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(format!("connect failed: {e}")),
                 Err(_) => Err(format!("connect timed out after {timeout:?}")),

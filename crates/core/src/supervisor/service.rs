@@ -137,12 +137,19 @@ impl Runner {
             Cmd::Start => self.feed(Input::Start).await,
             Cmd::Stop => self.feed(Input::Stop).await,
             Cmd::Restart => self.feed(Input::Restart).await,
-            Cmd::Replace { spec, plan, restart } => {
+            Cmd::Replace {
+                spec,
+                plan,
+                restart,
+            } => {
                 let was_enabled = self.spec.enabled;
                 let stable = self.machine.policy.stable_after;
                 self.spec = *spec;
                 self.plan = plan;
-                self.machine.policy = Policy { stable_after: stable, ..policy_of(&self.spec, stable.as_secs_f64()) };
+                self.machine.policy = Policy {
+                    stable_after: stable,
+                    ..policy_of(&self.spec, stable.as_secs_f64())
+                };
                 if !self.spec.enabled {
                     self.feed(Input::Stop).await;
                 } else if restart && (self.machine.state().is_running() || !was_enabled) {
@@ -162,7 +169,11 @@ impl Runner {
             p.child = None; // reaped by wait()
         }
         let excerpt = self.log.excerpt(5);
-        let detail = if excerpt.is_empty() { what.clone() } else { format!("{what}; last output:\n{excerpt}") };
+        let detail = if excerpt.is_empty() {
+            what.clone()
+        } else {
+            format!("{what}; last output:\n{excerpt}")
+        };
         tracing::warn!(service = %self.spec.name, "server {what}");
         self.feed(Input::Exited { clean, detail }).await;
     }
@@ -220,7 +231,10 @@ impl Runner {
                     let out = process::terminate_group(&mut p, grace).await;
                     tracing::info!(service = %self.spec.name, pid = p.pid, killed = out.killed, took_ms = out.took.as_millis() as u64, "stopped");
                     if out.killed {
-                        self.log_note(&format!("did not exit {} s after SIGTERM: killed (SIGKILL)", self.spec.stop_timeout_s));
+                        self.log_note(&format!(
+                            "did not exit {} s after SIGTERM: killed (SIGKILL)",
+                            self.spec.stop_timeout_s
+                        ));
                     }
                 }
                 self.forget_proc();
@@ -261,8 +275,12 @@ impl Runner {
     }
 
     fn start_liveness(&mut self) {
-        let Some((host, port)) = self.endpoint() else { return };
-        let timeout = self.liveness_interval().clamp(Duration::from_secs(1), Duration::from_secs(10));
+        let Some((host, port)) = self.endpoint() else {
+            return;
+        };
+        let timeout = self
+            .liveness_interval()
+            .clamp(Duration::from_secs(1), Duration::from_secs(10));
         let h = tokio::spawn(super::probe::liveness(
             self.shared.client.clone(),
             self.spec.probe.clone(),
@@ -332,7 +350,11 @@ impl Runner {
     /// A line of ours in the service's log, so the log tells the whole story.
     fn log_note(&self, msg: &str) {
         use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&self.log.path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log.path)
+        {
             let _ = writeln!(f, "[mlx-box {}] {msg}", now_ms());
         }
     }
@@ -375,7 +397,11 @@ impl Runner {
         {
             let mut map = self.shared.statuses.write().unwrap();
             let prev = map.get(&st.name);
-            if prev.map(|p| ServiceStatus { memory_bytes: None, ..p.clone() }) == Some(st.clone()) {
+            if prev.map(|p| ServiceStatus {
+                memory_bytes: None,
+                ..p.clone()
+            }) == Some(st.clone())
+            {
                 return;
             }
             map.insert(st.name.clone(), st.clone());
@@ -399,7 +425,10 @@ impl Runner {
                 &format!("crash-loop:{name}"),
                 AlertSeverity::Critical,
                 format!("{name} keeps crashing"),
-                format!("It crashed {} times since the daemon started; see `mlx-box logs {name}`.", st.restarts),
+                format!(
+                    "It crashed {} times since the daemon started; see `mlx-box logs {name}`.",
+                    st.restarts
+                ),
             );
         } else {
             alerts.clear(&format!("crash-loop:{name}"));
@@ -425,7 +454,9 @@ async fn wait_exit(proc: &mut Option<Proc>) -> Option<std::process::ExitStatus> 
 async fn poll_probe(
     probe: &mut Option<(ProbeKind, JoinHandle<Result<(), String>>)>,
 ) -> (ProbeKind, Result<(), String>) {
-    let Some((kind, h)) = probe.as_mut() else { return std::future::pending().await };
+    let Some((kind, h)) = probe.as_mut() else {
+        return std::future::pending().await;
+    };
     let r = match h.await {
         Ok(r) => r,
         Err(e) => Err(format!("probe task failed: {e}")),
@@ -447,7 +478,9 @@ async fn sleep_until(t: Option<Instant>) {
 fn shell_words(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
-            if a.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:@,".contains(c)) {
+            if a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,".contains(c))
+            {
                 a.clone()
             } else {
                 format!("'{}'", a.replace('\'', r"'\''"))

@@ -27,7 +27,10 @@ impl StateFile {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        StateFile { path, records: Mutex::new(records) }
+        StateFile {
+            path,
+            records: Mutex::new(records),
+        }
     }
 
     pub fn records(&self) -> BTreeMap<String, Record> {

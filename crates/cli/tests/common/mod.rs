@@ -1,0 +1,271 @@
+//! A real `mlx-box up` in a temp state dir, driven through the CLI. Every process a test starts is
+//! stopped when the harness drops: the daemon by SIGTERM (it stops its services), then SIGKILL of the
+//! daemon and of every process group listed in its state file, whatever happened.
+#![allow(dead_code)]
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mlx-box");
+
+pub fn fault_server() -> String {
+    format!(
+        "{}/../../python/fault_server.py",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A `[services.NAME]` table running the fault server in `mode`.
+pub fn fault_service(name: &str, port: u16, mode: &str, extra: &str) -> String {
+    format!(
+        "[services.{name}]\nkind = \"command\"\nport = {port}\nprobe = \"chat\"\ncommand = [\"python3\", \"{}\", \"--mode\", \"{mode}\", \"--host\", \"{{host}}\", \"--port\", \"{{port}}\"]\n{extra}\n",
+        fault_server()
+    )
+}
+
+pub struct Daemon {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(config_text: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("settings.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let state = dir.path().join("state");
+        let mut d = Daemon {
+            child: None,
+            dir,
+            config,
+            state,
+        };
+        d.spawn();
+        d
+    }
+
+    /// Starts (another) daemon on the same state dir and config.
+    pub fn spawn(&mut self) {
+        let log = std::fs::File::create(
+            self.dir
+                .path()
+                .join(format!("daemon-{}.log", crate_now_ms())),
+        )
+        .unwrap();
+        let child = Command::new(BIN)
+            .args(["up", "--config"])
+            .arg(&self.config)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .env("MLXBOX_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.wait_socket();
+    }
+
+    fn wait_socket(&self) {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(20) {
+            if self.cli(&["status", "--json"]).status.success() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon did not come up: {}", self.daemon_log());
+    }
+
+    pub fn daemon_log(&self) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(self.dir.path()).unwrap().flatten() {
+            if e.file_name().to_string_lossy().starts_with("daemon-") {
+                out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+            }
+        }
+        out
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--state-dir")
+            .arg(&self.state)
+            .output()
+            .unwrap()
+    }
+
+    pub fn status(&self) -> Value {
+        let out = self.cli(&["status", "--json"]);
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    pub fn service(&self, name: &str) -> Value {
+        self.status()["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no service {name}"))
+    }
+
+    /// Polls status every 25 ms until `pred` holds for service `name`; panics with the status on timeout.
+    pub fn wait_service(
+        &self,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let t0 = Instant::now();
+        loop {
+            let s = self.service(name);
+            if pred(&s) {
+                return s;
+            }
+            if t0.elapsed() > timeout {
+                panic!(
+                    "timeout waiting on {name}: {s:#}\nlog:\n{}\ndaemon:\n{}",
+                    self.service_log(name),
+                    self.daemon_log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    pub fn wait_state(&self, name: &str, state: &str, timeout: Duration) -> Value {
+        self.wait_service(name, timeout, |s| s["state"] == state)
+    }
+
+    pub fn service_log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.state.join("logs").join(format!("{name}.log")))
+            .unwrap_or_default()
+    }
+
+    pub fn write_config(&self, text: &str) {
+        // As an editor does: write a temp file, rename it over the original.
+        let tmp = self.config.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config).unwrap();
+    }
+
+    pub fn daemon_pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGTERM the daemon and wait for it to exit (it stops every service first).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("running daemon");
+        let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+        wait_timeout(&mut c, Duration::from_secs(30)).expect("daemon exits after SIGTERM")
+    }
+
+    /// SIGKILL the daemon only (its servers live on in their own groups).
+    pub fn kill_daemon(&mut self) {
+        let mut c = self.child.take().expect("running daemon");
+        let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
+        let _ = c.wait();
+    }
+
+    /// Process groups the state file lists.
+    pub fn recorded_pgids(&self) -> Vec<u32> {
+        let Ok(b) = std::fs::read(self.state.join("state.json")) else {
+            return vec![];
+        };
+        let v: Value = serde_json::from_slice(&b).unwrap_or(Value::Null);
+        v.as_object()
+            .map(|m| {
+                m.values()
+                    .filter_map(|r| r["pgid"].as_u64().map(|p| p as u32))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pgids = self.recorded_pgids();
+        if let Some(mut c) = self.child.take() {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+            if wait_timeout(&mut c, Duration::from_secs(15)).is_none() {
+                let _ = killpg(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
+                let _ = c.wait();
+            }
+        }
+        for g in pgids {
+            let _ = killpg(Pid::from_raw(g as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+pub fn wait_timeout(c: &mut Child, t: Duration) -> Option<std::process::ExitStatus> {
+    let t0 = Instant::now();
+    while t0.elapsed() < t {
+        if let Ok(Some(s)) = c.try_wait() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+pub fn pid_alive(pid: u32) -> bool {
+    // A zombie waiting for init does not count.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let rest = &s[s.rfind(')').unwrap() + 2..];
+            !rest.starts_with('Z') && !rest.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
+
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+fn crate_now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+pub fn path_str(p: &Path) -> String {
+    p.display().to_string()
+}

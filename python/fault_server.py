@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""A deliberately misbehaving OpenAI-ish server for mlx-box's supervisor tests (stdlib only, starts fast).
+
+Modes:
+  ok              serve forever
+  slow-ready      sleep --delay seconds, then bind and serve; write time.time() to --ready-file once listening
+  crash-at-start  print an error to stderr and exit 1 without binding
+  crash-later     serve, then after --delay seconds print to stderr and exit 3
+  hang            bind, accept connections, never answer
+  ignore-sigterm  serve, ignoring SIGTERM (only SIGKILL stops it)
+  grandchild      spawn a grandchild (same process group) that serves; the parent only sleeps
+"""
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write("fault_server: " + (fmt % args) + "\n")
+
+    def _json(self, code, obj):
+        body = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path == "/health":
+            self._json(200, {"status": "ok"})
+        elif self.path == "/v1/models":
+            self._json(200, {"object": "list", "data": [{"id": "fault", "object": "model"}]})
+        else:
+            self._json(404, {"error": {"message": "not found"}})
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        if self.path == "/v1/chat/completions":
+            self._json(200, {
+                "id": "chatcmpl-fault", "object": "chat.completion", "created": int(time.time()),
+                "model": "fault",
+                "choices": [{"index": 0, "finish_reason": "length",
+                             "message": {"role": "assistant", "content": "ok"}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+            })
+        elif self.path == "/v1/embeddings":
+            self._json(200, {"object": "list", "model": "fault",
+                             "data": [{"object": "embedding", "index": 0, "embedding": [0.6, 0.8]}],
+                             "usage": {"prompt_tokens": 1, "total_tokens": 1}})
+        else:
+            self._json(404, {"error": {"message": "not found"}})
+
+
+class Server(ThreadingHTTPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def serve(host, port, ready_file=None):
+    srv = Server((host, port), Handler)
+    if ready_file:
+        with open(ready_file, "w") as f:
+            f.write(repr(time.time()))
+    print(f"fault_server listening on {host}:{port}", flush=True)
+    srv.serve_forever()
+
+
+def hang(host, port):
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.listen(64)
+    held = []
+    while True:
+        conn, _ = s.accept()
+        held.append(conn)  # never answered, never closed
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mode", default="ok")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--delay", type=float, default=1.0)
+    ap.add_argument("--ready-file")
+    a = ap.parse_args()
+    print(f"fault_server mode={a.mode} pid={os.getpid()}", flush=True)
+
+    if a.mode == "ok":
+        serve(a.host, a.port)
+    elif a.mode == "slow-ready":
+        time.sleep(a.delay)
+        serve(a.host, a.port, a.ready_file)
+    elif a.mode == "crash-at-start":
+        print("fault_server: simulated crash at load: out of memory", file=sys.stderr, flush=True)
+        sys.exit(1)
+    elif a.mode == "crash-later":
+        def crash():
+            time.sleep(a.delay)
+            print("fault_server: simulated crash after serving", file=sys.stderr, flush=True)
+            os._exit(3)
+        threading.Thread(target=crash, daemon=True).start()
+        serve(a.host, a.port)
+    elif a.mode == "hang":
+        hang(a.host, a.port)
+    elif a.mode == "ignore-sigterm":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        serve(a.host, a.port)
+    elif a.mode == "grandchild":
+        child = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--mode", "ok",
+                                  "--host", a.host, "--port", str(a.port)])
+        print(f"fault_server grandchild pid={child.pid}", flush=True)
+        while True:
+            time.sleep(3600)
+    else:
+        print(f"fault_server: unknown mode {a.mode}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
