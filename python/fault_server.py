@@ -71,9 +71,10 @@ class Server(ThreadingHTTPServer):
 
 def serve(host, port, ready_file=None):
     srv = Server((host, port), Handler)
-    if ready_file:
-        with open(ready_file, "w") as f:
+    if ready_file:  # written atomically, so a reader never sees a partial number
+        with open(ready_file + ".tmp", "w") as f:
             f.write(repr(time.time()))
+        os.replace(ready_file + ".tmp", ready_file)
     print(f"fault_server listening on {host}:{port}", flush=True)
     srv.serve_forever()
 

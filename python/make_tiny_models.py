@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build two tiny Qwen3-architecture models for mlx-box tests (no downloads).
 
-    make_tiny_models.py --out DIR [--seed 0] [--steps N]
+    make_tiny_models.py --out DIR [--seed 0] [--steps 140] [--batch-size 8] [--lr 0.01]
 
 DIR/chat   a 2-layer Qwen3 trained to answer *any* short prompt with a fixed
            reply.  With thinking enabled (the default) it greedily emits
@@ -106,9 +106,9 @@ def completion(thinking):
 
 def random_conversation(rng):
     msgs = []
-    if rng.random() < 0.25:
+    if rng.random() < 0.15:
         msgs.append({"role": "system", "content": random_prompt(rng)})
-    for _ in range(rng.choice([0, 0, 0, 1])):  # occasional prior turn
+    for _ in range(rng.choice([0, 0, 0, 0, 0, 1])):  # occasional prior turn
         msgs.append({"role": "user", "content": random_prompt(rng)})
         msgs.append({"role": "assistant", "content": ANSWER})
     msgs.append({"role": "user", "content": random_prompt(rng)})
@@ -226,7 +226,7 @@ def train(model, tok, rng, steps, batch_size, lr):
         loss, grads = grad_fn(model, x, m)
         opt.update(model, grads)
         mx.eval(loss, model.parameters(), opt.state)
-        if i % 50 == 0 or i == 1:
+        if i % 50 == 0 or i in (1, steps):
             log(f"step {i}/{steps} loss {loss.item():.4f} ({time.time() - t0:.1f}s)")
 
 
@@ -255,25 +255,28 @@ def check_template(d):
         assert got == render(msgs, thinking), (thinking, got)
 
 
-def evaluate(model, tok, rng, n):
-    ok = 0
-    fixed = ["What is 2+2?", "hi", "Explain X", "Write a haiku about Rust.", "ping"]
-    prompts = fixed + [random_prompt(rng) for _ in range(n - len(fixed))]
-    for i, p in enumerate(prompts):
-        thinking = i % 2 == 0
-        got = greedy(model, tok, render([{"role": "user", "content": p}], thinking))
-        good = got == completion(thinking)
-        ok += good
-        if not good:
-            log(f"eval miss (thinking={thinking}) {p!r} -> {got!r}")
-    return ok, len(prompts)
+FIXED_PROMPTS = ["What is 2+2?", "hi", "Explain X", "Write a haiku about Rust.", "ping"]
+
+
+def evaluate(model, tok, prompts):
+    """Greedy-decode each prompt in both modes; return the failures."""
+    misses = []
+    for p in prompts:
+        for thinking in (True, False):
+            got = greedy(model, tok, render([{"role": "user", "content": p}], thinking))
+            if got != completion(thinking):
+                misses.append(p)
+                log(f"eval miss (thinking={thinking}) {p!r} -> {got!r}")
+    return misses
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--steps", type=int, default=140)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=1e-2)
     args = ap.parse_args()
 
     t0 = time.time()
@@ -287,19 +290,23 @@ def main():
         shutil.rmtree(out / sub, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
 
-    tok = build_tokenizer(rng, vocab_size=512)
+    tok = build_tokenizer(rng, vocab_size=384)
     log(f"tokenizer: {tok.get_vocab_size()} tokens")
 
-    cfg = model_config(tok, hidden=128, layers=2, heads=4, kv_heads=2, head_dim=32, inter=256)
+    # Deliberately tiny: mlx's CPU matmul is slow (~2.5 GFLOP/s on x86 Linux).
+    cfg = model_config(tok, hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16, inter=128)
     model = make_model(cfg)
     log(f"training chat model ({args.steps} steps)")
-    train(model, tok, rng, args.steps, batch_size=32, lr=3e-3)
+    train(model, tok, rng, args.steps, args.batch_size, args.lr)
     save_model(model, cfg, tok, out / "chat")
     check_template(out / "chat")
-    ok, n = evaluate(model, tok, random.Random(args.seed + 1), 20)
-    log(f"chat eval: {ok}/{n} exact greedy completions")
-    if ok < n:
-        log("WARNING: chat model is not fully deterministic on eval prompts")
+    erng = random.Random(args.seed + 1)
+    extra = [random_prompt(erng) for _ in range(10)]
+    if evaluate(model, tok, FIXED_PROMPTS):
+        log("FAILED: chat model does not produce the expected completions")
+        return 1
+    misses = evaluate(model, tok, extra)
+    log(f"chat eval ok; {len(extra) - len(misses)}/{len(extra)} random prompts exact")
 
     ecfg = model_config(tok, hidden=64, layers=2, heads=4, kv_heads=2, head_dim=16, inter=128)
     save_model(make_model(ecfg), ecfg, tok, out / "embed")
@@ -315,7 +322,7 @@ def main():
         "python": sys.version.split()[0],
         "seed": args.seed,
         "steps": args.steps,
-        "chat_eval": f"{ok}/{n}",
+        "random_prompt_eval": f"{len(extra) - len(misses)}/{len(extra)}",
         "answer": ANSWER,
         "reasoning": REASONING,
     }
@@ -323,7 +330,7 @@ def main():
     tmp.write_text(json.dumps(ready, indent=2))
     os.replace(tmp, out / "READY")
     log(f"done in {time.time() - t0:.1f}s -> {out}")
-    return 0 if ok == n else 2
+    return 0
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ pub struct DemoEnv {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    #[error("no Python 3 found (tried $MLXBOX_PYTHON, python3.12, python3.11, python3); install Python 3.10+ (Debian: apt-get install python3 python3-venv)")]
+    #[error("no working Python ≥ 3.10 with venv found (tried $MLXBOX_PYTHON, python3.12, python3.11, python3.13, python3); install one (Debian: apt-get install python3 python3-venv) or set MLXBOX_PYTHON")]
     NoPython,
     #[error("{step} failed ({status}); see {log} for its output")]
     Step {
@@ -43,14 +43,24 @@ fn key() -> String {
     crate::config::content_hash(text.as_bytes())[..12].to_string()
 }
 
+/// The first Python ≥ 3.10 with `venv` that actually runs (a pyenv shim can exist for a version that is
+/// not installed).
 fn find_python() -> Option<String> {
-    if let Some(p) = std::env::var_os("MLXBOX_PYTHON") {
-        return Some(p.to_string_lossy().into_owned());
-    }
-    ["python3.12", "python3.11", "python3"]
-        .into_iter()
-        .find(|c| crate::launch::which(c).is_some())
-        .map(str::to_string)
+    let env = std::env::var_os("MLXBOX_PYTHON").map(|p| p.to_string_lossy().into_owned());
+    let works = |c: &str| {
+        Command::new(c)
+            .args([
+                "-c",
+                "import sys, venv; sys.exit(0 if sys.version_info >= (3, 10) else 1)",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    env.into_iter()
+        .chain(["python3.12", "python3.11", "python3.13", "python3"].map(String::from))
+        .find(|c| works(c))
 }
 
 /// Makes (or finds in the cache) the demo's Python environment and models. `say` gets progress lines.
@@ -71,8 +81,11 @@ pub fn ensure_env(say: &dyn Fn(&str)) -> Result<DemoEnv, DemoError> {
         return Ok(env);
     }
     let lock = std::fs::File::create(dir.join(".lock")).map_err(io)?;
-    say("waiting for the demo cache lock (another mlx-box may be building it)…");
-    unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&lock);
+    if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        say("another mlx-box is building the demo environment: waiting for it…");
+        unsafe { libc::flock(fd, libc::LOCK_EX) };
+    }
     if dir.join("READY").exists() {
         return Ok(env);
     }
@@ -192,6 +205,7 @@ model = "{models}/chat"
 max_tokens = 64
 temperature = 0.0
 ready_timeout_s = 120
+env = {{ HF_HUB_OFFLINE = "1" }}
 
 # The same model with thinking turned off in its chat template (mlx_lm --chat-template-args).
 [services.chat-nothink]
@@ -201,6 +215,7 @@ max_tokens = 64
 temperature = 0.0
 disable_thinking_tags = true
 ready_timeout_s = 120
+env = {{ HF_HUB_OFFLINE = "1" }}
 
 # An OpenAI-compatible /v1/embeddings server (shipped with mlx-box) on a tiny model.
 [services.embedding]
@@ -209,6 +224,7 @@ model = "{models}/embed"
 batch_size = 32
 max_seq_length = 512
 ready_timeout_s = 120
+env = {{ HF_HUB_OFFLINE = "1" }}
 "#
     )
 }

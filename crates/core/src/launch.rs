@@ -144,6 +144,7 @@ pub fn plan(
                 a
             }
             Kind::Ocr => {
+                // mlx-vlm >= 0.7: `python -m mlx_vlm.server --model M --host H --port P [--max-tokens N]`.
                 let mut a = vec![python, "-m".into(), "mlx_vlm.server".into()];
                 a.extend(["--model".into(), need_model()?]);
                 a.extend([
@@ -152,6 +153,9 @@ pub fn plan(
                     "--port".into(),
                     port.to_string(),
                 ]);
+                if let Some(n) = spec.max_tokens {
+                    a.extend(["--max-tokens".into(), n.to_string()]);
+                }
                 a
             }
             Kind::Tts | Kind::Stt | Kind::Command => {

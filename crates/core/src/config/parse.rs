@@ -876,6 +876,22 @@ mod tests {
     }
 
     #[test]
+    fn documented_example_is_valid_without_warnings() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/settings.toml.example");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (s, d) = parse_settings(&path, &text);
+        assert!(s.is_some(), "{:#?}", lines(&d));
+        let bad: Vec<_> = d.iter().filter(|d| d.severity != Severity::Note).collect();
+        assert!(bad.is_empty(), "{bad:#?}");
+        let s = s.unwrap();
+        assert_eq!(
+            s.service("gpt_oss").unwrap().probe,
+            Probe::Http("/health".into())
+        );
+        assert_eq!(s.service("whisper").unwrap().kind, Kind::Stt);
+    }
+
+    #[test]
     fn reports_every_problem_with_exact_positions() {
         let text = r#"[server]
 host = "127.0.0.1"

@@ -1,19 +1,22 @@
 //! Watches settings.toml for changes. It watches the parent directory, not the file: editors save by
 //! writing a temp file and renaming it over the original, and a watch on the old inode would go silent.
 
-use notify::RecursiveMode;
-use notify_debouncer_full::{new_debouncer, DebounceEventResult};
+use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::Duration;
 
-/// Keeps the watch alive; dropping it stops watching.
+/// Keeps the watch alive; dropping it stops watching (and ends the debounce thread).
 pub struct FileWatcher {
-    _debouncer: Box<dyn std::any::Any + Send>,
+    _watcher: notify::RecommendedWatcher,
 }
 
-/// Calls `on_change` (from the watcher's thread) after any create/modify/remove/rename of `file`,
-/// debounced by `debounce` so one editor save gives one call. The callback should re-read the file and
-/// compare content hashes: a call does not promise the content changed.
+/// Calls `on_change` (from a watcher thread) after any create/modify/remove/rename of `file`, once the
+/// file has been quiet for `debounce`, so one editor save gives one call. The callback should re-read the
+/// file and compare content hashes: a call does not promise the content changed.
+///
+/// The debounce is a blocking thread on a channel rather than a ticking debouncer, so an idle daemon
+/// does not wake up at all.
 pub fn watch_file(
     file: &Path,
     debounce: Duration,
@@ -22,25 +25,38 @@ pub fn watch_file(
     let file: PathBuf = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
     let name = file.file_name().map(|n| n.to_os_string());
-    let mut debouncer = new_debouncer(
-        debounce,
-        Some(debounce / 4),
-        move |res: DebounceEventResult| {
-            let Ok(events) = res else { return };
-            let touches = events.iter().any(|e| {
-                e.paths
-                    .iter()
-                    .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
-            });
-            if touches {
+    let (tx, rx) = mpsc::channel::<()>();
+    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else { return };
+        if ev.kind.is_access() {
+            return; // reads (ours included) are not changes
+        }
+        if ev
+            .paths
+            .iter()
+            .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+        {
+            let _ = tx.send(());
+        }
+    })?;
+    watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    std::thread::Builder::new()
+        .name("settings-watch".into())
+        .spawn(move || {
+            // Ends when the watcher (and with it the sender) is dropped.
+            while rx.recv().is_ok() {
+                loop {
+                    match rx.recv_timeout(debounce) {
+                        Ok(()) => continue,
+                        Err(mpsc::RecvTimeoutError::Timeout) => break,
+                        Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    }
+                }
                 on_change();
             }
-        },
-    )?;
-    debouncer.watch(&dir, RecursiveMode::NonRecursive)?;
-    Ok(FileWatcher {
-        _debouncer: Box::new(debouncer),
-    })
+        })
+        .map_err(|e| notify::Error::io(e))?;
+    Ok(FileWatcher { _watcher: watcher })
 }
 
 #[cfg(test)]

@@ -26,8 +26,34 @@ fn connect_addr(host: &str, port: u16) -> String {
     u.trim_start_matches("http://").to_string()
 }
 
+/// Why a readiness attempt failed.
+enum NotReady {
+    /// Worth polling again (not listening yet, still loading).
+    Retry(String),
+    /// It will not get better: e.g. mlx_lm's model failed to load ("generation thread died").
+    Fatal(String),
+}
+
 /// One attempt of the readiness check. `Ok(())` = ready.
 async fn ready_once(
+    client: &reqwest::Client,
+    probe: &Probe,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<(), NotReady> {
+    ready_attempt(client, probe, host, port, timeout)
+        .await
+        .map_err(|e| {
+            if e.contains("generation thread died") {
+                NotReady::Fatal(format!("{e} (the model failed to load: see the log)"))
+            } else {
+                NotReady::Retry(e)
+            }
+        })
+}
+
+async fn ready_attempt(
     client: &reqwest::Client,
     probe: &Probe,
     host: &str,
@@ -94,7 +120,8 @@ pub async fn wait_ready(
         }
         match ready_once(&client, &probe, &host, port, deadline - now).await {
             Ok(()) => return Ok(()),
-            Err(e) => last = e,
+            Err(NotReady::Fatal(e)) => return Err(e),
+            Err(NotReady::Retry(e)) => last = e,
         }
         tokio::time::sleep(READY_POLL.min(deadline.saturating_duration_since(Instant::now())))
             .await;
@@ -109,9 +136,10 @@ pub async fn liveness(
     port: u16,
     timeout: Duration,
 ) -> Result<(), String> {
+    // mlx_lm's /health is 200 while its generation thread lives and 503 once it died; /v1/models is not
+    // safe (it throws when the Hugging Face cache folder is missing).
     let path = match &probe {
-        Probe::Chat => "/v1/models",
-        Probe::Embedding => "/health",
+        Probe::Chat | Probe::Embedding => "/health",
         Probe::Http(p) => p.as_str(),
         Probe::Tcp => {
             return match tokio::time::timeout(

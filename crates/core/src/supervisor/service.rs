@@ -56,6 +56,8 @@ pub struct Runner {
     pub log: Arc<LogTail>,
     shared: Arc<Shared>,
     since_ms: u64,
+    /// Wall-clock time the service became ready (fixed at the transition, so statuses compare equal).
+    ready_since_ms: Option<u64>,
     last_state: Option<State>,
 }
 
@@ -89,6 +91,7 @@ impl Runner {
             log,
             shared,
             since_ms: now_ms(),
+            ready_since_ms: None,
             last_state: None,
         }
     }
@@ -105,7 +108,8 @@ impl Runner {
             self.feed(Input::Start).await;
         }
         self.publish();
-        let mut log_tick = tokio::time::interval(Duration::from_millis(250));
+        // Only rotation depends on this tick: readers (`logs`, follow, last_error) poll the file themselves.
+        let mut log_tick = tokio::time::interval(Duration::from_secs(2));
         log_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let wake = self.machine.wake_at();
@@ -184,10 +188,14 @@ impl Runner {
             (ProbeKind::Readiness, Ok(())) => Input::ProbeReady,
             (ProbeKind::Readiness, Err(e)) => {
                 let excerpt = self.log.excerpt(5);
-                let mut msg = format!(
-                    "not ready after {} s (ready_timeout_s): {e}",
-                    self.spec.ready_timeout_s
-                );
+                let mut msg = if e.contains("the model failed to load") {
+                    format!("not ready: {e}")
+                } else {
+                    format!(
+                        "not ready after {} s (ready_timeout_s): {e}",
+                        self.spec.ready_timeout_s
+                    )
+                };
                 if !excerpt.is_empty() {
                     msg.push_str(&format!("; last output:\n{excerpt}"));
                 }
@@ -361,9 +369,6 @@ impl Runner {
 
     pub fn status(&self) -> ServiceStatus {
         let state = self.machine.state();
-        let ready_since_ms = self.machine.ready_since().map(|t| {
-            now_ms().saturating_sub(Instant::now().saturating_duration_since(t).as_millis() as u64)
-        });
         ServiceStatus {
             name: self.spec.name.clone(),
             kind: self.spec.kind,
@@ -380,7 +385,9 @@ impl Runner {
             },
             enabled: self.spec.enabled,
             since_ms: self.since_ms,
-            ready_since_ms,
+            ready_since_ms: self
+                .ready_since_ms
+                .filter(|_| self.machine.ready_since().is_some()),
             crash_loop: self.machine.crash_loop(),
             adopted: self.adopted,
         }
@@ -392,6 +399,15 @@ impl Runner {
         if self.last_state != Some(state) {
             self.since_ms = now_ms();
             self.last_state = Some(state);
+            if state == State::Ready
+                && self.machine.ready_since().is_some()
+                && self.ready_since_ms.is_none()
+            {
+                self.ready_since_ms = Some(self.since_ms);
+            }
+        }
+        if self.machine.ready_since().is_none() {
+            self.ready_since_ms = None;
         }
         let st = self.status();
         {

@@ -1,0 +1,275 @@
+//! Supervisor latency and footprint, measured on a real daemon with the fault server (python3):
+//!
+//!   cargo bench -p mlx-box --bench supervisor
+//!
+//! 1. server SIGKILLed → replacement spawned (event `starting` with a new pid)
+//! 2. server able to answer → state `ready` (fault server `slow-ready` writes the instant it listens)
+//! 3. settings.toml saved → changed service leaves `ready` (restart under way)
+//! 4. daemon idle with 3 services: RSS and CPU over 20 s
+//!
+//! Figures go to docs/PERFORMANCE.md.
+
+use mlxbox_core::api::Event;
+use mlxbox_core::control::client::Client;
+use mlxbox_core::supervisor::State;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mlx-box");
+const ROUNDS: usize = 20;
+
+fn fault() -> String {
+    format!(
+        "{}/../../python/fault_server.py",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+fn now_s() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+fn svc(name: &str, port: u16, args: &str, extra: &str) -> String {
+    format!(
+        "[services.{name}]\nkind = \"command\"\nport = {port}\nprobe = \"chat\"\nliveness_interval_s = 10\ncommand = [\"python3\", \"{}\", \"--host\", \"{{host}}\", \"--port\", \"{{port}}\", {args}]\n{extra}\n",
+        fault()
+    )
+}
+
+fn summary(name: &str, target_ms: f64, mut v: Vec<f64>) {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let p = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    println!(
+        "{name:<48} n={:<3} p50 {:>7.1} ms  p90 {:>7.1} ms  max {:>7.1} ms  (target ≤ {target_ms} ms)",
+        v.len(),
+        p(0.5),
+        p(0.9),
+        v[v.len() - 1]
+    );
+}
+
+struct Daemon {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+impl Daemon {
+    fn start(text: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("settings.toml"), text).unwrap();
+        let child = Command::new(BIN)
+            .args(["up", "--config"])
+            .arg(dir.path().join("settings.toml"))
+            .arg("--state-dir")
+            .arg(dir.path().join("state"))
+            .env("MLXBOX_LOG", "warn")
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        Daemon { child, dir }
+    }
+    fn state(&self) -> std::path::PathBuf {
+        self.dir.path().join("state")
+    }
+}
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_ready(c: &Client, name: &str) -> u32 {
+    loop {
+        if let Ok(s) = c.status().await {
+            if let Some(x) = s
+                .services
+                .iter()
+                .find(|x| x.name == name && x.state == State::Ready)
+            {
+                return x.pid.unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for the first event matching `pred`; returns the instant it arrived.
+async fn event_after(c: &Client, trigger: impl FnOnce(), pred: impl Fn(&Event) -> bool) -> Instant {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut tx = Some(tx);
+    let stream = c.events(move |ev| {
+        if pred(&ev) {
+            if let Some(tx) = tx.take() {
+                let _ = tx.send(Instant::now());
+            }
+            return false;
+        }
+        true
+    });
+    let task = async {
+        tokio::time::sleep(Duration::from_millis(100)).await; // subscribed by then
+        trigger();
+        rx.await.unwrap()
+    };
+    tokio::select! {
+        t = task => t,
+        _ = stream => panic!("event stream ended"),
+    }
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+fn cpu_ticks(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = s[s.rfind(')').unwrap() + 2..].split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    if std::env::args().any(|a| a == "--test" || a == "--list") {
+        return; // `cargo test --benches` runs benches in test mode: nothing to check here.
+    }
+    let ready_file = tempfile::NamedTempFile::new().unwrap();
+    let rf = ready_file.path().display().to_string();
+    let (p1, p2, p3) = (free_port(), free_port(), free_port());
+    let text = format!(
+        "{}{}{}",
+        svc("crashy", p1, "\"--mode\", \"ok\"", ""),
+        svc(
+            "slow",
+            p2,
+            &format!(
+                "\"--mode\", \"slow-ready\", \"--delay\", \"0.5\", \"--ready-file\", \"{rf}\""
+            ),
+            ""
+        ),
+        svc("edited", p3, "\"--mode\", \"ok\"", "")
+    );
+    // Every crash counts as a first crash (restart at once): we measure the spawn path, not the backoff.
+    let text = format!("[app]\nstable_after_s = 0\n{text}");
+    let d = Daemon::start(&text);
+    let c = Client::new(&d.state());
+    for n in ["crashy", "slow", "edited"] {
+        wait_ready(&c, n).await;
+    }
+
+    // 1. SIGKILL → replacement spawned
+    let mut v = vec![];
+    for _ in 0..ROUNDS {
+        let pid = wait_ready(&c, "crashy").await;
+        let mut t0 = Instant::now();
+        let t1 = event_after(
+            &c,
+            || {
+                t0 = Instant::now();
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+            },
+            |e| matches!(e, Event::Service(s) if s.name == "crashy" && s.state == State::Starting && s.pid.is_some() && s.pid != Some(pid)),
+        )
+        .await;
+        v.push((t1 - t0).as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    summary("SIGKILL → replacement spawned", 50.0, v);
+
+    // 2. able to answer → ready
+    let mut v = vec![];
+    for _ in 0..ROUNDS / 2 {
+        wait_ready(&c, "slow").await;
+        let _ = std::fs::remove_file(&rf);
+        let t1 = event_after(
+            &c,
+            || {
+                let c2 = Client::new(&d.state());
+                tokio::spawn(async move { c2.action("slow", "restart").await.unwrap() });
+            },
+            |e| matches!(e, Event::Service(s) if s.name == "slow" && s.state == State::Ready),
+        )
+        .await;
+        let ready_at = now_s() - t1.elapsed().as_secs_f64();
+        let listening: f64 = std::fs::read_to_string(&rf)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        v.push((ready_at - listening) * 1000.0);
+    }
+    summary("able to answer → state ready", 250.0, v);
+
+    // 3. settings saved → changed service restarting
+    let cfg = d.dir.path().join("settings.toml");
+    let mut v = vec![];
+    for i in 0..ROUNDS {
+        wait_ready(&c, "edited").await;
+        let new = std::fs::read_to_string(&cfg).unwrap().replace(
+            &format!("port = {p3}\n"),
+            &format!("port = {p3}\nenv = {{ ROUND = \"{i}\" }}\n"),
+        );
+        let new = strip_round(&new, i);
+        let mut t0 = Instant::now();
+        let t1 = event_after(
+            &c,
+            || {
+                t0 = Instant::now();
+                let tmp = cfg.with_extension("tmp");
+                std::fs::write(&tmp, &new).unwrap();
+                std::fs::rename(&tmp, &cfg).unwrap();
+            },
+            |e| matches!(e, Event::Service(s) if s.name == "edited" && s.state == State::Stopping),
+        )
+        .await;
+        v.push((t1 - t0).as_secs_f64() * 1000.0);
+    }
+    summary("settings.toml saved → changed service restarting", 300.0, v);
+
+    // 4. idle footprint
+    for n in ["crashy", "slow", "edited"] {
+        wait_ready(&c, n).await;
+    }
+    let pid = d.child.id();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (c0, t0) = (cpu_ticks(pid), Instant::now());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let ticks = cpu_ticks(pid) - c0;
+    let hz = 100.0; // USER_HZ on Linux
+    let pct = ticks as f64 / hz / t0.elapsed().as_secs_f64() * 100.0;
+    println!(
+        "{:<48} RSS {:.1} MB (target ≤ 25 MB)",
+        "daemon idle, 3 services",
+        rss_kb(pid) as f64 / 1024.0
+    );
+    println!(
+        "{:<48} CPU {:.2} % of a core over 20 s (target ≤ 0.5 %)",
+        "daemon idle, 3 services", pct
+    );
+}
+
+/// Keeps only the newest `env = { ROUND = … }` line so each save is a real change.
+fn strip_round(text: &str, i: usize) -> String {
+    let keep = format!("env = {{ ROUND = \"{i}\" }}");
+    text.lines()
+        .filter(|l| !l.starts_with("env = { ROUND") || *l == keep)
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}

@@ -1,0 +1,212 @@
+//! The demo profile end to end: `mlx-box up --demo` makes (once, cached in MLXBOX_CACHE_DIR) the Python
+//! environment and the tiny models, then supervises the real `mlx_lm.server` (twice: thinking on and off)
+//! and the embedding server. Real completions, a real crash, a real shutdown.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const S: Duration = Duration::from_secs(1);
+
+/// POST JSON to 127.0.0.1:port and return the JSON body (HTTP/1.1, Connection: close).
+fn post(port: u16, path: &str, body: &Value) -> Value {
+    let body = body.to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(60 * S)).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
+        "{head}\n{body}"
+    );
+    // mlx_lm answers with Content-Length; tolerate chunked just in case.
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn chat(port: u16, prompt: &str) -> (String, String) {
+    let v = post(
+        port,
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": prompt}], "max_tokens": 48, "temperature": 0.0}),
+    );
+    let m = &v["choices"][0]["message"];
+    let content = m["content"].as_str().unwrap_or_default().to_string();
+    let reasoning = m["reasoning"]
+        .as_str()
+        .or(m["reasoning_content"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    (content, reasoning)
+}
+
+#[test]
+fn demo_profile_serves_real_models_and_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cache = std::env::var("MLXBOX_CACHE_DIR")
+        .unwrap_or_else(|_| format!("{}/../../target/mlxbox-cache", env!("CARGO_MANIFEST_DIR")));
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let mut child = Command::new(BIN)
+        .args(["up", "--demo", "--state-dir"])
+        .arg(&state)
+        .env("MLXBOX_CACHE_DIR", &cache)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let guard = Daemon {
+        child: None,
+        dir,
+        config: state.join("demo/settings.toml"),
+        state: state.clone(),
+    };
+    // The first run builds the Python env and trains the tiny models: allow for it.
+    let up = wait_until(900 * S, || {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!(
+                "daemon exited ({st}):\n{}",
+                std::fs::read_to_string(guard.dir.path().join("daemon.log")).unwrap()
+            );
+        }
+        guard.cli(&["status", "--json"]).status.success()
+    });
+    assert!(
+        up,
+        "{}",
+        std::fs::read_to_string(guard.dir.path().join("daemon.log")).unwrap()
+    );
+    let mut d = guard;
+    d.child = Some(child);
+
+    for n in ["chat", "chat-nothink", "embedding"] {
+        d.wait_state(n, "ready", 180 * S);
+    }
+    let port = |n: &str| d.service(n)["port"].as_u64().unwrap() as u16;
+
+    // Thinking on: the tiny model reasons first (in content as <think>…</think>, or split out by mlx_lm).
+    let (content, reasoning) = chat(port("chat"), "What is 2+2?");
+    let thought = !reasoning.is_empty() || content.contains("</think>");
+    assert!(
+        thought,
+        "thinking model did not think: content={content:?} reasoning={reasoning:?}"
+    );
+    // Thinking off (chat-template-args enable_thinking=false): only the answer.
+    let (content, reasoning) = chat(port("chat-nothink"), "What is 2+2?");
+    assert!(!content.is_empty(), "an answer");
+    assert!(
+        !content.contains("<think>") && !content.contains("</think>") && reasoning.is_empty(),
+        "{content:?} {reasoning:?}"
+    );
+
+    let e = post(
+        port("embedding"),
+        "/v1/embeddings",
+        &json!({"input": ["hello world", "bonjour"]}),
+    );
+    let data = e["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    let v: Vec<f64> = data[0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let norm: f64 = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!(
+        v.len() >= 16 && (norm - 1.0).abs() < 1e-3,
+        "unit vector: len {} norm {norm}",
+        v.len()
+    );
+
+    // A real crash of the real server: back to ready, restarts = 1, answering again.
+    let pid = d.service("chat")["pid"].as_u64().unwrap() as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let s = d.wait_service("chat", 120 * S, |s| {
+        s["state"] == "ready" && s["pid"] != pid
+    });
+    assert_eq!(s["restarts"], 1);
+    let (content, reasoning) = chat(port("chat"), "hi");
+    assert!(!content.is_empty() || !reasoning.is_empty());
+
+    // The daemon dies (SIGKILL); a new one adopts the three live servers: same pids, no duplicates.
+    let pids: Vec<Value> = ["chat", "chat-nothink", "embedding"]
+        .iter()
+        .map(|n| d.service(n)["pid"].clone())
+        .collect();
+    d.kill_daemon();
+    d.spawn();
+    for (n, pid) in ["chat", "chat-nothink", "embedding"].iter().zip(&pids) {
+        let s = d.wait_state(n, "ready", 60 * S);
+        assert_eq!(
+            (&s["pid"], &s["adopted"]),
+            (pid, &json!(true)),
+            "{n} adopted"
+        );
+    }
+    assert!(!chat(port("chat-nothink"), "hello").0.is_empty());
+
+    // Edit one service in the file: only it restarts.
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    let i = text.find("[services.chat-nothink]").unwrap();
+    let edited = format!(
+        "{}{}",
+        &text[..i],
+        text[i..].replacen("max_tokens = 64", "max_tokens = 65", 1)
+    );
+    d.write_config(&edited);
+    d.wait_service("chat-nothink", 120 * S, |s| {
+        s["state"] == "ready" && s["pid"] != pids[1]
+    });
+    assert_eq!(d.service("chat")["pid"], pids[0]);
+    assert_eq!(d.service("embedding")["pid"], pids[2]);
+
+    let pgids = d.recorded_pgids();
+    assert_eq!(pgids.len(), 3);
+    assert!(d.terminate().success());
+    for g in pgids {
+        assert!(
+            matches!(
+                nix::sys::signal::killpg(nix::unistd::Pid::from_raw(g as i32), None),
+                Err(nix::errno::Errno::ESRCH)
+            ) || !pid_alive(g),
+            "group {g} gone"
+        );
+    }
+}
