@@ -165,8 +165,9 @@ async fn main() {
         ),
         svc("edited", p3, "\"--mode\", \"ok\"", "")
     );
-    // Every crash counts as a first crash (restart at once): we measure the spawn path, not the backoff.
-    let text = format!("[app]\nstable_after_s = 0\n{text}");
+    // Ready ≥ 1 s before each kill, so every crash counts as a first one (restart at once): this measures
+    // the restart path, not the backoff.
+    let text = format!("[app]\nstable_after_s = 1\n{text}");
     let d = Daemon::start(&text);
     let c = Client::new(&d.state());
     for n in ["crashy", "slow", "edited"] {
@@ -177,6 +178,7 @@ async fn main() {
     let mut v = vec![];
     for _ in 0..ROUNDS {
         let pid = wait_ready(&c, "crashy").await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         let mut t0 = Instant::now();
         let t1 = event_after(
             &c,

@@ -143,6 +143,10 @@ async fn up(state_dir: PathBuf, config: Option<PathBuf>, demo: bool) -> Result<E
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    // The lock and the signal handlers come first: a second `up` refuses at once, and a SIGTERM during
+    // start-up (or the demo's setup) is handled instead of leaving servers behind.
+    let lock = daemon::lock_state_dir(&state_dir)?;
+    let mut signals = daemon::Signals::new()?;
     let default = paths::default_config();
     let use_demo = demo || (config.is_none() && !default.exists());
     let (config_path, python) = if use_demo {
@@ -152,9 +156,15 @@ async fn up(state_dir: PathBuf, config: Option<PathBuf>, demo: bool) -> Result<E
                 default.display()
             );
         }
-        let env =
-            tokio::task::spawn_blocking(|| demo::ensure_env(&|m| tracing::info!("demo: {m}")))
-                .await??;
+        let setup =
+            tokio::task::spawn_blocking(|| demo::ensure_env(&|m| tracing::info!("demo: {m}")));
+        let env = tokio::select! {
+            env = setup => env??,
+            _ = signals.terminated() => {
+                eprintln!("mlx-box: interrupted while preparing the demo (the next run resumes it)");
+                return Ok(ExitCode::from(130));
+            }
+        };
         let path = demo::write_settings(&state_dir, &env)?;
         (path, Some(env.python.display().to_string()))
     } else {
@@ -166,11 +176,15 @@ async fn up(state_dir: PathBuf, config: Option<PathBuf>, demo: bool) -> Result<E
             config_path.display()
         );
     }
-    daemon::run(daemon::DaemonOptions {
-        state_dir,
-        config_path,
-        default_python: python,
-    })
+    daemon::run(
+        daemon::DaemonOptions {
+            state_dir,
+            config_path,
+            default_python: python,
+        },
+        lock,
+        signals,
+    )
     .await?;
     Ok(ExitCode::SUCCESS)
 }

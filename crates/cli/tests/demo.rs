@@ -114,7 +114,12 @@ fn demo_profile_serves_real_models_and_survives_a_crash() {
     for n in ["chat", "chat-nothink", "embedding"] {
         d.wait_state(n, "ready", 180 * S);
     }
-    let port = |n: &str| d.service(n)["port"].as_u64().unwrap() as u16;
+    let port_of = |d: &Daemon, n: &str| d.service(n)["port"].as_u64().unwrap() as u16;
+    let ports: std::collections::HashMap<&str, u16> = ["chat", "chat-nothink", "embedding"]
+        .iter()
+        .map(|n| (*n, port_of(&d, n)))
+        .collect();
+    let port = |n: &str| ports[n];
 
     // Thinking on: the tiny model reasons first (in content as <think>…</think>, or split out by mlx_lm).
     let (content, reasoning) = chat(port("chat"), "What is 2+2?");

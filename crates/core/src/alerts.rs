@@ -57,21 +57,6 @@ impl AlertStore {
         }
     }
 
-    /// Clears every active alert whose id starts with `prefix`.
-    pub fn clear_prefix(&self, prefix: &str) {
-        let ids: Vec<String> = self
-            .active
-            .lock()
-            .unwrap()
-            .keys()
-            .filter(|k| k.starts_with(prefix))
-            .cloned()
-            .collect();
-        for id in ids {
-            self.clear(&id);
-        }
-    }
-
     pub fn active(&self) -> Vec<Alert> {
         self.active.lock().unwrap().values().cloned().collect()
     }

@@ -116,7 +116,16 @@ impl Daemon {
                 return;
             }
             Err(e) => {
-                tracing::warn!("cannot read {}: {e}", self.config_path.display());
+                self.set_config_problem(vec![Diagnostic {
+                    path: self.config_path.clone(),
+                    line: 1,
+                    col: 1,
+                    severity: Severity::Error,
+                    message: format!(
+                        "cannot read the settings file ({e}); services keep running as they were"
+                    ),
+                    hint: Some("check its permissions: the daemon runs as you".into()),
+                }]);
                 return;
             }
         };
@@ -236,11 +245,13 @@ fn sample_memory(pgids: &[Option<u32>]) -> (MemoryStatus, Vec<Option<u64>>) {
 }
 
 /// Exclusive lock on the state dir, held for the daemon's life.
-struct StateLock {
+pub struct StateLock {
     _file: std::fs::File,
 }
 
-fn lock_state_dir(dir: &Path) -> Result<StateLock, DaemonError> {
+/// Takes the state dir's lock, or says which daemon holds it. `up` takes it before anything else (the
+/// demo setup included), so a second `up` refuses at once.
+pub fn lock_state_dir(dir: &Path) -> Result<StateLock, DaemonError> {
     let sd = |e| DaemonError::StateDir {
         dir: dir.to_path_buf(),
         source: e,
@@ -277,10 +288,40 @@ fn lock_state_dir(dir: &Path) -> Result<StateLock, DaemonError> {
     Ok(StateLock { _file: f })
 }
 
+/// SIGTERM / SIGINT / SIGHUP, registered before anything is spawned: a signal that arrives during start-up
+/// is handled (services stopped) instead of killing the daemon and leaving its servers behind.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn new() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Resolves at SIGTERM or SIGINT.
+    pub async fn terminated(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
 /// Runs the daemon until SIGINT/SIGTERM or a shutdown request; every service is stopped before it returns.
-pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
+pub async fn run(
+    opts: DaemonOptions,
+    _lock: StateLock,
+    mut signals: Signals,
+) -> Result<(), DaemonError> {
     let dir = &opts.state_dir;
-    let _lock = lock_state_dir(dir)?;
     let sd = |e| DaemonError::StateDir {
         dir: dir.clone(),
         source: e,
@@ -353,31 +394,34 @@ pub async fn run(opts: DaemonOptions) -> Result<(), DaemonError> {
         source: e,
     })?;
     daemon.reload().await;
-    let d2 = daemon.clone();
+    let stop_reloading = Arc::new(Notify::new());
+    let (d2, stop2) = (daemon.clone(), stop_reloading.clone());
     let reloader = tokio::spawn(async move {
-        while reload_rx.recv().await.is_some() {
-            d2.reload().await;
+        loop {
+            tokio::select! {
+                r = reload_rx.recv() => match r {
+                    Some(()) => d2.reload().await,
+                    None => break,
+                },
+                _ = stop2.notified() => break,
+            }
         }
     });
     tracing::info!(state_dir = %dir.display(), config = %daemon.config_path.display(), socket = %sock.display(), "mlx-box daemon ready");
 
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        .expect("SIGINT handler");
-    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        .expect("SIGHUP handler");
     loop {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = signals.term.recv() => break,
+            _ = signals.int.recv() => break,
             _ = daemon.shutdown.notified() => break,
             // SIGHUP: re-read settings.toml now (as most daemons do).
-            _ = hup.recv() => { let _ = reload_tx.try_send(()); continue; }
+            _ = signals.hup.recv() => { let _ = reload_tx.try_send(()); continue; }
         }
     }
     tracing::info!("stopping every service");
-    reloader.abort();
+    // Let a config apply in progress finish (it may be stopping a removed service), then stop the rest.
+    stop_reloading.notify_one();
+    let _ = reloader.await;
     daemon.supervisor.shutdown().await;
     let _ = shared.events.send(Event::Shutdown);
     server.abort();

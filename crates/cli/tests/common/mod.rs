@@ -145,8 +145,15 @@ impl Daemon {
     ) -> Value {
         let t0 = Instant::now();
         loop {
-            let s = self.service(name);
-            if pred(&s) {
+            // Right after start-up the list may still be empty (the daemon answers while it adopts/reaps).
+            let s = self.status()["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == name)
+                .cloned()
+                .unwrap_or(Value::Null);
+            if !s.is_null() && pred(&s) {
                 return s;
             }
             if t0.elapsed() > timeout {

@@ -507,7 +507,8 @@ fn parse_app(cx: &mut Ctx, item: Option<&Item>) -> AppSettings {
     if let Some(b) = v.bool(cx, "refuse_over_budget") {
         a.refuse_over_budget = b;
     }
-    if let Some(x) = v.float(cx, "stable_after_s", 0.0, 86_400.0, "60") {
+    // Minimums (here and for backoff_max_s) keep a crash loop from becoming a restart storm.
+    if let Some(x) = v.float(cx, "stable_after_s", 1.0, 86_400.0, "60") {
         a.stable_after_s = x;
     }
     a
@@ -778,7 +779,7 @@ fn parse_service(
             .unwrap_or(10.0),
         restart,
         backoff_max_s: v
-            .float(cx, "backoff_max_s", 0.0, 86_400.0, "60")
+            .float(cx, "backoff_max_s", 1.0, 86_400.0, "60")
             .unwrap_or(60.0),
         max_start_failures: v.int(cx, "max_start_failures", 1, 1000, "3").unwrap_or(3) as u32,
         liveness_interval_s: v

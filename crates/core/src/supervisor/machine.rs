@@ -132,8 +132,10 @@ pub struct Machine {
     pub policy: Policy,
     state: State,
     pub restarts: u32,
+    /// Consecutive failures before ever getting ready: `max_start_failures` of them → `failed`.
     start_failures: u32,
-    crash_streak: u32,
+    /// Consecutive failures of any kind since the last stable period (or manual start): drives backoff.
+    failures: u32,
     liveness_fails: u32,
     ready_since: Option<Instant>,
     last_error: Option<String>,
@@ -152,7 +154,7 @@ impl Machine {
             state: State::Stopped,
             restarts: 0,
             start_failures: 0,
-            crash_streak: 0,
+            failures: 0,
             liveness_fails: 0,
             ready_since: None,
             last_error: None,
@@ -197,9 +199,12 @@ impl Machine {
                 self.reset_failures();
                 self.terminate(AfterStop::StartFresh)
             }
-            (Starting | Ready | Unhealthy, Input::Stop) => self.terminate(AfterStop::Stay),
+            (Starting | Ready | Unhealthy, Input::Stop) => {
+                self.reset_failures();
+                self.terminate(AfterStop::Stay)
+            }
             (Backoff | Failed, Input::Stop) => {
-                self.wake_at = None;
+                self.reset_failures();
                 self.state = Stopped;
                 vec![]
             }
@@ -241,9 +246,10 @@ impl Machine {
             }
             (Ready, Input::LivenessOk) => {
                 self.liveness_fails = 0;
-                if self.crash_loop && self.is_stable(now) {
+                if self.is_stable(now) {
+                    // A stable period: the next failure counts as a first one again.
+                    self.failures = 0;
                     self.crash_loop = false;
-                    self.crash_streak = 0;
                 }
                 vec![]
             }
@@ -276,13 +282,17 @@ impl Machine {
                 acts
             }
             (Stopping, Input::Terminated) => {
-                self.ready_since = None;
                 match std::mem::replace(&mut self.after_stop, AfterStop::Stay) {
                     AfterStop::Stay => {
+                        self.ready_since = None;
                         self.state = Stopped;
                         vec![]
                     }
-                    AfterStop::StartFresh => self.spawn(),
+                    AfterStop::StartFresh => {
+                        self.ready_since = None;
+                        self.spawn()
+                    }
+                    // `failure` reads ready_since: was it up long enough to count as stable?
                     AfterStop::Failure { before_ready } => self.failure(now, before_ready),
                 }
             }
@@ -297,7 +307,7 @@ impl Machine {
 
     fn reset_failures(&mut self) {
         self.start_failures = 0;
-        self.crash_streak = 0;
+        self.failures = 0;
         self.crash_loop = false;
         self.wake_at = None;
     }
@@ -327,25 +337,21 @@ impl Machine {
             self.state = State::Failed;
             return vec![];
         }
-        let attempt = if before_ready {
+        if stable {
+            self.failures = 0;
+        }
+        self.failures += 1;
+        if before_ready {
             self.start_failures += 1;
             if self.start_failures >= self.policy.max_start_failures {
                 self.state = State::Failed;
                 return vec![];
             }
-            self.start_failures + self.crash_streak
-        } else {
-            if stable {
-                self.crash_streak = 0;
-            }
-            self.crash_streak += 1;
-            if self.crash_streak >= self.policy.crash_loop_after {
-                self.crash_loop = true;
-            }
-            self.crash_streak
-        };
+        } else if self.failures >= self.policy.crash_loop_after {
+            self.crash_loop = true;
+        }
         self.restarts += 1;
-        let delay = self.delay(attempt);
+        let delay = self.delay(self.failures);
         if delay.is_zero() {
             return self.spawn();
         }
@@ -599,6 +605,61 @@ mod tests {
         assert_eq!(m.state(), State::Backoff);
         assert_eq!(m.on(Input::Stop, t), vec![]);
         assert_eq!((m.state(), m.wake_at()), (State::Stopped, None));
+    }
+
+    #[test]
+    fn alternating_failures_before_and_after_ready_still_back_off() {
+        let mut t = Instant::now();
+        let mut m = m();
+        ready(&mut m, t);
+        let mut waits = vec![];
+        for i in 0..4 {
+            if i % 2 == 1 {
+                m.on(Input::Spawned, t);
+                m.on(Input::ProbeReady, t);
+            }
+            m.on(crash(), t);
+            let w = m.wake_at().map(|w| (w - t).as_secs()).unwrap_or(0);
+            waits.push(w);
+            t += s(w);
+            m.on(Input::Wake, t);
+        }
+        assert_eq!(waits, [0, 1, 2, 4]);
+    }
+
+    #[test]
+    fn liveness_restarts_days_apart_are_not_a_crash_loop() {
+        let mut t = Instant::now();
+        let mut m = m();
+        ready(&mut m, t);
+        for _ in 0..5 {
+            t += s(86_400);
+            m.on(Input::LivenessOk, t);
+            for _ in 0..3 {
+                m.on(Input::LivenessFailed("timeout".into()), t);
+            }
+            assert_eq!(m.on(Input::Terminated, t), vec![Spawn], "restart at once");
+            m.on(Input::Spawned, t);
+            m.on(Input::ProbeReady, t);
+        }
+        assert!(!m.crash_loop());
+        assert_eq!(m.restarts, 5);
+    }
+
+    #[test]
+    fn manual_stop_clears_the_crash_loop() {
+        let t = Instant::now();
+        let mut m = m();
+        ready(&mut m, t);
+        for _ in 0..3 {
+            m.on(crash(), t);
+            m.on(Input::Wake, t);
+            m.on(Input::Spawned, t);
+            m.on(Input::ProbeReady, t);
+        }
+        assert!(m.crash_loop());
+        m.on(Input::Stop, t);
+        assert!(!m.crash_loop());
     }
 
     #[test]

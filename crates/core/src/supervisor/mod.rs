@@ -45,6 +45,8 @@ pub struct Supervisor {
     pub shared: Arc<Shared>,
     rt: Runtime,
     inner: Mutex<Inner>,
+    /// Service names in file order; outside `inner` so listings never wait for a config apply.
+    order: std::sync::RwLock<Vec<String>>,
 }
 
 struct Inner {
@@ -64,6 +66,7 @@ impl Supervisor {
                 handles: BTreeMap::new(),
                 order: vec![],
             }),
+            order: Default::default(),
         }
     }
 
@@ -77,6 +80,8 @@ impl Supervisor {
         let mut inner = self.inner.lock().await;
         let old = inner.settings.take();
         inner.order = new.services.iter().map(|s| s.name.clone()).collect();
+        *self.order.write().unwrap() = inner.order.clone();
+        let mut removed = vec![];
         match &old {
             None => {
                 let mut adoptable = self.adopt_or_reap(&new).await;
@@ -96,16 +101,8 @@ impl Supervisor {
                         }
                         ServiceChange::Removed(n) => {
                             if let Some(h) = inner.handles.remove(&n) {
-                                stop_handle(h).await;
+                                removed.push((n, h));
                             }
-                            self.shared.statuses.write().unwrap().remove(&n);
-                            self.shared
-                                .alerts
-                                .clear_prefix(&format!("service-failed:{n}"));
-                            let _ = self
-                                .shared
-                                .events
-                                .send(crate::api::Event::ServiceRemoved { name: n });
                         }
                         ServiceChange::Restart(n) | ServiceChange::Update(n) => {
                             let spec = new
@@ -128,6 +125,24 @@ impl Supervisor {
             }
         }
         inner.settings = Some(new);
+        drop(inner);
+        // Removed services are stopped outside the lock (a stubborn one may take its stop timeout), in
+        // parallel; status and commands keep answering meanwhile.
+        futures_util::future::join_all(removed.into_iter().map(|(n, h)| async move {
+            stop_handle(h).await;
+            n
+        }))
+        .await
+        .into_iter()
+        .for_each(|n| {
+            self.shared.statuses.write().unwrap().remove(&n);
+            self.shared.alerts.clear(&format!("service-failed:{n}"));
+            self.shared.alerts.clear(&format!("crash-loop:{n}"));
+            let _ = self
+                .shared
+                .events
+                .send(crate::api::Event::ServiceRemoved { name: n });
+        });
     }
 
     fn spawn_runner(
@@ -166,7 +181,8 @@ impl Supervisor {
     async fn adopt_or_reap(&self, settings: &Settings) -> BTreeMap<String, Proc> {
         let mut adopt = BTreeMap::new();
         for (name, rec) in self.shared.state_file.records() {
-            let alive = process::pid_alive(rec.pid)
+            let pid_live = process::pid_alive(rec.pid);
+            let alive = pid_live
                 && process::process_start_time(rec.pid)
                     .is_some_and(|t| t.abs_diff(rec.start_time) <= 1);
             let wanted = settings
@@ -199,7 +215,9 @@ impl Supervisor {
                     .map(|s| s.stop_timeout_s)
                     .unwrap_or(10.0);
                 process::terminate_group(&mut p, Duration::from_secs_f64(grace)).await;
-            } else if process::group_alive(rec.pgid) {
+            } else if !pid_live && process::group_alive(rec.pgid) {
+                // The leader is dead (so its pid, which is the pgid, is not reused by a live process):
+                // what is left in the group are orphans of our server.
                 tracing::info!(service = %name, pgid = rec.pgid, "reaping leftovers of a dead server");
                 process::kill_leftovers(rec.pgid).await;
             }
@@ -238,15 +256,19 @@ impl Supervisor {
                 },
             });
         };
+        let mut acks = vec![];
         for n in &names {
-            let cmd = match verb {
-                Verb::Start => Cmd::Start,
-                Verb::Stop => Cmd::Stop,
-                Verb::Restart => Cmd::Restart,
-            };
             if let Some(h) = inner.handles.get(n) {
-                let _ = h.tx.send(cmd).await;
+                let (tx, rx) = oneshot::channel();
+                if h.tx.send(Cmd::Verb(verb, tx)).await.is_ok() {
+                    acks.push(rx);
+                }
             }
+        }
+        drop(inner);
+        // Every command is sent before any is awaited, so `stop all` stops services in parallel.
+        for rx in acks {
+            let _ = rx.await;
         }
         Ok(names)
     }
@@ -266,7 +288,7 @@ impl Supervisor {
 
     /// Statuses in config order.
     pub async fn statuses(&self) -> Vec<ServiceStatus> {
-        let order = self.inner.lock().await.order.clone();
+        let order = self.order.read().unwrap().clone();
         let map = self.shared.statuses.read().unwrap();
         order.iter().filter_map(|n| map.get(n).cloned()).collect()
     }
@@ -275,9 +297,24 @@ impl Supervisor {
         self.inner.lock().await.settings.clone()
     }
 
-    /// Stops every service (in parallel) and waits until every process group is gone.
+    /// Stops every service (in parallel) and waits until every process group is gone. When no valid
+    /// settings were ever applied, the servers a previous daemon left are stopped too: nothing supervises
+    /// them otherwise.
     pub async fn shutdown(&self) {
         let mut inner = self.inner.lock().await;
+        if inner.settings.is_none() {
+            let none = Settings {
+                path: Default::default(),
+                server: crate::config::ServerSettings {
+                    host: "127.0.0.1".into(),
+                    api_keys: vec![],
+                },
+                app: Default::default(),
+                alerts: Default::default(),
+                services: vec![],
+            };
+            self.adopt_or_reap(&none).await;
+        }
         let handles: Vec<Handle> = std::mem::take(&mut inner.handles).into_values().collect();
         futures_util::future::join_all(handles.into_iter().map(stop_handle)).await;
     }

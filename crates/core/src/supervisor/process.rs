@@ -101,7 +101,7 @@ pub fn pid_alive(pid: u32) -> bool {
     }
     #[cfg(target_os = "linux")]
     {
-        linux::stat(pid).is_some_and(|(state, _)| state != 'Z' && state != 'X')
+        linux::is_live(pid)
     }
     #[cfg(not(target_os = "linux"))]
     true
@@ -121,14 +121,28 @@ mod linux {
         Some((state, pgrp))
     }
 
+    /// A process is live while any of its threads is. Its leader shows `Z` as soon as the main thread
+    /// exits, but other threads (mlx_lm's server threads) may still hold its sockets for seconds.
+    pub fn is_live(pid: u32) -> bool {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return stat(pid).is_some_and(|(st, _)| st != 'Z' && st != 'X');
+        };
+        tasks.flatten().any(|t| {
+            std::fs::read_to_string(t.path().join("stat"))
+                .ok()
+                .and_then(|text| text.rfind(')').and_then(|i| text[i + 2..].chars().next()))
+                .is_some_and(|st| st != 'Z' && st != 'X')
+        })
+    }
+
     pub fn group_has_live_member(pgid: u32) -> bool {
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return true;
         };
         dir.flatten()
             .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
-            .filter_map(stat)
-            .any(|(state, pgrp)| pgrp == pgid && state != 'Z' && state != 'X')
+            .filter(|&pid| stat(pid).is_some_and(|(_, pgrp)| pgrp == pgid))
+            .any(is_live)
     }
 }
 
@@ -241,6 +255,9 @@ pub fn port_in_use(host: &str, port: u16) -> Option<PortHolder> {
     };
     // std sets SO_REUSEADDR, so a port in TIME_WAIT counts as free, as it does for the server itself.
     match TcpListener::bind((host, port)) {
+        // On macOS SO_REUSEADDR lets 127.0.0.1:P bind while another process listens on *:P: ask lsof too.
+        #[cfg(not(target_os = "linux"))]
+        Ok(_) if listening_pid(port).is_some() => Some(find_port_holder(port)),
         Ok(_) => None,
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Some(find_port_holder(port)),
         Err(_) => None, // e.g. address not available: let the server report it

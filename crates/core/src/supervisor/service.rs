@@ -27,9 +27,9 @@ pub struct Shared {
 }
 
 pub enum Cmd {
-    Start,
-    Stop,
-    Restart,
+    /// start / stop / restart; `done` fires once the machine has taken the command (for stop: once the
+    /// process group is gone), so a client never reads the state from before its own command.
+    Verb(super::Verb, oneshot::Sender<()>),
     /// New settings for this service; `restart` when the process itself must change.
     Replace {
         spec: Box<ServiceSpec>,
@@ -39,6 +39,9 @@ pub enum Cmd {
     /// Stop the process group and end the task.
     Shutdown(oneshot::Sender<()>),
 }
+
+/// How long a port held by another process is waited for before the service fails.
+const PORT_WAIT: Duration = Duration::from_secs(2);
 
 enum ProbeKind {
     Readiness,
@@ -138,9 +141,16 @@ impl Runner {
 
     async fn command(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Start => self.feed(Input::Start).await,
-            Cmd::Stop => self.feed(Input::Stop).await,
-            Cmd::Restart => self.feed(Input::Restart).await,
+            Cmd::Verb(verb, done) => {
+                let input = match verb {
+                    super::Verb::Start => Input::Start,
+                    super::Verb::Stop => Input::Stop,
+                    super::Verb::Restart => Input::Restart,
+                };
+                self.feed(input).await;
+                self.publish();
+                let _ = done.send(());
+            }
             Cmd::Replace {
                 spec,
                 plan,
@@ -154,9 +164,15 @@ impl Runner {
                     stable_after: stable,
                     ..policy_of(&self.spec, stable.as_secs_f64())
                 };
+                let state = self.machine.state();
                 if !self.spec.enabled {
                     self.feed(Input::Stop).await;
-                } else if restart && (self.machine.state().is_running() || !was_enabled) {
+                } else if restart
+                    && (state.is_running()
+                        || !was_enabled
+                        || matches!(state, State::Failed | State::Backoff))
+                {
+                    // A failed service whose settings changed (say, its port) gets a fresh try.
                     self.feed(Input::Restart).await;
                 }
             }
@@ -232,7 +248,7 @@ impl Runner {
 
     async fn exec(&mut self, action: Action) -> Option<Input> {
         match action {
-            Action::Spawn => Some(self.spawn()),
+            Action::Spawn => Some(self.spawn().await),
             Action::Terminate => {
                 if let Some(mut p) = self.proc.take() {
                     let grace = Duration::from_secs_f64(self.spec.stop_timeout_s);
@@ -304,12 +320,20 @@ impl Runner {
         self.plan.as_ref().ok().map(|p| (p.host.clone(), p.port))
     }
 
-    fn spawn(&mut self) -> Input {
+    async fn spawn(&mut self) -> Input {
         let plan = match &self.plan {
             Ok(p) => p.clone(),
             Err(e) => return Input::Fatal(e.to_string()),
         };
-        if let Some(holder) = process::port_in_use(&plan.host, plan.port) {
+        // A port freed a moment ago (by a service of ours that is stopping for the same config edit) is
+        // worth a short wait; a port that stays taken is another program's, and retrying cannot help.
+        let mut holder = process::port_in_use(&plan.host, plan.port);
+        let t0 = Instant::now();
+        while holder.is_some() && t0.elapsed() < PORT_WAIT {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            holder = process::port_in_use(&plan.host, plan.port);
+        }
+        if let Some(holder) = holder {
             let key = self.spec.bind_port_key();
             let at = self
                 .spec
@@ -433,7 +457,7 @@ impl Runner {
                 format!("{name} failed"),
                 format!("{first}. See `mlx-box logs {name}`, fix the cause, then start it again."),
             );
-        } else if state != State::Stopped || !self.spec.enabled {
+        } else {
             alerts.clear(&format!("service-failed:{name}"));
         }
         if st.crash_loop {

@@ -46,7 +46,12 @@ impl StateFile {
         };
         if changed {
             let bytes = serde_json::to_vec_pretty(&*r).unwrap_or_default();
-            if let Err(e) = crate::config::atomic_write(&self.path, &bytes) {
+            // temp + rename, no fsync: this is on the restart path, and a state file lost to a power cut only
+            // means the next daemon cannot adopt (the servers died with the power anyway).
+            let tmp = self.path.with_extension("json.tmp");
+            let written =
+                std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, &self.path));
+            if let Err(e) = written {
                 tracing::warn!("cannot write {}: {e}", self.path.display());
             }
         }
