@@ -55,7 +55,7 @@ pub fn watch_file(
                 on_change();
             }
         })
-        .map_err(|e| notify::Error::io(e))?;
+        .map_err(notify::Error::io)?;
     Ok(FileWatcher { _watcher: watcher })
 }
 
