@@ -15,10 +15,20 @@ cargo fmt --all -- --check
 say "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 say "cargo test"
-cargo test --workspace -- --test-threads 2
+log=$(mktemp)
+# Unit + integration tests (no doc tests: there are none). The summed closing line is what CI reads.
+set +e
+cargo test --workspace --lib --bins --tests -- --test-threads 2 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+rm -f "$log"
+[ "$status" -eq 0 ] || { echo "tests: $passed passed, $failed failed"; exit "$status"; }
 if [ "$(uname -s)" = Linux ]; then
   say "type-checking the macOS build (aarch64-apple-darwin)"
   rustup target add aarch64-apple-darwin >/dev/null
   cargo check --target aarch64-apple-darwin -p mlxbox-core -p mlx-box
 fi
-say "all tests passed"
+say "all checks passed"
+echo "tests: $passed passed, $failed failed"

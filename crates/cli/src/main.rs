@@ -6,7 +6,7 @@ use mlxbox_core::api::{ServiceStatus, StatusReport};
 use mlxbox_core::config::{self, Severity};
 use mlxbox_core::control::client::Client;
 use mlxbox_core::supervisor::State;
-use mlxbox_core::{daemon, demo, paths};
+use mlxbox_core::{daemon, demo, estimate, paths};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -57,6 +57,14 @@ enum Cmd {
     },
     /// Check a settings.toml: exit 0 when valid, 2 with one `PATH:LINE:COL:` line per problem.
     Validate { path: Option<PathBuf> },
+    /// Estimate the memory each service needs (weights + KV cache) against the budget.
+    Estimate {
+        /// settings.toml (default: the platform config path).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Ask the daemon to stop every service and exit.
     Down,
 }
@@ -120,6 +128,23 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Validate { path } => Ok(validate(path.unwrap_or_else(paths::default_config))),
+        Cmd::Estimate { config, json } => {
+            let path = config.unwrap_or_else(paths::default_config);
+            let settings = match config::load(&path) {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    eprintln!("mlx-box: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let e = estimate::estimate(&settings, estimate::memory_budget());
+            if json {
+                println!("{}", serde_json::to_string_pretty(&e)?);
+            } else {
+                print_estimate(&e);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Down => {
             Client::new(&state_dir).shutdown().await?;
             // Wait until the socket is gone: every service is stopped by then.
@@ -295,6 +320,45 @@ fn human_bytes(b: u64) -> String {
         format!("{b} B")
     } else {
         format!("{x:.1} {}", U[i])
+    }
+}
+
+fn print_estimate(e: &estimate::Estimate) {
+    let b = |x: Option<u64>| x.map(human_bytes).unwrap_or_else(|| "?".into());
+    println!(
+        "{:<16} {:>10} {:>10} {:>12} {:>10} {:>10}",
+        "NAME", "WEIGHTS", "KV/TOKEN", "CONTEXT", "KV", "TOTAL"
+    );
+    for s in &e.services {
+        let ctx = s
+            .context_tokens
+            .map(|c| format!("{c}×{}", s.concurrency))
+            .unwrap_or_else(|| "?".into());
+        println!(
+            "{:<16} {:>10} {:>10} {:>12} {:>10} {:>10}",
+            s.name,
+            b(s.weights_bytes),
+            b(s.kv_bytes_per_token),
+            ctx,
+            b(s.kv_bytes),
+            b(s.total_bytes)
+        );
+    }
+    let budget = e
+        .budget_bytes
+        .map(|x| {
+            format!(
+                "{} ({})",
+                human_bytes(x),
+                e.budget_source.as_deref().unwrap_or("")
+            )
+        })
+        .unwrap_or_else(|| "unknown".into());
+    println!("total {} of budget {budget}", human_bytes(e.total_bytes));
+    for s in &e.services {
+        for r in &s.reasons {
+            println!("{}: {r}", s.name);
+        }
     }
 }
 

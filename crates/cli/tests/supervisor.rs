@@ -446,3 +446,52 @@ fn validate_cli_contract() {
         "{text}"
     );
 }
+
+#[test]
+fn estimate_cli_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(
+        model.join("config.json"),
+        r#"{"num_hidden_layers": 48, "num_attention_heads": 32, "num_key_value_heads": 4, "head_dim": 128, "torch_dtype": "bfloat16"}"#,
+    )
+    .unwrap();
+    std::fs::File::create(model.join("model.safetensors"))
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let cfg = dir.path().join("settings.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[services.fast]\nport = 18081\nmodel = \"{}\"\ncontext_length = 32768\n[services.gone]\nport = 18082\nmodel = \"nobody/not-downloaded\"\nmax_tokens = 100\n",
+            model.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["estimate", "--json", "--config"])
+        .arg(&cfg)
+        .env("HF_HUB_CACHE", dir.path().join("empty-hub"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let fast = &v["services"][0];
+    assert_eq!(fast["name"], "fast");
+    assert_eq!(fast["weights_bytes"], 1u64 << 30);
+    assert_eq!(fast["kv_bytes_per_token"], 98_304);
+    assert_eq!(fast["context_tokens"], 32_768);
+    assert_eq!(fast["kv_bytes"], 3u64 << 30);
+    assert_eq!(fast["total_bytes"], 4u64 << 30);
+    let gone = &v["services"][1];
+    assert!(gone["weights_bytes"].is_null() && gone["total_bytes"].is_null());
+    assert!(gone["reasons"][0].as_str().unwrap().contains("not on disk"));
+    assert_eq!(v["total_bytes"], 4u64 << 30);
+    assert!(v["budget_bytes"].as_u64().unwrap() > 0);
+}

@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod estimate;
 pub mod launch;
 pub mod paths;
 pub mod supervisor;
