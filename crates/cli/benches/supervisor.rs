@@ -5,7 +5,8 @@
 //! 1. server SIGKILLed → replacement spawned (event `starting` with a new pid)
 //! 2. server able to answer → state `ready` (fault server `slow-ready` writes the instant it listens)
 //! 3. settings.toml saved → changed service leaves `ready` (restart under way)
-//! 4. daemon idle with 3 services: RSS and CPU over 20 s
+//! 4. daemon idle with 3 services (monitor at 1 Hz included): RSS and CPU over 20 s
+//! 0. one monitor sample
 //!
 //! Figures go to docs/PERFORMANCE.md.
 
@@ -149,6 +150,16 @@ async fn main() {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return; // `cargo test --benches` runs benches in test mode: nothing to check here.
     }
+    // 0. one monitor sample (system memory, swap, PSI, thermal zones)
+    let mut sampler = mlxbox_core::monitor::Sampler::default();
+    let mut v = vec![];
+    for _ in 0..200 {
+        let t0 = Instant::now();
+        std::hint::black_box(sampler.sample());
+        v.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    summary("monitor: one system sample", 2.0, v);
+
     let ready_file = tempfile::NamedTempFile::new().unwrap();
     let rf = ready_file.path().display().to_string();
     let (p1, p2, p3) = (free_port(), free_port(), free_port());

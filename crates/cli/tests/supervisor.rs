@@ -495,3 +495,46 @@ fn estimate_cli_contract() {
     assert_eq!(v["total_bytes"], 4u64 << 30);
     assert!(v["budget_bytes"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn monitor_alerts_follow_the_headroom_threshold_and_per_service_memory() {
+    let svc = fault_service("m", free_port(), "ok", "");
+    let alerts = |pct: f64| {
+        format!("[alerts]\nheadroom_warn_percent = {pct}\nclear_after_s = 0\ncooldown_s = 0\n{svc}")
+    };
+    let d = Daemon::start(&alerts(99.99));
+    let s = d.wait_state("m", "ready", 20 * S);
+    assert!(s["memory_bytes"].as_u64().unwrap() > 0);
+    let st = d.status();
+    let m = &st["memory"];
+    assert!(
+        m["total_bytes"].as_u64().unwrap() > 0
+            && m["available_bytes"].as_u64().unwrap() <= m["total_bytes"].as_u64().unwrap()
+    );
+    assert!(
+        ["normal", "warn", "critical", "unknown"].contains(&m["pressure"].as_str().unwrap()),
+        "{m}"
+    );
+    let has = |d: &Daemon| {
+        d.status()["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "low-headroom")
+    };
+    assert!(
+        wait_until(5 * S, || has(&d)),
+        "headroom above current usage raises the alert: {}",
+        d.status()
+    );
+    d.write_config(&alerts(0.01));
+    assert!(
+        wait_until(5 * S, || !has(&d)),
+        "lowering it clears the alert"
+    );
+    assert!(d.cli(&["stop", "m"]).status.success());
+    assert!(
+        d.service("m")["memory_bytes"].is_null(),
+        "no process, no memory figure"
+    );
+}

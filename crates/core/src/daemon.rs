@@ -5,7 +5,9 @@ use crate::alerts::AlertStore;
 use crate::api::{AlertSeverity, ConfigStatus, Event, MemoryStatus, StatusReport, ThermalStatus};
 use crate::config::{self, Diagnostic, Severity};
 use crate::launch::Runtime;
+use crate::monitor::{History, Sampler};
 use crate::paths;
+use crate::rules::{Decision, Engine};
 use crate::supervisor::{process, statefile::StateFile, Shared, Supervisor};
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -58,6 +60,10 @@ pub struct Daemon {
     pub config_path: PathBuf,
     pub config: Mutex<ConfigState>,
     pub shutdown: Notify,
+    sampler: Mutex<Sampler>,
+    /// The last 10 minutes of samples (for sparklines).
+    pub monitor: Mutex<History>,
+    rules: Mutex<Engine>,
     reload_tx: mpsc::Sender<()>,
 }
 
@@ -72,27 +78,51 @@ impl Daemon {
 
     pub async fn status(&self) -> StatusReport {
         let mut services = self.supervisor.statuses().await;
-        let (memory, per_group) = tokio::task::spawn_blocking({
-            let pgids: Vec<Option<u32>> = services.iter().map(|s| s.pid).collect();
-            move || sample_memory(&pgids)
-        })
-        .await
-        .unwrap_or_else(|_| (empty_memory(), vec![]));
+        let pgids: Vec<Option<u32>> = services.iter().map(|s| s.pid).collect();
+        let per_group = tokio::task::spawn_blocking(move || group_memory(&pgids))
+            .await
+            .unwrap_or_default();
         for (s, m) in services.iter_mut().zip(per_group) {
             s.memory_bytes = m;
         }
+        let latest = self.monitor.lock().unwrap().latest().cloned();
+        let sample = latest.unwrap_or_else(|| self.sampler.lock().unwrap().sample());
         StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
             daemon_pid: std::process::id(),
             config_path: self.config_path.display().to_string(),
             config: self.config.lock().unwrap().status.clone(),
             services,
-            memory,
-            // The monitor issue reads the real thermal state; until then we say we do not know.
+            memory: MemoryStatus {
+                total_bytes: sample.total_bytes,
+                used_bytes: sample.used_bytes,
+                available_bytes: sample.available_bytes,
+                swap_used_bytes: sample.swap_used_bytes,
+                swap_total_bytes: sample.swap_total_bytes,
+                pressure: sample.pressure.as_str().into(),
+            },
             thermal: ThermalStatus {
-                state: "unknown".into(),
+                state: sample.thermal.as_str().into(),
             },
             alerts: self.shared.alerts.active(),
+        }
+    }
+
+    /// One monitor tick: sample, keep it, run the alert rules.
+    pub fn monitor_tick(&self) {
+        let sample = self.sampler.lock().unwrap().sample();
+        let decisions = self.rules.lock().unwrap().evaluate(&sample);
+        self.monitor.lock().unwrap().push(sample);
+        for d in decisions {
+            match d {
+                Decision::Raise {
+                    id,
+                    severity,
+                    title,
+                    body,
+                } => self.shared.alerts.raise(id, severity, title, body),
+                Decision::Clear { id } => self.shared.alerts.clear(id),
+            }
         }
     }
 
@@ -152,6 +182,7 @@ impl Daemon {
                 };
                 self.config.lock().unwrap().status = status.clone();
                 let _ = self.shared.events.send(Event::Config(status));
+                self.rules.lock().unwrap().cfg = s.alerts.clone();
                 self.supervisor.apply(s).await;
             }
         }
@@ -202,46 +233,24 @@ impl Daemon {
     }
 }
 
-fn empty_memory() -> MemoryStatus {
-    MemoryStatus {
-        total_bytes: 0,
-        used_bytes: 0,
-        available_bytes: 0,
-        swap_used_bytes: 0,
-        swap_total_bytes: 0,
-        pressure: "unknown".into(),
-    }
-}
-
-/// System memory and the resident memory of each service's process group.
-fn sample_memory(pgids: &[Option<u32>]) -> (MemoryStatus, Vec<Option<u64>>) {
-    use sysinfo::{MemoryRefreshKind, ProcessRefreshKind, ProcessesToUpdate, RefreshKind, System};
-    let Ok(mut sys) = System::new_with_specifics(
-        RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()),
-    ) else {
-        return (empty_memory(), vec![None; pgids.len()]);
-    };
-    let mem = MemoryStatus {
-        total_bytes: sys.total_memory(),
-        used_bytes: sys.used_memory(),
-        available_bytes: sys.available_memory(),
-        swap_used_bytes: sys.used_swap(),
-        swap_total_bytes: sys.total_swap(),
-        pressure: "unknown".into(),
-    };
+/// Resident memory of each service's process group (RSS; on macOS the physical footprint is a later step).
+fn group_memory(pgids: &[Option<u32>]) -> Vec<Option<u64>> {
+    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
     if pgids.iter().all(Option::is_none) {
-        return (mem, vec![None; pgids.len()]);
+        return vec![None; pgids.len()];
     }
+    let Ok(mut sys) = System::new() else {
+        return vec![None; pgids.len()];
+    };
     sys.refresh_processes_specifics(
         ProcessesToUpdate::All,
         true,
         ProcessRefreshKind::nothing().with_memory(),
     );
-    let per = pgids
+    pgids
         .iter()
         .map(|p| p.map(|pg| process::group_memory(&sys, pg)))
-        .collect();
-    (mem, per)
+        .collect()
 }
 
 /// Exclusive lock on the state dir, held for the daemon's life.
@@ -366,6 +375,9 @@ pub async fn run(
             },
         }),
         shutdown: Notify::new(),
+        sampler: Mutex::new(Sampler::default()),
+        monitor: Mutex::new(History::default()),
+        rules: Mutex::new(Engine::new(Default::default())),
         reload_tx: reload_tx.clone(),
     });
 
@@ -407,6 +419,16 @@ pub async fn run(
             }
         }
     });
+    // The 1 Hz monitor: cheap (a few /proc reads), and what the swap / pressure / heat alerts stand on.
+    let d3 = daemon.clone();
+    let monitor = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tick.tick().await;
+            d3.monitor_tick();
+        }
+    });
     tracing::info!(state_dir = %dir.display(), config = %daemon.config_path.display(), socket = %sock.display(), "mlx-box daemon ready");
 
     loop {
@@ -422,6 +444,7 @@ pub async fn run(
     // Let a config apply in progress finish (it may be stopping a removed service), then stop the rest.
     stop_reloading.notify_one();
     let _ = reloader.await;
+    monitor.abort();
     daemon.supervisor.shutdown().await;
     let _ = shared.events.send(Event::Shutdown);
     server.abort();

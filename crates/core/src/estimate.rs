@@ -169,7 +169,11 @@ pub fn weights_bytes(dir: &Path) -> Option<u64> {
 pub fn estimate_service(spec: &ServiceSpec, hub: &Path) -> ServiceEstimate {
     let mut reasons = vec![];
     let concurrency = u64::from(spec.max_concurrency.unwrap_or(1));
-    let context = spec.context_length.or(spec.max_tokens).map(u64::from);
+    let context = spec
+        .context_length
+        .or(spec.max_tokens)
+        .or(spec.max_seq_length)
+        .map(u64::from);
     if context.is_none() {
         reasons.push("context_tokens: neither context_length nor max_tokens is set".to_string());
     }

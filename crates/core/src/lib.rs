@@ -9,5 +9,7 @@ pub mod daemon;
 pub mod demo;
 pub mod estimate;
 pub mod launch;
+pub mod monitor;
 pub mod paths;
+pub mod rules;
 pub mod supervisor;

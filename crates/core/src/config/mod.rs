@@ -261,6 +261,8 @@ pub struct AlertSettings {
     pub swap_warn_mb: f64,
     pub headroom_warn_percent: f64,
     pub cooldown_s: f64,
+    /// An alert clears only after its condition has been gone this long (hysteresis in time).
+    pub clear_after_s: f64,
 }
 
 impl Default for AlertSettings {
@@ -270,6 +272,7 @@ impl Default for AlertSettings {
             swap_warn_mb: 100.0,
             headroom_warn_percent: 10.0,
             cooldown_s: 300.0,
+            clear_after_s: 10.0,
         }
     }
 }

@@ -74,6 +74,7 @@ const ALERT_KEYS: &[&str] = &[
     "swap_warn_mb",
     "headroom_warn_percent",
     "cooldown_s",
+    "clear_after_s",
 ];
 const SERVICE_KEYS: &[&str] = &[
     "kind",
@@ -535,6 +536,9 @@ fn parse_alerts(cx: &mut Ctx, item: Option<&Item>) -> AlertSettings {
     }
     if let Some(x) = v.float(cx, "cooldown_s", 0.0, 86_400.0, "300") {
         a.cooldown_s = x;
+    }
+    if let Some(x) = v.float(cx, "clear_after_s", 0.0, 86_400.0, "10") {
+        a.clear_after_s = x;
     }
     a
 }

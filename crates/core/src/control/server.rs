@@ -10,6 +10,7 @@
 //! | PUT | /v1/config | body = new text; 422 + diagnostics when invalid |
 //! | POST | /v1/config/validate | body = text; `{diagnostics}` |
 //! | GET | /v1/events | SSE of `Event` (JSON) |
+//! | GET | /v1/monitor/history | `{samples: [Sample]}`: the last 10 minutes at 1 Hz |
 //! | POST | /v1/shutdown | stops every service, then the daemon |
 
 use crate::api::{ActionReply, ErrorReply, Event};
@@ -41,6 +42,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/config", get(get_config).put(put_config))
         .route("/v1/config/validate", post(validate))
         .route("/v1/events", get(events))
+        .route("/v1/monitor/history", get(history))
         .route("/v1/shutdown", post(shutdown))
         .with_state(d)
 }
@@ -159,6 +161,11 @@ async fn events(State(d): D) -> Sse<impl Stream<Item = Result<SseEvent, Infallib
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn history(State(d): D) -> Response {
+    let samples = d.monitor.lock().unwrap().all();
+    Json(serde_json::json!({ "samples": samples })).into_response()
 }
 
 async fn shutdown(State(d): D) -> Response {
