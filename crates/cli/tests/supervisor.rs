@@ -538,3 +538,51 @@ fn monitor_alerts_follow_the_headroom_threshold_and_per_service_memory() {
         "no process, no memory figure"
     );
 }
+
+#[test]
+fn a_plan_over_budget_raises_an_alert_and_refuse_over_budget_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("huge");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(
+        model.join("config.json"),
+        r#"{"num_hidden_layers": 2, "num_attention_heads": 2, "hidden_size": 64}"#,
+    )
+    .unwrap();
+    // A sparse "weights" file far larger than any machine's memory (no disk used).
+    std::fs::File::create(model.join("model.safetensors"))
+        .unwrap()
+        .set_len(1 << 43)
+        .unwrap();
+    let svc = fault_service(
+        "big",
+        free_port(),
+        "ok",
+        &format!("model = \"{}\"\nmax_tokens = 10", model.display()),
+    );
+    let d = Daemon::start(&svc);
+    let alert = |d: &Daemon| {
+        d.status()["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == "over-budget")
+            .cloned()
+    };
+    assert!(wait_until(10 * S, || alert(&d).is_some()));
+    let a = alert(&d).unwrap();
+    assert_eq!(a["severity"], "warning");
+    assert!(
+        a["body"].as_str().unwrap().contains("big 8192.0 GB"),
+        "{a}"
+    );
+    d.wait_state("big", "ready", 20 * S); // a warning: it still starts
+
+    let d2 = Daemon::start(&format!("[app]\nrefuse_over_budget = true\n{svc}"));
+    assert!(wait_until(10 * S, || alert(&d2).is_some()));
+    assert_eq!(alert(&d2).unwrap()["severity"], "critical");
+    assert!(
+        d2.status()["services"].as_array().unwrap().is_empty(),
+        "refused: nothing started"
+    );
+}

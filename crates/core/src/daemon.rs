@@ -4,6 +4,7 @@
 use crate::alerts::AlertStore;
 use crate::api::{AlertSeverity, ConfigStatus, Event, MemoryStatus, StatusReport, ThermalStatus};
 use crate::config::{self, Diagnostic, Severity};
+use crate::estimate;
 use crate::launch::Runtime;
 use crate::monitor::{History, Sampler};
 use crate::paths;
@@ -183,9 +184,51 @@ impl Daemon {
                 self.config.lock().unwrap().status = status.clone();
                 let _ = self.shared.events.send(Event::Config(status));
                 self.rules.lock().unwrap().cfg = s.alerts.clone();
-                self.supervisor.apply(s).await;
+                if self.check_budget(&s).await {
+                    self.supervisor.apply(s).await;
+                }
             }
         }
+    }
+
+    /// Raises (or clears) the over-budget alert for a plan. Returns false when `[app] refuse_over_budget`
+    /// forbids applying it.
+    async fn check_budget(&self, s: &config::Settings) -> bool {
+        let plan = s.clone();
+        let Ok(e) = tokio::task::spawn_blocking(move || {
+            estimate::estimate(&plan, estimate::memory_budget())
+        })
+        .await
+        else {
+            return true;
+        };
+        let Some(short) = estimate::over_budget(&e, s.alerts.headroom_warn_percent) else {
+            self.shared.alerts.clear("over-budget");
+            return true;
+        };
+        let gb = |b: u64| format!("{:.1} GB", b as f64 / (1u64 << 30) as f64);
+        let who: Vec<String> = short
+            .services
+            .iter()
+            .map(|(n, b)| format!("{n} {}", gb(*b)))
+            .collect();
+        let refuse = s.app.refuse_over_budget;
+        self.shared.alerts.raise(
+            "over-budget",
+            if refuse { AlertSeverity::Critical } else { AlertSeverity::Warning },
+            "The services do not fit in memory",
+            format!(
+                "They need {} ({}) + {} reserve, but the budget is {} ({}): {} short. {}Lower context_length / max_concurrency or disable a service.",
+                gb(short.need_bytes),
+                who.join(", "),
+                gb(short.reserve_bytes),
+                gb(short.budget_bytes),
+                e.budget_source.as_deref().unwrap_or("memory"),
+                gb(short.short_bytes),
+                if refuse { "Not applied (refuse_over_budget = true). " } else { "" },
+            ),
+        );
+        !refuse
     }
 
     fn set_config_problem(&self, diags: Vec<Diagnostic>) {

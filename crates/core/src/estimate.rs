@@ -261,6 +261,41 @@ pub fn estimate(settings: &Settings, budget: Option<(u64, String)>) -> Estimate 
     }
 }
 
+/// A plan that does not fit: what it needs (weights + KV + a reserve) against the budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shortfall {
+    pub need_bytes: u64,
+    pub reserve_bytes: u64,
+    pub budget_bytes: u64,
+    pub short_bytes: u64,
+    /// (service, total bytes), largest first.
+    pub services: Vec<(String, u64)>,
+}
+
+/// `Some` when the known totals plus a reserve (`reserve_percent` of the budget, for the OS and the
+/// rest) exceed the budget.
+pub fn over_budget(e: &Estimate, reserve_percent: f64) -> Option<Shortfall> {
+    let budget = e.budget_bytes?;
+    let reserve = (budget as f64 * reserve_percent / 100.0) as u64;
+    let need = e.total_bytes;
+    if need + reserve <= budget {
+        return None;
+    }
+    let mut services: Vec<(String, u64)> = e
+        .services
+        .iter()
+        .filter_map(|s| s.total_bytes.map(|t| (s.name.clone(), t)))
+        .collect();
+    services.sort_by(|a, b| b.1.cmp(&a.1));
+    Some(Shortfall {
+        need_bytes: need,
+        reserve_bytes: reserve,
+        budget_bytes: budget,
+        short_bytes: need + reserve - budget,
+        services,
+    })
+}
+
 /// The memory the models may use: on macOS the GPU wired limit (`iogpu.wired_limit_mb`) when set, else
 /// physical memory (Metal's recommended working set needs the Metal API: a later step); elsewhere
 /// physical memory.
@@ -316,6 +351,40 @@ mod tests {
         let s = KvShape::from_config(&qwen3_30b_a3b()).unwrap();
         assert_eq!(s.bytes_per_token(), 96 * 1024);
         assert_eq!(s.bytes_for(32_768), 3 * 1024 * 1024 * 1024);
+    }
+
+    #[test]
+    fn over_budget_names_services_and_shortfall() {
+        let svc = |name: &str, total| ServiceEstimate {
+            name: name.into(),
+            model_path: None,
+            weights_bytes: Some(total),
+            kv_bytes_per_token: None,
+            context_tokens: None,
+            concurrency: 1,
+            kv_bytes: Some(0),
+            total_bytes: Some(total),
+            reasons: vec![],
+        };
+        let gib = 1u64 << 30;
+        let e = Estimate {
+            services: vec![svc("a", 60 * gib), svc("b", 80 * gib)],
+            total_bytes: 140 * gib,
+            budget_bytes: Some(128 * gib),
+            budget_source: None,
+        };
+        let s = over_budget(&e, 10.0).unwrap();
+        assert_eq!(s.services[0].0, "b");
+        assert_eq!(s.reserve_bytes, (128.0 * 0.1 * gib as f64) as u64);
+        assert_eq!(s.short_bytes, 140 * gib + s.reserve_bytes - 128 * gib);
+        assert!(over_budget(
+            &Estimate {
+                total_bytes: 100 * gib,
+                ..e
+            },
+            10.0
+        )
+        .is_none());
     }
 
     #[test]

@@ -298,9 +298,21 @@ mod os {
             // Compressed memory comes from host_statistics64 (Mach): a later step.
             compressed_bytes: None,
             pressure,
-            // NSProcessInfo.thermalState needs objc2 (Foundation): the next step; until then we say unknown.
-            thermal: Thermal::Unknown,
+            thermal: thermal_state(),
             temperature_c: None,
+        }
+    }
+
+    /// `NSProcessInfo.thermalState`: the same four levels the OS uses to throttle.
+    fn thermal_state() -> Thermal {
+        use objc2_foundation::{NSProcessInfo, NSProcessInfoThermalState};
+        let state = NSProcessInfo::processInfo().thermalState();
+        match state {
+            NSProcessInfoThermalState::Nominal => Thermal::Nominal,
+            NSProcessInfoThermalState::Fair => Thermal::Fair,
+            NSProcessInfoThermalState::Serious => Thermal::Serious,
+            NSProcessInfoThermalState::Critical => Thermal::Critical,
+            _ => Thermal::Unknown,
         }
     }
 

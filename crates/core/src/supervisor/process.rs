@@ -404,8 +404,29 @@ pub fn group_memory(sys: &sysinfo::System, pgid: u32) -> u64 {
                 .map(|g| g.as_raw() as u32)
                 == Some(pgid)
         })
-        .map(|(_, p)| p.memory())
+        .map(|(pid, p)| footprint(pid.as_u32()).unwrap_or_else(|| p.memory()))
         .sum()
+}
+
+/// macOS: the physical footprint (`ri_phys_footprint`), which counts MLX's Metal buffers; RSS
+/// under-counts them badly.
+#[cfg(target_os = "macos")]
+fn footprint(pid: u32) -> Option<u64> {
+    let mut info: libc::rusage_info_v2 = unsafe { std::mem::zeroed() };
+    let rc = unsafe {
+        libc::proc_pid_rusage(
+            pid as libc::c_int,
+            libc::RUSAGE_INFO_V2,
+            (&mut info as *mut libc::rusage_info_v2).cast(),
+        )
+    };
+    (rc == 0).then_some(info.ri_phys_footprint)
+}
+
+/// Elsewhere the resident set (from sysinfo) is the figure.
+#[cfg(not(target_os = "macos"))]
+fn footprint(_pid: u32) -> Option<u64> {
+    None
 }
 
 #[cfg(test)]
