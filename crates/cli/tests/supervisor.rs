@@ -572,10 +572,7 @@ fn a_plan_over_budget_raises_an_alert_and_refuse_over_budget_refuses() {
     assert!(wait_until(10 * S, || alert(&d).is_some()));
     let a = alert(&d).unwrap();
     assert_eq!(a["severity"], "warning");
-    assert!(
-        a["body"].as_str().unwrap().contains("big 8192.0 GB"),
-        "{a}"
-    );
+    assert!(a["body"].as_str().unwrap().contains("big 8192.0 GB"), "{a}");
     d.wait_state("big", "ready", 20 * S); // a warning: it still starts
 
     let d2 = Daemon::start(&format!("[app]\nrefuse_over_budget = true\n{svc}"));

@@ -286,7 +286,7 @@ pub fn over_budget(e: &Estimate, reserve_percent: f64) -> Option<Shortfall> {
         .iter()
         .filter_map(|s| s.total_bytes.map(|t| (s.name.clone(), t)))
         .collect();
-    services.sort_by(|a, b| b.1.cmp(&a.1));
+    services.sort_by_key(|s| std::cmp::Reverse(s.1));
     Some(Shortfall {
         need_bytes: need,
         reserve_bytes: reserve,
