@@ -112,7 +112,11 @@ fn demo_profile_serves_real_models_and_survives_a_crash() {
     d.child = Some(child);
 
     for n in ["chat", "chat-nothink", "embedding"] {
-        d.wait_state(n, "ready", 180 * S);
+        let s = d.wait_state(n, "ready", 180 * S);
+        assert!(
+            s["memory_bytes"].as_u64().unwrap() > 10 << 20,
+            "a real model server's group memory: {s}"
+        );
     }
     let port_of = |d: &Daemon, n: &str| d.service(n)["port"].as_u64().unwrap() as u16;
     let ports: std::collections::HashMap<&str, u16> = ["chat", "chat-nothink", "embedding"]

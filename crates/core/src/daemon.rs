@@ -191,6 +191,33 @@ impl Daemon {
         }
     }
 
+    /// Before a manual start: would what then runs (what runs now + `target`) fit? Raises the over-budget
+    /// alert when not; refuses (Err) under `[app] refuse_over_budget`.
+    pub async fn admit_start(&self, target: &str) -> Result<(), String> {
+        let Some(mut plan) = self.supervisor.settings().await else {
+            return Ok(());
+        };
+        let running: Vec<String> = self
+            .supervisor
+            .statuses()
+            .await
+            .into_iter()
+            .filter(|s| s.state.is_running() || s.state == crate::supervisor::State::Backoff)
+            .map(|s| s.name)
+            .collect();
+        plan.services
+            .retain(|s| target == "all" || s.name == target || running.contains(&s.name));
+        if self.check_budget(&plan).await {
+            Ok(())
+        } else {
+            Err(
+                "not started: the services would not fit in memory and refuse_over_budget = true \
+                 (see the over-budget alert in `mlx-box status`)"
+                    .to_string(),
+            )
+        }
+    }
+
     /// Raises (or clears) the over-budget alert for a plan. Returns false when `[app] refuse_over_budget`
     /// forbids applying it.
     async fn check_budget(&self, s: &config::Settings) -> bool {

@@ -297,12 +297,20 @@ pub fn over_budget(e: &Estimate, reserve_percent: f64) -> Option<Shortfall> {
 }
 
 /// The memory the models may use: on macOS the GPU wired limit (`iogpu.wired_limit_mb`) when set, else
-/// physical memory (Metal's recommended working set needs the Metal API: a later step); elsewhere
-/// physical memory.
+/// Metal's recommended working set; elsewhere (or when neither answers) physical memory.
 pub fn memory_budget() -> Option<(u64, String)> {
     #[cfg(target_os = "macos")]
-    if let Some(mb) = sysctl_u64("iogpu.wired_limit_mb").filter(|&m| m > 0) {
-        return Some((mb * 1024 * 1024, "iogpu.wired_limit_mb".into()));
+    {
+        if let Some(mb) = sysctl_u64("iogpu.wired_limit_mb").filter(|&m| m > 0) {
+            return Some((mb * 1024 * 1024, "iogpu.wired_limit_mb".into()));
+        }
+        use objc2_metal::MTLDevice;
+        if let Some(dev) = objc2_metal::MTLCreateSystemDefaultDevice() {
+            let ws = dev.recommendedMaxWorkingSetSize();
+            if ws > 0 {
+                return Some((ws, "Metal recommendedMaxWorkingSetSize".into()));
+            }
+        }
     }
     let sys = sysinfo::System::new_with_specifics(
         sysinfo::RefreshKind::nothing()

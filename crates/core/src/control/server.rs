@@ -67,6 +67,11 @@ async fn action(State(d): D, Path((target, verb)): Path<(String, String)>) -> Re
             )
         }
     };
+    if verb != Verb::Stop {
+        if let Err(e) = d.admit_start(&target).await {
+            return err(StatusCode::CONFLICT, e);
+        }
+    }
     match d.supervisor.command(&target, verb).await {
         Ok(services) => Json(ActionReply { services }).into_response(),
         Err(e) => err(StatusCode::NOT_FOUND, e.to_string()),
