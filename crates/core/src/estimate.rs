@@ -301,7 +301,8 @@ pub fn over_budget(e: &Estimate, reserve_percent: f64) -> Option<Shortfall> {
 pub fn memory_budget() -> Option<(u64, String)> {
     #[cfg(target_os = "macos")]
     {
-        if let Some(mb) = sysctl_u64("iogpu.wired_limit_mb").filter(|&m| m > 0) {
+        if let Some(mb) = crate::monitor::os::sysctl_int("iogpu.wired_limit_mb").filter(|&m| m > 0)
+        {
             return Some((mb * 1024 * 1024, "iogpu.wired_limit_mb".into()));
         }
         use objc2_metal::MTLDevice;
@@ -318,30 +319,6 @@ pub fn memory_budget() -> Option<(u64, String)> {
     )
     .ok()?;
     Some((sys.total_memory(), "physical memory".into()))
-}
-
-#[cfg(target_os = "macos")]
-fn sysctl_u64(name: &str) -> Option<u64> {
-    let cname = std::ffi::CString::new(name).ok()?;
-    let mut buf = [0u8; 8];
-    let mut len = buf.len();
-    let rc = unsafe {
-        libc::sysctlbyname(
-            cname.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            &mut len,
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return None;
-    }
-    Some(match len {
-        4 => u32::from_ne_bytes(buf[..4].try_into().ok()?) as u64,
-        8 => u64::from_ne_bytes(buf),
-        _ => return None,
-    })
 }
 
 #[cfg(test)]

@@ -236,10 +236,10 @@ mod os {
 }
 
 #[cfg(target_os = "macos")]
-mod os {
+pub(crate) mod os {
     use super::*;
 
-    fn sysctl_raw(name: &str, buf: &mut [u8]) -> Option<usize> {
+    pub(crate) fn sysctl_raw(name: &str, buf: &mut [u8]) -> Option<usize> {
         let cname = std::ffi::CString::new(name).ok()?;
         let mut len = buf.len();
         let rc = unsafe {
@@ -254,7 +254,8 @@ mod os {
         (rc == 0).then_some(len)
     }
 
-    fn sysctl_int(name: &str) -> Option<u64> {
+    /// An integer sysctl (4 or 8 bytes), by name.
+    pub(crate) fn sysctl_int(name: &str) -> Option<u64> {
         let mut buf = [0u8; 8];
         match sysctl_raw(name, &mut buf)? {
             4 => Some(u32::from_ne_bytes(buf[..4].try_into().ok()?) as u64),
