@@ -11,5 +11,6 @@ pub mod estimate;
 pub mod launch;
 pub mod monitor;
 pub mod paths;
+pub mod reasoning;
 pub mod rules;
 pub mod supervisor;
