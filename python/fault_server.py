@@ -8,6 +8,7 @@ Modes:
   crash-later     serve, then after --delay seconds print to stderr and exit 3
   hang            bind, accept connections, never answer
   ignore-sigterm  serve, ignoring SIGTERM (only SIGKILL stops it)
+  hang-later      serve, then after --delay seconds stop answering (alive but wedged: liveness must notice)
   grandchild      spawn a grandchild (same process group) that serves; the parent only sleeps
 """
 import argparse
@@ -22,8 +23,16 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+WEDGED = threading.Event()  # hang-later: once set, requests are accepted but never answered
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+
+    def handle_one_request(self):
+        if WEDGED.is_set():
+            time.sleep(3600)
+        super().handle_one_request()
 
     def log_message(self, fmt, *args):
         sys.stderr.write("fault_server: " + (fmt % args) + "\n")
@@ -114,6 +123,9 @@ def main():
             print("fault_server: simulated crash after serving", file=sys.stderr, flush=True)
             os._exit(3)
         threading.Thread(target=crash, daemon=True).start()
+        serve(a.host, a.port)
+    elif a.mode == "hang-later":
+        threading.Timer(a.delay, WEDGED.set).start()
         serve(a.host, a.port)
     elif a.mode == "hang":
         hang(a.host, a.port)

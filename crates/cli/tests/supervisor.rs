@@ -583,3 +583,23 @@ fn a_plan_over_budget_raises_an_alert_and_refuse_over_budget_refuses() {
         "refused: nothing started"
     );
 }
+
+#[test]
+fn a_wedged_server_goes_unhealthy_and_is_restarted() {
+    let text = fault_service(
+        "wedge",
+        free_port(),
+        "hang-later",
+        "liveness_interval_s = 0.3\nliveness_failures = 2",
+    )
+    .replace("\"--mode\"", "\"--delay\", \"1\", \"--mode\"");
+    let d = Daemon::start(&text);
+    let pid = d.wait_state("wedge", "ready", 20 * S)["pid"].clone();
+    d.wait_state("wedge", "unhealthy", 10 * S);
+    let s = d.wait_service("wedge", 15 * S, |s| s["pid"] != pid && !s["pid"].is_null());
+    assert_eq!(s["restarts"], 1);
+    assert!(
+        !pid_alive(pid.as_u64().unwrap() as u32),
+        "the wedged process was stopped"
+    );
+}
