@@ -9,6 +9,10 @@ Modes:
   hang            bind, accept connections, never answer
   ignore-sigterm  serve, ignoring SIGTERM (only SIGKILL stops it)
   hang-later      serve, then after --delay seconds stop answering (alive but wedged: liveness must notice)
+  slow            serve, but each chat completion takes --delay seconds (for concurrency limits)
+
+--think makes chat answers carry "<think>…</think>" in content and a "reasoning" field, split across
+SSE chunks when the request asks for "stream": true (for the reasoning filter).
   grandchild      spawn a grandchild (same process group) that serves; the parent only sleeps
 """
 import argparse
@@ -23,6 +27,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+ARGS = None  # the parsed command line (handlers read --mode, --delay, --think)
 WEDGED = threading.Event()  # hang-later: once set, requests are accepted but never answered
 
 
@@ -53,11 +58,38 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": {"message": "not found"}})
 
+    def _sse(self, chunks):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(b": keepalive 1/1\n\n")
+        for delta in chunks:
+            ev = {"object": "chat.completion.chunk", "model": "fault",
+                  "choices": [{"index": 0, "finish_reason": None, "delta": delta}]}
+            self.wfile.write(b"data: " + json.dumps(ev).encode() + b"\n\n")
+            self.wfile.flush()
+        end = {"object": "chat.completion.chunk", "model": "fault",
+               "choices": [{"index": 0, "finish_reason": "stop", "delta": {}}]}
+        self.wfile.write(b"data: " + json.dumps(end).encode() + b"\n\ndata: [DONE]\n\n")
+        self.close_connection = True
+
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
-        if self.path == "/v1/chat/completions":
+        body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+        if self.path == "/v1/chat/completions" and ARGS.mode == "slow":
+            time.sleep(ARGS.delay)
+        if self.path == "/v1/chat/completions" and ARGS.think and body.get("stream"):
+            self._sse([{"role": "assistant", "reasoning": "hmm"}, {"content": "<th"}, {"content": "ink>hid"},
+                       {"content": "den</thi"}, {"content": "nk>An"}, {"content": "swer"}])
+        elif self.path == "/v1/chat/completions" and ARGS.think:
+            self._json(200, {
+                "id": "chatcmpl-fault", "object": "chat.completion", "model": body.get("model", "fault"),
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                    "role": "assistant", "content": "<think>hidden</think>Answer", "reasoning": "hmm"}}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 3, "total_tokens": 4},
+            })
+        elif self.path == "/v1/chat/completions":
             self._json(200, {
                 "id": "chatcmpl-fault", "object": "chat.completion", "created": int(time.time()),
                 "model": "fault",
@@ -106,7 +138,10 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--delay", type=float, default=1.0)
     ap.add_argument("--ready-file")
+    ap.add_argument("--think", action="store_true")
     a = ap.parse_args()
+    global ARGS
+    ARGS = a
     print(f"fault_server mode={a.mode} pid={os.getpid()}", flush=True)
 
     if a.mode == "ok":
@@ -123,6 +158,8 @@ def main():
             print("fault_server: simulated crash after serving", file=sys.stderr, flush=True)
             os._exit(3)
         threading.Thread(target=crash, daemon=True).start()
+        serve(a.host, a.port)
+    elif a.mode == "slow":
         serve(a.host, a.port)
     elif a.mode == "hang-later":
         threading.Timer(a.delay, WEDGED.set).start()

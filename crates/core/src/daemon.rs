@@ -8,6 +8,7 @@ use crate::estimate;
 use crate::launch::Runtime;
 use crate::monitor::{History, Sampler};
 use crate::paths;
+use crate::proxy::Proxies;
 use crate::rules::{Decision, Engine};
 use crate::supervisor::{process, statefile::StateFile, Shared, Supervisor};
 use std::io::Write;
@@ -65,6 +66,8 @@ pub struct Daemon {
     /// The last 10 minutes of samples (for sparklines).
     pub monitor: Mutex<History>,
     rules: Mutex<Engine>,
+    /// The frontend listeners, and the settings they were built from (rebuilt only when those change).
+    proxies: tokio::sync::Mutex<(Proxies, Option<String>)>,
     reload_tx: mpsc::Sender<()>,
 }
 
@@ -185,10 +188,58 @@ impl Daemon {
                 let _ = self.shared.events.send(Event::Config(status));
                 self.rules.lock().unwrap().cfg = s.alerts.clone();
                 if self.check_budget(&s).await {
+                    self.apply_proxies(&s).await;
                     self.supervisor.apply(s).await;
                 }
             }
         }
+    }
+
+    /// (Re)starts the frontend listeners when what they depend on changed.
+    async fn apply_proxies(&self, s: &config::Settings) {
+        let key = serde_json::to_string(&(
+            &s.server.host,
+            &s.server.api_keys,
+            s.services
+                .iter()
+                .filter(|x| x.enabled && x.port.is_some() && x.backend_port.is_some())
+                .map(|x| {
+                    (
+                        &x.name,
+                        x.port,
+                        x.backend_port,
+                        x.max_concurrency,
+                        x.filter_reasoning,
+                        &x.model,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        ))
+        .unwrap_or_default();
+        let mut guard = self.proxies.lock().await;
+        if guard.1.as_deref() == Some(key.as_str()) {
+            return;
+        }
+        let old = std::mem::replace(&mut guard.0, Proxies::empty());
+        old.stop().await;
+        let (p, errors) = Proxies::start(s, self.shared.statuses.clone()).await;
+        self.shared.alerts.clear("proxy");
+        if !errors.is_empty() {
+            let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            self.shared.alerts.raise(
+                "proxy",
+                AlertSeverity::Warning,
+                "A frontend port is not served",
+                text.join(" "),
+            );
+        }
+        *guard = (p, Some(key));
+    }
+
+    pub async fn proxy_stats(
+        &self,
+    ) -> std::collections::BTreeMap<String, crate::proxy::ProxyStats> {
+        self.proxies.lock().await.0.stats()
     }
 
     /// Before a manual start: would what then runs (what runs now + `target`) fit? Raises the over-budget
@@ -448,6 +499,7 @@ pub async fn run(
         sampler: Mutex::new(Sampler::default()),
         monitor: Mutex::new(History::default()),
         rules: Mutex::new(Engine::new(Default::default())),
+        proxies: tokio::sync::Mutex::new((Proxies::empty(), None)),
         reload_tx: reload_tx.clone(),
     });
 

@@ -11,6 +11,7 @@ pub mod estimate;
 pub mod launch;
 pub mod monitor;
 pub mod paths;
+pub mod proxy;
 pub mod reasoning;
 pub mod rules;
 pub mod supervisor;

@@ -10,6 +10,7 @@
 //! | PUT | /v1/config | body = new text; 422 + diagnostics when invalid |
 //! | POST | /v1/config/validate | body = text; `{diagnostics}` |
 //! | GET | /v1/events | SSE of `Event` (JSON) |
+//! | GET | /v1/proxy/stats | per service: requests, errors, unauthorized, rejected_busy, unavailable, in_flight |
 //! | GET | /v1/monitor/history | `{samples: [Sample]}`: the last 10 minutes at 1 Hz |
 //! | POST | /v1/shutdown | stops every service, then the daemon |
 
@@ -43,6 +44,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/config/validate", post(validate))
         .route("/v1/events", get(events))
         .route("/v1/monitor/history", get(history))
+        .route("/v1/proxy/stats", get(proxy_stats))
         .route("/v1/shutdown", post(shutdown))
         .with_state(d)
 }
@@ -166,6 +168,10 @@ async fn events(State(d): D) -> Sse<impl Stream<Item = Result<SseEvent, Infallib
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn proxy_stats(State(d): D) -> Response {
+    Json(d.proxy_stats().await).into_response()
 }
 
 async fn history(State(d): D) -> Response {

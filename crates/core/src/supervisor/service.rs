@@ -18,7 +18,8 @@ use tokio::task::JoinHandle;
 /// What every service task shares with the supervisor and the control API.
 pub struct Shared {
     pub events: broadcast::Sender<Event>,
-    pub statuses: RwLock<BTreeMap<String, ServiceStatus>>,
+    /// Shared with the proxy, which answers 503 unless its service is ready.
+    pub statuses: Arc<RwLock<BTreeMap<String, ServiceStatus>>>,
     pub alerts: AlertStore,
     pub state_file: StateFile,
     pub client: reqwest::Client,

@@ -1,0 +1,132 @@
+//! The API-key proxy in front of a backend (the fault server): keys, 503 while not ready, 429 past the
+//! queue, model alias, and the reasoning filter on JSON and on SSE streams with tags split across chunks.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+const S: Duration = Duration::from_secs(1);
+const JSON: (&str, &str) = ("Content-Type", "application/json");
+
+fn config(front: u16, back: u16, mode: &str, extra: &str) -> String {
+    format!(
+        "[server]\nhost = \"127.0.0.1\"\napi_keys = [\"k-one\", \"k-two\"]\n[services.chat]\nkind = \"command\"\nport = {front}\nbackend_port = {back}\nmodel = \"org/real-model\"\nprobe = \"chat\"\ncommand = [\"python3\", \"{}\", \"--mode\", \"{mode}\", \"--delay\", \"1\", \"--think\", \"--host\", \"{{host}}\", \"--port\", \"{{port}}\"]\n{extra}\n",
+        fault_server()
+    )
+}
+
+#[test]
+fn keys_alias_filter_and_unavailable() {
+    let (front, back) = (free_port(), free_port());
+    let d = Daemon::start(&config(front, back, "ok", "filter_reasoning = true"));
+    d.wait_state("chat", "ready", 20 * S);
+    let body = r#"{"messages":[{"role":"user","content":"hi"}],"model":"chat"}"#;
+
+    let (code, head, err) = http(front, "POST", "/v1/chat/completions", &[JSON], body);
+    assert_eq!(code, 401, "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{head}"
+    );
+    assert!(err.contains("invalid_request_error"), "{err}");
+    let (code, ..) = http(
+        front,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON, ("Authorization", "Bearer k-wrong")],
+        body,
+    );
+    assert_eq!(code, 401);
+
+    let (code, _, out) = http(
+        front,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON, ("Authorization", "Bearer k-two")],
+        body,
+    );
+    assert_eq!(code, 200, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["model"], "org/real-model",
+        "service-name alias rewritten to the model id"
+    );
+    assert_eq!(v["choices"][0]["message"]["content"], "Answer");
+    assert!(v["choices"][0]["message"].get("reasoning").is_none());
+
+    // Streaming: tags split across chunks, a reasoning-only chunk: none of it reaches the client.
+    let stream = r#"{"messages":[{"role":"user","content":"hi"}],"stream":true}"#;
+    let (code, _, sse) = http(
+        front,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON, ("Authorization", "Bearer k-one")],
+        stream,
+    );
+    assert_eq!(code, 200);
+    let text: String = sse
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert_eq!(text, "Answer", "{sse}");
+    assert!(
+        !sse.contains("reasoning") && !sse.contains("think"),
+        "{sse}"
+    );
+    assert!(sse.contains("data: [DONE]"));
+
+    // Not ready → 503 with Retry-After, at once.
+    assert!(d.cli(&["stop", "chat"]).status.success());
+    let (code, head, _) = http(
+        front,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON, ("Authorization", "Bearer k-one")],
+        body,
+    );
+    assert_eq!(code, 503);
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 5"),
+        "{head}"
+    );
+}
+
+#[test]
+fn past_the_queue_is_429() {
+    let (front, back) = (free_port(), free_port());
+    let d = Daemon::start(&config(
+        front,
+        back,
+        "slow",
+        "max_concurrency = 1\nready_timeout_s = 30",
+    ));
+    d.wait_state("chat", "ready", 30 * S);
+    let body = r#"{"messages":[{"role":"user","content":"hi"}]}"#;
+    // 1 in flight + 4 queued are admitted; the rest are refused at once.
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                http(
+                    front,
+                    "POST",
+                    "/v1/chat/completions",
+                    &[JSON, ("Authorization", "Bearer k-one")],
+                    body,
+                )
+                .0
+            })
+        })
+        .collect();
+    let mut codes: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    codes.sort();
+    assert_eq!(codes.iter().filter(|&&c| c == 429).count(), 3, "{codes:?}");
+    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 5, "{codes:?}");
+}
