@@ -5,40 +5,22 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const S: Duration = Duration::from_secs(1);
 
-/// POST JSON to 127.0.0.1:port and return the JSON body (HTTP/1.1, Connection: close).
+/// POST JSON to 127.0.0.1:port; asserts 200 and returns the JSON body.
 fn post(port: u16, path: &str, body: &Value) -> Value {
-    let body = body.to_string();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(60 * S)).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
-    assert!(
-        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
-        "{head}\n{body}"
+    let (code, head, body) = http(
+        port,
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        &body.to_string(),
     );
-    // mlx_lm answers with Content-Length; tolerate chunked just in case.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
+    assert_eq!(code, 200, "{head}\n{body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 

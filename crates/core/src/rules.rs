@@ -86,17 +86,30 @@ impl Engine {
         }
     }
 
-    fn latch(&mut self, id: &'static str, raise: bool, clear: bool, now: u64) -> Option<bool> {
+    /// Runs one rule's latch and turns a change into a decision.
+    fn check(&mut self, out: &mut Vec<Decision>, now: u64, c: Check) {
         let hold = (self.cfg.clear_after_s * 1000.0) as u64;
         let cool = (self.cfg.cooldown_s * 1000.0) as u64;
-        self.latches
-            .entry(id)
+        match self
+            .latches
+            .entry(c.id)
             .or_default()
-            .step(raise, clear, now, hold, cool)
+            .step(c.raise, c.clear, now, hold, cool)
+        {
+            Some(true) => out.push(Decision::Raise {
+                id: c.id,
+                severity: c.severity,
+                title: c.title.into(),
+                body: c.body,
+            }),
+            Some(false) => out.push(Decision::Clear { id: c.id }),
+            None => {}
+        }
     }
 
     /// Evaluates every rule on a new sample.
     pub fn evaluate(&mut self, s: &Sample) -> Vec<Decision> {
+        use AlertSeverity::{Critical, Warning};
         let now = s.t_ms;
         let mut out = vec![];
         if !self.cfg.enabled {
@@ -108,21 +121,6 @@ impl Engine {
             }
             return out;
         }
-        let push = |out: &mut Vec<Decision>,
-                    r: Option<bool>,
-                    id: &'static str,
-                    sev,
-                    title: String,
-                    body: String| match r {
-            Some(true) => out.push(Decision::Raise {
-                id,
-                severity: sev,
-                title,
-                body,
-            }),
-            Some(false) => out.push(Decision::Clear { id }),
-            None => {}
-        };
 
         // Swap used above the bar and still growing (swap stays high after pressure ends: flat is fine).
         self.swap.push_back((now, s.swap_used_bytes));
@@ -138,108 +136,85 @@ impl Engine {
             .front()
             .is_some_and(|(_, first)| s.swap_used_bytes > first + (1 << 20));
         let bar = (self.cfg.swap_warn_mb * 1024.0 * 1024.0) as u64;
-        let r = self.latch(
-            "swap-growing",
-            s.swap_used_bytes > bar && growing,
-            !growing || s.swap_used_bytes < bar * 8 / 10,
-            now,
-        );
-        push(
-            &mut out,
-            r,
-            "swap-growing",
-            AlertSeverity::Warning,
-            "The Mac is swapping".into(),
-            format!(
-                "Swap use is {} MB and growing: stop or shrink a model (lower max_tokens / context_length) before decoding slows down.",
-                s.swap_used_bytes >> 20
-            ),
-        );
+        let swap_mb = s.swap_used_bytes >> 20;
 
         // Sustained swap-out, or the kernel's own critical pressure.
         let swapping = s
             .swap_out_bytes_per_s
             .is_some_and(|r| r > SWAP_OUT_SUSTAINED);
         self.swapping_for = if swapping { self.swapping_for + 1 } else { 0 };
-        let crit = self.swapping_for >= SWAP_OUT_SAMPLES || s.pressure == Pressure::Critical;
-        let calm = s
+        let calm_swap = s
             .swap_out_bytes_per_s
-            .is_none_or(|r| r < SWAP_OUT_SUSTAINED / 16.0)
-            && s.pressure < Pressure::Critical;
-        let r = self.latch("memory-critical", crit, calm, now);
-        push(
-            &mut out,
-            r,
-            "memory-critical",
-            AlertSeverity::Critical,
-            "Memory is critically short".into(),
-            "The system is swapping out continuously or reports critical pressure: stop a service now (mlx-box stop NAME).".into(),
-        );
-
-        let r = self.latch(
-            "memory-pressure",
-            s.pressure == Pressure::Warn,
-            s.pressure == Pressure::Normal,
-            now,
-        );
-        push(
-            &mut out,
-            r,
-            "memory-pressure",
-            AlertSeverity::Warning,
-            "Memory pressure".into(),
-            "The OS reports memory pressure: consider stopping an idle service or lowering context sizes.".into(),
-        );
+            .is_none_or(|r| r < SWAP_OUT_SUSTAINED / 16.0);
 
         let headroom = s.headroom_percent();
         let mark = self.cfg.headroom_warn_percent;
-        let r = self.latch(
-            "low-headroom",
-            s.total_bytes > 0 && headroom < mark,
-            headroom >= mark + 2.0,
-            now,
-        );
-        push(
-            &mut out,
-            r,
-            "low-headroom",
-            AlertSeverity::Warning,
-            "Little free memory left".into(),
-            format!(
-                "Only {headroom:.0} % of memory is available (alert below {mark:.0} %): a new request with a long context may push the Mac into swap."
-            ),
-        );
 
-        let r = self.latch(
-            "thermal-serious",
-            s.thermal == Thermal::Serious,
-            s.thermal <= Thermal::Fair,
-            now,
-        );
-        push(
-            &mut out,
-            r,
-            "thermal-serious",
-            AlertSeverity::Warning,
-            "The Mac is hot".into(),
-            "Thermal state is serious: expect throttling; check the fans and the room, or lower the load.".into(),
-        );
-        let r = self.latch(
-            "thermal-critical",
-            s.thermal == Thermal::Critical,
-            s.thermal <= Thermal::Serious,
-            now,
-        );
-        push(
-            &mut out,
-            r,
-            "thermal-critical",
-            AlertSeverity::Critical,
-            "The Mac is overheating".into(),
-            "Thermal state is critical: the system is throttling hard; stop heavy work now.".into(),
-        );
+        let checks = [
+            Check {
+                id: "swap-growing",
+                severity: Warning,
+                raise: s.swap_used_bytes > bar && growing,
+                clear: !growing || s.swap_used_bytes < bar * 8 / 10,
+                title: "The Mac is swapping",
+                body: format!("Swap use is {swap_mb} MB and growing: stop or shrink a model (lower max_tokens / context_length) before decoding slows down."),
+            },
+            Check {
+                id: "memory-critical",
+                severity: Critical,
+                raise: self.swapping_for >= SWAP_OUT_SAMPLES || s.pressure == Pressure::Critical,
+                clear: calm_swap && s.pressure < Pressure::Critical,
+                title: "Memory is critically short",
+                body: "The system is swapping out continuously or reports critical pressure: stop a service now (mlx-box stop NAME).".into(),
+            },
+            Check {
+                id: "memory-pressure",
+                severity: Warning,
+                raise: s.pressure == Pressure::Warn,
+                clear: s.pressure == Pressure::Normal,
+                title: "Memory pressure",
+                body: "The OS reports memory pressure: consider stopping an idle service or lowering context sizes.".into(),
+            },
+            Check {
+                id: "low-headroom",
+                severity: Warning,
+                raise: s.total_bytes > 0 && headroom < mark,
+                clear: headroom >= mark + 2.0,
+                title: "Little free memory left",
+                body: format!("Only {headroom:.0} % of memory is available (alert below {mark:.0} %): a new request with a long context may push the Mac into swap."),
+            },
+            Check {
+                id: "thermal-serious",
+                severity: Warning,
+                raise: s.thermal == Thermal::Serious,
+                clear: s.thermal <= Thermal::Fair,
+                title: "The Mac is hot",
+                body: "Thermal state is serious: expect throttling; check the fans and the room, or lower the load.".into(),
+            },
+            Check {
+                id: "thermal-critical",
+                severity: Critical,
+                raise: s.thermal == Thermal::Critical,
+                clear: s.thermal <= Thermal::Serious,
+                title: "The Mac is overheating",
+                body: "Thermal state is critical: the system is throttling hard; stop heavy work now.".into(),
+            },
+        ];
+        for c in checks {
+            self.check(&mut out, now, c);
+        }
         out
     }
+}
+
+/// One rule's verdict on a sample: raise above the high mark, clear below the low one.
+struct Check {
+    id: &'static str,
+    severity: AlertSeverity,
+    raise: bool,
+    clear: bool,
+    title: &'static str,
+    body: String,
 }
 
 /// "Throttling suspected": throughput fell by ≥ 20 % from the first to the last third of a series while

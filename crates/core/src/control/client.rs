@@ -71,36 +71,34 @@ impl Client {
         Err(ClientError::Api(msg))
     }
 
+    /// Sends a request to the daemon and turns a non-2xx answer into a typed error.
+    async fn send(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let r = rb.send().await.map_err(|e| self.map_err(e))?;
+        Self::check(r).await
+    }
+
     pub async fn status(&self) -> Result<StatusReport, ClientError> {
-        let r = self
-            .http
-            .get(Self::url("/v1/status"))
-            .send()
-            .await
-            .map_err(|e| self.map_err(e))?;
-        Ok(Self::check(r).await?.json().await?)
+        let r = self.send(self.http.get(Self::url("/v1/status"))).await?;
+        Ok(r.json().await?)
     }
 
     pub async fn action(&self, target: &str, verb: &str) -> Result<ActionReply, ClientError> {
         let r = self
-            .http
-            .post(Self::url(&format!("/v1/services/{target}/{verb}")))
-            .send()
-            .await
-            .map_err(|e| self.map_err(e))?;
-        Ok(Self::check(r).await?.json().await?)
+            .send(
+                self.http
+                    .post(Self::url(&format!("/v1/services/{target}/{verb}"))),
+            )
+            .await?;
+        Ok(r.json().await?)
     }
 
     pub async fn logs(&self, name: &str, lines: usize) -> Result<Vec<String>, ClientError> {
         let r = self
-            .http
-            .get(Self::url(&format!(
+            .send(self.http.get(Self::url(&format!(
                 "/v1/services/{name}/logs?lines={lines}"
-            )))
-            .send()
-            .await
-            .map_err(|e| self.map_err(e))?;
-        let v: serde_json::Value = Self::check(r).await?.json().await?;
+            ))))
+            .await?;
+        let v: serde_json::Value = r.json().await?;
         Ok(serde_json::from_value(v["lines"].clone()).unwrap_or_default())
     }
 
@@ -111,61 +109,49 @@ impl Client {
         mut on_line: impl FnMut(&str),
     ) -> Result<(), ClientError> {
         let r = self
-            .http
-            .get(Self::url(&format!("/v1/services/{name}/logs/follow")))
-            .send()
-            .await
-            .map_err(|e| self.map_err(e))?;
-        let r = Self::check(r).await?;
-        sse_data(r, |d| on_line(d)).await
+            .send(
+                self.http
+                    .get(Self::url(&format!("/v1/services/{name}/logs/follow"))),
+            )
+            .await?;
+        sse_data(r, |d| {
+            on_line(d);
+            true
+        })
+        .await
     }
 
     /// Calls `on_event` for each event; returns when `on_event` returns false or the stream ends.
     pub async fn events(&self, mut on_event: impl FnMut(Event) -> bool) -> Result<(), ClientError> {
-        let r = self
-            .http
-            .get(Self::url("/v1/events"))
-            .send()
-            .await
-            .map_err(|e| self.map_err(e))?;
-        let r = Self::check(r).await?;
-        let mut go = true;
-        sse_data(r, |d| {
-            if go {
-                if let Ok(ev) = serde_json::from_str::<Event>(d) {
-                    go = on_event(ev);
-                }
-            }
+        let r = self.send(self.http.get(Self::url("/v1/events"))).await?;
+        sse_data(r, |d| match serde_json::from_str::<Event>(d) {
+            Ok(ev) => on_event(ev),
+            Err(_) => true,
         })
         .await
     }
 
     pub async fn put_config(&self, text: &str) -> Result<(), ClientError> {
-        let r = self
-            .http
-            .put(Self::url("/v1/config"))
-            .body(text.to_string())
-            .send()
-            .await
-            .map_err(|e| self.map_err(e))?;
-        Self::check(r).await.map(|_| ())
+        self.send(
+            self.http
+                .put(Self::url("/v1/config"))
+                .body(text.to_string()),
+        )
+        .await?;
+        Ok(())
     }
 
     pub async fn shutdown(&self) -> Result<(), ClientError> {
-        let r = self
-            .http
-            .post(Self::url("/v1/shutdown"))
-            .send()
-            .await
-            .map_err(|e| self.map_err(e))?;
-        Self::check(r).await.map(|_| ())
+        self.send(self.http.post(Self::url("/v1/shutdown"))).await?;
+        Ok(())
     }
 }
 
-/// Reads a server-sent-events body, calling `on_data` with each event's `data:` payload.
+/// Reads a server-sent-events body, calling `on_data` with each event's `data:` payload until it returns
+/// false or the stream ends.
 async fn sse_data(
     resp: reqwest::Response,
-    mut on_data: impl FnMut(&str),
+    mut on_data: impl FnMut(&str) -> bool,
 ) -> Result<(), ClientError> {
     let mut stream = resp.bytes_stream();
     let mut buf = String::new();
@@ -177,7 +163,9 @@ async fn sse_data(
             buf.drain(..=i);
             if line.is_empty() {
                 if !data.is_empty() {
-                    on_data(&data.join("\n"));
+                    if !on_data(&data.join("\n")) {
+                        return Ok(());
+                    }
                     data.clear();
                 }
             } else if let Some(d) = line.strip_prefix("data:") {
