@@ -1,11 +1,14 @@
 //! The types of the control API: what `status --json` prints and what the event stream carries.
 //! The menu-bar app's TypeScript types are generated from these (next issue); keep them stable.
 
-use crate::config::{Diagnostic, Kind};
+use crate::config::{ConfigEdit, Diagnostic, Kind};
+use crate::monitor::Sample;
 use crate::supervisor::State;
 use serde::{Deserialize, Serialize};
+use ts_rs::TS;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
 pub struct ServiceStatus {
     pub name: String,
     pub kind: Kind,
@@ -19,36 +22,47 @@ pub struct ServiceStatus {
     /// Automatic restarts since the daemon started (manual ones are not counted).
     pub restarts: u32,
     /// Resident memory of the whole process group.
+    #[ts(type = "number | null")]
     pub memory_bytes: Option<u64>,
     pub last_error: Option<String>,
     pub enabled: bool,
     /// Unix time (ms) of the last state change.
+    #[ts(type = "number")]
     pub since_ms: u64,
     /// Unix time (ms) the service became ready, while it is ready.
+    #[ts(type = "number | null")]
     pub ready_since_ms: Option<u64>,
     pub crash_loop: bool,
     /// Set while the process was adopted from a previous daemon.
     pub adopted: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
 pub struct MemoryStatus {
+    #[ts(type = "number")]
     pub total_bytes: u64,
+    #[ts(type = "number")]
     pub used_bytes: u64,
+    #[ts(type = "number")]
     pub available_bytes: u64,
+    #[ts(type = "number")]
     pub swap_used_bytes: u64,
+    #[ts(type = "number")]
     pub swap_total_bytes: u64,
     /// "normal" | "warn" | "critical" | "unknown".
     pub pressure: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
 pub struct ThermalStatus {
     /// "nominal" | "fair" | "serious" | "critical" | "unknown".
     pub state: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, TS)]
+#[ts(export)]
 #[serde(rename_all = "lowercase")]
 pub enum AlertSeverity {
     Info,
@@ -56,7 +70,8 @@ pub enum AlertSeverity {
     Critical,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
 pub struct Alert {
     /// Stable per condition (e.g. `service-failed:fast`), so a client can de-duplicate.
     pub id: String,
@@ -65,19 +80,23 @@ pub struct Alert {
     /// One sentence that says what to do.
     pub body: String,
     /// Unix time (ms) it was raised.
+    #[ts(type = "number")]
     pub since: u64,
     /// Unix time (ms) it cleared; `None` while active.
+    #[ts(type = "number | null")]
     pub cleared: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
 pub struct ConfigStatus {
     pub valid: bool,
     pub diagnostics: Vec<Diagnostic>,
     pub content_hash: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
 pub struct StatusReport {
     pub version: String,
     pub daemon_pid: u32,
@@ -90,26 +109,76 @@ pub struct StatusReport {
 }
 
 /// One message of the event stream (`GET /v1/events`, server-sent events, JSON in `data:`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     Service(ServiceStatus),
-    ServiceRemoved { name: String },
+    ServiceRemoved {
+        name: String,
+    },
     Alert(Alert),
-    AlertCleared { id: String, cleared: u64 },
+    AlertCleared {
+        id: String,
+        #[ts(type = "number")]
+        cleared: u64,
+    },
     Config(ConfigStatus),
     Shutdown,
 }
 
 /// Body of a start/stop/restart answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
 pub struct ActionReply {
     pub services: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
 pub struct ErrorReply {
     pub error: String,
+}
+
+/// `GET /v1/config`: the file as text and as JSON (for the Settings window), and its validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ConfigDocument {
+    pub path: String,
+    pub text: String,
+    /// The file as JSON; null when it does not parse.
+    pub document: Option<serde_json::Value>,
+    /// Hash of `text`: send it back with an edit so a change made meanwhile is not overwritten.
+    pub content_hash: String,
+    pub status: ConfigStatus,
+}
+
+/// `POST /v1/config/preview` and `POST /v1/config/edit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ConfigEditRequest {
+    pub edits: Vec<ConfigEdit>,
+    /// The `content_hash` the edits were made against; a mismatch is refused with 409.
+    #[serde(default)]
+    pub base_hash: Option<String>,
+}
+
+/// What the file would become, and what `mlx-box validate` would say of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ConfigPreview {
+    pub text: String,
+    pub document: Option<serde_json::Value>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// True when no diagnostic is an error (the daemon would accept it).
+    pub valid: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct MonitorHistory {
+    /// Oldest first, 1 Hz, at most 10 minutes.
+    pub samples: Vec<Sample>,
 }
 
 pub fn now_ms() -> u64 {

@@ -2,8 +2,11 @@
 //! SIGINT/SIGTERM stops every service before it exits.
 
 use crate::alerts::AlertStore;
-use crate::api::{AlertSeverity, ConfigStatus, Event, MemoryStatus, StatusReport, ThermalStatus};
-use crate::config::{self, Diagnostic, Severity};
+use crate::api::{
+    AlertSeverity, ConfigDocument, ConfigEditRequest, ConfigPreview, ConfigStatus, Event,
+    MemoryStatus, StatusReport, ThermalStatus,
+};
+use crate::config::{self, ConfigEdit, Diagnostic, Severity};
 use crate::estimate;
 use crate::launch::Runtime;
 use crate::monitor::{History, Sampler};
@@ -333,6 +336,47 @@ impl Daemon {
         let _ = self.shared.events.send(Event::Config(status));
     }
 
+    /// The file as the Settings window sees it.
+    pub fn config_document(&self) -> ConfigDocument {
+        let text = std::fs::read_to_string(&self.config_path).unwrap_or_default();
+        ConfigDocument {
+            path: self.config_path.display().to_string(),
+            document: config::to_json(&text).ok(),
+            content_hash: config::content_hash(text.as_bytes()),
+            status: self.config.lock().unwrap().status.clone(),
+            text,
+        }
+    }
+
+    /// What `edits` would make of the file now, validated; nothing is written.
+    pub fn preview_edits(&self, edits: &[ConfigEdit]) -> Result<ConfigPreview, EditRefused> {
+        let text = std::fs::read_to_string(&self.config_path).unwrap_or_default();
+        preview(&self.config_path, &text, edits)
+    }
+
+    /// Applies `edits` with toml_edit (comments survive) and writes the file when it validates; the watcher
+    /// then applies it like any other save, so only the changed services restart.
+    pub async fn edit_config(&self, req: &ConfigEditRequest) -> Result<ConfigPreview, EditRefused> {
+        let text = std::fs::read_to_string(&self.config_path).unwrap_or_default();
+        if let Some(base) = &req.base_hash {
+            if *base != config::content_hash(text.as_bytes()) {
+                return Err(EditRefused::Conflict);
+            }
+        }
+        let p = preview(&self.config_path, &text, &req.edits)?;
+        if !p.valid {
+            return Err(EditRefused::Invalid(p));
+        }
+        self.write_config(&p.text).await.map_err(|diags| {
+            EditRefused::Invalid(ConfigPreview {
+                valid: false,
+                diagnostics: diags,
+                ..p.clone()
+            })
+        })?;
+        Ok(p)
+    }
+
     /// Validates `text` and writes it (with a `.bak`, atomically); the watcher then applies it.
     pub async fn write_config(&self, text: &str) -> Result<(), Vec<Diagnostic>> {
         let (settings, diags) = config::parse_settings(&self.config_path, text);
@@ -352,6 +396,28 @@ impl Daemon {
         let _ = self.reload_tx.send(()).await;
         Ok(())
     }
+}
+
+fn preview(path: &Path, text: &str, edits: &[ConfigEdit]) -> Result<ConfigPreview, EditRefused> {
+    let new = config::apply_edits(text, edits)?;
+    let (settings, diagnostics) = config::parse_settings(path, &new);
+    Ok(ConfigPreview {
+        document: config::to_json(&new).ok(),
+        valid: settings.is_some(),
+        diagnostics,
+        text: new,
+    })
+}
+
+/// Why an edit from a client was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum EditRefused {
+    #[error("settings.toml changed since it was read; reload it and make the edit again")]
+    Conflict,
+    #[error(transparent)]
+    Edit(#[from] config::EditError),
+    #[error("the edited settings do not validate; nothing was written")]
+    Invalid(ConfigPreview),
 }
 
 /// Resident memory of each service's process group (RSS; on macOS the physical footprint is a later step).

@@ -3,8 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
+use ts_rs::TS;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, TS)]
+#[ts(export)]
 #[serde(rename_all = "lowercase")]
 pub enum Pressure {
     Unknown,
@@ -24,7 +26,8 @@ impl Pressure {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, TS)]
+#[ts(export)]
 #[serde(rename_all = "lowercase")]
 pub enum Thermal {
     Unknown,
@@ -47,17 +50,25 @@ impl Thermal {
 }
 
 /// One reading of the machine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
 pub struct Sample {
+    #[ts(type = "number")]
     pub t_ms: u64,
+    #[ts(type = "number")]
     pub total_bytes: u64,
+    #[ts(type = "number")]
     pub used_bytes: u64,
+    #[ts(type = "number")]
     pub available_bytes: u64,
+    #[ts(type = "number")]
     pub swap_used_bytes: u64,
+    #[ts(type = "number")]
     pub swap_total_bytes: u64,
     /// Bytes swapped out per second since the previous sample (None on the first sample / unsupported).
     pub swap_out_bytes_per_s: Option<f64>,
     /// Compressed memory, where the OS has it (macOS).
+    #[ts(type = "number | null")]
     pub compressed_bytes: Option<u64>,
     pub pressure: Pressure,
     pub thermal: Thermal,

@@ -23,17 +23,25 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::Semaphore;
+use ts_rs::TS;
 
 /// Request bodies above this are refused (413): a chat request with a long context is a few MB.
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
-#[derive(Debug, Default, Serialize, Deserialize, Clone, PartialEq)]
+#[derive(Debug, Default, Serialize, Deserialize, Clone, PartialEq, TS)]
+#[ts(export)]
 pub struct ProxyStats {
+    #[ts(type = "number")]
     pub requests: u64,
+    #[ts(type = "number")]
     pub errors: u64,
+    #[ts(type = "number")]
     pub unauthorized: u64,
+    #[ts(type = "number")]
     pub rejected_busy: u64,
+    #[ts(type = "number")]
     pub unavailable: u64,
+    #[ts(type = "number")]
     pub in_flight: u64,
 }
 

@@ -5,11 +5,13 @@
 //! `config/settings.toml.example`.
 
 mod diff;
+mod document;
 mod edit;
 mod parse;
 mod watch;
 
 pub use diff::{diff_settings, ServiceChange, SettingsDiff};
+pub use document::{apply_edits, to_json, ConfigEdit, EditError};
 pub use edit::{atomic_write, write_with_backup};
 pub use parse::{parse_settings, Diagnostic, Severity};
 pub use watch::{watch_file, FileWatcher};
@@ -17,9 +19,11 @@ pub use watch::{watch_file, FileWatcher};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use ts_rs::TS;
 
 /// What a service serves; decides its default command line and its readiness probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[ts(export)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Chat,

@@ -6,16 +6,19 @@
 //! | POST | /v1/services/{name or all}/{start,stop,restart} | `ActionReply` |
 //! | GET | /v1/services/{name}/logs?lines=N | `{lines: [..]}` |
 //! | GET | /v1/services/{name}/logs/follow | SSE, one log line per event |
-//! | GET | /v1/config | `{path, text, status}` |
+//! | GET | /v1/config | `ConfigDocument` |
 //! | PUT | /v1/config | body = new text; 422 + diagnostics when invalid |
 //! | POST | /v1/config/validate | body = text; `{diagnostics}` |
+//! | POST | /v1/config/preview | `ConfigEditRequest` → `ConfigPreview` (nothing written) |
+//! | POST | /v1/config/edit | `ConfigEditRequest` → `ConfigPreview`; 409 if the file changed, 422 if invalid |
 //! | GET | /v1/events | SSE of `Event` (JSON) |
 //! | GET | /v1/proxy/stats | per service: requests, errors, unauthorized, rejected_busy, unavailable, in_flight |
 //! | GET | /v1/monitor/history | `{samples: [Sample]}`: the last 10 minutes at 1 Hz |
 //! | POST | /v1/shutdown | stops every service, then the daemon |
 
-use crate::api::{ActionReply, ErrorReply, Event};
+use crate::api::{ActionReply, ConfigEditRequest, ErrorReply, Event, MonitorHistory};
 use crate::daemon::Daemon;
+use crate::daemon::EditRefused;
 use crate::supervisor::Verb;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -42,6 +45,8 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/services/{name}/logs/follow", get(follow))
         .route("/v1/config", get(get_config).put(put_config))
         .route("/v1/config/validate", post(validate))
+        .route("/v1/config/preview", post(preview_config))
+        .route("/v1/config/edit", post(edit_config))
         .route("/v1/events", get(events))
         .route("/v1/monitor/history", get(history))
         .route("/v1/proxy/stats", get(proxy_stats))
@@ -134,10 +139,29 @@ impl Drop for AbortOnDrop {
 }
 
 async fn get_config(State(d): D) -> Response {
-    let text = std::fs::read_to_string(&d.config_path).unwrap_or_default();
-    let status = d.config.lock().unwrap().status.clone();
-    Json(serde_json::json!({ "path": d.config_path, "text": text, "status": status }))
-        .into_response()
+    Json(d.config_document()).into_response()
+}
+
+async fn preview_config(State(d): D, Json(req): Json<ConfigEditRequest>) -> Response {
+    match d.preview_edits(&req.edits) {
+        Ok(p) => Json(p).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+async fn edit_config(State(d): D, Json(req): Json<ConfigEditRequest>) -> Response {
+    match d.edit_config(&req).await {
+        Ok(p) => Json(p).into_response(),
+        Err(e) => refused(e),
+    }
+}
+
+fn refused(e: EditRefused) -> Response {
+    match e {
+        EditRefused::Conflict => err(StatusCode::CONFLICT, e.to_string()),
+        EditRefused::Edit(_) => err(StatusCode::BAD_REQUEST, e.to_string()),
+        EditRefused::Invalid(p) => (StatusCode::UNPROCESSABLE_ENTITY, Json(p)).into_response(),
+    }
 }
 
 async fn put_config(State(d): D, body: String) -> Response {
@@ -176,7 +200,7 @@ async fn proxy_stats(State(d): D) -> Response {
 
 async fn history(State(d): D) -> Response {
     let samples = d.monitor.lock().unwrap().all();
-    Json(serde_json::json!({ "samples": samples })).into_response()
+    Json(MonitorHistory { samples }).into_response()
 }
 
 async fn shutdown(State(d): D) -> Response {

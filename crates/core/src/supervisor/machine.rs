@@ -13,8 +13,10 @@
 use crate::config::RestartPolicy;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
+use ts_rs::TS;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[ts(export)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Stopped,

@@ -1,0 +1,248 @@
+//! settings.toml as a document the Settings window can edit: the whole file as JSON for display, and
+//! edits addressed by key path applied with `toml_edit`, so the user's comments, order and layout survive
+//! everything but the value that changed.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use toml_edit::{DocumentMut, Item, Table, Value};
+use ts_rs::TS;
+
+/// One change: set `value` at `path` (tables are created as needed), or remove the key when `value` is
+/// null. Example: `{"path": ["services", "chat", "max_tokens"], "value": 4096}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ConfigEdit {
+    pub path: Vec<String>,
+    pub value: Option<Json>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum EditError {
+    #[error("settings.toml does not parse, so it cannot be edited key by key: {0}; fix it in a text editor first")]
+    Unparsable(String),
+    #[error("an edit has an empty key path")]
+    EmptyPath,
+    #[error("`{0}` is a value, not a table, so `{1}` cannot be set inside it")]
+    NotATable(String, String),
+    #[error("`{0}`: {1}")]
+    BadValue(String, String),
+}
+
+/// The whole document as JSON (tables → objects, arrays → arrays, datetimes → strings).
+pub fn to_json(text: &str) -> Result<Json, EditError> {
+    let doc: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| EditError::Unparsable(e.message().to_string()))?;
+    Ok(table_to_json(doc.as_table()))
+}
+
+fn table_to_json(t: &Table) -> Json {
+    Json::Object(
+        t.iter()
+            .filter_map(|(k, v)| item_to_json(v).map(|j| (k.to_string(), j)))
+            .collect(),
+    )
+}
+
+fn item_to_json(item: &Item) -> Option<Json> {
+    match item {
+        Item::None => None,
+        Item::Value(v) => Some(value_to_json(v)),
+        Item::Table(t) => Some(table_to_json(t)),
+        Item::ArrayOfTables(a) => Some(Json::Array(a.iter().map(table_to_json).collect())),
+    }
+}
+
+fn value_to_json(v: &Value) -> Json {
+    match v {
+        Value::String(s) => Json::String(s.value().clone()),
+        Value::Integer(i) => Json::from(*i.value()),
+        Value::Float(f) => serde_json::Number::from_f64(*f.value())
+            .map(Json::Number)
+            .unwrap_or(Json::Null),
+        Value::Boolean(b) => Json::Bool(*b.value()),
+        Value::Datetime(d) => Json::String(d.value().to_string()),
+        Value::Array(a) => Json::Array(a.iter().map(value_to_json).collect()),
+        Value::InlineTable(t) => Json::Object(
+            t.iter()
+                .map(|(k, v)| (k.to_string(), value_to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn json_to_value(path: &str, j: &Json) -> Result<Value, EditError> {
+    Ok(match j {
+        Json::String(s) => Value::from(s.as_str()),
+        Json::Bool(b) => Value::from(*b),
+        Json::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Value::from(i),
+            (None, Some(f)) => Value::from(f),
+            _ => {
+                return Err(EditError::BadValue(
+                    path.into(),
+                    format!("{n} is out of range"),
+                ))
+            }
+        },
+        Json::Array(a) => {
+            let mut arr = toml_edit::Array::new();
+            for x in a {
+                arr.push(json_to_value(path, x)?);
+            }
+            Value::Array(arr)
+        }
+        Json::Object(o) => {
+            let mut t = toml_edit::InlineTable::new();
+            for (k, x) in o {
+                t.insert(k, json_to_value(path, x)?);
+            }
+            Value::InlineTable(t)
+        }
+        Json::Null => {
+            return Err(EditError::BadValue(
+                path.into(),
+                "null inside a value".into(),
+            ))
+        }
+    })
+}
+
+/// Applies `edits` in order to `text` and returns the new text. Untouched lines are byte-for-byte the same;
+/// a changed value keeps its key's comments and the spacing around it.
+pub fn apply_edits(text: &str, edits: &[ConfigEdit]) -> Result<String, EditError> {
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| EditError::Unparsable(e.message().to_string()))?;
+    for e in edits {
+        let (last, parents) = e.path.split_last().ok_or(EditError::EmptyPath)?;
+        let dotted = e.path.join(".");
+        let mut table: &mut Table = doc.as_table_mut();
+        for (i, seg) in parents.iter().enumerate() {
+            if !table.contains_key(seg) {
+                if e.value.is_none() {
+                    break; // removing under a table that does not exist: nothing to do
+                }
+                let mut t = Table::new();
+                // `[services.x]` headers, not an empty `[services]` line above them.
+                t.set_implicit(i == 0 && parents.len() > 1);
+                table.insert(seg, Item::Table(t));
+            }
+            table = match table.get_mut(seg) {
+                Some(Item::Table(t)) => t,
+                _ => return Err(EditError::NotATable(e.path[..=i].join("."), dotted)),
+            };
+        }
+        match &e.value {
+            None => {
+                table.remove(last);
+            }
+            Some(Json::Object(o)) if !table.contains_key(last) => {
+                // A new table (e.g. a new service) is written as a `[a.b]` section, not inline.
+                let mut t = Table::new();
+                for (k, x) in o {
+                    t.insert(k, Item::Value(json_to_value(&dotted, x)?));
+                }
+                table.insert(last, Item::Table(t));
+            }
+            Some(j) => {
+                let mut v = json_to_value(&dotted, j)?;
+                match table.get_mut(last) {
+                    // Keep the comment and spacing that decorate the old value.
+                    Some(Item::Value(old)) => {
+                        *v.decor_mut() = old.decor().clone();
+                        *old = v;
+                    }
+                    _ => {
+                        table.insert(last, Item::Value(v));
+                    }
+                }
+            }
+        }
+    }
+    Ok(doc.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const TEXT: &str = "# my settings\n[server]\nhost = \"127.0.0.1\" # loopback only\n\n# the chat model\n[services.chat]\nmodel = \"m\"   # big one\nport = 8080\n";
+
+    fn edit(path: &[&str], value: Option<Json>) -> ConfigEdit {
+        ConfigEdit {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            value,
+        }
+    }
+
+    #[test]
+    fn set_keeps_comments_and_layout() {
+        let out = apply_edits(
+            TEXT,
+            &[edit(&["services", "chat", "port"], Some(json!(9090)))],
+        )
+        .unwrap();
+        assert_eq!(out, TEXT.replace("port = 8080", "port = 9090"));
+        let out = apply_edits(
+            TEXT,
+            &[edit(&["services", "chat", "model"], Some(json!("n")))],
+        )
+        .unwrap();
+        assert!(out.contains("model = \"n\"   # big one\n"), "{out}");
+    }
+
+    #[test]
+    fn add_and_remove() {
+        let out = apply_edits(
+            TEXT,
+            &[
+                edit(
+                    &["services", "emb"],
+                    Some(json!({"model": "e", "port": 8081})),
+                ),
+                edit(&["services", "chat", "max_tokens"], Some(json!(4096))),
+                edit(&["server", "host"], None),
+            ],
+        )
+        .unwrap();
+        assert!(
+            out.contains("[services.emb]\nmodel = \"e\"\nport = 8081\n"),
+            "{out}"
+        );
+        assert!(out.contains("max_tokens = 4096"));
+        assert!(!out.contains("host ="));
+        assert!(out.starts_with("# my settings\n[server]\n"));
+        assert!(
+            !out.contains("[services]\n"),
+            "no empty parent header: {out}"
+        );
+        let j = to_json(&out).unwrap();
+        assert_eq!(j["services"]["emb"]["port"], json!(8081));
+        assert_eq!(j["services"]["chat"]["max_tokens"], json!(4096));
+    }
+
+    #[test]
+    fn new_service_in_empty_file_gets_a_dotted_header() {
+        let out = apply_edits("", &[edit(&["services", "x", "model"], Some(json!("m")))]).unwrap();
+        assert_eq!(out.trim(), "[services.x]\nmodel = \"m\"");
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let e = apply_edits(TEXT, &[edit(&["server", "host", "x"], Some(json!(1)))]).unwrap_err();
+        assert!(
+            matches!(e, EditError::NotATable(ref a, _) if a == "server.host"),
+            "{e}"
+        );
+        assert!(matches!(
+            apply_edits("[x", &[]),
+            Err(EditError::Unparsable(_))
+        ));
+        assert_eq!(
+            apply_edits(TEXT, &[edit(&[], None)]),
+            Err(EditError::EmptyPath)
+        );
+    }
+}
