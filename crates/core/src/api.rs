@@ -124,7 +124,21 @@ pub enum Event {
         cleared: u64,
     },
     Config(ConfigStatus),
+    /// The monitor's 1 Hz sample (memory, swap, pressure, thermal), so clients draw live figures without
+    /// polling.
+    Monitor(MonitorTick),
     Shutdown,
+}
+
+/// One monitor tick as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct MonitorTick {
+    pub sample: Sample,
+    /// Memory of each running service's process group; sent every few ticks (it costs a process scan),
+    /// absent otherwise.
+    #[ts(type = "Record<string, number> | null")]
+    pub service_memory: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// Body of a start/stop/restart answer.

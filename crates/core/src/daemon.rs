@@ -115,11 +115,11 @@ impl Daemon {
         }
     }
 
-    /// One monitor tick: sample, keep it, run the alert rules.
-    pub fn monitor_tick(&self) {
+    /// One monitor tick: sample, keep it, run the alert rules, tell the clients.
+    pub fn monitor_tick(&self) -> crate::monitor::Sample {
         let sample = self.sampler.lock().unwrap().sample();
         let decisions = self.rules.lock().unwrap().evaluate(&sample);
-        self.monitor.lock().unwrap().push(sample);
+        self.monitor.lock().unwrap().push(sample.clone());
         for d in decisions {
             match d {
                 Decision::Raise {
@@ -131,6 +131,39 @@ impl Daemon {
                 Decision::Clear { id } => self.shared.alerts.clear(id),
             }
         }
+        sample
+    }
+
+    /// Sends a monitor tick to the event stream when someone listens; every `SERVICE_MEMORY_EVERY` ticks it
+    /// also carries each service's memory (a process scan, so not every second).
+    async fn publish_tick(&self, sample: crate::monitor::Sample, n: u64) {
+        const SERVICE_MEMORY_EVERY: u64 = 5;
+        if self.shared.events.receiver_count() == 0 {
+            return;
+        }
+        let service_memory = if n % SERVICE_MEMORY_EVERY == 0 {
+            let services = self.supervisor.statuses().await;
+            let pgids: Vec<Option<u32>> = services.iter().map(|s| s.pid).collect();
+            let mem = tokio::task::spawn_blocking(move || group_memory(&pgids))
+                .await
+                .unwrap_or_default();
+            Some(
+                services
+                    .into_iter()
+                    .zip(mem)
+                    .filter_map(|(s, m)| m.map(|m| (s.name, m)))
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        let _ = self
+            .shared
+            .events
+            .send(Event::Monitor(crate::api::MonitorTick {
+                sample,
+                service_memory,
+            }));
     }
 
     /// Re-reads settings.toml (after a watcher event or on request) and applies it when it is valid and
@@ -612,9 +645,10 @@ pub async fn run(
     let monitor = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
+        for n in 0u64.. {
             tick.tick().await;
-            d3.monitor_tick();
+            let sample = d3.monitor_tick();
+            d3.publish_tick(sample, n).await;
         }
     });
     tracing::info!(state_dir = %dir.display(), config = %daemon.config_path.display(), socket = %sock.display(), "mlx-box daemon ready");

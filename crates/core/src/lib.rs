@@ -3,12 +3,14 @@
 
 pub mod alerts;
 pub mod api;
+pub mod app;
 pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod estimate;
 pub mod launch;
+pub mod menubar;
 pub mod monitor;
 pub mod paths;
 pub mod proxy;

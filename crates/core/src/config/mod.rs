@@ -242,6 +242,9 @@ pub struct AppSettings {
     pub refuse_over_budget: bool,
     /// Seconds of uptime after which a crash counts as a fresh first crash (restart at once).
     pub stable_after_s: f64,
+    /// Menu-bar app: the least severe alert that makes a desktop notification
+    /// ("info" | "warning" | "critical" | "off").
+    pub notify_min_severity: String,
 }
 
 impl Default for AppSettings {
@@ -254,6 +257,7 @@ impl Default for AppSettings {
             stop_servers_on_quit: false,
             refuse_over_budget: false,
             stable_after_s: 60.0,
+            notify_min_severity: "warning".into(),
         }
     }
 }

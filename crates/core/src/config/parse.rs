@@ -71,7 +71,10 @@ const APP_KEYS: &[&str] = &[
     "stop_servers_on_quit",
     "refuse_over_budget",
     "stable_after_s",
+    "notify_min_severity",
 ];
+/// Values of `[app] notify_min_severity`: alerts below it make no desktop notification.
+const NOTIFY_LEVELS: &[&str] = &["info", "warning", "critical", "off"];
 const ALERT_KEYS: &[&str] = &[
     "enabled",
     "swap_warn_mb",
@@ -510,6 +513,17 @@ fn parse_app(cx: &mut Ctx, item: Option<&Item>) -> AppSettings {
     }
     if let Some(b) = v.bool(cx, "refuse_over_budget") {
         a.refuse_over_budget = b;
+    }
+    if let Some(m) = v.str(cx, "notify_min_severity") {
+        if NOTIFY_LEVELS.contains(&m.as_str()) {
+            a.notify_min_severity = m;
+        } else {
+            cx.error(
+                v.get("notify_min_severity").and_then(value_span),
+                format!("unknown notify_min_severity `{m}` in [app]"),
+                Some("use \"info\", \"warning\", \"critical\" or \"off\"".to_string()),
+            );
+        }
     }
     // Minimums (here and for backoff_max_s) keep a crash loop from becoming a restart storm.
     if let Some(x) = v.float(cx, "stable_after_s", 1.0, 86_400.0, "60") {

@@ -1,6 +1,9 @@
 //! Client of the control API over the Unix socket (used by the CLI; the menu-bar app uses it too).
 
-use crate::api::{ActionReply, ErrorReply, Event, StatusReport};
+use crate::api::{
+    ActionReply, ConfigDocument, ConfigEditRequest, ConfigPreview, ErrorReply, Event,
+    MonitorHistory, StatusReport,
+};
 use crate::config::Diagnostic;
 use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
@@ -15,6 +18,13 @@ pub enum ClientError {
     Api(String),
     #[error("settings are invalid")]
     Invalid(Vec<Diagnostic>),
+    /// A config edit was refused: 409 (the file changed meanwhile) or 422 (the result does not validate).
+    #[error("{message}")]
+    EditRefused {
+        conflict: bool,
+        message: String,
+        preview: Option<Box<ConfigPreview>>,
+    },
 }
 
 pub struct Client {
@@ -139,6 +149,70 @@ impl Client {
         )
         .await?;
         Ok(())
+    }
+
+    pub async fn history(&self) -> Result<MonitorHistory, ClientError> {
+        let r = self
+            .send(self.http.get(Self::url("/v1/monitor/history")))
+            .await?;
+        Ok(r.json().await?)
+    }
+
+    pub async fn config(&self) -> Result<ConfigDocument, ClientError> {
+        let r = self.send(self.http.get(Self::url("/v1/config"))).await?;
+        Ok(r.json().await?)
+    }
+
+    pub async fn proxy_stats(&self) -> Result<serde_json::Value, ClientError> {
+        let r = self
+            .send(self.http.get(Self::url("/v1/proxy/stats")))
+            .await?;
+        Ok(r.json().await?)
+    }
+
+    /// What the edits would make of settings.toml; nothing is written.
+    pub async fn preview_config(
+        &self,
+        req: &ConfigEditRequest,
+    ) -> Result<ConfigPreview, ClientError> {
+        self.config_edit("/v1/config/preview", req).await
+    }
+
+    /// Applies the edits (the daemon writes with toml_edit, keeps a .bak, and applies through its watcher).
+    pub async fn edit_config(&self, req: &ConfigEditRequest) -> Result<ConfigPreview, ClientError> {
+        self.config_edit("/v1/config/edit", req).await
+    }
+
+    async fn config_edit(
+        &self,
+        path: &str,
+        req: &ConfigEditRequest,
+    ) -> Result<ConfigPreview, ClientError> {
+        let r = self
+            .http
+            .post(Self::url(path))
+            .json(req)
+            .send()
+            .await
+            .map_err(|e| self.map_err(e))?;
+        let status = r.status();
+        if status.is_success() {
+            return Ok(r.json().await?);
+        }
+        let text = r.text().await.unwrap_or_default();
+        let preview = serde_json::from_str::<ConfigPreview>(&text)
+            .ok()
+            .map(Box::new);
+        let message = match (&preview, serde_json::from_str::<ErrorReply>(&text)) {
+            (Some(_), _) => "the edited settings do not validate; nothing was written".to_string(),
+            (None, Ok(e)) => e.error,
+            (None, Err(_)) => format!("HTTP {status}: {text}"),
+        };
+        Err(ClientError::EditRefused {
+            conflict: status == reqwest::StatusCode::CONFLICT,
+            message,
+            preview,
+        })
     }
 
     pub async fn shutdown(&self) -> Result<(), ClientError> {

@@ -1,0 +1,346 @@
+//! The menu-bar app's commands, written against the control client and free of Tauri, so every one runs (and
+//! is tested) without a desktop. `src-tauri` wraps each in a one-line `#[tauri::command]`; the web front end
+//! calls them by these names (its TypeScript types are generated from the types here).
+//!
+//! | command | arguments | returns |
+//! |---|---|---|
+//! | `get_status` | | `StatusReport` |
+//! | `service_action` | `name` (or "all"), `verb` start/stop/restart | `ActionReply` |
+//! | `get_logs` | `name`, `lines` | `string[]` |
+//! | `follow_logs` / `unfollow_logs` | `name` | emits `log-line` events (`LogLine`) |
+//! | `get_history` | | `MonitorHistory` |
+//! | `get_config` | | `ConfigDocument` |
+//! | `preview_config` | `edits` | `ConfigPreview` |
+//! | `save_config` | `edits`, `baseHash` | `ConfigPreview` |
+//! | `get_proxy_stats` | | `{[service]: ProxyStats}` |
+//! | `get_connection` | | `Connection` |
+//! | `start_daemon` | | `Connection` |
+//!
+//! Every error is a `CommandError`. Events to the windows: `daemon-event` (`Event`), `connection`
+//! (`Connection`), `log-line` (`LogLine`), `focus-alert` (`FocusAlert`).
+
+use crate::api::{
+    ActionReply, ConfigDocument, ConfigEditRequest, ConfigPreview, MonitorHistory, StatusReport,
+};
+use crate::config::ConfigEdit;
+use crate::control::client::{Client, ClientError};
+use crate::paths;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use ts_rs::TS;
+
+/// Why a command failed, in a form the front end can act on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS, thiserror::Error)]
+#[ts(export)]
+#[error("{message}")]
+pub struct CommandError {
+    pub kind: CommandErrorKind,
+    /// One sentence that says what happened and what to do.
+    pub message: String,
+    /// For `invalid`: the edited file and its diagnostics (the same as `mlx-box validate`).
+    pub preview: Option<ConfigPreview>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
+#[serde(rename_all = "lowercase")]
+pub enum CommandErrorKind {
+    /// No daemon answers on the state dir.
+    Unreachable,
+    /// settings.toml changed since the window read it.
+    Conflict,
+    /// The edit does not validate; nothing was written.
+    Invalid,
+    /// The daemon refused (unknown service, over budget…).
+    Refused,
+    /// Anything else (I/O, a daemon that would not start).
+    Failed,
+}
+
+impl CommandError {
+    fn new(kind: CommandErrorKind, message: impl Into<String>) -> Self {
+        CommandError {
+            kind,
+            message: message.into(),
+            preview: None,
+        }
+    }
+}
+
+impl From<ClientError> for CommandError {
+    fn from(e: ClientError) -> Self {
+        use CommandErrorKind::*;
+        match e {
+            ClientError::NotRunning { .. } => CommandError::new(Unreachable, e.to_string()),
+            ClientError::Http(_) => CommandError::new(Unreachable, e.to_string()),
+            ClientError::Api(m) => CommandError::new(Refused, m),
+            ClientError::Invalid(d) => CommandError {
+                kind: Invalid,
+                message: d
+                    .first()
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "settings are invalid".into()),
+                preview: None,
+            },
+            ClientError::EditRefused {
+                conflict,
+                message,
+                preview,
+            } => CommandError {
+                kind: if conflict {
+                    Conflict
+                } else if preview.is_some() {
+                    Invalid
+                } else {
+                    Refused
+                },
+                message,
+                preview: preview.map(|p| *p),
+            },
+        }
+    }
+}
+
+/// Whether the app reaches a daemon, and where it looks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct Connection {
+    pub connected: bool,
+    pub state_dir: String,
+    /// Why not connected (the client's error, which says what to do).
+    pub error: Option<String>,
+}
+
+/// One line of a followed log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct LogLine {
+    pub name: String,
+    pub line: String,
+}
+
+/// Sent to the dashboard when the user clicks an alert's notification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct FocusAlert {
+    pub id: String,
+}
+
+/// The app's side of the daemon: one per app, shared by the tray and every window.
+pub struct AppCore {
+    pub state_dir: PathBuf,
+    pub client: Client,
+}
+
+impl AppCore {
+    pub fn new(state_dir: PathBuf) -> Self {
+        AppCore {
+            client: Client::new(&state_dir),
+            state_dir,
+        }
+    }
+
+    pub async fn status(&self) -> Result<StatusReport, CommandError> {
+        Ok(self.client.status().await?)
+    }
+
+    pub async fn service_action(
+        &self,
+        name: &str,
+        verb: &str,
+    ) -> Result<ActionReply, CommandError> {
+        if !matches!(verb, "start" | "stop" | "restart") {
+            return Err(CommandError::new(
+                CommandErrorKind::Refused,
+                format!("unknown action `{verb}`: use start, stop or restart"),
+            ));
+        }
+        Ok(self.client.action(name, verb).await?)
+    }
+
+    pub async fn logs(&self, name: &str, lines: usize) -> Result<Vec<String>, CommandError> {
+        Ok(self.client.logs(name, lines).await?)
+    }
+
+    pub async fn history(&self) -> Result<MonitorHistory, CommandError> {
+        Ok(self.client.history().await?)
+    }
+
+    pub async fn config(&self) -> Result<ConfigDocument, CommandError> {
+        Ok(self.client.config().await?)
+    }
+
+    pub async fn preview_config(
+        &self,
+        edits: Vec<ConfigEdit>,
+    ) -> Result<ConfigPreview, CommandError> {
+        let req = ConfigEditRequest {
+            edits,
+            base_hash: None,
+        };
+        Ok(self.client.preview_config(&req).await?)
+    }
+
+    pub async fn save_config(
+        &self,
+        edits: Vec<ConfigEdit>,
+        base_hash: Option<String>,
+    ) -> Result<ConfigPreview, CommandError> {
+        let req = ConfigEditRequest { edits, base_hash };
+        Ok(self.client.edit_config(&req).await?)
+    }
+
+    pub async fn proxy_stats(&self) -> Result<serde_json::Value, CommandError> {
+        Ok(self.client.proxy_stats().await?)
+    }
+
+    pub async fn connection(&self) -> Connection {
+        match self.client.status().await {
+            Ok(_) => self.connection_ok(),
+            Err(e) => self.connection_err(e.to_string()),
+        }
+    }
+
+    pub fn connection_ok(&self) -> Connection {
+        Connection {
+            connected: true,
+            state_dir: self.state_dir.display().to_string(),
+            error: None,
+        }
+    }
+
+    pub fn connection_err(&self, error: String) -> Connection {
+        Connection {
+            connected: false,
+            state_dir: self.state_dir.display().to_string(),
+            error: Some(error),
+        }
+    }
+
+    /// Starts `mlx-box up` on this state dir, detached (its own session, so it outlives the app), and
+    /// waits until it answers. The daemon runs the user's settings.toml, or the demo profile when there is
+    /// none. Its output goes to `daemon.log` in the state dir.
+    pub async fn start_daemon(
+        &self,
+        bin: &Path,
+        wait: Duration,
+    ) -> Result<Connection, CommandError> {
+        if self.client.status().await.is_ok() {
+            return Ok(self.connection_ok());
+        }
+        spawn_daemon(bin, &self.state_dir)?;
+        let t0 = Instant::now();
+        loop {
+            if self.client.status().await.is_ok() {
+                return Ok(self.connection_ok());
+            }
+            if t0.elapsed() > wait {
+                // Still preparing (the demo's first run makes a Python environment): not an error.
+                return Ok(self.connection_err(format!(
+                    "the daemon is starting (see {}); this window connects when it answers",
+                    self.state_dir.join("daemon.log").display()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+fn spawn_daemon(bin: &Path, state_dir: &Path) -> Result<(), CommandError> {
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(state_dir).map_err(|e| {
+        CommandError::new(
+            CommandErrorKind::Failed,
+            format!("cannot create the state dir {}: {e}", state_dir.display()),
+        )
+    })?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state_dir.join("daemon.log"))
+        .map_err(|e| CommandError::new(CommandErrorKind::Failed, e.to_string()))?;
+    let mut cmd = std::process::Command::new(bin);
+    cmd.arg("up")
+        .arg("--state-dir")
+        .arg(state_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(
+            log.try_clone()
+                .map_err(|e| CommandError::new(CommandErrorKind::Failed, e.to_string()))?,
+        )
+        .stderr(log);
+    // A session of its own: closing the app (or its terminal) does not signal the daemon.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        CommandError::new(
+            CommandErrorKind::Failed,
+            format!(
+                "cannot start the daemon {}: {e}; set MLXBOX_BIN to the mlx-box binary",
+                bin.display()
+            ),
+        )
+    })?;
+    // Reap it when it exits, so it never lingers as a zombie of the app.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(())
+}
+
+/// Where the `mlx-box` daemon binary is: `MLXBOX_BIN`, else beside the app's own executable (the bundled
+/// sidecar), else on PATH.
+pub fn daemon_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("MLXBOX_BIN").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            let sidecar = dir.join("mlx-box");
+            if sidecar.is_file() {
+                return sidecar;
+            }
+        }
+    }
+    PathBuf::from("mlx-box")
+}
+
+/// The state dir the app uses: `MLXBOX_STATE_DIR`, else the platform default (as the CLI).
+pub fn state_dir() -> PathBuf {
+    paths::state_dir(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unreachable_daemon_is_a_typed_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = AppCore::new(dir.path().to_path_buf());
+        let e = core.status().await.unwrap_err();
+        assert_eq!(e.kind, CommandErrorKind::Unreachable);
+        assert!(e.message.contains("mlx-box up"), "{}", e.message);
+        let c = core.connection().await;
+        assert!(!c.connected && c.error.is_some());
+        let e = core.service_action("x", "explode").await.unwrap_err();
+        assert_eq!(e.kind, CommandErrorKind::Refused);
+    }
+
+    #[tokio::test]
+    async fn a_missing_daemon_binary_says_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let core = AppCore::new(dir.path().to_path_buf());
+        let e = core
+            .start_daemon(Path::new("/nonexistent/mlx-box"), Duration::from_millis(10))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, CommandErrorKind::Failed);
+        assert!(e.message.contains("MLXBOX_BIN"), "{}", e.message);
+    }
+}

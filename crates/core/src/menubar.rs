@@ -1,0 +1,513 @@
+//! What the menu-bar app shows, computed from the daemon's status and events, with no GUI dependency: the
+//! live snapshot, the tray icon's level, the summary line, the menu as data, and which alerts make a desktop
+//! notification. `src-tauri` only renders this, so all of it is tested here without a display.
+
+use crate::api::{Alert, AlertSeverity, Event, StatusReport};
+use crate::supervisor::State;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use ts_rs::TS;
+
+/// The daemon as the app last heard it.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// `None` while the daemon is unreachable.
+    pub status: Option<StatusReport>,
+}
+
+impl Snapshot {
+    /// Folds one event of the stream into the snapshot. Returns false for an event that changes nothing the
+    /// tray shows (so the caller can skip a redraw).
+    pub fn apply(&mut self, ev: &Event) -> bool {
+        let Some(st) = self.status.as_mut() else {
+            return false;
+        };
+        match ev {
+            Event::Service(s) => match st.services.iter_mut().find(|x| x.name == s.name) {
+                Some(x) => *x = s.clone(),
+                None => st.services.push(s.clone()),
+            },
+            Event::ServiceRemoved { name } => st.services.retain(|x| &x.name != name),
+            Event::Alert(a) => match st.alerts.iter_mut().find(|x| x.id == a.id) {
+                Some(x) => *x = a.clone(),
+                None => st.alerts.push(a.clone()),
+            },
+            Event::AlertCleared { id, .. } => st.alerts.retain(|x| &x.id != id),
+            Event::Config(c) => st.config = c.clone(),
+            Event::Monitor(t) => {
+                let m = &mut st.memory;
+                m.total_bytes = t.sample.total_bytes;
+                m.used_bytes = t.sample.used_bytes;
+                m.available_bytes = t.sample.available_bytes;
+                m.swap_used_bytes = t.sample.swap_used_bytes;
+                m.swap_total_bytes = t.sample.swap_total_bytes;
+                m.pressure = t.sample.pressure.as_str().into();
+                st.thermal.state = t.sample.thermal.as_str().into();
+                if let Some(mem) = &t.service_memory {
+                    for s in &mut st.services {
+                        s.memory_bytes = mem.get(&s.name).copied();
+                    }
+                }
+            }
+            Event::Shutdown => {
+                self.status = None;
+            }
+        }
+        true
+    }
+}
+
+/// The tray icon's state, most urgent first when several hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
+#[serde(rename_all = "lowercase")]
+pub enum TrayLevel {
+    /// No daemon answers.
+    Disconnected,
+    /// An active alert of warning or critical severity.
+    Alert,
+    /// A service is unhealthy, in backoff or failed.
+    Degraded,
+    /// A service is starting or stopping.
+    Starting,
+    /// Every enabled service is ready.
+    Ready,
+    /// Nothing runs.
+    Stopped,
+}
+
+impl TrayLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrayLevel::Disconnected => "disconnected",
+            TrayLevel::Alert => "alert",
+            TrayLevel::Degraded => "degraded",
+            TrayLevel::Starting => "starting",
+            TrayLevel::Ready => "ready",
+            TrayLevel::Stopped => "stopped",
+        }
+    }
+
+    /// What the icon's tooltip says.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TrayLevel::Disconnected => "mlx-box: daemon not running",
+            TrayLevel::Alert => "mlx-box: needs attention",
+            TrayLevel::Degraded => "mlx-box: a service is down",
+            TrayLevel::Starting => "mlx-box: starting",
+            TrayLevel::Ready => "mlx-box: all ready",
+            TrayLevel::Stopped => "mlx-box: stopped",
+        }
+    }
+}
+
+pub fn tray_level(snap: &Snapshot) -> TrayLevel {
+    let Some(st) = &snap.status else {
+        return TrayLevel::Disconnected;
+    };
+    if st
+        .alerts
+        .iter()
+        .any(|a| a.severity >= AlertSeverity::Warning)
+    {
+        return TrayLevel::Alert;
+    }
+    let enabled = st.services.iter().filter(|s| s.enabled);
+    let states: Vec<State> = enabled.map(|s| s.state).collect();
+    if states
+        .iter()
+        .any(|s| matches!(s, State::Unhealthy | State::Backoff | State::Failed))
+    {
+        TrayLevel::Degraded
+    } else if states
+        .iter()
+        .any(|s| matches!(s, State::Starting | State::Stopping))
+    {
+        TrayLevel::Starting
+    } else if !states.is_empty() && states.iter().all(|s| *s == State::Ready) {
+        TrayLevel::Ready
+    } else if states.contains(&State::Ready) {
+        // Some ready, the rest stopped by hand: nothing is wrong.
+        TrayLevel::Ready
+    } else {
+        TrayLevel::Stopped
+    }
+}
+
+/// "3/4 ready · swap 0 MB · thermal nominal".
+pub fn summary_line(snap: &Snapshot) -> String {
+    let Some(st) = &snap.status else {
+        return "Daemon not running".into();
+    };
+    let enabled: Vec<_> = st.services.iter().filter(|s| s.enabled).collect();
+    let ready = enabled.iter().filter(|s| s.state == State::Ready).count();
+    format!(
+        "{ready}/{} ready · swap {} MB · thermal {}",
+        enabled.len(),
+        st.memory.swap_used_bytes / (1 << 20),
+        st.thermal.state
+    )
+}
+
+/// Everything a menu item can do. Its id is the string form, so a click maps back with `TryFrom<&str>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MenuAction {
+    /// Starts the service when it is not running, stops it when it is.
+    ToggleService(String),
+    StartAll,
+    StopAll,
+    RestartAll,
+    RunBenchmark,
+    OpenDashboard,
+    OpenSettings,
+    StartDaemon,
+    LaunchAtLogin,
+    Quit,
+}
+
+impl MenuAction {
+    pub fn id(&self) -> String {
+        match self {
+            MenuAction::ToggleService(n) => format!("service:{n}"),
+            MenuAction::StartAll => "start-all".into(),
+            MenuAction::StopAll => "stop-all".into(),
+            MenuAction::RestartAll => "restart-all".into(),
+            MenuAction::RunBenchmark => "run-benchmark".into(),
+            MenuAction::OpenDashboard => "open-dashboard".into(),
+            MenuAction::OpenSettings => "open-settings".into(),
+            MenuAction::StartDaemon => "start-daemon".into(),
+            MenuAction::LaunchAtLogin => "launch-at-login".into(),
+            MenuAction::Quit => "quit".into(),
+        }
+    }
+}
+
+impl TryFrom<&str> for MenuAction {
+    type Error = String;
+
+    fn try_from(id: &str) -> Result<Self, String> {
+        Ok(match id {
+            "start-all" => MenuAction::StartAll,
+            "stop-all" => MenuAction::StopAll,
+            "restart-all" => MenuAction::RestartAll,
+            "run-benchmark" => MenuAction::RunBenchmark,
+            "open-dashboard" => MenuAction::OpenDashboard,
+            "open-settings" => MenuAction::OpenSettings,
+            "start-daemon" => MenuAction::StartDaemon,
+            "launch-at-login" => MenuAction::LaunchAtLogin,
+            "quit" => MenuAction::Quit,
+            s => match s.strip_prefix("service:") {
+                Some(n) if !n.is_empty() => MenuAction::ToggleService(n.to_string()),
+                _ => return Err(format!("unknown menu item `{id}`")),
+            },
+        })
+    }
+}
+
+/// One line of the menu.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MenuEntry {
+    /// Text only (the summary line).
+    Label(String),
+    Item {
+        action: MenuAction,
+        text: String,
+        enabled: bool,
+    },
+    Check {
+        action: MenuAction,
+        text: String,
+        checked: bool,
+    },
+    Separator,
+}
+
+/// The whole menu for a snapshot. `launch_at_login` is the autostart state (the OS knows it, not the
+/// daemon).
+pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
+    use MenuEntry::*;
+    let item = |action: MenuAction, text: &str, enabled: bool| Item {
+        action,
+        text: text.to_string(),
+        enabled,
+    };
+    let mut m = vec![Label(summary_line(snap)), Separator];
+    let connected = snap.status.is_some();
+    match &snap.status {
+        None => m.push(item(MenuAction::StartDaemon, "Start mlx-box daemon", true)),
+        Some(st) => {
+            for s in &st.services {
+                let verb = if s.state.is_running() || s.state == State::Backoff {
+                    "stop"
+                } else {
+                    "start"
+                };
+                let port = s.port.map(|p| format!(" :{p}")).unwrap_or_default();
+                let text = format!("{} — {}{port} (click to {verb})", s.name, s.state.as_str());
+                m.push(item(
+                    MenuAction::ToggleService(s.name.clone()),
+                    &text,
+                    s.enabled && s.state != State::Stopping,
+                ));
+            }
+            if st.services.is_empty() {
+                m.push(Label("No services in settings.toml".into()));
+            }
+        }
+    }
+    m.push(Separator);
+    m.push(item(MenuAction::StartAll, "Start all", connected));
+    m.push(item(MenuAction::StopAll, "Stop all", connected));
+    m.push(item(MenuAction::RestartAll, "Restart all", connected));
+    m.push(Separator);
+    m.push(item(MenuAction::RunBenchmark, "Run benchmark…", connected));
+    m.push(item(MenuAction::OpenDashboard, "Open dashboard", true));
+    m.push(item(MenuAction::OpenSettings, "Settings…", true));
+    m.push(Separator);
+    m.push(Check {
+        action: MenuAction::LaunchAtLogin,
+        text: "Launch at login".into(),
+        checked: launch_at_login,
+    });
+    m.push(item(MenuAction::Quit, "Quit mlx-box", true));
+    m
+}
+
+/// What clicking a service's item asks the daemon: `(name, verb)`.
+pub fn toggle_verb(snap: &Snapshot, name: &str) -> Option<&'static str> {
+    let s = snap
+        .status
+        .as_ref()?
+        .services
+        .iter()
+        .find(|s| s.name == name)?;
+    Some(if s.state.is_running() || s.state == State::Backoff {
+        "stop"
+    } else {
+        "start"
+    })
+}
+
+/// Decides which alerts become desktop notifications. The daemon already applies hysteresis and cooldown
+/// (an alert is raised once per episode); this only adds the user's severity floor and drops re-sends of an
+/// alert the user has seen (the daemon re-sends an active alert when its text changes).
+#[derive(Debug, Default)]
+pub struct NotificationGate {
+    /// Alert id → the `since` of the episode already notified.
+    notified: HashMap<String, (u64, AlertSeverity)>,
+}
+
+/// Parses `[app] notify_min_severity`; `None` = notifications off.
+pub fn min_severity(setting: &str) -> Option<AlertSeverity> {
+    match setting {
+        "info" => Some(AlertSeverity::Info),
+        "critical" => Some(AlertSeverity::Critical),
+        "off" => None,
+        _ => Some(AlertSeverity::Warning),
+    }
+}
+
+impl NotificationGate {
+    /// True when `alert` should make a notification now.
+    pub fn admit(&mut self, alert: &Alert, floor: Option<AlertSeverity>) -> bool {
+        let Some(floor) = floor else {
+            return false;
+        };
+        if alert.cleared.is_some() || alert.severity < floor {
+            return false;
+        }
+        match self.notified.get(&alert.id) {
+            // Same episode: only an escalation notifies again.
+            Some((since, sev)) if *since == alert.since && alert.severity <= *sev => false,
+            _ => {
+                self.notified
+                    .insert(alert.id.clone(), (alert.since, alert.severity));
+                true
+            }
+        }
+    }
+
+    /// Alerts that were active when the app connected are not news: remember them without notifying.
+    pub fn seed(&mut self, active: &[Alert]) {
+        for a in active {
+            self.notified.insert(a.id.clone(), (a.since, a.severity));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::*;
+    use crate::config::Kind;
+
+    fn svc(name: &str, state: State) -> ServiceStatus {
+        ServiceStatus {
+            name: name.into(),
+            kind: Kind::Chat,
+            state,
+            pid: None,
+            port: Some(8080),
+            frontend_port: None,
+            model: None,
+            restarts: 0,
+            memory_bytes: None,
+            last_error: None,
+            enabled: true,
+            since_ms: 0,
+            ready_since_ms: None,
+            crash_loop: false,
+            adopted: false,
+        }
+    }
+
+    fn snap(services: Vec<ServiceStatus>) -> Snapshot {
+        Snapshot {
+            status: Some(StatusReport {
+                version: "0".into(),
+                daemon_pid: 1,
+                config_path: "x".into(),
+                config: ConfigStatus {
+                    valid: true,
+                    diagnostics: vec![],
+                    content_hash: None,
+                },
+                services,
+                memory: MemoryStatus {
+                    total_bytes: 1 << 34,
+                    used_bytes: 1 << 33,
+                    available_bytes: 1 << 33,
+                    swap_used_bytes: 3 << 20,
+                    swap_total_bytes: 0,
+                    pressure: "normal".into(),
+                },
+                thermal: ThermalStatus {
+                    state: "nominal".into(),
+                },
+                alerts: vec![],
+            }),
+        }
+    }
+
+    fn alert(id: &str, severity: AlertSeverity, since: u64) -> Alert {
+        Alert {
+            id: id.into(),
+            severity,
+            title: "t".into(),
+            body: "b".into(),
+            since,
+            cleared: None,
+        }
+    }
+
+    #[test]
+    fn tray_level_tells_the_truth() {
+        use State::*;
+        assert_eq!(tray_level(&Snapshot::default()), TrayLevel::Disconnected);
+        assert_eq!(tray_level(&snap(vec![])), TrayLevel::Stopped);
+        let all = |s: &[State]| {
+            tray_level(&snap(
+                s.iter()
+                    .enumerate()
+                    .map(|(i, st)| svc(&i.to_string(), *st))
+                    .collect(),
+            ))
+        };
+        assert_eq!(all(&[Ready, Ready]), TrayLevel::Ready);
+        assert_eq!(all(&[Ready, Stopped]), TrayLevel::Ready);
+        assert_eq!(all(&[Ready, Starting]), TrayLevel::Starting);
+        assert_eq!(all(&[Starting, Backoff]), TrayLevel::Degraded);
+        assert_eq!(all(&[Ready, Failed]), TrayLevel::Degraded);
+        assert_eq!(all(&[Stopped, Stopped]), TrayLevel::Stopped);
+        let mut s = snap(vec![svc("a", Ready)]);
+        s.apply(&Event::Alert(alert("swap", AlertSeverity::Warning, 1)));
+        assert_eq!(tray_level(&s), TrayLevel::Alert);
+        s.apply(&Event::AlertCleared {
+            id: "swap".into(),
+            cleared: 2,
+        });
+        assert_eq!(tray_level(&s), TrayLevel::Ready);
+        // An info alert does not turn the icon.
+        s.apply(&Event::Alert(alert("note", AlertSeverity::Info, 1)));
+        assert_eq!(tray_level(&s), TrayLevel::Ready);
+    }
+
+    #[test]
+    fn events_update_the_snapshot_and_summary() {
+        let mut s = snap(vec![svc("a", State::Ready), svc("b", State::Starting)]);
+        assert_eq!(summary_line(&s), "1/2 ready · swap 3 MB · thermal nominal");
+        s.apply(&Event::Service(svc("b", State::Ready)));
+        assert_eq!(summary_line(&s), "2/2 ready · swap 3 MB · thermal nominal");
+        s.apply(&Event::Service(svc("c", State::Stopped)));
+        assert_eq!(summary_line(&s), "2/3 ready · swap 3 MB · thermal nominal");
+        s.apply(&Event::ServiceRemoved { name: "c".into() });
+        assert_eq!(s.status.as_ref().unwrap().services.len(), 2);
+        s.apply(&Event::Shutdown);
+        assert_eq!(summary_line(&s), "Daemon not running");
+    }
+
+    #[test]
+    fn menu_ids_round_trip_and_items_follow_state() {
+        for a in [
+            MenuAction::ToggleService("chat".into()),
+            MenuAction::StartAll,
+            MenuAction::StopAll,
+            MenuAction::RestartAll,
+            MenuAction::RunBenchmark,
+            MenuAction::OpenDashboard,
+            MenuAction::OpenSettings,
+            MenuAction::StartDaemon,
+            MenuAction::LaunchAtLogin,
+            MenuAction::Quit,
+        ] {
+            assert_eq!(MenuAction::try_from(a.id().as_str()), Ok(a));
+        }
+        assert!(MenuAction::try_from("service:").is_err());
+        let s = snap(vec![svc("chat", State::Ready), svc("emb", State::Stopped)]);
+        assert_eq!(toggle_verb(&s, "chat"), Some("stop"));
+        assert_eq!(toggle_verb(&s, "emb"), Some("start"));
+        let m = menu(&s, true);
+        assert_eq!(
+            m[0],
+            MenuEntry::Label("1/2 ready · swap 3 MB · thermal nominal".into())
+        );
+        assert!(m.iter().any(|e| matches!(e, MenuEntry::Item { text, .. } if text == "chat — ready :8080 (click to stop)")));
+        assert!(m
+            .iter()
+            .any(|e| matches!(e, MenuEntry::Check { checked: true, .. })));
+        let off = menu(&Snapshot::default(), false);
+        assert!(off.iter().any(|e| matches!(
+            e,
+            MenuEntry::Item {
+                action: MenuAction::StartDaemon,
+                ..
+            }
+        )));
+        assert!(off.iter().any(|e| matches!(
+            e,
+            MenuEntry::Item {
+                action: MenuAction::StopAll,
+                enabled: false,
+                ..
+            }
+        )));
+    }
+
+    #[test]
+    fn notifications_respect_floor_and_episodes() {
+        let mut g = NotificationGate::default();
+        let floor = min_severity("warning");
+        assert!(!g.admit(&alert("i", AlertSeverity::Info, 1), floor));
+        assert!(g.admit(&alert("swap", AlertSeverity::Warning, 1), floor));
+        // The daemon re-sends the same episode with new text: no second notification.
+        assert!(!g.admit(&alert("swap", AlertSeverity::Warning, 1), floor));
+        // Escalation in the same episode notifies.
+        assert!(g.admit(&alert("swap", AlertSeverity::Critical, 1), floor));
+        // A new episode (after the daemon's cooldown) notifies.
+        assert!(g.admit(&alert("swap", AlertSeverity::Warning, 50), floor));
+        assert!(!g.admit(&alert("x", AlertSeverity::Critical, 1), min_severity("off")));
+        let mut g = NotificationGate::default();
+        g.seed(&[alert("old", AlertSeverity::Critical, 5)]);
+        assert!(!g.admit(&alert("old", AlertSeverity::Critical, 5), floor));
+    }
+}
