@@ -1,0 +1,213 @@
+import { fireEvent, render, screen, waitFor, within } from "@testing-library/svelte";
+import { describe, expect, it } from "vitest";
+import App from "../App.svelte";
+import { backend, sample, send, service, status, T0, unreachable } from "../test/fixtures";
+
+async function dashboard() {
+  render(App);
+  await screen.findByTestId("service-chat");
+}
+
+describe("dashboard", () => {
+  it("renders a row per service with its state and details", async () => {
+    const calls = backend();
+    await dashboard();
+    const chat = screen.getByTestId("service-chat");
+    expect(chat).toHaveAttribute("data-state", "ready");
+    expect(screen.getByTestId("service-embed")).toHaveAttribute("data-state", "stopped");
+    expect(chat).toHaveTextContent("mlx-community/chat");
+    expect(chat).toHaveTextContent("8091");
+    expect(chat).toHaveTextContent("8081");
+    expect(chat).toHaveTextContent("512 MB");
+    // uptime: ready 60 s before T0, "now" is the newest sample (T0 + 2 s)
+    expect(chat).toHaveTextContent("1m 2s");
+    expect(screen.getByTestId("summary")).toHaveTextContent("1/2 ready");
+    // fetched once, no polling
+    expect(calls.filter((c) => c.cmd === "get_status")).toHaveLength(1);
+    expect(calls.filter((c) => c.cmd === "get_history")).toHaveLength(1);
+  });
+
+  it("disables buttons by state", async () => {
+    backend();
+    await dashboard();
+    expect(screen.getByTestId("start-chat")).toBeDisabled();
+    expect(screen.getByTestId("stop-chat")).toBeEnabled();
+    expect(screen.getByTestId("restart-chat")).toBeEnabled();
+    expect(screen.getByTestId("start-embed")).toBeEnabled();
+    expect(screen.getByTestId("stop-embed")).toBeDisabled();
+  });
+
+  it("a service event updates the row's state", async () => {
+    backend();
+    await dashboard();
+    await send("daemon-event", { type: "service", ...service("chat", { state: "stopping", ready_since_ms: null }) });
+    await waitFor(() => expect(screen.getByTestId("service-chat")).toHaveAttribute("data-state", "stopping"));
+    await send("daemon-event", {
+      type: "service",
+      ...service("chat", { state: "failed", crash_loop: true, last_error: "exit status 1" }),
+    });
+    await waitFor(() => expect(screen.getByTestId("service-chat")).toHaveAttribute("data-state", "failed"));
+    expect(screen.getByTestId("last-error-chat")).toHaveTextContent("exit status 1");
+    expect(screen.getByTestId("service-chat")).toHaveTextContent("crash loop");
+    // a new service appears, a removed one goes
+    await send("daemon-event", { type: "service", ...service("ocr", { kind: "ocr", state: "starting" }) });
+    await screen.findByTestId("service-ocr");
+    await send("daemon-event", { type: "service_removed", name: "embed" });
+    await waitFor(() => expect(screen.queryByTestId("service-embed")).toBeNull());
+  });
+
+  it("stop invokes service_action with the service and verb", async () => {
+    let release!: () => void;
+    const calls = backend({
+      service_action: (a) => new Promise((r) => (release = () => r({ services: [a.name as string] }))),
+    });
+    await dashboard();
+    await fireEvent.click(screen.getByTestId("stop-chat"));
+    expect(calls.find((c) => c.cmd === "service_action")?.args).toEqual({ name: "chat", verb: "stop" });
+    // in progress: the buttons wait
+    await waitFor(() => expect(screen.getByTestId("stop-chat")).toHaveTextContent("Stopping…"));
+    expect(screen.getByTestId("restart-chat")).toBeDisabled();
+    release();
+    await waitFor(() => expect(screen.getByTestId("stop-chat")).toHaveTextContent("Stop"));
+  });
+
+  it("shows an action's error inline", async () => {
+    backend({
+      service_action: () => {
+        throw { kind: "refused", message: "over budget: 70 GB > 64 GB", preview: null };
+      },
+    });
+    await dashboard();
+    await fireEvent.click(screen.getByTestId("start-embed"));
+    expect(await screen.findByTestId("action-error-embed")).toHaveTextContent("over budget");
+  });
+
+  it("start all sends name all", async () => {
+    const calls = backend();
+    await dashboard();
+    await fireEvent.click(screen.getByTestId("start-all"));
+    await waitFor(() =>
+      expect(calls.find((c) => c.cmd === "service_action")?.args).toEqual({ name: "all", verb: "start" }),
+    );
+  });
+
+  it("folds service memory from monitor ticks", async () => {
+    backend();
+    await dashboard();
+    await send("daemon-event", { type: "monitor", sample: sample(3), service_memory: { chat: 3 * 2 ** 30 } });
+    await waitFor(() => expect(screen.getByTestId("service-chat")).toHaveTextContent("3.0 GB"));
+  });
+
+  it("renders alerts and highlights the focused one", async () => {
+    backend({
+      get_status: () =>
+        status({
+          alerts: [
+            { id: "swap", severity: "warning", title: "Swap in use", body: "Stop a model.", since: T0 - 5000, cleared: null },
+            { id: "service-failed:chat", severity: "critical", title: "chat failed", body: "See its log.", since: T0, cleared: null },
+          ],
+        }),
+    });
+    await dashboard();
+    const list = screen.getByTestId("alerts");
+    expect(within(list).getByTestId("alert-swap")).toHaveTextContent("Swap in use");
+    expect(within(list).getByTestId("alert-service-failed:chat")).toHaveTextContent("critical");
+    expect(screen.getByTestId("alert-swap")).not.toHaveAttribute("data-focused");
+    await send("focus-alert", { id: "swap" });
+    await waitFor(() => expect(screen.getByTestId("alert-swap")).toHaveAttribute("data-focused", "true"));
+    expect(screen.getByTestId("alert-swap")).toHaveClass("focused");
+    // new alert by event, then cleared
+    await send("daemon-event", { type: "alert", id: "hot", severity: "info", title: "Warm", body: "b", since: T0, cleared: null });
+    await screen.findByTestId("alert-hot");
+    await send("daemon-event", { type: "alert_cleared", id: "swap", cleared: T0 + 1 });
+    await waitFor(() => expect(screen.queryByTestId("alert-swap")).toBeNull());
+  });
+
+  it("sparklines render from history and move with monitor events", async () => {
+    backend();
+    await dashboard();
+    const spark = screen.getByTestId("spark-memory");
+    expect(spark).toHaveAttribute("data-points", "3");
+    const before = spark.querySelector("polyline.line")!.getAttribute("points");
+    await send("daemon-event", { type: "monitor", sample: sample(3, { swap_used_bytes: 2 ** 28, thermal: "serious" }), service_memory: null });
+    await waitFor(() => expect(screen.getByTestId("spark-memory")).toHaveAttribute("data-points", "4"));
+    expect(screen.getByTestId("spark-memory").querySelector("polyline.line")!.getAttribute("points")).not.toBe(before);
+    expect(screen.getByTestId("gauge-swap")).toHaveTextContent("256 MB");
+    expect(screen.getByTestId("gauge-thermal")).toHaveTextContent("serious");
+    expect(screen.getByTestId("spark-thermal")).toHaveAttribute("data-points", "4");
+  });
+
+  it("keeps at most 10 minutes of samples", async () => {
+    backend({ get_history: () => ({ samples: Array.from({ length: 600 }, (_, i) => sample(i)) }) });
+    await dashboard();
+    expect(screen.getByTestId("spark-swap")).toHaveAttribute("data-points", "600");
+    await send("daemon-event", { type: "monitor", sample: sample(600), service_memory: null });
+    await waitFor(() => expect(screen.getByTestId("gauge-memory")).toHaveTextContent("620 GB"));
+    expect(screen.getByTestId("spark-swap")).toHaveAttribute("data-points", "600");
+  });
+
+  it("shows a banner when the config is invalid", async () => {
+    backend();
+    await dashboard();
+    expect(screen.queryByTestId("config-invalid")).toBeNull();
+    await send("daemon-event", {
+      type: "config",
+      valid: false,
+      content_hash: "h2",
+      diagnostics: [
+        { path: "/cfg/settings.toml", line: 7, col: 9, severity: "error", message: "`port` = 0 in [services.chat] is not a TCP port", hint: "use a number from 1024 to 65535" },
+      ],
+    });
+    const banner = await screen.findByTestId("config-invalid");
+    expect(banner).toHaveTextContent(
+      "/cfg/settings.toml:7:9: error: `port` = 0 in [services.chat] is not a TCP port (use a number from 1024 to 65535)",
+    );
+  });
+
+  it("shows proxy stats when there are any", async () => {
+    backend({
+      get_proxy_stats: () => ({ chat: { requests: 12, errors: 1, unauthorized: 2, rejected_busy: 0, unavailable: 0, in_flight: 1 } }),
+    });
+    await dashboard();
+    expect(await screen.findByTestId("proxy-chat")).toHaveTextContent("12 requests");
+    expect(screen.queryByTestId("proxy-embed")).toBeNull();
+  });
+});
+
+describe("unreachable daemon", () => {
+  it("shows the state dir and error, and the button starts the daemon", async () => {
+    let up = false;
+    const calls = backend({
+      get_connection: () => ({ connected: up, state_dir: "/state", error: up ? null : "no daemon answers on /state/control.sock" }),
+      get_status: () => (up ? status() : unreachable()),
+      start_daemon: () => {
+        up = true;
+        return { connected: true, state_dir: "/state", error: null };
+      },
+    });
+    render(App);
+    const view = await screen.findByTestId("daemon-unreachable");
+    expect(view).toHaveTextContent("/state");
+    expect(view).toHaveTextContent("no daemon answers on /state/control.sock");
+    await fireEvent.click(screen.getByTestId("start-daemon"));
+    expect(calls.some((c) => c.cmd === "start_daemon")).toBe(true);
+    await screen.findByTestId("service-chat");
+    expect(screen.queryByTestId("daemon-unreachable")).toBeNull();
+  });
+
+  it("appears on an unreachable error and on a connection event, and refetches on reconnect", async () => {
+    const calls = backend();
+    await dashboard();
+    await send("connection", { connected: false, state_dir: "/state", error: "daemon went away" });
+    expect(await screen.findByTestId("daemon-unreachable")).toHaveTextContent("daemon went away");
+    await send("connection", { connected: true, state_dir: "/state", error: null });
+    await screen.findByTestId("service-chat");
+    expect(calls.filter((c) => c.cmd === "get_status")).toHaveLength(2);
+  });
+
+  it("an unreachable get_status shows the view", async () => {
+    backend({ get_status: () => unreachable("connection refused") });
+    render(App);
+    expect(await screen.findByTestId("daemon-unreachable")).toHaveTextContent("connection refused");
+  });
+});

@@ -1,0 +1,56 @@
+// Typed wrappers of the app's Tauri commands and events (the table in crates/core/src/app.rs).
+// Everything the windows say to the daemon goes through here, so tests mock one thing: the IPC.
+import { invoke } from "@tauri-apps/api/core";
+import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type { ActionReply } from "../bindings/ActionReply";
+import type { CommandError } from "../bindings/CommandError";
+import type { ConfigDocument } from "../bindings/ConfigDocument";
+import type { ConfigEdit } from "../bindings/ConfigEdit";
+import type { ConfigPreview } from "../bindings/ConfigPreview";
+import type { Connection } from "../bindings/Connection";
+import type { Diagnostic } from "../bindings/Diagnostic";
+import type { Event as DaemonEvent } from "../bindings/Event";
+import type { FocusAlert } from "../bindings/FocusAlert";
+import type { LogLine } from "../bindings/LogLine";
+import type { MonitorHistory } from "../bindings/MonitorHistory";
+import type { ProxyStats } from "../bindings/ProxyStats";
+import type { StatusReport } from "../bindings/StatusReport";
+
+export type { DaemonEvent };
+export type Verb = "start" | "stop" | "restart";
+
+export const getStatus = () => invoke<StatusReport>("get_status");
+export const serviceAction = (name: string, verb: Verb) =>
+  invoke<ActionReply>("service_action", { name, verb });
+export const getLogs = (name: string, lines: number) => invoke<string[]>("get_logs", { name, lines });
+export const followLogs = (name: string) => invoke<null>("follow_logs", { name });
+export const unfollowLogs = (name: string) => invoke<null>("unfollow_logs", { name });
+export const getHistory = () => invoke<MonitorHistory>("get_history");
+export const getConfig = () => invoke<ConfigDocument>("get_config");
+export const previewConfig = (edits: ConfigEdit[]) => invoke<ConfigPreview>("preview_config", { edits });
+export const saveConfig = (edits: ConfigEdit[], baseHash: string | null) =>
+  invoke<ConfigPreview>("save_config", { edits, baseHash });
+export const getProxyStats = () => invoke<Record<string, ProxyStats>>("get_proxy_stats");
+export const getConnection = () => invoke<Connection>("get_connection");
+export const startDaemon = () => invoke<Connection>("start_daemon");
+
+export const onDaemonEvent = (cb: (e: DaemonEvent) => void): Promise<UnlistenFn> =>
+  listen<DaemonEvent>("daemon-event", (e) => cb(e.payload));
+export const onConnection = (cb: (c: Connection) => void): Promise<UnlistenFn> =>
+  listen<Connection>("connection", (e) => cb(e.payload));
+export const onLogLine = (cb: (l: LogLine) => void): Promise<UnlistenFn> =>
+  listen<LogLine>("log-line", (e) => cb(e.payload));
+export const onFocusAlert = (cb: (f: FocusAlert) => void): Promise<UnlistenFn> =>
+  listen<FocusAlert>("focus-alert", (e) => cb(e.payload));
+
+/** Any rejection as a CommandError (a plain string or Error becomes kind "failed"). */
+export function asCommandError(e: unknown): CommandError {
+  if (e && typeof e === "object" && "kind" in e && "message" in e) return e as CommandError;
+  const message = e instanceof Error ? e.message : typeof e === "string" ? e : JSON.stringify(e);
+  return { kind: "failed", message, preview: null };
+}
+
+/** `PATH:LINE:COL: severity: message (hint)`, exactly as `mlx-box validate` prints it. */
+export function formatDiagnostic(d: Diagnostic): string {
+  return `${d.path}:${d.line}:${d.col}: ${d.severity}: ${d.message}${d.hint ? ` (${d.hint})` : ""}`;
+}

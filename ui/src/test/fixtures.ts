@@ -1,0 +1,163 @@
+// A fake app backend for the UI tests: Tauri's mockIPC with canned answers, every call recorded,
+// and events delivered through the mocked event plugin (emit from @tauri-apps/api/event).
+import { emit } from "@tauri-apps/api/event";
+import { mockIPC } from "@tauri-apps/api/mocks";
+import type { ConfigDocument } from "../bindings/ConfigDocument";
+import type { Sample } from "../bindings/Sample";
+import type { ServiceStatus } from "../bindings/ServiceStatus";
+import type { StatusReport } from "../bindings/StatusReport";
+
+export type Call = { cmd: string; args: Record<string, unknown> };
+export type Handler = (args: Record<string, unknown>) => unknown;
+
+export const T0 = 1_700_000_000_000;
+
+export function service(name: string, over: Partial<ServiceStatus> = {}): ServiceStatus {
+  return {
+    name,
+    kind: "chat",
+    state: "ready",
+    pid: 100,
+    port: 8091,
+    frontend_port: 8081,
+    model: `mlx-community/${name}`,
+    restarts: 0,
+    memory_bytes: 512 * 1024 * 1024,
+    last_error: null,
+    enabled: true,
+    since_ms: T0 - 60_000,
+    ready_since_ms: T0 - 60_000,
+    crash_loop: false,
+    adopted: false,
+    ...over,
+  };
+}
+
+export function sample(i: number, over: Partial<Sample> = {}): Sample {
+  return {
+    t_ms: T0 + i * 1000,
+    total_bytes: 64 * 2 ** 30,
+    used_bytes: (20 + i) * 2 ** 30,
+    available_bytes: (44 - i) * 2 ** 30,
+    swap_used_bytes: 0,
+    swap_total_bytes: 2 ** 30,
+    swap_out_bytes_per_s: null,
+    compressed_bytes: null,
+    pressure: "normal",
+    thermal: "nominal",
+    temperature_c: null,
+    ...over,
+  };
+}
+
+export function status(over: Partial<StatusReport> = {}): StatusReport {
+  return {
+    version: "0.1.0",
+    daemon_pid: 42,
+    config_path: "/cfg/settings.toml",
+    config: { valid: true, diagnostics: [], content_hash: "h1" },
+    services: [service("chat"), service("embed", { kind: "embedding", state: "stopped", pid: null, ready_since_ms: null })],
+    memory: {
+      total_bytes: 64 * 2 ** 30,
+      used_bytes: 20 * 2 ** 30,
+      available_bytes: 44 * 2 ** 30,
+      swap_used_bytes: 0,
+      swap_total_bytes: 2 ** 30,
+      pressure: "normal",
+    },
+    thermal: { state: "nominal" },
+    alerts: [],
+    ...over,
+  };
+}
+
+export const SETTINGS_TEXT = `# my settings
+[server]
+host = "127.0.0.1"
+
+[app]
+log_tail_lines = 1000
+notify_min_severity = "warning"
+
+[alerts]
+enabled = true
+swap_warn_mb = 100
+
+[services.chat]
+port = 8081
+model = "mlx-community/Qwen3-0.6B-4bit"
+max_tokens = 2048  # keep me
+temperature = 0.6
+command = ["{python}", "-m", "x"]
+env = { HF_HOME = "/models" }
+mystery = "kept"
+
+[services.embed]
+port = 8084
+model = "Qwen/Qwen3-Embedding-0.6B"
+`;
+
+export function configDoc(over: Partial<ConfigDocument> = {}): ConfigDocument {
+  return {
+    path: "/cfg/settings.toml",
+    text: SETTINGS_TEXT,
+    document: {
+      server: { host: "127.0.0.1" },
+      app: { log_tail_lines: 1000, notify_min_severity: "warning" },
+      alerts: { enabled: true, swap_warn_mb: 100 },
+      services: {
+        chat: {
+          port: 8081,
+          model: "mlx-community/Qwen3-0.6B-4bit",
+          max_tokens: 2048,
+          temperature: 0.6,
+          command: ["{python}", "-m", "x"],
+          env: { HF_HOME: "/models" },
+          mystery: "kept",
+        },
+        embed: { port: 8084, model: "Qwen/Qwen3-Embedding-0.6B" },
+      },
+    },
+    content_hash: "h1",
+    status: { valid: true, diagnostics: [], content_hash: "h1" },
+    ...over,
+  };
+}
+
+/** Installs the fake backend; `handlers` override the defaults. Returns the recorded calls. */
+export function backend(handlers: Record<string, Handler> = {}): Call[] {
+  const calls: Call[] = [];
+  const defaults: Record<string, Handler> = {
+    get_connection: () => ({ connected: true, state_dir: "/state", error: null }),
+    get_status: () => status(),
+    get_history: () => ({ samples: [0, 1, 2].map((i) => sample(i)) }),
+    get_proxy_stats: () => ({}),
+    get_logs: () => ["line one", "error: two", "line three"],
+    follow_logs: () => null,
+    unfollow_logs: () => null,
+    service_action: (a) => ({ services: [a.name as string] }),
+    get_config: () => configDoc(),
+    preview_config: () => ({ text: SETTINGS_TEXT, document: null, diagnostics: [], valid: true }),
+    save_config: () => ({ text: SETTINGS_TEXT, document: null, diagnostics: [], valid: true }),
+    start_daemon: () => ({ connected: true, state_dir: "/state", error: null }),
+  };
+  const all = { ...defaults, ...handlers };
+  mockIPC(
+    (cmd, args) => {
+      const a = (args ?? {}) as Record<string, unknown>;
+      calls.push({ cmd, args: a });
+      const h = all[cmd];
+      if (!h) throw new Error(`unmocked command ${cmd}`);
+      return h(a);
+    },
+    { shouldMockEvents: true },
+  );
+  return calls;
+}
+
+export const send = (event: string, payload: unknown) => emit(event, payload);
+
+export const unreachable = (message = "no daemon on /state (run `mlx-box up`)") => {
+  // A rejected invoke: mockIPC turns a thrown value into the rejection.
+  throw { kind: "unreachable", message, preview: null };
+};
