@@ -34,14 +34,27 @@ export const getProxyStats = () => invoke<Record<string, ProxyStats>>("get_proxy
 export const getConnection = () => invoke<Connection>("get_connection");
 export const startDaemon = () => invoke<Connection>("start_daemon");
 
+/** An unlisten that never throws (the window may be going away, or the IPC already gone). */
+const quiet =
+  (un: UnlistenFn): UnlistenFn =>
+  () => {
+    try {
+      void Promise.resolve(un() as unknown).catch(() => {});
+    } catch {
+      // already gone
+    }
+  };
+const on = <T>(event: string, cb: (payload: T) => void): Promise<UnlistenFn> =>
+  listen<T>(event, (e) => cb(e.payload)).then(quiet);
+
 export const onDaemonEvent = (cb: (e: DaemonEvent) => void): Promise<UnlistenFn> =>
-  listen<DaemonEvent>("daemon-event", (e) => cb(e.payload));
+  on<DaemonEvent>("daemon-event", cb);
 export const onConnection = (cb: (c: Connection) => void): Promise<UnlistenFn> =>
-  listen<Connection>("connection", (e) => cb(e.payload));
+  on<Connection>("connection", cb);
 export const onLogLine = (cb: (l: LogLine) => void): Promise<UnlistenFn> =>
-  listen<LogLine>("log-line", (e) => cb(e.payload));
+  on<LogLine>("log-line", cb);
 export const onFocusAlert = (cb: (f: FocusAlert) => void): Promise<UnlistenFn> =>
-  listen<FocusAlert>("focus-alert", (e) => cb(e.payload));
+  on<FocusAlert>("focus-alert", cb);
 
 /** Any rejection as a CommandError (a plain string or Error becomes kind "failed"). */
 export function asCommandError(e: unknown): CommandError {

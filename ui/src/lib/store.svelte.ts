@@ -31,6 +31,7 @@ export class LiveStore {
   now = $state(Date.now());
 
   private unlisten: UnlistenFn[] = [];
+  private stopped = false;
   private proxyTimer: ReturnType<typeof setTimeout> | null = null;
 
   get unreachable(): boolean {
@@ -43,15 +44,27 @@ export class LiveStore {
 
   /** Subscribes to the events and fetches everything once. */
   async start(): Promise<void> {
-    this.unlisten.push(
-      await api.onDaemonEvent((e) => this.apply(e)),
-      await api.onConnection((c) => {
-        const was = this.connection?.connected;
-        this.connection = c;
-        if (c.connected && !was) void this.refresh();
-      }),
-      await api.onFocusAlert((f) => (this.focusedAlert = f.id)),
-    );
+    this.stopped = false;
+    try {
+      const subs = [
+        api.onDaemonEvent((e) => this.apply(e)),
+        api.onConnection((c) => {
+          const was = this.connection?.connected;
+          this.connection = c;
+          if (c.connected && !was) void this.refresh();
+        }),
+        api.onFocusAlert((f) => (this.focusedAlert = f.id)),
+      ];
+      for (const s of subs) {
+        const un = await s;
+        if (this.stopped) un();
+        else this.unlisten.push(un);
+      }
+    } catch (e) {
+      if (this.stopped) return;
+      this.error = api.asCommandError(e).message;
+    }
+    if (this.stopped) return;
     try {
       this.connection = await api.getConnection();
     } catch (e) {
@@ -62,6 +75,7 @@ export class LiveStore {
   }
 
   stop(): void {
+    this.stopped = true;
     for (const u of this.unlisten) u();
     this.unlisten = [];
     if (this.proxyTimer) clearTimeout(this.proxyTimer);
