@@ -6,20 +6,24 @@ if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# Installs the Debian packages among "$@" that are missing (one apt-get update, only when needed).
+apt_ensure() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
 # System packages: a C toolchain for -sys crates, Python 3 with venv (the demo's environment is made from it),
 # curl for rustup. On macOS: Xcode command line tools and python3 are expected (xcode-select --install).
 ensure_system_packages() {
   case "$(uname -s)" in
     Linux)
       if command -v apt-get >/dev/null 2>&1; then
-        local want=(build-essential pkg-config curl ca-certificates python3 python3-venv python3-pip procps)
-        local missing=()
-        for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-        if [ ${#missing[@]} -gt 0 ]; then
-          say "installing ${missing[*]}"
-          $SUDO apt-get update -qq
-          DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-        fi
+        apt_ensure build-essential pkg-config curl ca-certificates python3 python3-venv python3-pip procps git
       fi
       ;;
     Darwin)
@@ -36,4 +40,44 @@ ensure_rust() {
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
     . "$HOME/.cargo/env"
   fi
+}
+
+# The menu-bar app (Tauri 2): WebKitGTK and friends to build it on Linux; Node.js for its front end.
+# On macOS the system WebView is used and only Node.js is needed.
+ensure_app_packages() {
+  if [ "$(uname -s)" = Linux ] && command -v apt-get >/dev/null 2>&1; then
+    apt_ensure libwebkit2gtk-4.1-dev libayatana-appindicator3-dev librsvg2-dev libxdo-dev libssl-dev \
+      libgtk-3-dev
+  fi
+  ensure_node
+}
+
+# Node.js >= 20 (Vite 7). Debian's nodejs is older: then NodeSource is not reachable here, so we stop with
+# a clear message rather than fail later inside npm.
+ensure_node() {
+  if ! command -v node >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then apt_ensure nodejs npm; fi
+  fi
+  if ! command -v node >/dev/null 2>&1; then
+    say "Node.js is missing: install Node 20 or newer (https://nodejs.org or 'brew install node')"; exit 1
+  fi
+  local major; major=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$major" -lt 20 ]; then say "Node.js $major is too old: the front end needs Node 20 or newer"; exit 1; fi
+}
+
+# End-to-end tests of the real app: a virtual display, a D-Bus session, WebKitWebDriver and tauri-driver.
+ensure_e2e_packages() {
+  apt_ensure xvfb xauth dbus dbus-x11 webkit2gtk-driver
+  if ! command -v tauri-driver >/dev/null 2>&1; then
+    say "installing tauri-driver (cargo install, ~2 min once)"
+    cargo install tauri-driver --locked --quiet
+  fi
+}
+
+# The front end: npm packages (exactly the lock file's), then a production build into ui/dist, which the app
+# embeds.
+build_ui() {
+  say "front end: npm ci + vite build"
+  npm ci --no-audit --no-fund --loglevel=error
+  npm run build --silent
 }

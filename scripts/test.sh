@@ -1,31 +1,76 @@
 #!/usr/bin/env bash
-# Sets up this machine and runs every test: formatting, clippy, unit + integration tests (real processes,
-# the real mlx_lm.server on tiny models), and a type-check of the macOS build.
+# Sets up this machine and runs every test: formatting, clippy, the front end's type-check and unit tests,
+# the TypeScript types' drift check, unit + integration tests (real processes, the real mlx_lm.server on tiny
+# models), the app's tests on tauri's mock runtime, end-to-end tests of the real app under Xvfb, and a
+# type-check of the macOS build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/setup.sh
 ensure_system_packages
 ensure_rust
+ensure_app_packages
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 # The demo's Python environment and tiny models are cached here (built once, ~1-2 min).
 export MLXBOX_CACHE_DIR="${MLXBOX_CACHE_DIR:-$PWD/target/mlxbox-cache}"
 
+passed=0
+failed=0
+# Adds the "N passed" / "N failed" figures of a runner's output (cargo test, vitest, e2e) to the totals.
+count() {
+  local p f
+  # (vitest also prints a "Test Files N passed" line: not tests, so not counted)
+  p=$(grep -v 'Test Files' "$1" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+  f=$(grep -v 'Test Files' "$1" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+# Runs a test command, teeing its output; on failure prints the totals so far and exits with its status.
+run_counted() {
+  local log status
+  log=$(mktemp)
+  set +e
+  "$@" 2>&1 | tee "$log"
+  status=${PIPESTATUS[0]}
+  set -e
+  count "$log"
+  rm -f "$log"
+  if [ "$status" -ne 0 ]; then
+    echo "tests: $passed passed, $failed failed"
+    exit "$status"
+  fi
+}
+
+build_ui
+say "front end: svelte-check + unit tests (vitest)"
+npm run check --silent
+run_counted npm test --silent
+
+say "TypeScript types generated from the Rust ones: no drift"
+cargo test -q -p mlxbox-core --lib export_bindings >/dev/null
+if [ -n "$(git status --porcelain -- ui/src/bindings)" ]; then
+  git status --porcelain -- ui/src/bindings
+  say "ui/src/bindings is out of date: run 'cargo test -p mlxbox-core --lib export_bindings' and commit it"
+  exit 1
+fi
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
-say "cargo clippy"
+say "cargo clippy (core, CLI, app)"
 cargo clippy --workspace --all-targets -- -D warnings
-say "cargo test"
-log=$(mktemp)
-# Unit + integration tests (no doc tests: there are none). The summed closing line is what CI reads.
-set +e
-cargo test --workspace --lib --bins --tests -- --test-threads 2 2>&1 | tee "$log"
-status=${PIPESTATUS[0]}
-set -e
-passed=$(grep -Eo '[0-9]+ passed' "$log" | awk '{s+=$1} END {print s+0}')
-failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
-rm -f "$log"
-[ "$status" -eq 0 ] || { echo "tests: $passed passed, $failed failed"; exit "$status"; }
+
+say "cargo test: core and CLI (real daemons, real servers)"
+# Unit + integration tests (no doc tests: there are none).
+run_counted cargo test --workspace --exclude mlx-box-app --lib --bins --tests -- --test-threads 2
+say "cargo test: the app's commands on tauri's mock runtime"
+run_counted cargo test -p mlx-box-app --lib --tests
+
 if [ "$(uname -s)" = Linux ]; then
+  say "end-to-end: the real app under Xvfb, driven by tauri-driver, on the demo profile"
+  ensure_e2e_packages
+  cargo build -q -p mlx-box -p mlx-box-app
+  run_counted dbus-run-session -- python3 tests/e2e/app_e2e.py \
+    --app target/debug/mlx-box-app --cli target/debug/mlx-box --screenshots target/e2e
+
   say "type-checking the macOS build (aarch64-apple-darwin)"
   rustup target add aarch64-apple-darwin >/dev/null
   cargo check --target aarch64-apple-darwin -p mlxbox-core -p mlx-box

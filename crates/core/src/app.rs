@@ -20,13 +20,16 @@
 //! (`Connection`), `log-line` (`LogLine`), `focus-alert` (`FocusAlert`).
 
 use crate::api::{
-    ActionReply, ConfigDocument, ConfigEditRequest, ConfigPreview, MonitorHistory, StatusReport,
+    ActionReply, Alert, AlertSeverity, ConfigDocument, ConfigEditRequest, ConfigPreview, Event,
+    MonitorHistory, StatusReport,
 };
 use crate::config::ConfigEdit;
 use crate::control::client::{Client, ClientError};
+use crate::menubar::{self, NotificationGate, Snapshot, TrayLevel};
 use crate::paths;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use ts_rs::TS;
 
@@ -245,6 +248,145 @@ impl AppCore {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// What the app does with what it hears from the daemon. The Tauri app implements it (tray, windows,
+/// notifications); tests implement it with a recorder.
+pub trait AppSink: Send + Sync + 'static {
+    /// Connected or lost the daemon.
+    fn connection(&self, c: &Connection);
+    /// Every event of the stream, as is (the windows fold it themselves).
+    fn event(&self, ev: &Event);
+    /// The snapshot changed in a way the tray shows; `level`, `menu` are what to draw.
+    fn redraw(&self, snap: &Snapshot, level: TrayLevel);
+    /// An alert that should become a desktop notification now.
+    fn notify(&self, alert: &Alert);
+}
+
+/// The user's app preferences that live in settings.toml's `[app]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppPrefs {
+    pub notify_floor: Option<AlertSeverity>,
+    pub stop_servers_on_quit: bool,
+}
+
+impl Default for AppPrefs {
+    fn default() -> Self {
+        AppPrefs {
+            notify_floor: Some(AlertSeverity::Warning),
+            stop_servers_on_quit: false,
+        }
+    }
+}
+
+impl AppPrefs {
+    fn from_document(doc: Option<&serde_json::Value>) -> Self {
+        let app = doc.and_then(|d| d.get("app"));
+        let get = |k: &str| app.and_then(|a| a.get(k));
+        AppPrefs {
+            notify_floor: menubar::min_severity(
+                get("notify_min_severity")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("warning"),
+            ),
+            stop_servers_on_quit: get("stop_servers_on_quit")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
+        }
+    }
+}
+
+/// Follows the daemon for as long as the app runs: connects (retrying every `retry` while none answers),
+/// takes a status snapshot, then folds the event stream into it, telling `sink` what to redraw and notify.
+/// `shared` always holds the latest snapshot and prefs (menu clicks read it).
+pub async fn watch_daemon(
+    core: Arc<AppCore>,
+    sink: Arc<dyn AppSink>,
+    shared: Arc<Mutex<(Snapshot, AppPrefs)>>,
+    retry: Duration,
+) {
+    let mut gate = NotificationGate::default();
+    let mut was_connected: Option<bool> = None;
+    loop {
+        match core.client.status().await {
+            Ok(status) => {
+                let prefs = core
+                    .client
+                    .config()
+                    .await
+                    .map(|d| AppPrefs::from_document(d.document.as_ref()))
+                    .unwrap_or_default();
+                // Alerts active at connect time were notified by an earlier run (or are not news).
+                gate.seed(&status.alerts);
+                let snap = Snapshot {
+                    status: Some(status),
+                };
+                let level = menubar::tray_level(&snap);
+                *shared.lock().unwrap() = (snap.clone(), prefs);
+                was_connected = Some(true);
+                sink.connection(&core.connection_ok());
+                sink.redraw(&snap, level);
+                follow_events(&core, &*sink, &shared, &mut gate).await;
+            }
+            Err(e) => {
+                if was_connected != Some(false) {
+                    shared.lock().unwrap().0 = Snapshot::default();
+                    was_connected = Some(false);
+                    sink.connection(&core.connection_err(e.to_string()));
+                    sink.redraw(&Snapshot::default(), TrayLevel::Disconnected);
+                }
+                tokio::time::sleep(retry).await;
+            }
+        }
+    }
+}
+
+/// Reads the event stream until it ends (daemon gone), then returns.
+async fn follow_events(
+    core: &AppCore,
+    sink: &dyn AppSink,
+    shared: &Mutex<(Snapshot, AppPrefs)>,
+    gate: &mut NotificationGate,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    // The SSE reader only queues; the handler below may await (re-reading prefs on a config change).
+    let reader = core.client.events(move |ev| tx.send(ev).is_ok());
+    let handler = async {
+        let mut last_level = None;
+        let mut last_menu = Vec::new();
+        while let Some(ev) = rx.recv().await {
+            sink.event(&ev);
+            if let Event::Config(c) = &ev {
+                if c.valid {
+                    if let Ok(d) = core.client.config().await {
+                        shared.lock().unwrap().1 = AppPrefs::from_document(d.document.as_ref());
+                    }
+                }
+            }
+            let (snap, floor) = {
+                let mut g = shared.lock().unwrap();
+                g.0.apply(&ev);
+                (g.0.clone(), g.1.notify_floor)
+            };
+            if let Event::Alert(a) = &ev {
+                if gate.admit(a, floor) {
+                    sink.notify(a);
+                }
+            }
+            // Redraw only when something the tray shows changed (most monitor ticks change nothing).
+            let level = menubar::tray_level(&snap);
+            let menu = menubar::menu(&snap, false);
+            if Some(level) != last_level || menu != last_menu {
+                last_level = Some(level);
+                last_menu = menu;
+                sink.redraw(&snap, level);
+            }
+            if matches!(ev, Event::Shutdown) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::join!(reader, handler);
 }
 
 fn spawn_daemon(bin: &Path, state_dir: &Path) -> Result<(), CommandError> {

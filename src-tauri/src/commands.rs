@@ -1,0 +1,104 @@
+//! The commands the windows call. Each is one line over `mlxbox_core::app::AppCore` (see its module doc for
+//! the table); only log following, which emits events, has a few lines of its own.
+
+use crate::AppState;
+use mlxbox_core::api::{ActionReply, ConfigDocument, ConfigPreview, MonitorHistory, StatusReport};
+use mlxbox_core::app::{daemon_binary, CommandError, Connection, LogLine};
+use mlxbox_core::config::ConfigEdit;
+use std::time::Duration;
+use tauri::{AppHandle, Emitter, Runtime, State};
+
+type R<T> = Result<T, CommandError>;
+
+#[tauri::command]
+pub async fn get_status(s: State<'_, AppState>) -> R<StatusReport> {
+    s.core.status().await
+}
+
+#[tauri::command]
+pub async fn service_action(s: State<'_, AppState>, name: String, verb: String) -> R<ActionReply> {
+    s.core.service_action(&name, &verb).await
+}
+
+#[tauri::command]
+pub async fn get_logs(s: State<'_, AppState>, name: String, lines: usize) -> R<Vec<String>> {
+    s.core.logs(&name, lines).await
+}
+
+#[tauri::command]
+pub async fn get_history(s: State<'_, AppState>) -> R<MonitorHistory> {
+    s.core.history().await
+}
+
+#[tauri::command]
+pub async fn get_config(s: State<'_, AppState>) -> R<ConfigDocument> {
+    s.core.config().await
+}
+
+#[tauri::command]
+pub async fn preview_config(s: State<'_, AppState>, edits: Vec<ConfigEdit>) -> R<ConfigPreview> {
+    s.core.preview_config(edits).await
+}
+
+#[tauri::command]
+pub async fn save_config(
+    s: State<'_, AppState>,
+    edits: Vec<ConfigEdit>,
+    base_hash: Option<String>,
+) -> R<ConfigPreview> {
+    s.core.save_config(edits, base_hash).await
+}
+
+#[tauri::command]
+pub async fn get_proxy_stats(s: State<'_, AppState>) -> R<serde_json::Value> {
+    s.core.proxy_stats().await
+}
+
+#[tauri::command]
+pub async fn get_connection(s: State<'_, AppState>) -> R<Connection> {
+    Ok(s.core.connection().await)
+}
+
+#[tauri::command]
+pub async fn start_daemon(s: State<'_, AppState>) -> R<Connection> {
+    s.core
+        .start_daemon(&daemon_binary(), Duration::from_secs(10))
+        .await
+}
+
+/// Emits `log-line` events for `name` until `unfollow_logs` (or the daemon goes away).
+#[tauri::command]
+pub async fn follow_logs<Rt: Runtime>(
+    app: AppHandle<Rt>,
+    s: State<'_, AppState>,
+    name: String,
+) -> R<()> {
+    let core = s.core.clone();
+    let n = name.clone();
+    let task = tauri::async_runtime::spawn(async move {
+        let _ = core
+            .client
+            .follow_logs(&n, |line| {
+                let _ = app.emit(
+                    "log-line",
+                    LogLine {
+                        name: n.clone(),
+                        line: line.to_string(),
+                    },
+                );
+            })
+            .await;
+    });
+    if let Some(old) = s.follows.lock().unwrap().insert(name, task) {
+        old.abort();
+    }
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn unfollow_logs(s: State<'_, AppState>, name: String) -> R<()> {
+    if let Some(t) = s.follows.lock().unwrap().remove(&name) {
+        t.abort();
+    }
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! The mlx-box menu-bar app: a thin client of the daemon (`mlx-box up`). It starts the daemon when none runs
+//! on its state dir, follows its event stream, and draws the tray, the windows and the notifications. It never
+//! owns a model server. Behaviour lives in `mlxbox_core::{app, menubar}`; this crate only renders it.
+//!
+//! - `commands.rs`: what the windows call.
+//! - `tray.rs`: the menu-bar icon and menu.
+//! - `windows.rs`: the dashboard / settings / bench windows and `--open`.
+
+pub mod commands;
+pub mod tray;
+pub mod windows;
+
+use mlxbox_core::api::{Alert, Event};
+use mlxbox_core::app::{self, AppCore, AppPrefs, AppSink, Connection, FocusAlert};
+use mlxbox_core::menubar::{Snapshot, TrayLevel};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tauri::{AppHandle, Emitter, Manager, RunEvent, Runtime};
+use tauri_plugin_notification::NotificationExt;
+use windows::View;
+
+/// What every command and the tray share.
+pub struct AppState {
+    pub core: Arc<AppCore>,
+    /// The latest snapshot of the daemon and the user's `[app]` prefs (menu clicks read them).
+    pub shared: Arc<Mutex<(Snapshot, AppPrefs)>>,
+    /// Log follows in progress, by service.
+    pub follows: Mutex<HashMap<String, tauri::async_runtime::JoinHandle<()>>>,
+    /// The alert of the last notification, shown when the user comes back to the app.
+    pub last_notified: Mutex<Option<String>>,
+}
+
+impl AppState {
+    pub fn new(state_dir: std::path::PathBuf) -> Self {
+        AppState {
+            core: Arc::new(AppCore::new(state_dir)),
+            shared: Arc::new(Mutex::new((Snapshot::default(), AppPrefs::default()))),
+            follows: Mutex::new(HashMap::new()),
+            last_notified: Mutex::new(None),
+        }
+    }
+}
+
+/// Tells the tray, the windows and the notification centre what the daemon said.
+struct TauriSink<R: Runtime> {
+    app: AppHandle<R>,
+}
+
+impl<R: Runtime> AppSink for TauriSink<R> {
+    fn connection(&self, c: &Connection) {
+        let _ = self.app.emit("connection", c);
+    }
+
+    fn event(&self, ev: &Event) {
+        // With no window open nobody listens: skip the serialisation (the idle app stays near 0 % CPU).
+        if !self.app.webview_windows().is_empty() {
+            let _ = self.app.emit("daemon-event", ev);
+        }
+    }
+
+    fn redraw(&self, snap: &Snapshot, level: TrayLevel) {
+        tray::redraw(&self.app, snap.clone(), level);
+    }
+
+    fn notify(&self, alert: &Alert) {
+        *self.app.state::<AppState>().last_notified.lock().unwrap() = Some(alert.id.clone());
+        let _ = self
+            .app
+            .notification()
+            .builder()
+            .title(&alert.title)
+            .body(&alert.body)
+            .show();
+    }
+}
+
+/// Opens the dashboard on the alert the user was last notified of (a click on a notification brings the app
+/// forward; this is where it lands).
+fn open_on_last_alert<R: Runtime>(app: &AppHandle<R>) {
+    windows::open(app, View::Dashboard);
+    let id = app
+        .state::<AppState>()
+        .last_notified
+        .lock()
+        .unwrap()
+        .clone();
+    if let Some(id) = id {
+        let app = app.clone();
+        tauri::async_runtime::spawn(async move {
+            // The window may just be loading: say it twice, the second time after it has listeners.
+            for delay in [0u64, 800] {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let _ = app.emit_to("dashboard", "focus-alert", FocusAlert { id: id.clone() });
+            }
+        });
+    }
+}
+
+/// `b` with the app's state and every command registered; `run` adds the desktop parts (tray, plugins,
+/// daemon follower). Tests pass `tauri::test::mock_builder()`.
+pub fn with_commands<R: Runtime>(b: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
+    b.manage(state).invoke_handler(tauri::generate_handler![
+        commands::get_status,
+        commands::service_action,
+        commands::get_logs,
+        commands::follow_logs,
+        commands::unfollow_logs,
+        commands::get_history,
+        commands::get_config,
+        commands::preview_config,
+        commands::save_config,
+        commands::get_proxy_stats,
+        commands::get_connection,
+        commands::start_daemon,
+    ])
+}
+
+pub fn run() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MLXBOX_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let args: Vec<String> = std::env::args().collect();
+    let open_at_start = match windows::requested_view(&args) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("mlx-box-app: {e}");
+            std::process::exit(2);
+        }
+    };
+    let state = AppState::new(app::state_dir());
+    let app = with_commands(tauri::Builder::<tauri::Wry>::new(), state)
+        // One instance: a second launch opens the window it asks for in the first (the dashboard, on the
+        // last notified alert, when it asks for none).
+        .plugin(tauri_plugin_single_instance::init(
+            |app, argv, _cwd| match windows::requested_view(&argv).ok().flatten() {
+                Some(view) => windows::open(app, view),
+                None => open_on_last_alert(app),
+            },
+        ))
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_autostart::init(
+            tauri_plugin_autostart::MacosLauncher::LaunchAgent,
+            None,
+        ))
+        .setup(move |app| {
+            // A menu-bar app: no Dock icon, no app menu.
+            #[cfg(target_os = "macos")]
+            app.set_activation_policy(tauri::ActivationPolicy::Accessory);
+            let handle = app.handle().clone();
+            if let Err(e) = tray::create(&handle) {
+                tracing::warn!("no tray icon on this desktop ({e}); use the windows");
+            }
+            let state = app.state::<AppState>();
+            let (core, shared) = (state.core.clone(), state.shared.clone());
+            tauri::async_runtime::spawn(async move {
+                // Start the daemon when none runs on our state dir, then follow it for as long as we run.
+                if core.client.status().await.is_err() {
+                    let _ = core
+                        .start_daemon(&app::daemon_binary(), Duration::from_secs(5))
+                        .await;
+                }
+                let sink = Arc::new(TauriSink { app: handle });
+                app::watch_daemon(core, sink, shared, Duration::from_secs(1)).await;
+            });
+            if let Some(view) = open_at_start {
+                windows::open(app.handle(), view);
+            }
+            Ok(())
+        })
+        .build(tauri::generate_context!())
+        .expect("mlx-box-app: cannot start the app");
+    app.run(|app, ev| match ev {
+        // Closing the last window leaves the app in the menu bar; only Quit (app.exit) ends it.
+        RunEvent::ExitRequested { api, code, .. } if code.is_none() => api.prevent_exit(),
+        #[cfg(target_os = "macos")]
+        RunEvent::Reopen { .. } => open_on_last_alert(app),
+        _ => {
+            let _ = app;
+        }
+    });
+}

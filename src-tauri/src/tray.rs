@@ -1,0 +1,163 @@
+//! Draws the tray from `mlxbox_core::menubar` (the model lives there) and routes menu clicks back to typed
+//! actions. Menu and icon changes run on the main thread, as the platform requires.
+
+use crate::windows::{self, View};
+use crate::AppState;
+use mlxbox_core::app::daemon_binary;
+use mlxbox_core::menubar::{self, MenuAction, MenuEntry, Snapshot, TrayLevel};
+use std::time::Duration;
+use tauri::image::Image;
+use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem};
+use tauri::tray::{TrayIcon, TrayIconBuilder};
+use tauri::{AppHandle, Manager, Runtime};
+use tauri_plugin_autostart::ManagerExt as _;
+
+const TRAY_ID: &str = "mlx-box";
+
+/// Monochrome template images (black + alpha): macOS tints them for the menu bar.
+pub fn icon(level: TrayLevel) -> Image<'static> {
+    let bytes: &'static [u8] = match level {
+        TrayLevel::Ready => include_bytes!("../../icons/tray/ready.png"),
+        TrayLevel::Starting => include_bytes!("../../icons/tray/starting.png"),
+        TrayLevel::Degraded => include_bytes!("../../icons/tray/degraded.png"),
+        TrayLevel::Stopped => include_bytes!("../../icons/tray/stopped.png"),
+        TrayLevel::Alert => include_bytes!("../../icons/tray/alert.png"),
+        TrayLevel::Disconnected => include_bytes!("../../icons/tray/disconnected.png"),
+    };
+    Image::from_bytes(bytes).expect("embedded tray icon is a valid PNG")
+}
+
+fn build_menu<R: Runtime>(app: &AppHandle<R>, entries: &[MenuEntry]) -> tauri::Result<Menu<R>> {
+    let mut items: Vec<Box<dyn IsMenuItem<R>>> = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        items.push(match e {
+            MenuEntry::Label(text) => Box::new(MenuItem::with_id(
+                app,
+                format!("label:{i}"),
+                text,
+                false,
+                None::<&str>,
+            )?),
+            MenuEntry::Item {
+                action,
+                text,
+                enabled,
+            } => Box::new(MenuItem::with_id(
+                app,
+                action.id(),
+                text,
+                *enabled,
+                None::<&str>,
+            )?),
+            MenuEntry::Check {
+                action,
+                text,
+                checked,
+            } => Box::new(CheckMenuItem::with_id(
+                app,
+                action.id(),
+                text,
+                true,
+                *checked,
+                None::<&str>,
+            )?),
+            MenuEntry::Separator => Box::new(PredefinedMenuItem::separator(app)?),
+        });
+    }
+    let refs: Vec<&dyn IsMenuItem<R>> = items.iter().map(|b| b.as_ref()).collect();
+    Menu::with_items(app, &refs)
+}
+
+fn launch_at_login<R: Runtime>(app: &AppHandle<R>) -> bool {
+    app.autolaunch().is_enabled().unwrap_or(false)
+}
+
+/// Creates the tray icon. On a desktop without a status-notifier host (some Linux sessions) this fails;
+/// the app then keeps running with its windows only.
+pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<TrayIcon<R>> {
+    let snap = Snapshot::default();
+    let menu = build_menu(app, &menubar::menu(&snap, launch_at_login(app)))?;
+    TrayIconBuilder::with_id(TRAY_ID)
+        .icon(icon(TrayLevel::Disconnected))
+        .icon_as_template(true)
+        .tooltip(TrayLevel::Disconnected.describe())
+        .menu(&menu)
+        .show_menu_on_left_click(true)
+        .on_menu_event(|app, ev| on_menu(app, ev.id().as_ref()))
+        .build(app)
+}
+
+/// Redraws icon, tooltip and menu for `snap` (called only when something shown changed).
+pub fn redraw<R: Runtime>(app: &AppHandle<R>, snap: Snapshot, level: TrayLevel) {
+    let handle = app.clone();
+    let _ = app.run_on_main_thread(move || {
+        let Some(tray) = handle.tray_by_id(TRAY_ID) else {
+            return;
+        };
+        if let Ok(menu) = build_menu(&handle, &menubar::menu(&snap, launch_at_login(&handle))) {
+            let _ = tray.set_menu(Some(menu));
+        }
+        let _ = tray.set_icon(Some(icon(level)));
+        // set_icon resets the template flag on macOS: re-apply it every time.
+        let _ = tray.set_icon_as_template(true);
+        let _ = tray.set_tooltip(Some(level.describe()));
+    });
+}
+
+fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
+    let Ok(action) = MenuAction::try_from(id) else {
+        return; // the summary label
+    };
+    let state = app.state::<AppState>();
+    let core = state.core.clone();
+    let snap = state.shared.lock().unwrap().0.clone();
+    match action {
+        MenuAction::ToggleService(name) => {
+            if let Some(verb) = menubar::toggle_verb(&snap, &name) {
+                tauri::async_runtime::spawn(async move {
+                    let _ = core.service_action(&name, verb).await;
+                });
+            }
+        }
+        MenuAction::StartAll | MenuAction::StopAll | MenuAction::RestartAll => {
+            let verb = match action {
+                MenuAction::StartAll => "start",
+                MenuAction::StopAll => "stop",
+                _ => "restart",
+            };
+            tauri::async_runtime::spawn(async move {
+                let _ = core.service_action("all", verb).await;
+            });
+        }
+        MenuAction::RunBenchmark => windows::open(app, View::Bench),
+        MenuAction::OpenDashboard => windows::open(app, View::Dashboard),
+        MenuAction::OpenSettings => windows::open(app, View::Settings),
+        MenuAction::StartDaemon => {
+            tauri::async_runtime::spawn(async move {
+                let _ = core
+                    .start_daemon(&daemon_binary(), Duration::from_secs(10))
+                    .await;
+            });
+        }
+        MenuAction::LaunchAtLogin => {
+            let al = app.autolaunch();
+            let _ = if al.is_enabled().unwrap_or(false) {
+                al.disable()
+            } else {
+                al.enable()
+            };
+            redraw(app, snap.clone(), menubar::tray_level(&snap));
+        }
+        MenuAction::Quit => {
+            let stop = state.shared.lock().unwrap().1.stop_servers_on_quit;
+            let app = app.clone();
+            tauri::async_runtime::spawn(async move {
+                if stop {
+                    // The daemon stops every server (process groups emptied) before it exits.
+                    let _ = core.client.shutdown().await;
+                }
+                app.exit(0);
+            });
+        }
+    }
+}

@@ -1,0 +1,298 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the real menu-bar app: the `mlx-box-app` binary under Xvfb, driven by tauri-driver +
+WebKitWebDriver, against a real daemon on the demo profile (real mlx_lm.server on the tiny models).
+
+  python3 tests/e2e/app_e2e.py --app target/debug/mlx-box-app --cli target/debug/mlx-box \
+      --screenshots target/e2e
+
+Needs: Xvfb, dbus-run-session (dbus), WebKitWebDriver (Debian webkit2gtk-driver), tauri-driver
+(cargo install tauri-driver --locked), and MLXBOX_CACHE_DIR with the demo's Python environment (made on
+first use). Talks only to 127.0.0.1. Every process it starts is in its own process group and is killed at
+the end, whatever happened. Prints `e2e: N passed, N failed` last.
+"""
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.request
+
+PROCS = []  # (name, Popen) started here, killed by group at the end
+
+
+def start(name, argv, **kw):
+    p = subprocess.Popen(argv, start_new_session=True, **kw)
+    PROCS.append((name, p))
+    return p
+
+
+def stop_all():
+    for name, p in reversed(PROCS):
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.time() + 15
+    for name, p in reversed(PROCS):
+        try:
+            p.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait(5)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(what, f, timeout=30.0, interval=0.2):
+    t0 = time.time()
+    last = None
+    while time.time() - t0 < timeout:
+        try:
+            v = f()
+            if v:
+                return v
+        except Exception as e:  # the thing may not exist yet
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last})" if last else ""))
+
+
+class WebDriver:
+    """The few W3C WebDriver calls the tests need, over plain HTTP to tauri-driver on 127.0.0.1."""
+
+    def __init__(self, port):
+        self.base = f"http://127.0.0.1:{port}"
+        self.sid = None
+
+    def call(self, method, path, body=None, timeout=60):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                return json.loads(r.read() or b"{}").get("value")
+        except urllib.error.HTTPError as e:
+            raise RuntimeError(f"{method} {path}: HTTP {e.code}: {e.read()[:500]!r}") from None
+
+    def session(self, app, args):
+        caps = {"capabilities": {"alwaysMatch": {"tauri:options": {"application": app, "args": args}}}}
+        v = self.call("POST", "/session", caps, timeout=120)
+        self.sid = v["sessionId"]
+
+    def s(self, path):
+        return f"/session/{self.sid}{path}"
+
+    def find(self, css):
+        v = self.call("POST", self.s("/element"), {"using": "css selector", "value": css})
+        return next(iter(v.values()))
+
+    def find_all(self, css):
+        v = self.call("POST", self.s("/elements"), {"using": "css selector", "value": css})
+        return [next(iter(e.values())) for e in v]
+
+    def attr(self, el, name):
+        return self.call("GET", self.s(f"/element/{el}/attribute/{name}"))
+
+    def text(self, el):
+        return self.call("GET", self.s(f"/element/{el}/text"))
+
+    def click(self, el):
+        self.call("POST", self.s(f"/element/{el}/click"), {})
+
+    def clear_and_type(self, el, text):
+        self.call("POST", self.s(f"/element/{el}/clear"), {})
+        self.call("POST", self.s(f"/element/{el}/value"), {"text": text})
+
+    def script(self, js, *args):
+        return self.call("POST", self.s("/execute/sync"), {"script": js, "args": list(args)})
+
+    def screenshot(self, path):
+        png = base64.b64decode(self.call("GET", self.s("/screenshot")))
+        with open(path, "wb") as f:
+            f.write(png)
+
+    def quit(self):
+        if self.sid:
+            try:
+                self.call("DELETE", self.s(""), timeout=20)
+            except Exception:
+                pass
+
+
+def cli(args, cli_bin, state):
+    out = subprocess.run([cli_bin, *args, "--state-dir", state], capture_output=True, text=True, timeout=120)
+    return out
+
+
+def status(cli_bin, state):
+    out = cli(["status", "--json"], cli_bin, state)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr)
+    return json.loads(out.stdout)
+
+
+def service(st, name):
+    return next(s for s in st["services"] if s["name"] == name)
+
+
+def group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--app", required=True)
+    ap.add_argument("--cli", required=True)
+    ap.add_argument("--screenshots", required=True)
+    ap.add_argument("--tauri-driver", default=shutil.which("tauri-driver") or os.path.expanduser("~/.cargo/bin/tauri-driver"))
+    a = ap.parse_args()
+    os.makedirs(a.screenshots, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="mlxbox-e2e-")
+    state = os.path.join(tmp, "state")
+    env = dict(os.environ, MLXBOX_STATE_DIR=state, MLXBOX_BIN=os.path.abspath(a.cli),
+               XDG_CONFIG_HOME=os.path.join(tmp, "config"), XDG_DATA_HOME=os.path.join(tmp, "data"),
+               HOME=os.environ.get("HOME", tmp), NO_AT_BRIDGE="1")
+    results = []
+
+    def test(name):
+        def deco(f):
+            t0 = time.time()
+            try:
+                f()
+                results.append((name, True, ""))
+                print(f"ok   {name} ({time.time() - t0:.1f}s)", flush=True)
+            except Exception:
+                results.append((name, False, traceback.format_exc()))
+                print(f"FAIL {name} ({time.time() - t0:.1f}s)\n{traceback.format_exc()}", flush=True)
+            return f
+        return deco
+
+    wd = None
+    try:
+        # The daemon on the demo profile, as a user would start it.
+        start("daemon", [a.cli, "up", "--demo", "--state-dir", state], env=env,
+              stdout=open(os.path.join(tmp, "daemon.log"), "w"), stderr=subprocess.STDOUT)
+        wait_for("the demo's services ready", lambda: all(
+            s["state"] == "ready" for s in status(a.cli, state)["services"]), timeout=600, interval=1)
+        names = [s["name"] for s in status(a.cli, state)["services"]]
+
+        display = f":{free_port() % 400 + 100}"
+        start("xvfb", ["Xvfb", display, "-screen", "0", "1400x1000x24", "-nolisten", "tcp"],
+              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env["DISPLAY"] = display
+        time.sleep(0.5)
+        port, native = free_port(), free_port()
+        start("tauri-driver", [a.tauri_driver, "--port", str(port), "--native-port", str(native),
+                               "--native-driver", shutil.which("WebKitWebDriver") or "/usr/bin/WebKitWebDriver"],
+              env=env, stdout=open(os.path.join(tmp, "tauri-driver.log"), "w"), stderr=subprocess.STDOUT)
+        wait_for("tauri-driver", lambda: socket.create_connection(("127.0.0.1", port), 1).close() or True)
+        wd = WebDriver(port)
+        wd.session(os.path.abspath(a.app), ["--open", "dashboard"])
+
+        @test("dashboard shows every service ready")
+        def _():
+            for n in names:
+                wait_for(f"row of {n} ready", lambda n=n: wd.attr(wd.find(f'[data-testid="service-{n}"]'), "data-state") == "ready", timeout=30)
+            time.sleep(1.5)  # let the sparklines get a few live samples
+            wd.screenshot(os.path.join(a.screenshots, "dashboard.png"))
+
+        @test("stopping a service from the dashboard stops its process and the row says so")
+        def _():
+            victim = "chat-nothink" if "chat-nothink" in names else names[-1]
+            pgid = service(status(a.cli, state), victim)["pid"]
+            assert pgid and group_alive(pgid)
+            wd.click(wd.find(f'[data-testid="stop-{victim}"]'))
+            wait_for("row stopped", lambda: wd.attr(wd.find(f'[data-testid="service-{victim}"]'), "data-state") == "stopped", timeout=30)
+            assert service(status(a.cli, state), victim)["state"] == "stopped"
+            wait_for("process group gone", lambda: not group_alive(pgid), timeout=10)
+            wd.click(wd.find(f'[data-testid="start-{victim}"]'))
+            wait_for("row ready again", lambda: wd.attr(wd.find(f'[data-testid="service-{victim}"]'), "data-state") == "ready", timeout=120)
+
+        @test("an alert raised by the daemon appears in the dashboard")
+        def _():
+            cfg = status(a.cli, state)["config_path"]
+            text = open(cfg).read()
+            # Free memory is surely below 99.9 % of RAM: the low-headroom rule fires within seconds.
+            if "[alerts]" in text:
+                new = text.replace("[alerts]", "[alerts]\nheadroom_warn_percent = 99.9\nclear_after_s = 0", 1)
+            else:
+                new = text + "\n[alerts]\nheadroom_warn_percent = 99.9\nclear_after_s = 0\n"
+            open(cfg, "w").write(new)
+            wait_for("alert row", lambda: wd.find('[data-testid="alerts"] [data-testid="alert-low-headroom"]'), timeout=30)
+            wd.screenshot(os.path.join(a.screenshots, "dashboard-alert.png"))
+            open(cfg, "w").write(text)  # put it back; the alert clears
+            wait_for("alert cleared", lambda: not wd.find_all('[data-testid="alert-low-headroom"]'), timeout=30)
+
+        @test("a change saved in Settings restarts only that service and keeps the file's comments")
+        def _():
+            st = status(a.cli, state)
+            cfg = st["config_path"]
+            before = open(cfg).read()
+            pids = {s["name"]: s["pid"] for s in st["services"]}
+            wd.script("window.location.hash = 'settings'")
+            field = wait_for("max_tokens field", lambda: wd.find('[data-testid="field-services.chat.max_tokens"]'), timeout=20)
+            time.sleep(0.5)
+            wd.screenshot(os.path.join(a.screenshots, "settings.png"))
+            wd.clear_and_type(field, "96")
+            save = wd.find('[data-testid="settings-save"]')
+            wait_for("save enabled", lambda: wd.attr(save, "disabled") in (None, "false"), timeout=10)
+            wd.click(save)
+            wait_for("file saved", lambda: "max_tokens = 96" in open(cfg).read(), timeout=10)
+            after = open(cfg).read()
+            for line in before.splitlines():
+                if line.startswith("#"):
+                    assert line in after, f"comment lost: {line}"
+            assert os.path.exists(cfg + ".bak")
+            wait_for("chat restarted and ready", lambda: (lambda s: s["pid"] != pids["chat"] and s["state"] == "ready")(service(status(a.cli, state), "chat")), timeout=120)
+            st2 = status(a.cli, state)
+            for n, pid in pids.items():
+                if n != "chat":
+                    assert service(st2, n)["pid"] == pid, f"{n} restarted but did not change"
+            wd.screenshot(os.path.join(a.screenshots, "settings-saved.png"))
+    except Exception:
+        results.append(("setup", False, traceback.format_exc()))
+        print(f"FAIL setup\n{traceback.format_exc()}", flush=True)
+        for log in ("daemon.log", "tauri-driver.log"):
+            p = os.path.join(tmp, log)
+            if os.path.exists(p):
+                print(f"--- {log} (tail)\n" + "".join(open(p).readlines()[-40:]), flush=True)
+    finally:
+        if wd:
+            wd.quit()
+        try:
+            cli(["down"], a.cli, state)
+        except Exception:
+            pass
+        stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+    passed = sum(1 for _, ok, _ in results if ok)
+    failed = len(results) - passed
+    print(f"e2e: {passed} passed, {failed} failed")
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
