@@ -211,3 +211,15 @@ describe("unreachable daemon", () => {
     expect(await screen.findByTestId("daemon-unreachable")).toHaveTextContent("connection refused");
   });
 });
+
+describe("routing", () => {
+  it("#dashboard?alert=ID focuses that alert", async () => {
+    window.location.hash = "#dashboard?alert=swap";
+    backend({
+      get_status: () =>
+        status({ alerts: [{ id: "swap", severity: "warning", title: "Swap", body: "b", since: T0, cleared: null }] }),
+    });
+    render(App);
+    await waitFor(() => expect(screen.getByTestId("alert-swap")).toHaveAttribute("data-focused", "true"));
+  });
+});

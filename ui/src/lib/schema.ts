@@ -12,6 +12,8 @@ export interface FieldSpec {
   /** Suggestions for a free string (a datalist). */
   suggest?: string[];
   default?: string | number | boolean;
+  /** What an absent enum means when there is no fixed default. */
+  absent?: string;
   help: string;
 }
 
@@ -53,7 +55,7 @@ export const SERVICE_GROUPS: Group[] = [
   {
     title: "Server",
     fields: [
-      { key: "kind", type: "enum", options: KINDS, help: "What it serves; inferred from the name or `command` when absent." },
+      { key: "kind", type: "enum", options: KINDS, absent: "(inferred from the name)", help: "What it serves; inferred from the name or `command` when absent." },
       { key: "enabled", type: "bool", default: true, help: "false: listed, never started." },
       { key: "model", type: "string", help: "Hugging Face id or local path (required for chat, embedding, ocr)." },
       { key: "port", type: "int", help: "Frontend port (the proxy's when backend_port is set)." },
