@@ -68,7 +68,7 @@ if [ "$(uname -s)" = Linux ]; then
   say "end-to-end: the real app under Xvfb, driven by tauri-driver, on the demo profile"
   ensure_e2e_packages
   cargo build -q -p mlx-box -p mlx-box-app
-  run_counted dbus-run-session -- python3 tests/e2e/app_e2e.py \
+  run_counted python3 tests/e2e/app_e2e.py \
     --app target/debug/mlx-box-app --cli target/debug/mlx-box --screenshots target/e2e
 
   say "type-checking the macOS build (aarch64-apple-darwin)"

@@ -5,7 +5,7 @@ WebKitWebDriver, against a real daemon on the demo profile (real mlx_lm.server o
   python3 tests/e2e/app_e2e.py --app target/debug/mlx-box-app --cli target/debug/mlx-box \
       --screenshots target/e2e
 
-Needs: Xvfb, dbus-run-session (dbus), WebKitWebDriver (Debian webkit2gtk-driver), tauri-driver
+Needs: Xvfb, dbus-daemon, WebKitWebDriver (Debian webkit2gtk-driver), tauri-driver
 (cargo install tauri-driver --locked), and MLXBOX_CACHE_DIR with the demo's Python environment (made on
 first use). Talks only to 127.0.0.1. Every process it starts is in its own process group and is killed at
 the end, whatever happened. Prints `e2e: N passed, N failed` last.
@@ -199,6 +199,10 @@ def main():
             s["state"] == "ready" for s in status(a.cli, state)["services"]), timeout=600, interval=1)
         names = [s["name"] for s in status(a.cli, state)["services"]]
 
+        # A private D-Bus session (the tray, notifications and WebKit use one); its chatter goes to a log.
+        bus = start("dbus", ["dbus-daemon", "--session", "--nofork", "--print-address=1"],
+                    stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, "dbus.log"), "w"), text=True)
+        env["DBUS_SESSION_BUS_ADDRESS"] = bus.stdout.readline().strip()
         display = f":{free_port() % 400 + 100}"
         start("xvfb", ["Xvfb", display, "-screen", "0", "1400x1000x24", "-nolisten", "tcp"],
               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -275,11 +279,12 @@ def main():
     except Exception:
         results.append(("setup", False, traceback.format_exc()))
         print(f"FAIL setup\n{traceback.format_exc()}", flush=True)
-        for log in ("daemon.log", "tauri-driver.log"):
-            p = os.path.join(tmp, log)
-            if os.path.exists(p):
-                print(f"--- {log} (tail)\n" + "".join(open(p).readlines()[-40:]), flush=True)
     finally:
+        if not all(ok for _, ok, _ in results):
+            for log in ("daemon.log", "tauri-driver.log", "dbus.log"):
+                p = os.path.join(tmp, log)
+                if os.path.exists(p):
+                    print(f"--- {log} (tail)\n" + "".join(open(p).readlines()[-40:]), flush=True)
         if wd:
             wd.quit()
         try:
