@@ -102,3 +102,9 @@ pub async fn unfollow_logs(s: State<'_, AppState>, name: String) -> R<()> {
     }
     Ok(())
 }
+
+/// The window has drawn its first frame with data (see `windows::drawn`).
+#[tauri::command]
+pub fn window_ready<Rt: Runtime>(window: tauri::WebviewWindow<Rt>) {
+    crate::windows::drawn(window.label());
+}

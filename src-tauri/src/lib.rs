@@ -53,8 +53,9 @@ impl<R: Runtime> AppSink for TauriSink<R> {
     }
 
     fn event(&self, ev: &Event) {
-        // With no window open nobody listens: skip the serialisation (the idle app stays near 0 % CPU).
-        if !self.app.webview_windows().is_empty() {
+        // With no window in sight nobody looks: skip the serialisation (the idle app stays near 0 % CPU);
+        // a window that is shown again re-fetches.
+        if windows::any_visible() {
             let _ = self.app.emit("daemon-event", ev);
         }
     }
@@ -113,6 +114,7 @@ pub fn with_commands<R: Runtime>(b: tauri::Builder<R>, state: AppState) -> tauri
         commands::get_proxy_stats,
         commands::get_connection,
         commands::start_daemon,
+        commands::window_ready,
     ])
 }
 
@@ -166,8 +168,9 @@ pub fn run() {
                 let sink = Arc::new(TauriSink { app: handle });
                 app::watch_daemon(core, sink, shared, Duration::from_secs(1)).await;
             });
-            if let Some(view) = open_at_start {
-                windows::open(app.handle(), view);
+            match open_at_start {
+                Some(view) => windows::open(app.handle(), view),
+                None => windows::prewarm(app.handle(), View::Dashboard),
             }
             Ok(())
         })

@@ -101,6 +101,22 @@ pub fn redraw<R: Runtime>(app: &AppHandle<R>, snap: Snapshot, level: TrayLevel) 
         // set_icon resets the template flag on macOS: re-apply it every time.
         let _ = tray.set_icon_as_template(true);
         let _ = tray.set_tooltip(Some(level.describe()));
+        if windows::timings_enabled() {
+            // Latency from the newest state change in the daemon to this redraw being done.
+            let newest = snap
+                .status
+                .iter()
+                .flat_map(|s| s.services.iter().map(|x| x.since_ms))
+                .max();
+            if let Some(t) = newest {
+                let now = mlxbox_core::api::now_ms();
+                eprintln!(
+                    "timing: tray {} redrawn {} ms after the daemon's state change",
+                    level.as_str(),
+                    now.saturating_sub(t)
+                );
+            }
+        }
     });
 }
 

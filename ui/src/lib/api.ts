@@ -33,6 +33,8 @@ export const saveConfig = (edits: ConfigEdit[], baseHash: string | null) =>
 export const getProxyStats = () => invoke<Record<string, ProxyStats>>("get_proxy_stats");
 export const getConnection = () => invoke<Connection>("get_connection");
 export const startDaemon = () => invoke<Connection>("start_daemon");
+/** Tells the app this window has drawn its first frame with data (the app times open → drawn). */
+export const windowReady = () => invoke<null>("window_ready");
 
 /** An unlisten that never throws (the window may be going away, or the IPC already gone). */
 const quiet =
@@ -53,6 +55,8 @@ export const onConnection = (cb: (c: Connection) => void): Promise<UnlistenFn> =
   on<Connection>("connection", cb);
 export const onLogLine = (cb: (l: LogLine) => void): Promise<UnlistenFn> =>
   on<LogLine>("log-line", cb);
+/** The app showed this (hidden, pre-made) window again: its data is stale. */
+export const onWindowShown = (cb: () => void): Promise<UnlistenFn> => on<null>("window-shown", () => cb());
 export const onFocusAlert = (cb: (f: FocusAlert) => void): Promise<UnlistenFn> =>
   on<FocusAlert>("focus-alert", cb);
 

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Measures the menu-bar app against issue 4's targets, on a real daemon, under Xvfb:
+
+- idle CPU of the app (every process of its session) with no window open, over --idle-s seconds;
+- "Open dashboard" → a drawn window: the app times it from the moment it is asked (menu click, --open, a
+  second launch: the same `windows::open`) to the window's first frame with data (`window_ready`);
+- tray latency: from a service's state change in the daemon (its `since_ms`) to the tray's redraw done.
+
+  python3 tests/e2e/app_perf.py --app target/release/mlx-box-app --cli target/release/mlx-box
+
+The app prints its timings with MLXBOX_APP_TIMINGS=1. Services are the fault server (tiny Python HTTP
+servers): the figures are the app's and the daemon's, not a model's. Talks only to 127.0.0.1; every process
+started here is killed at the end.
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROCS = []
+
+
+def start(argv, **kw):
+    p = subprocess.Popen(argv, start_new_session=True, **kw)
+    PROCS.append(p)
+    return p
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def session_cpu_ticks(sid):
+    """utime + stime (clock ticks) of every live process of session `sid`."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{pid}/stat").read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[3]) == sid:  # field 6: session
+            total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def wait_for(what, f, timeout=30):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        v = f()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--app", required=True)
+    ap.add_argument("--cli", required=True)
+    ap.add_argument("--idle-s", type=float, default=30)
+    ap.add_argument("--toggles", type=int, default=10)
+    a = ap.parse_args()
+    tmp = tempfile.mkdtemp(prefix="mlxbox-perf-")
+    state = os.path.join(tmp, "state")
+    cfg = os.path.join(tmp, "settings.toml")
+    fault = os.path.join(ROOT, "python", "fault_server.py")
+    with open(cfg, "w") as f:
+        for name in ["chat", "embed", "ocr"]:
+            f.write(f'[services.{name}]\nkind = "command"\nport = {free_port()}\nprobe = "chat"\n'
+                    f'command = ["python3", "{fault}", "--host", "{{host}}", "--port", "{{port}}"]\n\n')
+    env = dict(os.environ, MLXBOX_STATE_DIR=state, MLXBOX_BIN=os.path.abspath(a.cli), MLXBOX_APP_TIMINGS="1",
+               XDG_CONFIG_HOME=os.path.join(tmp, "config"), XDG_DATA_HOME=os.path.join(tmp, "data"), NO_AT_BRIDGE="1")
+    applog = os.path.join(tmp, "app.log")
+    try:
+        start([a.cli, "up", "--config", cfg, "--state-dir", state], env=env,
+              stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "daemon.log"), "w"))
+        status = lambda: json.loads(subprocess.run([a.cli, "status", "--json", "--state-dir", state],
+                                                   capture_output=True, text=True).stdout or "{}")
+        wait_for("services ready", lambda: status().get("services") and all(
+            s["state"] == "ready" for s in status()["services"]))
+        bus = start(["dbus-daemon", "--session", "--nofork", "--print-address=1"], stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL, text=True)
+        env["DBUS_SESSION_BUS_ADDRESS"] = bus.stdout.readline().strip()
+        display = f":{free_port() % 400 + 500}"
+        start(["Xvfb", display, "-screen", "0", "1400x1000x24", "-nolisten", "tcp"],
+              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env["DISPLAY"] = display
+        time.sleep(0.5)
+        app = start([a.app], env=env, stdout=subprocess.DEVNULL, stderr=open(applog, "w"))
+        log = lambda: open(applog).read()
+        wait_for("the tray's first redraw", lambda: "timing: tray ready" in log())
+        time.sleep(5)  # settle
+
+        # 1. Idle CPU, no window open (the daemon's 1 Hz monitor events keep arriving).
+        hz = os.sysconf("SC_CLK_TCK")
+        c0, t0 = session_cpu_ticks(app.pid), time.time()
+        time.sleep(a.idle_s)
+        c1, t1 = session_cpu_ticks(app.pid), time.time()
+        idle = (c1 - c0) / hz / (t1 - t0) * 100
+        rss = int(re.search(r"VmRSS:\s+(\d+)", open(f"/proc/{app.pid}/status").read()).group(1)) * 1024
+
+        # 2. Tray latency over stop/start toggles of one service.
+        before = log().count("timing: tray")
+        for i in range(a.toggles):
+            for verb in ("stop", "start"):
+                subprocess.run([a.cli, verb, "chat", "--state-dir", state], capture_output=True, timeout=60)
+                time.sleep(0.3)
+        time.sleep(1)
+        tray = [int(m) for m in re.findall(r"timing: tray \w+ redrawn (\d+) ms", log())][before:]
+
+        # 3. Open → drawn, each window once (a cold webview each time).
+        opened = []
+        for view in ("dashboard", "settings", "bench"):
+            n = log().count("open→drawn")
+            subprocess.run([a.app, "--open", view], env=env, capture_output=True, timeout=30)
+            wait_for(f"{view} drawn", lambda: log().count("open→drawn") > n)
+            opened.append(float(re.findall(rf"window {view} open→drawn ([\d.]+) ms", log())[-1]))
+    except BaseException:
+        print("--- app log (tail)\n" + "".join(open(applog).readlines()[-30:]) if os.path.exists(applog) else "")
+        raise
+    finally:
+        for p in reversed(PROCS):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in reversed(PROCS):
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+    print(f"idle CPU, no window: {idle:.2f} % of a core over {a.idle_s:.0f} s (target <= 0.5 %); app RSS {rss / 2**20:.1f} MB")
+    print(f"tray redraw after the daemon's state change: n={len(tray)} p50 {statistics.median(tray):.0f} ms, "
+          f"p90 {pct(tray, 90)} ms, max {max(tray)} ms (target <= 200 ms)")
+    print("open → drawn window: " + ", ".join(f"{v} {ms:.0f} ms" for v, ms in zip(("dashboard", "settings", "bench"), opened))
+          + " (target <= 300 ms)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
