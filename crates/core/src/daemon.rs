@@ -74,8 +74,8 @@ pub struct Daemon {
     proxies: tokio::sync::Mutex<(Proxies, Option<String>)>,
     /// The keys every listener checks (keyring + plaintext of the file), replaced on change.
     keys: SharedKeys,
-    /// The plaintext keys of the settings applied last.
-    plaintext_keys: Mutex<Vec<String>>,
+    /// The plaintext keys of the settings applied last, and whether they have any frontend port.
+    plaintext_keys: Mutex<(Vec<String>, bool)>,
     reload_tx: mpsc::Sender<()>,
 }
 
@@ -239,7 +239,7 @@ impl Daemon {
                 self.config.lock().unwrap().status = status.clone();
                 let _ = self.shared.events.send(Event::Config(status));
                 self.rules.lock().unwrap().cfg = s.alerts.clone();
-                self.load_keys(Some(s.server.api_keys.clone())).await;
+                self.load_keys(Some(&s)).await;
                 if self.check_budget(&s).await {
                     self.apply_proxies(&s).await;
                     self.supervisor.apply(s).await;
@@ -250,15 +250,25 @@ impl Daemon {
 
     /// Reads the keys again (the keyring, and `plaintext` when the settings changed) and hands them to
     /// the listeners at once. Alerts say when the keyring cannot be read or keys sit in the file.
-    pub async fn load_keys(&self, plaintext: Option<Vec<String>>) -> usize {
-        let plaintext = match plaintext {
-            Some(p) => {
-                *self.plaintext_keys.lock().unwrap() = p.clone();
-                p
+    /// The keyring is read only when some service has a frontend port: a daemon without a proxy never
+    /// asks for it (no unlock prompt, no alert).
+    pub async fn load_keys(&self, settings: Option<&config::Settings>) -> usize {
+        let (plaintext, proxied) = {
+            let mut g = self.plaintext_keys.lock().unwrap();
+            if let Some(s) = settings {
+                let proxied = s
+                    .services
+                    .iter()
+                    .any(|x| x.enabled && x.port.is_some() && x.backend_port.is_some());
+                *g = (s.server.api_keys.clone(), proxied);
             }
-            None => self.plaintext_keys.lock().unwrap().clone(),
+            g.clone()
         };
-        let from_ring = keyring(|k| k.load()).await.map_err(|e| e.to_string());
+        let from_ring = if proxied {
+            keyring(|k| k.load()).await.map_err(|e| e.to_string())
+        } else {
+            Ok(vec![])
+        };
         match &from_ring {
             Ok(_) => self.shared.alerts.clear("keyring"),
             Err(e) => {
@@ -351,8 +361,15 @@ impl Daemon {
             return;
         }
         let old = std::mem::replace(&mut guard.0, Proxies::empty());
+        let counters = old.carry_over();
         old.stop().await;
-        let (p, errors) = Proxies::start(s, self.shared.statuses.clone(), self.keys.clone()).await;
+        let (p, errors) = Proxies::start(
+            s,
+            self.shared.statuses.clone(),
+            self.keys.clone(),
+            &counters,
+        )
+        .await;
         self.shared.alerts.clear("proxy");
         if !errors.is_empty() {
             let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
@@ -694,7 +711,7 @@ pub async fn run(
         rules: Mutex::new(Engine::new(Default::default())),
         proxies: tokio::sync::Mutex::new((Proxies::empty(), None)),
         keys: Default::default(),
-        plaintext_keys: Mutex::new(vec![]),
+        plaintext_keys: Mutex::new((vec![], false)),
         reload_tx: reload_tx.clone(),
     });
 

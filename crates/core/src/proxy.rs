@@ -678,11 +678,12 @@ impl Proxies {
     }
 
     /// Starts a listener per service with both `port` and `backend_port`. Problems are returned per service;
-    /// the others still start.
+    /// the others still start. The counters of `previous` (the listeners this replaces) carry on.
     pub async fn start(
         settings: &Settings,
         statuses: Arc<RwLock<BTreeMap<String, ServiceStatus>>>,
         keys: SharedKeys,
+        previous: &Proxies,
     ) -> (Proxies, Vec<ProxyError>) {
         let mut p = Proxies::empty();
         let mut errors = vec![];
@@ -727,7 +728,11 @@ impl Proxies {
                     continue;
                 }
             };
-            let counters = Arc::new(Counters::default());
+            let counters = previous
+                .counters
+                .get(&spec.name)
+                .cloned()
+                .unwrap_or_default();
             let slots = spec
                 .max_concurrency
                 .map(|n| Arc::new(Semaphore::new(n as usize)));
@@ -757,6 +762,14 @@ impl Proxies {
             }));
         }
         (p, errors)
+    }
+
+    /// The counters alone (no listeners), to hand to the listeners that replace these.
+    pub fn carry_over(&self) -> Proxies {
+        Proxies {
+            tasks: vec![],
+            counters: self.counters.clone(),
+        }
     }
 
     /// Called once a second (the monitor tick): the live tok/s is measured over these ticks.
