@@ -589,28 +589,56 @@ impl Drop for Meter {
 fn filter_sse(
     upstream: impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    let mut filter = StreamFilter::default();
-    let mut buf: Vec<u8> = Vec::new();
-    upstream.map(move |chunk| {
-        let chunk = chunk?;
-        buf.extend_from_slice(&chunk);
-        let mut out = Vec::new();
-        // Events end with a blank line.
-        while let Some(end) = find_event_end(&buf) {
-            let event: Vec<u8> = buf.drain(..end).collect();
-            out.extend(filter_event(&event, &mut filter));
-        }
-        Ok(Bytes::from(out))
-    })
+    let mut f = SseFilter::default();
+    upstream.map(move |chunk| Ok(Bytes::from(f.push(&chunk?))))
 }
 
-fn find_event_end(buf: &[u8]) -> Option<usize> {
-    let a = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    let b = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
+/// The reasoning filter over raw SSE bytes, chunked any way: whole events out as soon as they are
+/// complete. Public for the benchmark.
+#[derive(Default)]
+pub struct SseFilter {
+    filter: StreamFilter,
+    buf: Vec<u8>,
+    /// Where the search for the end of the event in `buf` resumes.
+    scanned: usize,
+}
+
+impl SseFilter {
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.buf.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        let mut start = 0;
+        // Events end with a blank line.
+        while let Some(end) = find_event_end(&self.buf[start..], self.scanned.saturating_sub(start))
+        {
+            out.extend(filter_event(
+                &self.buf[start..start + end],
+                &mut self.filter,
+            ));
+            start += end;
+            self.scanned = start;
+        }
+        self.buf.drain(..start);
+        // Resume a few bytes back: a terminator may straddle two chunks.
+        self.scanned = self.buf.len().saturating_sub(3);
+        out
     }
+}
+
+/// The end of the first event (after its blank line), looking from `from` on.
+fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i < buf.len() {
+        let j = buf[i..].iter().position(|&b| b == b'\n')? + i;
+        if buf.get(j + 1) == Some(&b'\n') {
+            return Some(j + 2);
+        }
+        if buf.get(j + 1) == Some(&b'\r') && buf.get(j + 2) == Some(&b'\n') {
+            return Some(j + 3);
+        }
+        i = j + 1;
+    }
+    None
 }
 
 fn filter_event(event: &[u8], filter: &mut StreamFilter) -> Vec<u8> {
@@ -875,6 +903,61 @@ mod tests {
         );
     }
 
+    fn sse_through(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut f = SseFilter::default();
+        let mut out: Vec<u8> = chunks.iter().flat_map(|c| f.push(c)).collect();
+        out.extend(f.push(b""));
+        out
+    }
+
+    proptest::proptest! {
+        /// Fuzz: arbitrary bytes, cut anywhere, never panic the filter.
+        #[test]
+        fn sse_filter_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+                                   cuts in proptest::collection::vec(0usize..2048, 0..16)) {
+            let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            points.sort();
+            let mut last = 0;
+            let mut chunks: Vec<&[u8]> = vec![];
+            for p in points {
+                chunks.push(&data[last..p]);
+                last = p;
+            }
+            chunks.push(&data[last..]);
+            let _ = sse_through(&chunks);
+        }
+
+        /// Fuzz with SSE-shaped input (events of JSON with think tags, CRLF, comments, garbage): the
+        /// output never depends on where the chunks were cut.
+        #[test]
+        fn sse_filter_chunking_does_not_matter(
+            parts in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(r#"data: {"choices":[{"index":0,"delta":{"content":"a<think>b"}}]}"#.to_string()),
+                proptest::strategy::Just(r#"data: {"choices":[{"index":0,"delta":{"content":"c</think>d"}}]}"#.to_string()),
+                proptest::strategy::Just(r#"data: {"choices":[{"index":0,"delta":{"reasoning":"r"}}]}"#.to_string()),
+                proptest::strategy::Just("data: [DONE]".to_string()),
+                proptest::strategy::Just(": ping".to_string()),
+                "[ -~]{0,12}",
+            ], 0..12),
+            crlf in proptest::prelude::any::<bool>(),
+            cuts in proptest::collection::vec(0usize..1024, 0..12)) {
+            let sep = if crlf { "\r\n\r\n" } else { "\n\n" };
+            let text: String = parts.iter().map(|p| format!("{p}{sep}")).collect();
+            let data = text.as_bytes();
+            let whole = sse_through(&[data]);
+            let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            points.sort();
+            let mut last = 0;
+            let mut chunks: Vec<&[u8]> = vec![];
+            for p in points {
+                chunks.push(&data[last..p]);
+                last = p;
+            }
+            chunks.push(&data[last..]);
+            proptest::prop_assert_eq!(sse_through(&chunks), whole);
+        }
+    }
+
     fn meter() -> (Meter, Arc<Counters>) {
         let c = Arc::new(Counters::default());
         c.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -943,6 +1026,8 @@ mod tests {
             filter_event(b": keepalive 1/1\n\n", &mut f),
             b": keepalive 1/1\n\n"
         );
-        assert_eq!(find_event_end(b"data: x\n\ndata: y"), Some(9));
+        assert_eq!(find_event_end(b"data: x\n\ndata: y", 0), Some(9));
+        assert_eq!(find_event_end(b"data: x\r\n\r\ndata: y", 0), Some(11));
+        assert_eq!(find_event_end(b"data: x\ndata: y\n", 0), None);
     }
 }
