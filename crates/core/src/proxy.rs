@@ -159,6 +159,10 @@ impl KeySet {
 /// Shared between the daemon (which replaces the set) and every listener (which reads it per request).
 pub type SharedKeys = Arc<RwLock<Arc<KeySet>>>;
 
+/// The HTTP/1.1 client to the backends, with a keep-alive pool.
+type Backend =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
+
 /// One frontend listener's view of its service.
 struct Front {
     spec: ServiceSpec,
@@ -166,7 +170,7 @@ struct Front {
     /// The listener is on a loopback address: with no key at all, it may serve open.
     loopback: bool,
     backend: String,
-    client: reqwest::Client,
+    client: Backend,
     statuses: Arc<RwLock<BTreeMap<String, ServiceStatus>>>,
     /// In flight to the backend (max_concurrency) and, separately, admitted (in flight + queued).
     slots: Option<Arc<Semaphore>>,
@@ -378,13 +382,25 @@ async fn forward(f: &Front, req: Request, guard: InFlight) -> Response {
     let mut url = String::with_capacity(f.backend.len() + path.len());
     url.push_str(&f.backend);
     url.push_str(path);
-    let mut rb = f.client.request(parts.method.clone(), url).body(bytes);
+    let mut req = axum::http::Request::new(Body::from(bytes));
+    *req.method_mut() = parts.method;
+    *req.uri_mut() = match url.parse() {
+        Ok(u) => u,
+        Err(_) => {
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "bad request path",
+            )
+        }
+    };
+    let h = req.headers_mut();
     for (k, v) in parts.headers.iter() {
         if !HOP_BY_HOP.contains(&k.as_str()) && k != header::AUTHORIZATION {
-            rb = rb.header(k, v);
+            h.append(k.clone(), v.clone());
         }
     }
-    let resp = match tokio::time::timeout(f.timeout, rb.send()).await {
+    let resp = match tokio::time::timeout(f.timeout, f.client.request(req)).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             return openai_error(
@@ -406,12 +422,11 @@ async fn forward(f: &Front, req: Request, guard: InFlight) -> Response {
             );
         }
     };
-    let status = resp.status();
-    let mut headers = HeaderMap::with_capacity(resp.headers().len());
-    for (k, v) in resp.headers() {
-        if !HOP_BY_HOP.contains(&k.as_str()) {
-            headers.insert(k.clone(), v.clone());
-        }
+    let (rparts, incoming) = resp.into_parts();
+    let status = rparts.status;
+    let mut headers = rparts.headers;
+    for h in HOP_BY_HOP {
+        headers.remove(*h);
     }
     let sse = headers
         .get(header::CONTENT_TYPE)
@@ -419,7 +434,12 @@ async fn forward(f: &Front, req: Request, guard: InFlight) -> Response {
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let mut meter = Meter::new(f.counters.clone(), sse || streaming, guard);
     let body = if f.spec.filter_reasoning && status.is_success() && !(sse || streaming) {
-        let b = match tokio::time::timeout(f.timeout, resp.bytes()).await {
+        let b = match tokio::time::timeout(
+            f.timeout,
+            axum::body::to_bytes(Body::new(incoming), MAX_BODY),
+        )
+        .await
+        {
             Ok(Ok(b)) => b,
             _ => {
                 return openai_error(
@@ -441,22 +461,22 @@ async fn forward(f: &Front, req: Request, guard: InFlight) -> Response {
     } else {
         // Chunk by chunk, no buffering; metered; cut off when the backend stalls past the timeout.
         let counters = f.counters.clone();
-        let upstream = tokio_stream::StreamExt::timeout(resp.bytes_stream(), f.timeout).map(
-            move |r| match r {
-                Ok(Ok(b)) => {
-                    meter.observe(&b);
-                    Ok(b)
-                }
-                Ok(Err(e)) => Err(std::io::Error::other(e)),
-                Err(_) => {
-                    counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "backend stalled past request_timeout_s",
-                    ))
-                }
-            },
-        );
+        let upstream =
+            tokio_stream::StreamExt::timeout(Body::new(incoming).into_data_stream(), f.timeout)
+                .map(move |r| match r {
+                    Ok(Ok(b)) => {
+                        meter.observe(&b);
+                        Ok(b)
+                    }
+                    Ok(Err(e)) => Err(std::io::Error::other(e)),
+                    Err(_) => {
+                        counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "backend stalled past request_timeout_s",
+                        ))
+                    }
+                });
         if f.spec.filter_reasoning && status.is_success() {
             Body::from_stream(filter_sse(upstream))
         } else {
@@ -721,12 +741,13 @@ impl Proxies {
             .map(|ip| ip.is_loopback())
             .unwrap_or(host == "localhost");
         // One pooled client for every listener: keep-alive connections to the backends.
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .expect("http client");
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
+        let client: Backend =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build(connector);
         let no_keys = keys.read().unwrap().is_empty();
         for spec in settings.services.iter().filter(|s| s.enabled) {
             let (Some(port), Some(backend_port)) = (spec.port, spec.backend_port) else {
