@@ -12,7 +12,11 @@ ensure_system_packages() {
   case "$(uname -s)" in
     Linux)
       if command -v apt-get >/dev/null 2>&1; then
-        local want=(build-essential pkg-config curl ca-certificates python3 python3-venv python3-pip procps)
+        # gnome-keyring + dbus: a real Secret Service for the keyring tests (dbus-run-session);
+        # libdbus-1-dev: the keyring crate's Secret Service client links libdbus. wrk + nginx-light: the
+        # proxy benchmark (cargo bench -p mlx-box --bench proxy).
+        local want=(build-essential pkg-config curl ca-certificates python3 python3-venv python3-pip procps
+                    libdbus-1-dev gnome-keyring dbus dbus-x11 wrk nginx-light)
         local missing=()
         for p in "${want[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
         if [ ${#missing[@]} -gt 0 ]; then
