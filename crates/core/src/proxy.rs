@@ -425,8 +425,13 @@ async fn forward(f: &Front, req: Request, guard: InFlight) -> Response {
     let (rparts, incoming) = resp.into_parts();
     let status = rparts.status;
     let mut headers = rparts.headers;
+    // An unchanged body keeps its Content-Length (hyper's length-delimited path, no chunking).
+    let length = headers.get(header::CONTENT_LENGTH).cloned();
     for h in HOP_BY_HOP {
         headers.remove(*h);
+    }
+    if let Some(l) = length.filter(|_| !f.spec.filter_reasoning || !status.is_success()) {
+        headers.insert(header::CONTENT_LENGTH, l);
     }
     let sse = headers
         .get(header::CONTENT_TYPE)
