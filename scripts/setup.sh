@@ -23,7 +23,11 @@ ensure_system_packages() {
   case "$(uname -s)" in
     Linux)
       if command -v apt-get >/dev/null 2>&1; then
-        apt_ensure build-essential pkg-config curl ca-certificates python3 python3-venv python3-pip procps git
+        # gnome-keyring + dbus: a real Secret Service for the keyring tests (dbus-run-session);
+        # libdbus-1-dev: the keyring crate's Secret Service client links libdbus. wrk + nginx-light: the
+        # proxy benchmark (cargo bench -p mlx-box --bench proxy).
+        apt_ensure build-essential pkg-config curl ca-certificates python3 python3-venv python3-pip procps git \
+          libdbus-1-dev gnome-keyring dbus dbus-x11 wrk nginx-light
       fi
       ;;
     Darwin)

@@ -50,7 +50,9 @@ pub async fn save_config(
 }
 
 #[tauri::command]
-pub async fn get_proxy_stats(s: State<'_, AppState>) -> R<serde_json::Value> {
+pub async fn get_proxy_stats(
+    s: State<'_, AppState>,
+) -> R<std::collections::BTreeMap<String, mlxbox_core::proxy::ProxyStats>> {
     s.core.proxy_stats().await
 }
 

@@ -4,9 +4,9 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use mlxbox_core::api::{ServiceStatus, StatusReport};
 use mlxbox_core::config::{self, Severity};
-use mlxbox_core::control::client::Client;
+use mlxbox_core::control::client::{Client, ClientError};
 use mlxbox_core::supervisor::State;
-use mlxbox_core::{daemon, demo, estimate, paths};
+use mlxbox_core::{daemon, demo, estimate, keys, paths};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -67,6 +67,38 @@ enum Cmd {
     },
     /// Ask the daemon to stop every service and exit.
     Down,
+    /// API keys of the proxy, kept in the OS keyring (macOS Keychain, Linux Secret Service).
+    #[command(subcommand)]
+    Keys(KeysCmd),
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Make a new key and print it (the only time it is shown).
+    Add {
+        /// A label to tell keys apart (`mlx-box keys list` shows it).
+        #[arg(long)]
+        name: Option<String>,
+        /// Only this service accepts the key (repeat for several); default: every service.
+        #[arg(long = "service", value_name = "NAME")]
+        services: Vec<String>,
+    },
+    /// List the keys: id, label, created, last 4 characters. Never the keys themselves.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a key (by id, or by its label when unique).
+    Remove { id: String },
+    /// Move the plaintext api_key / api_keys of settings.toml into the keyring and remove them from
+    /// the file (comments kept; the previous file is kept as settings.toml.bak).
+    Import {
+        /// settings.toml (default: the running daemon's, else the platform config path).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Make the running daemon read the keys again (e.g. after unlocking the keyring).
+    Reload,
 }
 
 #[derive(clap::Args)]
@@ -145,6 +177,7 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Keys(k) => keys(&state_dir, k).await,
         Cmd::Down => {
             Client::new(&state_dir).shutdown().await?;
             // Wait until the socket is gone: every service is stopped by then.
@@ -308,6 +341,138 @@ async fn action(state_dir: &std::path::Path, verb: &str, a: ActionArgs) -> Resul
     }
 }
 
+/// Runs a keyring call off the async threads (it blocks on D-Bus / the Security framework).
+async fn with_keyring<T: Send + 'static>(
+    f: impl FnOnce(&keys::Keyring) -> Result<T, keys::KeyError> + Send + 'static,
+) -> Result<T> {
+    Ok(tokio::task::spawn_blocking(move || f(&keys::Keyring::open()?)).await??)
+}
+
+/// Tells a running daemon that the keys changed; no daemon is fine (it reads them when it starts).
+async fn poke_daemon(state_dir: &std::path::Path) {
+    match Client::new(state_dir).reload_keys().await {
+        Ok(n) => eprintln!("the running daemon now accepts {n} key(s)"),
+        Err(ClientError::NotRunning { .. }) => {}
+        Err(e) => eprintln!(
+            "warning: the daemon did not reload its keys ({e}); run `mlx-box keys reload`"
+        ),
+    }
+}
+
+async fn keys(state_dir: &std::path::Path, cmd: KeysCmd) -> Result<ExitCode> {
+    match cmd {
+        KeysCmd::Add { name, services } => {
+            let (info, secret) = with_keyring(move |k| k.add(name.as_deref(), &services)).await?;
+            // The key alone on stdout (scripts take it from there); the rest on stderr.
+            println!("{secret}");
+            eprintln!(
+                "key {} added to the OS keyring{}. It is shown only now: copy it to your client.",
+                info.id,
+                if info.services.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (only for {})", info.services.join(", "))
+                }
+            );
+            poke_daemon(state_dir).await;
+        }
+        KeysCmd::List { json } => {
+            let list = with_keyring(|k| k.list()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                eprintln!("no API keys in the keyring (add one: mlx-box keys add --name LABEL)");
+            } else {
+                println!(
+                    "{:<10} {:<28} {:<20} {:<6} SERVICES",
+                    "ID", "NAME", "CREATED (UTC)", "LAST4"
+                );
+                for k in list {
+                    println!(
+                        "{:<10} {:<28} {:<20} {:<6} {}",
+                        k.id,
+                        k.name.as_deref().unwrap_or("-"),
+                        utc(k.created),
+                        k.last4,
+                        if k.services.is_empty() {
+                            "all".to_string()
+                        } else {
+                            k.services.join(",")
+                        }
+                    );
+                }
+            }
+        }
+        KeysCmd::Remove { id } => {
+            let info = with_keyring(move |k| k.remove(&id)).await?;
+            eprintln!(
+                "key {} ({}…{}) removed",
+                info.id,
+                info.name.map(|n| format!("{n}, ")).unwrap_or_default(),
+                info.last4
+            );
+            poke_daemon(state_dir).await;
+        }
+        KeysCmd::Import { config } => {
+            let path = match config {
+                Some(p) => p,
+                None => match Client::new(state_dir).status().await {
+                    Ok(s) => PathBuf::from(s.config_path),
+                    Err(_) => paths::default_config(),
+                },
+            };
+            let p = path.clone();
+            let report = with_keyring(move |k| keys::import_from_settings(k, &p)).await?;
+            if report.imported.is_empty() {
+                eprintln!(
+                    "{}: no plaintext api_key / api_keys to import",
+                    path.display()
+                );
+            } else {
+                for k in &report.imported {
+                    println!("imported key {} (…{})", k.id, k.last4);
+                }
+                eprintln!(
+                    "{} key(s) moved into the OS keyring and removed from {} (previous file: {})",
+                    report.imported.len(),
+                    path.display(),
+                    report
+                        .backup
+                        .as_deref()
+                        .map(|b| b.display().to_string())
+                        .unwrap_or_default()
+                );
+                poke_daemon(state_dir).await;
+            }
+        }
+        KeysCmd::Reload => {
+            let n = Client::new(state_dir).reload_keys().await?;
+            eprintln!("the daemon now accepts {n} key(s)");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `YYYY-MM-DD HH:MM` (UTC) of a unix time, without a date crate (civil-from-days, H. Hinnant).
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
 fn human_bytes(b: u64) -> String {
     const U: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
     let mut x = b as f64;
@@ -423,5 +588,14 @@ fn print_status(s: &StatusReport) {
         for a in &s.alerts {
             println!("[{:?}] {}: {}", a.severity, a.title, a.body);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00");
+        assert_eq!(super::utc(1_709_210_096), "2024-02-29 12:34");
     }
 }

@@ -130,3 +130,48 @@ fn past_the_queue_is_429() {
     assert_eq!(codes.iter().filter(|&&c| c == 429).count(), 3, "{codes:?}");
     assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 5, "{codes:?}");
 }
+
+#[test]
+fn request_timeout_is_504_and_restart_is_503() {
+    let (front, back) = (free_port(), free_port());
+    // Each completion takes 3 s; the proxy waits 1 s (the readiness probe is the supervisor's, not bound
+    // by it).
+    let d = Daemon::start(
+        &config(
+            front,
+            back,
+            "slow",
+            "ready_timeout_s = 30\nrequest_timeout_s = 1",
+        )
+        .replace("\"--delay\", \"1\"", "\"--delay\", \"3\""),
+    );
+    d.wait_state("chat", "ready", 40 * S);
+    let body = r#"{"messages":[{"role":"user","content":"hi"}]}"#;
+    let t0 = std::time::Instant::now();
+    let (code, _, err) = http(
+        front,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON, ("Authorization", "Bearer k-one")],
+        body,
+    );
+    let took = t0.elapsed();
+    assert_eq!(code, 504, "{err}");
+    assert!(err.contains("request_timeout_s"), "{err}");
+    assert!(took < std::time::Duration::from_millis(2500), "{took:?}");
+
+    // A restart: while the new process starts, the port answers 503 at once (never a hang).
+    assert!(d.cli(&["restart", "chat", "--no-wait"]).status.success());
+    let t0 = std::time::Instant::now();
+    let (code, head, _) = http(
+        front,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON, ("Authorization", "Bearer k-one")],
+        body,
+    );
+    assert_eq!(code, 503, "{head}");
+    assert!(head.to_ascii_lowercase().contains("retry-after"), "{head}");
+    assert!(t0.elapsed() < S);
+    d.wait_state("chat", "ready", 40 * S);
+}

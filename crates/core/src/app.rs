@@ -194,7 +194,9 @@ impl AppCore {
         Ok(self.client.edit_config(&req).await?)
     }
 
-    pub async fn proxy_stats(&self) -> Result<serde_json::Value, CommandError> {
+    pub async fn proxy_stats(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::proxy::ProxyStats>, CommandError> {
         Ok(self.client.proxy_stats().await?)
     }
 

@@ -8,10 +8,11 @@ use crate::api::{
 };
 use crate::config::{self, ConfigEdit, Diagnostic, Severity};
 use crate::estimate;
+use crate::keys::{KeyError, KeyInfo, Keyring};
 use crate::launch::Runtime;
 use crate::monitor::{History, Sampler};
 use crate::paths;
-use crate::proxy::Proxies;
+use crate::proxy::{KeySet, Proxies, SharedKeys};
 use crate::rules::{Decision, Engine};
 use crate::supervisor::{process, statefile::StateFile, Shared, Supervisor};
 use std::io::Write;
@@ -71,7 +72,20 @@ pub struct Daemon {
     rules: Mutex<Engine>,
     /// The frontend listeners, and the settings they were built from (rebuilt only when those change).
     proxies: tokio::sync::Mutex<(Proxies, Option<String>)>,
+    /// The keys every listener checks (keyring + plaintext of the file), replaced on change.
+    keys: SharedKeys,
+    /// The plaintext keys of the settings applied last, and whether they have any frontend port.
+    plaintext_keys: Mutex<(Vec<String>, bool)>,
     reload_tx: mpsc::Sender<()>,
+}
+
+/// Reads the OS keyring (blocking: D-Bus / Security framework) off the async threads.
+async fn keyring<T: Send + 'static>(
+    f: impl FnOnce(&Keyring) -> Result<T, KeyError> + Send + 'static,
+) -> Result<T, KeyError> {
+    tokio::task::spawn_blocking(move || f(&Keyring::open()?))
+        .await
+        .unwrap_or_else(|e| Err(KeyError::Unavailable(e.to_string())))
 }
 
 impl Daemon {
@@ -120,6 +134,42 @@ impl Daemon {
         let sample = self.sampler.lock().unwrap().sample();
         let decisions = self.rules.lock().unwrap().evaluate(&sample);
         self.monitor.lock().unwrap().push(sample.clone());
+        self.apply_decisions(decisions);
+        sample
+    }
+
+    /// The proxy's share of the monitor tick: the live tok/s window, and the decode speeds of recent
+    /// streams against the thermal state (the throttling rule).
+    pub async fn proxy_tick(&self) {
+        let since = crate::api::now_ms().saturating_sub(10 * 60 * 1000);
+        let series: Vec<f64> = {
+            let g = self.proxies.lock().await;
+            g.0.tick();
+            g.0.decode_series(since).into_iter().map(|x| x.1).collect()
+        };
+        let (now, thermal) = {
+            let m = self.monitor.lock().unwrap();
+            let all = m.all();
+            let now = all
+                .last()
+                .map(|s| s.t_ms)
+                .unwrap_or_else(crate::api::now_ms);
+            let t: Vec<_> = all
+                .iter()
+                .filter(|s| s.t_ms >= since)
+                .map(|s| s.thermal)
+                .collect();
+            (now, t)
+        };
+        let decisions = self
+            .rules
+            .lock()
+            .unwrap()
+            .evaluate_throughput(now, &series, &thermal);
+        self.apply_decisions(decisions);
+    }
+
+    fn apply_decisions(&self, decisions: Vec<Decision>) {
         for d in decisions {
             match d {
                 Decision::Raise {
@@ -131,7 +181,6 @@ impl Daemon {
                 Decision::Clear { id } => self.shared.alerts.clear(id),
             }
         }
-        sample
     }
 
     /// Sends a monitor tick to the event stream when someone listens; every `SERVICE_MEMORY_EVERY` ticks it
@@ -223,6 +272,7 @@ impl Daemon {
                 self.config.lock().unwrap().status = status.clone();
                 let _ = self.shared.events.send(Event::Config(status));
                 self.rules.lock().unwrap().cfg = s.alerts.clone();
+                self.load_keys(Some(&s)).await;
                 if self.check_budget(&s).await {
                     self.apply_proxies(&s).await;
                     self.supervisor.apply(s).await;
@@ -231,11 +281,97 @@ impl Daemon {
         }
     }
 
+    /// Reads the keys again (the keyring, and `plaintext` when the settings changed) and hands them to
+    /// the listeners at once. Alerts say when the keyring cannot be read or keys sit in the file.
+    /// The keyring is read only when some service has a frontend port: a daemon without a proxy never
+    /// asks for it (no unlock prompt, no alert).
+    pub async fn load_keys(&self, settings: Option<&config::Settings>) -> usize {
+        let (plaintext, proxied) = {
+            let mut g = self.plaintext_keys.lock().unwrap();
+            if let Some(s) = settings {
+                let proxied = s
+                    .services
+                    .iter()
+                    .any(|x| x.enabled && x.port.is_some() && x.backend_port.is_some());
+                *g = (s.server.api_keys.clone(), proxied);
+            }
+            g.clone()
+        };
+        let from_ring = if proxied {
+            keyring(|k| k.load()).await.map_err(|e| e.to_string())
+        } else {
+            Ok(vec![])
+        };
+        match &from_ring {
+            Ok(_) => self.shared.alerts.clear("keyring"),
+            Err(e) => {
+                tracing::warn!("API keys: {e}");
+                self.shared.alerts.raise(
+                    "keyring",
+                    AlertSeverity::Warning,
+                    "The OS keyring cannot be read",
+                    format!("{e}. Frontend ports accept only the keys in settings.toml meanwhile (none: they answer 503). Then: `mlx-box keys reload`."),
+                );
+            }
+        }
+        if plaintext.is_empty() {
+            self.shared.alerts.clear("plaintext-keys");
+        } else {
+            self.shared.alerts.raise(
+                "plaintext-keys",
+                AlertSeverity::Warning,
+                "API keys are stored in plaintext",
+                format!(
+                    "settings.toml holds {} API key(s) in [server] api_key/api_keys. Run `mlx-box keys import` to move them into the OS keyring (the file keeps its comments; a .bak is kept).",
+                    plaintext.len()
+                ),
+            );
+        }
+        let set = KeySet::new(from_ring, &plaintext);
+        let n = set.len();
+        *self.keys.write().unwrap() = Arc::new(set);
+        n
+    }
+
+    /// Keys in the keyring (no secrets), and whether it could be read.
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>, KeyError> {
+        keyring(|k| k.list()).await
+    }
+
+    /// Makes a key (shown once, in the reply) and serves it at once.
+    pub async fn add_key(
+        &self,
+        name: Option<String>,
+        services: Vec<String>,
+    ) -> Result<(KeyInfo, String), KeyError> {
+        let r = keyring(move |k| k.add(name.as_deref(), &services)).await?;
+        self.keys_changed().await;
+        Ok(r)
+    }
+
+    pub async fn remove_key(&self, id: String) -> Result<KeyInfo, KeyError> {
+        let r = keyring(move |k| k.remove(&id)).await?;
+        self.keys_changed().await;
+        Ok(r)
+    }
+
+    /// After a change of the keys: reload them, and restart the listeners when the first key came or
+    /// the last went (a non-loopback listener needs one).
+    pub async fn keys_changed(&self) -> usize {
+        let n = self.load_keys(None).await;
+        if let Some(s) = self.supervisor.settings().await {
+            self.apply_proxies(&s).await;
+        }
+        n
+    }
+
     /// (Re)starts the frontend listeners when what they depend on changed.
     async fn apply_proxies(&self, s: &config::Settings) {
+        let has_keys = !self.keys.read().unwrap().is_empty();
         let key = serde_json::to_string(&(
             &s.server.host,
-            &s.server.api_keys,
+            has_keys,
+            s.server.request_timeout_s,
             s.services
                 .iter()
                 .filter(|x| x.enabled && x.port.is_some() && x.backend_port.is_some())
@@ -247,6 +383,7 @@ impl Daemon {
                         x.max_concurrency,
                         x.filter_reasoning,
                         &x.model,
+                        x.request_timeout_s,
                     )
                 })
                 .collect::<Vec<_>>(),
@@ -257,8 +394,15 @@ impl Daemon {
             return;
         }
         let old = std::mem::replace(&mut guard.0, Proxies::empty());
+        let counters = old.carry_over();
         old.stop().await;
-        let (p, errors) = Proxies::start(s, self.shared.statuses.clone()).await;
+        let (p, errors) = Proxies::start(
+            s,
+            self.shared.statuses.clone(),
+            self.keys.clone(),
+            &counters,
+        )
+        .await;
         self.shared.alerts.clear("proxy");
         if !errors.is_empty() {
             let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
@@ -599,6 +743,8 @@ pub async fn run(
         monitor: Mutex::new(History::default()),
         rules: Mutex::new(Engine::new(Default::default())),
         proxies: tokio::sync::Mutex::new((Proxies::empty(), None)),
+        keys: Default::default(),
+        plaintext_keys: Mutex::new((vec![], false)),
         reload_tx: reload_tx.clone(),
     });
 
@@ -648,6 +794,7 @@ pub async fn run(
         for n in 0u64.. {
             tick.tick().await;
             let sample = d3.monitor_tick();
+            d3.proxy_tick().await;
             d3.publish_tick(sample, n).await;
         }
     });

@@ -10,6 +10,8 @@ use std::process::Command;
 
 pub const REQUIREMENTS: &str = include_str!("../../../python/requirements.txt");
 pub const MAKE_TINY_MODELS_PY: &str = include_str!("../../../python/make_tiny_models.py");
+/// Packages the tests use against the demo (the official `openai` client).
+pub const TEST_REQUIREMENTS: &str = include_str!("../../../python/requirements-test.txt");
 
 #[derive(Debug, Clone)]
 pub struct DemoEnv {
@@ -78,6 +80,7 @@ pub fn ensure_env(say: &dyn Fn(&str)) -> Result<DemoEnv, DemoError> {
         dir: dir.clone(),
     };
     if dir.join("READY").exists() {
+        ensure_test_packages(&env)?;
         return Ok(env);
     }
     let lock = std::fs::File::create(dir.join(".lock")).map_err(io)?;
@@ -87,6 +90,7 @@ pub fn ensure_env(say: &dyn Fn(&str)) -> Result<DemoEnv, DemoError> {
         unsafe { libc::flock(fd, libc::LOCK_EX) };
     }
     if dir.join("READY").exists() {
+        ensure_test_packages(&env)?;
         return Ok(env);
     }
     let log = dir.join("setup.log");
@@ -156,8 +160,61 @@ pub fn ensure_env(say: &dyn Fn(&str)) -> Result<DemoEnv, DemoError> {
     )?;
     let mut f = std::fs::File::create(dir.join("READY")).map_err(io)?;
     let _ = writeln!(f, "{}", key());
+    ensure_test_packages(&env)?;
     say("demo environment ready");
     Ok(env)
+}
+
+/// Installs `python/requirements-test.txt` into the demo env once (a marker file per content), so an
+/// existing cache gains them without rebuilding the models.
+pub fn ensure_test_packages(env: &DemoEnv) -> Result<(), DemoError> {
+    let marker = env.dir.join(format!(
+        "TEST-{}",
+        &crate::config::content_hash(TEST_REQUIREMENTS.as_bytes())[..12]
+    ));
+    if marker.exists() {
+        return Ok(());
+    }
+    let io = |e| DemoError::Io {
+        dir: env.dir.clone(),
+        source: e,
+    };
+    let req = env.dir.join("requirements-test.txt");
+    std::fs::write(&req, TEST_REQUIREMENTS).map_err(io)?;
+    let log = env.dir.join("setup.log");
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(io)?;
+    let err = out.try_clone().map_err(io)?;
+    let uv = env.dir.join("venv/bin/uv");
+    let mut cmd = if uv.exists() {
+        let mut c = Command::new(uv);
+        c.args(["pip", "install", "--quiet", "--python"])
+            .arg(&env.python);
+        c
+    } else {
+        let mut c = Command::new(&env.python);
+        c.args(["-m", "pip", "install", "--quiet"]);
+        c
+    };
+    let status = cmd
+        .arg("-r")
+        .arg(&req)
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .map_err(io)?;
+    if !status.success() {
+        return Err(DemoError::Step {
+            step: "installing the test packages (python/requirements-test.txt)".into(),
+            status: status.to_string(),
+            log,
+        });
+    }
+    std::fs::write(&marker, TEST_REQUIREMENTS).map_err(io)?;
+    Ok(())
 }
 
 fn free_port(preferred: u16, taken: &[u16]) -> u16 {

@@ -9,6 +9,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod estimate;
+pub mod keys;
 pub mod launch;
 pub mod menubar;
 pub mod monitor;

@@ -11,6 +11,7 @@
 
 use crate::api::ServiceStatus;
 use crate::config::{ServiceSpec, Settings};
+use crate::keys::ApiKey;
 use crate::reasoning::{filter_completion, StreamFilter};
 use crate::supervisor::State;
 use axum::body::{Body, Bytes};
@@ -19,20 +20,27 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use tokio::sync::Semaphore;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use ts_rs::TS;
 
 /// Request bodies above this are refused (413): a chat request with a long context is a few MB.
 const MAX_BODY: usize = 64 * 1024 * 1024;
+/// Live tok/s is the output tokens of the last few monitor ticks over their span.
+const RATE_WINDOW: usize = 5;
+/// Per-request decode speeds kept for the throttling rule.
+const DECODE_SERIES: usize = 60;
 
+/// Per service, on `GET /v1/proxy/stats`.
 #[derive(Debug, Default, Serialize, Deserialize, Clone, PartialEq, TS)]
 #[ts(export)]
 pub struct ProxyStats {
     #[ts(type = "number")]
     pub requests: u64,
+    /// Answers that were not 2xx (backend errors, 502, 504; not 401/429/503, counted on their own).
     #[ts(type = "number")]
     pub errors: u64,
     #[ts(type = "number")]
@@ -42,7 +50,17 @@ pub struct ProxyStats {
     #[ts(type = "number")]
     pub unavailable: u64,
     #[ts(type = "number")]
+    pub timeouts: u64,
+    /// Requests admitted and not finished (a stream counts until its last byte).
+    #[ts(type = "number")]
     pub in_flight: u64,
+    /// Output tokens so far (from `usage`; on streams, one per content chunk until `usage` arrives).
+    #[ts(type = "number")]
+    pub output_tokens: u64,
+    /// Output tokens per second over the last few seconds, all requests together.
+    pub output_tok_s: f64,
+    /// Decode speed of the last finished stream (tokens / time from first to last token).
+    pub last_decode_tok_s: Option<f64>,
 }
 
 #[derive(Default)]
@@ -52,33 +70,112 @@ struct Counters {
     unauthorized: AtomicU64,
     rejected_busy: AtomicU64,
     unavailable: AtomicU64,
+    timeouts: AtomicU64,
     in_flight: AtomicU64,
+    output_tokens: AtomicU64,
+    /// (time, output_tokens) at the last monitor ticks.
+    ticks: Mutex<VecDeque<(Instant, u64)>>,
+    /// (unix ms, tok/s) of finished streams.
+    decode: Mutex<VecDeque<(u64, f64)>>,
 }
 
 impl Counters {
     fn snapshot(&self) -> ProxyStats {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let output_tok_s = {
+            let t = self.ticks.lock().unwrap();
+            match (t.front(), t.back()) {
+                (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => {
+                    n1.saturating_sub(*n0) as f64 / (*t1 - *t0).as_secs_f64()
+                }
+                _ => 0.0,
+            }
+        };
         ProxyStats {
             requests: g(&self.requests),
             errors: g(&self.errors),
             unauthorized: g(&self.unauthorized),
             rejected_busy: g(&self.rejected_busy),
             unavailable: g(&self.unavailable),
+            timeouts: g(&self.timeouts),
             in_flight: g(&self.in_flight),
+            output_tokens: g(&self.output_tokens),
+            output_tok_s,
+            last_decode_tok_s: self.decode.lock().unwrap().back().map(|x| x.1),
+        }
+    }
+
+    fn tick(&self, now: Instant) {
+        let mut t = self.ticks.lock().unwrap();
+        t.push_back((now, self.output_tokens.load(Ordering::Relaxed)));
+        while t.len() > RATE_WINDOW + 1 {
+            t.pop_front();
         }
     }
 }
 
+/// The keys the proxy accepts. Swapped as a whole when they change (`mlx-box keys add/remove`, an edit of
+/// settings.toml), without restarting the listeners.
+#[derive(Debug, Default, Clone)]
+pub struct KeySet {
+    keys: Vec<ApiKey>,
+    /// Why the OS keyring could not be read, if it could not: keys may exist that we cannot see, so a
+    /// service with no other key is refused (503) rather than served open.
+    pub keyring_error: Option<String>,
+}
+
+impl KeySet {
+    /// Keys from the keyring plus the plaintext ones of settings.toml (which open every service).
+    pub fn new(keyring: Result<Vec<ApiKey>, String>, plaintext: &[String]) -> KeySet {
+        let (mut keys, keyring_error) = match keyring {
+            Ok(k) => (k, None),
+            Err(e) => (vec![], Some(e)),
+        };
+        keys.extend(plaintext.iter().map(|k| ApiKey {
+            info: crate::keys::KeyInfo {
+                id: "settings.toml".into(),
+                name: None,
+                created: 0,
+                last4: String::new(),
+                services: vec![],
+            },
+            secret: k.clone(),
+        }));
+        KeySet {
+            keys,
+            keyring_error,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+}
+
+/// Shared between the daemon (which replaces the set) and every listener (which reads it per request).
+pub type SharedKeys = Arc<RwLock<Arc<KeySet>>>;
+
+/// The HTTP/1.1 client to the backends, with a keep-alive pool.
+type Backend =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
+
 /// One frontend listener's view of its service.
 struct Front {
     spec: ServiceSpec,
-    keys: Vec<String>,
+    keys: SharedKeys,
+    /// The listener is on a loopback address: with no key at all, it may serve open.
+    loopback: bool,
     backend: String,
-    client: reqwest::Client,
+    client: Backend,
     statuses: Arc<RwLock<BTreeMap<String, ServiceStatus>>>,
     /// In flight to the backend (max_concurrency) and, separately, admitted (in flight + queued).
     slots: Option<Arc<Semaphore>>,
     admitted: Option<Arc<Semaphore>>,
+    timeout: Duration,
     counters: Arc<Counters>,
 }
 
@@ -90,16 +187,28 @@ fn openai_error(status: StatusCode, kind: &str, msg: &str) -> Response {
 
 /// Constant-time comparison: the time taken does not tell how much of a key was right.
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u8;
+    let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
     for i in 0..a.len().max(b.len()) {
         diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
     }
     diff == 0
 }
 
-fn authorized(keys: &[String], headers: &HeaderMap) -> bool {
-    if keys.is_empty() {
-        return true;
+#[derive(Debug, PartialEq)]
+enum Auth {
+    Ok,
+    Denied,
+    /// No key is known and the keyring could not be read.
+    KeysUnknown,
+}
+
+fn authorize(set: &KeySet, service: &str, loopback: bool, headers: &HeaderMap) -> Auth {
+    if set.keys.is_empty() {
+        return match (&set.keyring_error, loopback) {
+            (Some(_), _) => Auth::KeysUnknown,
+            (None, true) => Auth::Ok,
+            (None, false) => Auth::Denied,
+        };
     }
     let given = headers
         .get(header::AUTHORIZATION)
@@ -110,8 +219,14 @@ fn authorized(keys: &[String], headers: &HeaderMap) -> bool {
         })
         .unwrap_or("");
     // Check every key (no early exit) so timing does not reveal which one matched.
-    keys.iter()
-        .fold(false, |ok, k| ok | ct_eq(k.as_bytes(), given.as_bytes()))
+    let ok = set.keys.iter().fold(false, |ok, k| {
+        ok | (ct_eq(k.secret.as_bytes(), given.as_bytes()) & k.info.allows(service))
+    });
+    if ok {
+        Auth::Ok
+    } else {
+        Auth::Denied
+    }
 }
 
 const HOP_BY_HOP: &[&str] = &[
@@ -127,18 +242,50 @@ const HOP_BY_HOP: &[&str] = &[
     "content-length",
 ];
 
+/// Held for a request's whole life, the streamed body included: its concurrency slot, its queue place
+/// and its in-flight count are released when the last byte has gone (or the client went away).
+struct InFlight {
+    counters: Arc<Counters>,
+    _slot: Option<OwnedSemaphorePermit>,
+    _admitted: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 async fn handle(AxState(f): AxState<Arc<Front>>, req: Request) -> Response {
     f.counters.requests.fetch_add(1, Ordering::Relaxed);
-    if !authorized(&f.keys, req.headers()) {
-        f.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-        let mut r = openai_error(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            "missing or invalid API key: send Authorization: Bearer <key>",
-        );
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return r;
+    let auth = {
+        let set = f.keys.read().unwrap().clone();
+        authorize(&set, &f.spec.name, f.loopback, req.headers())
+    };
+    match auth {
+        Auth::Ok => {}
+        Auth::Denied => {
+            f.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+            let mut r = openai_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "missing or invalid API key: send Authorization: Bearer <key>",
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return r;
+        }
+        Auth::KeysUnknown => {
+            f.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            let mut r = openai_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "the API keys cannot be read from the OS keyring (see `mlx-box status`); unlock it, then `mlx-box keys reload`",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            return r;
+        }
     }
     let state = f
         .statuses
@@ -159,7 +306,7 @@ async fn handle(AxState(f): AxState<Arc<Front>>, req: Request) -> Response {
         return r;
     }
     // Admission: a bounded queue in front of max_concurrency slots.
-    let _admitted = match &f.admitted {
+    let admitted = match &f.admitted {
         Some(sem) => match sem.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
@@ -179,20 +326,25 @@ async fn handle(AxState(f): AxState<Arc<Front>>, req: Request) -> Response {
         },
         None => None,
     };
-    let _slot = match &f.slots {
+    let slot = match &f.slots {
         Some(sem) => sem.clone().acquire_owned().await.ok(),
         None => None,
     };
     f.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-    let out = forward(&f, req).await;
-    f.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-    if !out.status().is_success() {
+    let guard = InFlight {
+        counters: f.counters.clone(),
+        _slot: slot,
+        _admitted: admitted,
+    };
+    let out = forward(&f, req, guard).await;
+    let s = out.status();
+    if !s.is_success() {
         f.counters.errors.fetch_add(1, Ordering::Relaxed);
     }
     out
 }
 
-async fn forward(f: &Front, req: Request) -> Response {
+async fn forward(f: &Front, req: Request, guard: InFlight) -> Response {
     let (parts, body) = req.into_parts();
     let Ok(mut bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
         return openai_error(
@@ -227,40 +379,83 @@ async fn forward(f: &Front, req: Request) -> Response {
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let mut rb = f
-        .client
-        .request(parts.method.clone(), format!("{}{path}", f.backend))
-        .body(bytes);
+    let mut url = String::with_capacity(f.backend.len() + path.len());
+    url.push_str(&f.backend);
+    url.push_str(path);
+    let mut req = axum::http::Request::new(Body::from(bytes));
+    *req.method_mut() = parts.method;
+    *req.uri_mut() = match url.parse() {
+        Ok(u) => u,
+        Err(_) => {
+            return openai_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "bad request path",
+            )
+        }
+    };
+    let h = req.headers_mut();
     for (k, v) in parts.headers.iter() {
         if !HOP_BY_HOP.contains(&k.as_str()) && k != header::AUTHORIZATION {
-            rb = rb.header(k, v);
+            h.append(k.clone(), v.clone());
         }
     }
-    let resp = match rb.send().await {
-        Ok(r) => r,
-        Err(e) => {
+    let resp = match tokio::time::timeout(f.timeout, f.client.request(req)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
             return openai_error(
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
                 &format!("backend did not answer: {e}"),
             );
         }
-    };
-    let status = resp.status();
-    let mut headers = HeaderMap::new();
-    for (k, v) in resp.headers() {
-        if !HOP_BY_HOP.contains(&k.as_str()) {
-            headers.insert(k.clone(), v.clone());
+        Err(_) => {
+            f.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+            return openai_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                &format!(
+                    "service `{}` did not answer within {} s (request_timeout_s)",
+                    f.spec.name,
+                    f.timeout.as_secs_f64()
+                ),
+            );
         }
+    };
+    let (rparts, incoming) = resp.into_parts();
+    let status = rparts.status;
+    let mut headers = rparts.headers;
+    // An unchanged body keeps its Content-Length (hyper's length-delimited path, no chunking).
+    let length = headers.get(header::CONTENT_LENGTH).cloned();
+    for h in HOP_BY_HOP {
+        headers.remove(*h);
+    }
+    if let Some(l) = length.filter(|_| !f.spec.filter_reasoning || !status.is_success()) {
+        headers.insert(header::CONTENT_LENGTH, l);
     }
     let sse = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    let body = if f.spec.filter_reasoning && (sse || streaming) {
-        Body::from_stream(filter_sse(resp.bytes_stream()))
-    } else if f.spec.filter_reasoning && status.is_success() {
-        let b = resp.bytes().await.unwrap_or_default();
+    let mut meter = Meter::new(f.counters.clone(), sse || streaming, guard);
+    let body = if f.spec.filter_reasoning && status.is_success() && !(sse || streaming) {
+        let b = match tokio::time::timeout(
+            f.timeout,
+            axum::body::to_bytes(Body::new(incoming), MAX_BODY),
+        )
+        .await
+        {
+            Ok(Ok(b)) => b,
+            _ => {
+                return openai_error(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_error",
+                    "backend reply cut off or too slow",
+                )
+            }
+        };
+        meter.observe(&b);
+        drop(meter);
         match serde_json::from_slice::<serde_json::Value>(&b) {
             Ok(mut v) => {
                 filter_completion(&mut v);
@@ -269,8 +464,29 @@ async fn forward(f: &Front, req: Request) -> Response {
             Err(_) => Body::from(b),
         }
     } else {
-        // Pass-through, chunk by chunk: no buffering.
-        Body::from_stream(resp.bytes_stream())
+        // Chunk by chunk, no buffering; metered; cut off when the backend stalls past the timeout.
+        let counters = f.counters.clone();
+        let upstream =
+            tokio_stream::StreamExt::timeout(Body::new(incoming).into_data_stream(), f.timeout)
+                .map(move |r| match r {
+                    Ok(Ok(b)) => {
+                        meter.observe(&b);
+                        Ok(b)
+                    }
+                    Ok(Err(e)) => Err(std::io::Error::other(e)),
+                    Err(_) => {
+                        counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "backend stalled past request_timeout_s",
+                        ))
+                    }
+                });
+        if f.spec.filter_reasoning && status.is_success() {
+            Body::from_stream(filter_sse(upstream))
+        } else {
+            Body::from_stream(upstream)
+        }
     };
     let mut out = Response::new(body);
     *out.status_mut() = status;
@@ -278,33 +494,176 @@ async fn forward(f: &Front, req: Request) -> Response {
     out
 }
 
+/// Counts the output tokens of one reply as its bytes pass: on a stream one per `data:` event with a
+/// delta until `usage` says the exact number; on a JSON reply, `usage.completion_tokens`. Dropped with
+/// the body, it books the decode speed and releases the request's slot.
+struct Meter {
+    counters: Arc<Counters>,
+    stream: bool,
+    counted: u64,
+    usage: Option<u64>,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    /// The end of the previous chunk, so a pattern split across chunks is still seen.
+    tail: Vec<u8>,
+    _guard: InFlight,
+}
+
+const USAGE_KEY: &[u8] = b"\"completion_tokens\":";
+const DELTA_KEY: &[u8] = b"\"delta\"";
+
+fn count(hay: &[u8], needle: &[u8]) -> usize {
+    let mut n = 0;
+    let mut rest = hay;
+    while let Some(i) = find(rest, needle) {
+        n += 1;
+        rest = &rest[i + needle.len()..];
+    }
+    n
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    // memchr on the first byte, then compare: fast enough for token-sized chunks.
+    let mut from = 0;
+    while from + needle.len() <= hay.len() {
+        let i = hay[from..].iter().position(|&b| b == needle[0])? + from;
+        if hay[i..].starts_with(needle) {
+            return Some(i);
+        }
+        from = i + 1;
+    }
+    None
+}
+
+impl Meter {
+    fn new(counters: Arc<Counters>, stream: bool, guard: InFlight) -> Meter {
+        Meter {
+            counters,
+            stream,
+            counted: 0,
+            usage: None,
+            first: None,
+            last: None,
+            tail: Vec::new(),
+            _guard: guard,
+        }
+    }
+
+    fn observe(&mut self, chunk: &[u8]) {
+        let keep = USAGE_KEY.len() + 24;
+        let mut hay = std::mem::take(&mut self.tail);
+        let seen = hay.len();
+        hay.extend_from_slice(chunk);
+        if self.stream {
+            // Events that start in this chunk (a key split across chunks is counted once, here).
+            let n = count(&hay, DELTA_KEY) - count(&hay[..seen], DELTA_KEY);
+            if n > 0 && self.usage.is_none() {
+                let now = Instant::now();
+                self.first.get_or_insert(now);
+                self.last = Some(now);
+                self.counted += n as u64;
+                self.counters
+                    .output_tokens
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        if let Some(i) = find(&hay, USAGE_KEY) {
+            let digits: String = hay[i + USAGE_KEY.len()..]
+                .iter()
+                .skip_while(|b| b.is_ascii_whitespace())
+                .take_while(|b| b.is_ascii_digit())
+                .map(|&b| b as char)
+                .collect();
+            if let Ok(n) = digits.parse::<u64>() {
+                if self.usage.is_none() && i + USAGE_KEY.len() + digits.len() < hay.len() {
+                    self.usage = Some(n);
+                    // The exact number replaces the estimate.
+                    let extra = n.saturating_sub(self.counted);
+                    self.counters
+                        .output_tokens
+                        .fetch_add(extra, Ordering::Relaxed);
+                    self.counted = self.counted.max(n);
+                }
+            }
+        }
+        let cut = hay.len().saturating_sub(keep);
+        hay.drain(..cut);
+        self.tail = hay;
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        if let (Some(a), Some(b)) = (self.first, self.last) {
+            let secs = (b - a).as_secs_f64();
+            let tokens = self.usage.unwrap_or(self.counted);
+            // Too short a stream says nothing about speed.
+            if tokens >= 8 && secs > 0.05 {
+                let mut d = self.counters.decode.lock().unwrap();
+                d.push_back((crate::api::now_ms(), (tokens - 1) as f64 / secs));
+                while d.len() > DECODE_SERIES {
+                    d.pop_front();
+                }
+            }
+        }
+    }
+}
+
 /// Filters an SSE byte stream event by event: each `data:` JSON goes through the reasoning filter as soon
 /// as its event is complete; events left empty are dropped; comments and `[DONE]` pass.
 fn filter_sse(
-    upstream: impl futures_util::Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+    upstream: impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
 ) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-    let mut filter = StreamFilter::default();
-    let mut buf: Vec<u8> = Vec::new();
-    upstream.map(move |chunk| {
-        let chunk = chunk.map_err(std::io::Error::other)?;
-        buf.extend_from_slice(&chunk);
-        let mut out = Vec::new();
-        // Events end with a blank line.
-        while let Some(end) = find_event_end(&buf) {
-            let event: Vec<u8> = buf.drain(..end).collect();
-            out.extend(filter_event(&event, &mut filter));
-        }
-        Ok(Bytes::from(out))
-    })
+    let mut f = SseFilter::default();
+    upstream.map(move |chunk| Ok(Bytes::from(f.push(&chunk?))))
 }
 
-fn find_event_end(buf: &[u8]) -> Option<usize> {
-    let a = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    let b = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    match (a, b) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
+/// The reasoning filter over raw SSE bytes, chunked any way: whole events out as soon as they are
+/// complete. Public for the benchmark.
+#[derive(Default)]
+pub struct SseFilter {
+    filter: StreamFilter,
+    buf: Vec<u8>,
+    /// Where the search for the end of the event in `buf` resumes.
+    scanned: usize,
+}
+
+impl SseFilter {
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.buf.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        let mut start = 0;
+        // Events end with a blank line.
+        while let Some(end) = find_event_end(&self.buf[start..], self.scanned.saturating_sub(start))
+        {
+            out.extend(filter_event(
+                &self.buf[start..start + end],
+                &mut self.filter,
+            ));
+            start += end;
+            self.scanned = start;
+        }
+        self.buf.drain(..start);
+        // Resume a few bytes back: a terminator may straddle two chunks.
+        self.scanned = self.buf.len().saturating_sub(3);
+        out
     }
+}
+
+/// The end of the first event (after its blank line), looking from `from` on.
+fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i < buf.len() {
+        let j = buf[i..].iter().position(|&b| b == b'\n')? + i;
+        if buf.get(j + 1) == Some(&b'\n') {
+            return Some(j + 2);
+        }
+        if buf.get(j + 1) == Some(&b'\r') && buf.get(j + 2) == Some(&b'\n') {
+            return Some(j + 3);
+        }
+        i = j + 1;
+    }
+    None
 }
 
 fn filter_event(event: &[u8], filter: &mut StreamFilter) -> Vec<u8> {
@@ -344,7 +703,7 @@ pub struct Proxies {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("refusing to serve [services.{service}] on {host} without an API key: add api_keys to [server] (or bind 127.0.0.1)")]
+    #[error("refusing to serve [services.{service}] on {host} without an API key: add one (`mlx-box keys add`), or bind 127.0.0.1")]
     OpenOnPublicHost { service: String, host: String },
     #[error("cannot listen on {addr} for [services.{service}]: {source}; is another program using port {port}? change `port`")]
     Bind {
@@ -372,10 +731,12 @@ impl Proxies {
     }
 
     /// Starts a listener per service with both `port` and `backend_port`. Problems are returned per service;
-    /// the others still start.
+    /// the others still start. The counters of `previous` (the listeners this replaces) carry on.
     pub async fn start(
         settings: &Settings,
         statuses: Arc<RwLock<BTreeMap<String, ServiceStatus>>>,
+        keys: SharedKeys,
+        previous: &Proxies,
     ) -> (Proxies, Vec<ProxyError>) {
         let mut p = Proxies::empty();
         let mut errors = vec![];
@@ -384,15 +745,20 @@ impl Proxies {
             .parse::<std::net::IpAddr>()
             .map(|ip| ip.is_loopback())
             .unwrap_or(host == "localhost");
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("http client");
+        // One pooled client for every listener: keep-alive connections to the backends.
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_nodelay(true);
+        let client: Backend =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build(connector);
+        let no_keys = keys.read().unwrap().is_empty();
         for spec in settings.services.iter().filter(|s| s.enabled) {
             let (Some(port), Some(backend_port)) = (spec.port, spec.backend_port) else {
                 continue;
             };
-            if settings.server.api_keys.is_empty() && !loopback {
+            if no_keys && !loopback {
                 errors.push(ProxyError::OpenOnPublicHost {
                     service: spec.name.clone(),
                     host: host.clone(),
@@ -416,7 +782,11 @@ impl Proxies {
                     continue;
                 }
             };
-            let counters = Arc::new(Counters::default());
+            let counters = previous
+                .counters
+                .get(&spec.name)
+                .cloned()
+                .unwrap_or_default();
             let slots = spec
                 .max_concurrency
                 .map(|n| Arc::new(Semaphore::new(n as usize)));
@@ -426,12 +796,17 @@ impl Proxies {
                 .map(|n| Arc::new(Semaphore::new(n as usize * 5)));
             let front = Arc::new(Front {
                 spec: spec.clone(),
-                keys: settings.server.api_keys.clone(),
+                keys: keys.clone(),
+                loopback,
                 backend: format!("http://127.0.0.1:{backend_port}"),
                 client: client.clone(),
                 statuses: statuses.clone(),
                 slots,
                 admitted,
+                timeout: Duration::from_secs_f64(
+                    spec.request_timeout_s
+                        .unwrap_or(settings.server.request_timeout_s),
+                ),
                 counters: counters.clone(),
             });
             let app = axum::Router::new().fallback(handle).with_state(front);
@@ -441,6 +816,35 @@ impl Proxies {
             }));
         }
         (p, errors)
+    }
+
+    /// The counters alone (no listeners), to hand to the listeners that replace these.
+    pub fn carry_over(&self) -> Proxies {
+        Proxies {
+            tasks: vec![],
+            counters: self.counters.clone(),
+        }
+    }
+
+    /// Called once a second (the monitor tick): the live tok/s is measured over these ticks.
+    pub fn tick(&self) {
+        let now = Instant::now();
+        for c in self.counters.values() {
+            c.tick(now);
+        }
+    }
+
+    /// Decode speeds (tok/s) of the streams that finished since `since_ms` (unix ms), every service,
+    /// oldest first: the series the throttling rule reads.
+    pub fn decode_series(&self, since_ms: u64) -> Vec<(u64, f64)> {
+        let mut out: Vec<(u64, f64)> = self
+            .counters
+            .values()
+            .flat_map(|c| c.decode.lock().unwrap().clone())
+            .filter(|(t, _)| *t >= since_ms)
+            .collect();
+        out.sort_by_key(|x| x.0);
+        out
     }
 
     pub fn stats(&self) -> BTreeMap<String, ProxyStats> {
@@ -463,22 +867,169 @@ impl Drop for Proxies {
 mod tests {
     use super::*;
 
+    fn scoped(secret: &str, services: &[&str]) -> ApiKey {
+        ApiKey {
+            info: crate::keys::KeyInfo {
+                id: secret.into(),
+                name: None,
+                created: 0,
+                last4: String::new(),
+                services: services.iter().map(|s| s.to_string()).collect(),
+            },
+            secret: secret.into(),
+        }
+    }
+
     #[test]
-    fn constant_time_key_check() {
-        let keys = vec!["alpha-key".to_string(), "beta-key".to_string()];
+    fn constant_time_key_check_with_scopes() {
+        let mut set = KeySet::new(Ok(vec![scoped("embed-only", &["embed"])]), &[]);
+        set.keys
+            .extend(KeySet::new(Ok(vec![]), &["alpha-key".into(), "beta-key".into()]).keys);
         let h = |v: &str| {
             let mut m = HeaderMap::new();
             m.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
             m
         };
-        assert!(authorized(&keys, &h("Bearer beta-key")));
-        assert!(!authorized(&keys, &h("Bearer beta-ke")));
-        assert!(!authorized(&keys, &h("Bearer beta-keyy")));
-        assert!(!authorized(&keys, &HeaderMap::new()));
-        assert!(
-            authorized(&[], &HeaderMap::new()),
-            "no keys: open (loopback only, checked at start)"
+        let auth = |v: &HeaderMap| authorize(&set, "chat", true, v);
+        assert_eq!(auth(&h("Bearer beta-key")), Auth::Ok);
+        assert_eq!(auth(&h("Bearer beta-ke")), Auth::Denied);
+        assert_eq!(auth(&h("Bearer beta-keyy")), Auth::Denied);
+        assert_eq!(auth(&HeaderMap::new()), Auth::Denied);
+        assert_eq!(
+            auth(&h("Bearer embed-only")),
+            Auth::Denied,
+            "scoped to embed"
         );
+        assert_eq!(
+            authorize(&set, "embed", false, &h("Bearer embed-only")),
+            Auth::Ok
+        );
+        assert!(!ct_eq(&[0; 256], &[0; 512]), "lengths differing by 256");
+
+        let none = KeySet::new(Ok(vec![]), &[]);
+        assert_eq!(
+            authorize(&none, "chat", true, &HeaderMap::new()),
+            Auth::Ok,
+            "open on loopback"
+        );
+        assert_eq!(
+            authorize(&none, "chat", false, &HeaderMap::new()),
+            Auth::Denied
+        );
+        let unknown = KeySet::new(Err("locked".into()), &[]);
+        assert_eq!(
+            authorize(&unknown, "chat", true, &HeaderMap::new()),
+            Auth::KeysUnknown,
+            "fail closed"
+        );
+        let file_only = KeySet::new(Err("locked".into()), &["k".into()]);
+        assert_eq!(
+            authorize(&file_only, "chat", true, &h("Bearer k")),
+            Auth::Ok
+        );
+    }
+
+    fn sse_through(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut f = SseFilter::default();
+        let mut out: Vec<u8> = chunks.iter().flat_map(|c| f.push(c)).collect();
+        out.extend(f.push(b""));
+        out
+    }
+
+    proptest::proptest! {
+        /// Fuzz: arbitrary bytes, cut anywhere, never panic the filter.
+        #[test]
+        fn sse_filter_never_panics(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+                                   cuts in proptest::collection::vec(0usize..2048, 0..16)) {
+            let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            points.sort();
+            let mut last = 0;
+            let mut chunks: Vec<&[u8]> = vec![];
+            for p in points {
+                chunks.push(&data[last..p]);
+                last = p;
+            }
+            chunks.push(&data[last..]);
+            let _ = sse_through(&chunks);
+        }
+
+        /// Fuzz with SSE-shaped input (events of JSON with think tags, CRLF, comments, garbage): the
+        /// output never depends on where the chunks were cut.
+        #[test]
+        fn sse_filter_chunking_does_not_matter(
+            parts in proptest::collection::vec(proptest::prop_oneof![
+                proptest::strategy::Just(r#"data: {"choices":[{"index":0,"delta":{"content":"a<think>b"}}]}"#.to_string()),
+                proptest::strategy::Just(r#"data: {"choices":[{"index":0,"delta":{"content":"c</think>d"}}]}"#.to_string()),
+                proptest::strategy::Just(r#"data: {"choices":[{"index":0,"delta":{"reasoning":"r"}}]}"#.to_string()),
+                proptest::strategy::Just("data: [DONE]".to_string()),
+                proptest::strategy::Just(": ping".to_string()),
+                "[ -~]{0,12}",
+            ], 0..12),
+            crlf in proptest::prelude::any::<bool>(),
+            cuts in proptest::collection::vec(0usize..1024, 0..12)) {
+            let sep = if crlf { "\r\n\r\n" } else { "\n\n" };
+            let text: String = parts.iter().map(|p| format!("{p}{sep}")).collect();
+            let data = text.as_bytes();
+            let whole = sse_through(&[data]);
+            let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            points.sort();
+            let mut last = 0;
+            let mut chunks: Vec<&[u8]> = vec![];
+            for p in points {
+                chunks.push(&data[last..p]);
+                last = p;
+            }
+            chunks.push(&data[last..]);
+            proptest::prop_assert_eq!(sse_through(&chunks), whole);
+        }
+    }
+
+    fn meter() -> (Meter, Arc<Counters>) {
+        let c = Arc::new(Counters::default());
+        c.in_flight.fetch_add(1, Ordering::Relaxed);
+        let g = InFlight {
+            counters: c.clone(),
+            _slot: None,
+            _admitted: None,
+        };
+        (Meter::new(c.clone(), true, g), c)
+    }
+
+    #[test]
+    fn meter_counts_stream_tokens_and_takes_usage_when_it_comes() {
+        let (mut m, c) = meter();
+        let ev = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n";
+        // Split inside the key: counted once.
+        m.observe(&ev.as_bytes()[..20]);
+        m.observe(&ev.as_bytes()[20..]);
+        m.observe(ev.repeat(3).as_bytes());
+        assert_eq!(c.output_tokens.load(Ordering::Relaxed), 4);
+        let usage =
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\": 10}}\n\n";
+        m.observe(&usage.as_bytes()[..usage.len() - 6]);
+        m.observe(&usage.as_bytes()[usage.len() - 6..]);
+        assert_eq!(
+            c.output_tokens.load(Ordering::Relaxed),
+            10,
+            "usage is exact"
+        );
+        assert_eq!(c.in_flight.load(Ordering::Relaxed), 1);
+        drop(m);
+        assert_eq!(
+            c.in_flight.load(Ordering::Relaxed),
+            0,
+            "released with the body"
+        );
+    }
+
+    #[test]
+    fn live_rate_over_ticks() {
+        let c = Counters::default();
+        let t0 = Instant::now();
+        c.tick(t0);
+        c.output_tokens.store(50, Ordering::Relaxed);
+        c.tick(t0 + Duration::from_secs(2));
+        assert_eq!(c.snapshot().output_tok_s, 25.0);
     }
 
     #[test]
@@ -501,6 +1052,8 @@ mod tests {
             filter_event(b": keepalive 1/1\n\n", &mut f),
             b": keepalive 1/1\n\n"
         );
-        assert_eq!(find_event_end(b"data: x\n\ndata: y"), Some(9));
+        assert_eq!(find_event_end(b"data: x\n\ndata: y", 0), Some(9));
+        assert_eq!(find_event_end(b"data: x\r\n\r\ndata: y", 0), Some(11));
+        assert_eq!(find_event_end(b"data: x\ndata: y\n", 0), None);
     }
 }

@@ -207,6 +207,36 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// The throttling rule, on the proxy's per-request decode speeds and the thermal states of the same
+    /// span (see [`throttling_suspected`]); latched like the other rules.
+    pub fn evaluate_throughput(
+        &mut self,
+        now: u64,
+        tok_s: &[f64],
+        thermal: &[Thermal],
+    ) -> Vec<Decision> {
+        let mut out = vec![];
+        if !self.cfg.enabled {
+            return out;
+        }
+        let suspected = throttling_suspected(tok_s, thermal);
+        self.check(
+            &mut out,
+            now,
+            Check {
+                id: "throttling-suspected",
+                severity: AlertSeverity::Warning,
+                raise: suspected,
+                clear: !suspected,
+                title: "Throttling suspected",
+                body: "Generation got ≥ 20 % slower while the Mac heated up: it is probably throttling. Check the fans and the room, or lower the load.".into(),
+            },
+        );
+        out
+    }
+}
+
 /// One rule's verdict on a sample: raise above the high mark, clear below the low one.
 struct Check {
     id: &'static str,
@@ -355,6 +385,36 @@ mod tests {
             log.extend(ids(&e.evaluate(&s)).into_iter().map(|x| format!("{t}{x}")));
         }
         assert_eq!(log, ["1+thermal-critical", "10+memory-critical"]);
+    }
+
+    #[test]
+    fn throttling_rule_is_latched() {
+        use Thermal::*;
+        let mut e = Engine::new(AlertSettings::default());
+        let slow = [50.0, 50.0, 49.0, 40.0, 38.0, 36.0];
+        let d = e.evaluate_throughput(1000, &slow, &[Nominal, Serious]);
+        assert!(
+            matches!(
+                d[..],
+                [Decision::Raise {
+                    id: "throttling-suspected",
+                    ..
+                }]
+            ),
+            "{d:?}"
+        );
+        assert!(
+            e.evaluate_throughput(2000, &slow, &[Nominal, Serious])
+                .is_empty(),
+            "once"
+        );
+        let flat = [50.0, 50.0, 50.0];
+        assert!(
+            e.evaluate_throughput(3000, &flat, &[Nominal]).is_empty(),
+            "held"
+        );
+        let d = e.evaluate_throughput(20_000, &flat, &[Nominal]);
+        assert!(matches!(d[..], [Decision::Clear { .. }]), "{d:?}");
     }
 
     #[test]

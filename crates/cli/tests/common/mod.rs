@@ -77,6 +77,7 @@ impl Daemon {
             .arg("--state-dir")
             .arg(&self.state)
             .env("MLXBOX_LOG", "info")
+            .envs(keyring_env())
             .stdout(Stdio::null())
             .stderr(log)
             .process_group(0)
@@ -112,6 +113,7 @@ impl Daemon {
             .args(args)
             .arg("--state-dir")
             .arg(&self.state)
+            .envs(keyring_env())
             .output()
             .unwrap()
     }
@@ -326,4 +328,77 @@ pub fn dechunk(mut s: &str) -> String {
         s = rest[n..].strip_prefix("\r\n").unwrap_or(&rest[n..]);
     }
     out
+}
+
+/// Set inside the private keyring session of [`keyring_session`].
+const IN_SESSION: &str = "MLXBOX_TEST_KEYRING_SESSION";
+
+/// What the daemon and the CLI of a test see of the OS keyring: inside [`keyring_session`] the private
+/// Secret Service; elsewhere none at all (no session bus: the keyring is "unavailable"), so a test never
+/// reads or writes the keyring of the person running it.
+pub fn keyring_env() -> Vec<(&'static str, String)> {
+    if std::env::var_os(IN_SESSION).is_some() {
+        return vec![];
+    }
+    vec![
+        ("DBUS_SESSION_BUS_ADDRESS", "disabled:".into()),
+        ("DISPLAY", String::new()),
+        ("MLXBOX_KEYRING_SERVICE", "mlx-box-test".into()),
+    ]
+}
+
+/// A real Secret Service for one test: the test re-runs itself (`--exact NAME`) under `dbus-run-session`
+/// with an unlocked `gnome-keyring-daemon` whose files live in a temp dir (XDG_DATA_HOME, HOME), so the
+/// user's keyring is never touched and nothing outlives the session. Usage:
+///
+/// ```ignore
+/// #[test]
+/// fn t() {
+///     if !in_keyring_session("t") { return; } // the parent: it ran the child and checked it passed
+///     ...
+/// }
+/// ```
+pub fn in_keyring_session(test: &str) -> bool {
+    if std::env::var_os(IN_SESSION).is_some() {
+        return true;
+    }
+    for tool in ["dbus-run-session", "gnome-keyring-daemon"] {
+        assert!(
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(Stdio::null())
+                .status()
+                .unwrap()
+                .success(),
+            "`{tool}` is missing: install gnome-keyring and dbus (scripts/setup.sh does: apt-get install gnome-keyring dbus-x11)"
+        );
+    }
+    let home = tempfile::tempdir().unwrap();
+    // An empty password does not work (gnome-keyring would ask a GUI prompter).
+    let script = r#"mkdir -p "$XDG_DATA_HOME/keyrings" && echo mlxbox-test-pass | gnome-keyring-daemon --unlock --components=secrets >/dev/null && exec "$@""#;
+    let mut child = Command::new("dbus-run-session")
+        .args(["--", "sh", "-c", script, "sh"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env(IN_SESSION, "1")
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("HOME", home.path())
+        .env("XDG_RUNTIME_DIR", home.path())
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env_remove("MLXBOX_KEYRING_SERVICE")
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let status = wait_timeout(&mut child, Duration::from_secs(600));
+    if status.is_none() {
+        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        let _ = child.wait();
+    }
+    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL); // a straggler of the session
+    let status = status.expect("the keyring session timed out (600 s)");
+    assert!(
+        status.success(),
+        "{test} failed inside its keyring session ({status})"
+    );
+    false
 }

@@ -183,6 +183,8 @@ pub struct ServiceSpec {
     pub quantization: Option<String>,
     pub context_length: Option<u32>,
     pub max_concurrency: Option<u32>,
+    /// The proxy's request timeout for this service (else `[server] request_timeout_s`).
+    pub request_timeout_s: Option<f64>,
     /// argv template; placeholders `{python} {model} {host} {port} {max_tokens}`.
     pub command: Option<Vec<String>>,
     pub python: Option<String>,
@@ -228,7 +230,13 @@ pub struct ServerSettings {
     /// Plaintext keys from the file (the proxy issue moves them to the keyring).
     #[serde(skip_serializing)]
     pub api_keys: Vec<String>,
+    /// Seconds the proxy waits for a backend to start answering (and, on a stream, between two chunks)
+    /// before it gives up with 504. Overridden per service.
+    pub request_timeout_s: f64,
 }
+
+/// Default of `request_timeout_s`: a long generation on a big model takes minutes.
+pub const DEFAULT_REQUEST_TIMEOUT_S: f64 = 600.0;
 
 /// `[app]`: daemon-wide settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

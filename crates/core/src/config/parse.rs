@@ -60,6 +60,7 @@ const SERVER_KEYS: &[&str] = &[
     "host",
     "api_key",
     "api_keys",
+    "request_timeout_s",
     "domain_name",
     "letsencrypt_email",
 ];
@@ -101,6 +102,7 @@ const SERVICE_KEYS: &[&str] = &[
     "quantization",
     "context_length",
     "max_concurrency",
+    "request_timeout_s",
     "command",
     "python",
     "env",
@@ -456,6 +458,7 @@ fn parse_server(cx: &mut Ctx, item: Option<&Item>) -> ServerSettings {
     let mut s = ServerSettings {
         host: "127.0.0.1".into(),
         api_keys: Vec::new(),
+        request_timeout_s: super::DEFAULT_REQUEST_TIMEOUT_S,
     };
     let Some(t) = item.and_then(|i| i.as_table_like()) else {
         return s;
@@ -484,6 +487,9 @@ fn parse_server(cx: &mut Ctx, item: Option<&Item>) -> ServerSettings {
     }
     if let Some(ks) = v.str_list(cx, "api_keys") {
         s.api_keys.extend(ks);
+    }
+    if let Some(t) = v.float(cx, "request_timeout_s", 0.1, 86_400.0, "600") {
+        s.request_timeout_s = t;
     }
     s
 }
@@ -787,6 +793,7 @@ fn parse_service(
         max_concurrency: v
             .int(cx, "max_concurrency", 1, 100_000, "4")
             .map(|n| n as u32),
+        request_timeout_s: v.float(cx, "request_timeout_s", 0.1, 86_400.0, "600"),
         command,
         python: v.str(cx, "python"),
         env,

@@ -163,7 +163,19 @@ impl Client {
         Ok(r.json().await?)
     }
 
-    pub async fn proxy_stats(&self) -> Result<serde_json::Value, ClientError> {
+    /// Asks the daemon to read the keys again (after `mlx-box keys add/remove/import`); returns how
+    /// many it serves.
+    pub async fn reload_keys(&self) -> Result<u64, ClientError> {
+        let r = self
+            .send(self.http.post(Self::url("/v1/keys/reload")))
+            .await?;
+        let v: serde_json::Value = r.json().await?;
+        Ok(v["keys"].as_u64().unwrap_or(0))
+    }
+
+    pub async fn proxy_stats(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, crate::proxy::ProxyStats>, ClientError> {
         let r = self
             .send(self.http.get(Self::url("/v1/proxy/stats")))
             .await?;

@@ -12,19 +12,24 @@
 //! | POST | /v1/config/preview | `ConfigEditRequest` → `ConfigPreview` (nothing written) |
 //! | POST | /v1/config/edit | `ConfigEditRequest` → `ConfigPreview`; 409 if the file changed, 422 if invalid |
 //! | GET | /v1/events | SSE of `Event` (JSON) |
-//! | GET | /v1/proxy/stats | per service: requests, errors, unauthorized, rejected_busy, unavailable, in_flight |
+//! | GET | /v1/proxy/stats | per service `ProxyStats`: requests, errors, 401s, 429s, 503s, 504s, in flight, tokens, tok/s |
+//! | GET | /v1/keys | `KeyList` (never a secret) |
+//! | POST | /v1/keys | `NewKeyRequest` → `NewKey`: the only answer that holds the secret |
+//! | DELETE | /v1/keys/{id} | `KeyInfo` of the removed key |
+//! | POST | /v1/keys/reload | re-reads the keyring (after `mlx-box keys …`): `{keys: N}` |
 //! | GET | /v1/monitor/history | `{samples: [Sample]}`: the last 10 minutes at 1 Hz |
 //! | POST | /v1/shutdown | stops every service, then the daemon |
 
 use crate::api::{ActionReply, ConfigEditRequest, ErrorReply, Event, MonitorHistory};
 use crate::daemon::Daemon;
 use crate::daemon::EditRefused;
+use crate::keys::{KeyList, NewKey, NewKeyRequest};
 use crate::supervisor::Verb;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use futures_util::stream::Stream;
 use serde::Deserialize;
@@ -50,6 +55,9 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/events", get(events))
         .route("/v1/monitor/history", get(history))
         .route("/v1/proxy/stats", get(proxy_stats))
+        .route("/v1/keys", get(list_keys).post(add_key))
+        .route("/v1/keys/reload", post(reload_keys))
+        .route("/v1/keys/{id}", delete(remove_key))
         .route("/v1/shutdown", post(shutdown))
         .with_state(d)
 }
@@ -196,6 +204,47 @@ async fn events(State(d): D) -> Sse<impl Stream<Item = Result<SseEvent, Infallib
 
 async fn proxy_stats(State(d): D) -> Response {
     Json(d.proxy_stats().await).into_response()
+}
+
+fn key_error(e: crate::keys::KeyError) -> Response {
+    let code = match e {
+        crate::keys::KeyError::NotFound(_) => StatusCode::NOT_FOUND,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    err(code, e.to_string())
+}
+
+async fn list_keys(State(d): D) -> Response {
+    let list = match d.list_keys().await {
+        Ok(keys) => KeyList {
+            keys,
+            keyring_error: None,
+        },
+        Err(e) => KeyList {
+            keys: vec![],
+            keyring_error: Some(e.to_string()),
+        },
+    };
+    Json(list).into_response()
+}
+
+async fn add_key(State(d): D, Json(req): Json<NewKeyRequest>) -> Response {
+    match d.add_key(req.name, req.services).await {
+        Ok((key, secret)) => Json(NewKey { key, secret }).into_response(),
+        Err(e) => key_error(e),
+    }
+}
+
+async fn remove_key(State(d): D, Path(id): Path<String>) -> Response {
+    match d.remove_key(id).await {
+        Ok(k) => Json(k).into_response(),
+        Err(e) => key_error(e),
+    }
+}
+
+async fn reload_keys(State(d): D) -> Response {
+    let n = d.keys_changed().await;
+    Json(serde_json::json!({ "keys": n })).into_response()
 }
 
 async fn history(State(d): D) -> Response {

@@ -308,6 +308,7 @@ impl Supervisor {
                 server: crate::config::ServerSettings {
                     host: "127.0.0.1".into(),
                     api_keys: vec![],
+                    request_timeout_s: crate::config::DEFAULT_REQUEST_TIMEOUT_S,
                 },
                 app: Default::default(),
                 alerts: Default::default(),
