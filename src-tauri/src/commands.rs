@@ -5,6 +5,7 @@ use crate::AppState;
 use mlxbox_core::api::{ActionReply, ConfigDocument, ConfigPreview, MonitorHistory, StatusReport};
 use mlxbox_core::app::{daemon_binary, CommandError, Connection, LogLine};
 use mlxbox_core::config::ConfigEdit;
+use mlxbox_core::keys::{KeyInfo, KeyList, NewKey};
 use std::time::Duration;
 use tauri::{AppHandle, Emitter, Runtime, State};
 
@@ -54,6 +55,25 @@ pub async fn get_proxy_stats(
     s: State<'_, AppState>,
 ) -> R<std::collections::BTreeMap<String, mlxbox_core::proxy::ProxyStats>> {
     s.core.proxy_stats().await
+}
+
+#[tauri::command]
+pub async fn list_keys(s: State<'_, AppState>) -> R<KeyList> {
+    s.core.keys().await
+}
+
+#[tauri::command]
+pub async fn add_key(
+    s: State<'_, AppState>,
+    name: Option<String>,
+    services: Vec<String>,
+) -> R<NewKey> {
+    s.core.add_key(name, services).await
+}
+
+#[tauri::command]
+pub async fn remove_key(s: State<'_, AppState>, id: String) -> R<KeyInfo> {
+    s.core.remove_key(&id).await
 }
 
 #[tauri::command]

@@ -13,6 +13,9 @@
 //! | `preview_config` | `edits` | `ConfigPreview` |
 //! | `save_config` | `edits`, `baseHash` | `ConfigPreview` |
 //! | `get_proxy_stats` | | `{[service]: ProxyStats}` |
+//! | `list_keys` | | `KeyList` (no secrets) |
+//! | `add_key` | `name`, `services` | `NewKey` (the only time a secret is shown) |
+//! | `remove_key` | `id` | `KeyInfo` |
 //! | `get_connection` | | `Connection` |
 //! | `start_daemon` | | `Connection` |
 //!
@@ -198,6 +201,23 @@ impl AppCore {
         &self,
     ) -> Result<std::collections::BTreeMap<String, crate::proxy::ProxyStats>, CommandError> {
         Ok(self.client.proxy_stats().await?)
+    }
+
+    pub async fn keys(&self) -> Result<crate::keys::KeyList, CommandError> {
+        Ok(self.client.keys().await?)
+    }
+
+    pub async fn add_key(
+        &self,
+        name: Option<String>,
+        services: Vec<String>,
+    ) -> Result<crate::keys::NewKey, CommandError> {
+        let req = crate::keys::NewKeyRequest { name, services };
+        Ok(self.client.add_key(&req).await?)
+    }
+
+    pub async fn remove_key(&self, id: &str) -> Result<crate::keys::KeyInfo, CommandError> {
+        Ok(self.client.remove_key(id).await?)
     }
 
     pub async fn connection(&self) -> Connection {

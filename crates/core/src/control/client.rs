@@ -227,6 +227,30 @@ impl Client {
         })
     }
 
+    /// The API keys the daemon knows (never their secrets).
+    pub async fn keys(&self) -> Result<crate::keys::KeyList, ClientError> {
+        let r = self.send(self.http.get(Self::url("/v1/keys"))).await?;
+        Ok(r.json().await?)
+    }
+
+    /// Makes a key in the keyring; the answer is the only time its secret is shown.
+    pub async fn add_key(
+        &self,
+        req: &crate::keys::NewKeyRequest,
+    ) -> Result<crate::keys::NewKey, ClientError> {
+        let r = self
+            .send(self.http.post(Self::url("/v1/keys")).json(req))
+            .await?;
+        Ok(r.json().await?)
+    }
+
+    pub async fn remove_key(&self, id: &str) -> Result<crate::keys::KeyInfo, ClientError> {
+        let r = self
+            .send(self.http.delete(Self::url(&format!("/v1/keys/{id}"))))
+            .await?;
+        Ok(r.json().await?)
+    }
+
     pub async fn shutdown(&self) -> Result<(), ClientError> {
         self.send(self.http.post(Self::url("/v1/shutdown"))).await?;
         Ok(())
