@@ -4,9 +4,11 @@
 //!
 //! - `commands.rs`: what the windows call.
 //! - `tray.rs`: the menu-bar icon and menu.
+//! - `notify.rs`: desktop notifications, and their click → the dashboard on that alert.
 //! - `windows.rs`: the dashboard / settings / bench windows and `--open`.
 
 pub mod commands;
+pub mod notify;
 pub mod tray;
 pub mod windows;
 
@@ -17,7 +19,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tauri::{AppHandle, Emitter, Manager, RunEvent, Runtime};
-use tauri_plugin_notification::NotificationExt;
 use windows::View;
 
 /// What every command and the tray share.
@@ -66,26 +67,20 @@ impl<R: Runtime> AppSink for TauriSink<R> {
 
     fn notify(&self, alert: &Alert) {
         *self.app.state::<AppState>().last_notified.lock().unwrap() = Some(alert.id.clone());
-        let _ = self
-            .app
-            .notification()
-            .builder()
-            .title(&alert.title)
-            .body(&alert.body)
-            .show();
+        notify::show(&self.app, alert);
     }
 }
 
-/// Opens the dashboard on the alert the user was last notified of (a click on a notification brings the app
-/// forward; this is where it lands).
-fn open_on_last_alert<R: Runtime>(app: &AppHandle<R>) {
+/// Opens the dashboard on alert `id` (or on the last notified one): the window scrolls to and highlights it.
+pub fn open_on_alert<R: Runtime>(app: &AppHandle<R>, id: Option<String>) {
     windows::open(app, View::Dashboard);
-    let id = app
-        .state::<AppState>()
-        .last_notified
-        .lock()
-        .unwrap()
-        .clone();
+    let id = id.or_else(|| {
+        app.state::<AppState>()
+            .last_notified
+            .lock()
+            .unwrap()
+            .clone()
+    });
     if let Some(id) = id {
         let app = app.clone();
         tauri::async_runtime::spawn(async move {
@@ -140,7 +135,7 @@ pub fn run() {
         .plugin(tauri_plugin_single_instance::init(
             |app, argv, _cwd| match windows::requested_view(&argv).ok().flatten() {
                 Some(view) => windows::open(app, view),
-                None => open_on_last_alert(app),
+                None => open_on_alert(app, None),
             },
         ))
         .plugin(tauri_plugin_notification::init())
@@ -180,7 +175,7 @@ pub fn run() {
         // Closing the last window leaves the app in the menu bar; only Quit (app.exit) ends it.
         RunEvent::ExitRequested { api, code, .. } if code.is_none() => api.prevent_exit(),
         #[cfg(target_os = "macos")]
-        RunEvent::Reopen { .. } => open_on_last_alert(app),
+        RunEvent::Reopen { .. } => open_on_alert(app, None),
         _ => {
             let _ = app;
         }

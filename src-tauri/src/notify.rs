@@ -1,0 +1,30 @@
+//! Desktop notifications for the daemon's alerts (which alerts: `mlxbox_core::menubar::NotificationGate`).
+//! Shown through notify-rust, the notification plugin's own backend, because the plugin's desktop side drops
+//! the handle a click arrives on: here a thread keeps it, and a click on the notification opens the
+//! dashboard on that alert (Linux: the "default" action; macOS: the banner's default action).
+
+use mlxbox_core::api::Alert;
+use tauri::{AppHandle, Runtime};
+
+pub fn show<R: Runtime>(app: &AppHandle<R>, alert: &Alert) {
+    let mut n = notify_rust::Notification::new();
+    n.summary(&alert.title).body(&alert.body).appname("mlx-box");
+    #[cfg(all(unix, not(target_os = "macos")))]
+    {
+        // "default" is what a click on the body reports; the label shows where servers offer buttons.
+        n.action("default", "Open dashboard");
+        if alert.severity == mlxbox_core::api::AlertSeverity::Critical {
+            n.urgency(notify_rust::Urgency::Critical);
+        }
+    }
+    let (app, id) = (app.clone(), alert.id.clone());
+    // Waiting for the click blocks until the notification is acted on or closed: a thread of its own.
+    std::thread::spawn(move || match n.show() {
+        Ok(handle) => handle.wait_for_action(|action| {
+            if action == "default" {
+                crate::open_on_alert(&app, Some(id));
+            }
+        }),
+        Err(e) => tracing::warn!("cannot show a notification ({e}); the alert is in the dashboard"),
+    });
+}
