@@ -1,6 +1,7 @@
 // A fake backend for looking at the windows in a plain browser: `VITE_MOCK_IPC=1 npm run dev`
 // (never part of a normal build: main.ts imports it only under that variable).
-import { backend, sample, send, service, status, T0 } from "../test/fixtures";
+import type { KeyInfo } from "../bindings/KeyInfo";
+import { backend, configDoc, keyInfo, sample, send, service, status, T0 } from "../test/fixtures";
 
 const history = Array.from({ length: 600 }, (_, i) =>
   sample(i, {
@@ -13,7 +14,32 @@ const history = Array.from({ length: 600 }, (_, i) =>
 );
 
 export function installMock(): void {
+  let keys: KeyInfo[] = [
+    keyInfo("k1", { name: "laptop", created: T0 / 1000 - 86_400 * 30, last4: "9f2c" }),
+    keyInfo("k2", { name: "ci", created: T0 / 1000 - 86_400 * 3, last4: "0b7e", services: ["chat"] }),
+    keyInfo("k3", { created: T0 / 1000, last4: "71aa" }),
+  ];
+  let n = 4;
   backend({
+    get_config: () => {
+      const doc = configDoc();
+      const d = doc.document as { server: Record<string, unknown> };
+      d.server.api_keys = ["sk-plain-1"];
+      return doc;
+    },
+    list_keys: () => ({ keys, keyring_error: null }),
+    add_key: (a) => {
+      const secret = `sk-mlxbox-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
+      const key = keyInfo(`k${n++}`, { name: (a.name as string | null) ?? null, created: Math.floor(Date.now() / 1000), last4: secret.slice(-4), services: (a.services as string[]) ?? [] });
+      keys = [...keys, key];
+      return { key, secret };
+    },
+    remove_key: (a) => {
+      const k = keys.find((x) => x.id === a.id);
+      if (!k) throw { kind: "failed", message: `no key ${String(a.id)}`, preview: null };
+      keys = keys.filter((x) => x !== k);
+      return k;
+    },
     get_status: () =>
       status({
         services: [

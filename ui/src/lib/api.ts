@@ -11,8 +11,11 @@ import type { Connection } from "../bindings/Connection";
 import type { Diagnostic } from "../bindings/Diagnostic";
 import type { Event as DaemonEvent } from "../bindings/Event";
 import type { FocusAlert } from "../bindings/FocusAlert";
+import type { KeyInfo } from "../bindings/KeyInfo";
+import type { KeyList } from "../bindings/KeyList";
 import type { LogLine } from "../bindings/LogLine";
 import type { MonitorHistory } from "../bindings/MonitorHistory";
+import type { NewKey } from "../bindings/NewKey";
 import type { ProxyStats } from "../bindings/ProxyStats";
 import type { StatusReport } from "../bindings/StatusReport";
 
@@ -31,6 +34,12 @@ export const previewConfig = (edits: ConfigEdit[]) => invoke<ConfigPreview>("pre
 export const saveConfig = (edits: ConfigEdit[], baseHash: string | null) =>
   invoke<ConfigPreview>("save_config", { edits, baseHash });
 export const getProxyStats = () => invoke<Record<string, ProxyStats>>("get_proxy_stats");
+/** The proxy's API keys (never their secrets); `keyring_error` when the OS keyring cannot be read. */
+export const listKeys = () => invoke<KeyList>("list_keys");
+/** Makes a key (`services` empty = every service). The answer's `secret` is the only time it is ever shown:
+ *  keep it in the view that shows it, nowhere else. */
+export const addKey = (name: string | null, services: string[]) => invoke<NewKey>("add_key", { name, services });
+export const removeKey = (id: string) => invoke<KeyInfo>("remove_key", { id });
 export const getConnection = () => invoke<Connection>("get_connection");
 export const startDaemon = () => invoke<Connection>("start_daemon");
 /** Tells the app this window has drawn its first frame with data (the app times open → drawn). */

@@ -29,3 +29,8 @@ export function ago(sinceMs: number, nowMs: number): string {
 export function clock(ms: number): string {
   return new Date(ms).toLocaleTimeString();
 }
+
+/** A date from unix seconds, e.g. "Jan 5, 2025". */
+export function day(unixSeconds: number): string {
+  return new Date(unixSeconds * 1000).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
+}

@@ -3,6 +3,7 @@
 import { emit } from "@tauri-apps/api/event";
 import { mockIPC } from "@tauri-apps/api/mocks";
 import type { ConfigDocument } from "../bindings/ConfigDocument";
+import type { KeyInfo } from "../bindings/KeyInfo";
 import type { Sample } from "../bindings/Sample";
 import type { ServiceStatus } from "../bindings/ServiceStatus";
 import type { StatusReport } from "../bindings/StatusReport";
@@ -124,6 +125,10 @@ export function configDoc(over: Partial<ConfigDocument> = {}): ConfigDocument {
   };
 }
 
+export function keyInfo(id: string, over: Partial<KeyInfo> = {}): KeyInfo {
+  return { id, name: null, created: 1_700_000_000, last4: "abcd", services: [], ...over };
+}
+
 /** Installs the fake backend; `handlers` override the defaults. Returns the recorded calls. */
 export function backend(handlers: Record<string, Handler> = {}): Call[] {
   const calls: Call[] = [];
@@ -140,6 +145,12 @@ export function backend(handlers: Record<string, Handler> = {}): Call[] {
     preview_config: () => ({ text: SETTINGS_TEXT, document: null, diagnostics: [], valid: true }),
     save_config: () => ({ text: SETTINGS_TEXT, document: null, diagnostics: [], valid: true }),
     start_daemon: () => ({ connected: true, state_dir: "/state", error: null }),
+    list_keys: () => ({ keys: [], keyring_error: null }),
+    add_key: (a) => ({
+      key: keyInfo("k-new", { name: (a.name as string | null) ?? null, services: (a.services as string[]) ?? [], last4: "wxyz" }),
+      secret: "sk-mlxbox-secretwxyz",
+    }),
+    remove_key: (a) => keyInfo(a.id as string),
   };
   const all = { ...defaults, ...handlers };
   mockIPC(
