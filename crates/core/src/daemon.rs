@@ -190,7 +190,7 @@ impl Daemon {
         if self.shared.events.receiver_count() == 0 {
             return;
         }
-        let service_memory = if n % SERVICE_MEMORY_EVERY == 0 {
+        let service_memory = if n.is_multiple_of(SERVICE_MEMORY_EVERY) {
             let services = self.supervisor.statuses().await;
             let pgids: Vec<Option<u32>> = services.iter().map(|s| s.pid).collect();
             let mem = tokio::task::spawn_blocking(move || group_memory(&pgids))
