@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod bench;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -110,10 +110,29 @@ const SERVICE_KEYS: &[&str] = &[
     "max_start_failures",
     "liveness_interval_s",
     "liveness_failures",
+    "expect_gen_tok_s",
+    "expect_ttft_ms",
+    "expect_output_tok_s",
+    "expect_parallel_efficiency",
+    "expect_inputs_s",
     // tts / whisper tables of the original mlx-box
     "default_voice",
     "language",
     "voice",
+];
+/// The benchmark thresholds (`expect_*`) and the service kinds each one applies to.
+pub const EXPECT_KEYS: &[(&str, &[Kind])] = &[
+    ("expect_gen_tok_s", &[Kind::Chat, Kind::Ocr, Kind::Command]),
+    ("expect_ttft_ms", &[Kind::Chat, Kind::Ocr, Kind::Command]),
+    (
+        "expect_output_tok_s",
+        &[Kind::Chat, Kind::Ocr, Kind::Command],
+    ),
+    (
+        "expect_parallel_efficiency",
+        &[Kind::Chat, Kind::Ocr, Kind::Command],
+    ),
+    ("expect_inputs_s", &[Kind::Embedding]),
 ];
 const PLACEHOLDERS: &[&str] = &["{python}", "{model}", "{host}", "{port}", "{max_tokens}"];
 
@@ -740,6 +759,8 @@ fn parse_service(
             .or_else(|| q.as_integer().map(|i| i.to_string()))
     });
 
+    let expect = parse_expectations(cx, &v, kind);
+
     let spec = ServiceSpec {
         name: name.to_string(),
         kind,
@@ -773,6 +794,7 @@ fn parse_service(
         max_concurrency: v
             .int(cx, "max_concurrency", 1, 100_000, "4")
             .map(|n| n as u32),
+        expect,
         command,
         python: v.str(cx, "python"),
         env,
@@ -796,6 +818,48 @@ fn parse_service(
         positions: Positions(positions),
     };
     Some(spec)
+}
+
+/// The `expect_*` thresholds; one that cannot apply to the service's kind is a warning (it is ignored).
+fn parse_expectations(cx: &mut Ctx, v: &TableView, kind: Kind) -> super::Expectations {
+    for (key, kinds) in EXPECT_KEYS {
+        if v.get(key).is_some() && !kinds.contains(&kind) {
+            cx.warn(
+                v.key_span(key),
+                format!(
+                    "`{key}` in {} does not apply to a {} service (ignored)",
+                    v.where_,
+                    kind.as_str()
+                ),
+                Some(if kind == Kind::Embedding {
+                    "embedding services take `expect_inputs_s`".to_string()
+                } else {
+                    "chat services take expect_gen_tok_s, expect_ttft_ms, expect_output_tok_s, expect_parallel_efficiency".to_string()
+                }),
+            );
+        }
+    }
+    let mut get = |key: &str, max: f64, example: &str| {
+        let applies = EXPECT_KEYS
+            .iter()
+            .any(|(k, kinds)| *k == key && kinds.contains(&kind));
+        let x = v.float(cx, key, 0.0, max, example);
+        if x == Some(0.0) {
+            cx.warn(
+                v.get(key).and_then(value_span),
+                format!("`{key}` = 0 in {} checks nothing", v.where_),
+                Some("remove it, or give the figure the service must reach".to_string()),
+            );
+        }
+        x.filter(|_| applies)
+    };
+    super::Expectations {
+        gen_tok_s: get("expect_gen_tok_s", 1e6, "50"),
+        ttft_ms: get("expect_ttft_ms", 1e7, "500"),
+        output_tok_s: get("expect_output_tok_s", 1e7, "120"),
+        parallel_efficiency: get("expect_parallel_efficiency", 1.0, "0.5"),
+        inputs_s: get("expect_inputs_s", 1e9, "200"),
+    }
 }
 
 /// Two services (or a service and the SSH port) on one port is an error: the second server could not bind.
