@@ -18,6 +18,7 @@
 
 pub mod checks;
 pub mod client;
+pub mod doctor;
 pub mod history;
 pub mod load;
 pub mod machine;
