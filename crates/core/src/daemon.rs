@@ -460,7 +460,19 @@ impl Daemon {
             let progress: ProgressFn = Arc::new(move |p| {
                 let _ = events.send(Event::BenchProgress(p));
             });
-            let r = bench::run(run_id.clone(), opts, targets, progress, cancel).await;
+            // Machine samples from the daemon's own 1 Hz monitor (no second sampler).
+            let monitor = d.clone();
+            let sample: bench::SampleFn = Arc::new(move || {
+                let latest = monitor.monitor.lock().unwrap().latest().cloned();
+                latest.unwrap_or_else(|| monitor.sampler.lock().unwrap().sample())
+            });
+            let hooks = bench::Hooks {
+                progress,
+                cancel,
+                sample,
+                ..bench::Hooks::default()
+            };
+            let r = bench::run(run_id.clone(), opts, targets, hooks).await;
             let saved = bench::history::save(&d.state_dir, &r);
             d.throttling_alert(&r);
             *d.bench.lock().unwrap() = None;

@@ -7,9 +7,8 @@
 #[path = "support/sse_server.rs"]
 mod sse_server;
 
-use mlxbox_core::bench::{self, client, BenchOptions, BenchProgress, CheckStatus, Target};
+use mlxbox_core::bench::{self, client, BenchOptions, BenchProgress, CheckStatus, Hooks, Target};
 use sse_server::*;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,7 +48,7 @@ fn known_script() -> Script {
                 data: usage(12, 6, 4),
             },
         ],
-        fail: false,
+        ..Script::default()
     }
 }
 
@@ -150,8 +149,10 @@ async fn engine_levels_rate_thresholds_and_thinking() {
         "t1".into(),
         opts,
         vec![t],
-        Arc::new(move |p| ev.lock().unwrap().push(p)),
-        Arc::new(AtomicBool::new(false)),
+        Hooks {
+            progress: Arc::new(move |p| ev.lock().unwrap().push(p)),
+            ..Hooks::default()
+        },
     )
     .await;
     assert!(t0.elapsed() < Duration::from_secs(20));
@@ -215,8 +216,8 @@ async fn engine_levels_rate_thresholds_and_thinking() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_counted_and_explained() {
     let failing = start(Script {
-        steps: vec![],
         fail: true,
+        ..Script::default()
     })
     .await;
     let mut no_usage = known_script();
@@ -250,8 +251,7 @@ async fn failures_are_counted_and_explained() {
             ..Default::default()
         },
         vec![mk(&failing.base, "broken"), mk(&no_usage.base, "nousage")],
-        Arc::new(|_| {}),
-        Arc::new(AtomicBool::new(false)),
+        Hooks::default(),
     )
     .await;
     for s in &r.services {
@@ -279,8 +279,7 @@ async fn failures_are_counted_and_explained() {
             ..Default::default()
         },
         vec![mk(&failing.base, "broken")],
-        Arc::new(|_| {}),
-        Arc::new(AtomicBool::new(false)),
+        Hooks::default(),
     )
     .await;
     assert!(r.services[0]
@@ -305,8 +304,7 @@ async fn embedding_levels() {
             ..Default::default()
         },
         vec![t],
-        Arc::new(|_| {}),
-        Arc::new(AtomicBool::new(false)),
+        Hooks::default(),
     )
     .await;
     let s = &r.services[0];
@@ -325,4 +323,77 @@ async fn embedding_levels() {
     }
     assert_eq!(s.thresholds[0].status, CheckStatus::Fail);
     assert_eq!(s.verdict, CheckStatus::Fail);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowing_server_while_heating_up_is_suspected_throttling() {
+    use mlxbox_core::monitor::{Sample, Sampler, Thermal};
+    // Each request 15 % slower than the one before, while the (injected) thermal state rises.
+    let mut script = sse_server::steady(6, 10 * MS, 20 * MS);
+    script.slowdown = 0.15;
+    let srv = start(script).await;
+    let fast = format!(
+        "[services.fast]\nport = {}\nmodel = \"m\"\n",
+        port(&srv.base)
+    );
+    let calls = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let heat = |calls: Arc<std::sync::atomic::AtomicU32>, rising: bool| -> bench::SampleFn {
+        let base: Sample = Sampler::default().sample();
+        Arc::new(move || {
+            let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Sample {
+                t_ms: mlxbox_core::api::now_ms(),
+                thermal: match (rising, n) {
+                    (false, _) | (true, 0..=1) => Thermal::Nominal,
+                    (true, 2..=3) => Thermal::Fair,
+                    _ => Thermal::Serious,
+                },
+                ..base.clone()
+            }
+        })
+    };
+    let opts = BenchOptions {
+        concurrency: vec![1],
+        requests: 12,
+        warmup: 0,
+        thinking_check: false,
+        ..Default::default()
+    };
+    let hooks = |sample| Hooks {
+        sample,
+        sample_every: 100 * MS,
+        ..Hooks::default()
+    };
+    let r = bench::run(
+        "hot".into(),
+        opts.clone(),
+        vec![Target::new(&spec(&fast))],
+        hooks(heat(calls, true)),
+    )
+    .await;
+    assert!(
+        r.services[0].throttling_suspected,
+        "{:?}",
+        r.services[0].levels[0].gen_tok_s
+    );
+    assert_eq!(r.monitor.max_thermal, Thermal::Serious);
+    // The same slowdown with a cool machine: slower, but not throttling.
+    let srv2 = start({
+        let mut s = sse_server::steady(6, 10 * MS, 20 * MS);
+        s.slowdown = 0.15;
+        s
+    })
+    .await;
+    let fast2 = format!(
+        "[services.fast]\nport = {}\nmodel = \"m\"\n",
+        port(&srv2.base)
+    );
+    let r = bench::run(
+        "cool".into(),
+        opts,
+        vec![Target::new(&spec(&fast2))],
+        hooks(heat(Arc::default(), false)),
+    )
+    .await;
+    assert!(!r.services[0].throttling_suspected);
 }

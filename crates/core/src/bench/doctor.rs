@@ -12,8 +12,6 @@ use crate::config::{Kind, Settings};
 use crate::supervisor::State;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use ts_rs::TS;
 
@@ -160,8 +158,7 @@ pub async fn doctor(input: DoctorInput, opts: &DoctorOptions) -> DoctorReport {
                 "doctor".into(),
                 bopts,
                 vec![target.clone()],
-                Arc::new(|_| {}),
-                Arc::new(AtomicBool::new(false)),
+                super::Hooks::default(),
             )
             .await;
             let s = &r.services[0];

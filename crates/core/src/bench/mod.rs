@@ -28,4 +28,4 @@ pub mod run;
 
 pub use metrics::Stats;
 pub use report::*;
-pub use run::{run, ProgressFn, Target};
+pub use run::{run, Hooks, ProgressFn, SampleFn, Target};

@@ -15,6 +15,32 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub type ProgressFn = Arc<dyn Fn(BenchProgress) + Send + Sync>;
+/// Reads the machine once (memory, swap, pressure, thermal).
+pub type SampleFn = Arc<dyn Fn() -> Sample + Send + Sync>;
+
+/// How a run talks to its host: progress out, cancellation in, and where machine samples come from.
+#[derive(Clone)]
+pub struct Hooks {
+    pub progress: ProgressFn,
+    /// Set it to stop the run after the requests in flight (the partial result is kept).
+    pub cancel: Arc<AtomicBool>,
+    /// Called once a second during the run. The daemon passes its monitor's latest sample; standalone
+    /// runs read the machine themselves.
+    pub sample: SampleFn,
+    pub sample_every: Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        let sampler = Arc::new(Mutex::new(Sampler::default()));
+        Hooks {
+            progress: Arc::new(|_| {}),
+            cancel: Arc::default(),
+            sample: Arc::new(move || sampler.lock().unwrap().sample()),
+            sample_every: Duration::from_secs(1),
+        }
+    }
+}
 
 /// A service to measure.
 #[derive(Debug, Clone)]
@@ -101,9 +127,14 @@ pub async fn run(
     id: String,
     opts: BenchOptions,
     targets: Vec<Target>,
-    progress: ProgressFn,
-    cancel: Arc<AtomicBool>,
+    hooks: Hooks,
 ) -> BenchResult {
+    let Hooks {
+        progress,
+        cancel,
+        sample,
+        sample_every,
+    } = hooks;
     let started_ms = now_ms();
     let tracker = Arc::new(Tracker {
         id: id.clone(),
@@ -113,13 +144,12 @@ pub async fn run(
     });
     let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let sampler = {
-        let samples = samples.clone();
+        let (samples, sample) = (samples.clone(), sample.clone());
         tokio::spawn(async move {
-            let mut s = Sampler::default();
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut tick = tokio::time::interval(sample_every);
             loop {
                 tick.tick().await;
-                let x = s.sample();
+                let x = sample();
                 samples.lock().unwrap().push(x);
             }
         })
@@ -140,7 +170,7 @@ pub async fn run(
     }
     sampler.abort();
     let mut samples = std::mem::take(&mut *samples.lock().unwrap());
-    samples.push(Sampler::default().sample());
+    samples.push(sample());
     BenchResult {
         id,
         started_ms,
@@ -375,7 +405,7 @@ async fn embedding_service(
             name.clone(),
             format!("{name}: concurrency {c}"),
         );
-        let inputs = inputs.clone();
+
         let d = drive(
             Load::Closed(c),
             opts.requests,

@@ -24,6 +24,9 @@ pub struct Script {
     pub steps: Vec<Step>,
     /// Answer HTTP 500 instead.
     pub fail: bool,
+    /// Request k (from 0) runs the script stretched by 1 + k × this: a server that slows down, as a
+    /// throttling Mac does.
+    pub slowdown: f64,
 }
 
 /// What the server did for one request: when it arrived and when each step and the end were written.
@@ -39,6 +42,7 @@ struct St {
     script: Arc<Script>,
     sent: Arc<Mutex<Vec<Sent>>>,
     embed_delay: Duration,
+    served: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub struct TestServer {
@@ -90,7 +94,10 @@ pub fn steady(n: u64, ttft: Duration, gap: Duration) -> Script {
         at: last,
         data: usage(16, n, 0),
     });
-    Script { steps, fail: false }
+    Script {
+        steps,
+        ..Script::default()
+    }
 }
 
 pub async fn start(script: Script) -> TestServer {
@@ -102,6 +109,7 @@ pub async fn start_with(script: Script, embed_delay: Duration) -> TestServer {
         script: Arc::new(script),
         sent: Arc::default(),
         embed_delay,
+        served: Arc::default(),
     };
     let sent = st.sent.clone();
     let app = Router::new()
@@ -133,11 +141,13 @@ async fn chat(State(st): State<St>, _body: Bytes) -> Response {
         )
             .into_response();
     }
+    let k = st.served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let stretch = 1.0 + k as f64 * st.script.slowdown;
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
         let mut steps = vec![];
         for s in st.script.steps.iter() {
-            tokio::time::sleep_until((arrived + s.at).into()).await;
+            tokio::time::sleep_until((arrived + s.at.mul_f64(stretch)).into()).await;
             steps.push(Instant::now());
             if tx
                 .send(Ok(Bytes::from(format!("data: {}\n\n", s.data))))
