@@ -1037,6 +1037,49 @@ command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{po
     }
 
     #[test]
+    fn benchmark_expectations() {
+        let (s, d) = parse(
+            "[services.fast]\nport = 1\nmodel = \"m\"\nexpect_gen_tok_s = 100\nexpect_ttft_ms = 500\nexpect_inputs_s = 10\n\
+             [services.embedding]\nport = 2\nmodel = \"e\"\nexpect_inputs_s = 200\n",
+        );
+        let s = s.unwrap_or_else(|| panic!("{:?}", lines(&d)));
+        let fast = &s.service("fast").unwrap().expect;
+        assert_eq!((fast.gen_tok_s, fast.ttft_ms), (Some(100.0), Some(500.0)));
+        assert_eq!(fast.inputs_s, None, "does not apply to chat: ignored");
+        assert_eq!(s.service("embedding").unwrap().expect.inputs_s, Some(200.0));
+        assert_eq!(
+            lines(&d),
+            ["settings.toml:6:1: warning: `expect_inputs_s` in [services.fast] does not apply to a chat service (ignored) (chat services take expect_gen_tok_s, expect_ttft_ms, expect_output_tok_s, expect_parallel_efficiency)"]
+        );
+        let (s, d) = parse(
+            "[services.fast]\nport = 1\nmodel = \"m\"\nexpect_parallel_efficiency = 1.5\nexpect_gen_tok_s = \"fast\"\n",
+        );
+        assert!(s.is_none());
+        let l = lines(&d);
+        assert!(
+            l[0].starts_with("settings.toml:4:30: error: `expect_parallel_efficiency` = 1.5"),
+            "{l:?}"
+        );
+        assert!(
+            l[1].starts_with(
+                "settings.toml:5:20: error: `expect_gen_tok_s` in [services.fast] must be a number"
+            ),
+            "{l:?}"
+        );
+        // Changing an expectation is an update in place, never a restart.
+        let (a, _) = parse("[services.fast]\nport = 1\nmodel = \"m\"\n");
+        let (b, _) = parse("[services.fast]\nport = 1\nmodel = \"m\"\nexpect_gen_tok_s = 50\n");
+        let rt = crate::launch::Runtime {
+            scripts_dir: "/rt".into(),
+            default_python: "python3".into(),
+        };
+        assert_eq!(
+            crate::config::diff_settings(&a.unwrap(), &b.unwrap(), &rt).changes,
+            [crate::config::ServiceChange::Update("fast".into())]
+        );
+    }
+
+    #[test]
     fn disabled_services_may_share_ports() {
         let (s, d) = parse(
             "[services.a]\nport = 5001\nmodel = \"m\"\n[services.b]\nport = 5001\nmodel = \"m\"\nenabled = false\n",
