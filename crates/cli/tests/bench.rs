@@ -266,4 +266,66 @@ fn bench_compare_and_doctor_on_the_demo_profile() {
         .to_string();
     assert!(text.contains("✓ long_context  chat:"), "{text}");
     assert!(text.contains("✗ thresholds    chat:"), "{text}");
+
+    // Mistakes say what to do.
+    let out = d.cli(&["bench", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no service named `nosuch`"));
+    let out = d.cli(&["bench", "--show", "19990101"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no benchmark run `19990101`"));
+
+    // One run at a time; Ctrl-C cancels it and its partial result is kept.
+    let mut long = Command::new(BIN)
+        .args([
+            "bench",
+            "chat",
+            "--concurrency",
+            "1",
+            "--requests",
+            "500",
+            "--no-thinking-check",
+            "--state-dir",
+        ])
+        .arg(&d.state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Its POST goes out ~0.1 s after it starts; give it the lead so the probes below cannot start first.
+    std::thread::sleep(S + S / 2);
+    assert!(long.try_wait().unwrap().is_none(), "the long run started");
+    let busy = wait_until(30 * S, || {
+        let out = d.cli(&[
+            "bench",
+            "chat",
+            "--concurrency",
+            "1",
+            "--requests",
+            "1",
+            "--no-thinking-check",
+            "--json",
+        ]);
+        out.status.code() == Some(1)
+            && String::from_utf8_lossy(&out.stderr).contains("already running")
+    });
+    assert!(busy, "a second run is refused while one runs");
+    let out = d.cli(&["doctor"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(long.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let st = wait_timeout(&mut long, 30 * S).expect("the CLI exits on Ctrl-C");
+    assert_eq!(st.code(), Some(130));
+    let saved = wait_until(30 * S, || {
+        let (_, r) = json(&d, &["bench", "--show", "last", "--json"]);
+        r["cancelled"] == true
+    });
+    assert!(saved, "the cancelled run is saved");
+    let (_, r) = json(&d, &["bench", "--show", "last", "--json"]);
+    let n = service(&r, "chat")["levels"][0]["requests"]
+        .as_u64()
+        .unwrap();
+    assert!(n < 500, "stopped early: {n} requests");
 }
