@@ -485,6 +485,11 @@ impl Daemon {
         Ok(id)
     }
 
+    /// The id of the benchmark that runs now, if any (a window opened mid-run follows it).
+    pub fn current_bench(&self) -> Option<String> {
+        self.bench.lock().unwrap().as_ref().map(|b| b.id.clone())
+    }
+
     /// Stops the running benchmark after the requests in flight; its partial result is saved.
     pub fn cancel_bench(&self) -> Option<String> {
         let slot = self.bench.lock().unwrap();

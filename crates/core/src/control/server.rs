@@ -15,6 +15,7 @@
 //! | GET | /v1/proxy/stats | per service: requests, errors, unauthorized, rejected_busy, unavailable, in_flight |
 //! | GET | /v1/monitor/history | `{samples: [Sample]}`: the last 10 minutes at 1 Hz |
 //! | POST | /v1/bench | `BenchOptions` → 202 `BenchStarted`; progress as `bench_progress` events, then `bench_done`; 409 while one runs |
+//! | GET | /v1/bench/current | `BenchStarted` of the run in progress; 404 when none runs |
 //! | POST | /v1/bench/cancel | `BenchStarted` (the run being cancelled); 404 when none runs |
 //! | GET | /v1/bench/history | `BenchHistory` (oldest first) |
 //! | GET | /v1/bench/compare?a=ID&b=ID | `Comparison` (ids, unique prefixes, `last`, `last-1`…) |
@@ -61,6 +62,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/proxy/stats", get(proxy_stats))
         .route("/v1/bench", post(bench_start))
         .route("/v1/bench/cancel", post(bench_cancel))
+        .route("/v1/bench/current", get(bench_current))
         .route("/v1/bench/history", get(bench_history))
         .route("/v1/bench/compare", get(bench_compare))
         .route("/v1/bench/{id}", get(bench_result))
@@ -253,6 +255,13 @@ async fn bench_start(State(d): D, Json(opts): Json<BenchOptions>) -> Response {
 
 async fn bench_cancel(State(d): D) -> Response {
     match d.cancel_bench() {
+        Some(id) => Json(BenchStarted { id }).into_response(),
+        None => err(StatusCode::NOT_FOUND, "no benchmark is running"),
+    }
+}
+
+async fn bench_current(State(d): D) -> Response {
+    match d.current_bench() {
         Some(id) => Json(BenchStarted { id }).into_response(),
         None => err(StatusCode::NOT_FOUND, "no benchmark is running"),
     }
