@@ -11,13 +11,15 @@
 //! | `load.rs` | closed-loop and Poisson drivers, prompts with a random prefix |
 //! | `checks.rs` | thinking toggle and long-context checks |
 //! | `run.rs` | the engine: services → levels → result |
-//! | `report.rs` | the result types, thresholds, comparison |
+//! | `report.rs` | the result types and thresholds |
+//! | `compare.rs` | two runs side by side |
 //! | `history.rs` | saved runs in `<state>/bench/<id>.json` |
 //! | `machine.rs` | machine info, quantization and context from config.json |
 //! | `doctor.rs` | the success checklist |
 
 pub mod checks;
 pub mod client;
+pub mod compare;
 pub mod doctor;
 pub mod history;
 pub mod load;
@@ -26,6 +28,7 @@ pub mod metrics;
 pub mod report;
 pub mod run;
 
+pub use compare::{compare, CompareRow, Comparison};
 pub use metrics::Stats;
 pub use report::*;
 pub use run::{run, Hooks, ProgressFn, SampleFn, Target};
