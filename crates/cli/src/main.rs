@@ -1,5 +1,7 @@
 //! `mlx-box`: `up` hosts the daemon; every other verb is a client of it (or, for `validate`, of the file).
 
+mod bench_cmd;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use mlxbox_core::api::{ServiceStatus, StatusReport};
@@ -62,6 +64,20 @@ enum Cmd {
         /// settings.toml (default: the platform config path).
         #[arg(long)]
         config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmark services (TTFT, TPOT, ITL, E2E, tok/s at concurrency levels) through the daemon; keep,
+    /// list and compare runs.
+    Bench(bench_cmd::BenchArgs),
+    /// The success checklist: services ready, thresholds met, swap < 100 MB, thinking toggle, long
+    /// context, 5 concurrent requests, no errors in the logs. Exit 1 when a check fails.
+    Doctor {
+        /// Only these services (default: all).
+        services: Vec<String>,
+        /// Prompt tokens of the long-context check.
+        #[arg(long, default_value_t = 20_000)]
+        long_context_tokens: u32,
         #[arg(long)]
         json: bool,
     },
@@ -178,6 +194,19 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Keys(k) => keys(&state_dir, k).await,
+        Cmd::Bench(a) => bench_cmd::bench(&state_dir, a).await,
+        Cmd::Doctor {
+            services,
+            long_context_tokens,
+            json,
+        } => {
+            let opts = mlxbox_core::bench::doctor::DoctorOptions {
+                services,
+                long_context_tokens,
+                ..Default::default()
+            };
+            bench_cmd::doctor(&state_dir, opts, json).await
+        }
         Cmd::Down => {
             Client::new(&state_dir).shutdown().await?;
             // Wait until the socket is gone: every service is stopped by then.

@@ -1,6 +1,7 @@
 //! The types of the control API: what `status --json` prints and what the event stream carries.
 //! The menu-bar app's TypeScript types are generated from these (next issue); keep them stable.
 
+use crate::bench::{BenchDone, BenchProgress, BenchSummary};
 use crate::config::{ConfigEdit, Diagnostic, Kind};
 use crate::monitor::Sample;
 use crate::supervisor::State;
@@ -127,6 +128,10 @@ pub enum Event {
     /// The monitor's 1 Hz sample (memory, swap, pressure, thermal), so clients draw live figures without
     /// polling.
     Monitor(MonitorTick),
+    /// A benchmark run made progress (after every request).
+    BenchProgress(BenchProgress),
+    /// A benchmark run ended; `GET /v1/bench/{id}` has its result.
+    BenchDone(BenchDone),
     Shutdown,
 }
 
@@ -193,6 +198,13 @@ pub struct ConfigPreview {
 pub struct MonitorHistory {
     /// Oldest first, 1 Hz, at most 10 minutes.
     pub samples: Vec<Sample>,
+}
+
+/// `GET /v1/bench/history`: every saved run, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct BenchHistory {
+    pub runs: Vec<BenchSummary>,
 }
 
 pub fn now_ms() -> u64 {

@@ -6,6 +6,8 @@ use crate::api::{
     AlertSeverity, ConfigDocument, ConfigEditRequest, ConfigPreview, ConfigStatus, Event,
     MemoryStatus, StatusReport, ThermalStatus,
 };
+use crate::bench::doctor::{DoctorInput, DoctorOptions, DoctorReport};
+use crate::bench::{self, BenchDone, BenchOptions, ProgressFn, Target};
 use crate::config::{self, ConfigEdit, Diagnostic, Severity};
 use crate::estimate;
 use crate::keys::{KeyError, KeyInfo, Keyring};
@@ -77,6 +79,31 @@ pub struct Daemon {
     /// The plaintext keys of the settings applied last, and whether they have any frontend port.
     plaintext_keys: Mutex<(Vec<String>, bool)>,
     reload_tx: mpsc::Sender<()>,
+    pub state_dir: PathBuf,
+    /// The benchmark that runs now (one at a time: two would measure each other).
+    bench: Mutex<Option<RunningBench>>,
+}
+
+struct RunningBench {
+    id: String,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Why a benchmark or doctor run was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchRefused {
+    #[error(
+        "a benchmark is already running ({0}); wait for it, or cancel it (`POST /v1/bench/cancel`)"
+    )]
+    Busy(String),
+    #[error("no service named `{0}` in settings.toml (see `mlx-box status`)")]
+    Unknown(String),
+    #[error("no valid settings are loaded; fix settings.toml first (`mlx-box validate`)")]
+    NoSettings,
+    #[error("nothing to measure: no enabled chat, ocr or embedding service (name one explicitly)")]
+    Nothing,
+    #[error("invalid options: {0}")]
+    Invalid(String),
 }
 
 /// Reads the OS keyring (blocking: D-Bus / Security framework) off the async threads.
@@ -575,6 +602,195 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Starts a benchmark in the background; progress and the end go to the event stream, the result to
+    /// `<state>/bench/<id>.json`. Returns the run's id.
+    pub async fn start_bench(self: &Arc<Self>, opts: BenchOptions) -> Result<String, BenchRefused> {
+        if opts.concurrency.is_empty() || opts.concurrency.contains(&0) {
+            return Err(BenchRefused::Invalid(
+                "concurrency levels must be ≥ 1, e.g. [1, 4]".into(),
+            ));
+        }
+        if opts.requests == 0 {
+            return Err(BenchRefused::Invalid("requests must be ≥ 1".into()));
+        }
+        if opts.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            return Err(BenchRefused::Invalid("rate must be > 0 requests/s".into()));
+        }
+        let targets = self.bench_targets(&opts.services).await?;
+        let id = bench::history::new_id(crate::api::now_ms());
+        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        {
+            let mut slot = self.bench.lock().unwrap();
+            if let Some(b) = slot.as_ref() {
+                return Err(BenchRefused::Busy(b.id.clone()));
+            }
+            *slot = Some(RunningBench {
+                id: id.clone(),
+                cancel: cancel.clone(),
+            });
+        }
+        let d = self.clone();
+        let run_id = id.clone();
+        tokio::spawn(async move {
+            let events = d.shared.events.clone();
+            let progress: ProgressFn = Arc::new(move |p| {
+                let _ = events.send(Event::BenchProgress(p));
+            });
+            // Machine samples from the daemon's own 1 Hz monitor (no second sampler).
+            let monitor = d.clone();
+            let sample: bench::SampleFn = Arc::new(move || {
+                let latest = monitor.monitor.lock().unwrap().latest().cloned();
+                latest.unwrap_or_else(|| monitor.sampler.lock().unwrap().sample())
+            });
+            let hooks = bench::Hooks {
+                progress,
+                cancel,
+                sample,
+                ..bench::Hooks::default()
+            };
+            let r = bench::run(run_id.clone(), opts, targets, hooks).await;
+            let saved = bench::history::save(&d.state_dir, &r);
+            d.throttling_alert(&r);
+            *d.bench.lock().unwrap() = None;
+            let _ = d.shared.events.send(Event::BenchDone(BenchDone {
+                id: run_id,
+                verdict: saved.is_ok().then_some(r.verdict),
+                error: saved.err().map(|e| e.to_string()),
+            }));
+        });
+        Ok(id)
+    }
+
+    /// The id of the benchmark that runs now, if any (a window opened mid-run follows it).
+    pub fn current_bench(&self) -> Option<String> {
+        self.bench.lock().unwrap().as_ref().map(|b| b.id.clone())
+    }
+
+    /// Stops the running benchmark after the requests in flight; its partial result is saved.
+    pub fn cancel_bench(&self) -> Option<String> {
+        let slot = self.bench.lock().unwrap();
+        let b = slot.as_ref()?;
+        b.cancel.store(true, std::sync::atomic::Ordering::SeqCst);
+        Some(b.id.clone())
+    }
+
+    /// The services a run measures: the named ones, or every enabled chat / ocr / embedding service.
+    /// One that is not ready is listed as skipped, with its state.
+    async fn bench_targets(&self, names: &[String]) -> Result<Vec<Target>, BenchRefused> {
+        let settings = self
+            .supervisor
+            .settings()
+            .await
+            .ok_or(BenchRefused::NoSettings)?;
+        for n in names {
+            if settings.service(n).is_none() {
+                return Err(BenchRefused::Unknown(n.clone()));
+            }
+        }
+        let statuses = self.supervisor.statuses().await;
+        let specs: Vec<&config::ServiceSpec> = if names.is_empty() {
+            settings
+                .services
+                .iter()
+                .filter(|s| {
+                    s.enabled
+                        && matches!(
+                            s.kind,
+                            config::Kind::Chat | config::Kind::Ocr | config::Kind::Embedding
+                        )
+                })
+                .collect()
+        } else {
+            names.iter().filter_map(|n| settings.service(n)).collect()
+        };
+        if specs.is_empty() {
+            return Err(BenchRefused::Nothing);
+        }
+        Ok(specs
+            .into_iter()
+            .map(|spec| {
+                let mut t = Target::new(spec);
+                let state = statuses
+                    .iter()
+                    .find(|s| s.name == spec.name)
+                    .map(|s| s.state);
+                if t.skipped.is_none() && state != Some(crate::supervisor::State::Ready) {
+                    t.skipped = Some(format!(
+                        "not ready (state {}); start it first (`mlx-box start {}`)",
+                        state.map(|s| s.as_str()).unwrap_or("unknown"),
+                        spec.name
+                    ));
+                }
+                t
+            })
+            .collect())
+    }
+
+    /// Generation speed falling while the machine heats up, seen during a run: the "throttling
+    /// suspected" alert (cleared by a later run that does not see it).
+    fn throttling_alert(&self, r: &bench::BenchResult) {
+        let hot: Vec<&str> = r
+            .services
+            .iter()
+            .filter(|s| s.throttling_suspected)
+            .map(|s| s.name.as_str())
+            .collect();
+        if hot.is_empty() {
+            self.shared.alerts.clear("throttling-suspected");
+        } else {
+            self.shared.alerts.raise(
+                "throttling-suspected",
+                AlertSeverity::Warning,
+                "Thermal throttling suspected",
+                format!(
+                    "During benchmark {}, generation speed of {} fell by 20 % or more while the thermal state rose to {}: check the fans and the room, or lower the load.",
+                    r.id,
+                    hot.join(", "),
+                    r.monitor.max_thermal.as_str()
+                ),
+            );
+        }
+    }
+
+    /// The seed's success checklist, now.
+    pub async fn doctor(&self, opts: DoctorOptions) -> Result<DoctorReport, BenchRefused> {
+        if let Some(b) = self.bench.lock().unwrap().as_ref() {
+            return Err(BenchRefused::Busy(b.id.clone()));
+        }
+        let settings = self
+            .supervisor
+            .settings()
+            .await
+            .ok_or(BenchRefused::NoSettings)?;
+        for n in &opts.services {
+            if settings.service(n).is_none() {
+                return Err(BenchRefused::Unknown(n.clone()));
+            }
+        }
+        let statuses = self.supervisor.statuses().await;
+        let latest = self.monitor.lock().unwrap().latest().cloned();
+        let swap = latest
+            .unwrap_or_else(|| self.sampler.lock().unwrap().sample())
+            .swap_used_bytes;
+        let logs = settings
+            .services
+            .iter()
+            .filter_map(|s| {
+                let t = self.supervisor.log_tail(&s.name)?;
+                Some((s.name.clone(), t.tail(opts.log_lines as usize)))
+            })
+            .collect();
+        let input = DoctorInput {
+            settings,
+            statuses,
+            swap_used_bytes: swap,
+            logs,
+        };
+        Ok(bench::doctor::doctor(input, &opts).await)
+    }
+}
+
 fn preview(path: &Path, text: &str, edits: &[ConfigEdit]) -> Result<ConfigPreview, EditRefused> {
     let new = config::apply_edits(text, edits)?;
     let (settings, diagnostics) = config::parse_settings(path, &new);
@@ -746,6 +962,8 @@ pub async fn run(
         keys: Default::default(),
         plaintext_keys: Mutex::new((vec![], false)),
         reload_tx: reload_tx.clone(),
+        state_dir: dir.clone(),
+        bench: Mutex::new(None),
     });
 
     // Control socket first, so clients can watch the services come up.

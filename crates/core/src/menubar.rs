@@ -52,6 +52,8 @@ impl Snapshot {
             Event::Shutdown => {
                 self.status = None;
             }
+            // The Benchmark window follows these; the tray shows nothing of a run.
+            Event::BenchProgress(_) | Event::BenchDone(_) => return false,
         }
         true
     }

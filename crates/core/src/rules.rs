@@ -248,7 +248,8 @@ struct Check {
 }
 
 /// "Throttling suspected": throughput fell by ≥ 20 % from the first to the last third of a series while
-/// the thermal state rose. The benchmark and the proxy feed it (later issues).
+/// the thermal state rose. The benchmark feeds it per level (`bench::run`: the generation tok/s of successive
+/// requests, the thermal samples of the level); the daemon then raises `throttling-suspected`.
 pub fn throttling_suspected(tok_s: &[f64], thermal: &[Thermal]) -> bool {
     if tok_s.len() < 3 || thermal.len() < 2 {
         return false;

@@ -13,7 +13,7 @@ mod watch;
 pub use diff::{diff_settings, ServiceChange, SettingsDiff};
 pub use document::{apply_edits, to_json, ConfigEdit, EditError};
 pub use edit::{atomic_write, write_with_backup};
-pub use parse::{parse_settings, Diagnostic, Severity};
+pub use parse::{parse_settings, Diagnostic, Severity, EXPECT_KEYS};
 pub use watch::{watch_file, FileWatcher};
 
 use serde::{Deserialize, Serialize};
@@ -185,6 +185,8 @@ pub struct ServiceSpec {
     pub max_concurrency: Option<u32>,
     /// The proxy's request timeout for this service (else `[server] request_timeout_s`).
     pub request_timeout_s: Option<f64>,
+    /// What `mlx-box bench` / `doctor` must measure for this service (`expect_*` keys).
+    pub expect: Expectations,
     /// argv template; placeholders `{python} {model} {host} {port} {max_tokens}`.
     pub command: Option<Vec<String>>,
     pub python: Option<String>,
@@ -220,6 +222,28 @@ impl ServiceSpec {
 
     pub fn line_of(&self, key: &str) -> Option<usize> {
         self.positions.0.get(key).map(|p| p.line)
+    }
+}
+
+/// Per-service expectations of the benchmark (the `expect_*` keys): a run that misses one is a FAIL for
+/// that service in `mlx-box bench` and `mlx-box doctor`. Changing them never restarts the server.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Expectations {
+    /// `expect_gen_tok_s`: minimum mean generation tok/s of a request alone (concurrency 1).
+    pub gen_tok_s: Option<f64>,
+    /// `expect_ttft_ms`: maximum p50 time to first token (ms) at concurrency 1.
+    pub ttft_ms: Option<f64>,
+    /// `expect_output_tok_s`: minimum overall output tok/s at the highest concurrency measured.
+    pub output_tok_s: Option<f64>,
+    /// `expect_parallel_efficiency`: minimum parallel efficiency at the highest concurrency measured.
+    pub parallel_efficiency: Option<f64>,
+    /// `expect_inputs_s`: embedding services, minimum inputs/s at the highest concurrency measured.
+    pub inputs_s: Option<f64>,
+}
+
+impl Expectations {
+    pub fn is_empty(&self) -> bool {
+        *self == Expectations::default()
     }
 }
 

@@ -115,10 +115,29 @@ const SERVICE_KEYS: &[&str] = &[
     "max_start_failures",
     "liveness_interval_s",
     "liveness_failures",
+    "expect_gen_tok_s",
+    "expect_ttft_ms",
+    "expect_output_tok_s",
+    "expect_parallel_efficiency",
+    "expect_inputs_s",
     // tts / whisper tables of the original mlx-box
     "default_voice",
     "language",
     "voice",
+];
+/// The benchmark thresholds (`expect_*`) and the service kinds each one applies to.
+pub const EXPECT_KEYS: &[(&str, &[Kind])] = &[
+    ("expect_gen_tok_s", &[Kind::Chat, Kind::Ocr, Kind::Command]),
+    ("expect_ttft_ms", &[Kind::Chat, Kind::Ocr, Kind::Command]),
+    (
+        "expect_output_tok_s",
+        &[Kind::Chat, Kind::Ocr, Kind::Command],
+    ),
+    (
+        "expect_parallel_efficiency",
+        &[Kind::Chat, Kind::Ocr, Kind::Command],
+    ),
+    ("expect_inputs_s", &[Kind::Embedding]),
 ];
 const PLACEHOLDERS: &[&str] = &["{python}", "{model}", "{host}", "{port}", "{max_tokens}"];
 
@@ -760,6 +779,8 @@ fn parse_service(
             .or_else(|| q.as_integer().map(|i| i.to_string()))
     });
 
+    let expect = parse_expectations(cx, &v, kind);
+
     let spec = ServiceSpec {
         name: name.to_string(),
         kind,
@@ -794,6 +815,7 @@ fn parse_service(
             .int(cx, "max_concurrency", 1, 100_000, "4")
             .map(|n| n as u32),
         request_timeout_s: v.float(cx, "request_timeout_s", 0.1, 86_400.0, "600"),
+        expect,
         command,
         python: v.str(cx, "python"),
         env,
@@ -817,6 +839,48 @@ fn parse_service(
         positions: Positions(positions),
     };
     Some(spec)
+}
+
+/// The `expect_*` thresholds; one that cannot apply to the service's kind is a warning (it is ignored).
+fn parse_expectations(cx: &mut Ctx, v: &TableView, kind: Kind) -> super::Expectations {
+    for (key, kinds) in EXPECT_KEYS {
+        if v.get(key).is_some() && !kinds.contains(&kind) {
+            cx.warn(
+                v.key_span(key),
+                format!(
+                    "`{key}` in {} does not apply to a {} service (ignored)",
+                    v.where_,
+                    kind.as_str()
+                ),
+                Some(if kind == Kind::Embedding {
+                    "embedding services take `expect_inputs_s`".to_string()
+                } else {
+                    "chat services take expect_gen_tok_s, expect_ttft_ms, expect_output_tok_s, expect_parallel_efficiency".to_string()
+                }),
+            );
+        }
+    }
+    let mut get = |key: &str, max: f64, example: &str| {
+        let applies = EXPECT_KEYS
+            .iter()
+            .any(|(k, kinds)| *k == key && kinds.contains(&kind));
+        let x = v.float(cx, key, 0.0, max, example);
+        if x == Some(0.0) {
+            cx.warn(
+                v.get(key).and_then(value_span),
+                format!("`{key}` = 0 in {} checks nothing", v.where_),
+                Some("remove it, or give the figure the service must reach".to_string()),
+            );
+        }
+        x.filter(|_| applies)
+    };
+    super::Expectations {
+        gen_tok_s: get("expect_gen_tok_s", 1e6, "50"),
+        ttft_ms: get("expect_ttft_ms", 1e7, "500"),
+        output_tok_s: get("expect_output_tok_s", 1e7, "120"),
+        parallel_efficiency: get("expect_parallel_efficiency", 1.0, "0.5"),
+        inputs_s: get("expect_inputs_s", 1e9, "200"),
+    }
 }
 
 /// Two services (or a service and the SSH port) on one port is an error: the second server could not bind.
@@ -991,6 +1055,49 @@ command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{po
         assert_eq!(s.services[0].kind, Kind::Command);
         assert_eq!(s.services[0].probe, Probe::Tcp);
         assert!(s.services[0].enabled);
+    }
+
+    #[test]
+    fn benchmark_expectations() {
+        let (s, d) = parse(
+            "[services.fast]\nport = 1\nmodel = \"m\"\nexpect_gen_tok_s = 100\nexpect_ttft_ms = 500\nexpect_inputs_s = 10\n\
+             [services.embedding]\nport = 2\nmodel = \"e\"\nexpect_inputs_s = 200\n",
+        );
+        let s = s.unwrap_or_else(|| panic!("{:?}", lines(&d)));
+        let fast = &s.service("fast").unwrap().expect;
+        assert_eq!((fast.gen_tok_s, fast.ttft_ms), (Some(100.0), Some(500.0)));
+        assert_eq!(fast.inputs_s, None, "does not apply to chat: ignored");
+        assert_eq!(s.service("embedding").unwrap().expect.inputs_s, Some(200.0));
+        assert_eq!(
+            lines(&d),
+            ["settings.toml:6:1: warning: `expect_inputs_s` in [services.fast] does not apply to a chat service (ignored) (chat services take expect_gen_tok_s, expect_ttft_ms, expect_output_tok_s, expect_parallel_efficiency)"]
+        );
+        let (s, d) = parse(
+            "[services.fast]\nport = 1\nmodel = \"m\"\nexpect_parallel_efficiency = 1.5\nexpect_gen_tok_s = \"fast\"\n",
+        );
+        assert!(s.is_none());
+        let l = lines(&d);
+        assert!(
+            l[0].starts_with("settings.toml:4:30: error: `expect_parallel_efficiency` = 1.5"),
+            "{l:?}"
+        );
+        assert!(
+            l[1].starts_with(
+                "settings.toml:5:20: error: `expect_gen_tok_s` in [services.fast] must be a number"
+            ),
+            "{l:?}"
+        );
+        // Changing an expectation is an update in place, never a restart.
+        let (a, _) = parse("[services.fast]\nport = 1\nmodel = \"m\"\n");
+        let (b, _) = parse("[services.fast]\nport = 1\nmodel = \"m\"\nexpect_gen_tok_s = 50\n");
+        let rt = crate::launch::Runtime {
+            scripts_dir: "/rt".into(),
+            default_python: "python3".into(),
+        };
+        assert_eq!(
+            crate::config::diff_settings(&a.unwrap(), &b.unwrap(), &rt).changes,
+            [crate::config::ServiceChange::Update("fast".into())]
+        );
     }
 
     #[test]

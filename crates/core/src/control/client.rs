@@ -1,9 +1,11 @@
 //! Client of the control API over the Unix socket (used by the CLI; the menu-bar app uses it too).
 
 use crate::api::{
-    ActionReply, ConfigDocument, ConfigEditRequest, ConfigPreview, ErrorReply, Event,
+    ActionReply, BenchHistory, ConfigDocument, ConfigEditRequest, ConfigPreview, ErrorReply, Event,
     MonitorHistory, StatusReport,
 };
+use crate::bench::doctor::{DoctorOptions, DoctorReport};
+use crate::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
 use crate::config::Diagnostic;
 use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
@@ -251,6 +253,52 @@ impl Client {
         Ok(r.json().await?)
     }
 
+    /// Starts a benchmark in the daemon; follow it with [`events`](Self::events).
+    pub async fn bench_start(&self, opts: &BenchOptions) -> Result<BenchStarted, ClientError> {
+        let r = self
+            .send(self.http.post(Self::url("/v1/bench")).json(opts))
+            .await?;
+        Ok(r.json().await?)
+    }
+
+    pub async fn bench_cancel(&self) -> Result<BenchStarted, ClientError> {
+        let r = self
+            .send(self.http.post(Self::url("/v1/bench/cancel")))
+            .await?;
+        Ok(r.json().await?)
+    }
+
+    /// A saved run: an id, a unique prefix, `last` or `last-N`.
+    pub async fn bench_result(&self, id: &str) -> Result<BenchResult, ClientError> {
+        let r = self
+            .send(
+                self.http
+                    .get(Self::url(&format!("/v1/bench/{}", encode(id)))),
+            )
+            .await?;
+        Ok(r.json().await?)
+    }
+
+    pub async fn bench_history(&self) -> Result<BenchHistory, ClientError> {
+        let r = self
+            .send(self.http.get(Self::url("/v1/bench/history")))
+            .await?;
+        Ok(r.json().await?)
+    }
+
+    pub async fn bench_compare(&self, a: &str, b: &str) -> Result<Comparison, ClientError> {
+        let url = format!("/v1/bench/compare?a={}&b={}", encode(a), encode(b));
+        let r = self.send(self.http.get(Self::url(&url))).await?;
+        Ok(r.json().await?)
+    }
+
+    pub async fn doctor(&self, opts: &DoctorOptions) -> Result<DoctorReport, ClientError> {
+        let r = self
+            .send(self.http.post(Self::url("/v1/doctor")).json(opts))
+            .await?;
+        Ok(r.json().await?)
+    }
+
     pub async fn shutdown(&self) -> Result<(), ClientError> {
         self.send(self.http.post(Self::url("/v1/shutdown"))).await?;
         Ok(())
@@ -284,4 +332,16 @@ async fn sse_data(
         }
     }
     Ok(())
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (ids are typed by users).
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -18,9 +18,19 @@
 //! | DELETE | /v1/keys/{id} | `KeyInfo` of the removed key |
 //! | POST | /v1/keys/reload | re-reads the keyring (after `mlx-box keys …`): `{keys: N}` |
 //! | GET | /v1/monitor/history | `{samples: [Sample]}`: the last 10 minutes at 1 Hz |
+//! | POST | /v1/bench | `BenchOptions` → 202 `BenchStarted`; progress as `bench_progress` events, then `bench_done`; 409 while one runs |
+//! | GET | /v1/bench/current | `BenchStarted` of the run in progress; 404 when none runs |
+//! | POST | /v1/bench/cancel | `BenchStarted` (the run being cancelled); 404 when none runs |
+//! | GET | /v1/bench/history | `BenchHistory` (oldest first) |
+//! | GET | /v1/bench/compare?a=ID&b=ID | `Comparison` (ids, unique prefixes, `last`, `last-1`…) |
+//! | GET | /v1/bench/{id} | `BenchResult` (`last` = the newest) |
+//! | POST | /v1/doctor | `DoctorOptions` → `DoctorReport` (takes as long as its checks) |
 //! | POST | /v1/shutdown | stops every service, then the daemon |
 
-use crate::api::{ActionReply, ConfigEditRequest, ErrorReply, Event, MonitorHistory};
+use crate::api::{ActionReply, BenchHistory, ConfigEditRequest, ErrorReply, Event, MonitorHistory};
+use crate::bench::doctor::DoctorOptions;
+use crate::bench::{history, BenchOptions, BenchStarted};
+use crate::daemon::BenchRefused;
 use crate::daemon::Daemon;
 use crate::daemon::EditRefused;
 use crate::keys::{KeyList, NewKey, NewKeyRequest};
@@ -58,6 +68,13 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/v1/keys", get(list_keys).post(add_key))
         .route("/v1/keys/reload", post(reload_keys))
         .route("/v1/keys/{id}", delete(remove_key))
+        .route("/v1/bench", post(bench_start))
+        .route("/v1/bench/cancel", post(bench_cancel))
+        .route("/v1/bench/current", get(bench_current))
+        .route("/v1/bench/history", get(bench_history))
+        .route("/v1/bench/compare", get(bench_compare))
+        .route("/v1/bench/{id}", get(bench_result))
+        .route("/v1/doctor", post(doctor))
         .route("/v1/shutdown", post(shutdown))
         .with_state(d)
 }
@@ -256,4 +273,81 @@ async fn shutdown(State(d): D) -> Response {
     d.shutdown.notify_one();
     let _ = d.shared.events.send(Event::Shutdown);
     Json(serde_json::json!({ "ok": true })).into_response()
+}
+
+fn bench_refused(e: BenchRefused) -> Response {
+    let code = match e {
+        BenchRefused::Busy(_) => StatusCode::CONFLICT,
+        BenchRefused::Unknown(_) => StatusCode::NOT_FOUND,
+        BenchRefused::NoSettings | BenchRefused::Nothing => StatusCode::CONFLICT,
+        BenchRefused::Invalid(_) => StatusCode::BAD_REQUEST,
+    };
+    err(code, e.to_string())
+}
+
+fn history_err(e: history::HistoryError) -> Response {
+    let code = match e {
+        history::HistoryError::NotFound { .. }
+        | history::HistoryError::Empty(_)
+        | history::HistoryError::Ambiguous { .. } => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    err(code, e.to_string())
+}
+
+async fn bench_start(State(d): D, Json(opts): Json<BenchOptions>) -> Response {
+    match d.start_bench(opts).await {
+        Ok(id) => (StatusCode::ACCEPTED, Json(BenchStarted { id })).into_response(),
+        Err(e) => bench_refused(e),
+    }
+}
+
+async fn bench_cancel(State(d): D) -> Response {
+    match d.cancel_bench() {
+        Some(id) => Json(BenchStarted { id }).into_response(),
+        None => err(StatusCode::NOT_FOUND, "no benchmark is running"),
+    }
+}
+
+async fn bench_current(State(d): D) -> Response {
+    match d.current_bench() {
+        Some(id) => Json(BenchStarted { id }).into_response(),
+        None => err(StatusCode::NOT_FOUND, "no benchmark is running"),
+    }
+}
+
+async fn bench_history(State(d): D) -> Response {
+    let dir = d.state_dir.clone();
+    let runs = tokio::task::spawn_blocking(move || history::list(&dir))
+        .await
+        .unwrap_or_default();
+    Json(BenchHistory { runs }).into_response()
+}
+
+async fn bench_result(State(d): D, Path(id): Path<String>) -> Response {
+    match history::load(&d.state_dir, &id) {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => history_err(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CompareQuery {
+    a: String,
+    b: String,
+}
+
+async fn bench_compare(State(d): D, Query(q): Query<CompareQuery>) -> Response {
+    let load = |id: &str| history::load(&d.state_dir, id);
+    match (load(&q.a), load(&q.b)) {
+        (Ok(a), Ok(b)) => Json(crate::bench::compare(&a, &b)).into_response(),
+        (Err(e), _) | (_, Err(e)) => history_err(e),
+    }
+}
+
+async fn doctor(State(d): D, Json(opts): Json<DoctorOptions>) -> Response {
+    match d.doctor(opts).await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => bench_refused(e),
+    }
 }

@@ -1,0 +1,407 @@
+//! `mlx-box bench` and `mlx-box doctor`: clients of the daemon's benchmark (the engine lives in the
+//! core; this file starts runs, draws the progress bar and prints tables).
+
+use anyhow::Result;
+use indicatif::{ProgressBar, ProgressStyle};
+use mlxbox_core::api::Event;
+use mlxbox_core::bench::doctor::{DoctorOptions, DoctorReport};
+use mlxbox_core::bench::{BenchOptions, BenchResult, CheckStatus, Comparison, Stats};
+use mlxbox_core::control::client::Client;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Services to measure (default: every enabled chat, ocr and embedding service).
+    pub services: Vec<String>,
+    /// Closed-loop levels: requests in flight at once.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    pub concurrency: Vec<u32>,
+    /// Requests per level (a warm-up request is not counted).
+    #[arg(long, default_value_t = 16)]
+    pub requests: u32,
+    /// max_tokens of each chat request.
+    #[arg(long, default_value_t = 128)]
+    pub max_tokens: u32,
+    /// Also an open-loop level: Poisson arrivals at this many requests/s.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Also send a long-context request (see --long-context-tokens).
+    #[arg(long)]
+    pub long_context: bool,
+    /// Prompt tokens of the long-context request.
+    #[arg(long, default_value_t = 20_000)]
+    pub long_context_tokens: u32,
+    /// Inputs per embeddings request (default: the service's batch_size, else 16).
+    #[arg(long)]
+    pub batch: Option<u32>,
+    /// Skip the thinking-toggle check.
+    #[arg(long)]
+    pub no_thinking_check: bool,
+    /// Print the result as JSON (the object saved in the state dir).
+    #[arg(long)]
+    pub json: bool,
+    /// Compare two saved runs: ids, unique prefixes, `last`, `last-1`…
+    #[arg(long, num_args = 2, value_names = ["A", "B"], conflicts_with_all = ["history", "show"])]
+    pub compare: Option<Vec<String>>,
+    /// List the saved runs.
+    #[arg(long)]
+    pub history: bool,
+    /// Print a saved run (`last` = the newest).
+    #[arg(long, value_name = "ID")]
+    pub show: Option<String>,
+}
+
+pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
+    let c = Client::new(state_dir);
+    if let Some(ids) = &a.compare {
+        let cmp = c.bench_compare(&ids[0], &ids[1]).await?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&cmp)?);
+        } else {
+            print_compare(&cmp);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if a.history {
+        let h = c.bench_history().await?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&h)?);
+        } else {
+            println!(
+                "{:<22} {:<7} SERVICES (gen tok/s at c=1 · best output tok/s)",
+                "ID", "VERDICT"
+            );
+            for r in &h.runs {
+                let s: Vec<String> = r
+                    .services
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{} {}·{}",
+                            s.name,
+                            opt(s.gen_tok_s, 1),
+                            opt(s.output_tok_s.or(s.inputs_s), 1)
+                        )
+                    })
+                    .collect();
+                println!("{:<22} {:<7} {}", r.id, r.verdict.as_str(), s.join("  "));
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(id) = &a.show {
+        let r = c.bench_result(id).await?;
+        return print_result(&r, a.json);
+    }
+
+    let opts = BenchOptions {
+        services: a.services.clone(),
+        concurrency: a.concurrency.clone(),
+        requests: a.requests,
+        max_tokens: a.max_tokens,
+        rate: a.rate,
+        long_context: a.long_context,
+        long_context_tokens: a.long_context_tokens,
+        thinking_check: !a.no_thinking_check,
+        embed_batch: a.batch,
+        ..BenchOptions::default()
+    };
+    // Listen first, then start: no progress event is missed. The daemon saves the result before it sends
+    // `bench_done`, so polling for the result is a safe fallback.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    let listener = Client::new(state_dir);
+    let events = tokio::spawn(async move {
+        let _ = listener.events(|e| tx.send(e).is_ok()).await;
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let id = c.bench_start(&opts).await?.id;
+    let bar = if a.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(1)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} requests · {msg}",
+        )
+        .expect("progress template"),
+    );
+    bar.set_message(format!("benchmark {id} starting"));
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let mut poll = tokio::time::interval(Duration::from_secs(1));
+    let result = loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(Event::BenchProgress(p)) if p.id == id => {
+                    bar.set_length(u64::from(p.total));
+                    bar.set_position(u64::from(p.done));
+                    bar.set_message(p.message);
+                }
+                Some(Event::BenchDone(d)) if d.id == id => {
+                    if let Some(e) = d.error {
+                        bar.abandon();
+                        anyhow::bail!("benchmark {id} ended with an error: {e}");
+                    }
+                    break c.bench_result(&id).await?;
+                }
+                Some(Event::Shutdown) => anyhow::bail!("the daemon shut down during the benchmark"),
+                _ => {}
+            },
+            _ = poll.tick() => {
+                if let Ok(r) = c.bench_result(&id).await { break r; }
+            }
+            _ = tokio::signal::ctrl_c() => {
+                let _ = c.bench_cancel().await;
+                bar.abandon_with_message("cancelled: the requests in flight finish, the partial result is saved");
+                return Ok(ExitCode::from(130));
+            }
+        }
+    };
+    bar.finish_and_clear();
+    events.abort();
+    print_result(&result, a.json)
+}
+
+fn opt(x: Option<f64>, digits: usize) -> String {
+    x.map(|v| format!("{v:.digits$}"))
+        .unwrap_or_else(|| "–".into())
+}
+
+fn st(s: Option<Stats>, f: fn(&Stats) -> f64) -> String {
+    opt(s.as_ref().map(f), 1)
+}
+
+fn print_result(r: &BenchResult, json: bool) -> Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(r)?);
+    } else {
+        print_tables(r);
+    }
+    Ok(if r.verdict == CheckStatus::Fail {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_tables(r: &BenchResult) {
+    println!(
+        "benchmark {} · {} · {} cores · {:.0} GB · {}",
+        r.id,
+        r.machine.cpu,
+        r.machine.cores,
+        r.machine.memory_bytes as f64 / (1u64 << 30) as f64,
+        r.machine.os
+    );
+    for s in &r.services {
+        println!();
+        let model = s.model.as_deref().unwrap_or("-");
+        let q = s
+            .quantization
+            .as_deref()
+            .map(|q| format!(" · {q}"))
+            .unwrap_or_default();
+        println!(
+            "{} ({}) · {model}{q} · {}",
+            s.name,
+            s.kind.as_str(),
+            s.verdict.as_str()
+        );
+        if let Some(why) = &s.skipped {
+            println!("  not measured: {why}");
+            continue;
+        }
+        if !s.levels.is_empty() {
+            println!(
+                "  {:<9} {:>5} {:>4} {:>17} {:>9} {:>9} {:>10} {:>9} {:>10} {:>7} {:>6}",
+                "LEVEL",
+                "REQS",
+                "ERR",
+                "TTFT ms p50/p99",
+                "TPOT p50",
+                "ITL p50",
+                "E2E p50",
+                "GEN tok/s",
+                "OUT tok/s",
+                "REQ/s",
+                "EFF"
+            );
+            for l in &s.levels {
+                let level = match l.rate {
+                    Some(rate) => format!("rate={rate}"),
+                    None => format!("c={}", l.concurrency),
+                };
+                println!(
+                    "  {:<9} {:>5} {:>4} {:>17} {:>9} {:>9} {:>10} {:>9} {:>10.1} {:>7.2} {:>6}",
+                    level,
+                    l.requests,
+                    l.errors,
+                    format!("{}/{}", st(l.ttft_ms, |s| s.p50), st(l.ttft_ms, |s| s.p99)),
+                    st(l.tpot_ms, |s| s.p50),
+                    st(l.itl_ms, |s| s.p50),
+                    st(l.e2e_ms, |s| s.p50),
+                    st(l.gen_tok_s, |s| s.mean),
+                    l.output_tok_s,
+                    l.request_s,
+                    opt(l.parallel_efficiency, 2),
+                );
+                if let Some(e) = &l.first_error {
+                    println!("  {:<9} first error: {e}", "");
+                }
+            }
+            if let Some(c) = s
+                .levels
+                .iter()
+                .filter_map(|l| l.cached_tokens)
+                .reduce(|a, b| a + b)
+            {
+                println!("  cached prompt tokens reported by the server: {c}");
+            }
+        }
+        if !s.embedding.is_empty() {
+            println!(
+                "  {:<9} {:>5} {:>4} {:>6} {:>10} {:>8} {:>17}",
+                "LEVEL", "REQS", "ERR", "BATCH", "INPUTS/s", "REQ/s", "LATENCY p50/p99"
+            );
+            for l in &s.embedding {
+                println!(
+                    "  {:<9} {:>5} {:>4} {:>6} {:>10.1} {:>8.2} {:>17}",
+                    format!("c={}", l.concurrency),
+                    l.requests,
+                    l.errors,
+                    l.batch_size,
+                    l.inputs_s,
+                    l.request_s,
+                    format!(
+                        "{}/{}",
+                        st(l.latency_ms, |s| s.p50),
+                        st(l.latency_ms, |s| s.p99)
+                    ),
+                );
+                if let Some(e) = &l.first_error {
+                    println!("  {:<9} first error: {e}", "");
+                }
+            }
+        }
+        if let Some(t) = &s.thinking {
+            println!("  {} thinking: {}", t.status.mark(), t.reason);
+        }
+        if let Some(l) = &s.long_context {
+            println!(
+                "  {} long context ({} tokens): {}",
+                l.status.mark(),
+                l.target_tokens,
+                l.reason
+            );
+        }
+        for t in &s.thresholds {
+            println!("  {} {}: {}", t.status.mark(), t.key, t.detail);
+        }
+        if s.throttling_suspected {
+            println!(
+                "  ! generation speed fell while the thermal state rose: throttling suspected"
+            );
+        }
+        if let Some(f) = &s.fingerprint {
+            println!("  server: {f}");
+        }
+    }
+    println!();
+    let m = &r.monitor;
+    println!(
+        "monitor: {} samples · max swap {:.1} MB · min available {:.1} GB · thermal {} · pressure {}",
+        m.samples,
+        m.max_swap_used_bytes as f64 / (1 << 20) as f64,
+        m.min_available_bytes as f64 / (1u64 << 30) as f64,
+        m.max_thermal.as_str(),
+        m.max_pressure.as_str()
+    );
+    println!(
+        "TTFT = first content or reasoning chunk · TPOT = (E2E−TTFT)/(N−1) · ITL = gaps between text chunks · \
+         EFF = out tok/s at N / (N × at 1) · docs/BENCHMARK.md"
+    );
+    println!(
+        "{}: {}{}",
+        r.verdict.as_str(),
+        r.id,
+        if r.cancelled {
+            " (cancelled: partial)"
+        } else {
+            ""
+        }
+    );
+}
+
+fn print_compare(c: &Comparison) {
+    println!("A = {}   B = {}", c.a, c.b);
+    println!(
+        "{:<16} {:<11} {:<20} {:>11} {:>11} {:>11} {:>8}",
+        "SERVICE", "LEVEL", "METRIC", "A", "B", "B−A", "%"
+    );
+    for r in &c.rows {
+        let mark = match r.better {
+            Some(true) => " better",
+            Some(false) => " worse",
+            None => "",
+        };
+        println!(
+            "{:<16} {:<11} {:<20} {:>11} {:>11} {:>11} {:>8}{mark}",
+            r.service,
+            r.level,
+            r.metric,
+            opt(r.a, 2),
+            opt(r.b, 2),
+            opt(r.delta, 2),
+            r.delta_percent
+                .map(|p| format!("{p:+.1}%"))
+                .unwrap_or_else(|| "–".into()),
+        );
+    }
+}
+
+pub async fn doctor(state_dir: &Path, opts: DoctorOptions, json: bool) -> Result<ExitCode> {
+    let spinner = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    };
+    spinner.set_message("running the checklist (thresholds, thinking, long context, 5 at once)…");
+    spinner.enable_steady_tick(Duration::from_millis(200));
+    let r = Client::new(state_dir).doctor(&opts).await;
+    spinner.finish_and_clear();
+    let r = r?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        print_doctor(&r);
+    }
+    Ok(if r.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_doctor(r: &DoctorReport) {
+    for c in &r.checks {
+        let who = c
+            .service
+            .as_deref()
+            .map(|s| format!("{s}: "))
+            .unwrap_or_default();
+        println!("{} {:<13} {who}{}", c.status.mark(), c.check, c.reason);
+    }
+    let failed = r
+        .checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Fail)
+        .count();
+    println!();
+    if r.ok {
+        println!("all checks passed");
+    } else {
+        println!("{failed} check(s) failed");
+    }
+}

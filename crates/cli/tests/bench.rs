@@ -1,0 +1,354 @@
+//! `mlx-box bench`, `bench --compare` and `doctor` end to end on the demo profile: a real daemon running
+//! the real `mlx_lm.server` (thinking on and off) and the embedding server on the tiny models.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const S: Duration = Duration::from_secs(1);
+
+/// Runs the CLI; returns (exit code, parsed stdout).
+fn json(d: &Daemon, args: &[&str]) -> (i32, Value) {
+    let out = d.cli(args);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: {e}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+fn service<'a>(r: &'a Value, name: &str) -> &'a Value {
+    r["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {r:#}"))
+}
+
+/// GET over the daemon's Unix socket: (status code, body).
+fn control_get(state: &std::path::Path, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(state.join("mlx-box.sock")).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: mlx-box\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (
+        code,
+        text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
+    )
+}
+
+#[test]
+fn bench_compare_and_doctor_on_the_demo_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let cache = std::env::var("MLXBOX_CACHE_DIR")
+        .unwrap_or_else(|_| format!("{}/../../target/mlxbox-cache", env!("CARGO_MANIFEST_DIR")));
+    let log = std::fs::File::create(dir.path().join("daemon-demo.log")).unwrap();
+    let child = Command::new(BIN)
+        .args(["up", "--demo", "--state-dir"])
+        .arg(&state)
+        .env("MLXBOX_CACHE_DIR", &cache)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let d = Daemon {
+        child: Some(child),
+        dir,
+        config: state.join("demo/settings.toml"),
+        state,
+    };
+    // The first run on a machine builds the Python env and trains the tiny models.
+    assert!(
+        wait_until(900 * S, || d.cli(&["status", "--json"]).status.success()),
+        "{}",
+        d.daemon_log()
+    );
+    for n in ["chat", "chat-nothink", "embedding"] {
+        d.wait_state(n, "ready", 180 * S);
+    }
+
+    // A chat and an embedding service, two levels, a long-context request the tiny model can take.
+    let (code, r) = json(
+        &d,
+        &[
+            "bench",
+            "chat",
+            "embedding",
+            "--concurrency",
+            "1,2",
+            "--requests",
+            "4",
+            "--max-tokens",
+            "32",
+            "--long-context",
+            "--long-context-tokens",
+            "600",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{r:#}");
+    assert_eq!(r["verdict"], "pass");
+    let chat = service(&r, "chat");
+    let levels = chat["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 2);
+    for (l, c) in levels.iter().zip([1, 2]) {
+        assert_eq!(
+            (
+                l["concurrency"].as_u64(),
+                l["requests"].as_u64(),
+                l["errors"].as_u64()
+            ),
+            (Some(c), Some(4), Some(0)),
+            "{l:#}"
+        );
+        for k in ["ttft_ms", "tpot_ms", "itl_ms", "e2e_ms"] {
+            for p in ["mean", "p50", "p90", "p99"] {
+                assert!(l[k][p].as_f64().unwrap() > 0.0, "{k}.{p}: {l:#}");
+            }
+        }
+        assert!(l["ttft_ms"]["p50"].as_f64() <= l["e2e_ms"]["p50"].as_f64());
+        for k in [
+            "output_tok_s",
+            "request_s",
+            "prompt_tok_s",
+            "parallel_efficiency",
+        ] {
+            assert!(l[k].as_f64().unwrap() > 0.0, "{k}: {l:#}");
+        }
+        assert!(
+            l["completion_tokens"].as_u64().unwrap() >= 4,
+            "token counts from usage"
+        );
+    }
+    assert_eq!(levels[0]["parallel_efficiency"].as_f64(), Some(1.0));
+    assert_eq!(
+        chat["quantization"], "float32",
+        "from the tiny model's config.json"
+    );
+    assert!(
+        chat["fingerprint"].as_str().unwrap().contains("0.32"),
+        "mlx_lm reports its versions"
+    );
+    // The real tiny model thinks with thinking on: reasoning comes back, and the check says so.
+    assert_eq!(chat["thinking"]["expect_thinking"], true);
+    assert_eq!(chat["thinking"]["status"], "pass", "{:#}", chat["thinking"]);
+    assert!(!chat["thinking"]["reasoning_excerpt"]
+        .as_str()
+        .unwrap()
+        .is_empty());
+    let lc = &chat["long_context"];
+    assert_eq!(lc["status"], "pass", "{lc:#}");
+    assert!(
+        lc["prompt_tokens"].as_u64().unwrap() >= 590,
+        "calibrated to the target: {lc:#}"
+    );
+    let emb = service(&r, "embedding");
+    assert!(emb["levels"].as_array().unwrap().is_empty());
+    for l in emb["embedding"].as_array().unwrap() {
+        assert_eq!(
+            (l["requests"].as_u64(), l["errors"].as_u64()),
+            (Some(4), Some(0)),
+            "{l:#}"
+        );
+        assert!(
+            l["inputs_s"].as_f64().unwrap() > 0.0 && l["latency_ms"]["p99"].as_f64().unwrap() > 0.0
+        );
+    }
+    assert!(r["machine"]["memory_bytes"].as_u64().unwrap() > 0);
+    assert!(
+        !r["samples"].as_array().unwrap().is_empty(),
+        "monitor samples attached"
+    );
+    let id1 = r["id"].as_str().unwrap().to_string();
+    assert!(d.state.join(format!("bench/{id1}.json")).exists());
+
+    // Thinking off (disable_thinking_tags): no <think>, no reasoning field, and the check passes.
+    let (code, r) = json(
+        &d,
+        &[
+            "bench",
+            "chat-nothink",
+            "--concurrency",
+            "1",
+            "--requests",
+            "2",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{r:#}");
+    let t = &service(&r, "chat-nothink")["thinking"];
+    assert_eq!(
+        (&t["expect_thinking"], &t["status"]),
+        (&Value::Bool(false), &Value::from("pass")),
+        "{t:#}"
+    );
+    assert!(!t["content_excerpt"].as_str().unwrap().contains("<think>"));
+    assert_eq!(t["reasoning_excerpt"], "");
+
+    // A threshold the tiny model cannot meet: FAIL, exit 1 (changing expect_* restarts nothing).
+    let pid = d.service("chat")["pid"].clone();
+    let text = std::fs::read_to_string(&d.config).unwrap();
+    d.write_config(&text.replacen(
+        "[services.chat]\n",
+        "[services.chat]\nexpect_gen_tok_s = 1000000\n",
+        1,
+    ));
+    std::thread::sleep(2 * S);
+    let (code, r) = json(
+        &d,
+        &[
+            "bench",
+            "chat",
+            "--concurrency",
+            "1,2",
+            "--requests",
+            "4",
+            "--no-thinking-check",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 1);
+    let chat = service(&r, "chat");
+    assert_eq!(chat["verdict"], "fail");
+    assert_eq!(chat["thresholds"][0]["key"], "expect_gen_tok_s");
+    assert_eq!(chat["thresholds"][0]["status"], "fail");
+    assert_eq!(
+        d.service("chat")["pid"],
+        pid,
+        "a threshold edit does not restart the server"
+    );
+
+    // Before / after: the first and the last run, metric by metric.
+    let (code, c) = json(&d, &["bench", "--compare", &id1, "last", "--json"]);
+    assert_eq!(code, 0);
+    let row = c["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["service"] == "chat" && x["level"] == "c=2" && x["metric"] == "output_tok_s")
+        .unwrap();
+    let (a, b) = (row["a"].as_f64().unwrap(), row["b"].as_f64().unwrap());
+    assert!(
+        (row["delta"].as_f64().unwrap() - (b - a)).abs() < 1e-6,
+        "{row:#}"
+    );
+    let text = d.cli(&["bench", "--compare", "last-2", "last"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("output_tok_s"));
+    let (_, h) = json(&d, &["bench", "--history", "--json"]);
+    assert_eq!(h["runs"].as_array().unwrap().len(), 3);
+
+    // The checklist: the failing threshold is the only failure; the 20k-token request is skipped with
+    // the reason (the tiny model takes 4,096).
+    let (code, doc) = json(&d, &["doctor", "--json"]);
+    assert_eq!(code, 1, "{doc:#}");
+    let checks = doc["checks"].as_array().unwrap();
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| format!("{} {}", c["check"], c["service"]))
+        .collect();
+    assert_eq!(failed, ["\"thresholds\" \"chat\""], "{doc:#}");
+    let find = |check: &str, svc: &str| {
+        checks
+            .iter()
+            .find(|c| c["check"] == check && c["service"] == svc)
+            .unwrap_or_else(|| panic!("no {check} {svc}"))
+    };
+    for s in ["chat", "chat-nothink"] {
+        assert_eq!(find("thinking", s)["status"], "pass");
+        assert_eq!(find("concurrent", s)["status"], "pass");
+        let lc = find("long_context", s);
+        assert_eq!(lc["status"], "skip");
+        assert!(lc["reason"].as_str().unwrap().contains("4096"), "{lc:#}");
+    }
+    for s in ["chat", "chat-nothink", "embedding"] {
+        assert_eq!(find("ready", s)["status"], "pass");
+        assert_eq!(find("logs", s)["status"], "pass", "{:#}", find("logs", s));
+    }
+    let text = String::from_utf8_lossy(&d.cli(&["doctor", "--long-context-tokens", "500"]).stdout)
+        .to_string();
+    assert!(text.contains("✓ long_context  chat:"), "{text}");
+    assert!(text.contains("✗ thresholds    chat:"), "{text}");
+
+    // Mistakes say what to do.
+    let out = d.cli(&["bench", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no service named `nosuch`"));
+    let out = d.cli(&["bench", "--show", "19990101"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no benchmark run `19990101`"));
+
+    // One run at a time; Ctrl-C cancels it and its partial result is kept.
+    let mut long = Command::new(BIN)
+        .args([
+            "bench",
+            "chat",
+            "--concurrency",
+            "1",
+            "--requests",
+            "500",
+            "--no-thinking-check",
+            "--state-dir",
+        ])
+        .arg(&d.state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Its POST goes out ~0.1 s after it starts; give it the lead so the probes below cannot start first.
+    std::thread::sleep(S + S / 2);
+    assert!(long.try_wait().unwrap().is_none(), "the long run started");
+    let busy = wait_until(30 * S, || {
+        let out = d.cli(&[
+            "bench",
+            "chat",
+            "--concurrency",
+            "1",
+            "--requests",
+            "1",
+            "--no-thinking-check",
+            "--json",
+        ]);
+        out.status.code() == Some(1)
+            && String::from_utf8_lossy(&out.stderr).contains("already running")
+    });
+    assert!(busy, "a second run is refused while one runs");
+    let (code, body) = control_get(&d.state, "/v1/bench/current");
+    assert_eq!(code, 200, "{body}");
+    let current: Value = serde_json::from_str(&body).unwrap();
+    let out = d.cli(&["doctor"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(long.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let st = wait_timeout(&mut long, 30 * S).expect("the CLI exits on Ctrl-C");
+    assert_eq!(st.code(), Some(130));
+    let saved = wait_until(30 * S, || {
+        let (_, r) = json(&d, &["bench", "--show", "last", "--json"]);
+        r["cancelled"] == true
+    });
+    assert!(saved, "the cancelled run is saved");
+    let (_, r) = json(&d, &["bench", "--show", "last", "--json"]);
+    assert_eq!(r["id"], current["id"]);
+    assert_eq!(control_get(&d.state, "/v1/bench/current").0, 404);
+    let n = service(&r, "chat")["levels"][0]["requests"]
+        .as_u64()
+        .unwrap();
+    assert!(n < 500, "stopped early: {n} requests");
+}

@@ -1,0 +1,352 @@
+//! `mlx-box doctor`: the seed's success checklist, run in one go — every service ready, thresholds met,
+//! swap < 100 MB, the thinking toggle behaves, a long-context request works, 5 concurrent requests
+//! succeed, no errors in the recent logs. Each line pass / fail / skip with the reason.
+
+use super::checks;
+use super::client::{chat_body, embed, http_client, stream_chat};
+use super::load::prompt;
+use super::report::{BenchOptions, CheckStatus};
+use super::run::Target;
+use crate::api::ServiceStatus;
+use crate::config::{Kind, Settings};
+use crate::supervisor::State;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use ts_rs::TS;
+
+/// `POST /v1/doctor` body; every field has a default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+#[serde(default)]
+pub struct DoctorOptions {
+    /// Only these services (empty = all).
+    pub services: Vec<String>,
+    /// Prompt tokens of the long-context check.
+    pub long_context_tokens: u32,
+    /// Simultaneous requests of the concurrency check.
+    pub concurrent: u32,
+    /// Log lines of each service to scan for errors.
+    pub log_lines: u32,
+}
+
+impl Default for DoctorOptions {
+    fn default() -> Self {
+        DoctorOptions {
+            services: vec![],
+            long_context_tokens: 20_000,
+            concurrent: 5,
+            log_lines: 200,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct DoctorCheck {
+    /// "ready" | "thresholds" | "swap" | "thinking" | "long_context" | "concurrent" | "logs".
+    pub check: String,
+    pub service: Option<String>,
+    pub status: CheckStatus,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct DoctorReport {
+    /// No check failed.
+    pub ok: bool,
+    pub checks: Vec<DoctorCheck>,
+    #[ts(type = "number")]
+    pub finished_ms: u64,
+}
+
+/// What the daemon knows that the checklist needs.
+pub struct DoctorInput {
+    pub settings: Settings,
+    pub statuses: Vec<ServiceStatus>,
+    pub swap_used_bytes: u64,
+    /// The recent log lines of each service.
+    pub logs: BTreeMap<String, Vec<String>>,
+}
+
+/// The swap bar of the seed's checklist.
+pub const SWAP_LIMIT_BYTES: u64 = 100 << 20;
+
+pub async fn doctor(input: DoctorInput, opts: &DoctorOptions) -> DoctorReport {
+    let mut out = vec![];
+    let mut push = |check: &str, service: Option<&str>, status: CheckStatus, reason: String| {
+        out.push(DoctorCheck {
+            check: check.into(),
+            service: service.map(str::to_string),
+            status,
+            reason,
+        })
+    };
+    let http = http_client(Duration::from_secs(600));
+    let wanted = |n: &str| opts.services.is_empty() || opts.services.iter().any(|s| s == n);
+    let specs: Vec<_> = input
+        .settings
+        .services
+        .iter()
+        .filter(|s| s.enabled && wanted(&s.name))
+        .collect();
+
+    let mb = input.swap_used_bytes as f64 / (1 << 20) as f64;
+    push(
+        "swap",
+        None,
+        if input.swap_used_bytes < SWAP_LIMIT_BYTES {
+            CheckStatus::Pass
+        } else {
+            CheckStatus::Fail
+        },
+        format!("swap used {mb:.1} MB (must stay under 100 MB)"),
+    );
+
+    for spec in specs {
+        let name = spec.name.as_str();
+        let st = input.statuses.iter().find(|s| s.name == name);
+        let ready = st.is_some_and(|s| s.state == State::Ready);
+        push(
+            "ready",
+            Some(name),
+            if ready {
+                CheckStatus::Pass
+            } else {
+                CheckStatus::Fail
+            },
+            match st {
+                Some(s) if ready => format!("ready (pid {})", s.pid.unwrap_or(0)),
+                Some(s) => format!(
+                    "{}{}",
+                    s.state.as_str(),
+                    s.last_error
+                        .as_deref()
+                        .and_then(|e| e.lines().next())
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ),
+                None => "not supervised (yet)".into(),
+            },
+        );
+        let target = Target::new(spec);
+        let measurable = target.skipped.is_none();
+        let base = target.base_url.clone();
+        let not_ready = || "skipped: the service is not ready".to_string();
+
+        // Thresholds: a short benchmark of the levels the expect_* keys need.
+        if spec.expect.is_empty() {
+            push(
+                "thresholds",
+                Some(name),
+                CheckStatus::Skip,
+                "no expect_* keys in settings.toml".into(),
+            );
+        } else if !ready || !measurable {
+            push("thresholds", Some(name), CheckStatus::Skip, not_ready());
+        } else {
+            let needs_top =
+                spec.expect.output_tok_s.is_some() || spec.expect.parallel_efficiency.is_some();
+            let bopts = BenchOptions {
+                concurrency: if needs_top { vec![1, 4] } else { vec![1] },
+                requests: 4,
+                thinking_check: false,
+                ..BenchOptions::default()
+            };
+            let r = super::run(
+                "doctor".into(),
+                bopts,
+                vec![target.clone()],
+                super::Hooks::default(),
+            )
+            .await;
+            let s = &r.services[0];
+            let status = CheckStatus::worst(s.thresholds.iter().map(|t| t.status));
+            let reason = match &s.skipped {
+                Some(why) => why.clone(),
+                None => s
+                    .thresholds
+                    .iter()
+                    .map(|t| format!("{} {}", t.status.mark(), t.detail))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            };
+            push(
+                "thresholds",
+                Some(name),
+                if s.skipped.is_some() {
+                    CheckStatus::Fail
+                } else {
+                    status
+                },
+                reason,
+            );
+        }
+
+        if spec.kind == Kind::Chat {
+            if ready {
+                let t = checks::thinking(&http, &base, spec.disable_thinking_tags, 256).await;
+                push("thinking", Some(name), t.status, t.reason);
+                let ctx = super::machine::context_tokens(
+                    spec,
+                    super::machine::model_config(spec).as_ref(),
+                );
+                let l = checks::long_context(&http, &base, opts.long_context_tokens, ctx).await;
+                push("long_context", Some(name), l.status, l.reason);
+            } else {
+                push("thinking", Some(name), CheckStatus::Skip, not_ready());
+                push("long_context", Some(name), CheckStatus::Skip, not_ready());
+            }
+        }
+
+        if matches!(spec.kind, Kind::Chat | Kind::Embedding | Kind::Ocr) {
+            if ready && measurable {
+                let (s, r) = concurrent(&http, &base, spec.kind, opts.concurrent).await;
+                push("concurrent", Some(name), s, r);
+            } else {
+                push("concurrent", Some(name), CheckStatus::Skip, not_ready());
+            }
+        }
+
+        let lines = input.logs.get(name).cloned().unwrap_or_default();
+        let (s, r) = scan_logs(&lines);
+        push("logs", Some(name), s, r);
+    }
+    DoctorReport {
+        ok: !out.iter().any(|c| c.status == CheckStatus::Fail),
+        checks: out,
+        finished_ms: crate::api::now_ms(),
+    }
+}
+
+/// `n` requests at once; every one must succeed.
+async fn concurrent(
+    http: &reqwest::Client,
+    base: &str,
+    kind: Kind,
+    n: u32,
+) -> (CheckStatus, String) {
+    let t0 = Instant::now();
+    let tasks: Vec<_> = (0..n as usize)
+        .map(|i| {
+            let (http, base) = (http.clone(), base.to_string());
+            tokio::spawn(async move {
+                if kind == Kind::Embedding {
+                    embed(&http, &base, &[prompt(i)]).await.error
+                } else {
+                    stream_chat(&http, &base, &chat_body(&prompt(i), 32))
+                        .await
+                        .record
+                        .error
+                }
+            })
+        })
+        .collect();
+    let mut errors = vec![];
+    for t in tasks {
+        match t.await {
+            Ok(None) => {}
+            Ok(Some(e)) => errors.push(e),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    if errors.is_empty() {
+        (
+            CheckStatus::Pass,
+            format!("{n}/{n} simultaneous requests answered in {secs:.1} s"),
+        )
+    } else {
+        (
+            CheckStatus::Fail,
+            format!(
+                "{} of {n} simultaneous requests failed, first: {}",
+                errors.len(),
+                errors[0]
+            ),
+        )
+    }
+}
+
+/// Errors in a log: Python tracebacks, `ERROR` / `CRITICAL` records, `…Error:` / `…Exception:` lines,
+/// HTTP 5xx in an access log except 503 (what a server answers the readiness probe while it loads).
+/// Warnings are counted, not failed (mlx_lm always warns that it is not a production server).
+pub fn scan_logs(lines: &[String]) -> (CheckStatus, String) {
+    let is_error = |l: &str| {
+        l.contains("Traceback (most recent call last)")
+            || l.contains(" - ERROR - ")
+            || l.contains("CRITICAL")
+            || l.contains("FATAL")
+            || l.split_whitespace()
+                .next()
+                .is_some_and(|w| w.ends_with("Error:") || w.ends_with("Exception:"))
+            || is_5xx(l)
+    };
+    let errors: Vec<&String> = lines.iter().filter(|l| is_error(l)).collect();
+    let warnings = lines
+        .iter()
+        .filter(|l| l.contains("Warning") || l.contains(" - WARNING - "))
+        .count();
+    match errors.first() {
+        None => (
+            CheckStatus::Pass,
+            format!(
+                "no errors in the last {} lines{}",
+                lines.len(),
+                if warnings > 0 {
+                    format!(" ({warnings} warning line(s))")
+                } else {
+                    String::new()
+                }
+            ),
+        ),
+        Some(first) => (
+            CheckStatus::Fail,
+            format!(
+                "{} error line(s) in the last {} lines, first: {}",
+                errors.len(),
+                lines.len(),
+                super::client::excerpt(first, 160)
+            ),
+        ),
+    }
+}
+
+/// `"POST /v1/chat/completions HTTP/1.1" 500 -` (Python's http.server access log), 503 excepted.
+fn is_5xx(l: &str) -> bool {
+    l.split("\" ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|code| code.parse::<u16>().ok())
+        .is_some_and(|code| (500..600).contains(&code) && code != 503)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_scan() {
+        let l = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let ok = l(&[
+            "…/server.py:1894: UserWarning: mlx_lm.server is not recommended for production",
+            "2026-01-01 12:00:00,000 - INFO - Starting httpd at 127.0.0.1 on port 8080...",
+            "127.0.0.1 - - [22/Nov/2026 15:49:26] \"POST /v1/chat/completions HTTP/1.1\" 200 -",
+            "embed_server: 127.0.0.1 \"POST /v1/embeddings HTTP/1.1\" 503 -",
+        ]);
+        let (s, r) = scan_logs(&ok);
+        assert_eq!(s, CheckStatus::Pass, "{r}");
+        assert!(r.contains("1 warning"), "{r}");
+        for bad in [
+            "Traceback (most recent call last):",
+            "ValueError: bad model",
+            "2026-01-01 12:00:00,000 - ERROR - generation failed",
+            "127.0.0.1 - - [22/Nov/2026 15:49:26] \"POST /v1/chat/completions HTTP/1.1\" 500 -",
+        ] {
+            let (s, r) = scan_logs(&l(&[bad]));
+            assert_eq!(s, CheckStatus::Fail, "{bad}");
+            assert!(r.contains("first:"), "{r}");
+        }
+    }
+}

@@ -1,0 +1,461 @@
+//! The engine: measures each service in turn (warm-up, the levels, the open-loop rate, the checks), with
+//! the machine sampled once a second, and assembles the result.
+
+use super::checks;
+use super::client::{chat_body, embed, http_client, stream_chat, EmbedRecord};
+use super::load::{drive, prompt, Load};
+use super::machine;
+use super::metrics::{level_figures, parallel_efficiency, Record, Stats};
+use super::report::*;
+use crate::api::now_ms;
+use crate::config::{Kind, ServiceSpec};
+use crate::monitor::{Sample, Sampler, Thermal};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub type ProgressFn = Arc<dyn Fn(BenchProgress) + Send + Sync>;
+/// Reads the machine once (memory, swap, pressure, thermal).
+pub type SampleFn = Arc<dyn Fn() -> Sample + Send + Sync>;
+
+/// How a run talks to its host: progress out, cancellation in, and where machine samples come from.
+#[derive(Clone)]
+pub struct Hooks {
+    pub progress: ProgressFn,
+    /// Set it to stop the run after the requests in flight (the partial result is kept).
+    pub cancel: Arc<AtomicBool>,
+    /// Called once a second during the run. The daemon passes its monitor's latest sample; standalone
+    /// runs read the machine themselves.
+    pub sample: SampleFn,
+    pub sample_every: Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        let sampler = Arc::new(Mutex::new(Sampler::default()));
+        Hooks {
+            progress: Arc::new(|_| {}),
+            cancel: Arc::default(),
+            sample: Arc::new(move || sampler.lock().unwrap().sample()),
+            sample_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A service to measure.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub spec: ServiceSpec,
+    /// `http://127.0.0.1:PORT`: the server itself (its bind port), not the proxy in front of it.
+    pub base_url: String,
+    /// Why it cannot be measured (not ready…); it is then listed with this reason.
+    pub skipped: Option<String>,
+}
+
+impl Target {
+    /// The service's own server, on loopback.
+    pub fn new(spec: &ServiceSpec) -> Target {
+        let (base_url, skipped) = match spec.bind_port() {
+            Some(p) => (format!("http://127.0.0.1:{p}"), None),
+            None => (String::new(), Some("it has no port".to_string())),
+        };
+        let skipped = skipped.or_else(|| {
+            (!matches!(
+                spec.kind,
+                Kind::Chat | Kind::Ocr | Kind::Embedding | Kind::Command
+            ))
+            .then(|| {
+                format!(
+                    "a {} service: the benchmark measures chat and embedding servers",
+                    spec.kind.as_str()
+                )
+            })
+        });
+        Target {
+            spec: spec.clone(),
+            base_url,
+            skipped,
+        }
+    }
+}
+
+/// Counts requests across the run and reports each one.
+struct Tracker {
+    id: String,
+    done: AtomicU32,
+    total: u32,
+    progress: ProgressFn,
+}
+
+impl Tracker {
+    fn tick(&self, service: &str, phase: &str, message: &str) {
+        let done = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+        (self.progress)(BenchProgress {
+            id: self.id.clone(),
+            service: service.into(),
+            phase: phase.into(),
+            done: done.min(self.total),
+            total: self.total,
+            message: message.into(),
+        });
+    }
+}
+
+fn planned(opts: &BenchOptions, t: &Target) -> u32 {
+    if t.skipped.is_some() {
+        return 0;
+    }
+    let levels = opts.concurrency.len() as u32 * opts.requests;
+    match t.spec.kind {
+        Kind::Embedding => opts.warmup + levels,
+        _ => {
+            opts.warmup
+                + levels
+                + if opts.rate.is_some() {
+                    opts.requests
+                } else {
+                    0
+                }
+                + u32::from(opts.thinking_check && t.spec.kind == Kind::Chat)
+                + if opts.long_context { 3 } else { 0 }
+        }
+    }
+}
+
+/// Runs the benchmark. Never fails as a whole: what could not be measured says why in the result.
+pub async fn run(
+    id: String,
+    opts: BenchOptions,
+    targets: Vec<Target>,
+    hooks: Hooks,
+) -> BenchResult {
+    let Hooks {
+        progress,
+        cancel,
+        sample,
+        sample_every,
+    } = hooks;
+    let started_ms = now_ms();
+    let tracker = Arc::new(Tracker {
+        id: id.clone(),
+        done: AtomicU32::new(0),
+        total: targets.iter().map(|t| planned(&opts, t)).sum(),
+        progress,
+    });
+    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
+    let sampler = {
+        let (samples, sample) = (samples.clone(), sample.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(sample_every);
+            loop {
+                tick.tick().await;
+                let x = sample();
+                samples.lock().unwrap().push(x);
+            }
+        })
+    };
+    let http = http_client(Duration::from_secs_f64(opts.request_timeout_s.max(1.0)));
+    let mut services = vec![];
+    for t in &targets {
+        let r = if cancel.load(Ordering::SeqCst) {
+            skipped(t, "the run was cancelled".into())
+        } else if let Some(why) = &t.skipped {
+            skipped(t, why.clone())
+        } else if t.spec.kind == Kind::Embedding {
+            embedding_service(&http, &opts, t, &tracker, &cancel).await
+        } else {
+            chat_service(&http, &opts, t, &tracker, &cancel, &samples).await
+        };
+        services.push(r);
+    }
+    sampler.abort();
+    let mut samples = std::mem::take(&mut *samples.lock().unwrap());
+    samples.push(sample());
+    BenchResult {
+        id,
+        started_ms,
+        finished_ms: now_ms(),
+        app_version: env!("CARGO_PKG_VERSION").into(),
+        machine: machine::machine_info(),
+        verdict: CheckStatus::worst(services.iter().map(|s| s.verdict)),
+        options: opts,
+        services,
+        monitor: MonitorSummary::of(&samples),
+        samples,
+        cancelled: cancel.load(Ordering::SeqCst),
+    }
+}
+
+fn base_result(t: &Target) -> ServiceResult {
+    let config = machine::model_config(&t.spec);
+    ServiceResult {
+        name: t.spec.name.clone(),
+        kind: t.spec.kind,
+        model: t.spec.model.clone(),
+        quantization: config
+            .as_ref()
+            .and_then(machine::quantization)
+            .or_else(|| t.spec.quantization.clone()),
+        fingerprint: None,
+        settings: serde_json::to_value(&t.spec).unwrap_or_default(),
+        skipped: None,
+        levels: vec![],
+        embedding: vec![],
+        long_context: None,
+        thinking: None,
+        thresholds: vec![],
+        verdict: CheckStatus::Skip,
+        throttling_suspected: false,
+    }
+}
+
+fn skipped(t: &Target, why: String) -> ServiceResult {
+    ServiceResult {
+        skipped: Some(why),
+        ..base_result(t)
+    }
+}
+
+/// Fail when a check or threshold failed or a request failed; else pass.
+fn verdict(r: &ServiceResult) -> CheckStatus {
+    let requests_ok =
+        r.levels.iter().all(|l| l.errors == 0) && r.embedding.iter().all(|l| l.errors == 0);
+    CheckStatus::worst(
+        r.thresholds
+            .iter()
+            .map(|t| t.status)
+            .chain(r.thinking.as_ref().map(|t| t.status))
+            .chain(r.long_context.as_ref().map(|l| l.status))
+            .chain([if requests_ok {
+                CheckStatus::Pass
+            } else {
+                CheckStatus::Fail
+            }]),
+    )
+}
+
+async fn chat_service(
+    http: &reqwest::Client,
+    opts: &BenchOptions,
+    t: &Target,
+    tracker: &Arc<Tracker>,
+    cancel: &Arc<AtomicBool>,
+    samples: &Arc<Mutex<Vec<Sample>>>,
+) -> ServiceResult {
+    let mut r = base_result(t);
+    let name = &t.spec.name;
+    for _ in 0..opts.warmup {
+        let o = stream_chat(http, &t.base_url, &chat_body(&prompt(0), 16)).await;
+        tracker.tick(name, "warmup", &format!("{name}: warm-up"));
+        r.fingerprint = r.fingerprint.or(o.fingerprint);
+        if let Some(e) = o.record.error {
+            r.skipped = Some(format!("the warm-up request failed: {e}"));
+            r.verdict = CheckStatus::Fail;
+            return r;
+        }
+    }
+    let mut loads: Vec<Load> = opts.concurrency.iter().map(|c| Load::Closed(*c)).collect();
+    loads.extend(opts.rate.map(Load::Poisson));
+    let mut throttled = false;
+    for load in loads {
+        if cancel.load(Ordering::SeqCst) {
+            break;
+        }
+        let (phase, msg) = match load {
+            Load::Closed(c) => ("level", format!("{name}: concurrency {c}")),
+            Load::Poisson(rate) => ("rate", format!("{name}: Poisson {rate} req/s")),
+        };
+        let t0 = now_ms();
+        let (records, peak) =
+            chat_level(http, opts, t, load, tracker.clone(), phase, msg, cancel).await;
+        let t1 = now_ms();
+        let f = level_figures(&records);
+        // Throttling: the decode speed of successive requests fell while the machine got hotter.
+        let series: Vec<f64> = records
+            .iter()
+            .filter_map(|r| r.metrics().and_then(|m| m.gen_tok_s))
+            .collect();
+        let thermal: Vec<Thermal> = samples
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| (t0..=t1 + 1000).contains(&s.t_ms))
+            .map(|s| s.thermal)
+            .collect();
+        throttled |= crate::rules::throttling_suspected(&series, &thermal);
+        let (concurrency, rate) = match load {
+            Load::Closed(c) => (c, None),
+            Load::Poisson(rate) => (peak, Some(rate)),
+        };
+        r.levels.push(LevelResult {
+            concurrency,
+            rate,
+            requests: f.ok,
+            errors: f.errors,
+            first_error: f.first_error,
+            duration_s: f.wall_s,
+            ttft_ms: f.ttft_ms,
+            tpot_ms: f.tpot_ms,
+            itl_ms: f.itl_ms,
+            e2e_ms: f.e2e_ms,
+            gen_tok_s: f.gen_tok_s,
+            output_tok_s: f.output_tok_s,
+            request_s: f.request_s,
+            prompt_tok_s: f.prompt_tok_s,
+            parallel_efficiency: None,
+            prompt_tokens: f.prompt_tokens,
+            completion_tokens: f.completion_tokens,
+            cached_tokens: f.cached_tokens,
+        });
+    }
+    let base = r.level(1).map(|l| l.output_tok_s);
+    for l in r.levels.iter_mut().filter(|l| l.rate.is_none()) {
+        l.parallel_efficiency =
+            base.and_then(|b| parallel_efficiency(l.output_tok_s, l.concurrency, b));
+    }
+    r.throttling_suspected = throttled;
+    if opts.thinking_check && t.spec.kind == Kind::Chat && !cancel.load(Ordering::SeqCst) {
+        let c = checks::thinking(
+            http,
+            &t.base_url,
+            t.spec.disable_thinking_tags,
+            opts.max_tokens.max(256),
+        )
+        .await;
+        tracker.tick(name, "thinking", &format!("{name}: thinking check"));
+        r.thinking = Some(c);
+    }
+    if opts.long_context && !cancel.load(Ordering::SeqCst) {
+        let ctx = machine::context_tokens(&t.spec, machine::model_config(&t.spec).as_ref());
+        let l = checks::long_context(http, &t.base_url, opts.long_context_tokens, ctx).await;
+        for _ in 0..3 {
+            tracker.tick(name, "long_context", &format!("{name}: long context"));
+        }
+        r.long_context = Some(l);
+    }
+    r.thresholds = r.check_thresholds(&t.spec.expect);
+    r.verdict = verdict(&r);
+    r
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn chat_level(
+    http: &reqwest::Client,
+    opts: &BenchOptions,
+    t: &Target,
+    load: Load,
+    tracker: Arc<Tracker>,
+    phase: &'static str,
+    msg: String,
+    cancel: &Arc<AtomicBool>,
+) -> (Vec<Record>, u32) {
+    let (http, base, max_tokens) = (http.clone(), t.base_url.clone(), opts.max_tokens);
+    let name = t.spec.name.clone();
+    let d = drive(
+        load,
+        opts.requests,
+        move |i, sent_at| {
+            let (http, base) = (http.clone(), base.clone());
+            async move {
+                let mut rec = stream_chat(&http, &base, &chat_body(&prompt(i), max_tokens))
+                    .await
+                    .record;
+                rec.sent_at_ms = sent_at;
+                rec
+            }
+        },
+        Arc::new(move || tracker.tick(&name, phase, &msg)),
+        cancel.clone(),
+    )
+    .await;
+    (d.outputs, d.peak_in_flight)
+}
+
+async fn embedding_service(
+    http: &reqwest::Client,
+    opts: &BenchOptions,
+    t: &Target,
+    tracker: &Arc<Tracker>,
+    cancel: &Arc<AtomicBool>,
+) -> ServiceResult {
+    let mut r = base_result(t);
+    let name = t.spec.name.clone();
+    let batch = opts.embed_batch.or(t.spec.batch_size).unwrap_or(16).max(1);
+    let inputs = move |i: usize| -> Vec<String> {
+        (0..batch as usize)
+            .map(|j| prompt(i * batch as usize + j))
+            .collect()
+    };
+    for _ in 0..opts.warmup {
+        let rec = embed(http, &t.base_url, &inputs(0)).await;
+        tracker.tick(&name, "warmup", &format!("{name}: warm-up"));
+        if let Some(e) = rec.error {
+            r.skipped = Some(format!("the warm-up request failed: {e}"));
+            r.verdict = CheckStatus::Fail;
+            return r;
+        }
+    }
+    for &c in &opts.concurrency {
+        if cancel.load(Ordering::SeqCst) {
+            break;
+        }
+        let (http, base) = (http.clone(), t.base_url.clone());
+        let (tr, n2, msg) = (
+            tracker.clone(),
+            name.clone(),
+            format!("{name}: concurrency {c}"),
+        );
+
+        let d = drive(
+            Load::Closed(c),
+            opts.requests,
+            move |i, sent_at| {
+                let (http, base, inputs) = (http.clone(), base.clone(), inputs(i));
+                async move {
+                    let mut rec = embed(&http, &base, &inputs).await;
+                    rec.sent_at_ms = sent_at;
+                    rec
+                }
+            },
+            Arc::new(move || tr.tick(&n2, "embedding", &msg)),
+            cancel.clone(),
+        )
+        .await;
+        r.embedding.push(embed_level(c, batch, &d.outputs));
+    }
+    r.thresholds = r.check_thresholds(&t.spec.expect);
+    r.verdict = verdict(&r);
+    r
+}
+
+fn embed_level(concurrency: u32, batch: u32, recs: &[EmbedRecord]) -> EmbedLevelResult {
+    let ok: Vec<&EmbedRecord> = recs.iter().filter(|r| r.error.is_none()).collect();
+    let start = recs
+        .iter()
+        .map(|r| r.sent_at_ms)
+        .fold(f64::INFINITY, f64::min);
+    let end = recs
+        .iter()
+        .map(|r| r.sent_at_ms + r.latency_ms)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let wall_s = if recs.is_empty() {
+        0.0
+    } else {
+        ((end - start) / 1000.0).max(0.0)
+    };
+    let per_s = |x: f64| if wall_s > 0.0 { x / wall_s } else { 0.0 };
+    let tokens: Vec<u64> = ok.iter().filter_map(|r| r.prompt_tokens).collect();
+    EmbedLevelResult {
+        concurrency,
+        batch_size: batch,
+        requests: ok.len() as u32,
+        errors: (recs.len() - ok.len()) as u32,
+        first_error: recs.iter().find_map(|r| r.error.clone()),
+        duration_s: wall_s,
+        inputs_s: per_s(ok.iter().map(|r| f64::from(r.inputs)).sum()),
+        request_s: per_s(ok.len() as f64),
+        latency_ms: Stats::of(&ok.iter().map(|r| r.latency_ms).collect::<Vec<_>>()),
+        prompt_tok_s: (tokens.len() == ok.len() && !ok.is_empty())
+            .then(|| per_s(tokens.iter().sum::<u64>() as f64)),
+    }
+}
