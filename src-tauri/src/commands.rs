@@ -2,8 +2,12 @@
 //! the table); only log following, which emits events, has a few lines of its own.
 
 use crate::AppState;
-use mlxbox_core::api::{ActionReply, ConfigDocument, ConfigPreview, MonitorHistory, StatusReport};
+use mlxbox_core::api::{
+    ActionReply, BenchHistory, ConfigDocument, ConfigPreview, MonitorHistory, StatusReport,
+};
 use mlxbox_core::app::{daemon_binary, CommandError, Connection, LogLine};
+use mlxbox_core::bench::doctor::{DoctorOptions, DoctorReport};
+use mlxbox_core::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
 use mlxbox_core::config::ConfigEdit;
 use mlxbox_core::keys::{KeyInfo, KeyList, NewKey};
 use std::time::Duration;
@@ -74,6 +78,41 @@ pub async fn add_key(
 #[tauri::command]
 pub async fn remove_key(s: State<'_, AppState>, id: String) -> R<KeyInfo> {
     s.core.remove_key(&id).await
+}
+
+#[tauri::command]
+pub async fn bench_start(s: State<'_, AppState>, opts: BenchOptions) -> R<BenchStarted> {
+    s.core.bench_start(opts).await
+}
+
+#[tauri::command]
+pub async fn bench_current(s: State<'_, AppState>) -> R<Option<BenchStarted>> {
+    s.core.bench_current().await
+}
+
+#[tauri::command]
+pub async fn bench_cancel(s: State<'_, AppState>) -> R<BenchStarted> {
+    s.core.bench_cancel().await
+}
+
+#[tauri::command]
+pub async fn bench_result(s: State<'_, AppState>, id: String) -> R<BenchResult> {
+    s.core.bench_result(&id).await
+}
+
+#[tauri::command]
+pub async fn bench_history(s: State<'_, AppState>) -> R<BenchHistory> {
+    s.core.bench_history().await
+}
+
+#[tauri::command]
+pub async fn bench_compare(s: State<'_, AppState>, a: String, b: String) -> R<Comparison> {
+    s.core.bench_compare(&a, &b).await
+}
+
+#[tauri::command]
+pub async fn run_doctor(s: State<'_, AppState>, opts: DoctorOptions) -> R<DoctorReport> {
+    s.core.doctor(opts).await
 }
 
 #[tauri::command]

@@ -145,7 +145,15 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
                 let _ = core.service_action("all", verb).await;
             });
         }
-        MenuAction::RunBenchmark => windows::open(app, View::Bench),
+        MenuAction::RunBenchmark => {
+            // Start a run with the defaults (or follow the one running), and show it.
+            tauri::async_runtime::spawn(async move {
+                if let Err(e) = core.run_benchmark_from_menu().await {
+                    tracing::warn!("benchmark not started: {e}");
+                }
+            });
+            windows::open(app, View::Bench);
+        }
         MenuAction::OpenDashboard => windows::open(app, View::Dashboard),
         MenuAction::OpenSettings => windows::open(app, View::Settings),
         MenuAction::StartDaemon => {

@@ -16,16 +16,26 @@
 //! | `list_keys` | | `KeyList` (no secrets) |
 //! | `add_key` | `name`, `services` | `NewKey` (the only time a secret is shown) |
 //! | `remove_key` | `id` | `KeyInfo` |
+//! | `bench_start` | `opts` (a partial `BenchOptions`: the daemon fills the rest) | `BenchStarted`; then `bench_progress` / `bench_done` daemon events |
+//! | `bench_current` | | `BenchStarted \| null` |
+//! | `bench_cancel` | | `BenchStarted` |
+//! | `bench_result` | `id` (or `last`) | `BenchResult` |
+//! | `bench_history` | | `BenchHistory` |
+//! | `bench_compare` | `a`, `b` | `Comparison` |
+//! | `run_doctor` | `opts` (partial `DoctorOptions`) | `DoctorReport` |
 //! | `get_connection` | | `Connection` |
 //! | `start_daemon` | | `Connection` |
 //!
 //! Every error is a `CommandError`. Events to the windows: `daemon-event` (`Event`), `connection`
 //! (`Connection`), `log-line` (`LogLine`), `focus-alert` (`FocusAlert`).
 
+use crate::api::BenchHistory;
 use crate::api::{
     ActionReply, Alert, AlertSeverity, ConfigDocument, ConfigEditRequest, ConfigPreview, Event,
     MonitorHistory, StatusReport,
 };
+use crate::bench::doctor::{DoctorOptions, DoctorReport};
+use crate::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
 use crate::config::ConfigEdit;
 use crate::control::client::{Client, ClientError};
 use crate::menubar::{self, NotificationGate, Snapshot, TrayLevel};
@@ -218,6 +228,43 @@ impl AppCore {
 
     pub async fn remove_key(&self, id: &str) -> Result<crate::keys::KeyInfo, CommandError> {
         Ok(self.client.remove_key(id).await?)
+    }
+
+    pub async fn bench_start(&self, opts: BenchOptions) -> Result<BenchStarted, CommandError> {
+        Ok(self.client.bench_start(&opts).await?)
+    }
+
+    pub async fn bench_current(&self) -> Result<Option<BenchStarted>, CommandError> {
+        Ok(self.client.bench_current().await?)
+    }
+
+    pub async fn bench_cancel(&self) -> Result<BenchStarted, CommandError> {
+        Ok(self.client.bench_cancel().await?)
+    }
+
+    pub async fn bench_result(&self, id: &str) -> Result<BenchResult, CommandError> {
+        Ok(self.client.bench_result(id).await?)
+    }
+
+    pub async fn bench_history(&self) -> Result<BenchHistory, CommandError> {
+        Ok(self.client.bench_history().await?)
+    }
+
+    pub async fn bench_compare(&self, a: &str, b: &str) -> Result<Comparison, CommandError> {
+        Ok(self.client.bench_compare(a, b).await?)
+    }
+
+    pub async fn doctor(&self, opts: DoctorOptions) -> Result<DoctorReport, CommandError> {
+        Ok(self.client.doctor(&opts).await?)
+    }
+
+    /// The menu's "Run benchmark…": a run with the defaults (every chat / embedding service), unless one
+    /// already runs — then the window just follows that one.
+    pub async fn run_benchmark_from_menu(&self) -> Result<BenchStarted, CommandError> {
+        if let Some(current) = self.client.bench_current().await? {
+            return Ok(current);
+        }
+        self.bench_start(BenchOptions::default()).await
     }
 
     pub async fn connection(&self) -> Connection {

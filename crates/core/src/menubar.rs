@@ -262,7 +262,7 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
     m.push(item(MenuAction::StopAll, "Stop all", connected));
     m.push(item(MenuAction::RestartAll, "Restart all", connected));
     m.push(Separator);
-    m.push(item(MenuAction::RunBenchmark, "Run benchmark…", connected));
+    m.push(item(MenuAction::RunBenchmark, "Run benchmark", connected));
     m.push(item(MenuAction::OpenDashboard, "Open dashboard", true));
     m.push(item(MenuAction::OpenSettings, "Settings…", true));
     m.push(Separator);

@@ -261,6 +261,20 @@ impl Client {
         Ok(r.json().await?)
     }
 
+    /// The run in progress, if any (a window opened mid-run follows it).
+    pub async fn bench_current(&self) -> Result<Option<BenchStarted>, ClientError> {
+        let r = self
+            .http
+            .get(Self::url("/v1/bench/current"))
+            .send()
+            .await
+            .map_err(|e| self.map_err(e))?;
+        if r.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        Ok(Some(Self::check(r).await?.json().await?))
+    }
+
     pub async fn bench_cancel(&self) -> Result<BenchStarted, ClientError> {
         let r = self
             .send(self.http.post(Self::url("/v1/bench/cancel")))
