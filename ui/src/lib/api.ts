@@ -3,12 +3,19 @@
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
 import type { ActionReply } from "../bindings/ActionReply";
+import type { BenchHistory } from "../bindings/BenchHistory";
+import type { BenchOptions } from "../bindings/BenchOptions";
+import type { BenchResult } from "../bindings/BenchResult";
+import type { BenchStarted } from "../bindings/BenchStarted";
 import type { CommandError } from "../bindings/CommandError";
 import type { ConfigDocument } from "../bindings/ConfigDocument";
 import type { ConfigEdit } from "../bindings/ConfigEdit";
+import type { Comparison } from "../bindings/Comparison";
 import type { ConfigPreview } from "../bindings/ConfigPreview";
 import type { Connection } from "../bindings/Connection";
 import type { Diagnostic } from "../bindings/Diagnostic";
+import type { DoctorOptions } from "../bindings/DoctorOptions";
+import type { DoctorReport } from "../bindings/DoctorReport";
 import type { Event as DaemonEvent } from "../bindings/Event";
 import type { FocusAlert } from "../bindings/FocusAlert";
 import type { KeyInfo } from "../bindings/KeyInfo";
@@ -42,6 +49,22 @@ export const addKey = (name: string | null, services: string[]) => invoke<NewKey
 export const removeKey = (id: string) => invoke<KeyInfo>("remove_key", { id });
 export const getConnection = () => invoke<Connection>("get_connection");
 export const startDaemon = () => invoke<Connection>("start_daemon");
+/** Starts a benchmark run. `opts` holds only what the user set: the daemon fills the rest (every chat / ocr /
+ *  embedding service, levels 1,2,4,8, 16 requests, 128 max tokens, thinking check on, no long context).
+ *  Rejects with kind "refused" while a run is going. Follow it with `bench_progress` / `bench_done` events. */
+export const benchStart = (opts: Partial<BenchOptions>) => invoke<BenchStarted>("bench_start", { opts });
+/** The run going now, if any (a window opened mid-run follows it). */
+export const benchCurrent = () => invoke<BenchStarted | null>("bench_current");
+/** Cancels the run going now (the requests in flight finish; the partial result is saved). */
+export const benchCancel = () => invoke<BenchStarted>("bench_cancel");
+/** A saved run by id, or "last". */
+export const benchResult = (id: string) => invoke<BenchResult>("bench_result", { id });
+/** Every saved run, oldest first. */
+export const benchHistory = () => invoke<BenchHistory>("bench_history");
+/** B against A, metric by metric. */
+export const benchCompare = (a: string, b: string) => invoke<Comparison>("bench_compare", { a, b });
+/** The checklist (takes as long as its checks; refused while a benchmark runs). `{}` = every default. */
+export const runDoctor = (opts: Partial<DoctorOptions> = {}) => invoke<DoctorReport>("run_doctor", { opts });
 /** Tells the app this window has drawn its first frame with data (the app times open → drawn). */
 export const windowReady = () => invoke<null>("window_ready");
 

@@ -151,6 +151,8 @@ export function backend(handlers: Record<string, Handler> = {}): Call[] {
       secret: "sk-mlxbox-secretwxyz",
     }),
     remove_key: (a) => keyInfo(a.id as string),
+    bench_current: () => null,
+    bench_history: () => ({ runs: [] }),
   };
   const all = { ...defaults, ...handlers };
   mockIPC(
