@@ -347,4 +347,19 @@ describe("benchmark window", () => {
     expect(of(calls, "bench_current")).toHaveLength(2);
     expect(of(calls, "bench_history")).toHaveLength(2);
   });
+
+  it("a run that ends before bench_start answers is not followed again", async () => {
+    await bench({
+      bench_start: async () => {
+        await progress("quick", 1, 1);
+        await send("daemon-event", { type: "bench_done", id: "quick", verdict: "pass", error: null });
+        return { id: "quick" };
+      },
+      bench_result: (a) => benchResult(a.id as string),
+    });
+    await fireEvent.click(screen.getByTestId("bench-run"));
+    await waitFor(() => expect(screen.getByTestId("bench-results")).toHaveAttribute("data-id", "quick"));
+    await waitFor(() => expect(screen.getByTestId("bench-run")).toBeEnabled());
+    expect(screen.queryByTestId("bench-progress")).toBeNull();
+  });
 });

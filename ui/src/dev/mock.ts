@@ -1,6 +1,7 @@
 // A fake backend for looking at the windows in a plain browser: `VITE_MOCK_IPC=1 npm run dev`
 // (never part of a normal build: main.ts imports it only under that variable).
 import type { KeyInfo } from "../bindings/KeyInfo";
+import { benchResult, comparison, doctorReport, summary } from "../test/benchFixtures";
 import { backend, configDoc, keyInfo, sample, send, service, status, T0 } from "../test/fixtures";
 
 const history = Array.from({ length: 600 }, (_, i) =>
@@ -20,7 +21,48 @@ export function installMock(): void {
     keyInfo("k3", { created: T0 / 1000, last4: "71aa" }),
   ];
   let n = 4;
+  let runs = Array.from({ length: 8 }, (_, i) => summary(`2025010${i}-100000-ab${i}`, i - 8, { verdict: i === 5 ? "fail" : "pass" }));
+  let current: { id: string } | null = null;
+  /** A fake run: 40 requests over 8 s, then the result. */
+  const fakeRun = (id: string) => {
+    current = { id };
+    let done = 0;
+    const phases = ["warmup", "level", "level", "level", "thinking"];
+    const timer = setInterval(() => {
+      if (current?.id !== id) return clearInterval(timer);
+      done++;
+      const phase = phases[Math.min(phases.length - 1, Math.floor(done / 8))];
+      void send("daemon-event", { type: "bench_progress", id, service: done < 30 ? "fast" : "embedding", phase, done, total: 40, message: `${phase} ${done}` });
+      if (done >= 40) {
+        clearInterval(timer);
+        current = null;
+        runs = [...runs, summary(id, 0)];
+        void send("daemon-event", { type: "bench_done", id, verdict: "pass", error: null });
+      }
+    }, 400);
+  };
+  // `#bench?running`: the window opens mid-run.
+  if (window.location.hash.includes("running")) fakeRun("run-at-open");
   backend({
+    bench_current: () => current,
+    bench_start: () => {
+      if (current) throw { kind: "refused", message: `a benchmark is already running (${current.id})`, preview: null };
+      const id = `run-${Date.now()}`;
+      fakeRun(id);
+      return { id };
+    },
+    bench_cancel: () => {
+      const c = current;
+      if (!c) throw { kind: "failed", message: "no benchmark is running", preview: null };
+      current = null;
+      runs = [...runs, summary(c.id, 0)];
+      setTimeout(() => void send("daemon-event", { type: "bench_done", id: c.id, verdict: "skip", error: null }), 300);
+      return c;
+    },
+    bench_history: () => ({ runs }),
+    bench_result: (a) => benchResult(a.id === "last" ? runs[runs.length - 1].id : (a.id as string)),
+    bench_compare: (a) => comparison(a.a as string, a.b as string),
+    run_doctor: () => new Promise((r) => setTimeout(() => r(doctorReport()), 800)),
     get_config: () => {
       const doc = configDoc();
       const d = doc.document as { server: Record<string, unknown> };
