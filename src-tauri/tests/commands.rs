@@ -62,6 +62,32 @@ fn without_a_daemon_every_command_says_unreachable() {
     assert_eq!(e["kind"], "refused");
 }
 
+/// Every command the front end invokes (read from `ui/src/lib/api.ts`, its one door to the app) is
+/// registered: a missing one answers "Command … not found" in the window, not at build time.
+#[test]
+fn every_command_the_front_end_calls_is_registered() {
+    let api =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/lib/api.ts"))
+            .unwrap();
+    let names: Vec<&str> = api
+        .split("invoke")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').nth(1))
+        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .collect();
+    assert!(names.len() >= 20, "found {names:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let (_app, w) = app(dir.path());
+    for name in names {
+        if let Err(e) = invoke(&w, name, json!({})) {
+            assert!(
+                !e.to_string().contains("not found"),
+                "`{name}` is not registered in src-tauri/src/lib.rs: {e}"
+            );
+        }
+    }
+}
+
 /// The workspace's `mlx-box` (scripts/test.sh builds it before the app's tests run).
 fn mlx_box_bin() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -173,6 +199,13 @@ fn commands_drive_a_real_daemon() {
         .any(|l| l.as_str().unwrap().contains("fault_server")));
     let hist = invoke(&w, "get_history", json!({})).unwrap();
     assert!(hist["samples"].is_array());
+    assert_eq!(invoke(&w, "bench_current", json!({})).unwrap(), Value::Null);
+    assert_eq!(
+        invoke(&w, "bench_history", json!({})).unwrap()["runs"],
+        json!([])
+    );
+    let e = invoke(&w, "bench_result", json!({"id": "last"})).unwrap_err();
+    assert_eq!(e["kind"], "refused", "no run yet: {e}");
 
     // Settings: the document, a preview with the validator's diagnostics, a save that keeps comments.
     let doc = invoke(&w, "get_config", json!({})).unwrap();
