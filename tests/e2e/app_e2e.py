@@ -118,9 +118,15 @@ class WebDriver:
     def click(self, el):
         self.call("POST", self.s(f"/element/{el}/click"), {})
 
-    def clear_and_type(self, el, text):
-        self.call("POST", self.s(f"/element/{el}/clear"), {})
-        self.call("POST", self.s(f"/element/{el}/value"), {"text": text})
+    def set_value(self, css, text):
+        # Set the value as the page's own input event would (WebKitWebDriver's simulated typing has been seen
+        # to take the driver down on a loaded machine).
+        js = ("const [css, v] = arguments; const el = document.querySelector(css);"
+              "if (!el) throw new Error('no element ' + css);"
+              "el.focus(); el.value = v;"
+              "el.dispatchEvent(new Event('input', {bubbles: true}));"
+              "el.dispatchEvent(new Event('change', {bubbles: true}));")
+        self.call("POST", self.s("/execute/sync"), {"script": js, "args": [css, text]})
 
     def script(self, js, *args):
         return self.call("POST", self.s("/execute/sync"), {"script": js, "args": list(args)})
@@ -212,7 +218,10 @@ def main():
         start("tauri-driver", [a.tauri_driver, "--port", str(port), "--native-port", str(native),
                                "--native-driver", shutil.which("WebKitWebDriver") or "/usr/bin/WebKitWebDriver"],
               env=env, stdout=open(os.path.join(tmp, "tauri-driver.log"), "w"), stderr=subprocess.STDOUT)
-        wait_for("tauri-driver", lambda: socket.create_connection(("127.0.0.1", port), 1).close() or True)
+        # tauri-driver starts WebKitWebDriver itself; on a loaded machine that one may not listen yet when
+        # the first session is asked for, so wait for both ports.
+        for p in (port, native):
+            wait_for(f"port {p}", lambda p=p: socket.create_connection(("127.0.0.1", p), 1).close() or True)
         wd = WebDriver(port)
         wd.session(os.path.abspath(a.app), ["--open", "dashboard"])
 
@@ -257,10 +266,10 @@ def main():
             before = open(cfg).read()
             pids = {s["name"]: s["pid"] for s in st["services"]}
             wd.script("window.location.hash = 'settings'")
-            field = wait_for("max_tokens field", lambda: wd.find('[data-testid="field-services.chat.max_tokens"]'), timeout=20)
+            wait_for("max_tokens field", lambda: wd.find('[data-testid="field-services.chat.max_tokens"]'), timeout=20)
             time.sleep(0.5)
             wd.screenshot(os.path.join(a.screenshots, "settings.png"))
-            wd.clear_and_type(field, "96")
+            wd.set_value('[data-testid="field-services.chat.max_tokens"]', "96")
             save = wd.find('[data-testid="settings-save"]')
             wait_for("save enabled", lambda: wd.attr(save, "disabled") in (None, "false"), timeout=10)
             wd.click(save)
@@ -276,6 +285,24 @@ def main():
                 if n != "chat":
                     assert service(st2, n)["pid"] == pid, f"{n} restarted but did not change"
             wd.screenshot(os.path.join(a.screenshots, "settings-saved.png"))
+        @test("the Benchmark window runs a benchmark on the real servers and shows its results and charts")
+        def _():
+            wd.script("window.location.hash = 'bench'")
+            wait_for("bench form", lambda: wd.find('[data-testid="bench-levels"]'), timeout=20)
+            wd.set_value('[data-testid="bench-levels"]', "1,2")
+            wd.set_value('[data-testid="bench-requests"]', "2")
+            wd.set_value('[data-testid="bench-max-tokens"]', "16")
+            run = wd.find('[data-testid="bench-run"]')
+            wait_for("run enabled", lambda: wd.attr(run, "disabled") in (None, "false"), timeout=10)
+            wd.click(run)
+            wait_for("results", lambda: wd.find('[data-testid="bench-results"] [data-testid="chart-toks"]'), timeout=240, interval=1)
+            for n in names:
+                if n.startswith("chat"):
+                    wd.find(f'[data-testid="bench-levels-{n}"]')
+            time.sleep(0.5)
+            wd.screenshot(os.path.join(a.screenshots, "bench.png"))
+            runs = os.listdir(os.path.join(state, "bench"))
+            assert any(r.endswith(".json") for r in runs), runs
     except Exception:
         results.append(("setup", False, traceback.format_exc()))
         print(f"FAIL setup\n{traceback.format_exc()}", flush=True)
