@@ -15,14 +15,19 @@ use crate::keys::ApiKey;
 use crate::reasoning::{filter_completion, StreamFilter};
 use crate::supervisor::State;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State as AxState};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::extract::Request;
+use axum::http::{header, uri, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
+use http_body::{Body as HttpBody, Frame, SizeHint};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use ts_rs::TS;
@@ -163,14 +168,66 @@ pub type SharedKeys = Arc<RwLock<Arc<KeySet>>>;
 type Backend =
     hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
 
+fn new_backend() -> Backend {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(connector)
+}
+
+thread_local! {
+    /// One pooled client per proxy thread: a backend connection's task then runs on the thread that
+    /// uses it, so a request never wakes another thread (measured: the daemon's 2-worker work-stealing
+    /// runtime cost ~45 µs of CPU per proxied request, one single-threaded runtime per thread ~30 µs).
+    static BACKEND: Backend = new_backend();
+}
+
+/// The threads the frontend listeners run on: each a single-threaded tokio runtime (like nginx's worker
+/// processes), all accepting on the same sockets. `MLXBOX_PROXY_THREADS` overrides the count (default:
+/// the number of CPUs, at most 4: a proxy in front of local LLMs is never the bottleneck beyond that).
+fn proxy_runtimes() -> &'static [tokio::runtime::Handle] {
+    static RT: OnceLock<Vec<tokio::runtime::Handle>> = OnceLock::new();
+    RT.get_or_init(|| {
+        let n = std::env::var("MLXBOX_PROXY_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+                    .min(4)
+            })
+            .max(1);
+        (0..n)
+            .map(|i| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::Builder::new()
+                    .name(format!("mlx-box-proxy-{i}"))
+                    .spawn(move || {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .expect("proxy runtime");
+                        let _ = tx.send(rt.handle().clone());
+                        rt.block_on(std::future::pending::<()>());
+                    })
+                    .expect("proxy thread");
+                rx.recv().expect("proxy runtime handle")
+            })
+            .collect()
+    })
+}
+
 /// One frontend listener's view of its service.
 struct Front {
     spec: ServiceSpec,
     keys: SharedKeys,
     /// The listener is on a loopback address: with no key at all, it may serve open.
     loopback: bool,
-    backend: String,
-    client: Backend,
+    /// `127.0.0.1:backend_port`.
+    backend: uri::Authority,
     statuses: Arc<RwLock<BTreeMap<String, ServiceStatus>>>,
     /// In flight to the backend (max_concurrency) and, separately, admitted (in flight + queued).
     slots: Option<Arc<Semaphore>>,
@@ -256,12 +313,14 @@ impl Drop for InFlight {
     }
 }
 
-async fn handle(AxState(f): AxState<Arc<Front>>, req: Request) -> Response {
+async fn handle(f: Arc<Front>, req: Request) -> Response {
     f.counters.requests.fetch_add(1, Ordering::Relaxed);
-    let auth = {
-        let set = f.keys.read().unwrap().clone();
-        authorize(&set, &f.spec.name, f.loopback, req.headers())
-    };
+    let auth = authorize(
+        &f.keys.read().unwrap(),
+        &f.spec.name,
+        f.loopback,
+        req.headers(),
+    );
     match auth {
         Auth::Ok => {}
         Auth::Denied => {
@@ -344,47 +403,89 @@ async fn handle(AxState(f): AxState<Arc<Front>>, req: Request) -> Response {
     out
 }
 
-async fn forward(f: &Front, req: Request, guard: InFlight) -> Response {
-    let (parts, body) = req.into_parts();
-    let Ok(mut bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return openai_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "invalid_request_error",
-            "request body too large",
-        );
-    };
-    let mut streaming = false;
-    let is_json = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if parts.method == Method::POST && is_json {
-        if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) {
-            streaming = v.get("stream").and_then(|s| s.as_bool()) == Some(true);
-            let alias = match v.get("model").and_then(|m| m.as_str()) {
-                None | Some("") => true,
-                Some(m) => m == f.spec.name,
-            };
-            if alias {
-                if let Some(model) = &f.spec.model {
-                    v["model"] = serde_json::Value::String(model.clone());
-                    bytes = Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
-                }
-            }
-        }
+/// What the proxy needs from a JSON request body, read without building a `serde_json::Value`.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    stream: Option<bool>,
+}
+
+/// Whether the request asks for a stream, and its body with the model alias rewritten (None: unchanged).
+fn inspect_json(body: &[u8], spec: &ServiceSpec) -> (bool, Option<Bytes>) {
+    // Only an object has fields to read or rewrite.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return (false, None);
     }
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let mut url = String::with_capacity(f.backend.len() + path.len());
-    url.push_str(&f.backend);
-    url.push_str(path);
-    let mut req = axum::http::Request::new(Body::from(bytes));
-    *req.method_mut() = parts.method;
-    *req.uri_mut() = match url.parse() {
+    let (streaming, alias) = match serde_json::from_slice::<Peek>(body) {
+        Ok(p) => (
+            p.stream == Some(true),
+            p.model.is_none_or(|m| m.is_empty() || m == spec.name),
+        ),
+        // Not JSON, or fields of other types: read it the general way.
+        Err(_) => match serde_json::from_slice::<serde_json::Value>(body) {
+            Ok(v) => (
+                v.get("stream").and_then(|s| s.as_bool()) == Some(true),
+                match v.get("model").and_then(|m| m.as_str()) {
+                    None | Some("") => true,
+                    Some(m) => m == spec.name,
+                },
+            ),
+            Err(_) => return (false, None),
+        },
+    };
+    // Only a request that needs the alias is parsed whole and written again.
+    let rewritten = match (&spec.model, alias) {
+        (Some(model), true) => serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|mut v| {
+                v.as_object_mut()?
+                    .insert("model".into(), serde_json::Value::String(model.clone()));
+                serde_json::to_vec(&v).ok().map(Bytes::from)
+            }),
+        _ => None,
+    };
+    (streaming, rewritten)
+}
+
+async fn forward(f: &Front, req: Request, guard: InFlight) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let mut streaming = false;
+    // A request without a body (GET) is not collected at all.
+    let body = if body.is_end_stream() {
+        Body::empty()
+    } else {
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+            return openai_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid_request_error",
+                "request body too large",
+            );
+        };
+        let is_json = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if parts.method == Method::POST && is_json {
+            let (s, rewritten) = inspect_json(&bytes, &f.spec);
+            streaming = s;
+            Body::from(rewritten.unwrap_or(bytes))
+        } else {
+            Body::from(bytes)
+        }
+    };
+    let mut target = uri::Parts::default();
+    target.scheme = Some(uri::Scheme::HTTP);
+    target.authority = Some(f.backend.clone());
+    target.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| uri::PathAndQuery::from_static("/")),
+    );
+    parts.uri = match axum::http::Uri::from_parts(target) {
         Ok(u) => u,
         Err(_) => {
             return openai_error(
@@ -394,13 +495,15 @@ async fn forward(f: &Front, req: Request, guard: InFlight) -> Response {
             )
         }
     };
-    let h = req.headers_mut();
-    for (k, v) in parts.headers.iter() {
-        if !HOP_BY_HOP.contains(&k.as_str()) && k != header::AUTHORIZATION {
-            h.append(k.clone(), v.clone());
-        }
+    // The client's headers go on as they are, minus hop-by-hop ones and its key.
+    for h in HOP_BY_HOP {
+        parts.headers.remove(*h);
     }
-    let resp = match tokio::time::timeout(f.timeout, f.client.request(req)).await {
+    parts.headers.remove(header::AUTHORIZATION);
+    parts.extensions = Default::default();
+    parts.version = axum::http::Version::HTTP_11;
+    let req = axum::http::Request::from_parts(parts, body);
+    let resp = match tokio::time::timeout(f.timeout, BACKEND.with(|c| c.request(req))).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             return openai_error(
@@ -465,33 +568,84 @@ async fn forward(f: &Front, req: Request, guard: InFlight) -> Response {
         }
     } else {
         // Chunk by chunk, no buffering; metered; cut off when the backend stalls past the timeout.
-        let counters = f.counters.clone();
-        let upstream =
-            tokio_stream::StreamExt::timeout(Body::new(incoming).into_data_stream(), f.timeout)
-                .map(move |r| match r {
-                    Ok(Ok(b)) => {
-                        meter.observe(&b);
-                        Ok(b)
-                    }
-                    Ok(Err(e)) => Err(std::io::Error::other(e)),
-                    Err(_) => {
-                        counters.timeouts.fetch_add(1, Ordering::Relaxed);
-                        Err(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "backend stalled past request_timeout_s",
-                        ))
-                    }
-                });
+        let relay = Relay {
+            inner: incoming,
+            meter,
+            timeout: f.timeout,
+            stall: None,
+        };
         if f.spec.filter_reasoning && status.is_success() {
+            let upstream = Body::new(relay)
+                .into_data_stream()
+                .map(|r| r.map_err(std::io::Error::other));
             Body::from_stream(filter_sse(upstream))
         } else {
-            Body::from_stream(upstream)
+            // The backend's length (if any) is kept: hyper writes the body as it was framed.
+            Body::new(relay)
         }
     };
     let mut out = Response::new(body);
     *out.status_mut() = status;
     *out.headers_mut() = headers;
     out
+}
+
+/// The backend's reply body on its way to the client: each data frame goes through the meter as it
+/// passes; a backend silent for longer than the request timeout ends the body with an error. The stall
+/// timer is armed only while the backend has nothing to give (a reply already in hand costs no timer).
+struct Relay {
+    inner: hyper::body::Incoming,
+    meter: Meter,
+    timeout: Duration,
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl HttpBody for Relay {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.stall = None;
+                if let Some(data) = frame.data_ref() {
+                    this.meter.observe(data);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let stall = this
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match stall.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.stall = None;
+                        this.meter.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                        Poll::Ready(Some(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "backend stalled past request_timeout_s",
+                        ))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Counts the output tokens of one reply as its bytes pass: on a stream one per `data:` event with a
@@ -551,12 +705,13 @@ impl Meter {
 
     fn observe(&mut self, chunk: &[u8]) {
         let keep = USAGE_KEY.len() + 24;
-        let mut hay = std::mem::take(&mut self.tail);
-        let seen = hay.len();
-        hay.extend_from_slice(chunk);
+        // The tail buffer is reused: one allocation per reply, not per chunk.
+        let seen = self.tail.len();
+        self.tail.extend_from_slice(chunk);
+        let hay = &self.tail;
         if self.stream {
             // Events that start in this chunk (a key split across chunks is counted once, here).
-            let n = count(&hay, DELTA_KEY) - count(&hay[..seen], DELTA_KEY);
+            let n = count(hay, DELTA_KEY) - count(&hay[..seen], DELTA_KEY);
             if n > 0 && self.usage.is_none() {
                 let now = Instant::now();
                 self.first.get_or_insert(now);
@@ -567,7 +722,7 @@ impl Meter {
                     .fetch_add(n as u64, Ordering::Relaxed);
             }
         }
-        if let Some(i) = find(&hay, USAGE_KEY) {
+        if let Some(i) = find(hay, USAGE_KEY) {
             let digits: String = hay[i + USAGE_KEY.len()..]
                 .iter()
                 .skip_while(|b| b.is_ascii_whitespace())
@@ -587,8 +742,7 @@ impl Meter {
             }
         }
         let cut = hay.len().saturating_sub(keep);
-        hay.drain(..cut);
-        self.tail = hay;
+        self.tail.drain(..cut);
     }
 }
 
@@ -695,6 +849,34 @@ fn filter_event(event: &[u8], filter: &mut StreamFilter) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// Accepts connections and serves HTTP/1.1 on them (what `axum::serve` did, minus its router), with
+/// Nagle off so a streamed token leaves at once.
+async fn serve(listener: tokio::net::TcpListener, front: Arc<Front>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            // Out of file descriptors and the like: wait instead of spinning.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let front = front.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(
+                move |req: hyper::Request<hyper::body::Incoming>| {
+                    let f = front.clone();
+                    async move { Ok::<_, std::convert::Infallible>(handle(f, req.map(Body::new)).await) }
+                },
+            );
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
 /// Runs the frontend listeners for a set of settings; replaced as a whole when the settings change.
 pub struct Proxies {
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -745,14 +927,6 @@ impl Proxies {
             .parse::<std::net::IpAddr>()
             .map(|ip| ip.is_loopback())
             .unwrap_or(host == "localhost");
-        // One pooled client for every listener: keep-alive connections to the backends.
-        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        connector.set_nodelay(true);
-        let client: Backend =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(60))
-                .pool_timer(hyper_util::rt::TokioTimer::new())
-                .build(connector);
         let no_keys = keys.read().unwrap().is_empty();
         for spec in settings.services.iter().filter(|s| s.enabled) {
             let (Some(port), Some(backend_port)) = (spec.port, spec.backend_port) else {
@@ -798,8 +972,9 @@ impl Proxies {
                 spec: spec.clone(),
                 keys: keys.clone(),
                 loopback,
-                backend: format!("http://127.0.0.1:{backend_port}"),
-                client: client.clone(),
+                backend: format!("127.0.0.1:{backend_port}")
+                    .parse()
+                    .expect("an IP and a port make an authority"),
                 statuses: statuses.clone(),
                 slots,
                 admitted,
@@ -809,11 +984,32 @@ impl Proxies {
                 ),
                 counters: counters.clone(),
             });
-            let app = axum::Router::new().fallback(handle).with_state(front);
             p.counters.insert(spec.name.clone(), counters);
-            p.tasks.push(tokio::spawn(async move {
-                let _ = axum::serve(listener, app).await;
-            }));
+            // Every proxy thread accepts on this socket (the kernel wakes them; one wins each
+            // connection), and serves the connections it accepted.
+            let listener = match listener.into_std() {
+                Ok(l) => l,
+                Err(e) => {
+                    errors.push(ProxyError::Bind {
+                        service: spec.name.clone(),
+                        addr,
+                        port,
+                        source: e,
+                    });
+                    continue;
+                }
+            };
+            for rt in proxy_runtimes() {
+                let Ok(l) = listener.try_clone() else {
+                    continue;
+                };
+                let front = front.clone();
+                p.tasks.push(rt.spawn(async move {
+                    if let Ok(l) = tokio::net::TcpListener::from_std(l) {
+                        serve(l, front).await;
+                    }
+                }));
+            }
         }
         (p, errors)
     }
@@ -1020,6 +1216,34 @@ mod tests {
             0,
             "released with the body"
         );
+    }
+
+    #[test]
+    fn json_requests_are_read_without_a_full_parse_and_rewritten_only_for_the_alias() {
+        let toml = "[services.chat]\nkind = \"command\"\ncommand = [\"x\"]\nport = 9100\nbackend_port = 9101\nmodel = \"org/real-model\"\n";
+        let (settings, diags) = crate::config::parse_settings(std::path::Path::new("s.toml"), toml);
+        let settings = settings.unwrap_or_else(|| panic!("{diags:?}"));
+        let spec = settings.services.iter().find(|s| s.name == "chat").unwrap();
+        let model = |b: Option<Bytes>| {
+            b.map(|b| serde_json::from_slice::<serde_json::Value>(&b).unwrap()["model"].clone())
+        };
+        let (st, out) = inspect_json(br#"{"model":"other","stream":true}"#, spec);
+        assert!(st);
+        assert_eq!(out, None, "another model: body untouched");
+        let (st, out) = inspect_json(br#" {"model":"chat","messages":[]}"#, spec);
+        assert!(!st);
+        assert_eq!(model(out), Some("org/real-model".into()));
+        assert_eq!(
+            model(inspect_json(br#"{"messages":[],"stream":false}"#, spec).1),
+            Some("org/real-model".into())
+        );
+        // Odd shapes go the general way, as before: a non-string model is an alias, "stream":"yes" is not
+        // a stream; arrays and garbage pass untouched (an array used to panic the handler).
+        let (st, out) = inspect_json(br#"{"model":3,"stream":"yes"}"#, spec);
+        assert!(!st);
+        assert_eq!(model(out), Some("org/real-model".into()));
+        assert_eq!(inspect_json(br#"[{"model":""}]"#, spec), (false, None));
+        assert_eq!(inspect_json(b"{not json", spec), (false, None));
     }
 
     #[test]
