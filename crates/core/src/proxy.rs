@@ -242,6 +242,20 @@ fn openai_error(status: StatusCode, kind: &str, msg: &str) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
+/// An OpenAI-style error with one extra header (`WWW-Authenticate`, `Retry-After`).
+fn openai_error_with(
+    status: StatusCode,
+    kind: &str,
+    msg: &str,
+    name: header::HeaderName,
+    value: &'static str,
+) -> Response {
+    let mut r = openai_error(status, kind, msg);
+    r.headers_mut()
+        .insert(name, HeaderValue::from_static(value));
+    r
+}
+
 /// Constant-time comparison: the time taken does not tell how much of a key was right.
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
@@ -325,25 +339,23 @@ async fn handle(f: Arc<Front>, req: Request) -> Response {
         Auth::Ok => {}
         Auth::Denied => {
             f.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-            let mut r = openai_error(
+            return openai_error_with(
                 StatusCode::UNAUTHORIZED,
                 "invalid_request_error",
                 "missing or invalid API key: send Authorization: Bearer <key>",
+                header::WWW_AUTHENTICATE,
+                "Bearer",
             );
-            r.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return r;
         }
         Auth::KeysUnknown => {
             f.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-            let mut r = openai_error(
+            return openai_error_with(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
                 "the API keys cannot be read from the OS keyring (see `mlx-box status`); unlock it, then `mlx-box keys reload`",
+                header::RETRY_AFTER,
+                "30",
             );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-            return r;
         }
     }
     let state = f
@@ -355,14 +367,13 @@ async fn handle(f: Arc<Front>, req: Request) -> Response {
     if state != Some(State::Ready) && state != Some(State::Unhealthy) {
         f.counters.unavailable.fetch_add(1, Ordering::Relaxed);
         let what = state.map(|s| s.as_str()).unwrap_or("unknown");
-        let mut r = openai_error(
+        return openai_error_with(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
             &format!("service `{}` is {what}; retry shortly", f.spec.name),
+            header::RETRY_AFTER,
+            "5",
         );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        return r;
     }
     // Admission: a bounded queue in front of max_concurrency slots.
     let admitted = match &f.admitted {
@@ -370,17 +381,16 @@ async fn handle(f: Arc<Front>, req: Request) -> Response {
             Ok(p) => Some(p),
             Err(_) => {
                 f.counters.rejected_busy.fetch_add(1, Ordering::Relaxed);
-                let mut r = openai_error(
+                return openai_error_with(
                     StatusCode::TOO_MANY_REQUESTS,
                     "rate_limit_exceeded",
                     &format!(
                         "service `{}` is at max_concurrency and its queue is full",
                         f.spec.name
                     ),
+                    header::RETRY_AFTER,
+                    "1",
                 );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return r;
             }
         },
         None => None,
