@@ -3,15 +3,10 @@ import { describe, expect, it } from "vitest";
 import App from "../App.svelte";
 import { benchResult, comparison, doctorReport, summary } from "../test/benchFixtures";
 import { backend, send, type Call, type Handler } from "../test/fixtures";
+import { openView } from "../test/view";
 
 /** The Benchmark view against the fake backend; resolves once the form is there. */
-async function bench(handlers: Record<string, Handler> = {}) {
-  window.location.hash = "#bench";
-  const calls = backend(handlers);
-  render(App);
-  await screen.findByTestId("bench-run");
-  return calls;
-}
+const bench = (handlers: Record<string, Handler> = {}) => openView("#bench", "bench-run", handlers);
 const of = (calls: Call[], cmd: string) => calls.filter((c) => c.cmd === cmd);
 const progress = (id: string, done: number, total: number, service = "chat", phase = "level", message = `${service}: concurrency 2`) =>
   send("daemon-event", { type: "bench_progress", id, service, phase, done, total, message });

@@ -1,9 +1,9 @@
-import { fireEvent, render, screen, waitFor, within } from "@testing-library/svelte";
+import { fireEvent, screen, waitFor, within } from "@testing-library/svelte";
 import { afterEach, describe, expect, it, vi } from "vitest";
-import App from "../App.svelte";
 import type { KeyInfo } from "../bindings/KeyInfo";
 import { day } from "../lib/format";
-import { backend, configDoc, keyInfo, send, unreachable, type Handler } from "../test/fixtures";
+import { configDoc, keyInfo, send, unreachable, type Handler } from "../test/fixtures";
+import { openView } from "../test/view";
 
 const KEYS: KeyInfo[] = [
   keyInfo("k1", { name: "laptop", created: 1_700_000_000, last4: "9f2c" }),
@@ -13,8 +13,7 @@ const KEYS: KeyInfo[] = [
 /** The Settings view with a keyring holding `keys` (add/remove change it, as the daemon would). */
 async function settings(handlers: Record<string, Handler> = {}, keys: KeyInfo[] = KEYS) {
   let held = [...keys];
-  window.location.hash = "#settings";
-  const calls = backend({
+  return openView("#settings", "field-services.chat.max_tokens", {
     list_keys: () => ({ keys: held, keyring_error: null }),
     add_key: (a) => {
       const key = keyInfo("k3", { name: (a.name as string | null) ?? null, services: a.services as string[], last4: "wxyz" });
@@ -28,9 +27,6 @@ async function settings(handlers: Record<string, Handler> = {}, keys: KeyInfo[] 
     },
     ...handlers,
   });
-  render(App);
-  await screen.findByTestId("field-services.chat.max_tokens");
-  return calls;
 }
 const count = (calls: { cmd: string }[], cmd: string) => calls.filter((c) => c.cmd === cmd).length;
 

@@ -3,14 +3,9 @@ import { describe, expect, it } from "vitest";
 import App from "../App.svelte";
 import type { ConfigEdit } from "../bindings/ConfigEdit";
 import { backend, configDoc, send, SETTINGS_TEXT, type Handler } from "../test/fixtures";
+import { openView } from "../test/view";
 
-async function settings(handlers: Record<string, Handler> = {}) {
-  window.location.hash = "#settings";
-  const calls = backend(handlers);
-  render(App);
-  await screen.findByTestId("field-services.chat.max_tokens");
-  return calls;
-}
+const settings = (handlers: Record<string, Handler> = {}) => openView("#settings", "field-services.chat.max_tokens", handlers);
 const field = (k: string) => screen.getByTestId(`field-${k}`) as HTMLInputElement;
 const edits = (calls: { cmd: string; args: Record<string, unknown> }[], cmd: string) =>
   calls.filter((c) => c.cmd === cmd).map((c) => c.args.edits as ConfigEdit[]);
