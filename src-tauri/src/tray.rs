@@ -8,7 +8,7 @@ use mlxbox_core::menubar::{self, MenuAction, MenuEntry, Snapshot, TrayLevel};
 use std::time::Duration;
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem};
-use tauri::tray::{TrayIcon, TrayIconBuilder};
+use tauri::tray::{TrayIcon, TrayIconBuilder, TrayIconEvent};
 use tauri::{AppHandle, Manager, Runtime};
 use tauri_plugin_autostart::ManagerExt as _;
 
@@ -84,6 +84,13 @@ pub fn create<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<TrayIcon<R>> {
         .menu(&menu)
         .show_menu_on_left_click(true)
         .on_menu_event(|app, ev| on_menu(app, ev.id().as_ref()))
+        // A click opens the menu (macOS, Windows; Linux indicators send none): get the dashboard ready
+        // behind it, so "Open dashboard" is a show.
+        .on_tray_icon_event(|icon, ev| {
+            if let TrayIconEvent::Click { .. } = ev {
+                windows::prewarm(icon.app_handle(), View::Dashboard);
+            }
+        })
         .build(app)
 }
 

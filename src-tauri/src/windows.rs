@@ -75,12 +75,70 @@ pub fn any_visible() -> bool {
     !VISIBLE.lock().unwrap().is_empty()
 }
 
-fn set_visible(view: View, visible: bool) {
+/// Bumped at every show and hide of a view: a release scheduled at a hide only happens when nothing
+/// happened to that view since.
+static GENERATION: Mutex<Vec<(&'static str, u64)>> = Mutex::new(Vec::new());
+
+/// A window hidden this long is destroyed: a hidden web view still costs ~0.45 % of a core (WebKitGTK's own
+/// timers), and the idle app must stay under 0.5 %. Reopening within this time is a show (~50 ms).
+/// `MLXBOX_APP_HIDDEN_RELEASE_S` changes it (the performance script uses a short one).
+fn hidden_release() -> std::time::Duration {
+    let s = std::env::var("MLXBOX_APP_HIDDEN_RELEASE_S")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(180.0);
+    std::time::Duration::from_secs_f64(s)
+}
+
+fn set_visible(view: View, visible: bool) -> u64 {
     let mut v = VISIBLE.lock().unwrap();
     v.retain(|l| *l != view.label());
     if visible {
         v.push(view.label());
     }
+    let mut g = GENERATION.lock().unwrap();
+    match g.iter_mut().find(|(l, _)| *l == view.label()) {
+        Some((_, n)) => {
+            *n += 1;
+            *n
+        }
+        None => {
+            g.push((view.label(), 1));
+            1
+        }
+    }
+}
+
+fn generation(view: View) -> u64 {
+    GENERATION
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(l, _)| *l == view.label())
+        .map(|(_, n)| *n)
+        .unwrap_or(0)
+}
+
+/// Destroys the (hidden) window of `view` after `hidden_release()` unless it was shown or hidden again since.
+fn release_later<R: Runtime>(app: &AppHandle<R>, view: View, gen: u64) {
+    let app = app.clone();
+    // A plain thread: this runs on the main thread, inside the event loop, where a task would wait for it.
+    std::thread::spawn(move || {
+        std::thread::sleep(hidden_release());
+        if generation(view) != gen {
+            return;
+        }
+        let handle = app.clone();
+        let _ = app.run_on_main_thread(move || {
+            if generation(view) == gen {
+                if let Some(w) = handle.get_webview_window(view.label()) {
+                    tracing::debug!("releasing the hidden {} window", view.label());
+                    let _ = w.destroy();
+                }
+            }
+        });
+    });
 }
 
 /// Shows the window of `view`, creating it when needed. Safe to call from any thread. A window that was
@@ -108,8 +166,9 @@ pub fn open<R: Runtime>(app: &AppHandle<R>, view: View) {
     });
 }
 
-/// Makes the window of `view` now, hidden, so that opening it later costs a show, not a web process start
-/// (~0.75 s on a 2-core Linux box). Safe to call from any thread.
+/// Makes the window of `view` now, hidden, when the tray icon is clicked (the menu is about to show), so that
+/// "Open dashboard" finds the web view started. Released again after `hidden_release()` unused. Safe to call
+/// from any thread.
 pub fn prewarm<R: Runtime>(app: &AppHandle<R>, view: View) {
     let handle = app.clone();
     let _ = app.run_on_main_thread(move || {
@@ -131,15 +190,21 @@ fn create<R: Runtime>(app: &AppHandle<R>, view: View, visible: bool) {
         .build()
     {
         Ok(window) => {
-            // Closing hides: the next open is instant, and a hidden page costs no CPU (no events reach it).
-            let w2 = window.clone();
+            // Closing hides (no events reach a hidden page): opening again soon is a show, not a web process
+            // start; after `hidden_release()` the window is destroyed.
+            let (w2, app2) = (window.clone(), app.clone());
             window.on_window_event(move |ev| {
                 if let WindowEvent::CloseRequested { api, .. } = ev {
                     api.prevent_close();
                     let _ = w2.hide();
-                    set_visible(view, false);
+                    let gen = set_visible(view, false);
+                    release_later(&app2, view, gen);
                 }
             });
+            if !visible {
+                let gen = set_visible(view, false);
+                release_later(app, view, gen);
+            }
         }
         Err(e) => tracing::warn!("cannot open the {} window: {e}", view.label()),
     }
