@@ -69,8 +69,9 @@ if [ "$(uname -s)" = Linux ]; then
   say "end-to-end: the real app under Xvfb, driven by tauri-driver, on the demo profile"
   ensure_e2e_packages
   cargo build -q -p mlx-box -p mlx-box-app
+  bin="${CARGO_TARGET_DIR:-target}/debug"
   run_counted python3 tests/e2e/app_e2e.py \
-    --app target/debug/mlx-box-app --cli target/debug/mlx-box --screenshots target/e2e
+    --app "$bin/mlx-box-app" --cli "$bin/mlx-box" --screenshots target/e2e
 
   say "type-checking the macOS build (aarch64-apple-darwin)"
   rustup target add aarch64-apple-darwin >/dev/null
