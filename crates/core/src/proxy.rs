@@ -761,8 +761,9 @@ impl Drop for Meter {
         if let (Some(a), Some(b)) = (self.first, self.last) {
             let secs = (b - a).as_secs_f64();
             let tokens = self.usage.unwrap_or(self.counted);
-            // Too short a stream says nothing about speed.
-            if tokens >= 8 && secs > 0.05 {
+            // Too few tokens say nothing about speed; the time floor only keeps the division sane (a tiny
+            // model streams 16 tokens in ~30 ms).
+            if tokens >= 8 && secs > 0.005 {
                 let mut d = self.counters.decode.lock().unwrap();
                 d.push_back((crate::api::now_ms(), (tokens - 1) as f64 / secs));
                 while d.len() > DECODE_SERIES {
