@@ -4,7 +4,6 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -52,32 +51,7 @@ fn control_get(state: &std::path::Path, path: &str) -> (u16, String) {
 
 #[test]
 fn bench_compare_and_doctor_on_the_demo_profile() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let cache = std::env::var("MLXBOX_CACHE_DIR")
-        .unwrap_or_else(|_| format!("{}/../../target/mlxbox-cache", env!("CARGO_MANIFEST_DIR")));
-    let log = std::fs::File::create(dir.path().join("daemon-demo.log")).unwrap();
-    let child = Command::new(BIN)
-        .args(["up", "--demo", "--state-dir"])
-        .arg(&state)
-        .env("MLXBOX_CACHE_DIR", &cache)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let d = Daemon {
-        child: Some(child),
-        dir,
-        config: state.join("demo/settings.toml"),
-        state,
-    };
-    // The first run on a machine builds the Python env and trains the tiny models.
-    assert!(
-        wait_until(900 * S, || d.cli(&["status", "--json"]).status.success()),
-        "{}",
-        d.daemon_log()
-    );
+    let d = Daemon::start_demo();
     for n in ["chat", "chat-nothink", "embedding"] {
         d.wait_state(n, "ready", 180 * S);
     }

@@ -5,8 +5,7 @@
 mod common;
 use common::*;
 use serde_json::{json, Value};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+
 use std::time::Duration;
 
 const S: Duration = Duration::from_secs(1);
@@ -42,43 +41,7 @@ fn chat(port: u16, prompt: &str) -> (String, String) {
 
 #[test]
 fn demo_profile_serves_real_models_and_survives_a_crash() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let cache = std::env::var("MLXBOX_CACHE_DIR")
-        .unwrap_or_else(|_| format!("{}/../../target/mlxbox-cache", env!("CARGO_MANIFEST_DIR")));
-    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
-    let mut child = Command::new(BIN)
-        .args(["up", "--demo", "--state-dir"])
-        .arg(&state)
-        .env("MLXBOX_CACHE_DIR", &cache)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let guard = Daemon {
-        child: None,
-        dir,
-        config: state.join("demo/settings.toml"),
-        state: state.clone(),
-    };
-    // The first run builds the Python env and trains the tiny models: allow for it.
-    let up = wait_until(900 * S, || {
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!(
-                "daemon exited ({st}):\n{}",
-                std::fs::read_to_string(guard.dir.path().join("daemon.log")).unwrap()
-            );
-        }
-        guard.cli(&["status", "--json"]).status.success()
-    });
-    assert!(
-        up,
-        "{}",
-        std::fs::read_to_string(guard.dir.path().join("daemon.log")).unwrap()
-    );
-    let mut d = guard;
-    d.child = Some(child);
+    let mut d = Daemon::start_demo();
 
     for n in ["chat", "chat-nothink", "embedding"] {
         let s = d.wait_state(n, "ready", 180 * S);

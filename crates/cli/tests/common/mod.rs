@@ -63,6 +63,40 @@ impl Daemon {
         d
     }
 
+    /// `mlx-box up --demo` in a temp state dir, answering. The first run on a machine makes the Python env and
+    /// trains the tiny models (cached in MLXBOX_CACHE_DIR, default target/mlxbox-cache): allow for it.
+    pub fn start_demo() -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let cache = std::env::var("MLXBOX_CACHE_DIR").unwrap_or_else(|_| {
+            format!("{}/../../target/mlxbox-cache", env!("CARGO_MANIFEST_DIR"))
+        });
+        let log = std::fs::File::create(dir.path().join("daemon-demo.log")).unwrap();
+        let child = Command::new(BIN)
+            .args(["up", "--demo", "--state-dir"])
+            .arg(&state)
+            .env("MLXBOX_CACHE_DIR", &cache)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut d = Daemon {
+            child: Some(child),
+            dir,
+            config: state.join("demo/settings.toml"),
+            state,
+        };
+        let up = wait_until(Duration::from_secs(900), || {
+            if let Ok(Some(st)) = d.child.as_mut().unwrap().try_wait() {
+                panic!("daemon exited ({st}):\n{}", d.daemon_log());
+            }
+            d.cli(&["status", "--json"]).status.success()
+        });
+        assert!(up, "{}", d.daemon_log());
+        d
+    }
+
     /// Starts (another) daemon on the same state dir and config.
     pub fn spawn(&mut self) {
         let log = std::fs::File::create(
