@@ -955,7 +955,12 @@ impl Proxies {
             } else {
                 format!("{host}:{port}")
             };
-            let listener = match tokio::net::TcpListener::bind(&addr).await {
+            // Every proxy thread accepts on this socket (the kernel wakes them; one wins each
+            // connection), and serves the connections it accepted: a std listener, non-blocking, that
+            // each thread's runtime adopts.
+            let listener = match std::net::TcpListener::bind(&addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            {
                 Ok(l) => l,
                 Err(e) => {
                     errors.push(ProxyError::Bind {
@@ -996,20 +1001,6 @@ impl Proxies {
                 counters: counters.clone(),
             });
             p.counters.insert(spec.name.clone(), counters);
-            // Every proxy thread accepts on this socket (the kernel wakes them; one wins each
-            // connection), and serves the connections it accepted.
-            let listener = match listener.into_std() {
-                Ok(l) => l,
-                Err(e) => {
-                    errors.push(ProxyError::Bind {
-                        service: spec.name.clone(),
-                        addr,
-                        port,
-                        source: e,
-                    });
-                    continue;
-                }
-            };
             for rt in proxy_runtimes() {
                 let Ok(l) = listener.try_clone() else {
                     continue;
