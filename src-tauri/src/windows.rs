@@ -1,13 +1,12 @@
 //! The app's windows: one per view, created on demand and focused when already open. Each loads the same
 //! front end, which picks its view from the URL hash.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 use tauri::{AppHandle, Emitter, Manager, Runtime, WebviewUrl, WebviewWindowBuilder, WindowEvent};
 
 /// When each window was asked for, to time "open → drawn" (`MLXBOX_APP_TIMINGS=1` prints it).
-static ASKED: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
+static ASKED: Mutex<[Option<Instant>; 3]> = Mutex::new([None; 3]);
 
 pub fn timings_enabled() -> bool {
     std::env::var_os("MLXBOX_APP_TIMINGS").is_some_and(|v| v == "1")
@@ -17,7 +16,7 @@ pub fn timings_enabled() -> bool {
 /// asked for (menu click, `--open`, second launch).
 pub fn drawn(label: &str) {
     tracing::debug!("window {label} drawn");
-    let asked = ASKED.lock().unwrap().as_mut().and_then(|m| m.remove(label));
+    let asked = View::parse(label).and_then(|v| ASKED.lock().unwrap()[v as usize].take());
     if let (true, Some(t0)) = (timings_enabled(), asked) {
         eprintln!(
             "timing: window {label} open→drawn {:.1} ms",
@@ -68,16 +67,14 @@ impl View {
     }
 }
 
-/// Windows the user can see: events are only serialised for the webviews when one is visible.
-static VISIBLE: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+/// Per view (indexed by `View as usize`): whether the user can see its window, and a generation bumped at
+/// every show and hide, so that a release scheduled at a hide only happens when nothing happened since.
+static SEEN: Mutex<[(bool, u64); 3]> = Mutex::new([(false, 0); 3]);
 
+/// Events are only serialised for the web views while a window is visible.
 pub fn any_visible() -> bool {
-    !VISIBLE.lock().unwrap().is_empty()
+    SEEN.lock().unwrap().iter().any(|(visible, _)| *visible)
 }
-
-/// Bumped at every show and hide of a view: a release scheduled at a hide only happens when nothing
-/// happened to that view since.
-static GENERATION: Mutex<Vec<(&'static str, u64)>> = Mutex::new(Vec::new());
 
 /// A window hidden this long is destroyed: a hidden web view still costs ~0.45 % of a core (WebKitGTK's own
 /// timers), and the idle app must stay under 0.5 %. Reopening within this time is a show (~50 ms).
@@ -92,32 +89,14 @@ fn hidden_release() -> std::time::Duration {
 }
 
 fn set_visible(view: View, visible: bool) -> u64 {
-    let mut v = VISIBLE.lock().unwrap();
-    v.retain(|l| *l != view.label());
-    if visible {
-        v.push(view.label());
-    }
-    let mut g = GENERATION.lock().unwrap();
-    match g.iter_mut().find(|(l, _)| *l == view.label()) {
-        Some((_, n)) => {
-            *n += 1;
-            *n
-        }
-        None => {
-            g.push((view.label(), 1));
-            1
-        }
-    }
+    let mut seen = SEEN.lock().unwrap();
+    let slot = &mut seen[view as usize];
+    *slot = (visible, slot.1 + 1);
+    slot.1
 }
 
 fn generation(view: View) -> u64 {
-    GENERATION
-        .lock()
-        .unwrap()
-        .iter()
-        .find(|(l, _)| *l == view.label())
-        .map(|(_, n)| *n)
-        .unwrap_or(0)
+    SEEN.lock().unwrap()[view as usize].1
 }
 
 /// Destroys the (hidden) window of `view` after `hidden_release()` unless it was shown or hidden again since.
@@ -145,11 +124,7 @@ fn release_later<R: Runtime>(app: &AppHandle<R>, view: View, gen: u64) {
 /// opened before (or made ahead by `prewarm`) is only shown again: it re-fetches its data, which is all the
 /// user waits for.
 pub fn open<R: Runtime>(app: &AppHandle<R>, view: View) {
-    ASKED
-        .lock()
-        .unwrap()
-        .get_or_insert_with(HashMap::new)
-        .insert(view.label().to_string(), Instant::now());
+    ASKED.lock().unwrap()[view as usize] = Some(Instant::now());
     tracing::debug!("opening the {} window", view.label());
     set_visible(view, true);
     let handle = app.clone();

@@ -55,6 +55,19 @@ pub struct MemoryStatus {
     pub pressure: String,
 }
 
+impl MemoryStatus {
+    pub fn from_sample(s: &Sample) -> Self {
+        MemoryStatus {
+            total_bytes: s.total_bytes,
+            used_bytes: s.used_bytes,
+            available_bytes: s.available_bytes,
+            swap_used_bytes: s.swap_used_bytes,
+            swap_total_bytes: s.swap_total_bytes,
+            pressure: s.pressure.as_str().into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[ts(export)]
 pub struct ThermalStatus {

@@ -432,22 +432,24 @@ async fn follow_events(
                     }
                 }
             }
-            let (snap, floor) = {
+            // Redraw only when something the tray shows changed (most monitor ticks change nothing); the
+            // snapshot is copied out of the lock only then.
+            let (floor, redraw) = {
                 let mut g = shared.lock().unwrap();
                 g.0.apply(&ev);
-                (g.0.clone(), g.1.notify_floor)
+                let level = menubar::tray_level(&g.0);
+                let menu = menubar::menu(&g.0, false);
+                let changed = Some(level) != last_level || menu != last_menu;
+                last_level = Some(level);
+                last_menu = menu;
+                (g.1.notify_floor, changed.then(|| (g.0.clone(), level)))
             };
             if let Event::Alert(a) = &ev {
                 if gate.admit(a, floor) {
                     sink.notify(a);
                 }
             }
-            // Redraw only when something the tray shows changed (most monitor ticks change nothing).
-            let level = menubar::tray_level(&snap);
-            let menu = menubar::menu(&snap, false);
-            if Some(level) != last_level || menu != last_menu {
-                last_level = Some(level);
-                last_menu = menu;
+            if let Some((snap, level)) = redraw {
                 sink.redraw(&snap, level);
             }
             if matches!(ev, Event::Shutdown) {

@@ -124,7 +124,8 @@ impl Daemon {
         &self.shared.alerts
     }
 
-    pub async fn status(&self) -> StatusReport {
+    /// Every service's status with the memory of its process group (a process scan: not on every tick).
+    async fn services_with_memory(&self) -> Vec<crate::api::ServiceStatus> {
         let mut services = self.supervisor.statuses().await;
         let pgids: Vec<Option<u32>> = services.iter().map(|s| s.pid).collect();
         let per_group = tokio::task::spawn_blocking(move || group_memory(&pgids))
@@ -133,6 +134,11 @@ impl Daemon {
         for (s, m) in services.iter_mut().zip(per_group) {
             s.memory_bytes = m;
         }
+        services
+    }
+
+    pub async fn status(&self) -> StatusReport {
+        let services = self.services_with_memory().await;
         let latest = self.monitor.lock().unwrap().latest().cloned();
         let sample = latest.unwrap_or_else(|| self.sampler.lock().unwrap().sample());
         StatusReport {
@@ -141,14 +147,7 @@ impl Daemon {
             config_path: self.config_path.display().to_string(),
             config: self.config.lock().unwrap().status.clone(),
             services,
-            memory: MemoryStatus {
-                total_bytes: sample.total_bytes,
-                used_bytes: sample.used_bytes,
-                available_bytes: sample.available_bytes,
-                swap_used_bytes: sample.swap_used_bytes,
-                swap_total_bytes: sample.swap_total_bytes,
-                pressure: sample.pressure.as_str().into(),
-            },
+            memory: MemoryStatus::from_sample(&sample),
             thermal: ThermalStatus {
                 state: sample.thermal.as_str().into(),
             },
@@ -218,16 +217,11 @@ impl Daemon {
             return;
         }
         let service_memory = if n.is_multiple_of(SERVICE_MEMORY_EVERY) {
-            let services = self.supervisor.statuses().await;
-            let pgids: Vec<Option<u32>> = services.iter().map(|s| s.pid).collect();
-            let mem = tokio::task::spawn_blocking(move || group_memory(&pgids))
-                .await
-                .unwrap_or_default();
             Some(
-                services
+                self.services_with_memory()
+                    .await
                     .into_iter()
-                    .zip(mem)
-                    .filter_map(|(s, m)| m.map(|m| (s.name, m)))
+                    .filter_map(|s| s.memory_bytes.map(|m| (s.name, m)))
                     .collect(),
             )
         } else {

@@ -16,11 +16,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Folds one event of the stream into the snapshot. Returns false for an event that changes nothing the
-    /// tray shows (so the caller can skip a redraw).
-    pub fn apply(&mut self, ev: &Event) -> bool {
+    /// Folds one event of the stream into the snapshot (whether the tray must redraw is decided by
+    /// comparing what it shows, in the app's follower).
+    pub fn apply(&mut self, ev: &Event) {
         let Some(st) = self.status.as_mut() else {
-            return false;
+            return;
         };
         match ev {
             Event::Service(s) => match st.services.iter_mut().find(|x| x.name == s.name) {
@@ -35,13 +35,7 @@ impl Snapshot {
             Event::AlertCleared { id, .. } => st.alerts.retain(|x| &x.id != id),
             Event::Config(c) => st.config = c.clone(),
             Event::Monitor(t) => {
-                let m = &mut st.memory;
-                m.total_bytes = t.sample.total_bytes;
-                m.used_bytes = t.sample.used_bytes;
-                m.available_bytes = t.sample.available_bytes;
-                m.swap_used_bytes = t.sample.swap_used_bytes;
-                m.swap_total_bytes = t.sample.swap_total_bytes;
-                m.pressure = t.sample.pressure.as_str().into();
+                st.memory = crate::api::MemoryStatus::from_sample(&t.sample);
                 st.thermal.state = t.sample.thermal.as_str().into();
                 if let Some(mem) = &t.service_memory {
                     for s in &mut st.services {
@@ -53,9 +47,8 @@ impl Snapshot {
                 self.status = None;
             }
             // The Benchmark window follows these; the tray shows nothing of a run.
-            Event::BenchProgress(_) | Event::BenchDone(_) => return false,
+            Event::BenchProgress(_) | Event::BenchDone(_) => {}
         }
-        true
     }
 }
 
