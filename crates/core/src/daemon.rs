@@ -44,6 +44,8 @@ pub enum DaemonError {
         dir: PathBuf,
         source: std::io::Error,
     },
+    #[error("refusing state dir {dir}: {reason}")]
+    UnsafeStateDir { dir: PathBuf, reason: String },
     #[error("cannot listen on {path}: {source}")]
     Socket {
         path: PathBuf,
@@ -73,7 +75,7 @@ pub struct Daemon {
     pub monitor: Mutex<History>,
     rules: Mutex<Engine>,
     /// The frontend listeners, and the settings they were built from (rebuilt only when those change).
-    proxies: tokio::sync::Mutex<(Proxies, Option<String>)>,
+    proxies: tokio::sync::Mutex<(Proxies, Option<(bool, Vec<crate::proxy::ListenerConfig>)>)>,
     /// The keys every listener checks (keyring + plaintext of the file), replaced on change.
     keys: SharedKeys,
     /// The plaintext keys of the settings applied last, and whether they have any frontend port.
@@ -389,29 +391,9 @@ impl Daemon {
     /// (Re)starts the frontend listeners when what they depend on changed.
     async fn apply_proxies(&self, s: &config::Settings) {
         let has_keys = !self.keys.read().unwrap().is_empty();
-        let key = serde_json::to_string(&(
-            &s.server.host,
-            has_keys,
-            s.server.request_timeout_s,
-            s.services
-                .iter()
-                .filter(|x| x.enabled && x.port.is_some() && x.backend_port.is_some())
-                .map(|x| {
-                    (
-                        &x.name,
-                        x.port,
-                        x.backend_port,
-                        x.max_concurrency,
-                        x.filter_reasoning,
-                        &x.model,
-                        x.request_timeout_s,
-                    )
-                })
-                .collect::<Vec<_>>(),
-        ))
-        .unwrap_or_default();
+        let key = (has_keys, crate::proxy::ListenerConfig::all(s));
         let mut guard = self.proxies.lock().await;
-        if guard.1.as_deref() == Some(key.as_str()) {
+        if guard.1.as_ref() == Some(&key) {
             return;
         }
         let old = std::mem::replace(&mut guard.0, Proxies::empty());
@@ -839,8 +821,17 @@ pub fn lock_state_dir(dir: &Path) -> Result<StateLock, DaemonError> {
         dir: dir.to_path_buf(),
         source: e,
     };
-    std::fs::create_dir_all(dir).map_err(sd)?;
-    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    // A dir we make is ours alone; one that exists must be the user's and writable by no one else.
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(sd)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(sd)?;
+    }
+    if let Some(reason) = paths::state_dir_problem(dir) {
+        return Err(DaemonError::UnsafeStateDir {
+            dir: dir.to_path_buf(),
+            reason,
+        });
+    }
     let path = dir.join("daemon.lock");
     let mut f = std::fs::OpenOptions::new()
         .create(true)

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod estimate;
 pub mod keys;
 pub mod launch;
+pub mod limits;
 pub mod menubar;
 pub mod monitor;
 pub mod paths;

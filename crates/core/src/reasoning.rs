@@ -94,6 +94,10 @@ pub fn filter_completion(v: &mut Value) {
     }
 }
 
+/// Choices per request that get a filter of their own (OpenAI caps `n` at 128). The index comes from the
+/// backend's stream: it must not size an allocation, so higher indexes share the last filter.
+const MAX_CHOICES: usize = 128;
+
 /// State of one SSE stream: a filter per choice index.
 #[derive(Debug, Default)]
 pub struct StreamFilter {
@@ -109,7 +113,11 @@ impl StreamFilter {
         };
         let mut keep = choices.is_empty();
         for c in choices {
-            let idx = c.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+            let idx = c
+                .get("index")
+                .and_then(Value::as_u64)
+                .unwrap_or(0)
+                .min(MAX_CHOICES as u64 - 1) as usize;
             if self.per_choice.len() <= idx {
                 self.per_choice.resize_with(idx + 1, ThinkFilter::new);
             }
@@ -206,6 +214,16 @@ mod tests {
         assert_eq!(content["choices"][0]["delta"]["content"], "He");
         let mut usage = json!({"choices": [], "usage": {"completion_tokens": 3}});
         assert!(s.filter_chunk(&mut usage));
+    }
+
+    /// Issue 11, item 2: an index taken from the stream sized a vector (`100000000000` aborted the daemon).
+    #[test]
+    fn a_huge_choice_index_does_not_size_memory() {
+        let mut s = StreamFilter::default();
+        let mut c = json!({"choices": [{"index": 100_000_000_000u64, "delta": {"content": "a<think>b</think>c"}}]});
+        assert!(s.filter_chunk(&mut c));
+        assert_eq!(c["choices"][0]["delta"]["content"], "ac");
+        assert!(s.per_choice.len() <= MAX_CHOICES);
     }
 
     proptest! {

@@ -9,6 +9,15 @@ export type ProxyStats = { requests: number,
  */
 errors: number, unauthorized: number, rejected_busy: number, unavailable: number, timeouts: number, 
 /**
+ * Requests refused before they reached the backend: a model the service does not serve, a Host that
+ * is not this machine's, a malformed or too slow body (400/403/408/413).
+ */
+bad_requests: number, 
+/**
+ * Connections refused at the per-listener or per-process connection cap (503, then closed).
+ */
+refused_connections: number, 
+/**
  * Requests admitted and not finished (a stream counts until its last byte).
  */
 in_flight: number, 

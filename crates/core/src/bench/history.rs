@@ -104,17 +104,24 @@ pub fn resolve(state_dir: &Path, id: &str) -> Result<String, HistoryError> {
                 dir: dir(state_dir),
             })?,
             None if back.is_empty() => 0,
-            None => usize::MAX,
+            None => {
+                return Err(HistoryError::NotFound {
+                    id: id.into(),
+                    dir: dir(state_dir),
+                })
+            }
         };
         if all.is_empty() {
             return Err(HistoryError::Empty(dir(state_dir)));
         }
-        return all.len().checked_sub(1 + n).map(|i| all[i].clone()).ok_or(
-            HistoryError::NotFound {
+        return n
+            .checked_add(1)
+            .and_then(|n| all.len().checked_sub(n))
+            .map(|i| all[i].clone())
+            .ok_or(HistoryError::NotFound {
                 id: id.into(),
                 dir: dir(state_dir),
-            },
-        );
+            });
     }
     if all.iter().any(|x| x == id) {
         return Ok(id.to_string());
@@ -177,6 +184,16 @@ mod tests {
         assert_eq!(resolve(d.path(), "last").unwrap(), "20250102-000000-bbcc");
         assert_eq!(resolve(d.path(), "last-2").unwrap(), "20250101-000000-aaaa");
         assert!(resolve(d.path(), "last-3").is_err());
+        // Issue 11, item 5: these overflowed (`1 + usize::MAX`) and panicked the control API.
+        for bad in [
+            "lastx",
+            "last-18446744073709551615",
+            "last-",
+            "last--1",
+            "last\u{0}",
+        ] {
+            assert!(resolve(d.path(), bad).is_err(), "{bad}");
+        }
         assert_eq!(
             resolve(d.path(), "20250101").unwrap(),
             "20250101-000000-aaaa"

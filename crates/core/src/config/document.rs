@@ -22,6 +22,10 @@ pub enum EditError {
     Unparsable(String),
     #[error("an edit has an empty key path")]
     EmptyPath,
+    #[error("an edit's key path is too long: {0} (settings.toml nests {MAX_EDIT_DEPTH} keys deep at most, each name {MAX_KEY_LEN} bytes at most)")]
+    PathTooLong(String),
+    #[error("too many edits in one request ({0}; {MAX_EDITS} at most)")]
+    TooManyEdits(usize),
     #[error("`{0}` is a value, not a table, so `{1}` cannot be set inside it")]
     NotATable(String, String),
     #[error("`{0}`: {1}")]
@@ -110,7 +114,33 @@ fn json_to_value(path: &str, j: &Json) -> Result<Value, EditError> {
 
 /// Applies `edits` in order to `text` and returns the new text. Untouched lines are byte-for-byte the same;
 /// a changed value keeps its key's comments and the spacing around it.
+/// Deepest key path an edit may name (`services.NAME.env.VAR` is 4).
+pub const MAX_EDIT_DEPTH: usize = 8;
+/// Longest key name in an edit path.
+pub const MAX_KEY_LEN: usize = 256;
+/// Most edits one request may carry.
+pub const MAX_EDITS: usize = 1000;
+
 pub fn apply_edits(text: &str, edits: &[ConfigEdit]) -> Result<String, EditError> {
+    // Bounds first: a client's path must not size the work (a 100,000-key path overflowed the stack).
+    if edits.len() > MAX_EDITS {
+        return Err(EditError::TooManyEdits(edits.len()));
+    }
+    for e in edits {
+        if e.path.len() > MAX_EDIT_DEPTH || e.path.iter().any(|s| s.len() > MAX_KEY_LEN) {
+            let shown: String = e
+                .path
+                .iter()
+                .take(4)
+                .map(|s| s.chars().take(32).collect::<String>())
+                .collect::<Vec<_>>()
+                .join(".");
+            return Err(EditError::PathTooLong(format!(
+                "{shown}… ({} keys)",
+                e.path.len()
+            )));
+        }
+    }
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| EditError::Unparsable(e.message().to_string()))?;
@@ -221,6 +251,63 @@ mod tests {
         let j = to_json(&out).unwrap();
         assert_eq!(j["services"]["emb"]["port"], json!(8081));
         assert_eq!(j["services"]["chat"]["max_tokens"], json!(4096));
+    }
+
+    /// Issue 11, item 5: a 100,000-key path overflowed the stack and aborted the daemon.
+    #[test]
+    fn hostile_edits_are_refused_by_size() {
+        let long: Vec<String> = (0..100_000).map(|i| format!("k{i}")).collect();
+        let e = apply_edits(
+            TEXT,
+            &[ConfigEdit {
+                path: long,
+                value: Some(json!(1)),
+            }],
+        )
+        .unwrap_err();
+        assert!(matches!(e, EditError::PathTooLong(_)), "{e}");
+        let e = apply_edits(TEXT, &[edit(&["x"; 9], Some(json!(1)))]).unwrap_err();
+        assert!(matches!(e, EditError::PathTooLong(_)));
+        let many = vec![edit(&["server", "host"], None); 1001];
+        assert!(matches!(
+            apply_edits(TEXT, &many),
+            Err(EditError::TooManyEdits(1001))
+        ));
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Json> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|n| json!(n)),
+            "[ -~]{0,8}".prop_map(Json::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Json::Array),
+                proptest::collection::btree_map("[ -~]{0,6}", inner, 0..4)
+                    .prop_map(|m| Json::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Control-API input: any edit (paths of any shape, values of any JSON type, removals) on the real
+        /// fixture gives a document or a typed error, never a panic; and what it gives parses again.
+        #[test]
+        fn any_edit_is_applied_or_refused(
+            edits in proptest::collection::vec(
+                (proptest::collection::vec("(services|server|app|alerts|chat|[ -~]{0,6})", 0..6),
+                 proptest::option::of(json_value())), 0..6)) {
+            let text = include_str!("../../../../tests/fixtures/mlx-box-settings.toml");
+            let edits: Vec<ConfigEdit> = edits.into_iter().map(|(path, value)| ConfigEdit { path, value }).collect();
+            if let Ok(out) = apply_edits(text, &edits) {
+                proptest::prop_assert!(out.parse::<DocumentMut>().is_ok());
+                let _ = crate::config::parse_settings(std::path::Path::new("s.toml"), &out);
+            }
+        }
     }
 
     #[test]

@@ -170,6 +170,13 @@ pub struct ServiceSpec {
     pub port: Option<u16>,
     pub backend_port: Option<u16>,
     pub model: Option<String>,
+    /// Other names a request may give as `model` on this service's port (its name always works too).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Pass any `model` (and `adapters`, `draft_model`) to the server: it may then load whatever a
+    /// request names, outside the memory budget. Off by default.
+    #[serde(default)]
+    pub allow_any_model: bool,
     pub max_tokens: Option<u32>,
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
@@ -257,6 +264,25 @@ pub struct ServerSettings {
     /// Seconds the proxy waits for a backend to start answering (and, on a stream, between two chunks)
     /// before it gives up with 504. Overridden per service.
     pub request_timeout_s: f64,
+    /// The name clients use for this Mac besides localhost (DNS, a reverse proxy): an open loopback
+    /// frontend serves requests whose `Host` is a loopback name or this.
+    #[serde(default)]
+    pub domain_name: Option<String>,
+    /// Origins a browser page may call the frontends from (CORS, answered by the proxy). Empty = none.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
+}
+
+impl ServerSettings {
+    pub fn new(host: &str) -> Self {
+        ServerSettings {
+            host: host.into(),
+            api_keys: vec![],
+            request_timeout_s: DEFAULT_REQUEST_TIMEOUT_S,
+            domain_name: None,
+            cors_origins: vec![],
+        }
+    }
 }
 
 /// Default of `request_timeout_s`: a long generation on a big model takes minutes.

@@ -63,6 +63,7 @@ const SERVER_KEYS: &[&str] = &[
     "request_timeout_s",
     "domain_name",
     "letsencrypt_email",
+    "cors_origins",
 ];
 const APP_KEYS: &[&str] = &[
     "python",
@@ -89,6 +90,8 @@ const SERVICE_KEYS: &[&str] = &[
     "port",
     "backend_port",
     "model",
+    "aliases",
+    "allow_any_model",
     "max_tokens",
     "temperature",
     "top_p",
@@ -474,11 +477,7 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
 }
 
 fn parse_server(cx: &mut Ctx, item: Option<&Item>) -> ServerSettings {
-    let mut s = ServerSettings {
-        host: "127.0.0.1".into(),
-        api_keys: Vec::new(),
-        request_timeout_s: super::DEFAULT_REQUEST_TIMEOUT_S,
-    };
+    let mut s = ServerSettings::new("127.0.0.1");
     let Some(t) = item.and_then(|i| i.as_table_like()) else {
         return s;
     };
@@ -501,11 +500,58 @@ fn parse_server(cx: &mut Ctx, item: Option<&Item>) -> ServerSettings {
             s.host = h;
         }
     }
+    // A blank key would match a request that sends none: refused where it is written.
+    let blank = |cx: &mut Ctx, span, key: &str| {
+        cx.error(
+            span,
+            format!(
+                "`{key}` in [server] is empty: an empty key would let requests without a key in"
+            ),
+            Some("remove it, or make a real key with `mlx-box keys add`".to_string()),
+        )
+    };
     if let Some(k) = v.str(cx, "api_key") {
-        s.api_keys.push(k);
+        if k.trim().is_empty() {
+            blank(cx, v.get("api_key").and_then(value_span), "api_key");
+        } else {
+            s.api_keys.push(k);
+        }
     }
     if let Some(ks) = v.str_list(cx, "api_keys") {
-        s.api_keys.extend(ks);
+        let spans: Vec<_> = v
+            .get("api_keys")
+            .and_then(|i| i.as_array())
+            .map(|a| a.iter().map(|x| x.span()).collect())
+            .unwrap_or_default();
+        for (i, k) in ks.into_iter().enumerate() {
+            if k.trim().is_empty() {
+                blank(cx, spans.get(i).cloned().flatten(), "api_keys");
+            } else {
+                s.api_keys.push(k);
+            }
+        }
+    }
+    if let Some(d) = v.str(cx, "domain_name") {
+        if !d.is_empty() {
+            s.domain_name = Some(d);
+        }
+    }
+    if let Some(origins) = v.str_list(cx, "cors_origins") {
+        for o in origins {
+            let well_formed = o == "*"
+                || (o.starts_with("http://") || o.starts_with("https://"))
+                    && !o.ends_with('/')
+                    && !o.contains(char::is_whitespace);
+            if well_formed {
+                s.cors_origins.push(o);
+            } else {
+                cx.error(
+                    v.get("cors_origins").and_then(value_span),
+                    format!("`{o}` in cors_origins of [server] is not an origin"),
+                    Some("write scheme://host[:port] with no path, e.g. \"http://localhost:3000\", or \"*\"".to_string()),
+                );
+            }
+        }
     }
     if let Some(t) = v.float(cx, "request_timeout_s", 0.1, 86_400.0, "600") {
         s.request_timeout_s = t;
@@ -789,6 +835,8 @@ fn parse_service(
         port,
         backend_port,
         model,
+        aliases: v.str_list(cx, "aliases").unwrap_or_default(),
+        allow_any_model: v.bool(cx, "allow_any_model").unwrap_or(false),
         max_tokens: v
             .int(cx, "max_tokens", 1, 10_000_000, "4096")
             .map(|n| n as u32),

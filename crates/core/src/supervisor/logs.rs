@@ -1,6 +1,11 @@
 //! Service logs: the server writes (O_APPEND) straight into `logs/<name>.log`; the daemon follows the file
 //! into an in-memory tail and a live broadcast, and rotates it when it passes the size cap.
 //!
+//! Bounds: a line is cut at `MAX_LINE` bytes (progress bars written with `\r` and no `\n` end a line at
+//! each `\r`, so they never pile up into one huge "line"); one poll reads at most `MAX_POLL` bytes and skips
+//! the older part of a bigger backlog; the file is polled every 500 ms by a task of its own (also while its
+//! service is stopping) and after each line the daemon writes, and rotated as soon as it passes the cap.
+//!
 //! Rotation is copy-then-truncate (as logrotate's `copytruncate`) rather than rename: the server holds the
 //! file open and, adopted after a daemon restart, cannot be told to reopen it. A line written between the
 //! copy and the truncate can be lost; that is the price of never breaking the server's stdout.
@@ -10,6 +15,11 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
+
+/// Longest line kept (the rest of it is dropped, marked).
+pub const MAX_LINE: usize = 16 * 1024;
+/// Most bytes one poll reads; an older backlog is skipped.
+const MAX_POLL: u64 = 4 << 20;
 
 pub struct LogTail {
     pub path: PathBuf,
@@ -23,7 +33,55 @@ pub struct LogTail {
 struct Inner {
     lines: VecDeque<String>,
     offset: u64,
-    partial: String,
+    partial: Vec<u8>,
+    /// The current line passed MAX_LINE: drop the rest of it.
+    cutting: bool,
+}
+
+impl Inner {
+    fn push_line(&mut self, line: String, cap: usize, live: &broadcast::Sender<String>) {
+        let _ = live.send(line.clone());
+        self.lines.push_back(line);
+        if self.lines.len() > cap {
+            self.lines.pop_front();
+        }
+    }
+
+    /// Splits new bytes into lines at `\n`, `\r\n` or a lone `\r`, each at most MAX_LINE bytes.
+    fn feed(&mut self, bytes: &[u8], cap: usize, live: &broadcast::Sender<String>) {
+        let mut rest = bytes;
+        while let Some(i) = memchr::memchr2(b'\n', b'\r', rest) {
+            self.add_partial(&rest[..i], cap, live);
+            let line = std::mem::take(&mut self.partial);
+            if !std::mem::replace(&mut self.cutting, false) || !line.is_empty() {
+                self.push_line(String::from_utf8_lossy(&line).into_owned(), cap, live);
+            }
+            // `\r\n` is one line end.
+            let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') {
+                2
+            } else {
+                1
+            };
+            rest = &rest[i + skip..];
+        }
+        self.add_partial(rest, cap, live);
+    }
+
+    fn add_partial(&mut self, bytes: &[u8], cap: usize, live: &broadcast::Sender<String>) {
+        if self.cutting {
+            return;
+        }
+        let room = MAX_LINE.saturating_sub(self.partial.len());
+        if bytes.len() <= room {
+            self.partial.extend_from_slice(bytes);
+            return;
+        }
+        self.partial.extend_from_slice(&bytes[..room]);
+        let mut line = String::from_utf8_lossy(&std::mem::take(&mut self.partial)).into_owned();
+        line.push_str(" [… line cut by mlx-box]");
+        self.push_line(line, cap, live);
+        self.cutting = true;
+    }
 }
 
 impl LogTail {
@@ -39,17 +97,18 @@ impl LogTail {
             inner: Mutex::new(Inner {
                 lines: lines.into(),
                 offset,
-                partial: String::new(),
+                partial: Vec::new(),
+                cutting: false,
             }),
             live: broadcast::channel(1024).0,
         })
     }
 
-    /// Reads what was appended since the last call; rotates when over the cap. Cheap when nothing changed
-    /// (one `stat`).
+    /// Reads what was appended since the last call (at most MAX_POLL bytes: an older backlog is skipped);
+    /// rotates when over the cap. Cheap when nothing changed (one `stat`).
     pub fn poll(&self) {
         let mut inner = self.inner.lock().unwrap();
-        let Ok(meta) = std::fs::metadata(&self.path) else {
+        let Ok(meta) = std::fs::symlink_metadata(&self.path) else {
             return;
         };
         let len = meta.len();
@@ -57,37 +116,44 @@ impl LogTail {
             inner.offset = 0; // truncated behind our back
         }
         if len > inner.offset {
+            let mut from = inner.offset;
+            if len - from > MAX_POLL {
+                from = len - MAX_POLL;
+                let skipped = from - inner.offset;
+                inner.partial.clear();
+                inner.cutting = true; // we are mid-line
+                inner.push_line(
+                    format!(
+                        "[mlx-box] … {skipped} bytes of log skipped (written faster than read)"
+                    ),
+                    self.cap,
+                    &self.live,
+                );
+            }
             if let Ok(mut f) = std::fs::File::open(&self.path) {
-                if f.seek(SeekFrom::Start(inner.offset)).is_ok() {
-                    let mut buf = Vec::with_capacity((len - inner.offset) as usize);
-                    let n = f
-                        .take(len - inner.offset)
-                        .read_to_end(&mut buf)
-                        .unwrap_or(0);
-                    inner.offset += n as u64;
-                    let text = String::from_utf8_lossy(&buf);
-                    let mut chunk = std::mem::take(&mut inner.partial);
-                    chunk.push_str(&text);
-                    let mut parts: Vec<&str> = chunk.split('\n').collect();
-                    let rest = parts.pop().unwrap_or("").to_string();
-                    for line in parts {
-                        let line = line.trim_end_matches('\r').to_string();
-                        let _ = self.live.send(line.clone());
-                        inner.lines.push_back(line);
-                        if inner.lines.len() > self.cap {
-                            inner.lines.pop_front();
-                        }
+                if f.seek(SeekFrom::Start(from)).is_ok() {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut left = len - from;
+                    while left > 0 {
+                        let want = left.min(buf.len() as u64) as usize;
+                        let n = match f.read(&mut buf[..want]) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        left -= n as u64;
+                        let (cap, live) = (self.cap, &self.live);
+                        inner.feed(&buf[..n], cap, live);
                     }
-                    inner.partial = rest;
+                    inner.offset = len - left;
                 }
             }
         }
         if inner.offset >= self.max_bytes {
+            // Rotated even when the copy fails (a full disk): losing old lines beats filling the disk.
             if let Err(e) = rotate(&self.path, self.files) {
-                tracing::warn!(path = %self.path.display(), "log rotation failed: {e}");
-            } else {
-                inner.offset = 0;
+                tracing::warn!(path = %self.path.display(), "log rotation: {e}");
             }
+            inner.offset = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
         }
     }
 
@@ -118,16 +184,18 @@ fn rotate(path: &Path, files: u32) -> std::io::Result<()> {
         s.push(format!(".{i}"));
         PathBuf::from(s)
     };
+    let mut copied = Ok(0);
     if files > 1 {
         for i in (1..files - 1).rev() {
             let _ = std::fs::rename(name(i), name(i + 1));
         }
-        std::fs::copy(path, name(1))?;
+        copied = std::fs::copy(path, name(1));
     }
     std::fs::OpenOptions::new()
         .write(true)
         .open(path)?
-        .set_len(0)
+        .set_len(0)?;
+    copied.map(|_| ())
 }
 
 fn last_lines(path: &Path, n: usize) -> Vec<String> {
@@ -184,5 +252,47 @@ mod tests {
             tail.excerpt(2),
             "line 098 padding padding\nline 099 padding padding"
         );
+    }
+
+    /// Issue 11, item 6: `\r` progress output with no `\n` used to grow one line without bound.
+    #[test]
+    fn carriage_returns_end_lines_and_long_lines_are_cut() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("svc.log");
+        let mut w = std::fs::File::create(&p).unwrap();
+        let tail = LogTail::new(p.clone(), u64::MAX, 1, 100);
+        for i in 0..5 {
+            write!(w, "\r{i}0%|####").unwrap();
+        }
+        write!(w, "\r\nERROR boom\r\n").unwrap();
+        tail.poll();
+        assert_eq!(tail.excerpt(2), "40%|####\nERROR boom");
+        // 1 MB with no line end: one cut line, then the next line is whole.
+        w.write_all(&vec![b'x'; 1 << 20]).unwrap();
+        writeln!(w, "\nafter").unwrap();
+        tail.poll();
+        let lines = tail.tail(3);
+        assert!(lines[0].starts_with("ERROR") || lines[0].starts_with("xxx"));
+        assert!(
+            lines[1].len() < MAX_LINE + 64 && lines[1].ends_with("line cut by mlx-box]"),
+            "{}",
+            lines[1].len()
+        );
+        assert_eq!(lines[2], "after");
+    }
+
+    #[test]
+    fn a_huge_backlog_is_skipped_not_read_whole() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("svc.log");
+        let mut w = std::fs::File::create(&p).unwrap();
+        let tail = LogTail::new(p.clone(), u64::MAX, 1, 10);
+        for i in 0..200_000 {
+            writeln!(w, "line {i:07} of a chatty server").unwrap();
+        }
+        tail.poll();
+        let lines = tail.tail(10);
+        assert_eq!(lines.last().unwrap(), "line 0199999 of a chatty server");
+        assert!(tail.tail(10_000).len() <= 10);
     }
 }

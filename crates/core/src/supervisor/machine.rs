@@ -87,6 +87,8 @@ pub enum Input {
     /// A live process of a previous daemon was adopted: probe it as if it were starting.
     Adopted,
     Spawned,
+    /// The spawn failed for a passing reason (out of descriptors, processes, memory): back off and
+    /// retry, without counting towards `max_start_failures`.
     SpawnFailed(String),
     /// The port is held by a process that is not ours: retrying cannot help.
     Fatal(String),
@@ -223,7 +225,11 @@ impl Machine {
             (Starting, Input::Spawned) => vec![StartReadinessProbe],
             (Starting, Input::SpawnFailed(e)) => {
                 self.last_error = Some(e);
-                self.failure(now, true)
+                self.failures += 1;
+                let delay = self.delay(self.failures.max(2));
+                self.state = State::Backoff;
+                self.wake_at = Some(now + delay);
+                vec![]
             }
             (Starting, Input::Fatal(e)) => {
                 self.last_error = Some(e);
@@ -535,6 +541,30 @@ mod tests {
         );
         assert_eq!(m.on(Input::Terminated, t), vec![Spawn]);
         assert_eq!(m.restarts, 1);
+    }
+
+    /// Issue 11, item 1: out of descriptors, a spawn used to be fatal and the service stayed failed.
+    #[test]
+    fn transient_spawn_failures_back_off_and_never_give_up() {
+        let mut t = Instant::now();
+        let mut m = m();
+        assert_eq!(m.on(Input::Start, t), vec![Spawn]);
+        let mut last = Duration::ZERO;
+        for _ in 0..20 {
+            assert_eq!(
+                m.on(Input::SpawnFailed("Too many open files".into()), t),
+                vec![]
+            );
+            assert_eq!(m.state(), State::Backoff);
+            let wait = m.wake_at().unwrap() - t;
+            assert!(wait >= last && wait >= s(1) && wait <= s(60), "{wait:?}");
+            last = wait;
+            t += wait;
+            assert_eq!(m.on(Input::Wake, t), vec![Spawn]);
+        }
+        assert_eq!(m.on(Input::Spawned, t), vec![StartReadinessProbe]);
+        assert_eq!(m.on(Input::ProbeReady, t), vec![StartLiveness]);
+        assert_eq!(m.state(), State::Ready);
     }
 
     #[test]

@@ -305,11 +305,7 @@ impl Supervisor {
         if inner.settings.is_none() {
             let none = Settings {
                 path: Default::default(),
-                server: crate::config::ServerSettings {
-                    host: "127.0.0.1".into(),
-                    api_keys: vec![],
-                    request_timeout_s: crate::config::DEFAULT_REQUEST_TIMEOUT_S,
-                },
+                server: crate::config::ServerSettings::new("127.0.0.1"),
                 app: Default::default(),
                 alerts: Default::default(),
                 services: vec![],

@@ -22,6 +22,17 @@ pub struct Proc {
     pub child: Option<Child>,
 }
 
+impl SpawnError {
+    /// Out of descriptors, processes or memory: worth retrying later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SpawnError::Exec { source, .. } | SpawnError::Log { source, .. } => {
+                crate::limits::is_transient(source)
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
     #[error("cannot run `{program}`: {source}; check the path (or `python` in settings.toml)")]
@@ -40,14 +51,10 @@ pub enum SpawnError {
 /// server keeps logging when the daemon is gone, so an adopted server never dies of a broken pipe).
 pub fn spawn(plan: &LaunchPlan, log: &std::path::Path) -> Result<Proc, SpawnError> {
     let open = || {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .map_err(|e| SpawnError::Log {
-                path: log.display().to_string(),
-                source: e,
-            })
+        crate::paths::append_no_follow(log).map_err(|e| SpawnError::Log {
+            path: log.display().to_string(),
+            source: e,
+        })
     };
     let out: File = open()?;
     let err: File = open()?;

@@ -112,9 +112,20 @@ impl Runner {
             self.feed(Input::Start).await;
         }
         self.publish();
-        // Only rotation depends on this tick: readers (`logs`, follow, last_error) poll the file themselves.
-        let mut log_tick = tokio::time::interval(Duration::from_secs(2));
-        log_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Rotation depends on this poller (readers poll the file themselves). It is a task of its own so
+        // a stop in progress (up to stop_timeout_s) does not hold it up.
+        let _log_poller = {
+            let log = self.log.clone();
+            AbortOnDrop(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(500));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let log = log.clone();
+                    let _ = tokio::task::spawn_blocking(move || log.poll()).await;
+                }
+            }))
+        };
         loop {
             let wake = self.machine.wake_at();
             let live_due = self.next_liveness.filter(|_| self.probe.is_none());
@@ -134,7 +145,6 @@ impl Runner {
                 res = poll_probe(&mut self.probe), if self.probe.is_some() => self.on_probe(res).await,
                 _ = sleep_until(wake), if wake.is_some() => self.feed(Input::Wake).await,
                 _ = sleep_until(live_due), if live_due.is_some() => self.start_liveness(),
-                _ = log_tick.tick() => self.log.poll(),
             }
             self.publish();
         }
@@ -366,7 +376,12 @@ impl Runner {
                 self.adopted = false;
                 Input::Spawned
             }
-            // Not found / not executable: retrying cannot help.
+            // Out of descriptors, processes or memory: retried with backoff (the flood that caused it
+            // passes). Not found / not executable: retrying cannot help.
+            Err(e) if e.is_transient() => {
+                self.log_note(&format!("{e} (will retry)"));
+                Input::SpawnFailed(e.to_string())
+            }
             Err(e) => {
                 self.log_note(&e.to_string());
                 Input::Fatal(e.to_string())
@@ -383,13 +398,10 @@ impl Runner {
     /// A line of ours in the service's log, so the log tells the whole story.
     fn log_note(&self, msg: &str) {
         use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log.path)
-        {
+        if let Ok(mut f) = crate::paths::append_no_follow(&self.log.path) {
             let _ = writeln!(f, "[mlx-box {}] {msg}", now_ms());
         }
+        self.log.poll();
     }
 
     pub fn status(&self) -> ServiceStatus {
@@ -529,4 +541,13 @@ fn shell_words(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Aborts its task when dropped (the service's runner returned).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -23,7 +23,8 @@ pub struct StateFile {
 
 impl StateFile {
     pub fn load(path: PathBuf) -> Self {
-        let records = std::fs::read(&path)
+        // Never through a symlink, and never a huge file: it steers signals to process groups.
+        let records = crate::paths::read_no_follow(&path, 1 << 20)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
@@ -49,8 +50,8 @@ impl StateFile {
             // temp + rename, no fsync: this is on the restart path, and a state file lost to a power cut only
             // means the next daemon cannot adopt (the servers died with the power anyway).
             let tmp = self.path.with_extension("json.tmp");
-            let written =
-                std::fs::write(&tmp, &bytes).and_then(|_| std::fs::rename(&tmp, &self.path));
+            let written = crate::paths::write_no_follow(&tmp, &bytes)
+                .and_then(|_| std::fs::rename(&tmp, &self.path));
             if let Err(e) = written {
                 tracing::warn!("cannot write {}: {e}", self.path.display());
             }

@@ -1,0 +1,805 @@
+//! The API-key proxy: for each service with both `port` and `backend_port`, the daemon listens on
+//! `[server] host:port` and forwards to `127.0.0.1:backend_port` while the service is ready.
+//!
+//! A request passes these gates, in order (each refusal is an OpenAI-style JSON error):
+//! - `Host` (open loopback listener only): a name that is not this machine's → 403 (DNS rebinding).
+//! - `Origin` (a browser): preflights are answered here from `cors_origins` and never forwarded; a request
+//!   from an origin not listed → 403 (`auth.rs`).
+//! - Auth: `Authorization: Bearer <key>` against the configured keys, compared in constant time, never
+//!   logged; 401 + `WWW-Authenticate: Bearer` otherwise. No key configured = open, but only on loopback.
+//! - 503 + Retry-After while the service is not ready (starting, restarting): never a hang.
+//! - The body: read within 60 s and 64 MiB (408/413); a JSON object's `model` must be one the service
+//!   serves (its model id, its name, an alias; name and aliases become the model id), and `adapters` /
+//!   `draft_model` are refused, unless `allow_any_model` (`body.rs`).
+//! - `max_concurrency`: that many requests in flight to the backend, a bounded queue, 429 beyond it. The
+//!   slot is taken once the body is in hand, so a slow upload holds none.
+//! - `filter_reasoning`: think spans and reasoning fields removed, in JSON replies and in SSE streams,
+//!   event by event (`sse.rs`, `reasoning.rs`).
+//!
+//! Connections are capped, timed out and drained in `listen.rs`; the reply is relayed and metered in
+//! `relay.rs`; counters live in `stats.rs`.
+
+mod auth;
+mod body;
+mod listen;
+mod relay;
+mod sse;
+mod stats;
+
+pub use auth::{Cors, KeySet, SharedKeys};
+pub use sse::SseFilter;
+pub use stats::ProxyStats;
+
+use crate::api::ServiceStatus;
+use crate::config::{ServiceSpec, Settings};
+use crate::reasoning::filter_completion;
+use crate::supervisor::State;
+use auth::Auth;
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::http::{header, uri, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body::Body as HttpBody;
+use relay::{FilteredRelay, InFlight, Meter, Relay};
+use stats::Counters;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// Request bodies above this are refused (413): a chat request with a long context is a few MB.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+/// A request body must arrive within this (nginx's `client_body_timeout` is 60 s between two reads).
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The HTTP/1.1 client to the backends, with a keep-alive pool.
+type Backend =
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
+
+fn new_backend() -> Backend {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(connector)
+}
+
+thread_local! {
+    /// One pooled client per proxy thread: a backend connection's task then runs on the thread that
+    /// uses it, so a request never wakes another thread (measured: the daemon's 2-worker work-stealing
+    /// runtime cost ~45 µs of CPU per proxied request, one single-threaded runtime per thread ~30 µs).
+    static BACKEND: Backend = new_backend();
+}
+
+/// The threads the frontend listeners run on: each a single-threaded tokio runtime (like nginx's worker
+/// processes), all accepting on the same sockets. `MLXBOX_PROXY_THREADS` overrides the count (default:
+/// the number of CPUs, at most 4: a proxy in front of local LLMs is never the bottleneck beyond that).
+fn proxy_runtimes() -> &'static [tokio::runtime::Handle] {
+    static RT: OnceLock<Vec<tokio::runtime::Handle>> = OnceLock::new();
+    RT.get_or_init(|| {
+        let n = std::env::var("MLXBOX_PROXY_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+                    .min(4)
+            })
+            .clamp(1, 64);
+        (0..n)
+            .map(|i| {
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::Builder::new()
+                    .name(format!("mlx-box-proxy-{i}"))
+                    .spawn(move || {
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                            .expect("proxy runtime");
+                        let _ = tx.send(rt.handle().clone());
+                        rt.block_on(std::future::pending::<()>());
+                    })
+                    .expect("proxy thread");
+                rx.recv().expect("proxy runtime handle")
+            })
+            .collect()
+    })
+}
+
+/// What one frontend listener is made of. Listeners are replaced when this changes (and only then).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    pub spec: ServiceSpec,
+    pub addr: String,
+    pub port: u16,
+    pub backend_port: u16,
+    /// The listener is on a loopback address: with no key at all, it may serve open.
+    pub loopback: bool,
+    pub timeout: Duration,
+    pub cors: Cors,
+    pub domain_name: Option<String>,
+}
+
+impl ListenerConfig {
+    /// One per enabled service with both `port` and `backend_port`.
+    pub fn all(settings: &Settings) -> Vec<ListenerConfig> {
+        let host = &settings.server.host;
+        let loopback = host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(host == "localhost");
+        settings
+            .services
+            .iter()
+            .filter(|s| s.enabled)
+            .filter_map(|spec| {
+                let (port, backend_port) = (spec.port?, spec.backend_port?);
+                let addr = if host.contains(':') {
+                    format!("[{host}]:{port}")
+                } else {
+                    format!("{host}:{port}")
+                };
+                Some(ListenerConfig {
+                    spec: spec.clone(),
+                    addr,
+                    port,
+                    backend_port,
+                    loopback,
+                    timeout: Duration::from_secs_f64(
+                        spec.request_timeout_s
+                            .unwrap_or(settings.server.request_timeout_s),
+                    ),
+                    cors: Cors {
+                        origins: settings.server.cors_origins.clone(),
+                    },
+                    domain_name: settings.server.domain_name.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// One frontend listener's view of its service.
+struct Front {
+    cfg: ListenerConfig,
+    keys: SharedKeys,
+    /// `127.0.0.1:backend_port`.
+    backend: uri::Authority,
+    statuses: Arc<RwLock<BTreeMap<String, ServiceStatus>>>,
+    /// In flight to the backend (max_concurrency) and, separately, admitted (in flight + queued).
+    slots: Option<Arc<Semaphore>>,
+    admitted: Option<Arc<Semaphore>>,
+    counters: Arc<Counters>,
+}
+
+fn openai_error(status: StatusCode, kind: &str, msg: &str) -> Response {
+    let body =
+        serde_json::json!({"error": {"message": msg, "type": kind, "code": status.as_u16()}});
+    (status, axum::Json(body)).into_response()
+}
+
+/// An OpenAI-style error with one extra header (`WWW-Authenticate`, `Retry-After`).
+fn openai_error_with(
+    status: StatusCode,
+    kind: &str,
+    msg: &str,
+    name: header::HeaderName,
+    value: &'static str,
+) -> Response {
+    let mut r = openai_error(status, kind, msg);
+    r.headers_mut()
+        .insert(name, HeaderValue::from_static(value));
+    r
+}
+
+/// Headers that belong to one connection, not to the request: never forwarded either way.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+];
+
+/// Removes the hop-by-hop headers, and those the `Connection` header names (RFC 9110 §7.6.1).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<header::HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .take(32)
+        .filter_map(|n| header::HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for h in HOP_BY_HOP {
+        headers.remove(*h);
+    }
+}
+
+impl Front {
+    fn bad_request(&self, status: StatusCode, msg: &str) -> Response {
+        self.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+        openai_error(status, "invalid_request_error", msg)
+    }
+
+    /// The Host and Origin gates; `Some` is the answer when the request goes no further.
+    fn gate(&self, req: &Request, open: bool) -> Option<Response> {
+        let headers = req.headers();
+        if open && self.cfg.loopback {
+            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+            if let Some(h) =
+                host.filter(|h| !auth::host_is_local(h, self.cfg.domain_name.as_deref()))
+            {
+                return Some(self.bad_request(
+                    StatusCode::FORBIDDEN,
+                    &format!("Host `{h}` is not this machine: an open loopback frontend serves only localhost (or [server] domain_name)"),
+                ));
+            }
+        }
+        if req.method() == Method::OPTIONS {
+            // Preflights are answered here (a backend would say `*`).
+            let (ok, grant) = self.cfg.cors.preflight(headers);
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = if ok || !headers.contains_key(header::ORIGIN) {
+                StatusCode::NO_CONTENT
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            *r.headers_mut() = grant;
+            r.headers_mut().insert(
+                header::ALLOW,
+                HeaderValue::from_static("GET, POST, OPTIONS"),
+            );
+            return Some(r);
+        }
+        if let Some(o) = headers.get(header::ORIGIN) {
+            if !self.cfg.cors.allows(o.as_bytes()) {
+                return Some(self.bad_request(
+                    StatusCode::FORBIDDEN,
+                    &format!(
+                        "origin `{}` may not use this API: add it to [server] cors_origins",
+                        String::from_utf8_lossy(o.as_bytes())
+                    ),
+                ));
+            }
+        }
+        None
+    }
+
+    /// The model policy over a JSON object body: the body to forward (rewritten for an alias), whether it
+    /// asks for a stream, or the refusal.
+    fn check_body(&self, bytes: Bytes) -> Result<(Bytes, bool), Response> {
+        if !body::is_json_object(&bytes) {
+            return Ok((bytes, false));
+        }
+        let p = body::peek(&bytes)
+            .map_err(|e| self.bad_request(StatusCode::BAD_REQUEST, &e.to_string()))?;
+        let spec = &self.cfg.spec;
+        let Some(model) = &spec.model else {
+            return Ok((bytes, p.stream));
+        };
+        if spec.allow_any_model {
+            return Ok((bytes, p.stream));
+        }
+        if let Some(field) = p.loads_other.first() {
+            return Err(self.bad_request(
+                StatusCode::BAD_REQUEST,
+                &format!("`{field}` asks the server to load another model, which [services.{}] does not allow (set allow_any_model = true to permit it)", spec.name),
+            ));
+        }
+        let asked = match &p.model {
+            None => None,
+            Some((range, Some(text))) => Some(text.as_str())
+                .filter(|t| !t.is_empty())
+                .map(|t| (t, range)),
+            Some((range, None)) if &bytes[range.clone()] == b"null" => None,
+            Some(_) => {
+                return Err(self.bad_request(StatusCode::BAD_REQUEST, "`model` must be a string"))
+            }
+        };
+        match asked {
+            Some((m, _)) if m == model => Ok((bytes, p.stream)),
+            Some((m, _)) if m != spec.name && !spec.aliases.iter().any(|a| a == m) => {
+                let mut names = vec![format!("`{model}`"), format!("`{}`", spec.name)];
+                names.extend(spec.aliases.iter().map(|a| format!("`{a}`")));
+                Err(self.bad_request(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "model `{m}` is not served here: this port serves {} (set allow_any_model = true in [services.{}] to pass any model)",
+                        names.join(", "),
+                        spec.name
+                    ),
+                ))
+            }
+            // No model, the service's name or an alias: the configured model id, spliced in.
+            _ => Ok((Bytes::from(body::with_model(&bytes, &p, model)), p.stream)),
+        }
+    }
+}
+
+async fn handle(f: Arc<Front>, req: Request) -> Response {
+    f.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let keys = f.keys.read().unwrap().clone();
+    if let Some(r) = f.gate(&req, keys.is_empty() && keys.keyring_error.is_none()) {
+        return r;
+    }
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    match auth::authorize(&keys, &f.cfg.spec.name, f.cfg.loopback, req.headers()) {
+        Auth::Ok => {}
+        Auth::Denied => {
+            f.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+            return openai_error_with(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "missing or invalid API key: send Authorization: Bearer <key>",
+                header::WWW_AUTHENTICATE,
+                "Bearer",
+            );
+        }
+        Auth::KeysUnknown => {
+            f.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            return openai_error_with(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "the API keys cannot be read from the OS keyring (see `mlx-box status`); unlock it, then `mlx-box keys reload`",
+                header::RETRY_AFTER,
+                "30",
+            );
+        }
+    }
+    drop(keys);
+    let state = f
+        .statuses
+        .read()
+        .unwrap()
+        .get(&f.cfg.spec.name)
+        .map(|s| s.state);
+    if state != Some(State::Ready) && state != Some(State::Unhealthy) {
+        f.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+        let what = state.map(|s| s.as_str()).unwrap_or("unknown");
+        return openai_error_with(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            &format!("service `{}` is {what}; retry shortly", f.cfg.spec.name),
+            header::RETRY_AFTER,
+            "5",
+        );
+    }
+    let (mut parts, body) = req.into_parts();
+    // The body is in hand (bounded in size and time) before the request takes a place in the queue.
+    let mut streaming = false;
+    let body = if body.is_end_stream() {
+        Body::empty()
+    } else {
+        let bytes =
+            match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY))
+                .await
+            {
+                Ok(Ok(b)) => b,
+                Ok(Err(_)) => {
+                    return f.bad_request(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request body too large (64 MiB at most) or cut off",
+                    )
+                }
+                Err(_) => {
+                    return f.bad_request(
+                        StatusCode::REQUEST_TIMEOUT,
+                        "request body not received within 60 s",
+                    )
+                }
+            };
+        if parts.method == Method::POST {
+            match f.check_body(bytes) {
+                Ok((b, s)) => {
+                    streaming = s;
+                    Body::from(b)
+                }
+                Err(r) => return r,
+            }
+        } else {
+            Body::from(bytes)
+        }
+    };
+    // Admission: a bounded queue in front of max_concurrency slots.
+    let admitted = match &f.admitted {
+        Some(sem) => match sem.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                f.counters.rejected_busy.fetch_add(1, Ordering::Relaxed);
+                return openai_error_with(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_exceeded",
+                    &format!(
+                        "service `{}` is at max_concurrency and its queue is full",
+                        f.cfg.spec.name
+                    ),
+                    header::RETRY_AFTER,
+                    "1",
+                );
+            }
+        },
+        None => None,
+    };
+    let slot = match &f.slots {
+        Some(sem) => sem.clone().acquire_owned().await.ok(),
+        None => None,
+    };
+    f.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+    let guard = InFlight {
+        counters: f.counters.clone(),
+        _slot: slot,
+        _admitted: admitted,
+    };
+    parts.extensions = Default::default();
+    let mut out = forward(&f, parts, body, streaming, guard).await;
+    if !out.status().is_success() {
+        f.counters.errors.fetch_add(1, Ordering::Relaxed);
+    }
+    f.cfg
+        .cors
+        .answer_headers(origin.as_ref(), out.headers_mut());
+    out
+}
+
+async fn forward(
+    f: &Front,
+    mut parts: axum::http::request::Parts,
+    body: Body,
+    streaming: bool,
+    guard: InFlight,
+) -> Response {
+    let mut target = uri::Parts::default();
+    target.scheme = Some(uri::Scheme::HTTP);
+    target.authority = Some(f.backend.clone());
+    target.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| uri::PathAndQuery::from_static("/")),
+    );
+    parts.uri = match axum::http::Uri::from_parts(target) {
+        Ok(u) => u,
+        Err(_) => return f.bad_request(StatusCode::BAD_REQUEST, "bad request path"),
+    };
+    // The client's headers go on as they are, minus hop-by-hop ones, its key and its origin (CORS was
+    // decided here).
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::AUTHORIZATION);
+    parts.headers.remove(header::ORIGIN);
+    parts.version = axum::http::Version::HTTP_11;
+    let req = axum::http::Request::from_parts(parts, body);
+    let timeout = f.cfg.timeout;
+    let resp = match tokio::time::timeout(timeout, BACKEND.with(|c| c.request(req))).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            return openai_error(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                &format!("backend did not answer: {e}"),
+            );
+        }
+        Err(_) => {
+            f.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+            return openai_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                &format!(
+                    "service `{}` did not answer within {} s (request_timeout_s)",
+                    f.cfg.spec.name,
+                    timeout.as_secs_f64()
+                ),
+            );
+        }
+    };
+    let (rparts, incoming) = resp.into_parts();
+    let status = rparts.status;
+    let mut headers = rparts.headers;
+    // An unchanged body keeps its Content-Length (hyper's length-delimited path, no chunking).
+    let length = headers.get(header::CONTENT_LENGTH).cloned();
+    strip_hop_by_hop(&mut headers);
+    let filter = f.cfg.spec.filter_reasoning && status.is_success();
+    if let Some(l) = length.filter(|_| !filter) {
+        headers.insert(header::CONTENT_LENGTH, l);
+    }
+    // What the reply is decides how it is filtered (a "stream": true request may get plain JSON back).
+    let sse = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let meter = Meter::new(f.counters.clone(), sse || streaming, guard);
+    let relay = Relay {
+        inner: incoming,
+        meter,
+        timeout,
+        stall: None,
+    };
+    let body = if filter && sse {
+        Body::new(FilteredRelay {
+            relay,
+            filter: SseFilter::default(),
+            done: false,
+        })
+    } else if filter {
+        let b =
+            match tokio::time::timeout(timeout, axum::body::to_bytes(Body::new(relay), MAX_BODY))
+                .await
+            {
+                Ok(Ok(b)) => b,
+                _ => {
+                    return openai_error(
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_error",
+                        "backend reply cut off, too large or too slow",
+                    )
+                }
+            };
+        match serde_json::from_slice::<serde_json::Value>(&b) {
+            Ok(mut v) => {
+                filter_completion(&mut v);
+                Body::from(serde_json::to_vec(&v).unwrap_or_default())
+            }
+            Err(_) => Body::from(b),
+        }
+    } else {
+        // Chunk by chunk, no buffering; the backend's length (if any) is kept.
+        Body::new(relay)
+    };
+    let mut out = Response::new(body);
+    *out.status_mut() = status;
+    *out.headers_mut() = headers;
+    out
+}
+
+/// Runs the frontend listeners for a set of settings; replaced as a whole when the settings change.
+pub struct Proxies {
+    listeners: Vec<listen::Listener>,
+    counters: BTreeMap<String, Arc<Counters>>,
+    configs: Vec<ListenerConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("refusing to serve [services.{service}] on {host} without an API key: add one (`mlx-box keys add`), or bind 127.0.0.1")]
+    OpenOnPublicHost { service: String, host: String },
+    #[error("cannot listen on {addr} for [services.{service}]: {source}; is another program using port {port}? change `port`")]
+    Bind {
+        service: String,
+        addr: String,
+        port: u16,
+        source: std::io::Error,
+    },
+}
+
+impl Proxies {
+    pub fn empty() -> Self {
+        Proxies {
+            listeners: vec![],
+            counters: BTreeMap::new(),
+            configs: vec![],
+        }
+    }
+
+    /// What these listeners were made from: the daemon replaces them only when this changes.
+    pub fn configs(&self) -> &[ListenerConfig] {
+        &self.configs
+    }
+
+    /// Stops accepting on every listener and waits until their sockets are closed (so the ports can be
+    /// bound again). Their open connections finish the request in flight and close (30 s at most).
+    pub async fn stop(mut self) {
+        for l in std::mem::take(&mut self.listeners) {
+            l.close().await;
+        }
+    }
+
+    /// Starts a listener per service with both `port` and `backend_port`. Problems are returned per service;
+    /// the others still start. The counters of `previous` (the listeners this replaces) carry on.
+    pub async fn start(
+        settings: &Settings,
+        statuses: Arc<RwLock<BTreeMap<String, ServiceStatus>>>,
+        keys: SharedKeys,
+        previous: &Proxies,
+    ) -> (Proxies, Vec<ProxyError>) {
+        let mut p = Proxies::empty();
+        let mut errors = vec![];
+        let no_keys = keys.read().unwrap().is_empty();
+        for cfg in ListenerConfig::all(settings) {
+            let spec = &cfg.spec;
+            if no_keys && !cfg.loopback {
+                errors.push(ProxyError::OpenOnPublicHost {
+                    service: spec.name.clone(),
+                    host: settings.server.host.clone(),
+                });
+                continue;
+            }
+            // A std listener, non-blocking, that each proxy thread's runtime adopts.
+            let listener = match std::net::TcpListener::bind(&cfg.addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            {
+                Ok(l) => l,
+                Err(e) => {
+                    errors.push(ProxyError::Bind {
+                        service: spec.name.clone(),
+                        addr: cfg.addr.clone(),
+                        port: cfg.port,
+                        source: e,
+                    });
+                    continue;
+                }
+            };
+            let counters = previous
+                .counters
+                .get(&spec.name)
+                .cloned()
+                .unwrap_or_default();
+            let slots = spec
+                .max_concurrency
+                .map(|n| Arc::new(Semaphore::new(n as usize)));
+            // Queue: up to 4× the slots wait; beyond that, 429.
+            let admitted = spec
+                .max_concurrency
+                .map(|n| Arc::new(Semaphore::new(n as usize * 5)));
+            let front = Arc::new(Front {
+                backend: uri::Authority::from_maybe_shared(format!(
+                    "127.0.0.1:{}",
+                    cfg.backend_port
+                ))
+                .unwrap_or_else(|_| uri::Authority::from_static("127.0.0.1:1")),
+                cfg: cfg.clone(),
+                keys: keys.clone(),
+                statuses: statuses.clone(),
+                slots,
+                admitted,
+                counters: counters.clone(),
+            });
+            p.counters.insert(spec.name.clone(), counters);
+            p.listeners.push(listen::Listener::start(listener, front));
+            p.configs.push(cfg);
+        }
+        (p, errors)
+    }
+
+    /// The counters alone (no listeners), to hand to the listeners that replace these.
+    pub fn carry_over(&self) -> Proxies {
+        Proxies {
+            listeners: vec![],
+            counters: self.counters.clone(),
+            configs: vec![],
+        }
+    }
+
+    /// Called once a second (the monitor tick): the live tok/s is measured over these ticks.
+    pub fn tick(&self) {
+        let now = std::time::Instant::now();
+        for c in self.counters.values() {
+            c.tick(now);
+        }
+    }
+
+    /// Decode speeds (tok/s) of the streams that finished since `since_ms` (unix ms), every service,
+    /// oldest first: the series the throttling rule reads.
+    pub fn decode_series(&self, since_ms: u64) -> Vec<(u64, f64)> {
+        let mut out: Vec<(u64, f64)> = self
+            .counters
+            .values()
+            .flat_map(|c| c.decode.lock().unwrap().clone())
+            .filter(|(t, _)| *t >= since_ms)
+            .collect();
+        out.sort_by_key(|x| x.0);
+        out
+    }
+
+    pub fn stats(&self) -> BTreeMap<String, ProxyStats> {
+        self.counters
+            .iter()
+            .map(|(k, c)| (k.clone(), c.snapshot()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn front(toml: &str) -> Front {
+        let (settings, diags) = crate::config::parse_settings(std::path::Path::new("s.toml"), toml);
+        let settings = settings.unwrap_or_else(|| panic!("{diags:?}"));
+        let cfg = ListenerConfig::all(&settings).remove(0);
+        Front {
+            cfg,
+            keys: Default::default(),
+            backend: uri::Authority::from_static("127.0.0.1:1"),
+            statuses: Default::default(),
+            slots: None,
+            admitted: None,
+            counters: Default::default(),
+        }
+    }
+
+    const CHAT: &str = "[services.chat]\nkind = \"command\"\ncommand = [\"x\"]\nport = 9100\nbackend_port = 9101\nmodel = \"org/real-model\"\naliases = [\"fast\"]\n";
+
+    fn model(b: &Bytes) -> serde_json::Value {
+        serde_json::from_slice::<serde_json::Value>(b).unwrap()["model"].clone()
+    }
+
+    /// Issue 11, item 9: only the configured model and its aliases pass; the name and aliases become the
+    /// model id, spliced into the bytes.
+    #[test]
+    fn the_model_policy() {
+        let f = front(CHAT);
+        let ok = |b: &[u8]| {
+            f.check_body(Bytes::copy_from_slice(b))
+                .map_err(|r| r.status())
+        };
+        let (b, st) = ok(br#"{"model":"org/real-model","stream":true}"#).unwrap();
+        assert!(st);
+        assert_eq!(
+            &b[..],
+            br#"{"model":"org/real-model","stream":true}"#,
+            "untouched"
+        );
+        for alias in [
+            r#"{"model":"chat"}"#,
+            r#"{"model":"fast"}"#,
+            r#"{"messages":[]}"#,
+            r#"{"model":""}"#,
+            r#"{"model":null}"#,
+        ] {
+            assert_eq!(
+                model(&ok(alias.as_bytes()).unwrap().0),
+                "org/real-model",
+                "{alias}"
+            );
+        }
+        for refused in [
+            &br#"{"model":"other/model"}"#[..],
+            br#"{"model":"org/real-model","adapters":"x"}"#,
+            br#"{"model":"chat","draft_model":"y"}"#,
+            br#"{"model":3}"#,
+            br#"{"model":"chat","model":"evil"}"#,
+            br#"{"model":"chat""#,
+        ] {
+            assert_eq!(
+                ok(refused).unwrap_err(),
+                StatusCode::BAD_REQUEST,
+                "{}",
+                String::from_utf8_lossy(refused)
+            );
+        }
+        // Not a JSON object (a multipart upload, say): not ours to read.
+        assert!(ok(b"--boundary\r\n").is_ok());
+        let any = front(&format!("{CHAT}allow_any_model = true\n"));
+        assert!(any
+            .check_body(Bytes::from_static(br#"{"model":"other","adapters":"a"}"#))
+            .is_ok());
+    }
+
+    #[test]
+    fn connection_named_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+}

@@ -1,0 +1,287 @@
+//! The backend's reply on its way to the client: metered (tokens, decode speed), cut off when the backend
+//! stalls, and (with `filter_reasoning`) filtered event by event.
+
+use super::sse::SseFilter;
+use super::stats::{Counters, DECODE_SERIES};
+use axum::body::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
+
+/// Held for a request's whole life, the streamed body included: its concurrency slot, its queue place
+/// and its in-flight count are released when the last byte has gone (or the client went away).
+pub(super) struct InFlight {
+    pub(super) counters: Arc<Counters>,
+    pub(super) _slot: Option<OwnedSemaphorePermit>,
+    pub(super) _admitted: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The backend's reply body on its way to the client: each data frame goes through the meter as it
+/// passes; a backend silent for longer than the request timeout ends the body with an error. The stall
+/// timer is armed only while the backend has nothing to give (a reply already in hand costs no timer).
+pub(super) struct Relay {
+    pub(super) inner: hyper::body::Incoming,
+    pub(super) meter: Meter,
+    pub(super) timeout: Duration,
+    pub(super) stall: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl HttpBody for Relay {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.stall = None;
+                if let Some(data) = frame.data_ref() {
+                    this.meter.observe(data);
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => {
+                let timeout = this.timeout;
+                let stall = this
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match stall.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.stall = None;
+                        this.meter.counters.timeouts.fetch_add(1, Ordering::Relaxed);
+                        Poll::Ready(Some(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "backend stalled past request_timeout_s",
+                        ))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Counts the output tokens of one reply as its bytes pass: on a stream one per `data:` event with a
+/// delta until `usage` says the exact number; on a JSON reply, `usage.completion_tokens`. Dropped with
+/// the body, it books the decode speed and releases the request's slot.
+pub(super) struct Meter {
+    pub(super) counters: Arc<Counters>,
+    stream: bool,
+    counted: u64,
+    usage: Option<u64>,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    /// The end of the previous chunk, so a pattern split across chunks is still seen.
+    tail: Vec<u8>,
+    _guard: InFlight,
+}
+
+const USAGE_KEY: &[u8] = b"\"completion_tokens\":";
+const DELTA_KEY: &[u8] = b"\"delta\"";
+
+fn count(hay: &[u8], needle: &[u8]) -> usize {
+    memchr::memmem::find_iter(hay, needle).count()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    memchr::memmem::find(hay, needle)
+}
+
+impl Meter {
+    pub(super) fn new(counters: Arc<Counters>, stream: bool, guard: InFlight) -> Meter {
+        Meter {
+            counters,
+            stream,
+            counted: 0,
+            usage: None,
+            first: None,
+            last: None,
+            tail: Vec::new(),
+            _guard: guard,
+        }
+    }
+
+    pub(super) fn observe(&mut self, chunk: &[u8]) {
+        let keep = USAGE_KEY.len() + 24;
+        // The tail buffer is reused: one allocation per reply, not per chunk.
+        let seen = self.tail.len();
+        self.tail.extend_from_slice(chunk);
+        let hay = &self.tail;
+        if self.stream {
+            // Events that start in this chunk (a key split across chunks is counted once, here).
+            let n = count(hay, DELTA_KEY) - count(&hay[..seen], DELTA_KEY);
+            if n > 0 && self.usage.is_none() {
+                let now = Instant::now();
+                self.first.get_or_insert(now);
+                self.last = Some(now);
+                self.counted += n as u64;
+                self.counters
+                    .output_tokens
+                    .fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        if let Some(i) = find(hay, USAGE_KEY) {
+            let digits: String = hay[i + USAGE_KEY.len()..]
+                .iter()
+                .skip_while(|b| b.is_ascii_whitespace())
+                .take_while(|b| b.is_ascii_digit())
+                .map(|&b| b as char)
+                .collect();
+            if let Ok(n) = digits.parse::<u64>() {
+                if self.usage.is_none() && i + USAGE_KEY.len() + digits.len() < hay.len() {
+                    self.usage = Some(n);
+                    // The exact number replaces the estimate.
+                    let extra = n.saturating_sub(self.counted);
+                    self.counters
+                        .output_tokens
+                        .fetch_add(extra, Ordering::Relaxed);
+                    self.counted = self.counted.max(n);
+                }
+            }
+        }
+        let cut = hay.len().saturating_sub(keep);
+        self.tail.drain(..cut);
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        if let (Some(a), Some(b)) = (self.first, self.last) {
+            let secs = (b - a).as_secs_f64();
+            let tokens = self.usage.unwrap_or(self.counted);
+            // Too few tokens say nothing about speed; the time floor only keeps the division sane (a tiny
+            // model streams 16 tokens in ~30 ms).
+            if tokens >= 8 && secs > 0.005 {
+                let mut d = self.counters.decode.lock().unwrap();
+                d.push_back((crate::api::now_ms(), (tokens - 1) as f64 / secs));
+                while d.len() > DECODE_SERIES {
+                    d.pop_front();
+                }
+            }
+        }
+    }
+}
+
+/// The relayed reply through the reasoning filter (`filter_reasoning` on an SSE reply): each complete event
+/// leaves as soon as it is filtered; the last one is flushed when the backend ends the stream.
+pub(super) struct FilteredRelay {
+    pub(super) relay: Relay,
+    pub(super) filter: SseFilter,
+    pub(super) done: bool,
+}
+
+impl HttpBody for FilteredRelay {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.relay).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let Ok(data) = frame.into_data() else {
+                        continue; // trailers: not for an SSE reply
+                    };
+                    match this.filter.push(&data) {
+                        Ok(out) if out.is_empty() => continue,
+                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out))))),
+                        Err(e) => {
+                            this.done = true;
+                            return Poll::Ready(Some(Err(std::io::Error::other(e))));
+                        }
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    let rest = this.filter.finish();
+                    if rest.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(rest)))));
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meter() -> (Meter, Arc<Counters>) {
+        let c = Arc::new(Counters::default());
+        c.in_flight.fetch_add(1, Ordering::Relaxed);
+        let g = InFlight {
+            counters: c.clone(),
+            _slot: None,
+            _admitted: None,
+        };
+        (Meter::new(c.clone(), true, g), c)
+    }
+
+    #[test]
+    fn meter_counts_stream_tokens_and_takes_usage_when_it_comes() {
+        let (mut m, c) = meter();
+        let ev = "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n";
+        // Split inside the key: counted once.
+        m.observe(&ev.as_bytes()[..20]);
+        m.observe(&ev.as_bytes()[20..]);
+        m.observe(ev.repeat(3).as_bytes());
+        assert_eq!(c.output_tokens.load(Ordering::Relaxed), 4);
+        let usage =
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\": 10}}\n\n";
+        m.observe(&usage.as_bytes()[..usage.len() - 6]);
+        m.observe(&usage.as_bytes()[usage.len() - 6..]);
+        assert_eq!(
+            c.output_tokens.load(Ordering::Relaxed),
+            10,
+            "usage is exact"
+        );
+        assert_eq!(c.in_flight.load(Ordering::Relaxed), 1);
+        drop(m);
+        assert_eq!(
+            c.in_flight.load(Ordering::Relaxed),
+            0,
+            "released with the body"
+        );
+    }
+}

@@ -1,0 +1,237 @@
+//! The reasoning filter over a raw SSE byte stream, chunked any way: whole events out as soon as they are
+//! complete, the last event flushed at the end of the stream even without its blank line. An event may
+//! not grow past `MAX_EVENT` (a backend that never ends one would otherwise grow the daemon's memory).
+
+use crate::reasoning::StreamFilter;
+
+/// The longest SSE event the filter holds while it waits for the event's end.
+pub const MAX_EVENT: usize = 4 << 20;
+
+/// Public for the benchmark.
+#[derive(Default)]
+pub struct SseFilter {
+    filter: StreamFilter,
+    buf: Vec<u8>,
+    /// Where the search for the end of the event in `buf` resumes.
+    scanned: usize,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+#[error("the backend sent an SSE event longer than {MAX_EVENT} bytes")]
+pub struct EventTooLong;
+
+impl SseFilter {
+    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, EventTooLong> {
+        self.buf.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        let mut start = 0;
+        // Events end with a blank line.
+        while let Some(end) = find_event_end(&self.buf[start..], self.scanned.saturating_sub(start))
+        {
+            out.extend(filter_event(
+                &self.buf[start..start + end],
+                &mut self.filter,
+            ));
+            start += end;
+            self.scanned = start;
+        }
+        self.buf.drain(..start);
+        if self.buf.len() > MAX_EVENT {
+            self.buf = Vec::new();
+            return Err(EventTooLong);
+        }
+        // Resume a few bytes back: a terminator may straddle two chunks.
+        self.scanned = self.buf.len().saturating_sub(3);
+        Ok(out)
+    }
+
+    /// End of stream: what is left is the last event, without its blank line; it is filtered like any
+    /// other (a stream cut after its last `data:` line loses nothing).
+    pub fn finish(&mut self) -> Vec<u8> {
+        let rest = std::mem::take(&mut self.buf);
+        self.scanned = 0;
+        if rest.is_empty() {
+            return rest;
+        }
+        filter_event(&rest, &mut self.filter)
+    }
+}
+
+/// The end of the first event (after its blank line), looking from `from` on.
+pub(super) fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i < buf.len() {
+        let j = memchr::memchr(b'\n', &buf[i..])? + i;
+        if buf.get(j + 1) == Some(&b'\n') {
+            return Some(j + 2);
+        }
+        if buf.get(j + 1) == Some(&b'\r') && buf.get(j + 2) == Some(&b'\n') {
+            return Some(j + 3);
+        }
+        i = j + 1;
+    }
+    None
+}
+
+/// One event through the filter: each `data:` JSON is filtered; an event left empty is dropped; comments,
+/// `[DONE]` and what is not JSON pass as they are.
+pub(super) fn filter_event(event: &[u8], filter: &mut StreamFilter) -> Vec<u8> {
+    let text = String::from_utf8_lossy(event);
+    let mut out = String::new();
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end_matches(['\r', '\n']);
+        if let Some(data) = bare.strip_prefix("data:") {
+            let data = data.trim_start();
+            if data == "[DONE]" {
+                out.push_str(line);
+                continue;
+            }
+            match serde_json::from_str::<serde_json::Value>(data) {
+                Ok(mut v) => {
+                    if !filter.filter_chunk(&mut v) {
+                        return Vec::new(); // nothing left in this event
+                    }
+                    out.push_str("data: ");
+                    out.push_str(&v.to_string());
+                    out.push('\n');
+                }
+                Err(_) => out.push_str(line),
+            }
+        } else {
+            out.push_str(line);
+        }
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn through(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut f = SseFilter::default();
+        let mut out: Vec<u8> = chunks.iter().flat_map(|c| f.push(c).unwrap()).collect();
+        out.extend(f.finish());
+        out
+    }
+
+    fn cut<'a>(data: &'a [u8], cuts: Vec<usize>) -> Vec<&'a [u8]> {
+        let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+        points.sort();
+        let mut last = 0;
+        let mut chunks: Vec<&[u8]> = vec![];
+        for p in points {
+            chunks.push(&data[last..p]);
+            last = p;
+        }
+        chunks.push(&data[last..]);
+        chunks
+    }
+
+    /// A plain definition of the filter over a whole stream: split into events at blank lines, filter
+    /// each, the last one (with or without its blank line) included.
+    fn reference(data: &[u8]) -> Vec<u8> {
+        let mut f = StreamFilter::default();
+        let mut out = Vec::new();
+        let mut rest = data;
+        while let Some(end) = find_event_end(rest, 0) {
+            out.extend(filter_event(&rest[..end], &mut f));
+            rest = &rest[end..];
+        }
+        if !rest.is_empty() {
+            out.extend(filter_event(rest, &mut f));
+        }
+        out
+    }
+
+    #[test]
+    fn events_are_filtered_as_they_complete() {
+        let mut f = StreamFilter::default();
+        let ev = |d: &str| format!("data: {d}\n\n");
+        let r = filter_event(
+            ev(r#"{"choices":[{"index":0,"finish_reason":null,"delta":{"reasoning":"hmm"}}]}"#)
+                .as_bytes(),
+            &mut f,
+        );
+        assert!(r.is_empty(), "a reasoning-only event is dropped");
+        let r = filter_event(ev(r#"{"choices":[{"index":0,"finish_reason":null,"delta":{"content":"Hi <think>x</think>there"}}]}"#).as_bytes(), &mut f);
+        assert_eq!(String::from_utf8(r).unwrap(), "data: {\"choices\":[{\"delta\":{\"content\":\"Hi there\"},\"finish_reason\":null,\"index\":0}]}\n\n");
+        assert_eq!(
+            filter_event(b"data: [DONE]\n\n", &mut f),
+            b"data: [DONE]\n\n"
+        );
+        assert_eq!(
+            filter_event(b": keepalive 1/1\n\n", &mut f),
+            b": keepalive 1/1\n\n"
+        );
+        assert_eq!(find_event_end(b"data: x\n\ndata: y", 0), Some(9));
+        assert_eq!(find_event_end(b"data: x\r\n\r\ndata: y", 0), Some(11));
+        assert_eq!(find_event_end(b"data: x\ndata: y\n", 0), None);
+    }
+
+    /// Issue 11, item 13: the last event without its blank line used to be lost.
+    #[test]
+    fn the_last_event_is_flushed_at_the_end() {
+        let last = br#"data: {"choices":[{"index":0,"finish_reason":"stop","delta":{"content":"bye<think>x"}}]}"#;
+        let out = through(&[b"data: [DONE]\n\n", last]);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.trim_end()
+                .ends_with(r#""content":"bye"},"finish_reason":"stop","index":0}]}"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_endless_event_is_refused_not_buffered() {
+        let mut f = SseFilter::default();
+        let chunk = vec![b'x'; 1 << 20];
+        let mut err = None;
+        for _ in 0..8 {
+            if let Err(e) = f.push(&chunk) {
+                err = Some(e);
+                break;
+            }
+        }
+        assert_eq!(err, Some(EventTooLong));
+        assert!(f.buf.capacity() < MAX_EVENT, "memory returned");
+    }
+
+    proptest! {
+        /// Fuzz: arbitrary bytes, cut anywhere, never panic the filter.
+        #[test]
+        fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..2048),
+                        cuts in proptest::collection::vec(0usize..2048, 0..16)) {
+            let _ = through(&cut(&data, cuts));
+        }
+
+        /// SSE-shaped input (events of JSON with think tags, CRLF, comments, garbage, a last event with
+        /// or without its blank line): the output equals the reference, wherever the chunks were cut.
+        #[test]
+        fn matches_the_reference_however_cut(
+            parts in proptest::collection::vec(prop_oneof![
+                Just(r#"data: {"choices":[{"index":0,"delta":{"content":"a<think>b"}}]}"#.to_string()),
+                Just(r#"data: {"choices":[{"index":0,"delta":{"content":"c</think>d"}}]}"#.to_string()),
+                Just(r#"data: {"choices":[{"index":1,"delta":{"content":"<think>e"}}]}"#.to_string()),
+                Just(r#"data: {"choices":[{"index":100000000000,"delta":{"content":"f"}}]}"#.to_string()),
+                Just(r#"data: {"choices":[{"index":0,"delta":{"reasoning":"r"}}]}"#.to_string()),
+                Just("data: [DONE]".to_string()),
+                Just(": ping".to_string()),
+                "[ -~]{0,12}",
+            ], 0..12),
+            crlf in any::<bool>(),
+            trailing in any::<bool>(),
+            cuts in proptest::collection::vec(0usize..1024, 0..12)) {
+            let sep = if crlf { "\r\n\r\n" } else { "\n\n" };
+            let mut text: String = parts.iter().map(|p| format!("{p}{sep}")).collect();
+            if !trailing && text.ends_with(sep) {
+                text.truncate(text.len() - sep.len());
+            }
+            let data = text.as_bytes();
+            let want = reference(data);
+            prop_assert_eq!(through(&[data]), want.clone());
+            prop_assert_eq!(through(&cut(data, cuts)), want);
+        }
+    }
+}
