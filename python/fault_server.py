@@ -14,6 +14,14 @@ Modes:
 --think makes chat answers carry "<think>…</think>" in content and a "reasoning" field, split across
 SSE chunks when the request asks for "stream": true (for the reasoning filter).
   grandchild      spawn a grandchild (same process group) that serves; the parent only sleeps
+
+A hostile backend, in any serving mode: a chat request whose body has "fault": CASE answers
+  huge-index      an SSE stream whose choice index is 100000000000 (with think tags)
+  json-for-stream plain JSON (with think tags) although the request asked for a stream
+  no-final-blank  an SSE stream whose last event has no blank line after it
+  endless-event   one SSE event of 6 MB that never ends
+  echo-headers    200 with the request's headers as JSON
+Every answer carries `Access-Control-Allow-Origin: *`, as mlx_lm's does by default.
 """
 import argparse
 import json
@@ -41,6 +49,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):
         sys.stderr.write("fault_server: " + (fmt % args) + "\n")
+
+    def end_headers(self):
+        self.send_header("Access-Control-Allow-Origin", "*")
+        super().end_headers()
 
     def _json(self, code, obj):
         body = json.dumps(obj).encode()
@@ -77,6 +89,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"{}") if length else {}
+        fault = body.get("fault") if isinstance(body, dict) else None
+        if fault:
+            return self._hostile(fault, body)
         if self.path == "/v1/chat/completions" and ARGS.mode == "slow":
             time.sleep(ARGS.delay)
         if self.path == "/v1/chat/completions" and ARGS.think and body.get("stream"):
@@ -103,6 +118,36 @@ class Handler(BaseHTTPRequestHandler):
                              "usage": {"prompt_tokens": 1, "total_tokens": 1}})
         else:
             self._json(404, {"error": {"message": "not found"}})
+
+
+    def _hostile(self, fault, body):
+        think = {"role": "assistant", "content": "<think>hidden</think>Answer", "reasoning": "hmm"}
+        if fault == "echo-headers":
+            return self._json(200, {"headers": {k.lower(): v for k, v in self.headers.items()},
+                                    "model": body.get("model")})
+        if fault == "json-for-stream":
+            return self._json(200, {"object": "chat.completion", "model": "fault",
+                                    "choices": [{"index": 0, "finish_reason": "stop", "message": think}]})
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if fault == "endless-event":
+            self.wfile.write(b"data: ")
+            for _ in range(6 * 16):
+                self.wfile.write(b"x" * 65536)
+            return
+        index = 100000000000 if fault == "huge-index" else 0
+        for content in ["<think>hid", "den</think>An", "swer"]:
+            ev = {"object": "chat.completion.chunk", "choices": [
+                {"index": index, "finish_reason": None, "delta": {"content": content}}]}
+            self.wfile.write(b"data: " + json.dumps(ev).encode() + b"\n\n")
+            self.wfile.flush()
+        last = {"object": "chat.completion.chunk", "choices": [
+            {"index": index, "finish_reason": "stop", "delta": {"content": "!"}}]}
+        # no-final-blank: the last event ends the stream without its blank line.
+        self.wfile.write(b"data: " + json.dumps(last).encode() + (b"" if fault == "no-final-blank" else b"\n\n"))
 
 
 class Server(ThreadingHTTPServer):

@@ -11,7 +11,7 @@
 # "panicked" in the daemon's log. Exit 2: no binary (build it first: cargo build -p mlx-box).
 #
 # Environment: MLXBOX_BIN (default ${CARGO_TARGET_DIR:-target}/debug/mlx-box), SOAK_MINUTES,
-# SOAK_WORKERS (4), SOAK_EDIT_EVERY_S (30), SOAK_PROXY_EDITS=1 (every third edit changes [server]
+# SOAK_WORKERS (4), SOAK_EDIT_EVERY_S (30), SOAK_OVERSIZE_EVERY_S (10; 0 = none), SOAK_PROXY_EDITS=1 (every third edit changes [server]
 # request_timeout_s, which restarts the proxy's listeners), SOAK_VERBOSE=1 (log each kill and edit),
 # SOAK_KEEP=1 (keep the temp dir on failure). A SIGKILL of this script skips its clean-up: then stop the
 # daemon with `mlx-box down --state-dir /tmp/mlxbox-soak.*/state`.
@@ -184,7 +184,7 @@ set +e
 "$PY" scripts/soak_load.py --bin "$BIN" --state-dir "$STATE" --config "$CONFIG" \
   --daemon-pid "$DAEMON_PID" --key "$KEY" --minutes "$MINUTES" --workers "${SOAK_WORKERS:-4}" \
   --service "plain:$P1:0:0" --service "think:$P2:1:1" --service "limited:$P3:1:0" \
-  --edit-every-s "${SOAK_EDIT_EVERY_S:-30}" --report "$TMP/report.json" ${opts[@]+"${opts[@]}"} &
+  --edit-every-s "${SOAK_EDIT_EVERY_S:-30}" --oversize-every-s "${SOAK_OVERSIZE_EVERY_S:-10}" --report "$TMP/report.json" ${opts[@]+"${opts[@]}"} &
 LOAD_PID=$!
 wait "$LOAD_PID"
 load_rc=$?

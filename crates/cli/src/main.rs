@@ -284,7 +284,9 @@ fn validate(path: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (settings, diags) = config::parse_settings(&path, &text);
+    let (settings, mut diags) = config::parse_settings(&path, &text);
+    diags.extend(config::readable_keys_warning(&path, &text));
+    diags.sort_by_key(|d| (d.line, d.col));
     for d in &diags {
         println!("{d}");
     }
@@ -452,7 +454,7 @@ async fn keys(state_dir: &std::path::Path, cmd: KeysCmd) -> Result<ExitCode> {
             };
             let p = path.clone();
             let report = with_keyring(move |k| keys::import_from_settings(k, &p)).await?;
-            if report.imported.is_empty() {
+            if report.imported.is_empty() && report.blank_removed == 0 {
                 eprintln!(
                     "{}: no plaintext api_key / api_keys to import",
                     path.display()
@@ -462,15 +464,24 @@ async fn keys(state_dir: &std::path::Path, cmd: KeysCmd) -> Result<ExitCode> {
                     println!("imported key {} (…{})", k.id, k.last4);
                 }
                 eprintln!(
-                    "{} key(s) moved into the OS keyring and removed from {} (previous file: {})",
+                    "{} key(s) moved into the OS keyring and removed from {}",
                     report.imported.len(),
                     path.display(),
-                    report
-                        .backup
-                        .as_deref()
-                        .map(|b| b.display().to_string())
-                        .unwrap_or_default()
                 );
+                if report.blank_removed > 0 {
+                    eprintln!(
+                        "{} blank api_key entr{} removed (an empty key is no key)",
+                        report.blank_removed,
+                        if report.blank_removed == 1 {
+                            "y"
+                        } else {
+                            "ies"
+                        }
+                    );
+                }
+                if let Some(b) = &report.scrubbed_backup {
+                    eprintln!("the plaintext keys were also removed from {}", b.display());
+                }
                 poke_daemon(state_dir).await;
             }
         }

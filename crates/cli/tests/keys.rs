@@ -131,6 +131,10 @@ fn import_moves_plaintext_keys_into_the_keyring_keeping_comments() {
     assert_eq!(chat(front, Some("plain-two")), 200);
     assert_eq!(chat(front, None), 401);
 
+    // An earlier save left a .bak with the keys in it (issue 11, item 12: it kept them forever).
+    let bak = d.config.with_extension("toml.bak");
+    std::fs::write(&bak, std::fs::read(&d.config).unwrap()).unwrap();
+
     // No --config: the running daemon's file.
     let out = stdout(&d.cli(&["keys", "import"]));
     assert_eq!(out.lines().count(), 2, "{out}");
@@ -146,8 +150,9 @@ fn import_moves_plaintext_keys_into_the_keyring_keeping_comments() {
         text.contains("request_timeout_s = 30\n\n[services.chat]"),
         "{text}"
     );
-    let bak = d.config.with_extension("toml.bak");
-    assert!(std::fs::read_to_string(&bak).unwrap().contains("plain-one"));
+    let old = std::fs::read_to_string(&bak).unwrap();
+    assert!(!old.contains("plain-"), "the backup keeps no key: {old}");
+    assert!(old.contains("# keys for the team"), "{old}");
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&bak).unwrap().permissions().mode() & 0o777,

@@ -345,8 +345,13 @@ impl Daemon {
                 AlertSeverity::Warning,
                 "API keys are stored in plaintext",
                 format!(
-                    "settings.toml holds {} API key(s) in [server] api_key/api_keys. Run `mlx-box keys import` to move them into the OS keyring (the file keeps its comments; a .bak is kept).",
-                    plaintext.len()
+                    "settings.toml holds {} API key(s) in [server] api_key/api_keys. Run `mlx-box keys import` to move them into the OS keyring (the file keeps its comments).{}",
+                    plaintext.len(),
+                    std::fs::read_to_string(&self.config_path)
+                        .ok()
+                        .and_then(|t| config::readable_keys_warning(&self.config_path, &t))
+                        .map(|d| format!(" {} ({}).", d.message, d.hint.unwrap_or_default()))
+                        .unwrap_or_default()
                 ),
             );
         }
@@ -900,6 +905,13 @@ pub async fn run(
         dir: dir.clone(),
         source: e,
     };
+    match crate::limits::raise_open_files_limit() {
+        Ok((before, after)) if after > before => {
+            tracing::info!(before, after, "raised the open-files limit")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("cannot raise the open-files limit: {e}"),
+    }
     let logs_dir = dir.join("logs");
     let scripts_dir = dir.join("runtime");
     std::fs::create_dir_all(&logs_dir).map_err(sd)?;

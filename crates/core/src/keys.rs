@@ -280,8 +280,10 @@ impl Keyring {
 #[derive(Debug, Clone, Serialize)]
 pub struct ImportReport {
     pub imported: Vec<KeyInfo>,
-    /// The `.bak` written next to settings.toml (None when nothing was to import).
-    pub backup: Option<PathBuf>,
+    /// Blank `api_key` entries removed from the file (they were never keys).
+    pub blank_removed: usize,
+    /// A `settings.toml.bak` from an earlier save that held plaintext keys, now without them.
+    pub scrubbed_backup: Option<PathBuf>,
 }
 
 /// The plaintext keys of a settings.toml text (`[server] api_key` and `api_keys`), in file order.
@@ -299,9 +301,26 @@ pub fn plaintext_keys(text: &str) -> Vec<String> {
     if let Some(a) = server.get("api_keys").and_then(|v| v.as_array()) {
         out.extend(a.iter().filter_map(|v| v.as_str()).map(str::to_string));
     }
-    out.retain(|k| !k.is_empty());
+    out.retain(|k| !k.trim().is_empty());
     out.dedup();
     out
+}
+
+/// How many `api_key` / `api_keys` entries of a settings text are blank.
+fn blank_keys(text: &str) -> usize {
+    let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
+        return 0;
+    };
+    let Some(server) = doc.get("server") else {
+        return 0;
+    };
+    let single = server.get("api_key").and_then(|v| v.as_str()).into_iter();
+    let list = server
+        .get("api_keys")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flat_map(|a| a.iter().filter_map(|v| v.as_str()));
+    single.chain(list).filter(|k| k.trim().is_empty()).count()
 }
 
 /// The settings text without its plaintext keys (toml_edit: everything else kept byte for byte).
@@ -322,37 +341,52 @@ pub fn strip_plaintext_keys(text: &str) -> Result<String, config::EditError> {
 }
 
 /// `mlx-box keys import`: every plaintext key of `path` into the keyring, then removed from the file
-/// (atomic write, the previous file kept as `.bak`). Keys go in first: a failure never loses one.
+/// (atomic write; comments and layout kept). Keys go in first: a failure never loses one. No `.bak` is
+/// made of a file whose only change is its keys leaving it (it would keep them in plaintext), and an
+/// older `.bak` that holds keys is scrubbed too.
 pub fn import_from_settings(ring: &Keyring, path: &Path) -> Result<ImportReport, KeyError> {
     let text = std::fs::read_to_string(path).map_err(|e| KeyError::Read {
         path: path.to_path_buf(),
         source: e,
     })?;
     let keys = plaintext_keys(&text);
-    if keys.is_empty() {
-        return Ok(ImportReport {
-            imported: vec![],
-            backup: None,
-        });
+    let blank_removed = blank_keys(&text);
+    let mut report = ImportReport {
+        imported: vec![],
+        blank_removed,
+        scrubbed_backup: None,
+    };
+    if keys.is_empty() && blank_removed == 0 {
+        return Ok(report);
     }
     let stripped =
         strip_plaintext_keys(&text).map_err(|e| KeyError::Edit(e.to_string(), path.into()))?;
     let label = format!("imported from {}", path.display());
-    let mut imported = vec![];
     for k in &keys {
-        imported.push(ring.insert(k, Some(&label), &[])?);
+        report.imported.push(ring.insert(k, Some(&label), &[])?);
     }
-    let backup =
-        config::write_with_backup(path, stripped.as_bytes()).map_err(|e| KeyError::Write {
-            path: path.to_path_buf(),
+    let write = |p: &Path, bytes: &[u8]| {
+        config::atomic_write(p, bytes).map_err(|e| KeyError::Write {
+            path: p.to_path_buf(),
             source: e,
-        })?;
-    // The .bak holds the old plaintext keys: readable by the owner only.
-    let _ = std::fs::set_permissions(&backup, std::os::unix::fs::PermissionsExt::from_mode(0o600));
-    Ok(ImportReport {
-        imported,
-        backup: Some(backup),
-    })
+        })
+    };
+    write(path, stripped.as_bytes())?;
+    let bak = config::backup_path(path);
+    if let Ok(old) = std::fs::read_to_string(&bak) {
+        if !plaintext_keys(&old).is_empty() {
+            match strip_plaintext_keys(&old) {
+                Ok(clean) => write(&bak, clean.as_bytes())?,
+                // A backup we cannot edit key by key goes: it holds keys.
+                Err(_) => std::fs::remove_file(&bak).map_err(|e| KeyError::Write {
+                    path: bak.clone(),
+                    source: e,
+                })?,
+            }
+            report.scrubbed_backup = Some(bak);
+        }
+    }
+    Ok(report)
 }
 
 #[cfg(test)]

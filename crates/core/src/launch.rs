@@ -62,6 +62,9 @@ pub enum LaunchError {
     NotLaunchable { name: String, reason: String },
 }
 
+/// The only origin a backend is told to allow: none can match it.
+pub const NO_ORIGIN: &str = "https://no-cross-origin.invalid";
+
 /// Builds the launch plan of one service.
 pub fn plan(
     spec: &ServiceSpec,
@@ -112,6 +115,17 @@ pub fn plan(
                     port.to_string(),
                 ]);
                 a.extend(["--max-tokens".into(), max_tokens]);
+                // CORS closed: mlx_lm answers `Access-Control-Allow-Origin: *` by default, which lets any
+                // web page the user visits read its replies. Behind the proxy no real origin equals the
+                // one it is given (`.invalid` is reserved): the proxy answers CORS from [server]
+                // cors_origins. Without a proxy, the server itself gets that list.
+                let origins = &settings.server.cors_origins;
+                let allowed = if spec.backend_port.is_none() && !origins.is_empty() {
+                    origins.join(",")
+                } else {
+                    NO_ORIGIN.to_string()
+                };
+                a.extend(["--allowed-origins".into(), allowed]);
                 if let Some(t) = spec.temperature {
                     a.extend(["--temp".into(), fmt_num(t)]);
                 }
@@ -257,6 +271,8 @@ disable_thinking_tags = true
                 "8093",
                 "--max-tokens",
                 "32768",
+                "--allowed-origins",
+                NO_ORIGIN,
                 "--temp",
                 "0.2",
                 "--top-p",
@@ -274,9 +290,19 @@ disable_thinking_tags = true
         let p = plan(&s.services[0], &s, &rt()).unwrap();
         assert_eq!(p.argv[0], "/opt/py/bin/python");
         assert_eq!((p.host.as_str(), p.port), ("0.0.0.0", 8081));
+        assert!(p.argv.windows(2).any(|w| w == ["--max-tokens", "512"]));
         assert!(p
             .argv
-            .ends_with(&["--max-tokens".to_string(), "512".to_string()]));
+            .ends_with(&["--allowed-origins".into(), NO_ORIGIN.into()]));
+        let s = settings("[server]\nhost = \"0.0.0.0\"\ncors_origins = [\"http://localhost:3000\", \"https://app.example\"]\n[services.fast]\nport = 8081\nmodel = \"m\"\n");
+        let p = plan(&s.services[0], &s, &rt()).unwrap();
+        assert!(
+            p.argv.ends_with(&[
+                "--allowed-origins".into(),
+                "http://localhost:3000,https://app.example".into()
+            ]),
+            "no proxy: the server answers CORS itself"
+        );
     }
 
     #[test]

@@ -97,16 +97,36 @@ impl Daemon {
         d
     }
 
+    /// A daemon whose open-files limit (soft and hard, as `ulimit -n N` sets them) is `nofile`.
+    pub fn start_with_fd_limit(config_text: &str, nofile: u64) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("settings.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let state = dir.path().join("state");
+        let mut d = Daemon {
+            child: None,
+            dir,
+            config,
+            state,
+        };
+        d.spawn_limited(Some(nofile));
+        d
+    }
+
     /// Starts (another) daemon on the same state dir and config.
     pub fn spawn(&mut self) {
+        self.spawn_limited(None)
+    }
+
+    fn spawn_limited(&mut self, nofile: Option<u64>) {
         let log = std::fs::File::create(
             self.dir
                 .path()
                 .join(format!("daemon-{}.log", crate_now_ms())),
         )
         .unwrap();
-        let child = Command::new(BIN)
-            .args(["up", "--config"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["up", "--config"])
             .arg(&self.config)
             .arg("--state-dir")
             .arg(&self.state)
@@ -114,9 +134,17 @@ impl Daemon {
             .envs(keyring_env())
             .stdout(Stdio::null())
             .stderr(log)
-            .process_group(0)
-            .spawn()
-            .unwrap();
+            .process_group(0);
+        if let Some(n) = nofile {
+            // SAFETY: only setrlimit (a plain syscall) runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, n, n)
+                        .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let child = cmd.spawn().unwrap();
         self.child = Some(child);
         self.wait_socket();
     }

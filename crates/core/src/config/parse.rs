@@ -401,6 +401,35 @@ fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
         .map(|(_, k)| k)
 }
 
+/// A warning when the file at `path` holds plaintext API keys and other users may read it (validate and
+/// the daemon's alert both use it: the text alone cannot tell).
+pub fn readable_keys_warning(path: &Path, text: &str) -> Option<Diagnostic> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = std::fs::metadata(path).ok()?.mode() & 0o777;
+    if mode & 0o044 == 0 {
+        return None;
+    }
+    let doc = Document::parse(text.to_string()).ok()?;
+    let server = doc.get("server")?.as_table_like()?;
+    let key = ["api_key", "api_keys"]
+        .into_iter()
+        .find(|k| server.get(k).is_some_and(|i| !i.is_none()))?;
+    let mut cx = Ctx {
+        path,
+        text,
+        diags: Vec::new(),
+    };
+    cx.warn(
+        server.key(key).and_then(|k| k.span()),
+        format!("settings.toml holds API keys and other users can read it (mode {mode:04o})"),
+        Some(format!(
+            "run `chmod 600 {}`, or move the keys into the keyring with `mlx-box keys import`",
+            path.display()
+        )),
+    );
+    cx.diags.pop()
+}
+
 /// Parses and validates settings text. Returns the settings when there is no error (warnings may exist),
 /// and every diagnostic in file order.
 pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnostic>) {

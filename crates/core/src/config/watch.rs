@@ -24,7 +24,15 @@ pub fn watch_file(
 ) -> notify::Result<FileWatcher> {
     let file: PathBuf = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let name = file.file_name().map(|n| n.to_os_string());
+    // A symlinked settings.toml: edits land on its target, so the target's directory is watched too
+    // (and the link's, for the link itself being replaced).
+    let target = super::edit_target(&file);
+    let target_dir = target.parent().map(Path::to_path_buf).filter(|d| *d != dir);
+    let names: Vec<std::ffi::OsString> = [file.file_name(), target.file_name()]
+        .into_iter()
+        .flatten()
+        .map(|n| n.to_os_string())
+        .collect();
     let (tx, rx) = mpsc::channel::<()>();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         let Ok(ev) = res else { return };
@@ -34,12 +42,15 @@ pub fn watch_file(
         if ev
             .paths
             .iter()
-            .any(|p| p.file_name().map(|n| n.to_os_string()) == name)
+            .any(|p| p.file_name().is_some_and(|n| names.iter().any(|x| x == n)))
         {
             let _ = tx.send(());
         }
     })?;
     watcher.watch(&dir, RecursiveMode::NonRecursive)?;
+    if let Some(d) = &target_dir {
+        watcher.watch(d, RecursiveMode::NonRecursive)?;
+    }
     std::thread::Builder::new()
         .name("settings-watch".into())
         .spawn(move || {
@@ -94,5 +105,36 @@ mod tests {
             rx.recv_timeout(Duration::from_millis(400)).is_err(),
             "other files are ignored"
         );
+    }
+
+    /// Issue 11, item 10: edits to a symlinked settings.toml's target used to go unseen.
+    #[test]
+    fn sees_edits_of_a_symlinks_target() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("dotfiles")).unwrap();
+        let real = d.path().join("dotfiles/mlx.toml");
+        std::fs::write(&real, "a = 1").unwrap();
+        let link = d.path().join("settings.toml");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let _w = watch_file(&link, Duration::from_millis(50), move || {
+            let _ = tx.send(());
+        })
+        .unwrap();
+        std::fs::write(&real, "a = 2").unwrap();
+        assert!(
+            rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "edit of the target"
+        );
+        while rx.recv_timeout(Duration::from_millis(200)).is_ok() {}
+        crate::config::atomic_write(&link, b"a = 3").unwrap();
+        assert!(
+            rx.recv_timeout(Duration::from_secs(5)).is_ok(),
+            "atomic replace through the link"
+        );
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 }

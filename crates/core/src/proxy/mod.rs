@@ -238,14 +238,20 @@ impl Front {
     fn gate(&self, req: &Request, open: bool) -> Option<Response> {
         let headers = req.headers();
         if open && self.cfg.loopback {
-            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-            if let Some(h) =
-                host.filter(|h| !auth::host_is_local(h, self.cfg.domain_name.as_deref()))
-            {
-                return Some(self.bad_request(
-                    StatusCode::FORBIDDEN,
-                    &format!("Host `{h}` is not this machine: an open loopback frontend serves only localhost (or [server] domain_name)"),
-                ));
+            // Every Host header (a second one must not slip past) and an absolute-form target.
+            let domain = self.cfg.domain_name.as_deref();
+            let named = headers
+                .get_all(header::HOST)
+                .iter()
+                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+                .chain(req.uri().authority().map(|a| a.to_string()));
+            for h in named {
+                if !auth::host_is_local(&h, domain) {
+                    return Some(self.bad_request(
+                        StatusCode::FORBIDDEN,
+                        &format!("Host `{h}` is not this machine: an open loopback frontend serves only localhost (or [server] domain_name)"),
+                    ));
+                }
             }
         }
         if req.method() == Method::OPTIONS {
