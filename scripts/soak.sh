@@ -45,24 +45,15 @@ LOG=$TMP/daemon.log
 DAEMON_PID=
 LOAD_PID=
 
-# Process groups of this run: the daemon's, and every server it started (from its state file, from the load
-# generator's report, and any process whose command line names the temp dir: the servers run a copy of
-# fault_server.py from it).
+# Process groups of this run's servers. With /proc: the group of every process whose command line names the
+# temp dir (the servers run a copy of fault_server.py from it; a recycled pid never matches). Without /proc
+# (macOS): the groups in the daemon's state file and in the load generator's report.
 our_pgids() {
   "$PY" - "$TMP" <<'EOF'
 import json, os, sys
 tmp = sys.argv[1]
 pg = set()
-for f in ("state/state.json", "report.json"):
-    try:
-        v = json.load(open(os.path.join(tmp, f)))
-    except Exception:
-        continue
-    if f == "report.json":
-        pg.update(v.get("pgids", []))
-    elif isinstance(v, dict):
-        pg.update(r.get("pgid") for r in v.values() if isinstance(r, dict) and r.get("pgid"))
-if os.path.isdir("/proc"):
+if os.path.isdir("/proc/self"):
     for p in os.listdir("/proc"):
         if p.isdigit():
             try:
@@ -70,6 +61,16 @@ if os.path.isdir("/proc"):
                     pg.add(os.getpgid(int(p)))
             except Exception:
                 pass
+else:
+    for f in ("state/state.json", "report.json"):
+        try:
+            v = json.load(open(os.path.join(tmp, f)))
+        except Exception:
+            continue
+        if f == "report.json":
+            pg.update(v.get("pgids", []))
+        elif isinstance(v, dict):
+            pg.update(r.get("pgid") for r in v.values() if isinstance(r, dict) and r.get("pgid"))
 mine = os.getpgid(0)
 print(" ".join(str(g) for g in sorted(pg) if g and g != mine and g > 1))
 EOF
@@ -184,7 +185,8 @@ set +e
 "$PY" scripts/soak_load.py --bin "$BIN" --state-dir "$STATE" --config "$CONFIG" \
   --daemon-pid "$DAEMON_PID" --key "$KEY" --minutes "$MINUTES" --workers "${SOAK_WORKERS:-4}" \
   --service "plain:$P1:0:0" --service "think:$P2:1:1" --service "limited:$P3:1:0" \
-  --edit-every-s "${SOAK_EDIT_EVERY_S:-30}" --oversize-every-s "${SOAK_OVERSIZE_EVERY_S:-10}" --report "$TMP/report.json" ${opts[@]+"${opts[@]}"} &
+  --edit-every-s "${SOAK_EDIT_EVERY_S:-30}" --oversize-every-s "${SOAK_OVERSIZE_EVERY_S:-10}" \
+  --progress-s "${SOAK_PROGRESS_S:-60}" --report "$TMP/report.json" ${opts[@]+"${opts[@]}"} &
 LOAD_PID=$!
 wait "$LOAD_PID"
 load_rc=$?

@@ -54,6 +54,8 @@ class Tally:
         self.answered = 0  # got a status line
         self.away_from_chaos = {}  # 502/503/504 with no kill of that service in the 30 s before: code -> n
         self.slowloris_secs = []  # how long each closed slowloris connection stayed open
+        self.idle_secs = []  # how long an idle keep-alive connection stayed open before the proxy closed it
+        self.oversize_mib = []  # MiB of an oversize body sent before the proxy answered or closed
 
     def add(self, cls, detail, answered, what=""):
         with self.lock:
@@ -449,7 +451,11 @@ def oversize(services, key, every):
                               f"oversize {svc.name}: sent {sent >> 20} MiB, no answer, no close")
                 else:
                     TALLY.add("defined", "oversize-closed", False)
+                    with TALLY.lock:
+                        TALLY.oversize_mib.append(sent / 2**20)
                 continue
+            with TALLY.lock:
+                TALLY.oversize_mib.append(sent / 2**20)
             if r.status == 413 or (r.status in DEFINED and r.body):
                 TALLY.add("defined", f"oversize-{r.status}", True)
             elif 200 <= r.status < 300:
@@ -482,7 +488,8 @@ def idle_keepalive(i, services, key, timeout):
             classify("idle-first", svc, t0, r, check_chat)
             if not r.complete or r.headers.get("connection", "").lower() == "close":
                 continue
-            idle_until = now() + rnd.uniform(5, 30)
+            idle_from = now()
+            idle_until = idle_from + rnd.uniform(5, 30)
             closed = False
             while now() < idle_until and not STOP.is_set():
                 ready, _, _ = select.select([sock], [], [], 0.5)
@@ -499,6 +506,8 @@ def idle_keepalive(i, services, key, timeout):
                     break
             if closed:
                 TALLY.add("defined", "idle-closed-by-proxy", False)
+                with TALLY.lock:
+                    TALLY.idle_secs.append(now() - idle_from)
                 continue
             t1 = now()
             try:
@@ -590,10 +599,11 @@ class Daemon:
         return False, st
 
 
-def is_fault_server(pid):
+def is_fault_server(pid, script):
+    """Whether pid runs this run's copy of fault_server.py (never signal a recycled pid)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return b"fault_server.py" in f.read()
+            return script.encode() in f.read()
     except FileNotFoundError:
         return False
     except OSError:
@@ -649,7 +659,8 @@ def chaos(d, config, names, kill_every, edit_every, proxy_edits, log):
             if ready:
                 s = rnd.choice(ready)
                 pid = s["pid"]
-                if is_fault_server(pid):
+                if is_fault_server(pid, os.path.join(os.path.dirname(os.path.abspath(d.state_dir)),
+                                                     "fault_server.py")):
                     try:
                         pgid = os.getpgid(pid)
                         if pgid == os.getpgid(0):
@@ -695,6 +706,7 @@ def main():
     ap.add_argument("--edit-every-s", type=float, default=30)
     ap.add_argument("--proxy-edits", action="store_true",
                     help="also edit a key that restarts the proxy's listeners (request_timeout_s)")
+    ap.add_argument("--progress-s", type=float, default=60, help="print a progress line this often")
     ap.add_argument("--report", help="write the figures here as JSON")
     ap.add_argument("--verbose", action="store_true")
     a = ap.parse_args()
@@ -744,10 +756,11 @@ def main():
     last_print = now()
     while now() < t_end and not STOP.is_set():
         time.sleep(1)
-        if now() - last_print >= 60:
+        if now() - last_print >= a.progress_s:
             last_print = now()
             print(f"soak: {TALLY.attempts} attempts, {TALLY.answered} answered, "
-                  f"LOST {TALLY.total('LOST')}, kills {sum(len(v) for v in KILLS.values())}", flush=True)
+                  f"LOST {TALLY.total('LOST')}, kills {sum(len(v) for v in KILLS.values())}, "
+                  f"daemon RSS {d.rss_kb() / 1024:.1f} MB, {d.fds()} fds", flush=True)
     daemon_died = not d.alive()
     STOP.set()
 
@@ -773,6 +786,12 @@ def main():
     print("defined:   " + (", ".join(f"{k} {v}" for k, v in defined.items()) or "none"))
     if slow_secs:
         print(f"slowloris: closed after {min(slow_secs):.1f}-{max(slow_secs):.1f} s")
+    if TALLY.idle_secs:
+        print(f"idle:      keep-alive connections closed by the proxy after "
+              f"{min(TALLY.idle_secs):.1f}-{max(TALLY.idle_secs):.1f} s idle")
+    if TALLY.oversize_mib:
+        print(f"oversize:  {MAX_BODY / 2**20 + 4:.0f} MiB declared; the proxy answered or closed after "
+              f"{min(TALLY.oversize_mib):.1f}-{max(TALLY.oversize_mib):.1f} MiB sent")
     if TALLY.away_from_chaos:
         print("note:      502/503/504 with no kill of that service in the 30 s before: "
               + ", ".join(f"{k} {v}" for k, v in sorted(TALLY.away_from_chaos.items())))

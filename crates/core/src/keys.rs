@@ -376,7 +376,13 @@ pub fn import_from_settings(ring: &Keyring, path: &Path) -> Result<ImportReport,
     if let Ok(old) = std::fs::read_to_string(&bak) {
         if !plaintext_keys(&old).is_empty() {
             match strip_plaintext_keys(&old) {
-                Ok(clean) => write(&bak, clean.as_bytes())?,
+                Ok(clean) => {
+                    write(&bak, clean.as_bytes())?;
+                    let _ = std::fs::set_permissions(
+                        &bak,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                    );
+                }
                 // A backup we cannot edit key by key goes: it holds keys.
                 Err(_) => std::fs::remove_file(&bak).map_err(|e| KeyError::Write {
                     path: bak.clone(),

@@ -10,6 +10,9 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod estimate;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod launch;
 pub mod limits;

@@ -1184,4 +1184,56 @@ command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{po
         );
         assert!(s.is_some(), "{:?}", lines(&d));
     }
+
+    /// Fuzz the parser: lines assembled from every key it knows (with values of every type, out of
+    /// range, blank keys, bad origins) and from garbage never panic it; every diagnostic points inside the
+    /// text; and a text it accepts has no blank key and no error.
+    fn line() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let keys: Vec<&'static str> = SERVER_KEYS
+            .iter()
+            .chain(SERVICE_KEYS)
+            .chain(APP_KEYS)
+            .chain(ALERT_KEYS)
+            .copied()
+            .collect();
+        let value = prop_oneof![
+            Just("\"\"".to_string()),
+            Just("\" \"".to_string()),
+            Just("[\"\", \"k\"]".to_string()),
+            Just("[\"http://a.test\", \"ftp://x/\"]".to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|x| format!("{x:?}")),
+            any::<bool>().prop_map(|b| b.to_string()),
+            "\"[ -~]{0,10}\"".prop_map(|s| s.replace('\\', "")),
+            Just("{ A = \"b\" }".to_string()),
+            Just("[1, \"x\"]".to_string()),
+        ];
+        prop_oneof![
+            4 => (proptest::sample::select(keys), value).prop_map(|(k, v)| format!("{k} = {v}")),
+            1 => prop_oneof![
+                Just("[server]".to_string()),
+                Just("[app]".to_string()),
+                Just("[alerts]".to_string()),
+                "\\[services\\.[a-z_-]{1,6}\\]".prop_map(|s| s.replace('\\', "")),
+            ],
+            1 => "[ -~]{0,20}",
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_parser_never_panics_and_positions_are_real(lines in proptest::collection::vec(line(), 0..24)) {
+            let text = lines.join("\n");
+            let (settings, diags) = parse_settings(Path::new("s.toml"), &text);
+            let n_lines = text.lines().count().max(1);
+            for d in &diags {
+                proptest::prop_assert!(d.line >= 1 && d.line <= n_lines + 1, "{d} in {text:?}");
+            }
+            if let Some(s) = settings {
+                proptest::prop_assert!(!diags.iter().any(|d| d.severity == Severity::Error));
+                proptest::prop_assert!(s.server.api_keys.iter().all(|k| !k.trim().is_empty()));
+            }
+        }
+    }
 }

@@ -15,7 +15,7 @@ const MAX_DEPTH: usize = 512;
 
 /// The top-level fields the proxy cares about.
 #[derive(Debug, Default, PartialEq)]
-pub(super) struct Peek {
+pub(crate) struct Peek {
     /// The byte range of `model`'s value, and its text when it is a string.
     pub model: Option<(Range<usize>, Option<String>)>,
     pub stream: bool,
@@ -27,7 +27,7 @@ pub(super) struct Peek {
 }
 
 #[derive(Debug, PartialEq, thiserror::Error)]
-pub(super) enum BodyError {
+pub(crate) enum BodyError {
     #[error("the request body is not valid JSON (at byte {0})")]
     Malformed(usize),
     #[error("the request body names `{0}` twice")]
@@ -37,7 +37,7 @@ pub(super) enum BodyError {
 }
 
 /// Does this body look like a JSON object (first non-blank byte `{`)? Only those are read.
-pub(super) fn is_json_object(body: &[u8]) -> bool {
+pub(crate) fn is_json_object(body: &[u8]) -> bool {
     body.iter().find(|b| !is_ws(**b)) == Some(&b'{')
 }
 
@@ -149,7 +149,7 @@ fn decode(token: &[u8], escaped: bool) -> Option<String> {
 
 /// Reads the top-level fields of a JSON object body. The rest of the body is checked only for its
 /// structure (strings closed, brackets balanced, nothing after the object).
-pub(super) fn peek(body: &[u8]) -> Result<Peek, BodyError> {
+pub(crate) fn peek(body: &[u8]) -> Result<Peek, BodyError> {
     let mut s = Scan { b: body, i: 0 };
     let mut p = Peek::default();
     s.ws();
@@ -228,7 +228,7 @@ pub(super) fn peek(body: &[u8]) -> Result<Peek, BodyError> {
 }
 
 /// The body with `model` set to `model`: the old value's bytes replaced, or the field inserted first.
-pub(super) fn with_model(body: &[u8], p: &Peek, model: &str) -> Vec<u8> {
+pub(crate) fn with_model(body: &[u8], p: &Peek, model: &str) -> Vec<u8> {
     let value = serde_json::to_string(model).unwrap_or_else(|_| "\"\"".into());
     let mut out = Vec::with_capacity(body.len() + value.len() + 10);
     match &p.model {

@@ -20,7 +20,7 @@
 //! `relay.rs`; counters live in `stats.rs`.
 
 mod auth;
-mod body;
+pub(crate) mod body;
 mod listen;
 mod relay;
 mod sse;
