@@ -11,10 +11,11 @@
 # "panicked" in the daemon's log. Exit 2: no binary (build it first: cargo build -p mlx-box).
 #
 # Environment: MLXBOX_BIN (default ${CARGO_TARGET_DIR:-target}/debug/mlx-box), SOAK_MINUTES,
-# SOAK_WORKERS (4), SOAK_EDIT_EVERY_S (30), SOAK_OVERSIZE_EVERY_S (10; 0 = none), SOAK_PROXY_EDITS=1 (every third edit changes [server]
-# request_timeout_s, which restarts the proxy's listeners), SOAK_VERBOSE=1 (log each kill and edit),
-# SOAK_KEEP=1 (keep the temp dir on failure). A SIGKILL of this script skips its clean-up: then stop the
-# daemon with `mlx-box down --state-dir /tmp/mlxbox-soak.*/state`.
+# SOAK_WORKERS (4), SOAK_EDIT_EVERY_S (30), SOAK_OVERSIZE_EVERY_S (10; 0 = none), SOAK_PROGRESS_S (60),
+# SOAK_PROXY_EDITS=1 (every third edit changes [server] request_timeout_s, which restarts the proxy's
+# listeners), SOAK_VERBOSE=1 (log each kill and edit), SOAK_KEEP=1 (keep the temp dir on failure).
+# A SIGKILL of this script skips its clean-up: then stop the daemon with
+# `mlx-box down --state-dir /tmp/mlxbox-soak.*/state`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD

@@ -63,6 +63,9 @@ pub struct ConfigState {
     pub status: ConfigStatus,
 }
 
+/// What the frontend listeners are built from: whether any key exists, and each listener's settings.
+type ProxyKey = (bool, Vec<crate::proxy::ListenerConfig>);
+
 /// Everything the control API needs.
 pub struct Daemon {
     pub supervisor: Supervisor,
@@ -75,9 +78,11 @@ pub struct Daemon {
     pub monitor: Mutex<History>,
     rules: Mutex<Engine>,
     /// The frontend listeners, and the settings they were built from (rebuilt only when those change).
-    proxies: tokio::sync::Mutex<(Proxies, Option<(bool, Vec<crate::proxy::ListenerConfig>)>)>,
+    proxies: tokio::sync::Mutex<(Proxies, Option<ProxyKey>)>,
     /// The keys every listener checks (keyring + plaintext of the file), replaced on change.
     keys: SharedKeys,
+    /// The keyring error logged last (so a reload does not log it again).
+    keyring_warned: Mutex<Option<String>>,
     /// The plaintext keys of the settings applied last, and whether they have any frontend port.
     plaintext_keys: Mutex<(Vec<String>, bool)>,
     reload_tx: mpsc::Sender<()>,
@@ -326,9 +331,18 @@ impl Daemon {
             Ok(vec![])
         };
         match &from_ring {
-            Ok(_) => self.shared.alerts.clear("keyring"),
+            Ok(_) => {
+                *self.keyring_warned.lock().unwrap() = None;
+                self.shared.alerts.clear("keyring")
+            }
             Err(e) => {
-                tracing::warn!("API keys: {e}");
+                // Logged when it changes, not at every reload (the alert carries it meanwhile).
+                let mut last = self.keyring_warned.lock().unwrap();
+                if last.as_deref() != Some(e.as_str()) {
+                    tracing::warn!("API keys: {e}");
+                    *last = Some(e.clone());
+                }
+                drop(last);
                 self.shared.alerts.raise(
                     "keyring",
                     AlertSeverity::Warning,
@@ -957,6 +971,7 @@ pub async fn run(
         rules: Mutex::new(Engine::new(Default::default())),
         proxies: tokio::sync::Mutex::new((Proxies::empty(), None)),
         keys: Default::default(),
+        keyring_warned: Mutex::new(None),
         plaintext_keys: Mutex::new((vec![], false)),
         reload_tx: reload_tx.clone(),
         state_dir: dir.clone(),

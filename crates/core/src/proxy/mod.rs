@@ -52,6 +52,32 @@ use tokio::sync::Semaphore;
 const MAX_BODY: usize = 64 * 1024 * 1024;
 /// A request body must arrive within this (nginx's `client_body_timeout` is 60 s between two reads).
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// A body without a Content-Length (chunked) may be at most this: clients of an OpenAI API send one.
+const MAX_CHUNKED_BODY: usize = 16 * 1024 * 1024;
+/// Request bodies held in memory at once, all listeners together (in KiB): parallel uploads wait for
+/// their turn with a 503 rather than grow the daemon.
+const BODY_BUDGET_KIB: usize = 256 * 1024;
+
+fn body_budget() -> &'static Arc<Semaphore> {
+    static B: OnceLock<Arc<Semaphore>> = OnceLock::new();
+    B.get_or_init(|| Arc::new(Semaphore::new(BODY_BUDGET_KIB)))
+}
+
+/// Reads a request body into one buffer of the size it declared (no regrowth), up to `limit` bytes.
+async fn read_body(mut body: Body, declared: Option<usize>, limit: usize) -> Result<Bytes, ()> {
+    use http_body_util::BodyExt;
+    let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return Err(()) };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(());
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(buf.freeze())
+}
 
 /// The HTTP/1.1 client to the backends, with a keep-alive pool.
 type Backend =
@@ -286,12 +312,11 @@ impl Front {
 
     /// The model policy over a JSON object body: the body to forward (rewritten for an alias), whether it
     /// asks for a stream, or the refusal.
-    fn check_body(&self, bytes: Bytes) -> Result<(Bytes, bool), Response> {
+    fn check_body(&self, bytes: Bytes) -> Result<(Bytes, bool), (StatusCode, String)> {
         if !body::is_json_object(&bytes) {
             return Ok((bytes, false));
         }
-        let p = body::peek(&bytes)
-            .map_err(|e| self.bad_request(StatusCode::BAD_REQUEST, &e.to_string()))?;
+        let p = body::peek(&bytes).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
         let spec = &self.cfg.spec;
         let Some(model) = &spec.model else {
             return Ok((bytes, p.stream));
@@ -300,34 +325,31 @@ impl Front {
             return Ok((bytes, p.stream));
         }
         if let Some(field) = p.loads_other.first() {
-            return Err(self.bad_request(
-                StatusCode::BAD_REQUEST,
-                &format!("`{field}` asks the server to load another model, which [services.{}] does not allow (set allow_any_model = true to permit it)", spec.name),
-            ));
+            let msg = format!(
+                "`{field}` asks the server to load another model, which [services.{}] does not allow \
+                 (set allow_any_model = true to permit it)",
+                spec.name
+            );
+            return Err((StatusCode::BAD_REQUEST, msg));
         }
         let asked = match &p.model {
             None => None,
-            Some((range, Some(text))) => Some(text.as_str())
-                .filter(|t| !t.is_empty())
-                .map(|t| (t, range)),
+            Some((_, Some(text))) => Some(text.as_str()).filter(|t| !t.is_empty()),
             Some((range, None)) if &bytes[range.clone()] == b"null" => None,
-            Some(_) => {
-                return Err(self.bad_request(StatusCode::BAD_REQUEST, "`model` must be a string"))
-            }
+            Some(_) => return Err((StatusCode::BAD_REQUEST, "`model` must be a string".into())),
         };
         match asked {
-            Some((m, _)) if m == model => Ok((bytes, p.stream)),
-            Some((m, _)) if m != spec.name && !spec.aliases.iter().any(|a| a == m) => {
+            Some(m) if m == model => Ok((bytes, p.stream)),
+            Some(m) if m != spec.name && !spec.aliases.iter().any(|a| a == m) => {
                 let mut names = vec![format!("`{model}`"), format!("`{}`", spec.name)];
                 names.extend(spec.aliases.iter().map(|a| format!("`{a}`")));
-                Err(self.bad_request(
-                    StatusCode::BAD_REQUEST,
-                    &format!(
-                        "model `{m}` is not served here: this port serves {} (set allow_any_model = true in [services.{}] to pass any model)",
-                        names.join(", "),
-                        spec.name
-                    ),
-                ))
+                let msg = format!(
+                    "model `{m}` is not served here: this port serves {} (set allow_any_model = true \
+                     in [services.{}] to pass any model)",
+                    names.join(", "),
+                    spec.name
+                );
+                Err((StatusCode::BAD_REQUEST, msg))
             }
             // No model, the service's name or an alias: the configured model id, spliced in.
             _ => Ok((Bytes::from(body::with_model(&bytes, &p, model)), p.stream)),
@@ -384,36 +406,67 @@ async fn handle(f: Arc<Front>, req: Request) -> Response {
         );
     }
     let (mut parts, body) = req.into_parts();
-    // The body is in hand (bounded in size and time) before the request takes a place in the queue.
+    // The body is in hand (bounded in size, time and memory) before the request takes a place in the
+    // queue. A declared length over the limit is refused before a byte of it is read.
     let mut streaming = false;
+    let mut _body_permit = None;
     let body = if body.is_end_stream() {
         Body::empty()
     } else {
-        let bytes =
-            match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY))
-                .await
-            {
-                Ok(Ok(b)) => b,
-                Ok(Err(_)) => {
-                    return f.bad_request(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "request body too large (64 MiB at most) or cut off",
-                    )
-                }
-                Err(_) => {
-                    return f.bad_request(
-                        StatusCode::REQUEST_TIMEOUT,
-                        "request body not received within 60 s",
-                    )
-                }
-            };
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY as u64) {
+            return f.bad_request(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "request body too large (64 MiB at most)",
+            );
+        }
+        let declared = declared.map(|n| n as usize);
+        let limit = if declared.is_some() {
+            MAX_BODY
+        } else {
+            MAX_CHUNKED_BODY
+        };
+        let kib = declared.unwrap_or(limit).div_ceil(1024).max(1) as u32;
+        match body_budget().clone().try_acquire_many_owned(kib) {
+            Ok(p) => _body_permit = Some(p),
+            Err(_) => {
+                f.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+                return openai_error_with(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    "too many large request bodies in flight; retry shortly",
+                    header::RETRY_AFTER,
+                    "1",
+                );
+            }
+        }
+        let read = tokio::time::timeout(BODY_READ_TIMEOUT, read_body(body, declared, limit));
+        let bytes = match read.await {
+            Ok(Ok(b)) => b,
+            Ok(Err(())) => {
+                return f.bad_request(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "request body too large (64 MiB at most; 16 MiB without a Content-Length) or cut off",
+                )
+            }
+            Err(_) => {
+                return f.bad_request(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request body not received within 60 s",
+                )
+            }
+        };
         if parts.method == Method::POST {
             match f.check_body(bytes) {
                 Ok((b, s)) => {
                     streaming = s;
                     Body::from(b)
                 }
-                Err(r) => return r,
+                Err((code, msg)) => return f.bad_request(code, &msg),
             }
         } else {
             Body::from(bytes)
@@ -747,10 +800,7 @@ mod tests {
     #[test]
     fn the_model_policy() {
         let f = front(CHAT);
-        let ok = |b: &[u8]| {
-            f.check_body(Bytes::copy_from_slice(b))
-                .map_err(|r| r.status())
-        };
+        let ok = |b: &[u8]| f.check_body(Bytes::copy_from_slice(b)).map_err(|r| r.0);
         let (b, st) = ok(br#"{"model":"org/real-model","stream":true}"#).unwrap();
         assert!(st);
         assert_eq!(

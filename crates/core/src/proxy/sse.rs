@@ -116,7 +116,7 @@ mod tests {
         out
     }
 
-    fn cut<'a>(data: &'a [u8], cuts: Vec<usize>) -> Vec<&'a [u8]> {
+    fn cut(data: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
         let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
         points.sort();
         let mut last = 0;
