@@ -24,7 +24,8 @@ export interface Group {
 
 export const SERVER_FIELDS: FieldSpec[] = [
   { key: "host", type: "string", default: "127.0.0.1", suggest: ["127.0.0.1", "0.0.0.0"], help: "Address services without a backend_port bind to: 127.0.0.1 = this Mac only, 0.0.0.0 = every interface." },
-  { key: "domain_name", type: "string", help: "Kept for the original mlx-box (nginx + Let's Encrypt); not used by mlx-box." },
+  { key: "cors_origins", type: "argv", help: "Web pages (origins, e.g. http://localhost:3000) that may call the frontend ports from a browser, one per line. Empty: none." },
+  { key: "domain_name", type: "string", help: "This Mac's name besides localhost: an open loopback frontend serves requests whose Host is a loopback name or this." },
   { key: "letsencrypt_email", type: "string", help: "Kept for the original mlx-box; not used by mlx-box." },
 ];
 /** [server] keys shown as a note only (the keyring holds API keys). */
@@ -62,6 +63,8 @@ export const SERVICE_GROUPS: Group[] = [
       { key: "backend_port", type: "int", help: "The model server's own port (127.0.0.1 only)." },
       { key: "max_concurrency", type: "int", help: "Requests the proxy lets through at once (1–100000)." },
       { key: "filter_reasoning", type: "bool", default: false, help: "The proxy strips <think>…</think> and reasoning fields." },
+      { key: "aliases", type: "argv", help: "Other names a request may give as `model`, one per line (the service name always works)." },
+      { key: "allow_any_model", type: "bool", default: false, help: "Pass any model (and adapters, draft_model) to the server: it may then load it, outside the memory budget." },
     ],
   },
   {

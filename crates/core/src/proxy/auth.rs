@@ -147,6 +147,12 @@ impl Cors {
 
     /// The headers that let the page at `origin` read an answer (nothing when it may not).
     pub(super) fn answer_headers(&self, origin: Option<&HeaderValue>, out: &mut HeaderMap) {
+        let backend_cors = out
+            .keys()
+            .any(|k| k.as_str().starts_with("access-control-"));
+        if origin.is_none() && !backend_cors {
+            return; // the usual case: nothing to remove or add
+        }
         // A backend's own CORS answer (mlx_lm says `*`) is never passed on.
         out.remove(header::ACCESS_CONTROL_ALLOW_ORIGIN);
         out.remove(header::ACCESS_CONTROL_ALLOW_METHODS);

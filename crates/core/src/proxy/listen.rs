@@ -1,6 +1,7 @@
 //! The frontend listeners: accept, cap, time out and drain client connections.
 //!
-//! - Every proxy thread accepts on the same socket (the kernel wakes them; one wins each connection).
+//! - Every proxy thread accepts on the same socket, and deals the connections it accepts round-robin to
+//!   all of them.
 //! - Caps: 512 connections per listener (nginx's `worker_connections` default) and, for the whole process,
 //!   what the file-descriptor limit leaves after a reserve for logs, spawns and the control socket. A
 //!   connection over a cap gets a 503 and is closed at once: a flood of idle connections costs the
@@ -117,13 +118,25 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(serve_connection(
-            stream,
-            front.clone(),
-            drain.clone(),
-            (a, b),
-        ));
+        // Connections are dealt round-robin to the proxy threads: the thread that wins the accepts
+        // (often one takes a whole burst) would otherwise serve them all while the others idle.
+        let Ok(std) = stream.into_std() else {
+            continue;
+        };
+        let (front, drain) = (front.clone(), drain.clone());
+        next_runtime().spawn(async move {
+            if let Ok(stream) = tokio::net::TcpStream::from_std(std) {
+                serve_connection(stream, front, drain, (a, b)).await;
+            }
+        });
     }
+}
+
+/// The proxy thread the next connection goes to.
+fn next_runtime() -> &'static tokio::runtime::Handle {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let all = super::proxy_runtimes();
+    &all[NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % all.len()]
 }
 
 /// A 503 written without waiting (a socket just accepted has room for it), then closed.

@@ -63,20 +63,38 @@ fn body_budget() -> &'static Arc<Semaphore> {
     B.get_or_init(|| Arc::new(Semaphore::new(BODY_BUDGET_KIB)))
 }
 
-/// Reads a request body into one buffer of the size it declared (no regrowth), up to `limit` bytes.
+/// Reads a request body, up to `limit` bytes: a body that arrives in one piece is kept as it came (no
+/// copy); one in several pieces goes into one buffer of the size it declared (no regrowth).
 async fn read_body(mut body: Body, declared: Option<usize>, limit: usize) -> Result<Bytes, ()> {
     use http_body_util::BodyExt;
-    let mut buf = bytes::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut first: Option<Bytes> = None;
+    let mut buf: Option<bytes::BytesMut> = None;
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { return Err(()) };
-        if let Ok(data) = frame.into_data() {
-            if buf.len() + data.len() > limit {
-                return Err(());
+        let Ok(data) = frame.map_err(|_| ())?.into_data() else {
+            continue; // trailers
+        };
+        let have = first.as_ref().map_or(0, Bytes::len) + buf.as_ref().map_or(0, |b| b.len());
+        if have + data.len() > limit {
+            return Err(());
+        }
+        match (&mut first, &mut buf) {
+            (None, None) => first = Some(data),
+            (Some(f), None) => {
+                let mut b =
+                    bytes::BytesMut::with_capacity(declared.unwrap_or(0).clamp(have, limit));
+                b.extend_from_slice(f);
+                b.extend_from_slice(&data);
+                first = None;
+                buf = Some(b);
             }
-            buf.extend_from_slice(&data);
+            (_, Some(b)) => b.extend_from_slice(&data),
         }
     }
-    Ok(buf.freeze())
+    Ok(match (first, buf) {
+        (_, Some(b)) => b.freeze(),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    })
 }
 
 /// The HTTP/1.1 client to the backends, with a keep-alive pool.
@@ -221,36 +239,51 @@ fn openai_error_with(
     r
 }
 
-/// Headers that belong to one connection, not to the request: never forwarded either way.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
+/// Headers that belong to one connection, not to the request: never forwarded either way. (Names, not
+/// strings: removing by a `&str` parses it on every request.)
+const HOP_BY_HOP: [header::HeaderName; 11] = [
+    header::CONNECTION,
+    header::HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    header::CONTENT_LENGTH,
 ];
 
 /// Removes the hop-by-hop headers, and those the `Connection` header names (RFC 9110 §7.6.1).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<header::HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .take(32)
-        .filter_map(|n| header::HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
+    // The usual single `Connection: keep-alive` / `close` names nothing else: no list is built for it.
+    let mut values = headers.get_all(header::CONNECTION).iter();
+    let simple = match (values.next(), values.next()) {
+        (None, _) => true,
+        (Some(v), None) => {
+            v.as_bytes().eq_ignore_ascii_case(b"keep-alive")
+                || v.as_bytes().eq_ignore_ascii_case(b"close")
+        }
+        _ => false,
+    };
+    let named: Vec<header::HeaderName> = if simple {
+        vec![]
+    } else {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .take(32)
+            .filter_map(|n| header::HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect()
+    };
     for n in named {
         headers.remove(n);
     }
-    for h in HOP_BY_HOP {
-        headers.remove(*h);
+    for h in &HOP_BY_HOP {
+        headers.remove(h);
     }
 }
 
@@ -853,6 +886,7 @@ mod tests {
         );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert("x-kept", HeaderValue::from_static("1"));
+        h.append(header::CONNECTION, HeaderValue::from_static("close"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);

@@ -103,12 +103,14 @@ pub(super) struct Meter {
 const USAGE_KEY: &[u8] = b"\"completion_tokens\":";
 const DELTA_KEY: &[u8] = b"\"delta\"";
 
-fn count(hay: &[u8], needle: &[u8]) -> usize {
-    memchr::memmem::find_iter(hay, needle).count()
-}
+/// The searchers, built once (building one per call showed in the profile).
+static USAGE_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(USAGE_KEY));
+static DELTA_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(DELTA_KEY));
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    memchr::memmem::find(hay, needle)
+fn count_deltas(hay: &[u8]) -> usize {
+    DELTA_FINDER.find_iter(hay).count()
 }
 
 impl Meter {
@@ -125,15 +127,20 @@ impl Meter {
         }
     }
 
+    /// Looks at one chunk as it passes, without copying it: the patterns are searched in the chunk
+    /// itself, and in a small window over its boundary with the previous one (a key split across two
+    /// chunks is counted once).
     pub(super) fn observe(&mut self, chunk: &[u8]) {
-        let keep = USAGE_KEY.len() + 24;
-        // The tail buffer is reused: one allocation per reply, not per chunk.
-        let seen = self.tail.len();
-        self.tail.extend_from_slice(chunk);
-        let hay = &self.tail;
+        const KEEP: usize = USAGE_KEY.len() + 24;
+        let head = &chunk[..chunk.len().min(KEEP)];
+        let mut window = std::mem::take(&mut self.tail);
+        let seen = window.len();
+        window.extend_from_slice(head);
         if self.stream {
-            // Events that start in this chunk (a key split across chunks is counted once, here).
-            let n = count(hay, DELTA_KEY) - count(&hay[..seen], DELTA_KEY);
+            // New events: those in the window not wholly in the old tail, plus those in the chunk not
+            // wholly in its head (counted in the window already).
+            let n = count_deltas(&window) - count_deltas(&window[..seen]) + count_deltas(chunk)
+                - count_deltas(head);
             if n > 0 && self.usage.is_none() {
                 let now = Instant::now();
                 self.first.get_or_insert(now);
@@ -144,28 +151,45 @@ impl Meter {
                     .fetch_add(n as u64, Ordering::Relaxed);
             }
         }
-        if let Some(i) = find(hay, USAGE_KEY) {
-            let digits: String = hay[i + USAGE_KEY.len()..]
-                .iter()
-                .skip_while(|b| b.is_ascii_whitespace())
-                .take_while(|b| b.is_ascii_digit())
-                .map(|&b| b as char)
-                .collect();
-            if let Ok(n) = digits.parse::<u64>() {
-                if self.usage.is_none() && i + USAGE_KEY.len() + digits.len() < hay.len() {
-                    self.usage = Some(n);
-                    // The exact number replaces the estimate.
-                    let extra = n.saturating_sub(self.counted);
-                    self.counters
-                        .output_tokens
-                        .fetch_add(extra, Ordering::Relaxed);
-                    self.counted = self.counted.max(n);
-                }
+        if self.usage.is_none() {
+            if let Some(n) = usage_in(&window).or_else(|| usage_in(chunk)) {
+                self.usage = Some(n);
+                // The exact number replaces the estimate.
+                let extra = n.saturating_sub(self.counted);
+                self.counters
+                    .output_tokens
+                    .fetch_add(extra, Ordering::Relaxed);
+                self.counted = self.counted.max(n);
             }
         }
-        let cut = hay.len().saturating_sub(keep);
-        self.tail.drain(..cut);
+        // Keep the last KEEP bytes seen (the buffer is reused: one allocation per reply).
+        if chunk.len() >= KEEP {
+            window.clear();
+            window.extend_from_slice(&chunk[chunk.len() - KEEP..]);
+        } else {
+            let cut = window.len().saturating_sub(KEEP);
+            window.drain(..cut);
+        }
+        self.tail = window;
     }
+}
+
+/// `usage.completion_tokens` in `hay`, when its digits end inside it.
+fn usage_in(hay: &[u8]) -> Option<u64> {
+    let i = USAGE_FINDER.find(hay)?;
+    let rest = &hay[i + USAGE_KEY.len()..];
+    let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    let len = rest[start..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if len == 0 || len > 19 || start + len >= rest.len() {
+        return None; // no number, or it may go on in the next chunk
+    }
+    std::str::from_utf8(&rest[start..start + len])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 impl Drop for Meter {
@@ -283,5 +307,48 @@ mod tests {
             0,
             "released with the body"
         );
+    }
+
+    proptest::proptest! {
+        /// Where a stream is cut does not change what the meter counts (events and the exact usage).
+        #[test]
+        fn chunking_does_not_change_the_count(
+            events in proptest::collection::vec(0u8..3, 0..20),
+            usage in proptest::option::of(0u64..100_000),
+            cuts in proptest::collection::vec(0usize..4096, 0..16),
+        ) {
+            let mut text = String::new();
+            for e in events {
+                text.push_str(match e {
+                    0 => "data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n",
+                    1 => ": ping\n\n",
+                    _ => "data: {\"choices\":[{\"delta\":{}}]}\n\n",
+                });
+            }
+            if let Some(u) = usage {
+                text.push_str(&format!("data: {{\"choices\":[],\"usage\":{{\"completion_tokens\": {u}}}}}\n\n"));
+            }
+            text.push_str("data: [DONE]\n\n");
+            let data = text.as_bytes();
+            let run = |chunks: Vec<&[u8]>| {
+                let (mut m, c) = meter();
+                for ch in chunks {
+                    m.observe(ch);
+                }
+                (c.output_tokens.load(Ordering::Relaxed), m.usage)
+            };
+            let whole = run(vec![data]);
+            let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(data.len())).collect();
+            points.sort();
+            let mut last = 0;
+            let mut chunks = vec![];
+            for p in points {
+                chunks.push(&data[last..p]);
+                last = p;
+            }
+            chunks.push(&data[last..]);
+            proptest::prop_assert_eq!(run(chunks), whole);
+            proptest::prop_assert_eq!(whole.1, usage);
+        }
     }
 }
