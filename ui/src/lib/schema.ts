@@ -24,6 +24,7 @@ export interface Group {
 
 export const SERVER_FIELDS: FieldSpec[] = [
   { key: "host", type: "string", default: "127.0.0.1", suggest: ["127.0.0.1", "0.0.0.0"], help: "Address services without a backend_port bind to: 127.0.0.1 = this Mac only, 0.0.0.0 = every interface." },
+  { key: "request_timeout_s", type: "float", default: 600, help: "The proxy waits this long for a backend to start answering (and between two chunks of a stream), then 504 (0.1–86400 s). Per service too." },
   { key: "cors_origins", type: "argv", help: "Web pages (origins, e.g. http://localhost:3000) that may call the frontend ports from a browser, one per line. Empty: none." },
   { key: "domain_name", type: "string", help: "This Mac's name besides localhost: an open loopback frontend serves requests whose Host is a loopback name or this." },
   { key: "letsencrypt_email", type: "string", help: "Kept for the original mlx-box; not used by mlx-box." },
@@ -64,6 +65,7 @@ export const SERVICE_GROUPS: Group[] = [
       { key: "max_concurrency", type: "int", help: "Requests the proxy lets through at once (1–100000)." },
       { key: "filter_reasoning", type: "bool", default: false, help: "The proxy strips <think>…</think> and reasoning fields." },
       { key: "aliases", type: "argv", help: "Other names a request may give as `model`, one per line (the service name always works)." },
+      { key: "request_timeout_s", type: "float", help: "This service's proxy timeout (s); default: [server] request_timeout_s." },
       { key: "allow_any_model", type: "bool", default: false, help: "Pass any model (and adapters, draft_model) to the server: it may then load it, outside the memory budget." },
     ],
   },
@@ -93,6 +95,16 @@ export const SERVICE_GROUPS: Group[] = [
       { key: "python", type: "string", help: "Interpreter for this service only." },
       { key: "env", type: "env", help: "Environment, one NAME=value per line." },
       { key: "cwd", type: "string", help: "Working directory." },
+    ],
+  },
+  {
+    title: "Benchmark thresholds (mlx-box doctor)",
+    fields: [
+      { key: "expect_gen_tok_s", type: "float", help: "chat/ocr: minimum generation tok/s of one request." },
+      { key: "expect_ttft_ms", type: "float", help: "chat/ocr: maximum time to first token (ms)." },
+      { key: "expect_output_tok_s", type: "float", help: "chat/ocr: minimum output tok/s at the highest concurrency measured." },
+      { key: "expect_parallel_efficiency", type: "float", help: "chat/ocr: minimum share of linear scaling across concurrency (0–1)." },
+      { key: "expect_inputs_s", type: "float", help: "embedding: minimum inputs/s at the highest concurrency measured." },
     ],
   },
   {

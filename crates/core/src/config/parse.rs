@@ -1236,4 +1236,73 @@ command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{po
             }
         }
     }
+
+    /// The three places a settings key is written must agree, section by section: the parser's key lists,
+    /// the example file (every key appears, set or commented out) and the Settings form's schema (every
+    /// key has a field; API keys are shown as a note instead).
+    #[test]
+    fn parser_example_and_form_schema_agree_key_by_key() {
+        let example = include_str!("../../../../config/settings.toml.example");
+        let form = include_str!("../../../../ui/src/lib/schema.ts");
+        // Keys of the example per section (`[services.x]` counts as `services`), commented or not.
+        let mut in_example: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut section = String::new();
+        for line in example.lines() {
+            let t = line.trim().trim_start_matches('#').trim();
+            if let Some(h) = t.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+                if !line.trim().starts_with('#') {
+                    section = h.split('.').next().unwrap_or("").to_string();
+                }
+                continue;
+            }
+            if let Some((k, _)) = t.split_once('=') {
+                let k = k.trim();
+                if !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                    in_example
+                        .entry(section.clone())
+                        .or_default()
+                        .push(k.to_string());
+                }
+            }
+        }
+        // Keys of the form per constant (`SERVER_FIELDS`, …, up to the closing `];`).
+        let form_keys = |name: &str| -> Vec<String> {
+            let start = form
+                .find(&format!("export const {name}"))
+                .unwrap_or_else(|| panic!("{name} in schema.ts"));
+            let body = &form[start..];
+            let body = &body[..body.find("\n];").unwrap_or(body.len())];
+            body.split("key: \"")
+                .skip(1)
+                .filter_map(|x| x.split('"').next())
+                .map(str::to_string)
+                .collect()
+        };
+        let secret = ["api_key", "api_keys"];
+        for (section, keys, form_name) in [
+            ("server", SERVER_KEYS, "SERVER_FIELDS"),
+            ("app", APP_KEYS, "APP_FIELDS"),
+            ("alerts", ALERT_KEYS, "ALERT_FIELDS"),
+            ("services", SERVICE_KEYS, "SERVICE_GROUPS"),
+        ] {
+            let ex = in_example.get(section).cloned().unwrap_or_default();
+            let fo = form_keys(form_name);
+            for k in keys {
+                assert!(
+                    ex.iter().any(|e| e == k),
+                    "[{section}] {k} is not in config/settings.toml.example"
+                );
+                assert!(
+                    secret.contains(k) || fo.iter().any(|f| f == k),
+                    "[{section}] {k} has no field in ui/src/lib/schema.ts ({form_name})"
+                );
+            }
+            for k in fo.iter().chain(&ex) {
+                assert!(
+                    keys.contains(&k.as_str()),
+                    "[{section}] `{k}` (in the example or the form) is not a key the parser knows"
+                );
+            }
+        }
+    }
 }

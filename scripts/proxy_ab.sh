@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# A/B of two mlx-box binaries' proxies under the same load, in the same run (what a change costs):
+#
+#   scripts/proxy_ab.sh OLD_BIN NEW_BIN [SECONDS] [ROUNDS]
+#
+# Each binary runs `mlx-box up` with one service whose backend is a fast nginx upstream of its own (the same
+# config: a fixed chat completion); wrk (1 thread, 32 connections) sends GET /v1/models and a ~400-byte
+# POST /v1/chat/completions to each frontend in alternating rounds. Prints the best round of each and the
+# ratio new/old. Loopback only; everything it starts is stopped on exit. Needs nginx, wrk, curl.
+set -euo pipefail
+OLD=$(realpath "$1")
+NEW=$(realpath "$2")
+SECS=${3:-5}
+ROUNDS=${4:-3}
+T=$(mktemp -d "${TMPDIR:-/tmp}/mlxbox-ab.XXXXXX")
+chmod 700 "$T"
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+BODY='{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"Hello from a fast upstream."}}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}'
+
+cleanup() {
+  for d in a b; do
+    if [ -f "$T/$d.pid" ]; then kill -TERM "$(cat "$T/$d.pid")" 2>/dev/null || true; fi
+  done
+  sleep 2
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+# start NAME BIN FRONT_PORT: a daemon that runs its own upstream nginx as its one service.
+start() {
+  local up
+  up=$(port)
+  mkdir -m 700 "$T/$1"
+  printf 'worker_processes 1; pid %s; error_log %s warn; events { worker_connections 1024; }\nhttp { access_log off; client_body_temp_path %s; keepalive_requests 1000000;\n  server { listen 127.0.0.1:%s; default_type application/json; location / { return 200 %s; } } }\n' \
+    "$T/$1-up.pid" "$T/$1-up.err" "$T/$1-tmp" "$up" "'$BODY'" > "$T/$1-up.conf"
+  printf '[server]\nhost = "127.0.0.1"\napi_keys = ["bench-key"]\n[services.fast]\nkind = "command"\nport = %s\nbackend_port = %s\nmodel = "bench/model"\nprobe = "/v1/models"\ncommand = ["nginx", "-c", "%s", "-g", "daemon off;"]\n' \
+    "$3" "$up" "$T/$1-up.conf" > "$T/$1.toml"
+  DBUS_SESSION_BUS_ADDRESS=disabled: MLXBOX_LOG=warn setsid "$2" up --config "$T/$1.toml" --state-dir "$T/$1/state" >"$T/$1.log" 2>&1 &
+  echo $! > "$T/$1.pid"
+}
+
+FA=$(port)
+FB=$(port)
+start a "$OLD" "$FA"
+start b "$NEW" "$FB"
+for f in "$FA" "$FB"; do
+  for _ in $(seq 150); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer bench-key' "http://127.0.0.1:$f/v1/models" || true)
+    [ "$code" = 200 ] && break
+    sleep 0.2
+  done
+done
+
+printf 'wrk.headers["Authorization"] = "Bearer bench-key"\n' > "$T/get.lua"
+printf '%s\n' 'wrk.method = "POST"' 'wrk.headers["Authorization"] = "Bearer bench-key"' \
+  'wrk.headers["Content-Type"] = "application/json"' \
+  'wrk.body = [==[{"model":"bench/model","messages":[{"role":"system","content":"You are a careful assistant. Answer in two short paragraphs, cite nothing you cannot check, and say so when you do not know."},{"role":"user","content":"Explain why the memory a model needs grows with the context length, and what the KV cache is."}],"max_tokens":256,"stream":false}]==]' \
+  > "$T/post.lua"
+
+rps() { wrk -t1 -c32 -d"${SECS}s" -s "$T/$2.lua" "http://127.0.0.1:$1/v1/$3" | awk '/Requests\/sec/ {print $2}'; }
+echo "| request | old req/s | new req/s | new / old |"
+echo "|---|---|---|---|"
+for req in "get models" "post chat/completions"; do
+  set -- $req
+  best_a=0
+  best_b=0
+  rps "$FA" "$1" "$2" >/dev/null
+  rps "$FB" "$1" "$2" >/dev/null
+  for _ in $(seq "$ROUNDS"); do
+    a=$(rps "$FA" "$1" "$2")
+    b=$(rps "$FB" "$1" "$2")
+    best_a=$(python3 -c "print(max($best_a, $a))")
+    best_b=$(python3 -c "print(max($best_b, $b))")
+  done
+  python3 -c "print('| ${1^^} /v1/$2 | %.0f | %.0f | %.3f |' % ($best_a, $best_b, $best_b / $best_a))"
+done
