@@ -33,3 +33,41 @@ pub fn is_transient(e: &std::io::Error) -> bool {
         Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+
+    /// The daemon starts with the soft limit raised to the hard one (launchd gives 256).
+    #[test]
+    fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        let low = 256.min(hard);
+        setrlimit(Resource::RLIMIT_NOFILE, low, hard).unwrap();
+        let (before, after) = raise_open_files_limit().unwrap();
+        assert_eq!(before, low);
+        let cap = if cfg!(target_os = "macos") {
+            10_240
+        } else {
+            1 << 20
+        };
+        assert_eq!(after, hard.min(cap));
+        assert_eq!(open_files_limit(), Some(after));
+        // Leave the test process as it was.
+        setrlimit(Resource::RLIMIT_NOFILE, soft.max(after), hard).unwrap();
+    }
+
+    #[test]
+    fn transient_errors() {
+        assert!(is_transient(&std::io::Error::from_raw_os_error(
+            libc::EMFILE
+        )));
+        assert!(is_transient(&std::io::Error::from_raw_os_error(
+            libc::EAGAIN
+        )));
+        assert!(!is_transient(&std::io::Error::from_raw_os_error(
+            libc::ENOENT
+        )));
+    }
+}
