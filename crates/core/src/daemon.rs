@@ -83,6 +83,8 @@ pub struct Daemon {
     keys: SharedKeys,
     /// The keyring error logged last (so a reload does not log it again).
     keyring_warned: Mutex<Option<String>>,
+    /// Held while keys load (see `load_keys`).
+    keys_loading: tokio::sync::Mutex<()>,
     /// The plaintext keys of the settings applied last, and whether they have any frontend port.
     plaintext_keys: Mutex<(Vec<String>, bool)>,
     reload_tx: mpsc::Sender<()>,
@@ -314,6 +316,9 @@ impl Daemon {
     /// The keyring is read only when some service has a frontend port: a daemon without a proxy never
     /// asks for it (no unlock prompt, no alert).
     pub async fn load_keys(&self, settings: Option<&config::Settings>) -> usize {
+        // One load at a time: a `keys reload` that read the plaintext keys before a settings reload
+        // changed them must not finish after it and put back a stale key set and alert.
+        let _one = self.keys_loading.lock().await;
         let (plaintext, proxied) = {
             let mut g = self.plaintext_keys.lock().unwrap();
             if let Some(s) = settings {
@@ -972,6 +977,7 @@ pub async fn run(
         proxies: tokio::sync::Mutex::new((Proxies::empty(), None)),
         keys: Default::default(),
         keyring_warned: Mutex::new(None),
+        keys_loading: tokio::sync::Mutex::new(()),
         plaintext_keys: Mutex::new((vec![], false)),
         reload_tx: reload_tx.clone(),
         state_dir: dir.clone(),
