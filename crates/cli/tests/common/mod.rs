@@ -49,18 +49,7 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config_text: &str) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("settings.toml");
-        std::fs::write(&config, config_text).unwrap();
-        let state = dir.path().join("state");
-        let mut d = Daemon {
-            child: None,
-            dir,
-            config,
-            state,
-        };
-        d.spawn();
-        d
+        Self::start_with(config_text, None)
     }
 
     /// `mlx-box up --demo` in a temp state dir, answering. The first run on a machine makes the Python env and
@@ -99,6 +88,10 @@ impl Daemon {
 
     /// A daemon whose open-files limit (soft and hard, as `ulimit -n N` sets them) is `nofile`.
     pub fn start_with_fd_limit(config_text: &str, nofile: u64) -> Daemon {
+        Self::start_with(config_text, Some(nofile))
+    }
+
+    fn start_with(config_text: &str, nofile: Option<u64>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("settings.toml");
         std::fs::write(&config, config_text).unwrap();
@@ -109,7 +102,7 @@ impl Daemon {
             config,
             state,
         };
-        d.spawn_limited(Some(nofile));
+        d.spawn_limited(nofile);
         d
     }
 
