@@ -20,6 +20,7 @@
 //! `relay.rs`; counters live in `stats.rs`.
 
 mod auth;
+mod backend;
 pub(crate) mod body;
 mod listen;
 mod relay;
@@ -37,7 +38,7 @@ use crate::supervisor::State;
 use auth::Auth;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::http::{header, uri, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use http_body::Body as HttpBody;
 use relay::{FilteredRelay, InFlight, Meter, Relay};
@@ -95,26 +96,6 @@ async fn read_body(mut body: Body, declared: Option<usize>, limit: usize) -> Res
         (Some(f), None) => f,
         (None, None) => Bytes::new(),
     })
-}
-
-/// The HTTP/1.1 client to the backends, with a keep-alive pool.
-type Backend =
-    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
-
-fn new_backend() -> Backend {
-    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
-    connector.set_nodelay(true);
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .build(connector)
-}
-
-thread_local! {
-    /// One pooled client per proxy thread: a backend connection's task then runs on the thread that
-    /// uses it, so a request never wakes another thread (measured: the daemon's 2-worker work-stealing
-    /// runtime cost ~45 µs of CPU per proxied request, one single-threaded runtime per thread ~30 µs).
-    static BACKEND: Backend = new_backend();
 }
 
 /// The threads the frontend listeners run on: each a single-threaded tokio runtime (like nginx's worker
@@ -210,8 +191,8 @@ impl ListenerConfig {
 struct Front {
     cfg: ListenerConfig,
     keys: SharedKeys,
-    /// `127.0.0.1:backend_port`.
-    backend: uri::Authority,
+    /// `Host: 127.0.0.1:backend_port`, sent to the backend.
+    backend_host: HeaderValue,
     statuses: Arc<RwLock<BTreeMap<String, ServiceStatus>>>,
     /// In flight to the backend (max_concurrency) and, separately, admitted (in flight + queued).
     slots: Option<Arc<Semaphore>>,
@@ -553,19 +534,10 @@ async fn forward(
     streaming: bool,
     guard: InFlight,
 ) -> Response {
-    let mut target = uri::Parts::default();
-    target.scheme = Some(uri::Scheme::HTTP);
-    target.authority = Some(f.backend.clone());
-    target.path_and_query = Some(
-        parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| uri::PathAndQuery::from_static("/")),
-    );
-    parts.uri = match axum::http::Uri::from_parts(target) {
-        Ok(u) => u,
-        Err(_) => return f.bad_request(StatusCode::BAD_REQUEST, "bad request path"),
+    // Origin-form to the backend (`/path?query`); the connection says where.
+    parts.uri = match parts.uri.path_and_query() {
+        Some(pq) => axum::http::Uri::from(pq.clone()),
+        None => axum::http::Uri::from_static("/"),
     };
     // The client's headers go on as they are, minus hop-by-hop ones, its key and its origin (CORS was
     // decided here).
@@ -575,7 +547,12 @@ async fn forward(
     parts.version = axum::http::Version::HTTP_11;
     let req = axum::http::Request::from_parts(parts, body);
     let timeout = f.cfg.timeout;
-    let resp = match tokio::time::timeout(timeout, BACKEND.with(|c| c.request(req))).await {
+    let resp = match tokio::time::timeout(
+        timeout,
+        backend::send(f.cfg.backend_port, &f.backend_host, req),
+    )
+    .await
+    {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             return openai_error(
@@ -746,11 +723,8 @@ impl Proxies {
                 .max_concurrency
                 .map(|n| Arc::new(Semaphore::new(n as usize * 5)));
             let front = Arc::new(Front {
-                backend: uri::Authority::from_maybe_shared(format!(
-                    "127.0.0.1:{}",
-                    cfg.backend_port
-                ))
-                .unwrap_or_else(|_| uri::Authority::from_static("127.0.0.1:1")),
+                backend_host: HeaderValue::from_str(&format!("127.0.0.1:{}", cfg.backend_port))
+                    .unwrap_or_else(|_| HeaderValue::from_static("127.0.0.1")),
                 cfg: cfg.clone(),
                 keys: keys.clone(),
                 statuses: statuses.clone(),
@@ -814,7 +788,7 @@ mod tests {
         Front {
             cfg,
             keys: Default::default(),
-            backend: uri::Authority::from_static("127.0.0.1:1"),
+            backend_host: HeaderValue::from_static("127.0.0.1:1"),
             statuses: Default::default(),
             slots: None,
             admitted: None,
