@@ -105,6 +105,14 @@ pub struct StreamFilter {
 }
 
 impl StreamFilter {
+    /// No choice is inside a think span or holding back a partial tag: an event with no `<` and no
+    /// reasoning field would come out of `filter_chunk` unchanged.
+    pub fn is_idle(&self) -> bool {
+        self.per_choice
+            .iter()
+            .all(|f| !f.inside && f.pending.is_empty())
+    }
+
     /// Filters the JSON of one `data:` event in place. Returns false when the event carries nothing left
     /// to send (a reasoning-only delta), so the proxy can drop it.
     pub fn filter_chunk(&mut self, v: &mut Value) -> bool {

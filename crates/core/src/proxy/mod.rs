@@ -616,12 +616,16 @@ async fn forward(
                     )
                 }
             };
-        match serde_json::from_slice::<serde_json::Value>(&b) {
-            Ok(mut v) => {
-                filter_completion(&mut v);
-                Body::from(serde_json::to_vec(&v).unwrap_or_default())
+        if !sse::might_change(&b) {
+            Body::from(b) // no think span, no reasoning field: as it came
+        } else {
+            match serde_json::from_slice::<serde_json::Value>(&b) {
+                Ok(mut v) => {
+                    filter_completion(&mut v);
+                    Body::from(serde_json::to_vec(&v).unwrap_or_default())
+                }
+                Err(_) => Body::from(b),
             }
-            Err(_) => Body::from(b),
         }
     } else {
         // Chunk by chunk, no buffering; the backend's length (if any) is kept.

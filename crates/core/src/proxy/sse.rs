@@ -57,6 +57,20 @@ impl SseFilter {
     }
 }
 
+static REASONING: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"reasoning"));
+
+static ESCAPE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\\u"));
+
+/// Could the reasoning filter change these bytes: a `<` (a tag may start), a reasoning field, or a `\u`
+/// escape (which may spell either: `\u003cthink>`)? If not, they pass as they are.
+pub(super) fn might_change(bytes: &[u8]) -> bool {
+    memchr::memchr(b'<', bytes).is_some()
+        || REASONING.find(bytes).is_some()
+        || ESCAPE.find(bytes).is_some()
+}
+
 /// The end of the first event (after its blank line), looking from `from` on.
 pub(super) fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
     let mut i = from;
@@ -76,6 +90,10 @@ pub(super) fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
 /// One event through the filter: each `data:` JSON is filtered; an event left empty is dropped; comments,
 /// `[DONE]` and what is not JSON pass as they are.
 pub(super) fn filter_event(event: &[u8], filter: &mut StreamFilter) -> Vec<u8> {
+    // The usual event, a token with no tag and no reasoning field: a byte scan, not a JSON round trip.
+    if filter.is_idle() && !might_change(event) {
+        return event.to_vec();
+    }
     let text = String::from_utf8_lossy(event);
     let mut out = String::new();
     for line in text.split_inclusive('\n') {
@@ -168,6 +186,27 @@ mod tests {
         assert_eq!(find_event_end(b"data: x\n\ndata: y", 0), Some(9));
         assert_eq!(find_event_end(b"data: x\r\n\r\ndata: y", 0), Some(11));
         assert_eq!(find_event_end(b"data: x\ndata: y\n", 0), None);
+    }
+
+    #[test]
+    fn only_events_the_filter_could_change_are_parsed() {
+        assert!(!might_change(
+            br#"data: {"choices":[{"delta":{"content":"plain"}}]}"#
+        ));
+        assert!(might_change(br#"{"content":"a<b"}"#));
+        assert!(might_change(br#"{"reasoning_content":"x"}"#));
+        assert!(might_change(
+            br#"{"content":"\u003cthink>secret\u003c/think>"}"#
+        ));
+        // An escaped tag is still removed: the event goes the JSON way.
+        let mut f = StreamFilter::default();
+        let out = filter_event(
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\\u003cthink>s\\u003c/think>ok\"}}]}\n\n",
+            &mut f,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("\"content\":\"ok\""), "{text}");
+        assert!(!text.contains("think") && !text.contains("003c"), "{text}");
     }
 
     /// Issue 11, item 13: the last event without its blank line used to be lost.
