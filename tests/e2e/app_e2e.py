@@ -264,6 +264,10 @@ def main():
         @test("stopping a service from the dashboard stops its process and the row says so")
         def _():
             victim = "chat-nothink" if "chat-nothink" in names else names[-1]
+            # A retry after the driver died may find the service stopped by the first attempt: start it.
+            if service(status(a.cli, state), victim)["state"] != "ready":
+                subprocess.run([a.cli, "start", victim, "--state-dir", state], env=env, timeout=180,
+                               capture_output=True)
             pgid = service(status(a.cli, state), victim)["pid"]
             assert pgid and group_alive(pgid)
             wd.click(wd.find(f'[data-testid="stop-{victim}"]'))
@@ -318,6 +322,11 @@ def main():
             wd.screenshot(os.path.join(a.screenshots, "settings-saved.png"))
         @test("the Benchmark window runs a benchmark on the real servers and shows its results and charts")
         def _():
+            # A retry after the driver died: let the first attempt's run finish before starting another.
+            sock = os.path.join(state, "mlx-box.sock")
+            wait_for("no benchmark running", lambda: subprocess.run(
+                ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", sock,
+                 "http://mlx-box/v1/bench/current"], capture_output=True, text=True).stdout == "404", timeout=240)
             wd.script("window.location.hash = 'bench'")
             wait_for("bench form", lambda: wd.find('[data-testid="bench-levels"]'), timeout=20)
             wd.set_value('[data-testid="bench-levels"]', "1,2")

@@ -16,8 +16,9 @@
 //! - `filter_reasoning`: think spans and reasoning fields removed, in JSON replies and in SSE streams,
 //!   event by event (`sse.rs`, `reasoning.rs`).
 //!
-//! Connections are capped, timed out and drained in `listen.rs`; the reply is relayed and metered in
-//! `relay.rs`; counters live in `stats.rs`.
+//! Connections are capped, timed out and drained in `listen.rs`; requests go to the backend over a
+//! per-thread connection pool in `backend.rs`; the reply is relayed and metered in `relay.rs`; counters
+//! live in `stats.rs`.
 
 mod auth;
 mod backend;
