@@ -317,34 +317,16 @@ fn main() {
     }
     // The frontend answers 503 until the supervisor has seen the backend ready.
     let t0 = Instant::now();
+    let answers = |port: u16| {
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(["-H", "Authorization: Bearer bench-key"])
+            .arg(format!("http://127.0.0.1:{port}/v1/models"))
+            .output()
+            .is_ok_and(|o| o.stdout == b"200")
+    };
     loop {
-        let out = Command::new("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-H",
-                "Authorization: Bearer bench-key",
-            ])
-            .arg(format!("http://127.0.0.1:{front}/v1/models"))
-            .output()
-            .unwrap();
-        let out2 = Command::new("curl")
-            .args([
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code}",
-                "-H",
-                "Authorization: Bearer bench-key",
-            ])
-            .arg(format!("http://127.0.0.1:{front2}/v1/models"))
-            .output()
-            .unwrap();
-        if out.stdout == b"200" && out2.stdout == b"200" {
+        if answers(front) && answers(front2) {
             break;
         }
         assert!(

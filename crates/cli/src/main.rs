@@ -284,9 +284,7 @@ fn validate(path: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (settings, mut diags) = config::parse_settings(&path, &text);
-    diags.extend(config::readable_keys_warning(&path, &text));
-    diags.sort_by_key(|d| (d.line, d.col));
+    let (settings, diags) = config::validate_file(&path, &text);
     for d in &diags {
         println!("{d}");
     }

@@ -366,10 +366,8 @@ impl Daemon {
                 format!(
                     "settings.toml holds {} API key(s) in [server] api_key/api_keys. Run `mlx-box keys import` to move them into the OS keyring (the file keeps its comments).{}",
                     plaintext.len(),
-                    std::fs::read_to_string(&self.config_path)
-                        .ok()
-                        .and_then(|t| config::readable_keys_warning(&self.config_path, &t))
-                        .map(|d| format!(" {} ({}).", d.message, d.hint.unwrap_or_default()))
+                    config::readable_by_others(&self.config_path)
+                        .map(|mode| format!(" Other users can read the file (mode {mode:04o}): `chmod 600 {}`.", self.config_path.display()))
                         .unwrap_or_default()
                 ),
             );

@@ -286,33 +286,13 @@ pub struct ImportReport {
     pub scrubbed_backup: Option<PathBuf>,
 }
 
-/// The plaintext keys of a settings.toml text (`[server] api_key` and `api_keys`), in file order.
-pub fn plaintext_keys(text: &str) -> Vec<String> {
+/// Every `[server] api_key` / `api_keys` string of a settings text, blank ones included, in file order.
+fn key_entries(text: &str) -> Vec<String> {
     let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
         return vec![];
     };
     let Some(server) = doc.get("server") else {
         return vec![];
-    };
-    let mut out: Vec<String> = vec![];
-    if let Some(k) = server.get("api_key").and_then(|v| v.as_str()) {
-        out.push(k.to_string());
-    }
-    if let Some(a) = server.get("api_keys").and_then(|v| v.as_array()) {
-        out.extend(a.iter().filter_map(|v| v.as_str()).map(str::to_string));
-    }
-    out.retain(|k| !k.trim().is_empty());
-    out.dedup();
-    out
-}
-
-/// How many `api_key` / `api_keys` entries of a settings text are blank.
-fn blank_keys(text: &str) -> usize {
-    let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
-        return 0;
-    };
-    let Some(server) = doc.get("server") else {
-        return 0;
     };
     let single = server.get("api_key").and_then(|v| v.as_str()).into_iter();
     let list = server
@@ -320,7 +300,24 @@ fn blank_keys(text: &str) -> usize {
         .and_then(|v| v.as_array())
         .into_iter()
         .flat_map(|a| a.iter().filter_map(|v| v.as_str()));
-    single.chain(list).filter(|k| k.trim().is_empty()).count()
+    single.chain(list).map(str::to_string).collect()
+}
+
+/// The plaintext keys of a settings.toml text (`[server] api_key` and `api_keys`), in file order; a blank
+/// entry is no key.
+pub fn plaintext_keys(text: &str) -> Vec<String> {
+    let mut out = key_entries(text);
+    out.retain(|k| !k.trim().is_empty());
+    out.dedup();
+    out
+}
+
+/// How many `api_key` / `api_keys` entries of a settings text are blank.
+fn blank_keys(text: &str) -> usize {
+    key_entries(text)
+        .iter()
+        .filter(|k| k.trim().is_empty())
+        .count()
 }
 
 /// The settings text without its plaintext keys (toml_edit: everything else kept byte for byte).

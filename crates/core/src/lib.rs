@@ -23,3 +23,4 @@ pub mod proxy;
 pub mod reasoning;
 pub mod rules;
 pub mod supervisor;
+pub mod task;

@@ -13,7 +13,10 @@ mod watch;
 pub use diff::{diff_settings, ServiceChange, SettingsDiff};
 pub use document::{apply_edits, to_json, ConfigEdit, EditError};
 pub use edit::{atomic_write, backup_path, edit_target, write_with_backup};
-pub use parse::{parse_settings, readable_keys_warning, Diagnostic, Severity, EXPECT_KEYS};
+pub use parse::{
+    parse_settings, readable_by_others, readable_keys_warning, validate_file, Diagnostic, Severity,
+    EXPECT_KEYS,
+};
 pub use watch::{watch_file, FileWatcher};
 
 use serde::{Deserialize, Serialize};

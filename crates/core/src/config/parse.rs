@@ -401,14 +401,17 @@ fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
         .map(|(_, k)| k)
 }
 
-/// A warning when the file at `path` holds plaintext API keys and other users may read it (validate and
-/// the daemon's alert both use it: the text alone cannot tell).
-pub fn readable_keys_warning(path: &Path, text: &str) -> Option<Diagnostic> {
+/// The mode of the file at `path` when users other than its owner can read it.
+pub fn readable_by_others(path: &Path) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     let mode = std::fs::metadata(path).ok()?.mode() & 0o777;
-    if mode & 0o044 == 0 {
-        return None;
-    }
+    (mode & 0o044 != 0).then_some(mode)
+}
+
+/// A warning when the file at `path` holds plaintext API keys and other users may read it (the text
+/// alone cannot tell).
+pub fn readable_keys_warning(path: &Path, text: &str) -> Option<Diagnostic> {
+    let mode = readable_by_others(path)?;
     let doc = Document::parse(text.to_string()).ok()?;
     let server = doc.get("server")?.as_table_like()?;
     let key = ["api_key", "api_keys"]
@@ -428,6 +431,14 @@ pub fn readable_keys_warning(path: &Path, text: &str) -> Option<Diagnostic> {
         )),
     );
     cx.diags.pop()
+}
+
+/// `mlx-box validate`: the text's diagnostics and those of the file itself (its mode), in file order.
+pub fn validate_file(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnostic>) {
+    let (settings, mut diags) = parse_settings(path, text);
+    diags.extend(readable_keys_warning(path, text));
+    diags.sort_by_key(|d| (d.line, d.col));
+    (settings, diags)
 }
 
 /// Parses and validates settings text. Returns the settings when there is no error (warnings may exist),

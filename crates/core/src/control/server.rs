@@ -142,7 +142,7 @@ async fn follow(State(d): D, Path(name): Path<String>) -> Response {
             }
         })
     };
-    let guard = AbortOnDrop(poller);
+    let guard = crate::task::AbortOnDrop(poller);
     let stream = BroadcastStream::new(rx).filter_map(move |r| {
         let _keep = &guard;
         match r {
@@ -154,13 +154,6 @@ async fn follow(State(d): D, Path(name): Path<String>) -> Response {
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response()
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 async fn get_config(State(d): D) -> Response {

@@ -297,7 +297,7 @@ mod tests {
             "127.0.0.1.evil.example",
             "localhost.evil.example",
             "[::2]:80",
-            "10.1.2.3",
+            "198.18.0.1",
             "[::1",
             "",
         ] {

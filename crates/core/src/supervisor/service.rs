@@ -116,7 +116,7 @@ impl Runner {
         // a stop in progress (up to stop_timeout_s) does not hold it up.
         let _log_poller = {
             let log = self.log.clone();
-            AbortOnDrop(tokio::spawn(async move {
+            crate::task::AbortOnDrop(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(500));
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
@@ -541,13 +541,4 @@ fn shell_words(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Aborts its task when dropped (the service's runner returned).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
