@@ -47,11 +47,19 @@ npm run check --silent
 run_counted npm test --silent
 
 say "TypeScript types generated from the Rust ones: no drift"
-cargo test -q -p mlxbox-core --lib export_bindings >/dev/null
+cargo test -q -p mlxbox-api -p mlxbox-client --lib export_bindings >/dev/null
 if [ -n "$(git status --porcelain -- ui/src/bindings)" ]; then
   git status --porcelain -- ui/src/bindings
-  say "ui/src/bindings is out of date: run 'cargo test -p mlxbox-core --lib export_bindings' and commit it"
+  say "ui/src/bindings is out of date: run 'cargo test -p mlxbox-api -p mlxbox-client --lib export_bindings' and commit it"
   exit 1
+fi
+
+say "crate boundaries: the wire crate has no runtime; the app links no server and not the daemon"
+if cargo tree -p mlxbox-api -e normal | grep -E 'tokio|hyper|axum|notify'; then
+  say "mlxbox-api must stay a leaf (serde, ts-rs): see the lines above"; exit 1
+fi
+if cargo tree -p mlx-box-app -e features | grep -E 'axum|hyper feature "server"|mlxbox-core'; then
+  say "src-tauri must not link a server or the daemon: see the lines above"; exit 1
 fi
 
 say "cargo fmt --check"

@@ -1,15 +1,15 @@
-//! The commands the windows call. Each is one line over `mlxbox_core::app::AppCore` (see its module doc for
+//! The commands the windows call. Each is one line over `mlxbox_client::app::AppCore` (see its module doc for
 //! the table); only log following, which emits events, has a few lines of its own.
 
 use crate::AppState;
-use mlxbox_core::api::{
+use mlxbox_api::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
+use mlxbox_api::bench::{DoctorOptions, DoctorReport};
+use mlxbox_api::config::ConfigEdit;
+use mlxbox_api::keys::{KeyInfo, KeyList, NewKey};
+use mlxbox_api::{
     ActionReply, BenchHistory, ConfigDocument, ConfigPreview, MonitorHistory, StatusReport,
 };
-use mlxbox_core::app::{daemon_binary, CommandError, Connection, LogLine};
-use mlxbox_core::bench::doctor::{DoctorOptions, DoctorReport};
-use mlxbox_core::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
-use mlxbox_core::config::ConfigEdit;
-use mlxbox_core::keys::{KeyInfo, KeyList, NewKey};
+use mlxbox_client::app::{daemon_binary, CommandError, Connection, LogLine};
 use std::time::Duration;
 use tauri::{AppHandle, Emitter, Runtime, State};
 
@@ -57,7 +57,7 @@ pub async fn save_config(
 #[tauri::command]
 pub async fn get_proxy_stats(
     s: State<'_, AppState>,
-) -> R<std::collections::BTreeMap<String, mlxbox_core::proxy::ProxyStats>> {
+) -> R<std::collections::BTreeMap<String, mlxbox_api::proxy::ProxyStats>> {
     s.core.proxy_stats().await
 }
 

@@ -1,6 +1,6 @@
 //! The mlx-box menu-bar app: a thin client of the daemon (`mlx-box up`). It starts the daemon when none runs
 //! on its state dir, follows its event stream, and draws the tray, the windows and the notifications. It never
-//! owns a model server. Behaviour lives in `mlxbox_core::{app, menubar}`; this crate only renders it.
+//! owns a model server. Behaviour lives in `mlxbox_client::{app, menubar}`; this crate only renders it.
 //!
 //! - `commands.rs`: what the windows call.
 //! - `tray.rs`: the menu-bar icon and menu.
@@ -12,9 +12,9 @@ pub mod notify;
 pub mod tray;
 pub mod windows;
 
-use mlxbox_core::api::{Alert, Event};
-use mlxbox_core::app::{self, AppCore, AppPrefs, AppSink, Connection, FocusAlert};
-use mlxbox_core::menubar::{Snapshot, TrayLevel};
+use mlxbox_api::{Alert, Event};
+use mlxbox_client::app::{self, AppCore, AppPrefs, AppSink, Connection, FocusAlert};
+use mlxbox_client::menubar::{Snapshot, TrayLevel};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

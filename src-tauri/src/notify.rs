@@ -1,9 +1,9 @@
-//! Desktop notifications for the daemon's alerts (which alerts: `mlxbox_core::menubar::NotificationGate`).
+//! Desktop notifications for the daemon's alerts (which alerts: `mlxbox_client::menubar::NotificationGate`).
 //! Shown through notify-rust, the notification plugin's own backend, because the plugin's desktop side drops
 //! the handle a click arrives on: here a thread keeps it, and a click on the notification opens the
 //! dashboard on that alert (Linux: the "default" action; macOS: the banner's default action).
 
-use mlxbox_core::api::Alert;
+use mlxbox_api::Alert;
 use tauri::{AppHandle, Runtime};
 
 pub fn show<R: Runtime>(app: &AppHandle<R>, alert: &Alert) {
@@ -13,7 +13,7 @@ pub fn show<R: Runtime>(app: &AppHandle<R>, alert: &Alert) {
     {
         // "default" is what a click on the body reports; the label shows where servers offer buttons.
         n.action("default", "Open dashboard");
-        if alert.severity == mlxbox_core::api::AlertSeverity::Critical {
+        if alert.severity == mlxbox_api::AlertSeverity::Critical {
             n.urgency(notify_rust::Urgency::Critical);
         }
     }

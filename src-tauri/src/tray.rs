@@ -1,10 +1,10 @@
-//! Draws the tray from `mlxbox_core::menubar` (the model lives there) and routes menu clicks back to typed
+//! Draws the tray from `mlxbox_client::menubar` (the model lives there) and routes menu clicks back to typed
 //! actions. Menu and icon changes run on the main thread, as the platform requires.
 
 use crate::windows::{self, View};
 use crate::AppState;
-use mlxbox_core::app::daemon_binary;
-use mlxbox_core::menubar::{self, MenuAction, MenuEntry, Snapshot, TrayLevel};
+use mlxbox_client::app::daemon_binary;
+use mlxbox_client::menubar::{self, MenuAction, MenuEntry, Snapshot, TrayLevel};
 use std::time::Duration;
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem};
@@ -116,7 +116,7 @@ pub fn redraw<R: Runtime>(app: &AppHandle<R>, snap: Snapshot, level: TrayLevel) 
                 .flat_map(|s| s.services.iter().map(|x| x.since_ms))
                 .max();
             if let Some(t) = newest {
-                let now = mlxbox_core::api::now_ms();
+                let now = mlxbox_api::now_ms();
                 eprintln!(
                     "timing: tray {} redrawn {} ms after the daemon's state change",
                     level.as_str(),

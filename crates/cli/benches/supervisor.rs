@@ -10,8 +10,8 @@
 //!
 //! Figures go to docs/PERFORMANCE.md.
 
+use mlxbox_client::control::Client;
 use mlxbox_core::api::Event;
-use mlxbox_core::control::client::Client;
 use mlxbox_core::supervisor::State;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};

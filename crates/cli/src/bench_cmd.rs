@@ -3,10 +3,10 @@
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
+use mlxbox_client::control::Client;
 use mlxbox_core::api::Event;
 use mlxbox_core::bench::doctor::{DoctorOptions, DoctorReport};
 use mlxbox_core::bench::{BenchOptions, BenchResult, CheckStatus, Comparison, Stats};
-use mlxbox_core::control::client::Client;
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;

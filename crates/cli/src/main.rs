@@ -4,9 +4,9 @@ mod bench_cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use mlxbox_client::control::{Client, ClientError};
 use mlxbox_core::api::{ServiceStatus, StatusReport};
 use mlxbox_core::config::{self, Severity};
-use mlxbox_core::control::client::{Client, ClientError};
 use mlxbox_core::supervisor::State;
 use mlxbox_core::{daemon, demo, estimate, keys, paths};
 use std::path::PathBuf;

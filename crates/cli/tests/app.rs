@@ -1,14 +1,14 @@
-//! The menu-bar app's behaviour without a desktop: `mlxbox_core::app` (its commands and the daemon
+//! The menu-bar app's behaviour without a desktop: `mlxbox_client::app` (its commands and the daemon
 //! follower that drives the tray and the notifications) against a real daemon with real servers. The Tauri
 //! crate only renders what this produces.
 
 mod common;
 
 use common::*;
+use mlxbox_client::app::{watch_daemon, AppCore, AppPrefs, AppSink, CommandErrorKind, Connection};
+use mlxbox_client::menubar::{Snapshot, TrayLevel};
 use mlxbox_core::api::Event;
-use mlxbox_core::app::{watch_daemon, AppCore, AppPrefs, AppSink, CommandErrorKind, Connection};
 use mlxbox_core::config::ConfigEdit;
-use mlxbox_core::menubar::{Snapshot, TrayLevel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -158,7 +158,7 @@ impl Daemon {
             services,
             memory: MemoryStatus::from_sample(&sample),
             thermal: ThermalStatus {
-                state: sample.thermal.as_str().into(),
+                state: sample.thermal,
             },
             alerts: self.shared.alerts.active(),
         }

@@ -11,66 +11,15 @@
 //! The keyring calls block (D-Bus / Security framework): call them from `spawn_blocking` in async code.
 
 use crate::config::{self, ConfigEdit};
-use serde::{Deserialize, Serialize};
+pub use mlxbox_api::keys::{KeyInfo, KeyList, NewKey, NewKeyRequest};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
-use ts_rs::TS;
 
 /// Default keyring service name.
 pub const SERVICE: &str = "mlx-box";
 const INDEX_USER: &str = "index";
 /// Prefix of generated keys: recognisable in a leak scan, like `sk-` of other providers.
 pub const KEY_PREFIX: &str = "sk-mlxbox-";
-
-/// What is known about a key without reading it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
-#[ts(export)]
-pub struct KeyInfo {
-    pub id: String,
-    /// Label given at creation (`--name`), or where it came from (`imported from settings.toml`).
-    pub name: Option<String>,
-    /// Unix time, seconds.
-    #[ts(type = "number")]
-    pub created: u64,
-    /// The key's last 4 characters, to tell keys apart.
-    pub last4: String,
-    /// Services this key opens; empty = every service.
-    #[serde(default)]
-    pub services: Vec<String>,
-}
-
-impl KeyInfo {
-    pub fn allows(&self, service: &str) -> bool {
-        self.services.is_empty() || self.services.iter().any(|s| s == service)
-    }
-}
-
-/// `GET /v1/keys`.
-#[derive(Debug, Clone, Serialize, Deserialize, TS)]
-#[ts(export)]
-pub struct KeyList {
-    pub keys: Vec<KeyInfo>,
-    /// Why the keyring could not be read, if it could not (`keys` is then empty).
-    pub keyring_error: Option<String>,
-}
-
-/// `POST /v1/keys`: make a key.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, TS)]
-#[ts(export)]
-pub struct NewKeyRequest {
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Services it opens; empty = all.
-    #[serde(default)]
-    pub services: Vec<String>,
-}
-
-/// The answer to `POST /v1/keys`: the only time the secret is shown.
-#[derive(Debug, Clone, Serialize, Deserialize, TS)]
-#[ts(export)]
-pub struct NewKey {
-    pub key: KeyInfo,
-    pub secret: String,
-}
 
 /// A key with its secret (in memory only: the proxy's key set).
 #[derive(Clone)]

@@ -1,9 +1,9 @@
-//! mlx-box core: everything the daemon does, with no GUI dependency. `crates/cli` and `src-tauri` are thin
-//! clients of this crate.
+//! mlx-box core: the daemon and everything it does, with no GUI dependency. The wire types are in
+//! `mlxbox-api`; clients (the CLI's commands, the menu-bar app) speak to the daemon through `mlxbox-client`.
+//! Where each piece of state lives and how requests flow: docs/ARCHITECTURE.md.
 
 pub mod alerts;
 pub mod api;
-pub mod app;
 pub mod bench;
 pub mod config;
 pub mod control;
@@ -16,7 +16,6 @@ pub mod fuzzing;
 pub mod keys;
 pub mod launch;
 pub mod limits;
-pub mod menubar;
 pub mod monitor;
 pub mod paths;
 pub mod proxy;

@@ -19,16 +19,14 @@
 
 pub mod checks;
 pub mod client;
-pub mod compare;
 pub mod doctor;
 pub mod history;
 pub mod load;
 pub mod machine;
 pub mod metrics;
-pub mod report;
 pub mod run;
 
-pub use compare::{compare, CompareRow, Comparison};
-pub use metrics::Stats;
+pub use mlxbox_api::bench::{compare, report};
+pub use mlxbox_api::bench::{CompareRow, Comparison, Stats};
 pub use report::*;
 pub use run::{run, Hooks, ProgressFn, SampleFn, Target};

@@ -2,19 +2,9 @@
 //! edits addressed by key path applied with `toml_edit`, so the user's comments, order and layout survive
 //! everything but the value that changed.
 
-use serde::{Deserialize, Serialize};
+use super::ConfigEdit;
 use serde_json::Value as Json;
 use toml_edit::{DocumentMut, Item, Table, Value};
-use ts_rs::TS;
-
-/// One change: set `value` at `path` (tables are created as needed), or remove the key when `value` is
-/// null. Example: `{"path": ["services", "chat", "max_tokens"], "value": 4096}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
-#[ts(export)]
-pub struct ConfigEdit {
-    pub path: Vec<String>,
-    pub value: Option<Json>,
-}
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum EditError {

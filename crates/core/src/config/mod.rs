@@ -11,77 +11,17 @@ mod parse;
 mod watch;
 
 pub use diff::{diff_settings, ServiceChange, SettingsDiff};
-pub use document::{apply_edits, to_json, ConfigEdit, EditError};
+pub use document::{apply_edits, to_json, EditError};
 pub use edit::{atomic_write, backup_path, edit_target, write_with_backup};
 pub use parse::{
-    parse_settings, readable_by_others, readable_keys_warning, validate_file, Diagnostic, Severity,
-    EXPECT_KEYS,
+    parse_settings, readable_by_others, readable_keys_warning, validate_file, EXPECT_KEYS,
 };
 pub use watch::{watch_file, FileWatcher};
 
+pub use mlxbox_api::config::{ConfigEdit, Diagnostic, Expectations, Kind, Severity};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use ts_rs::TS;
-
-/// What a service serves; decides its default command line and its readiness probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
-#[ts(export)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Chat,
-    Embedding,
-    Ocr,
-    Tts,
-    Stt,
-    Command,
-}
-
-impl Kind {
-    pub const NAMES: &'static [&'static str] =
-        &["chat", "embedding", "ocr", "tts", "stt", "command"];
-
-    pub fn parse(s: &str) -> Option<Kind> {
-        Some(match s {
-            "chat" => Kind::Chat,
-            "embedding" | "embed" => Kind::Embedding,
-            "ocr" | "vision" => Kind::Ocr,
-            "tts" => Kind::Tts,
-            "stt" | "whisper" => Kind::Stt,
-            "command" => Kind::Command,
-            _ => return None,
-        })
-    }
-
-    /// The kind the original mlx-box implies by a service's name (it had no `kind` key).
-    pub fn infer(name: &str, has_command: bool) -> Kind {
-        let n = name.to_ascii_lowercase();
-        if n.contains("embed") {
-            Kind::Embedding
-        } else if n.contains("ocr") || n.contains("vision") || n.contains("vlm") {
-            Kind::Ocr
-        } else if n.contains("tts") || n.contains("speech") {
-            Kind::Tts
-        } else if n.contains("whisper") || n.contains("stt") || n.contains("transcri") {
-            Kind::Stt
-        } else if has_command {
-            Kind::Command
-        } else {
-            Kind::Chat
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Chat => "chat",
-            Kind::Embedding => "embedding",
-            Kind::Ocr => "ocr",
-            Kind::Tts => "tts",
-            Kind::Stt => "stt",
-            Kind::Command => "command",
-        }
-    }
-}
 
 /// What to do when a server exits on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -232,28 +172,6 @@ impl ServiceSpec {
 
     pub fn line_of(&self, key: &str) -> Option<usize> {
         self.positions.0.get(key).map(|p| p.line)
-    }
-}
-
-/// Per-service expectations of the benchmark (the `expect_*` keys): a run that misses one is a FAIL for
-/// that service in `mlx-box bench` and `mlx-box doctor`. Changing them never restarts the server.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-pub struct Expectations {
-    /// `expect_gen_tok_s`: minimum mean generation tok/s of a request alone (concurrency 1).
-    pub gen_tok_s: Option<f64>,
-    /// `expect_ttft_ms`: maximum p50 time to first token (ms) at concurrency 1.
-    pub ttft_ms: Option<f64>,
-    /// `expect_output_tok_s`: minimum overall output tok/s at the highest concurrency measured.
-    pub output_tok_s: Option<f64>,
-    /// `expect_parallel_efficiency`: minimum parallel efficiency at the highest concurrency measured.
-    pub parallel_efficiency: Option<f64>,
-    /// `expect_inputs_s`: embedding services, minimum inputs/s at the highest concurrency measured.
-    pub inputs_s: Option<f64>,
-}
-
-impl Expectations {
-    pub fn is_empty(&self) -> bool {
-        *self == Expectations::default()
     }
 }
 

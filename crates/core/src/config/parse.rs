@@ -2,59 +2,13 @@
 //! every problem in the file is reported at once, each with its exact `file:line:col` and a hint.
 
 use super::{
-    AlertSettings, AppSettings, Kind, Pos, Positions, Probe, RestartPolicy, ServerSettings,
-    ServiceSpec, Settings,
+    AlertSettings, AppSettings, Diagnostic, Kind, Pos, Positions, Probe, RestartPolicy,
+    ServerSettings, ServiceSpec, Settings, Severity,
 };
-use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml_edit::{Document, Item, TableLike, Value};
-use ts_rs::TS;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, TS)]
-#[ts(export)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Note,
-    Warning,
-    Error,
-}
-
-/// One problem in settings.toml. Displays as `PATH:LINE:COL: severity: message (hint)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
-#[ts(export)]
-pub struct Diagnostic {
-    pub path: PathBuf,
-    pub line: usize,
-    pub col: usize,
-    pub severity: Severity,
-    pub message: String,
-    pub hint: Option<String>,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sev = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-            Severity::Note => "note",
-        };
-        write!(
-            f,
-            "{}:{}:{}: {sev}: {}",
-            self.path.display(),
-            self.line,
-            self.col,
-            self.message
-        )?;
-        if let Some(h) = &self.hint {
-            write!(f, " ({h})")?;
-        }
-        Ok(())
-    }
-}
 
 const SERVER_KEYS: &[&str] = &[
     "host",

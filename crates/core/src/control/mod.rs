@@ -1,5 +1,4 @@
 //! The local control API: HTTP/JSON on a Unix socket (0600) in the state dir. The CLI and the menu-bar
-//! app are its clients; a remote Mac will later speak the same API over TCP with a token.
+//! app are its clients (`mlxbox-client`); a remote Mac will later speak the same API over TCP with a token.
 
-pub mod client;
 pub mod server;

@@ -11,40 +11,8 @@
 //! ```
 
 use crate::config::RestartPolicy;
-use serde::{Deserialize, Serialize};
+pub use mlxbox_api::service::State;
 use std::time::{Duration, Instant};
-use ts_rs::TS;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
-#[ts(export)]
-#[serde(rename_all = "lowercase")]
-pub enum State {
-    Stopped,
-    Starting,
-    Ready,
-    Unhealthy,
-    Backoff,
-    Failed,
-    Stopping,
-}
-
-impl State {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            State::Stopped => "stopped",
-            State::Starting => "starting",
-            State::Ready => "ready",
-            State::Unhealthy => "unhealthy",
-            State::Backoff => "backoff",
-            State::Failed => "failed",
-            State::Stopping => "stopping",
-        }
-    }
-    /// A process of ours is (supposed to be) running.
-    pub fn is_running(self) -> bool {
-        matches!(self, State::Starting | State::Ready | State::Unhealthy)
-    }
-}
 
 /// Restart settings of one service.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,7 +1,7 @@
 //! What a benchmark run produces (saved as JSON, served by the control API, printed by `--json`) and the
 //! thresholds (PASS / FAIL). The menu-bar app's TypeScript types are generated from these.
 
-use super::metrics::Stats;
+use super::Stats;
 use crate::config::{Expectations, Kind};
 use crate::monitor::{Pressure, Sample, Thermal};
 use serde::{Deserialize, Serialize};

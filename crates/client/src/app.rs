@@ -29,17 +29,17 @@
 //! Every error is a `CommandError`. Events to the windows: `daemon-event` (`Event`), `connection`
 //! (`Connection`), `log-line` (`LogLine`), `focus-alert` (`FocusAlert`).
 
-use crate::api::BenchHistory;
-use crate::api::{
+use crate::control::{Client, ClientError};
+use crate::menubar::{self, NotificationGate, Snapshot, TrayLevel};
+use mlxbox_api::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
+use mlxbox_api::bench::{DoctorOptions, DoctorReport};
+use mlxbox_api::config::ConfigEdit;
+use mlxbox_api::paths;
+use mlxbox_api::BenchHistory;
+use mlxbox_api::{
     ActionReply, Alert, AlertSeverity, ConfigDocument, ConfigEditRequest, ConfigPreview, Event,
     MonitorHistory, StatusReport,
 };
-use crate::bench::doctor::{DoctorOptions, DoctorReport};
-use crate::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
-use crate::config::ConfigEdit;
-use crate::control::client::{Client, ClientError};
-use crate::menubar::{self, NotificationGate, Snapshot, TrayLevel};
-use crate::paths;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -209,11 +209,12 @@ impl AppCore {
 
     pub async fn proxy_stats(
         &self,
-    ) -> Result<std::collections::BTreeMap<String, crate::proxy::ProxyStats>, CommandError> {
+    ) -> Result<std::collections::BTreeMap<String, mlxbox_api::proxy::ProxyStats>, CommandError>
+    {
         Ok(self.client.proxy_stats().await?)
     }
 
-    pub async fn keys(&self) -> Result<crate::keys::KeyList, CommandError> {
+    pub async fn keys(&self) -> Result<mlxbox_api::keys::KeyList, CommandError> {
         Ok(self.client.keys().await?)
     }
 
@@ -221,12 +222,12 @@ impl AppCore {
         &self,
         name: Option<String>,
         services: Vec<String>,
-    ) -> Result<crate::keys::NewKey, CommandError> {
-        let req = crate::keys::NewKeyRequest { name, services };
+    ) -> Result<mlxbox_api::keys::NewKey, CommandError> {
+        let req = mlxbox_api::keys::NewKeyRequest { name, services };
         Ok(self.client.add_key(&req).await?)
     }
 
-    pub async fn remove_key(&self, id: &str) -> Result<crate::keys::KeyInfo, CommandError> {
+    pub async fn remove_key(&self, id: &str) -> Result<mlxbox_api::keys::KeyInfo, CommandError> {
         Ok(self.client.remove_key(id).await?)
     }
 

@@ -2,8 +2,8 @@
 //! live snapshot, the tray icon's level, the summary line, the menu as data, and which alerts make a desktop
 //! notification. `src-tauri` only renders this, so all of it is tested here without a display.
 
-use crate::api::{Alert, AlertSeverity, Event, StatusReport};
-use crate::supervisor::State;
+use mlxbox_api::service::State;
+use mlxbox_api::{Alert, AlertSeverity, Event, StatusReport};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use ts_rs::TS;
@@ -35,8 +35,8 @@ impl Snapshot {
             Event::AlertCleared { id, .. } => st.alerts.retain(|x| &x.id != id),
             Event::Config(c) => st.config = c.clone(),
             Event::Monitor(t) => {
-                st.memory = crate::api::MemoryStatus::from_sample(&t.sample);
-                st.thermal.state = t.sample.thermal.as_str().into();
+                st.memory = mlxbox_api::MemoryStatus::from_sample(&t.sample);
+                st.thermal.state = t.sample.thermal;
                 if let Some(mem) = &t.service_memory {
                     for s in &mut st.services {
                         s.memory_bytes = mem.get(&s.name).copied();
@@ -333,8 +333,8 @@ impl NotificationGate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::*;
-    use crate::config::Kind;
+    use mlxbox_api::config::Kind;
+    use mlxbox_api::*;
 
     fn svc(name: &str, state: State) -> ServiceStatus {
         ServiceStatus {
@@ -374,10 +374,10 @@ mod tests {
                     available_bytes: 1 << 33,
                     swap_used_bytes: 3 << 20,
                     swap_total_bytes: 0,
-                    pressure: "normal".into(),
+                    pressure: mlxbox_api::monitor::Pressure::Normal,
                 },
                 thermal: ThermalStatus {
-                    state: "nominal".into(),
+                    state: mlxbox_api::monitor::Thermal::Nominal,
                 },
                 alerts: vec![],
             }),

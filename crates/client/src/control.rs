@@ -1,13 +1,13 @@
 //! Client of the control API over the Unix socket (used by the CLI; the menu-bar app uses it too).
 
-use crate::api::{
+use futures_util::StreamExt;
+use mlxbox_api::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
+use mlxbox_api::bench::{DoctorOptions, DoctorReport};
+use mlxbox_api::config::Diagnostic;
+use mlxbox_api::{
     ActionReply, BenchHistory, ConfigDocument, ConfigEditRequest, ConfigPreview, ErrorReply, Event,
     MonitorHistory, StatusReport,
 };
-use crate::bench::doctor::{DoctorOptions, DoctorReport};
-use crate::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
-use crate::config::Diagnostic;
-use futures_util::StreamExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(state_dir: &Path) -> Self {
-        let socket = crate::paths::socket_path(state_dir);
+        let socket = mlxbox_api::paths::socket_path(state_dir);
         let http = reqwest::Client::builder()
             .unix_socket(socket.clone())
             .build()
@@ -177,7 +177,8 @@ impl Client {
 
     pub async fn proxy_stats(
         &self,
-    ) -> Result<std::collections::BTreeMap<String, crate::proxy::ProxyStats>, ClientError> {
+    ) -> Result<std::collections::BTreeMap<String, mlxbox_api::proxy::ProxyStats>, ClientError>
+    {
         let r = self
             .send(self.http.get(Self::url("/v1/proxy/stats")))
             .await?;
@@ -230,7 +231,7 @@ impl Client {
     }
 
     /// The API keys the daemon knows (never their secrets).
-    pub async fn keys(&self) -> Result<crate::keys::KeyList, ClientError> {
+    pub async fn keys(&self) -> Result<mlxbox_api::keys::KeyList, ClientError> {
         let r = self.send(self.http.get(Self::url("/v1/keys"))).await?;
         Ok(r.json().await?)
     }
@@ -238,15 +239,15 @@ impl Client {
     /// Makes a key in the keyring; the answer is the only time its secret is shown.
     pub async fn add_key(
         &self,
-        req: &crate::keys::NewKeyRequest,
-    ) -> Result<crate::keys::NewKey, ClientError> {
+        req: &mlxbox_api::keys::NewKeyRequest,
+    ) -> Result<mlxbox_api::keys::NewKey, ClientError> {
         let r = self
             .send(self.http.post(Self::url("/v1/keys")).json(req))
             .await?;
         Ok(r.json().await?)
     }
 
-    pub async fn remove_key(&self, id: &str) -> Result<crate::keys::KeyInfo, ClientError> {
+    pub async fn remove_key(&self, id: &str) -> Result<mlxbox_api::keys::KeyInfo, ClientError> {
         let r = self
             .send(self.http.delete(Self::url(&format!("/v1/keys/{id}"))))
             .await?;

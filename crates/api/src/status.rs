@@ -1,0 +1,219 @@
+//! The types of the control API: what `status --json` prints and what the event stream carries.
+//! The menu-bar app's TypeScript types are generated from these (`ui/src/bindings`).
+
+use crate::bench::{BenchDone, BenchProgress, BenchSummary};
+use crate::config::{ConfigEdit, Diagnostic, Kind};
+use crate::monitor::{Pressure, Sample, Thermal};
+use crate::service::State;
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub kind: Kind,
+    pub state: State,
+    pub pid: Option<u32>,
+    /// The port the server binds (`backend_port` when set, else `port`).
+    pub port: Option<u16>,
+    /// The frontend port (the proxy's), when it differs.
+    pub frontend_port: Option<u16>,
+    pub model: Option<String>,
+    /// Automatic restarts since the daemon started (manual ones are not counted).
+    pub restarts: u32,
+    /// Resident memory of the whole process group.
+    #[ts(type = "number | null")]
+    pub memory_bytes: Option<u64>,
+    pub last_error: Option<String>,
+    pub enabled: bool,
+    /// Unix time (ms) of the last state change.
+    #[ts(type = "number")]
+    pub since_ms: u64,
+    /// Unix time (ms) the service became ready, while it is ready.
+    #[ts(type = "number | null")]
+    pub ready_since_ms: Option<u64>,
+    pub crash_loop: bool,
+    /// Set while the process was adopted from a previous daemon.
+    pub adopted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct MemoryStatus {
+    #[ts(type = "number")]
+    pub total_bytes: u64,
+    #[ts(type = "number")]
+    pub used_bytes: u64,
+    #[ts(type = "number")]
+    pub available_bytes: u64,
+    #[ts(type = "number")]
+    pub swap_used_bytes: u64,
+    #[ts(type = "number")]
+    pub swap_total_bytes: u64,
+    pub pressure: Pressure,
+}
+
+impl MemoryStatus {
+    pub fn from_sample(s: &Sample) -> Self {
+        MemoryStatus {
+            total_bytes: s.total_bytes,
+            used_bytes: s.used_bytes,
+            available_bytes: s.available_bytes,
+            swap_used_bytes: s.swap_used_bytes,
+            swap_total_bytes: s.swap_total_bytes,
+            pressure: s.pressure,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ThermalStatus {
+    pub state: Thermal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord, TS)]
+#[ts(export)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertSeverity {
+    Info,
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct Alert {
+    /// Stable per condition (e.g. `service-failed:fast`), so a client can de-duplicate.
+    pub id: String,
+    pub severity: AlertSeverity,
+    pub title: String,
+    /// One sentence that says what to do.
+    pub body: String,
+    /// Unix time (ms) it was raised.
+    #[ts(type = "number")]
+    pub since: u64,
+    /// Unix time (ms) it cleared; `None` while active.
+    #[ts(type = "number | null")]
+    pub cleared: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ConfigStatus {
+    pub valid: bool,
+    pub diagnostics: Vec<Diagnostic>,
+    pub content_hash: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct StatusReport {
+    pub version: String,
+    pub daemon_pid: u32,
+    pub config_path: String,
+    pub config: ConfigStatus,
+    pub services: Vec<ServiceStatus>,
+    pub memory: MemoryStatus,
+    pub thermal: ThermalStatus,
+    pub alerts: Vec<Alert>,
+}
+
+/// One message of the event stream (`GET /v1/events`, server-sent events, JSON in `data:`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    Service(ServiceStatus),
+    ServiceRemoved {
+        name: String,
+    },
+    Alert(Alert),
+    AlertCleared {
+        id: String,
+        #[ts(type = "number")]
+        cleared: u64,
+    },
+    Config(ConfigStatus),
+    /// The monitor's 1 Hz sample (memory, swap, pressure, thermal), so clients draw live figures without
+    /// polling.
+    Monitor(MonitorTick),
+    /// A benchmark run made progress (after every request).
+    BenchProgress(BenchProgress),
+    /// A benchmark run ended; `GET /v1/bench/{id}` has its result.
+    BenchDone(BenchDone),
+    Shutdown,
+}
+
+/// One monitor tick as clients see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct MonitorTick {
+    pub sample: Sample,
+    /// Memory of each running service's process group; sent every few ticks (it costs a process scan),
+    /// absent otherwise.
+    #[ts(type = "Record<string, number> | null")]
+    pub service_memory: Option<std::collections::BTreeMap<String, u64>>,
+}
+
+/// Body of a start/stop/restart answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ActionReply {
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ErrorReply {
+    pub error: String,
+}
+
+/// `GET /v1/config`: the file as text and as JSON (for the Settings window), and its validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ConfigDocument {
+    pub path: String,
+    pub text: String,
+    /// The file as JSON; null when it does not parse.
+    pub document: Option<serde_json::Value>,
+    /// Hash of `text`: send it back with an edit so a change made meanwhile is not overwritten.
+    pub content_hash: String,
+    pub status: ConfigStatus,
+}
+
+/// `POST /v1/config/preview` and `POST /v1/config/edit`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ConfigEditRequest {
+    pub edits: Vec<ConfigEdit>,
+    /// The `content_hash` the edits were made against; a mismatch is refused with 409.
+    #[serde(default)]
+    pub base_hash: Option<String>,
+}
+
+/// What the file would become, and what `mlx-box validate` would say of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ConfigPreview {
+    pub text: String,
+    pub document: Option<serde_json::Value>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// True when no diagnostic is an error (the daemon would accept it).
+    pub valid: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct MonitorHistory {
+    /// Oldest first, 1 Hz, at most 10 minutes.
+    pub samples: Vec<Sample>,
+}
+
+/// `GET /v1/bench/history`: every saved run, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct BenchHistory {
+    pub runs: Vec<BenchSummary>,
+}
