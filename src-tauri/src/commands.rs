@@ -6,6 +6,7 @@ use mlxbox_api::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
 use mlxbox_api::bench::{DoctorOptions, DoctorReport};
 use mlxbox_api::config::ConfigEdit;
 use mlxbox_api::keys::{KeyInfo, KeyList, NewKey};
+use mlxbox_api::service::Verb;
 use mlxbox_api::{
     ActionReply, BenchHistory, ConfigDocument, ConfigPreview, MonitorHistory, StatusReport,
 };
@@ -21,8 +22,8 @@ pub async fn get_status(s: State<'_, AppState>) -> R<StatusReport> {
 }
 
 #[tauri::command]
-pub async fn service_action(s: State<'_, AppState>, name: String, verb: String) -> R<ActionReply> {
-    s.core.service_action(&name, &verb).await
+pub async fn service_action(s: State<'_, AppState>, name: String, verb: Verb) -> R<ActionReply> {
+    s.core.service_action(&name, verb).await
 }
 
 #[tauri::command]

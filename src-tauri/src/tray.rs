@@ -3,6 +3,7 @@
 
 use crate::windows::{self, View};
 use crate::AppState;
+use mlxbox_api::service::Verb;
 use mlxbox_client::app::daemon_binary;
 use mlxbox_client::menubar::{self, MenuAction, MenuEntry, Snapshot, TrayLevel};
 use std::time::Duration;
@@ -144,9 +145,9 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         }
         MenuAction::StartAll | MenuAction::StopAll | MenuAction::RestartAll => {
             let verb = match action {
-                MenuAction::StartAll => "start",
-                MenuAction::StopAll => "stop",
-                _ => "restart",
+                MenuAction::StartAll => Verb::Start,
+                MenuAction::StopAll => Verb::Stop,
+                _ => Verb::Restart,
             };
             tauri::async_runtime::spawn(async move {
                 let _ = core.service_action("all", verb).await;

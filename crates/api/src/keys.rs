@@ -36,7 +36,7 @@ pub struct KeyList {
 }
 
 /// `POST /v1/keys`: make a key.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, TS)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
 #[ts(export)]
 pub struct NewKeyRequest {
     #[serde(default)]

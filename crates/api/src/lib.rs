@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod control;
 pub mod keys;
 pub mod monitor;
 pub mod paths;

@@ -39,3 +39,35 @@ impl std::fmt::Display for State {
         f.write_str(self.as_str())
     }
 }
+
+/// What a client asks of a service (`POST /v1/services/{name}/{verb}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[ts(export)]
+#[serde(rename_all = "lowercase")]
+pub enum Verb {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Verb {
+    pub const ALL: [Verb; 3] = [Verb::Start, Verb::Stop, Verb::Restart];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Start => "start",
+            Verb::Stop => "stop",
+            Verb::Restart => "restart",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Verb> {
+        Verb::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Verb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

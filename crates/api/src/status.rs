@@ -125,6 +125,9 @@ pub struct StatusReport {
 #[ts(export)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
+    /// The whole status: the first message of every stream, and again after the client fell behind and
+    /// events were dropped for it. A client replaces what it knows with it.
+    Snapshot(Box<StatusReport>),
     Service(ServiceStatus),
     ServiceRemoved {
         name: String,

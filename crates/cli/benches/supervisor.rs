@@ -214,7 +214,11 @@ async fn main() {
             &c,
             || {
                 let c2 = Client::new(&d.state());
-                tokio::spawn(async move { c2.action("slow", "restart").await.unwrap() });
+                tokio::spawn(async move {
+                    c2.action("slow", mlxbox_api::service::Verb::Restart)
+                        .await
+                        .unwrap()
+                });
             },
             |e| matches!(e, Event::Service(s) if s.name == "slow" && s.state == State::Ready),
         )

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use mlxbox_client::control::{Client, ClientError};
 use mlxbox_core::api::{ServiceStatus, StatusReport};
 use mlxbox_core::config::{self, Severity};
-use mlxbox_core::supervisor::State;
+use mlxbox_core::supervisor::{State, Verb};
 use mlxbox_core::{daemon, demo, estimate, keys, paths};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -158,9 +158,9 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Start(a) => action(&state_dir, "start", a).await,
-        Cmd::Stop(a) => action(&state_dir, "stop", a).await,
-        Cmd::Restart(a) => action(&state_dir, "restart", a).await,
+        Cmd::Start(a) => action(&state_dir, Verb::Start, a).await,
+        Cmd::Stop(a) => action(&state_dir, Verb::Stop, a).await,
+        Cmd::Restart(a) => action(&state_dir, Verb::Restart, a).await,
         Cmd::Logs {
             name,
             lines,
@@ -305,7 +305,7 @@ fn validate(path: PathBuf) -> ExitCode {
     }
 }
 
-async fn action(state_dir: &std::path::Path, verb: &str, a: ActionArgs) -> Result<ExitCode> {
+async fn action(state_dir: &std::path::Path, verb: Verb, a: ActionArgs) -> Result<ExitCode> {
     let c = Client::new(state_dir);
     let before = c.status().await?;
     let reply = c.action(&a.name, verb).await?;
@@ -331,13 +331,13 @@ async fn action(state_dir: &std::path::Path, verb: &str, a: ActionArgs) -> Resul
             .filter(|x| reply.services.contains(&x.name))
             .collect();
         let done = mine.iter().all(|x| match verb {
-            "stop" => x.state == State::Stopped || x.state == State::Failed,
+            Verb::Stop => x.state == State::Stopped || x.state == State::Failed,
             // restart: a new process must be ready (not the old one before it was stopped)
-            "restart" => {
+            Verb::Restart => {
                 (x.state == State::Ready && (x.pid != pid_before(&x.name) || x.pid.is_none()))
                     || x.state == State::Failed
             }
-            _ => matches!(x.state, State::Ready | State::Failed),
+            Verb::Start => matches!(x.state, State::Ready | State::Failed),
         });
         if done {
             for x in mine {

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use mlxbox_api::service::Verb;
 use mlxbox_client::app::{watch_daemon, AppCore, AppPrefs, AppSink, CommandErrorKind, Connection};
 use mlxbox_client::menubar::{Snapshot, TrayLevel};
 use mlxbox_core::api::Event;
@@ -86,14 +87,15 @@ fn app_follows_the_daemon_draws_the_tray_and_notifies_once() {
     );
 
     // Stopping from the app stops the server; the tray follows the events.
-    rt.block_on(core.service_action("b", "stop")).unwrap();
+    rt.block_on(core.service_action("b", Verb::Stop)).unwrap();
     d.wait_state("b", "stopped", Duration::from_secs(10));
     assert!(wait_until(Duration::from_secs(5), || port_free(pb)));
-    rt.block_on(core.service_action("a", "stop")).unwrap();
+    rt.block_on(core.service_action("a", Verb::Stop)).unwrap();
     wait("everything stopped", &|| {
         rec.level() == Some(TrayLevel::Stopped)
     });
-    rt.block_on(core.service_action("all", "start")).unwrap();
+    rt.block_on(core.service_action("all", Verb::Start))
+        .unwrap();
     wait("ready again", &|| rec.level() == Some(TrayLevel::Ready));
 
     // The Settings window's save: toml_edit keeps comments; a stale base hash is a conflict; an invalid

@@ -4,10 +4,13 @@ use futures_util::StreamExt;
 use mlxbox_api::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
 use mlxbox_api::bench::{DoctorOptions, DoctorReport};
 use mlxbox_api::config::Diagnostic;
+use mlxbox_api::control::{encode, Body, Diagnostics, Done, KeyCount, LogLines, Method, Request};
+use mlxbox_api::service::Verb;
 use mlxbox_api::{
     ActionReply, BenchHistory, ConfigDocument, ConfigEditRequest, ConfigPreview, ErrorReply, Event,
     MonitorHistory, StatusReport,
 };
+use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -89,29 +92,41 @@ impl Client {
         Self::check(r).await
     }
 
-    pub async fn status(&self) -> Result<StatusReport, ClientError> {
-        let r = self.send(self.http.get(Self::url("/v1/status"))).await?;
+    /// Sends any request of the control API and reads its answer as `T` (the type its variant names).
+    pub async fn call<T: DeserializeOwned>(&self, req: &Request) -> Result<T, ClientError> {
+        let r = self.send(self.request(req)).await?;
         Ok(r.json().await?)
     }
 
-    pub async fn action(&self, target: &str, verb: &str) -> Result<ActionReply, ClientError> {
-        let r = self
-            .send(
-                self.http
-                    .post(Self::url(&format!("/v1/services/{target}/{verb}"))),
-            )
-            .await?;
-        Ok(r.json().await?)
+    fn request(&self, req: &Request) -> reqwest::RequestBuilder {
+        let route = req.route();
+        let url = Self::url(&route.path);
+        let rb = match route.method {
+            Method::Get => self.http.get(url),
+            Method::Post => self.http.post(url),
+            Method::Put => self.http.put(url),
+            Method::Delete => self.http.delete(url),
+        };
+        match route.body {
+            Body::None => rb,
+            Body::Text(t) => rb.body(t),
+            Body::Json(v) => rb.json(&v),
+        }
+    }
+
+    pub async fn status(&self) -> Result<StatusReport, ClientError> {
+        self.call(&Request::Status).await
+    }
+
+    pub async fn action(&self, target: &str, verb: Verb) -> Result<ActionReply, ClientError> {
+        let target = target.to_string();
+        self.call(&Request::Action { target, verb }).await
     }
 
     pub async fn logs(&self, name: &str, lines: usize) -> Result<Vec<String>, ClientError> {
-        let r = self
-            .send(self.http.get(Self::url(&format!(
-                "/v1/services/{name}/logs?lines={lines}"
-            ))))
-            .await?;
-        let v: serde_json::Value = r.json().await?;
-        Ok(serde_json::from_value(v["lines"].clone()).unwrap_or_default())
+        let name = name.to_string();
+        let r: LogLines = self.call(&Request::Logs { name, lines }).await?;
+        Ok(r.lines)
     }
 
     /// Calls `on_line` for each new log line until the daemon goes away.
@@ -120,12 +135,8 @@ impl Client {
         name: &str,
         mut on_line: impl FnMut(&str),
     ) -> Result<(), ClientError> {
-        let r = self
-            .send(
-                self.http
-                    .get(Self::url(&format!("/v1/services/{name}/logs/follow"))),
-            )
-            .await?;
+        let path = format!("/v1/services/{}/logs/follow", encode(name));
+        let r = self.send(self.http.get(Self::url(&path))).await?;
         sse_data(r, |d| {
             on_line(d);
             true
@@ -133,7 +144,8 @@ impl Client {
         .await
     }
 
-    /// Calls `on_event` for each event; returns when `on_event` returns false or the stream ends.
+    /// Calls `on_event` for each event; returns when `on_event` returns false or the stream ends. The first
+    /// event is a `Snapshot` of the whole status, and so is the one after the client fell behind.
     pub async fn events(&self, mut on_event: impl FnMut(Event) -> bool) -> Result<(), ClientError> {
         let r = self.send(self.http.get(Self::url("/v1/events"))).await?;
         sse_data(r, |d| match serde_json::from_str::<Event>(d) {
@@ -144,45 +156,36 @@ impl Client {
     }
 
     pub async fn put_config(&self, text: &str) -> Result<(), ClientError> {
-        self.send(
-            self.http
-                .put(Self::url("/v1/config"))
-                .body(text.to_string()),
-        )
-        .await?;
+        let text = text.to_string();
+        let _: Done = self.call(&Request::PutConfig { text }).await?;
         Ok(())
     }
 
+    pub async fn validate_config(&self, text: &str) -> Result<Vec<Diagnostic>, ClientError> {
+        let text = text.to_string();
+        let r: Diagnostics = self.call(&Request::ValidateConfig { text }).await?;
+        Ok(r.diagnostics)
+    }
+
     pub async fn history(&self) -> Result<MonitorHistory, ClientError> {
-        let r = self
-            .send(self.http.get(Self::url("/v1/monitor/history")))
-            .await?;
-        Ok(r.json().await?)
+        self.call(&Request::MonitorHistory).await
     }
 
     pub async fn config(&self) -> Result<ConfigDocument, ClientError> {
-        let r = self.send(self.http.get(Self::url("/v1/config"))).await?;
-        Ok(r.json().await?)
+        self.call(&Request::GetConfig).await
     }
 
-    /// Asks the daemon to read the keys again (after `mlx-box keys add/remove/import`); returns how
-    /// many it serves.
+    /// Asks the daemon to read the keys again; returns how many it serves.
     pub async fn reload_keys(&self) -> Result<u64, ClientError> {
-        let r = self
-            .send(self.http.post(Self::url("/v1/keys/reload")))
-            .await?;
-        let v: serde_json::Value = r.json().await?;
-        Ok(v["keys"].as_u64().unwrap_or(0))
+        let r: KeyCount = self.call(&Request::ReloadKeys).await?;
+        Ok(u64::from(r.keys))
     }
 
     pub async fn proxy_stats(
         &self,
     ) -> Result<std::collections::BTreeMap<String, mlxbox_api::proxy::ProxyStats>, ClientError>
     {
-        let r = self
-            .send(self.http.get(Self::url("/v1/proxy/stats")))
-            .await?;
-        Ok(r.json().await?)
+        self.call(&Request::ProxyStats).await
     }
 
     /// What the edits would make of settings.toml; nothing is written.
@@ -190,23 +193,19 @@ impl Client {
         &self,
         req: &ConfigEditRequest,
     ) -> Result<ConfigPreview, ClientError> {
-        self.config_edit("/v1/config/preview", req).await
+        self.config_edit(&Request::PreviewConfig { edit: req.clone() })
+            .await
     }
 
     /// Applies the edits (the daemon writes with toml_edit, keeps a .bak, and applies through its watcher).
     pub async fn edit_config(&self, req: &ConfigEditRequest) -> Result<ConfigPreview, ClientError> {
-        self.config_edit("/v1/config/edit", req).await
+        self.config_edit(&Request::EditConfig { edit: req.clone() })
+            .await
     }
 
-    async fn config_edit(
-        &self,
-        path: &str,
-        req: &ConfigEditRequest,
-    ) -> Result<ConfigPreview, ClientError> {
+    async fn config_edit(&self, req: &Request) -> Result<ConfigPreview, ClientError> {
         let r = self
-            .http
-            .post(Self::url(path))
-            .json(req)
+            .request(req)
             .send()
             .await
             .map_err(|e| self.map_err(e))?;
@@ -232,8 +231,7 @@ impl Client {
 
     /// The API keys the daemon knows (never their secrets).
     pub async fn keys(&self) -> Result<mlxbox_api::keys::KeyList, ClientError> {
-        let r = self.send(self.http.get(Self::url("/v1/keys"))).await?;
-        Ok(r.json().await?)
+        self.call(&Request::ListKeys).await
     }
 
     /// Makes a key in the keyring; the answer is the only time its secret is shown.
@@ -241,32 +239,23 @@ impl Client {
         &self,
         req: &mlxbox_api::keys::NewKeyRequest,
     ) -> Result<mlxbox_api::keys::NewKey, ClientError> {
-        let r = self
-            .send(self.http.post(Self::url("/v1/keys")).json(req))
-            .await?;
-        Ok(r.json().await?)
+        self.call(&Request::AddKey { key: req.clone() }).await
     }
 
     pub async fn remove_key(&self, id: &str) -> Result<mlxbox_api::keys::KeyInfo, ClientError> {
-        let r = self
-            .send(self.http.delete(Self::url(&format!("/v1/keys/{id}"))))
-            .await?;
-        Ok(r.json().await?)
+        self.call(&Request::RemoveKey { id: id.to_string() }).await
     }
 
     /// Starts a benchmark in the daemon; follow it with [`events`](Self::events).
     pub async fn bench_start(&self, opts: &BenchOptions) -> Result<BenchStarted, ClientError> {
-        let r = self
-            .send(self.http.post(Self::url("/v1/bench")).json(opts))
-            .await?;
-        Ok(r.json().await?)
+        let options = opts.clone();
+        self.call(&Request::BenchStart { options }).await
     }
 
     /// The run in progress, if any (a window opened mid-run follows it).
     pub async fn bench_current(&self) -> Result<Option<BenchStarted>, ClientError> {
         let r = self
-            .http
-            .get(Self::url("/v1/bench/current"))
+            .request(&Request::BenchCurrent)
             .send()
             .await
             .map_err(|e| self.map_err(e))?;
@@ -277,45 +266,31 @@ impl Client {
     }
 
     pub async fn bench_cancel(&self) -> Result<BenchStarted, ClientError> {
-        let r = self
-            .send(self.http.post(Self::url("/v1/bench/cancel")))
-            .await?;
-        Ok(r.json().await?)
+        self.call(&Request::BenchCancel).await
     }
 
     /// A saved run: an id, a unique prefix, `last` or `last-N`.
     pub async fn bench_result(&self, id: &str) -> Result<BenchResult, ClientError> {
-        let r = self
-            .send(
-                self.http
-                    .get(Self::url(&format!("/v1/bench/{}", encode(id)))),
-            )
-            .await?;
-        Ok(r.json().await?)
+        self.call(&Request::BenchResult { id: id.to_string() })
+            .await
     }
 
     pub async fn bench_history(&self) -> Result<BenchHistory, ClientError> {
-        let r = self
-            .send(self.http.get(Self::url("/v1/bench/history")))
-            .await?;
-        Ok(r.json().await?)
+        self.call(&Request::BenchHistory).await
     }
 
     pub async fn bench_compare(&self, a: &str, b: &str) -> Result<Comparison, ClientError> {
-        let url = format!("/v1/bench/compare?a={}&b={}", encode(a), encode(b));
-        let r = self.send(self.http.get(Self::url(&url))).await?;
-        Ok(r.json().await?)
+        let (a, b) = (a.to_string(), b.to_string());
+        self.call(&Request::BenchCompare { a, b }).await
     }
 
     pub async fn doctor(&self, opts: &DoctorOptions) -> Result<DoctorReport, ClientError> {
-        let r = self
-            .send(self.http.post(Self::url("/v1/doctor")).json(opts))
-            .await?;
-        Ok(r.json().await?)
+        let options = opts.clone();
+        self.call(&Request::Doctor { options }).await
     }
 
     pub async fn shutdown(&self) -> Result<(), ClientError> {
-        self.send(self.http.post(Self::url("/v1/shutdown"))).await?;
+        let _: Done = self.call(&Request::Shutdown).await?;
         Ok(())
     }
 }
@@ -347,16 +322,4 @@ async fn sse_data(
         }
     }
     Ok(())
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters (ids are typed by users).
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -2,7 +2,7 @@
 //! live snapshot, the tray icon's level, the summary line, the menu as data, and which alerts make a desktop
 //! notification. `src-tauri` only renders this, so all of it is tested here without a display.
 
-use mlxbox_api::service::State;
+use mlxbox_api::service::{State, Verb};
 use mlxbox_api::{Alert, AlertSeverity, Event, StatusReport};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -19,6 +19,10 @@ impl Snapshot {
     /// Folds one event of the stream into the snapshot (whether the tray must redraw is decided by
     /// comparing what it shows, in the app's follower).
     pub fn apply(&mut self, ev: &Event) {
+        if let Event::Snapshot(report) = ev {
+            self.status = Some((**report).clone());
+            return;
+        }
         let Some(st) = self.status.as_mut() else {
             return;
         };
@@ -47,7 +51,7 @@ impl Snapshot {
                 self.status = None;
             }
             // The Benchmark window follows these; the tray shows nothing of a run.
-            Event::BenchProgress(_) | Event::BenchDone(_) => {}
+            Event::BenchProgress(_) | Event::BenchDone(_) | Event::Snapshot(_) => {}
         }
     }
 }
@@ -269,7 +273,7 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
 }
 
 /// What clicking a service's item asks the daemon: `(name, verb)`.
-pub fn toggle_verb(snap: &Snapshot, name: &str) -> Option<&'static str> {
+pub fn toggle_verb(snap: &Snapshot, name: &str) -> Option<Verb> {
     let s = snap
         .status
         .as_ref()?
@@ -277,9 +281,9 @@ pub fn toggle_verb(snap: &Snapshot, name: &str) -> Option<&'static str> {
         .iter()
         .find(|s| s.name == name)?;
     Some(if s.state.is_running() || s.state == State::Backoff {
-        "stop"
+        Verb::Stop
     } else {
-        "start"
+        Verb::Start
     })
 }
 
@@ -459,8 +463,8 @@ mod tests {
         }
         assert!(MenuAction::try_from("service:").is_err());
         let s = snap(vec![svc("chat", State::Ready), svc("emb", State::Stopped)]);
-        assert_eq!(toggle_verb(&s, "chat"), Some("stop"));
-        assert_eq!(toggle_verb(&s, "emb"), Some("start"));
+        assert_eq!(toggle_verb(&s, "chat"), Some(Verb::Stop));
+        assert_eq!(toggle_verb(&s, "emb"), Some(Verb::Start));
         let m = menu(&s, true);
         assert_eq!(
             m[0],

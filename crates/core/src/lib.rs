@@ -21,5 +21,6 @@ pub mod paths;
 pub mod proxy;
 pub mod reasoning;
 pub mod rules;
+pub mod services;
 pub mod supervisor;
 pub mod task;

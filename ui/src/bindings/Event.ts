@@ -5,8 +5,9 @@ import type { BenchProgress } from "./BenchProgress";
 import type { ConfigStatus } from "./ConfigStatus";
 import type { MonitorTick } from "./MonitorTick";
 import type { ServiceStatus } from "./ServiceStatus";
+import type { StatusReport } from "./StatusReport";
 
 /**
  * One message of the event stream (`GET /v1/events`, server-sent events, JSON in `data:`).
  */
-export type Event = { "type": "service" } & ServiceStatus | { "type": "service_removed", name: string, } | { "type": "alert" } & Alert | { "type": "alert_cleared", id: string, cleared: number, } | { "type": "config" } & ConfigStatus | { "type": "monitor" } & MonitorTick | { "type": "bench_progress" } & BenchProgress | { "type": "bench_done" } & BenchDone | { "type": "shutdown" };
+export type Event = { "type": "snapshot" } & StatusReport | { "type": "service" } & ServiceStatus | { "type": "service_removed", name: string, } | { "type": "alert" } & Alert | { "type": "alert_cleared", id: string, cleared: number, } | { "type": "config" } & ConfigStatus | { "type": "monitor" } & MonitorTick | { "type": "bench_progress" } & BenchProgress | { "type": "bench_done" } & BenchDone | { "type": "shutdown" };

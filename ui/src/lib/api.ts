@@ -26,8 +26,9 @@ import type { NewKey } from "../bindings/NewKey";
 import type { ProxyStats } from "../bindings/ProxyStats";
 import type { StatusReport } from "../bindings/StatusReport";
 
-export type { DaemonEvent };
-export type Verb = "start" | "stop" | "restart";
+import type { Verb } from "../bindings/Verb";
+
+export type { DaemonEvent, Verb };
 
 export const getStatus = () => invoke<StatusReport>("get_status");
 export const serviceAction = (name: string, verb: Verb) =>

@@ -133,6 +133,16 @@ export class LiveStore {
   /** Folds one daemon event into the state. */
   apply(e: api.DaemonEvent): void {
     switch (e.type) {
+      case "snapshot": {
+        // The whole status: first on every stream, and again after this client fell behind.
+        const { type: _t, ...report } = e;
+        this.report = report;
+        this.services = report.services;
+        this.alerts = report.alerts.filter((a) => a.cleared == null);
+        this.config = report.config;
+        this.proxyStatsSoon();
+        break;
+      }
       case "service": {
         const { type: _t, ...svc } = e;
         const i = this.services.findIndex((s) => s.name === svc.name);

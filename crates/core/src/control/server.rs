@@ -1,134 +1,225 @@
-//! Routes of the control API.
+//! The control API's server: every request is decoded into the typed [`Request`] (its HTTP form is defined
+//! once, in `mlxbox_api::control`) and answered by [`dispatch`], one `match` that calls the owning service.
+//! The two streams are routes of their own:
 //!
 //! | method | path | answer |
 //! |---|---|---|
-//! | GET | /v1/status | `StatusReport` |
-//! | POST | /v1/services/{name or all}/{start,stop,restart} | `ActionReply` |
-//! | GET | /v1/services/{name}/logs?lines=N | `{lines: [..]}` |
+//! | GET | /v1/events | SSE of `Event` (JSON): first a `snapshot` (the whole status), then changes; a client that fell behind gets a fresh `snapshot` instead of the events it missed |
 //! | GET | /v1/services/{name}/logs/follow | SSE, one log line per event |
-//! | GET | /v1/config | `ConfigDocument` |
-//! | PUT | /v1/config | body = new text; 422 + diagnostics when invalid |
-//! | POST | /v1/config/validate | body = text; `{diagnostics}` |
-//! | POST | /v1/config/preview | `ConfigEditRequest` → `ConfigPreview` (nothing written) |
-//! | POST | /v1/config/edit | `ConfigEditRequest` → `ConfigPreview`; 409 if the file changed, 422 if invalid |
-//! | GET | /v1/events | SSE of `Event` (JSON) |
-//! | GET | /v1/proxy/stats | per service `ProxyStats`: requests, errors, 401s, 429s, 503s, 504s, in flight, tokens, tok/s |
-//! | GET | /v1/keys | `KeyList` (never a secret) |
-//! | POST | /v1/keys | `NewKeyRequest` → `NewKey`: the only answer that holds the secret |
-//! | DELETE | /v1/keys/{id} | `KeyInfo` of the removed key |
-//! | POST | /v1/keys/reload | re-reads the keyring (after `mlx-box keys …`): `{keys: N}` |
-//! | GET | /v1/monitor/history | `{samples: [Sample]}`: the last 10 minutes at 1 Hz |
-//! | POST | /v1/bench | `BenchOptions` → 202 `BenchStarted`; progress as `bench_progress` events, then `bench_done`; 409 while one runs |
-//! | GET | /v1/bench/current | `BenchStarted` of the run in progress; 404 when none runs |
-//! | POST | /v1/bench/cancel | `BenchStarted` (the run being cancelled); 404 when none runs |
-//! | GET | /v1/bench/history | `BenchHistory` (oldest first) |
-//! | GET | /v1/bench/compare?a=ID&b=ID | `Comparison` (ids, unique prefixes, `last`, `last-1`…) |
-//! | GET | /v1/bench/{id} | `BenchResult` (`last` = the newest) |
-//! | POST | /v1/doctor | `DoctorOptions` → `DoctorReport` (takes as long as its checks) |
-//! | POST | /v1/shutdown | stops every service, then the daemon |
+//!
+//! The other endpoints, and the type each answers with, are listed on `mlxbox_api::control::Request`.
 
-use crate::api::{ActionReply, BenchHistory, ConfigEditRequest, ErrorReply, Event, MonitorHistory};
-use crate::bench::doctor::DoctorOptions;
-use crate::bench::{history, BenchOptions, BenchStarted};
-use crate::daemon::BenchRefused;
-use crate::daemon::Daemon;
-use crate::daemon::EditRefused;
-use crate::keys::{KeyList, NewKey, NewKeyRequest};
-use crate::supervisor::Verb;
-use axum::extract::{Path, Query, State};
+use crate::api::{ActionReply, BenchHistory, ErrorReply, Event, MonitorHistory};
+use crate::bench::{history, BenchStarted};
+use crate::keys::{KeyError, KeyList, NewKey};
+use crate::services::{BenchRefused, EditRefused, Services};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::stream::Stream;
-use serde::Deserialize;
+use mlxbox_api::control::{DecodeError, Diagnostics, Done, KeyCount, LogLines, Method, Request};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-type D = State<Arc<Daemon>>;
+type S = State<Arc<Services>>;
 
-pub fn router(d: Arc<Daemon>) -> Router {
+/// The largest request body the control API reads (settings.toml's text is the largest real one).
+const MAX_BODY: usize = 16 << 20;
+
+pub fn router(s: Arc<Services>) -> Router {
     Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/services/{target}/{verb}", post(action))
-        .route("/v1/services/{name}/logs", get(logs))
-        .route("/v1/services/{name}/logs/follow", get(follow))
-        .route("/v1/config", get(get_config).put(put_config))
-        .route("/v1/config/validate", post(validate))
-        .route("/v1/config/preview", post(preview_config))
-        .route("/v1/config/edit", post(edit_config))
         .route("/v1/events", get(events))
-        .route("/v1/monitor/history", get(history))
-        .route("/v1/proxy/stats", get(proxy_stats))
-        .route("/v1/keys", get(list_keys).post(add_key))
-        .route("/v1/keys/reload", post(reload_keys))
-        .route("/v1/keys/{id}", delete(remove_key))
-        .route("/v1/bench", post(bench_start))
-        .route("/v1/bench/cancel", post(bench_cancel))
-        .route("/v1/bench/current", get(bench_current))
-        .route("/v1/bench/history", get(bench_history))
-        .route("/v1/bench/compare", get(bench_compare))
-        .route("/v1/bench/{id}", get(bench_result))
-        .route("/v1/doctor", post(doctor))
-        .route("/v1/shutdown", post(shutdown))
-        .with_state(d)
+        .route("/v1/services/{name}/logs/follow", get(follow))
+        .fallback(request)
+        .with_state(s)
 }
 
 fn err(code: StatusCode, msg: impl Into<String>) -> Response {
     (code, Json(ErrorReply { error: msg.into() })).into_response()
 }
 
-async fn status(State(d): D) -> Response {
-    Json(d.status().await).into_response()
+fn ok<T: serde::Serialize>(v: T) -> Response {
+    Json(v).into_response()
 }
 
-async fn action(State(d): D, Path((target, verb)): Path<(String, String)>) -> Response {
-    let verb = match verb.as_str() {
-        "start" => Verb::Start,
-        "stop" => Verb::Stop,
-        "restart" => Verb::Restart,
-        v => {
-            return err(
-                StatusCode::NOT_FOUND,
-                format!("unknown action `{v}`: use start, stop or restart"),
-            )
-        }
+/// Any request but the streams: decode, then dispatch.
+async fn request(State(s): S, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let Some(method) = Method::parse(parts.method.as_str()) else {
+        return err(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use GET, POST, PUT or DELETE",
+        );
     };
-    if verb != Verb::Stop {
-        if let Err(e) = d.admit_start(&target).await {
-            return err(StatusCode::CONFLICT, e);
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large (16 MiB at most) or cut off",
+        );
+    };
+    match Request::decode(method, parts.uri.path(), parts.uri.query(), &body) {
+        Ok(r) => dispatch(&s, r).await,
+        Err(e) => decode_error(e),
+    }
+}
+
+fn decode_error(e: DecodeError) -> Response {
+    let code = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    err(code, e.to_string())
+}
+
+/// Answers one request by calling the service that owns what it asks about.
+pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
+    match req {
+        Request::Status => ok(s.status().await),
+        Request::Action { target, verb } => {
+            if verb != crate::supervisor::Verb::Stop {
+                if let Err(e) = s.admit_start(&target).await {
+                    return err(StatusCode::CONFLICT, e);
+                }
+            }
+            match s.supervisor.command(&target, verb).await {
+                Ok(services) => ok(ActionReply { services }),
+                Err(e) => err(StatusCode::NOT_FOUND, e.to_string()),
+            }
+        }
+        Request::Logs { name, lines } => match s.supervisor.log_tail(&name) {
+            Some(t) => ok(LogLines {
+                lines: t.tail(lines),
+            }),
+            None => err(
+                StatusCode::NOT_FOUND,
+                format!("no service named `{name}` (and no log file for it)"),
+            ),
+        },
+        Request::GetConfig => ok(s.config.document()),
+        Request::PutConfig { text } => match s.config.write(&text).await {
+            Ok(()) => ok(Done { ok: true }),
+            Err(diagnostics) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(Diagnostics { diagnostics }),
+            )
+                .into_response(),
+        },
+        Request::ValidateConfig { text } => ok(Diagnostics {
+            diagnostics: s.config.validate(&text),
+        }),
+        Request::PreviewConfig { edit } => s.config.preview(&edit.edits).map_or_else(refused, ok),
+        Request::EditConfig { edit } => s.config.edit(&edit).await.map_or_else(refused, ok),
+        Request::MonitorHistory => ok(MonitorHistory {
+            samples: s.monitor.history(),
+        }),
+        Request::ProxyStats => ok(s.proxy.stats().await),
+        Request::ListKeys => ok(match s.keys.list().await {
+            Ok(keys) => KeyList {
+                keys,
+                keyring_error: None,
+            },
+            Err(e) => KeyList {
+                keys: vec![],
+                keyring_error: Some(e.to_string()),
+            },
+        }),
+        Request::AddKey { key } => match s.keys.add(key.name, key.services).await {
+            Ok((key, secret)) => {
+                s.apply_proxies().await;
+                ok(NewKey { key, secret })
+            }
+            Err(e) => key_error(e),
+        },
+        Request::RemoveKey { id } => match s.keys.remove(id).await {
+            Ok(k) => {
+                s.apply_proxies().await;
+                ok(k)
+            }
+            Err(e) => key_error(e),
+        },
+        Request::ReloadKeys => ok(KeyCount {
+            keys: u32::try_from(s.keys_changed().await).unwrap_or(u32::MAX),
+        }),
+        Request::BenchStart { options } => match s.bench.start(options).await {
+            Ok(id) => (StatusCode::ACCEPTED, Json(BenchStarted { id })).into_response(),
+            Err(e) => bench_refused(e),
+        },
+        Request::BenchCancel => match s.bench.cancel() {
+            Some(id) => ok(BenchStarted { id }),
+            None => err(StatusCode::NOT_FOUND, "no benchmark is running"),
+        },
+        Request::BenchCurrent => match s.bench.current() {
+            Some(id) => ok(BenchStarted { id }),
+            None => err(StatusCode::NOT_FOUND, "no benchmark is running"),
+        },
+        Request::BenchHistory => {
+            let dir = s.state_dir.clone();
+            let runs = tokio::task::spawn_blocking(move || history::list(&dir))
+                .await
+                .unwrap_or_default();
+            ok(BenchHistory { runs })
+        }
+        Request::BenchResult { id } => {
+            history::load(&s.state_dir, &id).map_or_else(history_err, ok)
+        }
+        Request::BenchCompare { a, b } => {
+            let load = |id: &str| history::load(&s.state_dir, id);
+            match (load(&a), load(&b)) {
+                (Ok(a), Ok(b)) => ok(crate::bench::compare(&a, &b)),
+                (Err(e), _) | (_, Err(e)) => history_err(e),
+            }
+        }
+        Request::Doctor { options } => s.bench.doctor(options).await.map_or_else(bench_refused, ok),
+        Request::Shutdown => {
+            s.request_shutdown();
+            ok(Done { ok: true })
         }
     }
-    match d.supervisor.command(&target, verb).await {
-        Ok(services) => Json(ActionReply { services }).into_response(),
-        Err(e) => err(StatusCode::NOT_FOUND, e.to_string()),
+}
+
+fn refused(e: EditRefused) -> Response {
+    match e {
+        EditRefused::Conflict => err(StatusCode::CONFLICT, e.to_string()),
+        EditRefused::Edit(_) => err(StatusCode::BAD_REQUEST, e.to_string()),
+        EditRefused::Invalid(p) => (StatusCode::UNPROCESSABLE_ENTITY, Json(p)).into_response(),
     }
 }
 
-#[derive(Deserialize)]
-struct LogQuery {
-    lines: Option<usize>,
+fn key_error(e: KeyError) -> Response {
+    let code = match e {
+        KeyError::NotFound(_) => StatusCode::NOT_FOUND,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    err(code, e.to_string())
 }
 
-async fn logs(State(d): D, Path(name): Path<String>, Query(q): Query<LogQuery>) -> Response {
-    match d.supervisor.log_tail(&name) {
-        Some(t) => {
-            Json(serde_json::json!({ "lines": t.tail(q.lines.unwrap_or(100)) })).into_response()
-        }
-        None => err(
-            StatusCode::NOT_FOUND,
-            format!("no service named `{name}` (and no log file for it)"),
-        ),
-    }
+fn bench_refused(e: BenchRefused) -> Response {
+    let code = match e {
+        BenchRefused::Busy(_) => StatusCode::CONFLICT,
+        BenchRefused::Unknown(_) => StatusCode::NOT_FOUND,
+        BenchRefused::NoSettings | BenchRefused::Nothing => StatusCode::CONFLICT,
+        BenchRefused::Invalid(_) => StatusCode::BAD_REQUEST,
+    };
+    err(code, e.to_string())
 }
 
-async fn follow(State(d): D, Path(name): Path<String>) -> Response {
-    let Some(t) = d.supervisor.log_tail(&name) else {
+fn history_err(e: history::HistoryError) -> Response {
+    let code = match e {
+        history::HistoryError::NotFound { .. }
+        | history::HistoryError::Empty(_)
+        | history::HistoryError::Ambiguous { .. } => StatusCode::NOT_FOUND,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    err(code, e.to_string())
+}
+
+async fn follow(State(s): S, Path(name): Path<String>) -> Response {
+    let Some(t) = s.supervisor.log_tail(&name) else {
         return err(StatusCode::NOT_FOUND, format!("no service named `{name}`"));
     };
     let rx = t.live.subscribe();
@@ -156,191 +247,25 @@ async fn follow(State(d): D, Path(name): Path<String>) -> Response {
         .into_response()
 }
 
-async fn get_config(State(d): D) -> Response {
-    Json(d.config_document()).into_response()
+fn sse(ev: &Event) -> Result<SseEvent, Infallible> {
+    Ok(SseEvent::default().data(serde_json::to_string(ev).unwrap_or_default()))
 }
 
-async fn preview_config(State(d): D, Json(req): Json<ConfigEditRequest>) -> Response {
-    match d.preview_edits(&req.edits) {
-        Ok(p) => Json(p).into_response(),
-        Err(e) => refused(e),
-    }
-}
-
-async fn edit_config(State(d): D, Json(req): Json<ConfigEditRequest>) -> Response {
-    match d.edit_config(&req).await {
-        Ok(p) => Json(p).into_response(),
-        Err(e) => refused(e),
-    }
-}
-
-fn refused(e: EditRefused) -> Response {
-    match e {
-        EditRefused::Conflict => err(StatusCode::CONFLICT, e.to_string()),
-        EditRefused::Edit(_) => err(StatusCode::BAD_REQUEST, e.to_string()),
-        EditRefused::Invalid(p) => (StatusCode::UNPROCESSABLE_ENTITY, Json(p)).into_response(),
-    }
-}
-
-async fn put_config(State(d): D, body: String) -> Response {
-    match d.write_config(&body).await {
-        Ok(()) => Json(serde_json::json!({ "ok": true })).into_response(),
-        Err(diags) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(serde_json::json!({ "diagnostics": diags })),
-        )
-            .into_response(),
-    }
-}
-
-async fn validate(State(d): D, body: String) -> Response {
-    let (_, diags) = crate::config::parse_settings(&d.config_path, &body);
-    Json(serde_json::json!({ "diagnostics": diags })).into_response()
-}
-
-async fn events(State(d): D) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let rx = d.events();
-    let stream = BroadcastStream::new(rx).filter_map(|r| match r {
-        Ok(ev) => Some(Ok(
-            SseEvent::default().data(serde_json::to_string(&ev).unwrap_or_default())
-        )),
-        // A slow client missed events: tell it to re-read /v1/status rather than drift.
-        Err(BroadcastStreamRecvError::Lagged(_)) => {
-            Some(Ok(SseEvent::default().event("lagged").data("{}")))
+/// The event stream: a snapshot first (taken after subscribing, so nothing falls between the two), then
+/// every event; a client that fell behind gets a fresh snapshot in place of what it missed.
+async fn events(State(s): S) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let rx = s.events.subscribe();
+    let stream = futures_util::stream::unfold((rx, s, true), |(mut rx, s, first)| async move {
+        if first {
+            let snap = Event::Snapshot(Box::new(s.status().await));
+            return Some((sse(&snap), (rx, s, false)));
         }
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(_)) => Event::Snapshot(Box::new(s.status().await)),
+            Err(RecvError::Closed) => return None,
+        };
+        Some((sse(&ev), (rx, s, false)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-async fn proxy_stats(State(d): D) -> Response {
-    Json(d.proxy_stats().await).into_response()
-}
-
-fn key_error(e: crate::keys::KeyError) -> Response {
-    let code = match e {
-        crate::keys::KeyError::NotFound(_) => StatusCode::NOT_FOUND,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    err(code, e.to_string())
-}
-
-async fn list_keys(State(d): D) -> Response {
-    let list = match d.list_keys().await {
-        Ok(keys) => KeyList {
-            keys,
-            keyring_error: None,
-        },
-        Err(e) => KeyList {
-            keys: vec![],
-            keyring_error: Some(e.to_string()),
-        },
-    };
-    Json(list).into_response()
-}
-
-async fn add_key(State(d): D, Json(req): Json<NewKeyRequest>) -> Response {
-    match d.add_key(req.name, req.services).await {
-        Ok((key, secret)) => Json(NewKey { key, secret }).into_response(),
-        Err(e) => key_error(e),
-    }
-}
-
-async fn remove_key(State(d): D, Path(id): Path<String>) -> Response {
-    match d.remove_key(id).await {
-        Ok(k) => Json(k).into_response(),
-        Err(e) => key_error(e),
-    }
-}
-
-async fn reload_keys(State(d): D) -> Response {
-    let n = d.keys_changed().await;
-    Json(serde_json::json!({ "keys": n })).into_response()
-}
-
-async fn history(State(d): D) -> Response {
-    let samples = d.monitor.lock().unwrap().all();
-    Json(MonitorHistory { samples }).into_response()
-}
-
-async fn shutdown(State(d): D) -> Response {
-    d.shutdown.notify_one();
-    let _ = d.shared.events.send(Event::Shutdown);
-    Json(serde_json::json!({ "ok": true })).into_response()
-}
-
-fn bench_refused(e: BenchRefused) -> Response {
-    let code = match e {
-        BenchRefused::Busy(_) => StatusCode::CONFLICT,
-        BenchRefused::Unknown(_) => StatusCode::NOT_FOUND,
-        BenchRefused::NoSettings | BenchRefused::Nothing => StatusCode::CONFLICT,
-        BenchRefused::Invalid(_) => StatusCode::BAD_REQUEST,
-    };
-    err(code, e.to_string())
-}
-
-fn history_err(e: history::HistoryError) -> Response {
-    let code = match e {
-        history::HistoryError::NotFound { .. }
-        | history::HistoryError::Empty(_)
-        | history::HistoryError::Ambiguous { .. } => StatusCode::NOT_FOUND,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    err(code, e.to_string())
-}
-
-async fn bench_start(State(d): D, Json(opts): Json<BenchOptions>) -> Response {
-    match d.start_bench(opts).await {
-        Ok(id) => (StatusCode::ACCEPTED, Json(BenchStarted { id })).into_response(),
-        Err(e) => bench_refused(e),
-    }
-}
-
-async fn bench_cancel(State(d): D) -> Response {
-    match d.cancel_bench() {
-        Some(id) => Json(BenchStarted { id }).into_response(),
-        None => err(StatusCode::NOT_FOUND, "no benchmark is running"),
-    }
-}
-
-async fn bench_current(State(d): D) -> Response {
-    match d.current_bench() {
-        Some(id) => Json(BenchStarted { id }).into_response(),
-        None => err(StatusCode::NOT_FOUND, "no benchmark is running"),
-    }
-}
-
-async fn bench_history(State(d): D) -> Response {
-    let dir = d.state_dir.clone();
-    let runs = tokio::task::spawn_blocking(move || history::list(&dir))
-        .await
-        .unwrap_or_default();
-    Json(BenchHistory { runs }).into_response()
-}
-
-async fn bench_result(State(d): D, Path(id): Path<String>) -> Response {
-    match history::load(&d.state_dir, &id) {
-        Ok(r) => Json(r).into_response(),
-        Err(e) => history_err(e),
-    }
-}
-
-#[derive(Deserialize)]
-struct CompareQuery {
-    a: String,
-    b: String,
-}
-
-async fn bench_compare(State(d): D, Query(q): Query<CompareQuery>) -> Response {
-    let load = |id: &str| history::load(&d.state_dir, id);
-    match (load(&q.a), load(&q.b)) {
-        (Ok(a), Ok(b)) => Json(crate::bench::compare(&a, &b)).into_response(),
-        (Err(e), _) | (_, Err(e)) => history_err(e),
-    }
-}
-
-async fn doctor(State(d): D, Json(opts): Json<DoctorOptions>) -> Response {
-    match d.doctor(opts).await {
-        Ok(r) => Json(r).into_response(),
-        Err(e) => bench_refused(e),
-    }
 }

@@ -28,12 +28,7 @@ struct Handle {
     task: tokio::task::JoinHandle<()>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verb {
-    Start,
-    Stop,
-    Restart,
-}
+pub use mlxbox_api::service::Verb;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {

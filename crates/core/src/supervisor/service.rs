@@ -4,7 +4,7 @@ use super::logs::LogTail;
 use super::machine::{Action, Input, Machine, Policy, State};
 use super::process::{self, Proc};
 use super::statefile::{Record, StateFile};
-use crate::alerts::AlertStore;
+use crate::alerts::AlertSource;
 use crate::api::{now_ms, AlertSeverity, Event, ServiceStatus};
 use crate::config::ServiceSpec;
 use crate::launch::{LaunchError, LaunchPlan};
@@ -20,7 +20,8 @@ pub struct Shared {
     pub events: broadcast::Sender<Event>,
     /// Shared with the proxy, which answers 503 unless its service is ready.
     pub statuses: Arc<RwLock<BTreeMap<String, ServiceStatus>>>,
-    pub alerts: AlertStore,
+    /// The supervisor's alerts (`service-failed:*`, `crash-loop:*`).
+    pub alerts: AlertSource,
     pub state_file: StateFile,
     pub client: reqwest::Client,
     pub logs_dir: PathBuf,

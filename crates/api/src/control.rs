@@ -1,0 +1,506 @@
+//! The control API's requests as one typed enum, and their HTTP form in one place: [`Request::route`] is what
+//! a client sends, [`Request::decode`] is how the daemon reads it back (a test holds them to each other).
+//! A new endpoint is a variant here, its arm in the daemon's dispatcher (`control::server::dispatch`), and
+//! its use in a client. The two streams (`GET /v1/events`, `GET /v1/services/{name}/logs/follow`) are not
+//! requests of this kind: they answer with server-sent events, not one JSON value.
+
+use crate::bench::{BenchOptions, DoctorOptions};
+use crate::keys::NewKeyRequest;
+use crate::service::Verb;
+use crate::ConfigEditRequest;
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+/// Log lines one request may ask for.
+pub const MAX_LOG_LINES: usize = 10_000;
+
+/// Every request of the control API, with the type of its answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+#[serde(tag = "request", rename_all = "snake_case")]
+pub enum Request {
+    /// → `StatusReport`.
+    Status,
+    /// start / stop / restart a service or "all" → `ActionReply`.
+    Action { target: String, verb: Verb },
+    /// The last `lines` log lines → `LogLines`.
+    Logs { name: String, lines: usize },
+    /// → `ConfigDocument`.
+    GetConfig,
+    /// Replace settings.toml with `text` (validated first) → `Done`; 422 + `{diagnostics}` when invalid.
+    PutConfig { text: String },
+    /// What `mlx-box validate` says of `text` → `Diagnostics`.
+    ValidateConfig { text: String },
+    /// → `ConfigPreview`; nothing is written.
+    PreviewConfig { edit: ConfigEditRequest },
+    /// → `ConfigPreview`; 409 when the file changed meanwhile, 422 (with the preview) when invalid.
+    EditConfig { edit: ConfigEditRequest },
+    /// → `MonitorHistory`.
+    MonitorHistory,
+    /// → `{[service]: ProxyStats}`.
+    ProxyStats,
+    /// → `KeyList` (never a secret).
+    ListKeys,
+    /// → `NewKey`: the only answer that holds the secret.
+    AddKey { key: NewKeyRequest },
+    /// → `KeyInfo` of the removed key.
+    RemoveKey { id: String },
+    /// Re-read the keys → `KeyCount`.
+    ReloadKeys,
+    /// → 202 `BenchStarted`; 409 while one runs.
+    BenchStart { options: BenchOptions },
+    /// → `BenchStarted` of the run being cancelled; 404 when none runs.
+    BenchCancel,
+    /// → `BenchStarted`; 404 when none runs.
+    BenchCurrent,
+    /// → `BenchHistory`.
+    BenchHistory,
+    /// A saved run (an id, a unique prefix, `last`, `last-N`) → `BenchResult`.
+    BenchResult { id: String },
+    /// → `Comparison` of b against a.
+    BenchCompare { a: String, b: String },
+    /// → `DoctorReport`.
+    Doctor { options: DoctorOptions },
+    /// Stop every service, then the daemon → `Done`.
+    Shutdown,
+}
+
+/// HTTP methods the control API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Delete => "DELETE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Method> {
+        [Method::Get, Method::Post, Method::Put, Method::Delete]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
+}
+
+/// A request's body on the wire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    None,
+    /// Sent as is (settings.toml's text).
+    Text(String),
+    Json(serde_json::Value),
+}
+
+/// A request as HTTP: method, path with its query (percent-encoded), body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub method: Method,
+    pub path: String,
+    pub body: Body,
+}
+
+/// Why a request could not be read; the daemon answers it with `status()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    /// No such endpoint (404).
+    NotFound(String),
+    /// The endpoint exists, not with this method (405).
+    Method(String),
+    /// A body or query that does not say what the endpoint needs (400).
+    Bad(String),
+}
+
+impl DecodeError {
+    pub fn status(&self) -> u16 {
+        match self {
+            DecodeError::NotFound(_) => 404,
+            DecodeError::Method(_) => 405,
+            DecodeError::Bad(_) => 400,
+        }
+    }
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeError::NotFound(m) | DecodeError::Method(m) | DecodeError::Bad(m) => {
+                f.write_str(m)
+            }
+        }
+    }
+}
+
+fn json(v: &impl Serialize) -> Body {
+    Body::Json(serde_json::to_value(v).unwrap_or(serde_json::Value::Null))
+}
+
+impl Request {
+    /// The HTTP form of this request.
+    pub fn route(&self) -> Route {
+        use Method::*;
+        let (method, path, body) = match self {
+            Request::Status => (Get, "/v1/status".into(), Body::None),
+            Request::Action { target, verb } => (
+                Post,
+                format!("/v1/services/{}/{verb}", encode(target)),
+                Body::None,
+            ),
+            Request::Logs { name, lines } => (
+                Get,
+                format!("/v1/services/{}/logs?lines={lines}", encode(name)),
+                Body::None,
+            ),
+            Request::GetConfig => (Get, "/v1/config".into(), Body::None),
+            Request::PutConfig { text } => (Put, "/v1/config".into(), Body::Text(text.clone())),
+            Request::ValidateConfig { text } => {
+                (Post, "/v1/config/validate".into(), Body::Text(text.clone()))
+            }
+            Request::PreviewConfig { edit } => (Post, "/v1/config/preview".into(), json(edit)),
+            Request::EditConfig { edit } => (Post, "/v1/config/edit".into(), json(edit)),
+            Request::MonitorHistory => (Get, "/v1/monitor/history".into(), Body::None),
+            Request::ProxyStats => (Get, "/v1/proxy/stats".into(), Body::None),
+            Request::ListKeys => (Get, "/v1/keys".into(), Body::None),
+            Request::AddKey { key } => (Post, "/v1/keys".into(), json(key)),
+            Request::RemoveKey { id } => (Delete, format!("/v1/keys/{}", encode(id)), Body::None),
+            Request::ReloadKeys => (Post, "/v1/keys/reload".into(), Body::None),
+            Request::BenchStart { options } => (Post, "/v1/bench".into(), json(options)),
+            Request::BenchCancel => (Post, "/v1/bench/cancel".into(), Body::None),
+            Request::BenchCurrent => (Get, "/v1/bench/current".into(), Body::None),
+            Request::BenchHistory => (Get, "/v1/bench/history".into(), Body::None),
+            Request::BenchResult { id } => (Get, format!("/v1/bench/{}", encode(id)), Body::None),
+            Request::BenchCompare { a, b } => (
+                Get,
+                format!("/v1/bench/compare?a={}&b={}", encode(a), encode(b)),
+                Body::None,
+            ),
+            Request::Doctor { options } => (Post, "/v1/doctor".into(), json(options)),
+            Request::Shutdown => (Post, "/v1/shutdown".into(), Body::None),
+        };
+        Route { method, path, body }
+    }
+
+    /// Reads a request back from its HTTP form: `path` without its query, `query` without the `?`, the
+    /// body's bytes. Every part is checked; nothing here panics on what a client sends.
+    pub fn decode(
+        method: Method,
+        path: &str,
+        query: Option<&str>,
+        body: &[u8],
+    ) -> Result<Request, DecodeError> {
+        use Method::*;
+        let segs: Vec<String> = match path.strip_prefix("/v1/") {
+            Some(rest) => rest
+                .split('/')
+                .map(decode_component)
+                .collect::<Result<_, _>>()?,
+            None => return Err(not_found(path)),
+        };
+        let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
+        let text = || {
+            String::from_utf8(body.to_vec())
+                .map_err(|_| DecodeError::Bad("the body is not UTF-8 text".into()))
+        };
+        let param = |name: &str| -> Result<Option<String>, DecodeError> {
+            for pair in query.unwrap_or("").split('&') {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                if k == name {
+                    return decode_component(v).map(Some);
+                }
+            }
+            Ok(None)
+        };
+        let wrong = || DecodeError::Method(format!("{} is not served for {path}", method.as_str()));
+        let r = match (segs.as_slice(), method) {
+            (["status"], Get) => Request::Status,
+            (["services", target, verb], Post) => match Verb::parse(verb) {
+                Some(verb) => Request::Action {
+                    target: target.to_string(),
+                    verb,
+                },
+                None => {
+                    return Err(DecodeError::NotFound(format!(
+                        "unknown action `{verb}`: use start, stop or restart"
+                    )))
+                }
+            },
+            (["services", name, "logs"], Get) => Request::Logs {
+                name: name.to_string(),
+                lines: match param("lines")? {
+                    None => 100,
+                    Some(n) => n
+                        .parse::<usize>()
+                        .map_err(|_| DecodeError::Bad(format!("lines={n}: not a count")))?
+                        .min(MAX_LOG_LINES),
+                },
+            },
+            (["config"], Get) => Request::GetConfig,
+            (["config"], Put) => Request::PutConfig { text: text()? },
+            (["config", "validate"], Post) => Request::ValidateConfig { text: text()? },
+            (["config", "preview"], Post) => Request::PreviewConfig {
+                edit: from_json(body)?,
+            },
+            (["config", "edit"], Post) => Request::EditConfig {
+                edit: from_json(body)?,
+            },
+            (["monitor", "history"], Get) => Request::MonitorHistory,
+            (["proxy", "stats"], Get) => Request::ProxyStats,
+            (["keys"], Get) => Request::ListKeys,
+            (["keys"], Post) => Request::AddKey {
+                key: from_json(body)?,
+            },
+            (["keys", "reload"], Post) => Request::ReloadKeys,
+            (["keys", id], Delete) => Request::RemoveKey { id: id.to_string() },
+            (["bench"], Post) => Request::BenchStart {
+                options: from_json(body)?,
+            },
+            (["bench", "cancel"], Post) => Request::BenchCancel,
+            (["bench", "current"], Get) => Request::BenchCurrent,
+            (["bench", "history"], Get) => Request::BenchHistory,
+            (["bench", "compare"], Get) => match (param("a")?, param("b")?) {
+                (Some(a), Some(b)) => Request::BenchCompare { a, b },
+                _ => return Err(DecodeError::Bad("compare needs ?a=ID&b=ID".into())),
+            },
+            (["bench", id], Get) => Request::BenchResult { id: id.to_string() },
+            (["doctor"], Post) => Request::Doctor {
+                options: from_json(body)?,
+            },
+            (["shutdown"], Post) => Request::Shutdown,
+            (
+                ["status"]
+                | ["services", _, _]
+                | ["config"]
+                | ["config", "validate" | "preview" | "edit"]
+                | ["monitor", "history"]
+                | ["proxy", "stats"]
+                | ["keys"]
+                | ["keys", _]
+                | ["bench"]
+                | ["bench", _]
+                | ["doctor"]
+                | ["shutdown"],
+                _,
+            ) => return Err(wrong()),
+            _ => return Err(not_found(path)),
+        };
+        Ok(r)
+    }
+}
+
+fn not_found(path: &str) -> DecodeError {
+    let shown: String = path.chars().take(200).collect();
+    DecodeError::NotFound(format!(
+        "no endpoint {shown} (see the table in docs/ARCHITECTURE.md)"
+    ))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+    // An empty body means every default (as `curl -X POST` sends for `/v1/bench`).
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| DecodeError::Bad(format!("invalid JSON body: {e}")))
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (names and ids are typed by users).
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The inverse of [`encode`] (and of what browsers and curl send); `+` stays a `+`.
+pub fn decode_component(s: &str) -> Result<String, DecodeError> {
+    let bad = || {
+        DecodeError::Bad(format!(
+            "bad percent-encoding in `{}`",
+            s.chars().take(100).collect::<String>()
+        ))
+    };
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3).ok_or_else(bad)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+/// `GET /v1/services/{name}/logs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct LogLines {
+    pub lines: Vec<String>,
+}
+
+/// `POST /v1/config/validate`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct Diagnostics {
+    pub diagnostics: Vec<crate::config::Diagnostic>,
+}
+
+/// `POST /v1/keys/reload`: how many keys are served now.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct KeyCount {
+    pub keys: u32,
+}
+
+/// The answer of a request that returns nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct Done {
+    pub ok: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_request() -> Vec<Request> {
+        let edit = ConfigEditRequest {
+            edits: vec![crate::config::ConfigEdit {
+                path: vec!["services".into(), "chat".into(), "port".into()],
+                value: Some(8080.into()),
+            }],
+            base_hash: Some("abc".into()),
+        };
+        vec![
+            Request::Status,
+            Request::Action {
+                target: "all".into(),
+                verb: Verb::Restart,
+            },
+            Request::Action {
+                target: "chat 2/é".into(),
+                verb: Verb::Stop,
+            },
+            Request::Logs {
+                name: "chat".into(),
+                lines: 7,
+            },
+            Request::GetConfig,
+            Request::PutConfig {
+                text: "[server]\n".into(),
+            },
+            Request::ValidateConfig {
+                text: "x = 1\n".into(),
+            },
+            Request::PreviewConfig { edit: edit.clone() },
+            Request::EditConfig { edit },
+            Request::MonitorHistory,
+            Request::ProxyStats,
+            Request::ListKeys,
+            Request::AddKey {
+                key: NewKeyRequest {
+                    name: Some("laptop".into()),
+                    services: vec!["chat".into()],
+                },
+            },
+            Request::RemoveKey { id: "k1".into() },
+            Request::ReloadKeys,
+            Request::BenchStart {
+                options: BenchOptions::default(),
+            },
+            Request::BenchCancel,
+            Request::BenchCurrent,
+            Request::BenchHistory,
+            Request::BenchResult {
+                id: "last-1".into(),
+            },
+            Request::BenchCompare {
+                a: "last&x=1".into(),
+                b: "20261126".into(),
+            },
+            Request::Doctor {
+                options: DoctorOptions::default(),
+            },
+            Request::Shutdown,
+        ]
+    }
+
+    fn roundtrip(r: &Request) -> Result<Request, DecodeError> {
+        let route = r.route();
+        let (path, query) = match route.path.split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(q.to_string())),
+            None => (route.path.clone(), None),
+        };
+        let body = match route.body {
+            Body::None => vec![],
+            Body::Text(t) => t.into_bytes(),
+            Body::Json(v) => serde_json::to_vec(&v).unwrap(),
+        };
+        Request::decode(route.method, &path, query.as_deref(), &body)
+    }
+
+    #[test]
+    fn every_request_decodes_to_itself() {
+        for r in every_request() {
+            assert_eq!(roundtrip(&r).as_ref(), Ok(&r), "{:?}", r.route());
+        }
+    }
+
+    #[test]
+    fn hostile_requests_are_errors_not_panics() {
+        use Method::*;
+        type Case<'a> = (Method, &'a str, Option<&'a str>, &'a [u8], u16);
+        let cases: &[Case] = &[
+            (Get, "/v2/status", None, b"", 404),
+            (Get, "/v1/nothing", None, b"", 404),
+            (Post, "/v1/status", None, b"", 405),
+            (Post, "/v1/services/chat/explode", None, b"", 404),
+            (Get, "/v1/services/chat/logs", Some("lines=-1"), b"", 400),
+            (Get, "/v1/services/%ZZ/logs", None, b"", 400),
+            (Get, "/v1/services/%FF/logs", None, b"", 400),
+            (Get, "/v1/services/chat/logs", Some("lines=%"), b"", 400),
+            (Post, "/v1/config/edit", None, b"{not json", 400),
+            (Put, "/v1/config", None, &[0xff, 0xfe], 400),
+            (Get, "/v1/bench/compare", Some("a=1"), b"", 400),
+            (Delete, "/v1/keys", None, b"", 405),
+        ];
+        for (m, p, q, b, status) in cases {
+            let e = Request::decode(*m, p, *q, b).unwrap_err();
+            assert_eq!(e.status(), *status, "{m:?} {p} {q:?}: {e}");
+        }
+        // Bounded: a huge line count is cut to the cap, not allocated.
+        let r = Request::decode(Get, "/v1/services/a/logs", Some("lines=99999999999"), b"");
+        assert_eq!(
+            r,
+            Ok(Request::Logs {
+                name: "a".into(),
+                lines: MAX_LOG_LINES
+            })
+        );
+        // An empty body is every default.
+        assert!(matches!(
+            Request::decode(Post, "/v1/bench", None, b""),
+            Ok(Request::BenchStart { .. })
+        ));
+    }
+}

@@ -1,0 +1,331 @@
+//! The bench service: one benchmark at a time (two would measure each other), its progress on the event
+//! stream, its result saved under `<state>/bench/`, and the doctor's checklist. Owns the `bench-throttling`
+//! alert (speed fell while the machine heated up during a run); the live throttling rule's alert is the
+//! monitor's, so a run never clears what the rule still sees.
+
+use super::monitor::MonitorService;
+use crate::alerts::AlertSource;
+use crate::api::{AlertSeverity, Event};
+use crate::bench::doctor::{DoctorInput, DoctorOptions, DoctorReport};
+use crate::bench::{self, BenchDone, BenchOptions, ProgressFn, Target};
+use crate::config::{self, Kind};
+use crate::supervisor::{State, Supervisor};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::broadcast;
+
+/// Why a benchmark or doctor run was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchRefused {
+    #[error(
+        "a benchmark is already running ({0}); wait for it, or cancel it (`POST /v1/bench/cancel`)"
+    )]
+    Busy(String),
+    #[error("no service named `{0}` in settings.toml (see `mlx-box status`)")]
+    Unknown(String),
+    #[error("no valid settings are loaded; fix settings.toml first (`mlx-box validate`)")]
+    NoSettings,
+    #[error("nothing to measure: no enabled chat, ocr or embedding service (name one explicitly)")]
+    Nothing,
+    #[error("invalid options: {0}")]
+    Invalid(String),
+}
+
+struct Running {
+    id: String,
+    cancel: Arc<AtomicBool>,
+}
+
+pub struct BenchService {
+    supervisor: Arc<Supervisor>,
+    monitor: Arc<MonitorService>,
+    events: broadcast::Sender<Event>,
+    alerts: AlertSource,
+    state_dir: PathBuf,
+    running: Mutex<Option<Running>>,
+}
+
+impl BenchService {
+    pub fn new(
+        supervisor: Arc<Supervisor>,
+        monitor: Arc<MonitorService>,
+        events: broadcast::Sender<Event>,
+        alerts: AlertSource,
+        state_dir: PathBuf,
+    ) -> Self {
+        BenchService {
+            supervisor,
+            monitor,
+            events,
+            alerts,
+            state_dir,
+            running: Mutex::new(None),
+        }
+    }
+
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
+    /// Starts a run in the background; progress and the end go to the event stream, the result to
+    /// `<state>/bench/<id>.json`. Returns the run's id.
+    pub async fn start(self: &Arc<Self>, opts: BenchOptions) -> Result<String, BenchRefused> {
+        check_options(&opts)?;
+        let targets = self.targets(&opts.services).await?;
+        let id = bench::history::new_id(crate::api::now_ms());
+        let cancel = Arc::new(AtomicBool::new(false));
+        {
+            let mut slot = self.running.lock().unwrap();
+            if let Some(b) = slot.as_ref() {
+                return Err(BenchRefused::Busy(b.id.clone()));
+            }
+            *slot = Some(Running {
+                id: id.clone(),
+                cancel: cancel.clone(),
+            });
+        }
+        let me = self.clone();
+        let run_id = id.clone();
+        tokio::spawn(async move {
+            let events = me.events.clone();
+            let progress: ProgressFn = Arc::new(move |p| {
+                let _ = events.send(Event::BenchProgress(p));
+            });
+            // Machine samples from the daemon's own 1 Hz monitor (no second sampler).
+            let monitor = me.monitor.clone();
+            let sample: bench::SampleFn = Arc::new(move || monitor.latest());
+            let hooks = bench::Hooks {
+                progress,
+                cancel,
+                sample,
+                ..bench::Hooks::default()
+            };
+            let r = bench::run(run_id.clone(), opts, targets, hooks).await;
+            let saved = bench::history::save(&me.state_dir, &r);
+            me.throttling_alert(&r);
+            *me.running.lock().unwrap() = None;
+            let _ = me.events.send(Event::BenchDone(BenchDone {
+                id: run_id,
+                verdict: saved.is_ok().then_some(r.verdict),
+                error: saved.err().map(|e| e.to_string()),
+            }));
+        });
+        Ok(id)
+    }
+
+    /// The id of the run in progress, if any (a window opened mid-run follows it).
+    pub fn current(&self) -> Option<String> {
+        self.running.lock().unwrap().as_ref().map(|b| b.id.clone())
+    }
+
+    /// Stops the run after the requests in flight; its partial result is saved.
+    pub fn cancel(&self) -> Option<String> {
+        let slot = self.running.lock().unwrap();
+        let b = slot.as_ref()?;
+        b.cancel.store(true, Ordering::SeqCst);
+        Some(b.id.clone())
+    }
+
+    /// The services a run measures: the named ones, or every enabled chat / ocr / embedding service.
+    /// One that is not ready is listed as skipped, with its state.
+    async fn targets(&self, names: &[String]) -> Result<Vec<Target>, BenchRefused> {
+        let settings = self
+            .supervisor
+            .settings()
+            .await
+            .ok_or(BenchRefused::NoSettings)?;
+        for n in names {
+            if settings.service(n).is_none() {
+                return Err(BenchRefused::Unknown(n.clone()));
+            }
+        }
+        let statuses = self.supervisor.statuses().await;
+        let specs: Vec<&config::ServiceSpec> = if names.is_empty() {
+            settings
+                .services
+                .iter()
+                .filter(|s| s.enabled && matches!(s.kind, Kind::Chat | Kind::Ocr | Kind::Embedding))
+                .collect()
+        } else {
+            names.iter().filter_map(|n| settings.service(n)).collect()
+        };
+        if specs.is_empty() {
+            return Err(BenchRefused::Nothing);
+        }
+        Ok(specs
+            .into_iter()
+            .map(|spec| {
+                let mut t = Target::new(spec);
+                let state = statuses
+                    .iter()
+                    .find(|s| s.name == spec.name)
+                    .map(|s| s.state);
+                if t.skipped.is_none() && state != Some(State::Ready) {
+                    t.skipped = Some(format!(
+                        "not ready (state {}); start it first (`mlx-box start {}`)",
+                        state.map(|s| s.as_str()).unwrap_or("unknown"),
+                        spec.name
+                    ));
+                }
+                t
+            })
+            .collect())
+    }
+
+    /// Generation speed falling while the machine heats up, seen during a run (cleared by a later run
+    /// that does not see it).
+    fn throttling_alert(&self, r: &bench::BenchResult) {
+        let hot: Vec<&str> = r
+            .services
+            .iter()
+            .filter(|s| s.throttling_suspected)
+            .map(|s| s.name.as_str())
+            .collect();
+        if hot.is_empty() {
+            self.alerts.clear("bench-throttling");
+            return;
+        }
+        self.alerts.raise(
+            "bench-throttling",
+            AlertSeverity::Warning,
+            "Thermal throttling suspected during a benchmark",
+            format!(
+                "During benchmark {}, generation speed of {} fell by 20 % or more while the thermal state rose to {}: check the fans and the room, or lower the load.",
+                r.id,
+                hot.join(", "),
+                r.monitor.max_thermal.as_str()
+            ),
+        );
+    }
+
+    /// The seed's success checklist, now.
+    pub async fn doctor(&self, opts: DoctorOptions) -> Result<DoctorReport, BenchRefused> {
+        if let Some(id) = self.current() {
+            return Err(BenchRefused::Busy(id));
+        }
+        let settings = self
+            .supervisor
+            .settings()
+            .await
+            .ok_or(BenchRefused::NoSettings)?;
+        for n in &opts.services {
+            if settings.service(n).is_none() {
+                return Err(BenchRefused::Unknown(n.clone()));
+            }
+        }
+        let statuses = self.supervisor.statuses().await;
+        let logs = settings
+            .services
+            .iter()
+            .filter_map(|s| {
+                let t = self.supervisor.log_tail(&s.name)?;
+                Some((s.name.clone(), t.tail(opts.log_lines as usize)))
+            })
+            .collect();
+        let input = DoctorInput {
+            settings,
+            statuses,
+            swap_used_bytes: self.monitor.latest().swap_used_bytes,
+            logs,
+        };
+        Ok(bench::doctor::doctor(input, &opts).await)
+    }
+}
+
+fn check_options(opts: &BenchOptions) -> Result<(), BenchRefused> {
+    if opts.concurrency.is_empty() || opts.concurrency.contains(&0) {
+        return Err(BenchRefused::Invalid(
+            "concurrency levels must be ≥ 1, e.g. [1, 4]".into(),
+        ));
+    }
+    if opts.requests == 0 {
+        return Err(BenchRefused::Invalid("requests must be ≥ 1".into()));
+    }
+    if opts.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        return Err(BenchRefused::Invalid("rate must be > 0 requests/s".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::AlertStore;
+
+    fn service(dir: &std::path::Path) -> Arc<BenchService> {
+        let (events, _) = broadcast::channel(64);
+        let store = AlertStore::new(events.clone());
+        let shared = super::super::tests::shared(dir, events.clone(), store.source("supervisor"));
+        let supervisor = Arc::new(Supervisor::new(shared, super::super::tests::runtime(dir)));
+        let monitor = Arc::new(MonitorService::new(store.source("monitor")));
+        Arc::new(BenchService::new(
+            supervisor,
+            monitor,
+            events,
+            store.source("bench"),
+            dir.to_path_buf(),
+        ))
+    }
+
+    #[tokio::test]
+    async fn bad_options_and_missing_settings_are_refused_before_anything_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = service(dir.path());
+        let bad = BenchOptions {
+            concurrency: vec![0],
+            ..BenchOptions::default()
+        };
+        assert!(matches!(b.start(bad).await, Err(BenchRefused::Invalid(_))));
+        let rate = BenchOptions {
+            rate: Some(f64::NAN),
+            ..BenchOptions::default()
+        };
+        assert!(matches!(b.start(rate).await, Err(BenchRefused::Invalid(_))));
+        let none = b.start(BenchOptions::default()).await;
+        assert!(matches!(none, Err(BenchRefused::NoSettings)), "{none:?}");
+        assert!(matches!(
+            b.doctor(DoctorOptions::default()).await,
+            Err(BenchRefused::NoSettings)
+        ));
+        assert_eq!(b.current(), None);
+        assert_eq!(b.cancel(), None);
+    }
+
+    #[tokio::test]
+    async fn a_run_of_a_service_that_is_not_ready_ends_with_it_skipped_and_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = service(dir.path());
+        let text = "[services.chat]\nport = 1\nmodel = \"m\"\nenabled = false\n";
+        let s = config::parse_settings(std::path::Path::new("s.toml"), text)
+            .0
+            .unwrap();
+        b.supervisor.apply(s).await;
+        let mut rx = b.events.subscribe();
+        let opts = BenchOptions {
+            services: vec!["chat".into()],
+            ..BenchOptions::default()
+        };
+        let id = b.start(opts).await.unwrap();
+        assert_eq!(b.current().as_deref(), Some(id.as_str()));
+        let done = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            loop {
+                if let Ok(Event::BenchDone(d)) = rx.recv().await {
+                    return d;
+                }
+            }
+        })
+        .await
+        .expect("the run ends");
+        assert_eq!(done.id, id);
+        assert_eq!(done.error, None);
+        let r = bench::history::load(dir.path(), &id).unwrap();
+        assert!(r.services[0]
+            .skipped
+            .as_deref()
+            .unwrap_or("")
+            .contains("not ready"));
+        assert_eq!(b.current(), None);
+        b.supervisor.shutdown().await;
+    }
+}

@@ -1,0 +1,108 @@
+//! The memory budget: would the services fit? Checked before settings are applied and before a manual
+//! start. Owns the `over-budget` alert.
+
+use crate::alerts::AlertSource;
+use crate::api::AlertSeverity;
+use crate::config::Settings;
+use crate::estimate;
+
+/// Where the budget comes from: the machine's (`estimate::memory_budget`), or a fixed one in tests.
+pub type BudgetFn = fn() -> Option<(u64, String)>;
+
+pub struct Budget {
+    alerts: AlertSource,
+    budget: BudgetFn,
+}
+
+impl Budget {
+    pub fn new(alerts: AlertSource) -> Self {
+        Budget::with(alerts, estimate::memory_budget)
+    }
+
+    pub fn with(alerts: AlertSource, budget: BudgetFn) -> Self {
+        Budget { alerts, budget }
+    }
+
+    /// Raises (or clears) the over-budget alert for a plan. Returns false when `[app] refuse_over_budget`
+    /// forbids applying it.
+    pub async fn check(&self, s: &Settings) -> bool {
+        let plan = s.clone();
+        let budget = self.budget;
+        let Ok(e) = tokio::task::spawn_blocking(move || estimate::estimate(&plan, budget())).await
+        else {
+            return true;
+        };
+        let Some(short) = estimate::over_budget(&e, s.alerts.headroom_warn_percent) else {
+            self.alerts.clear("over-budget");
+            return true;
+        };
+        let gb = |b: u64| format!("{:.1} GB", b as f64 / (1u64 << 30) as f64);
+        let who: Vec<String> = short
+            .services
+            .iter()
+            .map(|(n, b)| format!("{n} {}", gb(*b)))
+            .collect();
+        let refuse = s.app.refuse_over_budget;
+        self.alerts.raise(
+            "over-budget",
+            if refuse { AlertSeverity::Critical } else { AlertSeverity::Warning },
+            "The services do not fit in memory",
+            format!(
+                "They need {} ({}) + {} reserve, but the budget is {} ({}): {} short. {}Lower context_length / max_concurrency or disable a service.",
+                gb(short.need_bytes),
+                who.join(", "),
+                gb(short.reserve_bytes),
+                gb(short.budget_bytes),
+                e.budget_source.as_deref().unwrap_or("memory"),
+                gb(short.short_bytes),
+                if refuse { "Not applied (refuse_over_budget = true). " } else { "" },
+            ),
+        );
+        !refuse
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::AlertStore;
+
+    /// An embedding service (weights only, no KV cache) whose model is a 1 MiB file on disk.
+    fn settings(dir: &std::path::Path, refuse: bool) -> Settings {
+        let model = dir.join("model");
+        std::fs::create_dir_all(&model).unwrap();
+        let w = std::fs::File::create(model.join("model.safetensors")).unwrap();
+        w.set_len(1 << 20).unwrap();
+        let text = format!(
+            "[app]\nrefuse_over_budget = {refuse}\n\n[services.embed]\nkind = \"embedding\"\nport = 8080\nmodel = \"{}\"\n",
+            model.display()
+        );
+        crate::config::parse_settings(std::path::Path::new("settings.toml"), &text)
+            .0
+            .expect("valid settings")
+    }
+
+    fn tiny() -> Option<(u64, String)> {
+        Some((64 << 10, "test budget".into()))
+    }
+
+    fn huge() -> Option<(u64, String)> {
+        Some((1 << 50, "test budget".into()))
+    }
+
+    #[tokio::test]
+    async fn over_budget_warns_or_refuses_and_clears_when_it_fits() {
+        let (tx, _) = tokio::sync::broadcast::channel(16);
+        let store = AlertStore::new(tx);
+        let dir = tempfile::tempdir().unwrap();
+        let b = Budget::with(store.source("budget"), tiny);
+        assert!(b.check(&settings(dir.path(), false)).await, "warn only");
+        assert_eq!(store.active()[0].severity, AlertSeverity::Warning);
+        assert!(!b.check(&settings(dir.path(), true)).await, "refused");
+        assert_eq!(store.active()[0].severity, AlertSeverity::Critical);
+        assert!(store.active()[0].body.contains("test budget"));
+        let b = Budget::with(store.source("budget"), huge);
+        assert!(b.check(&settings(dir.path(), true)).await);
+        assert!(store.active().is_empty());
+    }
+}

@@ -1,0 +1,335 @@
+//! The daemon as a set of owned services. Each owns its state and is reached through its handle; none
+//! reaches into another's fields:
+//!
+//! | service | owns | alerts it writes |
+//! |---|---|---|
+//! | `config` ([`ConfigService`]) | settings.toml: status, reads, validation, edits, writes | `config-invalid` |
+//! | `keys` ([`KeyService`]) | the served key set; the keyring while a daemon runs | `keyring`, `plaintext-keys` |
+//! | `proxy` ([`ProxyHost`]) | the frontend listeners and their counters | `proxy` |
+//! | `budget` ([`Budget`]) | the memory-budget check | `over-budget` |
+//! | `monitor` ([`MonitorService`]) | sampler, 10 min of samples, the alert rules | the rules' ids |
+//! | `bench` ([`BenchService`]) | the running benchmark, the doctor | `bench-throttling` |
+//! | `supervisor` ([`Supervisor`]) | the services' processes and states | `service-failed:*`, `crash-loop:*` |
+//!
+//! [`Services`] composes them and holds the flows that cross services: a settings change (config → keys →
+//! budget → proxy → supervisor), a key change, a manual start, the monitor tick, the status report.
+//! `daemon.rs` builds it; `control::server` dispatches requests to it.
+
+pub mod bench;
+pub mod budget;
+pub mod config;
+pub mod keys;
+pub mod monitor;
+pub mod proxy_host;
+
+pub use bench::{BenchRefused, BenchService};
+pub use budget::Budget;
+pub use config::{ConfigService, EditRefused, Loaded};
+pub use keys::KeyService;
+pub use monitor::MonitorService;
+pub use proxy_host::ProxyHost;
+
+use crate::alerts::AlertStore;
+use crate::api::{Event, MemoryStatus, MonitorTick, ServiceStatus, StatusReport, ThermalStatus};
+use crate::launch::Runtime;
+use crate::monitor::Sample;
+use crate::supervisor::{process, statefile::StateFile, Shared, State, Supervisor};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc, Notify};
+
+pub struct Services {
+    pub config: ConfigService,
+    pub keys: KeyService,
+    pub proxy: ProxyHost,
+    pub budget: Budget,
+    pub monitor: Arc<MonitorService>,
+    pub bench: Arc<BenchService>,
+    pub supervisor: Arc<Supervisor>,
+    pub alerts: Arc<AlertStore>,
+    pub events: broadcast::Sender<Event>,
+    /// Notified by a shutdown request.
+    pub shutdown: Notify,
+    pub state_dir: PathBuf,
+}
+
+impl Services {
+    /// Builds every service for a daemon on `state_dir` reading `config_path` (absolute); `reload` pokes the
+    /// task that calls [`Services::reload`].
+    pub fn new(
+        state_dir: PathBuf,
+        config_path: PathBuf,
+        rt: Runtime,
+        reload: mpsc::Sender<()>,
+    ) -> Arc<Services> {
+        let (events, _) = broadcast::channel(1024);
+        let alerts = AlertStore::new(events.clone());
+        let shared = Arc::new(Shared {
+            alerts: alerts.source("supervisor"),
+            events: events.clone(),
+            statuses: Default::default(),
+            state_file: StateFile::load(state_dir.join("state.json")),
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("http client"),
+            logs_dir: state_dir.join("logs"),
+            config_path: config_path.clone(),
+        });
+        let supervisor = Arc::new(Supervisor::new(shared.clone(), rt));
+        let monitor = Arc::new(MonitorService::new(alerts.source("monitor")));
+        let keys = KeyService::new(config_path.clone(), alerts.source("keys"));
+        let proxy = ProxyHost::new(
+            shared.statuses.clone(),
+            keys.shared(),
+            alerts.source("proxy"),
+        );
+        Arc::new(Services {
+            config: ConfigService::new(
+                config_path,
+                events.clone(),
+                alerts.source("config"),
+                reload,
+            ),
+            keys,
+            proxy,
+            budget: Budget::new(alerts.source("budget")),
+            bench: Arc::new(BenchService::new(
+                supervisor.clone(),
+                monitor.clone(),
+                events.clone(),
+                alerts.source("bench"),
+                state_dir.clone(),
+            )),
+            monitor,
+            supervisor,
+            alerts,
+            events,
+            shutdown: Notify::new(),
+            state_dir,
+        })
+    }
+
+    /// Re-reads settings.toml and applies it when it is valid and differs from what runs.
+    pub async fn reload(&self) {
+        let Loaded::Changed(s) = self.config.load() else {
+            return;
+        };
+        self.monitor.set_rules(s.alerts.clone());
+        self.keys.load(Some(&s)).await;
+        if self.budget.check(&s).await {
+            self.proxy.apply(&s).await;
+            self.supervisor.apply(*s).await;
+        }
+    }
+
+    /// After a change of the keys: reload them, and restart the listeners when the first key came or the
+    /// last went (a non-loopback listener needs one). Returns how many keys are served.
+    pub async fn keys_changed(&self) -> usize {
+        let n = self.keys.load(None).await;
+        self.apply_proxies().await;
+        n
+    }
+
+    /// The listeners for the settings that run (after a key was added or removed).
+    pub async fn apply_proxies(&self) {
+        if let Some(s) = self.supervisor.settings().await {
+            self.proxy.apply(&s).await;
+        }
+    }
+
+    /// Before a manual start: would what then runs (what runs now + `target`) fit? Raises the over-budget
+    /// alert when not; refuses (Err) under `[app] refuse_over_budget`.
+    pub async fn admit_start(&self, target: &str) -> Result<(), String> {
+        let Some(mut plan) = self.supervisor.settings().await else {
+            return Ok(());
+        };
+        let running: Vec<String> = self
+            .supervisor
+            .statuses()
+            .await
+            .into_iter()
+            .filter(|s| s.state.is_running() || s.state == State::Backoff)
+            .map(|s| s.name)
+            .collect();
+        plan.services
+            .retain(|s| target == "all" || s.name == target || running.contains(&s.name));
+        if self.budget.check(&plan).await {
+            Ok(())
+        } else {
+            Err(
+                "not started: the services would not fit in memory and refuse_over_budget = true \
+                 (see the over-budget alert in `mlx-box status`)"
+                    .to_string(),
+            )
+        }
+    }
+
+    /// Every service's status with the memory of its process group (a process scan: not on every tick).
+    async fn services_with_memory(&self) -> Vec<ServiceStatus> {
+        let mut services = self.supervisor.statuses().await;
+        let pgids: Vec<Option<u32>> = services.iter().map(|s| s.pid).collect();
+        let per_group = tokio::task::spawn_blocking(move || group_memory(&pgids))
+            .await
+            .unwrap_or_default();
+        for (s, m) in services.iter_mut().zip(per_group) {
+            s.memory_bytes = m;
+        }
+        services
+    }
+
+    pub async fn status(&self) -> StatusReport {
+        let services = self.services_with_memory().await;
+        let sample = self.monitor.latest();
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            daemon_pid: std::process::id(),
+            config_path: self.config.path().display().to_string(),
+            config: self.config.status(),
+            services,
+            memory: MemoryStatus::from_sample(&sample),
+            thermal: ThermalStatus {
+                state: sample.thermal,
+            },
+            alerts: self.alerts.active(),
+        }
+    }
+
+    /// The 1 Hz tick (tick `n`): sample and run the rules, the proxy's share (live tok/s, the throttling
+    /// rule), then tell the clients.
+    pub async fn tick(&self, n: u64) {
+        let sample = self.monitor.tick();
+        let since = crate::api::now_ms().saturating_sub(10 * 60 * 1000);
+        let decode = self.proxy.tick(since).await;
+        self.monitor.throughput(&decode, since);
+        self.publish_tick(sample, n).await;
+    }
+
+    /// Sends a monitor tick to the event stream when someone listens; every `SERVICE_MEMORY_EVERY` ticks it
+    /// also carries each service's memory (a process scan, so not every second).
+    async fn publish_tick(&self, sample: Sample, n: u64) {
+        const SERVICE_MEMORY_EVERY: u64 = 5;
+        if self.events.receiver_count() == 0 {
+            return;
+        }
+        let service_memory = if n.is_multiple_of(SERVICE_MEMORY_EVERY) {
+            Some(
+                self.services_with_memory()
+                    .await
+                    .into_iter()
+                    .filter_map(|s| s.memory_bytes.map(|m| (s.name, m)))
+                    .collect(),
+            )
+        } else {
+            None
+        };
+        let _ = self.events.send(Event::Monitor(MonitorTick {
+            sample,
+            service_memory,
+        }));
+    }
+
+    /// Asks the daemon to stop every service and exit.
+    pub fn request_shutdown(&self) {
+        self.shutdown.notify_one();
+        let _ = self.events.send(Event::Shutdown);
+    }
+}
+
+/// Resident memory of each service's process group (RSS; on macOS the physical footprint is a later step).
+fn group_memory(pgids: &[Option<u32>]) -> Vec<Option<u64>> {
+    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
+    if pgids.iter().all(Option::is_none) {
+        return vec![None; pgids.len()];
+    }
+    let Ok(mut sys) = System::new() else {
+        return vec![None; pgids.len()];
+    };
+    sys.refresh_processes_specifics(
+        ProcessesToUpdate::All,
+        true,
+        ProcessRefreshKind::nothing().with_memory(),
+    );
+    pgids
+        .iter()
+        .map(|p| p.map(|pg| process::group_memory(&sys, pg)))
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::alerts::AlertSource;
+    use std::path::Path;
+
+    pub(crate) fn shared(
+        dir: &Path,
+        events: broadcast::Sender<Event>,
+        alerts: AlertSource,
+    ) -> Arc<Shared> {
+        Arc::new(Shared {
+            alerts,
+            events,
+            statuses: Default::default(),
+            state_file: StateFile::load(dir.join("state.json")),
+            client: reqwest::Client::new(),
+            logs_dir: dir.join("logs"),
+            config_path: dir.join("settings.toml"),
+        })
+    }
+
+    pub(crate) fn runtime(dir: &Path) -> Runtime {
+        Runtime {
+            scripts_dir: dir.join("runtime"),
+            default_python: "python3".into(),
+        }
+    }
+
+    /// The cross-service flow of a settings change: a valid file reaches the supervisor and the
+    /// listeners; an invalid edit of it changes nothing that runs.
+    #[tokio::test]
+    async fn a_settings_change_flows_from_the_file_to_the_supervisor_and_the_listeners() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let text = format!(
+            "[services.chat]\nkind = \"command\"\ncommand = [\"sleep\", \"30\"]\nport = {port}\nbackend_port = 1\n"
+        );
+        std::fs::write(&path, &text).unwrap();
+        let (tx, _rx) = mpsc::channel(4);
+        let s = Services::new(
+            dir.path().to_path_buf(),
+            path.clone(),
+            runtime(dir.path()),
+            tx,
+        );
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        s.reload().await;
+        let mut st = s.status().await;
+        for _ in 0..100 {
+            if st.services.first().is_some_and(|x| x.state.is_running()) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            st = s.status().await;
+        }
+        assert!(st.config.valid);
+        assert_eq!(st.services.len(), 1);
+        assert!(st.services[0].state.is_running(), "{:?}", st.services[0]);
+        assert_eq!(st.services[0].frontend_port, Some(port));
+        assert!(s.proxy.stats().await.contains_key("chat"), "listener up");
+        // A broken file: reported, nothing that runs changes.
+        std::fs::write(&path, "[services.chat]\nport = \"x\"\n").unwrap();
+        s.reload().await;
+        let st = s.status().await;
+        assert!(!st.config.valid);
+        assert_eq!(st.services.len(), 1);
+        assert!(st.alerts.iter().any(|a| a.id == "config-invalid"));
+        s.supervisor.shutdown().await;
+    }
+}

@@ -1,0 +1,121 @@
+//! The proxy host: the frontend listeners, rebuilt only when what they are made of changes (their typed
+//! `ListenerConfig`s, or whether any key exists). Owns the `proxy` alert (a port that cannot be served).
+
+use crate::alerts::AlertSource;
+use crate::api::{AlertSeverity, ServiceStatus};
+use crate::config::Settings;
+use crate::proxy::{ListenerConfig, Proxies, ProxyStats, SharedKeys};
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+/// What the listeners are built from: whether any key exists, and each listener's settings.
+type Built = (bool, Vec<ListenerConfig>);
+
+pub struct ProxyHost {
+    proxies: tokio::sync::Mutex<(Proxies, Option<Built>)>,
+    statuses: Arc<RwLock<BTreeMap<String, ServiceStatus>>>,
+    keys: SharedKeys,
+    alerts: AlertSource,
+}
+
+impl ProxyHost {
+    pub fn new(
+        statuses: Arc<RwLock<BTreeMap<String, ServiceStatus>>>,
+        keys: SharedKeys,
+        alerts: AlertSource,
+    ) -> Self {
+        ProxyHost {
+            proxies: tokio::sync::Mutex::new((Proxies::empty(), None)),
+            statuses,
+            keys,
+            alerts,
+        }
+    }
+
+    /// (Re)starts the listeners when what they depend on changed; returns whether it did. Counters carry
+    /// over a rebuild.
+    pub async fn apply(&self, s: &Settings) -> bool {
+        let has_keys = !self.keys.read().unwrap().is_empty();
+        let built = (has_keys, ListenerConfig::all(s));
+        let mut guard = self.proxies.lock().await;
+        if guard.1.as_ref() == Some(&built) {
+            return false;
+        }
+        let old = std::mem::replace(&mut guard.0, Proxies::empty());
+        let counters = old.carry_over();
+        old.stop().await;
+        let (p, errors) =
+            Proxies::start(s, self.statuses.clone(), self.keys.clone(), &counters).await;
+        if errors.is_empty() {
+            self.alerts.clear("proxy");
+        } else {
+            let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            self.alerts.raise(
+                "proxy",
+                AlertSeverity::Warning,
+                "A frontend port is not served",
+                text.join(" "),
+            );
+        }
+        *guard = (p, Some(built));
+        true
+    }
+
+    pub async fn stats(&self) -> BTreeMap<String, ProxyStats> {
+        self.proxies.lock().await.0.stats()
+    }
+
+    /// The monitor tick's share: advances the live tok/s window and returns the decode speeds (tok/s) of
+    /// the streams that finished since `since_ms`.
+    pub async fn tick(&self, since_ms: u64) -> Vec<f64> {
+        let g = self.proxies.lock().await;
+        g.0.tick();
+        g.0.decode_series(since_ms)
+            .into_iter()
+            .map(|x| x.1)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::AlertStore;
+
+    fn settings(port: u16) -> Settings {
+        let text = format!(
+            "[services.chat]\nport = {port}\nbackend_port = {}\nmodel = \"m\"\n",
+            port.wrapping_add(1).max(1)
+        );
+        crate::config::parse_settings(std::path::Path::new("settings.toml"), &text)
+            .0
+            .expect("valid settings")
+    }
+
+    #[tokio::test]
+    async fn listeners_are_rebuilt_only_on_change_and_a_taken_port_is_an_alert() {
+        let (tx, _) = tokio::sync::broadcast::channel(16);
+        let store = AlertStore::new(tx);
+        let host = ProxyHost::new(
+            Default::default(),
+            Default::default(),
+            store.source("proxy"),
+        );
+        // A port some other program holds.
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        assert!(host.apply(&settings(port)).await);
+        assert_eq!(store.active().len(), 1, "the taken port is an alert");
+        assert!(store.active()[0].body.contains(&port.to_string()));
+        assert!(!host.apply(&settings(port)).await, "same settings: kept");
+        drop(taken);
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        assert!(host.apply(&settings(free)).await);
+        assert!(store.active().is_empty(), "served: the alert clears");
+        assert!(host.stats().await.contains_key("chat"));
+    }
+}
