@@ -47,6 +47,8 @@ pub enum Request {
     RemoveKey { id: String },
     /// Re-read the keys → `KeyCount`.
     ReloadKeys,
+    /// Move the plaintext keys of the daemon's settings.toml into the keyring → `ImportReport`.
+    ImportKeys,
     /// → 202 `BenchStarted`; 409 while one runs.
     BenchStart { options: BenchOptions },
     /// → `BenchStarted` of the run being cancelled; 404 when none runs.
@@ -172,6 +174,7 @@ impl Request {
             Request::AddKey { key } => (Post, "/v1/keys".into(), json(key)),
             Request::RemoveKey { id } => (Delete, format!("/v1/keys/{}", encode(id)), Body::None),
             Request::ReloadKeys => (Post, "/v1/keys/reload".into(), Body::None),
+            Request::ImportKeys => (Post, "/v1/keys/import".into(), Body::None),
             Request::BenchStart { options } => (Post, "/v1/bench".into(), json(options)),
             Request::BenchCancel => (Post, "/v1/bench/cancel".into(), Body::None),
             Request::BenchCurrent => (Get, "/v1/bench/current".into(), Body::None),
@@ -258,6 +261,7 @@ impl Request {
                 key: from_json(body)?,
             },
             (["keys", "reload"], Post) => Request::ReloadKeys,
+            (["keys", "import"], Post) => Request::ImportKeys,
             (["keys", id], Delete) => Request::RemoveKey { id: id.to_string() },
             (["bench"], Post) => Request::BenchStart {
                 options: from_json(body)?,
@@ -425,6 +429,7 @@ mod tests {
             },
             Request::RemoveKey { id: "k1".into() },
             Request::ReloadKeys,
+            Request::ImportKeys,
             Request::BenchStart {
                 options: BenchOptions::default(),
             },

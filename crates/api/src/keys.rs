@@ -53,3 +53,14 @@ pub struct NewKey {
     pub key: KeyInfo,
     pub secret: String,
 }
+
+/// What `mlx-box keys import` did (`POST /v1/keys/import`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ImportReport {
+    pub imported: Vec<KeyInfo>,
+    /// Blank `api_key` entries removed from the file (they were never keys).
+    pub blank_removed: u32,
+    /// A `settings.toml.bak` from an earlier save that held plaintext keys, now without them.
+    pub scrubbed_backup: Option<std::path::PathBuf>,
+}

@@ -377,36 +377,78 @@ async fn with_keyring<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(move || f(&keys::Keyring::open()?)).await??)
 }
 
-/// Tells a running daemon that the keys changed; no daemon is fine (it reads them when it starts).
-async fn poke_daemon(state_dir: &std::path::Path) {
-    match Client::new(state_dir).reload_keys().await {
-        Ok(n) => eprintln!("the running daemon now accepts {n} key(s)"),
-        Err(ClientError::NotRunning { .. }) => {}
-        Err(e) => eprintln!(
-            "warning: the daemon did not reload its keys ({e}); run `mlx-box keys reload`"
-        ),
+/// Where a key change was made: keys are written by the daemon while one runs (it serves the change at
+/// once); with none running the CLI works on the keyring itself, and says so.
+enum Via {
+    Daemon,
+    Keyring,
+}
+
+impl Via {
+    fn say(&self) {
+        match self {
+            Via::Daemon => eprintln!("the running daemon made the change and serves it now"),
+            Via::Keyring => eprintln!(
+                "no daemon runs: the OS keyring was changed directly (a daemon reads it when it starts)"
+            ),
+        }
+    }
+}
+
+/// Asks the daemon; when none runs, does it on the keyring directly.
+async fn via_daemon<T, F>(
+    daemon: impl std::future::Future<Output = Result<T, ClientError>>,
+    direct: impl FnOnce() -> F,
+) -> Result<(T, Via)>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    match daemon.await {
+        Ok(t) => Ok((t, Via::Daemon)),
+        Err(ClientError::NotRunning { .. }) => Ok((direct().await?, Via::Keyring)),
+        Err(e) => Err(e.into()),
     }
 }
 
 async fn keys(state_dir: &std::path::Path, cmd: KeysCmd) -> Result<ExitCode> {
+    let c = Client::new(state_dir);
     match cmd {
         KeysCmd::Add { name, services } => {
-            let (info, secret) = with_keyring(move |k| k.add(name.as_deref(), &services)).await?;
+            let req = keys::NewKeyRequest {
+                name: name.clone(),
+                services: services.clone(),
+            };
+            let (k, via) = via_daemon(c.add_key(&req), || async move {
+                let (key, secret) =
+                    with_keyring(move |k| k.add(name.as_deref(), &services)).await?;
+                Ok(keys::NewKey { key, secret })
+            })
+            .await?;
             // The key alone on stdout (scripts take it from there); the rest on stderr.
-            println!("{secret}");
+            println!("{}", k.secret);
             eprintln!(
                 "key {} added to the OS keyring{}. It is shown only now: copy it to your client.",
-                info.id,
-                if info.services.is_empty() {
+                k.key.id,
+                if k.key.services.is_empty() {
                     String::new()
                 } else {
-                    format!(" (only for {})", info.services.join(", "))
+                    format!(" (only for {})", k.key.services.join(", "))
                 }
             );
-            poke_daemon(state_dir).await;
+            via.say();
         }
         KeysCmd::List { json } => {
-            let list = with_keyring(|k| k.list()).await?;
+            let (list, _) = via_daemon(
+                async {
+                    let l = c.keys().await?;
+                    match l.keyring_error {
+                        Some(e) => Err(ClientError::Api(e)),
+                        None => Ok(l.keys),
+                    }
+                },
+                || with_keyring(|k| k.list()),
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
@@ -433,25 +475,37 @@ async fn keys(state_dir: &std::path::Path, cmd: KeysCmd) -> Result<ExitCode> {
             }
         }
         KeysCmd::Remove { id } => {
-            let info = with_keyring(move |k| k.remove(&id)).await?;
+            let id2 = id.clone();
+            let (info, via) =
+                via_daemon(c.remove_key(&id), || with_keyring(move |k| k.remove(&id2))).await?;
             eprintln!(
                 "key {} ({}…{}) removed",
                 info.id,
                 info.name.map(|n| format!("{n}, ")).unwrap_or_default(),
                 info.last4
             );
-            poke_daemon(state_dir).await;
+            via.say();
         }
         KeysCmd::Import { config } => {
-            let path = match config {
-                Some(p) => p,
-                None => match Client::new(state_dir).status().await {
-                    Ok(s) => PathBuf::from(s.config_path),
-                    Err(_) => paths::default_config(),
-                },
+            // The daemon's own file is imported by the daemon (the only writer of it while it runs);
+            // another file, or any file when no daemon runs, here.
+            let daemon_config = c.status().await.ok().map(|s| PathBuf::from(s.config_path));
+            let same = |p: &std::path::Path| {
+                daemon_config
+                    .as_deref()
+                    .is_some_and(|d| std::fs::canonicalize(d).ok() == std::fs::canonicalize(p).ok())
             };
-            let p = path.clone();
-            let report = with_keyring(move |k| keys::import_from_settings(k, &p)).await?;
+            let path = config
+                .clone()
+                .or(daemon_config.clone())
+                .unwrap_or_else(paths::default_config);
+            let (report, via) = if daemon_config.is_some() && same(&path) {
+                (c.import_keys().await?, Via::Daemon)
+            } else {
+                let p = path.clone();
+                let r = with_keyring(move |k| keys::import_from_settings(k, &p)).await?;
+                (r, Via::Keyring)
+            };
             if report.imported.is_empty() && report.blank_removed == 0 {
                 eprintln!(
                     "{}: no plaintext api_key / api_keys to import",
@@ -480,15 +534,30 @@ async fn keys(state_dir: &std::path::Path, cmd: KeysCmd) -> Result<ExitCode> {
                 if let Some(b) = &report.scrubbed_backup {
                     eprintln!("the plaintext keys were also removed from {}", b.display());
                 }
-                poke_daemon(state_dir).await;
+                match via {
+                    Via::Daemon => via.say(),
+                    // Another file than the running daemon's, or no daemon: tell one to re-read.
+                    Via::Keyring => poke_daemon(state_dir).await,
+                }
             }
         }
         KeysCmd::Reload => {
-            let n = Client::new(state_dir).reload_keys().await?;
+            let n = c.reload_keys().await?;
             eprintln!("the daemon now accepts {n} key(s)");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Tells a running daemon that the keys changed; no daemon is fine (it reads them when it starts).
+async fn poke_daemon(state_dir: &std::path::Path) {
+    match Client::new(state_dir).reload_keys().await {
+        Ok(n) => eprintln!("the running daemon now accepts {n} key(s)"),
+        Err(ClientError::NotRunning { .. }) => {}
+        Err(e) => eprintln!(
+            "warning: the daemon did not reload its keys ({e}); run `mlx-box keys reload`"
+        ),
+    }
 }
 
 /// `YYYY-MM-DD HH:MM` (UTC) of a unix time, without a date crate (civil-from-days, H. Hinnant).

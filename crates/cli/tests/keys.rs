@@ -66,6 +66,12 @@ fn keyring_keys_drive_the_running_proxy() {
     let out = d.cli(&["keys", "add", "--name", "laptop"]);
     let key = stdout(&out).trim().to_string();
     assert!(key.starts_with("sk-mlxbox-") && key.len() > 60, "{key}");
+    // Written by the daemon (the only writer of keys while one runs), not behind its back.
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("running daemon made the change"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         chat(front, None),
         401,
@@ -116,6 +122,26 @@ fn keyring_keys_drive_the_running_proxy() {
     let out = d.cli(&["keys", "remove", "nope"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("mlx-box keys list"));
+
+    // No daemon on a state dir: the CLI writes the keyring itself, and says so.
+    let idle = tempfile::tempdir().unwrap();
+    let offline = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg("--state-dir")
+            .arg(idle.path())
+            .envs(keyring_env())
+            .output()
+            .unwrap()
+    };
+    let out = offline(&["keys", "add", "--name", "offline"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no daemon runs"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(offline(&["keys", "remove", "offline"]).status.success());
 }
 
 #[test]

@@ -242,6 +242,11 @@ impl Client {
         self.call(&Request::AddKey { key: req.clone() }).await
     }
 
+    /// Moves the plaintext keys of the daemon's settings.toml into the keyring.
+    pub async fn import_keys(&self) -> Result<mlxbox_api::keys::ImportReport, ClientError> {
+        self.call(&Request::ImportKeys).await
+    }
+
     pub async fn remove_key(&self, id: &str) -> Result<mlxbox_api::keys::KeyInfo, ClientError> {
         self.call(&Request::RemoveKey { id: id.to_string() }).await
     }

@@ -11,8 +11,7 @@
 //! The keyring calls block (D-Bus / Security framework): call them from `spawn_blocking` in async code.
 
 use crate::config::{self, ConfigEdit};
-pub use mlxbox_api::keys::{KeyInfo, KeyList, NewKey, NewKeyRequest};
-use serde::Serialize;
+pub use mlxbox_api::keys::{ImportReport, KeyInfo, KeyList, NewKey, NewKeyRequest};
 use std::path::{Path, PathBuf};
 
 /// Default keyring service name.
@@ -225,16 +224,6 @@ impl Keyring {
     }
 }
 
-/// What [`import_from_settings`] did.
-#[derive(Debug, Clone, Serialize)]
-pub struct ImportReport {
-    pub imported: Vec<KeyInfo>,
-    /// Blank `api_key` entries removed from the file (they were never keys).
-    pub blank_removed: usize,
-    /// A `settings.toml.bak` from an earlier save that held plaintext keys, now without them.
-    pub scrubbed_backup: Option<PathBuf>,
-}
-
 /// Every `[server] api_key` / `api_keys` string of a settings text, blank ones included, in file order.
 fn key_entries(text: &str) -> Vec<String> {
     let Ok(doc) = text.parse::<toml_edit::DocumentMut>() else {
@@ -296,7 +285,7 @@ pub fn import_from_settings(ring: &Keyring, path: &Path) -> Result<ImportReport,
         source: e,
     })?;
     let keys = plaintext_keys(&text);
-    let blank_removed = blank_keys(&text);
+    let blank_removed = u32::try_from(blank_keys(&text)).unwrap_or(u32::MAX);
     let mut report = ImportReport {
         imported: vec![],
         blank_removed,

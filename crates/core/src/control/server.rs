@@ -142,6 +142,13 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
             }
             Err(e) => key_error(e),
         },
+        Request::ImportKeys => match s.keys.import().await {
+            Ok(r) => {
+                s.apply_proxies().await;
+                ok(r)
+            }
+            Err(e) => key_error(e),
+        },
         Request::ReloadKeys => ok(KeyCount {
             keys: u32::try_from(s.keys_changed().await).unwrap_or(u32::MAX),
         }),

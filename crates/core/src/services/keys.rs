@@ -5,7 +5,7 @@
 use crate::alerts::AlertSource;
 use crate::api::AlertSeverity;
 use crate::config::{self, Settings};
-use crate::keys::{KeyError, KeyInfo, Keyring};
+use crate::keys::{ImportReport, KeyError, KeyInfo, Keyring};
 use crate::proxy::{KeySet, SharedKeys};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -139,6 +139,15 @@ impl KeyService {
         services: Vec<String>,
     ) -> Result<(KeyInfo, String), KeyError> {
         let r = keyring(move |k| k.add(name.as_deref(), &services)).await?;
+        self.load(None).await;
+        Ok(r)
+    }
+
+    /// `mlx-box keys import`: the plaintext keys of settings.toml into the keyring, then out of the file
+    /// (the watcher then reloads it like any save).
+    pub async fn import(&self) -> Result<ImportReport, KeyError> {
+        let path = self.config_path.clone();
+        let r = keyring(move |k| crate::keys::import_from_settings(k, &path)).await?;
         self.load(None).await;
         Ok(r)
     }
