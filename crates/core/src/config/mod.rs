@@ -4,13 +4,11 @@
 //! (`kind`, `command`, `enabled`, restart policy, `[app]`, `[alerts]`), all documented in
 //! `config/settings.toml.example`.
 
-mod diff;
 mod document;
 mod edit;
 mod parse;
 mod watch;
 
-pub use diff::{diff_settings, ServiceChange, SettingsDiff};
 pub use document::{apply_edits, to_json, EditError};
 pub use edit::{atomic_write, backup_path, edit_target, write_with_backup};
 pub use parse::{

@@ -1137,8 +1137,8 @@ command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{po
             default_python: "python3".into(),
         };
         assert_eq!(
-            crate::config::diff_settings(&a.unwrap(), &b.unwrap(), &rt).changes,
-            [crate::config::ServiceChange::Update("fast".into())]
+            crate::supervisor::diff::diff_settings(&a.unwrap(), &b.unwrap(), &rt).changes,
+            [crate::supervisor::diff::ServiceChange::Update("fast".into())]
         );
     }
 

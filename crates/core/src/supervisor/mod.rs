@@ -1,6 +1,7 @@
 //! The supervisor: one task per service (see `service.rs`), config changes applied as diffs, adoption of
 //! the servers a previous daemon left running.
 
+pub mod diff;
 pub mod logs;
 pub mod machine;
 pub mod probe;
@@ -12,7 +13,8 @@ pub use machine::State;
 pub use service::Shared;
 
 use crate::api::ServiceStatus;
-use crate::config::{diff_settings, ServiceChange, Settings};
+use crate::config::Settings;
+use diff::{diff_settings, ServiceChange};
 use crate::launch::{plan, Runtime};
 use logs::LogTail;
 use process::Proc;

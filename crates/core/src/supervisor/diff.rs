@@ -1,6 +1,7 @@
-//! Which services a config change touches. Only services whose process would differ restart.
+//! Which services a config change touches. Only services whose process would differ restart (the
+//! supervisor's decision: it compares launch plans, so it lives here and not in `config`).
 
-use super::Settings;
+use crate::config::Settings;
 use crate::launch::{plan, Runtime};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
