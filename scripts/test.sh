@@ -47,10 +47,10 @@ npm run check --silent
 run_counted npm test --silent
 
 say "TypeScript types generated from the Rust ones: no drift"
-cargo test -q -p mlxbox-api -p mlxbox-client --lib export_bindings >/dev/null
-if [ -n "$(git status --porcelain -- ui/src/bindings)" ]; then
-  git status --porcelain -- ui/src/bindings
-  say "ui/src/bindings is out of date: run 'cargo test -p mlxbox-api -p mlxbox-client --lib export_bindings' and commit it"
+cargo test -q -p mlxbox-api -p mlxbox-client --lib export_ >/dev/null
+if [ -n "$(git status --porcelain -- ui/src/bindings ui/src/lib/settingsSchema.generated.ts)" ]; then
+  git status --porcelain -- ui/src/bindings ui/src/lib/settingsSchema.generated.ts
+  say "generated UI types are out of date: run 'cargo test -p mlxbox-api -p mlxbox-client --lib export_' and commit them"
   exit 1
 fi
 

@@ -12,6 +12,7 @@ pub mod monitor;
 pub mod paths;
 pub mod proxy;
 pub mod service;
+pub mod settings;
 pub mod status;
 
 pub use status::*;

@@ -11,9 +11,7 @@ mod watch;
 
 pub use document::{apply_edits, to_json, EditError};
 pub use edit::{atomic_write, backup_path, edit_target, write_with_backup};
-pub use parse::{
-    parse_settings, readable_by_others, readable_keys_warning, validate_file, EXPECT_KEYS,
-};
+pub use parse::{parse_settings, readable_by_others, readable_keys_warning, validate_file};
 pub use watch::{watch_file, FileWatcher};
 
 pub use mlxbox_api::config::{ConfigEdit, Diagnostic, Expectations, Kind, Severity};

@@ -10,92 +10,8 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml_edit::{Document, Item, TableLike, Value};
 
-const SERVER_KEYS: &[&str] = &[
-    "host",
-    "api_key",
-    "api_keys",
-    "request_timeout_s",
-    "domain_name",
-    "letsencrypt_email",
-    "cors_origins",
-];
-const APP_KEYS: &[&str] = &[
-    "python",
-    "log_max_bytes",
-    "log_files",
-    "log_tail_lines",
-    "stop_servers_on_quit",
-    "refuse_over_budget",
-    "stable_after_s",
-    "notify_min_severity",
-];
-/// Values of `[app] notify_min_severity`: alerts below it make no desktop notification.
-const NOTIFY_LEVELS: &[&str] = &["info", "warning", "critical", "off"];
-const ALERT_KEYS: &[&str] = &[
-    "enabled",
-    "swap_warn_mb",
-    "headroom_warn_percent",
-    "cooldown_s",
-    "clear_after_s",
-];
-const SERVICE_KEYS: &[&str] = &[
-    "kind",
-    "enabled",
-    "port",
-    "backend_port",
-    "model",
-    "aliases",
-    "allow_any_model",
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "frequency_penalty",
-    "presence_penalty",
-    "filter_reasoning",
-    "thinking_budget",
-    "disable_thinking_tags",
-    "batch_size",
-    "max_seq_length",
-    "quantization",
-    "context_length",
-    "max_concurrency",
-    "request_timeout_s",
-    "command",
-    "python",
-    "env",
-    "cwd",
-    "probe",
-    "ready_timeout_s",
-    "stop_timeout_s",
-    "restart",
-    "backoff_max_s",
-    "max_start_failures",
-    "liveness_interval_s",
-    "liveness_failures",
-    "expect_gen_tok_s",
-    "expect_ttft_ms",
-    "expect_output_tok_s",
-    "expect_parallel_efficiency",
-    "expect_inputs_s",
-    // tts / whisper tables of the original mlx-box
-    "default_voice",
-    "language",
-    "voice",
-];
-/// The benchmark thresholds (`expect_*`) and the service kinds each one applies to.
-pub const EXPECT_KEYS: &[(&str, &[Kind])] = &[
-    ("expect_gen_tok_s", &[Kind::Chat, Kind::Ocr, Kind::Command]),
-    ("expect_ttft_ms", &[Kind::Chat, Kind::Ocr, Kind::Command]),
-    (
-        "expect_output_tok_s",
-        &[Kind::Chat, Kind::Ocr, Kind::Command],
-    ),
-    (
-        "expect_parallel_efficiency",
-        &[Kind::Chat, Kind::Ocr, Kind::Command],
-    ),
-    ("expect_inputs_s", &[Kind::Embedding]),
-];
+use mlxbox_api::settings::{self as schema, Section};
+
 const PLACEHOLDERS: &[&str] = &["{python}", "{model}", "{host}", "{port}", "{max_tokens}"];
 
 struct Ctx<'a> {
@@ -160,6 +76,8 @@ impl Ctx<'_> {
 struct TableView<'t> {
     table: &'t dyn TableLike,
     where_: String,
+    /// Which section's declarations (`mlxbox_api::settings`) give the keys, ranges and examples.
+    section: Option<Section>,
 }
 
 fn value_span(item: &Item) -> Option<Range<usize>> {
@@ -226,7 +144,22 @@ impl<'t> TableView<'t> {
         }
     }
 
-    fn int(&self, cx: &mut Ctx, key: &str, min: i64, max: i64, example: &str) -> Option<i64> {
+    /// The declared range and example of a number key (see `mlxbox_api::settings`).
+    fn bounds(&self, key: &str) -> (f64, f64, &'static str) {
+        let k = self.section.and_then(|s| schema::find(s, key));
+        debug_assert!(
+            k.is_some(),
+            "`{key}` is read but not declared in mlxbox_api::settings"
+        );
+        match k.and_then(|k| k.range.map(|r| (r.0, r.1, k.example))) {
+            Some(b) => b,
+            None => (f64::MIN, f64::MAX, "1"),
+        }
+    }
+
+    fn int(&self, cx: &mut Ctx, key: &str) -> Option<i64> {
+        let (min, max, example) = self.bounds(key);
+        let (min, max) = (min as i64, max as i64);
         let item = self.get(key)?;
         match item.as_integer() {
             Some(n) if n >= min && n <= max => Some(n),
@@ -248,7 +181,8 @@ impl<'t> TableView<'t> {
         }
     }
 
-    fn float(&self, cx: &mut Ctx, key: &str, min: f64, max: f64, example: &str) -> Option<f64> {
+    fn float(&self, cx: &mut Ctx, key: &str) -> Option<f64> {
+        let (min, max, example) = self.bounds(key);
         let item = self.get(key)?;
         let v = item
             .as_float()
@@ -418,6 +352,7 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
     let root = TableView {
         table: doc.as_table(),
         where_: "the top level".into(),
+        section: None,
     };
     root.unknown_keys(&mut cx, &["server", "services", "app", "alerts"]);
 
@@ -478,8 +413,9 @@ fn parse_server(cx: &mut Ctx, item: Option<&Item>) -> ServerSettings {
     let v = TableView {
         table: t,
         where_: "[server]".into(),
+        section: Some(Section::Server),
     };
-    v.unknown_keys(cx, SERVER_KEYS);
+    v.unknown_keys(cx, &schema::names(Section::Server));
     if let Some(h) = v.str(cx, "host") {
         if h.parse::<std::net::IpAddr>().is_err() && h != "localhost" {
             cx.error(
@@ -547,7 +483,7 @@ fn parse_server(cx: &mut Ctx, item: Option<&Item>) -> ServerSettings {
             }
         }
     }
-    if let Some(t) = v.float(cx, "request_timeout_s", 0.1, 86_400.0, "600") {
+    if let Some(t) = v.float(cx, "request_timeout_s") {
         s.request_timeout_s = t;
     }
     s
@@ -561,16 +497,17 @@ fn parse_app(cx: &mut Ctx, item: Option<&Item>) -> AppSettings {
     let v = TableView {
         table: t,
         where_: "[app]".into(),
+        section: Some(Section::App),
     };
-    v.unknown_keys(cx, APP_KEYS);
+    v.unknown_keys(cx, &schema::names(Section::App));
     a.python = v.str(cx, "python");
-    if let Some(n) = v.int(cx, "log_max_bytes", 4096, i64::MAX, "5242880") {
+    if let Some(n) = v.int(cx, "log_max_bytes") {
         a.log_max_bytes = n as u64;
     }
-    if let Some(n) = v.int(cx, "log_files", 1, 100, "3") {
+    if let Some(n) = v.int(cx, "log_files") {
         a.log_files = n as u32;
     }
-    if let Some(n) = v.int(cx, "log_tail_lines", 10, 100_000, "1000") {
+    if let Some(n) = v.int(cx, "log_tail_lines") {
         a.log_tail_lines = n as usize;
     }
     if let Some(b) = v.bool(cx, "stop_servers_on_quit") {
@@ -580,7 +517,10 @@ fn parse_app(cx: &mut Ctx, item: Option<&Item>) -> AppSettings {
         a.refuse_over_budget = b;
     }
     if let Some(m) = v.str(cx, "notify_min_severity") {
-        if NOTIFY_LEVELS.contains(&m.as_str()) {
+        let levels = schema::find(Section::App, "notify_min_severity")
+            .map(|k| k.options)
+            .unwrap_or_default();
+        if levels.contains(&m.as_str()) {
             a.notify_min_severity = m;
         } else {
             cx.error(
@@ -591,7 +531,7 @@ fn parse_app(cx: &mut Ctx, item: Option<&Item>) -> AppSettings {
         }
     }
     // Minimums (here and for backoff_max_s) keep a crash loop from becoming a restart storm.
-    if let Some(x) = v.float(cx, "stable_after_s", 1.0, 86_400.0, "60") {
+    if let Some(x) = v.float(cx, "stable_after_s") {
         a.stable_after_s = x;
     }
     a
@@ -605,21 +545,22 @@ fn parse_alerts(cx: &mut Ctx, item: Option<&Item>) -> AlertSettings {
     let v = TableView {
         table: t,
         where_: "[alerts]".into(),
+        section: Some(Section::Alerts),
     };
-    v.unknown_keys(cx, ALERT_KEYS);
+    v.unknown_keys(cx, &schema::names(Section::Alerts));
     if let Some(b) = v.bool(cx, "enabled") {
         a.enabled = b;
     }
-    if let Some(x) = v.float(cx, "swap_warn_mb", 0.0, 1e9, "100") {
+    if let Some(x) = v.float(cx, "swap_warn_mb") {
         a.swap_warn_mb = x;
     }
-    if let Some(x) = v.float(cx, "headroom_warn_percent", 0.0, 100.0, "10") {
+    if let Some(x) = v.float(cx, "headroom_warn_percent") {
         a.headroom_warn_percent = x;
     }
-    if let Some(x) = v.float(cx, "cooldown_s", 0.0, 86_400.0, "300") {
+    if let Some(x) = v.float(cx, "cooldown_s") {
         a.cooldown_s = x;
     }
-    if let Some(x) = v.float(cx, "clear_after_s", 0.0, 86_400.0, "10") {
+    if let Some(x) = v.float(cx, "clear_after_s") {
         a.clear_after_s = x;
     }
     a
@@ -636,6 +577,7 @@ fn parse_service(
     let v = TableView {
         table: t,
         where_: where_.clone(),
+        section: Some(Section::Services),
     };
     if name == "ssh" {
         // The original mlx-box keeps its SSH port here; it is not a model server.
@@ -656,7 +598,7 @@ fn parse_service(
             Some("it names log files and CLI arguments".to_string()),
         );
     }
-    v.unknown_keys(cx, SERVICE_KEYS);
+    v.unknown_keys(cx, &schema::names(Section::Services));
 
     let command = v.str_list(cx, "command");
     if let Some(cmd) = &command {
@@ -831,66 +773,51 @@ fn parse_service(
         model,
         aliases: v.str_list(cx, "aliases").unwrap_or_default(),
         allow_any_model: v.bool(cx, "allow_any_model").unwrap_or(false),
-        max_tokens: v
-            .int(cx, "max_tokens", 1, 10_000_000, "4096")
-            .map(|n| n as u32),
-        temperature: v.float(cx, "temperature", 0.0, 5.0, "0.6"),
-        top_p: v.float(cx, "top_p", 0.0, 1.0, "0.95"),
-        frequency_penalty: v.float(cx, "frequency_penalty", -2.0, 2.0, "0.0"),
-        presence_penalty: v.float(cx, "presence_penalty", -2.0, 2.0, "0.0"),
+        max_tokens: v.int(cx, "max_tokens").map(|n| n as u32),
+        temperature: v.float(cx, "temperature"),
+        top_p: v.float(cx, "top_p"),
+        frequency_penalty: v.float(cx, "frequency_penalty"),
+        presence_penalty: v.float(cx, "presence_penalty"),
         filter_reasoning: v.bool(cx, "filter_reasoning").unwrap_or(false),
-        thinking_budget: v
-            .int(cx, "thinking_budget", 0, 10_000_000, "8192")
-            .map(|n| n as u32),
+        thinking_budget: v.int(cx, "thinking_budget").map(|n| n as u32),
         disable_thinking_tags: v.bool(cx, "disable_thinking_tags").unwrap_or(false),
-        batch_size: v
-            .int(cx, "batch_size", 1, 1_000_000, "64")
-            .map(|n| n as u32),
-        max_seq_length: v
-            .int(cx, "max_seq_length", 1, 10_000_000, "1024")
-            .map(|n| n as u32),
+        batch_size: v.int(cx, "batch_size").map(|n| n as u32),
+        max_seq_length: v.int(cx, "max_seq_length").map(|n| n as u32),
         quantization,
-        context_length: v
-            .int(cx, "context_length", 1, 100_000_000, "8192")
-            .map(|n| n as u32),
-        max_concurrency: v
-            .int(cx, "max_concurrency", 1, 100_000, "4")
-            .map(|n| n as u32),
-        request_timeout_s: v.float(cx, "request_timeout_s", 0.1, 86_400.0, "600"),
+        context_length: v.int(cx, "context_length").map(|n| n as u32),
+        max_concurrency: v.int(cx, "max_concurrency").map(|n| n as u32),
+        request_timeout_s: v.float(cx, "request_timeout_s"),
         expect,
         command,
         python: v.str(cx, "python"),
         env,
         cwd: v.str(cx, "cwd").map(PathBuf::from),
         probe,
-        ready_timeout_s: v
-            .float(cx, "ready_timeout_s", 0.1, 86_400.0, "600")
-            .unwrap_or(600.0),
-        stop_timeout_s: v
-            .float(cx, "stop_timeout_s", 0.0, 3_600.0, "10")
-            .unwrap_or(10.0),
+        ready_timeout_s: v.float(cx, "ready_timeout_s").unwrap_or(600.0),
+        stop_timeout_s: v.float(cx, "stop_timeout_s").unwrap_or(10.0),
         restart,
-        backoff_max_s: v
-            .float(cx, "backoff_max_s", 1.0, 86_400.0, "60")
-            .unwrap_or(60.0),
-        max_start_failures: v.int(cx, "max_start_failures", 1, 1000, "3").unwrap_or(3) as u32,
-        liveness_interval_s: v
-            .float(cx, "liveness_interval_s", 0.1, 86_400.0, "10")
-            .unwrap_or(10.0),
-        liveness_failures: v.int(cx, "liveness_failures", 1, 1000, "3").unwrap_or(3) as u32,
+        backoff_max_s: v.float(cx, "backoff_max_s").unwrap_or(60.0),
+        max_start_failures: v.int(cx, "max_start_failures").unwrap_or(3) as u32,
+        liveness_interval_s: v.float(cx, "liveness_interval_s").unwrap_or(10.0),
+        liveness_failures: v.int(cx, "liveness_failures").unwrap_or(3) as u32,
         positions: Positions(positions),
     };
     Some(spec)
 }
 
-/// The `expect_*` thresholds; one that cannot apply to the service's kind is a warning (it is ignored).
+/// The `expect_*` thresholds; one that cannot apply to the service's kind (its declaration's `kinds`) is
+/// a warning (it is ignored).
 fn parse_expectations(cx: &mut Ctx, v: &TableView, kind: Kind) -> super::Expectations {
-    for (key, kinds) in EXPECT_KEYS {
-        if v.get(key).is_some() && !kinds.contains(&kind) {
+    let expect = schema::KEYS
+        .iter()
+        .filter(|k| k.section == Section::Services && k.name.starts_with("expect_"));
+    for k in expect {
+        if v.get(k.name).is_some() && !k.applies_to(kind) {
             cx.warn(
-                v.key_span(key),
+                v.key_span(k.name),
                 format!(
-                    "`{key}` in {} does not apply to a {} service (ignored)",
+                    "`{}` in {} does not apply to a {} service (ignored)",
+                    k.name,
                     v.where_,
                     kind.as_str()
                 ),
@@ -902,11 +829,9 @@ fn parse_expectations(cx: &mut Ctx, v: &TableView, kind: Kind) -> super::Expecta
             );
         }
     }
-    let mut get = |key: &str, max: f64, example: &str| {
-        let applies = EXPECT_KEYS
-            .iter()
-            .any(|(k, kinds)| *k == key && kinds.contains(&kind));
-        let x = v.float(cx, key, 0.0, max, example);
+    let mut get = |key: &str| {
+        let applies = schema::find(Section::Services, key).is_some_and(|k| k.applies_to(kind));
+        let x = v.float(cx, key);
         if x == Some(0.0) {
             cx.warn(
                 v.get(key).and_then(value_span),
@@ -917,11 +842,11 @@ fn parse_expectations(cx: &mut Ctx, v: &TableView, kind: Kind) -> super::Expecta
         x.filter(|_| applies)
     };
     super::Expectations {
-        gen_tok_s: get("expect_gen_tok_s", 1e6, "50"),
-        ttft_ms: get("expect_ttft_ms", 1e7, "500"),
-        output_tok_s: get("expect_output_tok_s", 1e7, "120"),
-        parallel_efficiency: get("expect_parallel_efficiency", 1.0, "0.5"),
-        inputs_s: get("expect_inputs_s", 1e9, "200"),
+        gen_tok_s: get("expect_gen_tok_s"),
+        ttft_ms: get("expect_ttft_ms"),
+        output_tok_s: get("expect_output_tok_s"),
+        parallel_efficiency: get("expect_parallel_efficiency"),
+        inputs_s: get("expect_inputs_s"),
     }
 }
 
@@ -1138,7 +1063,9 @@ command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{po
         };
         assert_eq!(
             crate::supervisor::diff::diff_settings(&a.unwrap(), &b.unwrap(), &rt).changes,
-            [crate::supervisor::diff::ServiceChange::Update("fast".into())]
+            [crate::supervisor::diff::ServiceChange::Update(
+                "fast".into()
+            )]
         );
     }
 
@@ -1155,13 +1082,7 @@ command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{po
     /// text; and a text it accepts has no blank key and no error.
     fn line() -> impl proptest::strategy::Strategy<Value = String> {
         use proptest::prelude::*;
-        let keys: Vec<&'static str> = SERVER_KEYS
-            .iter()
-            .chain(SERVICE_KEYS)
-            .chain(APP_KEYS)
-            .chain(ALERT_KEYS)
-            .copied()
-            .collect();
+        let keys: Vec<&'static str> = schema::KEYS.iter().map(|k| k.name).collect();
         let value = prop_oneof![
             Just("\"\"".to_string()),
             Just("\" \"".to_string()),
@@ -1202,13 +1123,13 @@ command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{po
         }
     }
 
-    /// The three places a settings key is written must agree, section by section: the parser's key lists,
-    /// the example file (every key appears, set or commented out) and the Settings form's schema (every
-    /// key has a field; API keys are shown as a note instead).
+    /// Every key is declared once (`mlxbox_api::settings`); the parser reads nothing else (its unknown-key
+    /// check and its ranges come from there), the form's schema is generated from it, and the example file
+    /// must show every declared key (set or commented out) and no other.
     #[test]
     fn parser_example_and_form_schema_agree_key_by_key() {
         let example = include_str!("../../../../config/settings.toml.example");
-        let form = include_str!("../../../../ui/src/lib/schema.ts");
+        let form = include_str!("../../../../ui/src/lib/settingsSchema.generated.ts");
         // Keys of the example per section (`[services.x]` counts as `services`), commented or not.
         let mut in_example: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut section = String::new();
@@ -1230,43 +1151,40 @@ command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{po
                 }
             }
         }
-        // Keys of the form per constant (`SERVER_FIELDS`, …, up to the closing `];`).
-        let form_keys = |name: &str| -> Vec<String> {
-            let start = form
-                .find(&format!("export const {name}"))
-                .unwrap_or_else(|| panic!("{name} in schema.ts"));
-            let body = &form[start..];
-            let body = &body[..body.find("\n];").unwrap_or(body.len())];
-            body.split("key: \"")
-                .skip(1)
-                .filter_map(|x| x.split('"').next())
-                .map(str::to_string)
-                .collect()
-        };
-        let secret = ["api_key", "api_keys"];
-        for (section, keys, form_name) in [
-            ("server", SERVER_KEYS, "SERVER_FIELDS"),
-            ("app", APP_KEYS, "APP_FIELDS"),
-            ("alerts", ALERT_KEYS, "ALERT_FIELDS"),
-            ("services", SERVICE_KEYS, "SERVICE_GROUPS"),
+        for (name, sec) in [
+            ("server", Section::Server),
+            ("app", Section::App),
+            ("alerts", Section::Alerts),
+            ("services", Section::Services),
         ] {
-            let ex = in_example.get(section).cloned().unwrap_or_default();
-            let fo = form_keys(form_name);
-            for k in keys {
+            let keys = schema::names(sec);
+            let ex = in_example.get(name).cloned().unwrap_or_default();
+            for k in &keys {
                 assert!(
                     ex.iter().any(|e| e == k),
-                    "[{section}] {k} is not in config/settings.toml.example"
+                    "[{name}] {k} is not in config/settings.toml.example"
                 );
                 assert!(
-                    secret.contains(k) || fo.iter().any(|f| f == k),
-                    "[{section}] {k} has no field in ui/src/lib/schema.ts ({form_name})"
+                    form.contains(&format!("\"key\": \"{k}\"")),
+                    "[{name}] {k} is not in ui/src/lib/settingsSchema.generated.ts: run `cargo test -p mlxbox-api export_settings_schema`"
                 );
             }
-            for k in fo.iter().chain(&ex) {
+            for k in &ex {
                 assert!(
                     keys.contains(&k.as_str()),
-                    "[{section}] `{k}` (in the example or the form) is not a key the parser knows"
+                    "[{name}] `{k}` (in the example) is not a declared key (mlxbox_api::settings)"
                 );
+            }
+        }
+    }
+
+    /// Every number key the parser reads has a declared range: a key read but not declared would make
+    /// `bounds` fall back to no range (and trip its debug assertion).
+    #[test]
+    fn every_declared_number_has_a_range() {
+        for k in schema::KEYS {
+            if matches!(k.ty, schema::KeyType::Int | schema::KeyType::Float) {
+                assert!(k.range.is_some(), "{} has no range", k.name);
             }
         }
     }

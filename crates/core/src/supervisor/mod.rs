@@ -14,8 +14,8 @@ pub use service::Shared;
 
 use crate::api::ServiceStatus;
 use crate::config::Settings;
-use diff::{diff_settings, ServiceChange};
 use crate::launch::{plan, Runtime};
+use diff::{diff_settings, ServiceChange};
 use logs::LogTail;
 use process::Proc;
 use service::{policy_of, Cmd, Runner};
