@@ -151,10 +151,8 @@ impl<'t> TableView<'t> {
             k.is_some(),
             "`{key}` is read but not declared in mlxbox_api::settings"
         );
-        match k.and_then(|k| k.range.map(|r| (r.0, r.1, k.example))) {
-            Some(b) => b,
-            None => (f64::MIN, f64::MAX, "1"),
-        }
+        k.and_then(|k| k.range.map(|r| (r.0, r.1, k.example)))
+            .unwrap_or((f64::MIN, f64::MAX, "1"))
     }
 
     fn int(&self, cx: &mut Ctx, key: &str) -> Option<i64> {
