@@ -1,0 +1,54 @@
+//! `[app]`: the interpreter, log rotation, restart stability, the menu-bar app's preferences.
+
+use super::{value_span, Ctx, TableView};
+use crate::config::AppSettings;
+use mlxbox_api::settings::{self as schema, Section};
+use toml_edit::Item;
+
+pub(super) fn parse_app(cx: &mut Ctx, item: Option<&Item>) -> AppSettings {
+    let mut a = AppSettings::default();
+    let Some(t) = item.and_then(|i| i.as_table_like()) else {
+        return a;
+    };
+    let v = TableView {
+        table: t,
+        where_: "[app]".into(),
+        section: Some(Section::App),
+    };
+    v.unknown_keys(cx, &schema::names(Section::App));
+    a.python = v.str(cx, "python");
+    if let Some(n) = v.int(cx, "log_max_bytes") {
+        a.log_max_bytes = n as u64;
+    }
+    if let Some(n) = v.int(cx, "log_files") {
+        a.log_files = n as u32;
+    }
+    if let Some(n) = v.int(cx, "log_tail_lines") {
+        a.log_tail_lines = n as usize;
+    }
+    if let Some(b) = v.bool(cx, "stop_servers_on_quit") {
+        a.stop_servers_on_quit = b;
+    }
+    if let Some(b) = v.bool(cx, "refuse_over_budget") {
+        a.refuse_over_budget = b;
+    }
+    if let Some(m) = v.str(cx, "notify_min_severity") {
+        let levels = schema::find(Section::App, "notify_min_severity")
+            .map(|k| k.options)
+            .unwrap_or_default();
+        if levels.contains(&m.as_str()) {
+            a.notify_min_severity = m;
+        } else {
+            cx.error(
+                v.get("notify_min_severity").and_then(value_span),
+                format!("unknown notify_min_severity `{m}` in [app]"),
+                Some("use \"info\", \"warning\", \"critical\" or \"off\"".to_string()),
+            );
+        }
+    }
+    // Minimums (here and for backoff_max_s) keep a crash loop from becoming a restart storm.
+    if let Some(x) = v.float(cx, "stable_after_s") {
+        a.stable_after_s = x;
+    }
+    a
+}

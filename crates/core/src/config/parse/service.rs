@@ -1,0 +1,326 @@
+//! `[services.NAME]`: one service (kind, model, ports, generation flags, command, supervision, benchmark
+//! thresholds), and the check that no two services share a port.
+
+use super::{value_span, Ctx, TableView};
+use crate::config::{Kind, Pos, Positions, Probe, RestartPolicy, ServerSettings, ServiceSpec};
+use mlxbox_api::settings::{self as schema, Section};
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::PathBuf;
+use toml_edit::{Item, TableLike};
+
+const PLACEHOLDERS: &[&str] = &["{python}", "{model}", "{host}", "{port}", "{max_tokens}"];
+
+pub(super) fn parse_service(
+    cx: &mut Ctx,
+    name: &str,
+    t: &dyn TableLike,
+    name_span: Option<Range<usize>>,
+    _server: &ServerSettings,
+) -> Option<ServiceSpec> {
+    let where_ = format!("[services.{name}]");
+    let v = TableView {
+        table: t,
+        where_: where_.clone(),
+        section: Some(Section::Services),
+    };
+    if name == "ssh" {
+        // The original mlx-box keeps its SSH port here; it is not a model server.
+        cx.note(
+            name_span,
+            "[services.ssh] is the SSH port of the mlx-box stack, not a model server: mlx-box leaves it alone",
+        );
+        return None;
+    }
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        cx.error(
+            name_span.clone(),
+            format!("service name `{name}` may only use letters, digits, `-` and `_`"),
+            Some("it names log files and CLI arguments".to_string()),
+        );
+    }
+    v.unknown_keys(cx, &schema::names(Section::Services));
+
+    let command = v.str_list(cx, "command");
+    if let Some(cmd) = &command {
+        if cmd.is_empty() {
+            cx.error(
+                v.get("command").and_then(value_span),
+                format!("`command` in {where_} is empty"),
+                Some("give the program and its arguments, e.g. [\"{python}\", \"server.py\", \"--port\", \"{port}\"]".to_string()),
+            );
+        }
+        for arg in cmd {
+            let mut rest = arg.as_str();
+            while let Some(i) = rest.find('{') {
+                let tail = &rest[i..];
+                let end = tail.find('}').map(|e| e + 1).unwrap_or(tail.len());
+                let ph = &tail[..end];
+                if !PLACEHOLDERS.contains(&ph) {
+                    cx.error(
+                        v.get("command").and_then(value_span),
+                        format!("unknown placeholder `{ph}` in `command` of {where_}"),
+                        Some(format!("known placeholders: {}", PLACEHOLDERS.join(" "))),
+                    );
+                }
+                rest = &tail[end..];
+            }
+        }
+    }
+
+    let kind = match v.str(cx, "kind") {
+        Some(k) => match Kind::parse(&k) {
+            Some(k) => k,
+            None => {
+                cx.error(
+                    v.get("kind").and_then(value_span),
+                    format!("unknown kind `{k}` in {where_}"),
+                    Some(format!("use one of: {}", Kind::NAMES.join(", "))),
+                );
+                Kind::infer(name, command.is_some())
+            }
+        },
+        None => Kind::infer(name, command.is_some()),
+    };
+
+    let positions = t
+        .iter()
+        .map(|(k, _)| (k.to_string(), cx.pos(t.key(k).and_then(|k| k.span()))))
+        .collect::<BTreeMap<String, Pos>>();
+
+    let model = v.str(cx, "model");
+    let needs_model = command
+        .as_ref()
+        .map(|c| c.iter().any(|a| a.contains("{model}")))
+        .unwrap_or(!matches!(kind, Kind::Command));
+    if model.is_none() && needs_model {
+        cx.error(
+            name_span.clone(),
+            format!("{where_} has no `model`"),
+            Some("add `model = \"mlx-community/Qwen3-0.6B-4bit\"` (a Hugging Face id or a local path)".to_string()),
+        );
+    }
+
+    let port = v.port(cx, "port");
+    let backend_port = v.port(cx, "backend_port");
+    if port.is_none()
+        && backend_port.is_none()
+        && v.get("port").is_none()
+        && v.get("backend_port").is_none()
+    {
+        cx.error(
+            name_span.clone(),
+            format!("{where_} has no `port`"),
+            Some("add `port = 8080` (and `backend_port` if a proxy sits in front)".to_string()),
+        );
+    }
+
+    let mut enabled = v.bool(cx, "enabled").unwrap_or(true);
+    let mut disabled_reason = (!enabled).then(|| "enabled = false in settings.toml".to_string());
+    if command.is_none() && matches!(kind, Kind::Tts | Kind::Stt | Kind::Command) {
+        cx.warn(
+            name_span.clone(),
+            format!("{where_} ({}) has no `command`, so mlx-box cannot launch it", kind.as_str()),
+            Some("add `command = [\"{python}\", \"your-server.py\", \"--port\", \"{port}\"]`, or `enabled = false`".to_string()),
+        );
+        enabled = false;
+        disabled_reason = Some(format!("no `command` for this {} service", kind.as_str()));
+    }
+
+    for key in ["frequency_penalty", "presence_penalty"] {
+        if v.get(key).is_some() && kind == Kind::Chat && command.is_none() {
+            cx.note(
+                v.key_span(key),
+                format!("`{key}` in {where_} is accepted but mlx_lm.server does not support it: not passed"),
+            );
+        }
+    }
+
+    let env = match v.get("env") {
+        None => BTreeMap::new(),
+        Some(item) => match item.as_table_like() {
+            Some(et) => {
+                let mut m = BTreeMap::new();
+                for (k, val) in et.iter() {
+                    match val.as_str() {
+                        Some(s) => {
+                            m.insert(k.to_string(), s.to_string());
+                        }
+                        None => cx.error(
+                            value_span(val),
+                            format!("env `{k}` in {where_} must be a string"),
+                            Some(format!("quote it: {k} = \"...\"")),
+                        ),
+                    }
+                }
+                m
+            }
+            None => {
+                v.mismatch(
+                    cx,
+                    "env",
+                    item,
+                    "a table of strings",
+                    "{ HF_HOME = \"/Volumes/models\" }",
+                );
+                BTreeMap::new()
+            }
+        },
+    };
+
+    let probe = match v.str(cx, "probe") {
+        None => Probe::for_kind(kind),
+        Some(p) => Probe::parse(&p).unwrap_or_else(|| {
+            cx.error(
+                v.get("probe").and_then(value_span),
+                format!("unknown probe `{p}` in {where_}"),
+                Some(
+                    "use \"chat\", \"embedding\", \"tcp\" or an HTTP path such as \"/health\""
+                        .to_string(),
+                ),
+            );
+            Probe::Tcp
+        }),
+    };
+
+    let restart = match v.str(cx, "restart") {
+        None => RestartPolicy::OnFailure,
+        Some(r) => RestartPolicy::parse(&r).unwrap_or_else(|| {
+            cx.error(
+                v.get("restart").and_then(value_span),
+                format!("unknown restart policy `{r}` in {where_}"),
+                Some("use \"on-failure\", \"always\" or \"never\"".to_string()),
+            );
+            RestartPolicy::OnFailure
+        }),
+    };
+
+    let quantization = v.get("quantization").and_then(|q| {
+        q.as_bool()
+            .map(|b| b.to_string())
+            .or_else(|| q.as_str().map(str::to_string))
+            .or_else(|| q.as_integer().map(|i| i.to_string()))
+    });
+
+    let expect = parse_expectations(cx, &v, kind);
+
+    let spec = ServiceSpec {
+        name: name.to_string(),
+        kind,
+        enabled,
+        disabled_reason,
+        port,
+        backend_port,
+        model,
+        aliases: v.str_list(cx, "aliases").unwrap_or_default(),
+        allow_any_model: v.bool(cx, "allow_any_model").unwrap_or(false),
+        max_tokens: v.int(cx, "max_tokens").map(|n| n as u32),
+        temperature: v.float(cx, "temperature"),
+        top_p: v.float(cx, "top_p"),
+        frequency_penalty: v.float(cx, "frequency_penalty"),
+        presence_penalty: v.float(cx, "presence_penalty"),
+        filter_reasoning: v.bool(cx, "filter_reasoning").unwrap_or(false),
+        thinking_budget: v.int(cx, "thinking_budget").map(|n| n as u32),
+        disable_thinking_tags: v.bool(cx, "disable_thinking_tags").unwrap_or(false),
+        batch_size: v.int(cx, "batch_size").map(|n| n as u32),
+        max_seq_length: v.int(cx, "max_seq_length").map(|n| n as u32),
+        quantization,
+        context_length: v.int(cx, "context_length").map(|n| n as u32),
+        max_concurrency: v.int(cx, "max_concurrency").map(|n| n as u32),
+        request_timeout_s: v.float(cx, "request_timeout_s"),
+        expect,
+        command,
+        python: v.str(cx, "python"),
+        env,
+        cwd: v.str(cx, "cwd").map(PathBuf::from),
+        probe,
+        ready_timeout_s: v.float(cx, "ready_timeout_s").unwrap_or(600.0),
+        stop_timeout_s: v.float(cx, "stop_timeout_s").unwrap_or(10.0),
+        restart,
+        backoff_max_s: v.float(cx, "backoff_max_s").unwrap_or(60.0),
+        max_start_failures: v.int(cx, "max_start_failures").unwrap_or(3) as u32,
+        liveness_interval_s: v.float(cx, "liveness_interval_s").unwrap_or(10.0),
+        liveness_failures: v.int(cx, "liveness_failures").unwrap_or(3) as u32,
+        positions: Positions(positions),
+    };
+    Some(spec)
+}
+
+/// The `expect_*` thresholds; one that cannot apply to the service's kind (its declaration's `kinds`) is
+/// a warning (it is ignored).
+fn parse_expectations(cx: &mut Ctx, v: &TableView, kind: Kind) -> crate::config::Expectations {
+    let expect = schema::KEYS
+        .iter()
+        .filter(|k| k.section == Section::Services && k.name.starts_with("expect_"));
+    for k in expect {
+        if v.get(k.name).is_some() && !k.applies_to(kind) {
+            cx.warn(
+                v.key_span(k.name),
+                format!(
+                    "`{}` in {} does not apply to a {} service (ignored)",
+                    k.name,
+                    v.where_,
+                    kind.as_str()
+                ),
+                Some(if kind == Kind::Embedding {
+                    "embedding services take `expect_inputs_s`".to_string()
+                } else {
+                    "chat services take expect_gen_tok_s, expect_ttft_ms, expect_output_tok_s, expect_parallel_efficiency".to_string()
+                }),
+            );
+        }
+    }
+    let mut get = |key: &str| {
+        let applies = schema::find(Section::Services, key).is_some_and(|k| k.applies_to(kind));
+        let x = v.float(cx, key);
+        if x == Some(0.0) {
+            cx.warn(
+                v.get(key).and_then(value_span),
+                format!("`{key}` = 0 in {} checks nothing", v.where_),
+                Some("remove it, or give the figure the service must reach".to_string()),
+            );
+        }
+        x.filter(|_| applies)
+    };
+    crate::config::Expectations {
+        gen_tok_s: get("expect_gen_tok_s"),
+        ttft_ms: get("expect_ttft_ms"),
+        output_tok_s: get("expect_output_tok_s"),
+        parallel_efficiency: get("expect_parallel_efficiency"),
+        inputs_s: get("expect_inputs_s"),
+    }
+}
+
+/// Two services (or a service and the SSH port) on one port is an error: the second server could not bind.
+pub(super) fn check_ports(cx: &mut Ctx, services_item: Option<&Item>, _services: &[ServiceSpec]) {
+    let Some(t) = services_item.and_then(|i| i.as_table_like()) else {
+        return;
+    };
+    let mut seen: HashMap<i64, String> = HashMap::new();
+    for (name, item) in t.iter() {
+        let Some(st) = item.as_table_like() else {
+            continue;
+        };
+        if st.get("enabled").and_then(|e| e.as_bool()) == Some(false) {
+            continue;
+        }
+        for key in ["port", "backend_port"] {
+            let Some(pi) = st.get(key) else { continue };
+            let Some(p) = pi.as_integer() else { continue };
+            let here = format!("services.{name}.{key}");
+            if let Some(first) = seen.get(&p) {
+                cx.error(
+                    value_span(pi),
+                    format!("port {p} of `{here}` is already used by `{first}`"),
+                    Some("give every service its own port".to_string()),
+                );
+            } else {
+                seen.insert(p, here);
+            }
+        }
+    }
+}
