@@ -12,7 +12,7 @@ pub mod notify;
 pub mod tray;
 pub mod windows;
 
-use mlxbox_api::{Alert, Event};
+use mlxbox_api::{Alert, Event, StatusReport};
 use mlxbox_client::app::{self, AppCore, AppPrefs, AppSink, Connection, FocusAlert};
 use mlxbox_client::menubar::{Snapshot, TrayLevel};
 use std::collections::HashMap;
@@ -58,6 +58,12 @@ impl<R: Runtime> AppSink for TauriSink<R> {
         // a window that is shown again re-fetches.
         if windows::any_visible() {
             let _ = self.app.emit("daemon-event", ev);
+        }
+    }
+
+    fn status(&self, status: &StatusReport) {
+        if windows::any_visible() {
+            let _ = self.app.emit("daemon-status", status);
         }
     }
 

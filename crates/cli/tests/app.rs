@@ -19,6 +19,8 @@ struct Recorder {
     levels: Mutex<Vec<TrayLevel>>,
     notified: Mutex<Vec<String>>,
     events: Mutex<usize>,
+    /// What the windows would render: the status with every event folded in.
+    status: Mutex<Option<mlxbox_core::api::StatusReport>>,
 }
 
 impl AppSink for Recorder {
@@ -27,6 +29,9 @@ impl AppSink for Recorder {
     }
     fn event(&self, _: &Event) {
         *self.events.lock().unwrap() += 1;
+    }
+    fn status(&self, s: &mlxbox_core::api::StatusReport) {
+        *self.status.lock().unwrap() = Some(s.clone());
     }
     fn redraw(&self, _: &Snapshot, level: TrayLevel) {
         self.levels.lock().unwrap().push(level);
@@ -93,6 +98,14 @@ fn app_follows_the_daemon_draws_the_tray_and_notifies_once() {
     rt.block_on(core.service_action("a", Verb::Stop)).unwrap();
     wait("everything stopped", &|| {
         rec.level() == Some(TrayLevel::Stopped)
+    });
+    // The windows get the same fold: every service stopped, without a status request of their own.
+    wait("the folded status says stopped", &|| {
+        rec.status.lock().unwrap().as_ref().is_some_and(|s| {
+            s.services
+                .iter()
+                .all(|x| x.state == mlxbox_core::supervisor::State::Stopped)
+        })
     });
     rt.block_on(core.service_action("all", Verb::Start))
         .unwrap();

@@ -27,7 +27,8 @@
 //! | `start_daemon` | | `Connection` |
 //!
 //! Every error is a `CommandError`. Events to the windows: `daemon-event` (`Event`), `connection`
-//! (`Connection`), `log-line` (`LogLine`), `focus-alert` (`FocusAlert`).
+//! (`Connection`), `daemon-status` (`StatusReport`, the fold of the events: windows render it and fold
+//! nothing), `log-line` (`LogLine`), `focus-alert` (`FocusAlert`).
 
 use crate::control::{Client, ClientError};
 use crate::menubar::{self, NotificationGate, Snapshot, TrayLevel};
@@ -320,8 +321,11 @@ impl AppCore {
 pub trait AppSink: Send + Sync + 'static {
     /// Connected or lost the daemon.
     fn connection(&self, c: &Connection);
-    /// Every event of the stream, as is (the windows fold it themselves).
+    /// Every event of the stream, as is (the windows append monitor samples and follow benchmarks).
     fn event(&self, ev: &Event);
+    /// The daemon's status with the event folded in (`menubar::Snapshot::apply`): the windows render this
+    /// and fold nothing themselves. Called after every event that can change it.
+    fn status(&self, status: &StatusReport);
     /// The snapshot changed in a way the tray shows; `level`, `menu` are what to draw.
     fn redraw(&self, snap: &Snapshot, level: TrayLevel);
     /// An alert that should become a desktop notification now.
@@ -419,6 +423,7 @@ async fn follow_events(
     let handler = async {
         let mut last_level = None;
         let mut last_menu = Vec::new();
+        let mut fresh: Vec<Alert> = vec![];
         while let Some(ev) = rx.recv().await {
             sink.event(&ev);
             if let Event::Config(c) = &ev {
@@ -432,7 +437,25 @@ async fn follow_events(
             // snapshot is copied out of the lock only then.
             let (floor, redraw) = {
                 let mut g = shared.lock().unwrap();
+                let before: Vec<String> = match &ev {
+                    Event::Snapshot(_) => g.0.alert_ids(),
+                    _ => vec![],
+                };
                 g.0.apply(&ev);
+                if !matches!(ev, Event::BenchProgress(_) | Event::BenchDone(_)) {
+                    if let Some(st) = &g.0.status {
+                        sink.status(st);
+                    }
+                }
+                // A snapshot after a lag may carry alerts whose events were dropped: they are news too.
+                if let Event::Snapshot(r) = &ev {
+                    fresh = r
+                        .alerts
+                        .iter()
+                        .filter(|a| !before.contains(&a.id))
+                        .cloned()
+                        .collect();
+                }
                 let level = menubar::tray_level(&g.0);
                 let menu = menubar::menu(&g.0, false);
                 let changed = Some(level) != last_level || menu != last_menu;
@@ -441,8 +464,11 @@ async fn follow_events(
                 (g.1.notify_floor, changed.then(|| (g.0.clone(), level)))
             };
             if let Event::Alert(a) = &ev {
-                if gate.admit(a, floor) {
-                    sink.notify(a);
+                fresh.push(a.clone());
+            }
+            for a in fresh.drain(..) {
+                if gate.admit(&a, floor) {
+                    sink.notify(&a);
                 }
             }
             if let Some((snap, level)) = redraw {

@@ -16,6 +16,14 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Ids of the active alerts.
+    pub fn alert_ids(&self) -> Vec<String> {
+        self.status
+            .as_ref()
+            .map(|s| s.alerts.iter().map(|a| a.id.clone()).collect())
+            .unwrap_or_default()
+    }
+
     /// Folds one event of the stream into the snapshot (whether the tray must redraw is decided by
     /// comparing what it shows, in the app's follower).
     pub fn apply(&mut self, ev: &Event) {

@@ -37,23 +37,25 @@ describe("dashboard", () => {
     expect(screen.getByTestId("stop-embed")).toBeDisabled();
   });
 
-  it("a service event updates the row's state", async () => {
+  it("the folded status from the app updates the rows", async () => {
     backend();
     await dashboard();
-    await send("daemon-event", { type: "service", ...service("chat", { state: "stopping", ready_since_ms: null }) });
+    const embed = service("embed", { kind: "embedding", state: "stopped", pid: null, ready_since_ms: null });
+    await send("daemon-status", status({ services: [service("chat", { state: "stopping", ready_since_ms: null }), embed] }));
     await waitFor(() => expect(screen.getByTestId("service-chat")).toHaveAttribute("data-state", "stopping"));
-    await send("daemon-event", {
-      type: "service",
-      ...service("chat", { state: "failed", crash_loop: true, last_error: "exit status 1" }),
-    });
+    const failed = service("chat", { state: "failed", crash_loop: true, last_error: "exit status 1" });
+    await send("daemon-status", status({ services: [failed, embed] }));
     await waitFor(() => expect(screen.getByTestId("service-chat")).toHaveAttribute("data-state", "failed"));
     expect(screen.getByTestId("last-error-chat")).toHaveTextContent("exit status 1");
     expect(screen.getByTestId("service-chat")).toHaveTextContent("crash loop");
     // a new service appears, a removed one goes
-    await send("daemon-event", { type: "service", ...service("ocr", { kind: "ocr", state: "starting" }) });
+    await send("daemon-status", status({ services: [failed, embed, service("ocr", { kind: "ocr", state: "starting" })] }));
     await screen.findByTestId("service-ocr");
-    await send("daemon-event", { type: "service_removed", name: "embed" });
+    await send("daemon-status", status({ services: [failed, service("ocr", { kind: "ocr", state: "starting" })] }));
     await waitFor(() => expect(screen.queryByTestId("service-embed")).toBeNull());
+    // the windows fold no service events themselves
+    await send("daemon-event", { type: "service", ...service("chat", { state: "ready" }) });
+    expect(screen.getByTestId("service-chat")).toHaveAttribute("data-state", "failed");
   });
 
   it("stop invokes service_action with the service and verb", async () => {
@@ -91,10 +93,10 @@ describe("dashboard", () => {
     );
   });
 
-  it("folds service memory from monitor ticks", async () => {
+  it("shows service memory from the folded status", async () => {
     backend();
     await dashboard();
-    await send("daemon-event", { type: "monitor", sample: sample(3), service_memory: { chat: 3 * 2 ** 30 } });
+    await send("daemon-status", status({ services: [service("chat", { memory_bytes: 3 * 2 ** 30 })] }));
     await waitFor(() => expect(screen.getByTestId("service-chat")).toHaveTextContent("3.0 GB"));
   });
 
@@ -116,10 +118,13 @@ describe("dashboard", () => {
     await send("focus-alert", { id: "swap" });
     await waitFor(() => expect(screen.getByTestId("alert-swap")).toHaveAttribute("data-focused", "true"));
     expect(screen.getByTestId("alert-swap")).toHaveClass("focused");
-    // new alert by event, then cleared
-    await send("daemon-event", { type: "alert", id: "hot", severity: "info", title: "Warm", body: "b", since: T0, cleared: null });
+    // a new alert in the folded status, then the swap alert cleared
+    const hot = { id: "hot", severity: "info" as const, title: "Warm", body: "b", since: T0, cleared: null };
+    const failed = { id: "service-failed:chat", severity: "critical" as const, title: "chat failed", body: "See its log.", since: T0, cleared: null };
+    const swap = { id: "swap", severity: "warning" as const, title: "Swap in use", body: "Stop a model.", since: T0 - 5000, cleared: null };
+    await send("daemon-status", status({ alerts: [swap, failed, hot] }));
     await screen.findByTestId("alert-hot");
-    await send("daemon-event", { type: "alert_cleared", id: "swap", cleared: T0 + 1 });
+    await send("daemon-status", status({ alerts: [failed, hot] }));
     await waitFor(() => expect(screen.queryByTestId("alert-swap")).toBeNull());
   });
 
@@ -150,14 +155,13 @@ describe("dashboard", () => {
     backend();
     await dashboard();
     expect(screen.queryByTestId("config-invalid")).toBeNull();
-    await send("daemon-event", {
-      type: "config",
+    await send("daemon-status", status({ config: {
       valid: false,
       content_hash: "h2",
       diagnostics: [
         { path: "/cfg/settings.toml", line: 7, col: 9, severity: "error", message: "`port` = 0 in [services.chat] is not a TCP port", hint: "use a number from 1024 to 65535" },
       ],
-    });
+    } }));
     const banner = await screen.findByTestId("config-invalid");
     expect(banner).toHaveTextContent(
       "/cfg/settings.toml:7:9: error: `port` = 0 in [services.chat] is not a TCP port (use a number from 1024 to 65535)",

@@ -84,6 +84,9 @@ const on = <T>(event: string, cb: (payload: T) => void): Promise<UnlistenFn> =>
 
 export const onDaemonEvent = (cb: (e: DaemonEvent) => void): Promise<UnlistenFn> =>
   on<DaemonEvent>("daemon-event", cb);
+/** The daemon's status with every event folded in (by the app, in Rust): render it as is. */
+export const onDaemonStatus = (cb: (s: StatusReport) => void): Promise<UnlistenFn> =>
+  on<StatusReport>("daemon-status", cb);
 export const onConnection = (cb: (c: Connection) => void): Promise<UnlistenFn> =>
   on<Connection>("connection", cb);
 export const onLogLine = (cb: (l: LogLine) => void): Promise<UnlistenFn> =>

@@ -1,5 +1,6 @@
-// The live state of the daemon as the windows see it: fetched once on load (and on every reconnect),
-// then kept current by folding `daemon-event`s into it. No polling.
+// The live state of the daemon as the windows see it: fetched once on load (and on every reconnect), then
+// replaced by each `daemon-status` (the app folds the daemon's events into it, in Rust:
+// mlxbox_client::menubar::Snapshot). Only the monitor samples, a time series, are appended here. No polling.
 import type { UnlistenFn } from "@tauri-apps/api/event";
 import type { Alert } from "../bindings/Alert";
 import type { ConfigStatus } from "../bindings/ConfigStatus";
@@ -48,6 +49,7 @@ export class LiveStore {
     try {
       const subs = [
         api.onDaemonEvent((e) => this.apply(e)),
+        api.onDaemonStatus((s) => this.setStatus(s)),
         api.onConnection((c) => {
           const was = this.connection?.connected;
           this.connection = c;
@@ -85,10 +87,7 @@ export class LiveStore {
   async refresh(): Promise<void> {
     try {
       const [report, history] = await Promise.all([api.getStatus(), api.getHistory()]);
-      this.report = report;
-      this.services = report.services;
-      this.alerts = report.alerts.filter((a) => a.cleared == null);
-      this.config = report.config;
+      this.setStatus(report, false);
       this.samples = history.samples.slice(-HISTORY_LEN);
       this.now = this.latest?.t_ms ?? Date.now();
       this.error = null;
@@ -130,60 +129,24 @@ export class LiveStore {
     }
   }
 
-  /** Folds one daemon event into the state. */
+  /** The daemon's status as the app folded it (every service, alert and config change is in it). */
+  setStatus(report: StatusReport, fromEvent = true): void {
+    // Proxy counters move with traffic; re-read them when a service changed state (not on memory ticks).
+    const states = (l: ServiceStatus[]) => l.map((s) => `${s.name}:${s.state}:${s.pid}`).join();
+    const servicesChanged = states(report.services) !== states(this.services);
+    this.report = report;
+    this.services = report.services;
+    this.alerts = report.alerts.filter((a) => a.cleared == null);
+    this.config = report.config;
+    if (fromEvent && servicesChanged) this.proxyStatsSoon();
+  }
+
+  /** A daemon event: the windows keep the monitor's samples (the status comes folded, see `setStatus`). */
   apply(e: api.DaemonEvent): void {
-    switch (e.type) {
-      case "snapshot": {
-        // The whole status: first on every stream, and again after this client fell behind.
-        const { type: _t, ...report } = e;
-        this.report = report;
-        this.services = report.services;
-        this.alerts = report.alerts.filter((a) => a.cleared == null);
-        this.config = report.config;
-        this.proxyStatsSoon();
-        break;
-      }
-      case "service": {
-        const { type: _t, ...svc } = e;
-        const i = this.services.findIndex((s) => s.name === svc.name);
-        if (i >= 0) this.services[i] = svc;
-        else this.services.push(svc);
-        this.proxyStatsSoon();
-        break;
-      }
-      case "service_removed":
-        this.services = this.services.filter((s) => s.name !== e.name);
-        break;
-      case "alert": {
-        const { type: _t, ...alert } = e;
-        const rest = this.alerts.filter((a) => a.id !== alert.id);
-        this.alerts = alert.cleared == null ? [...rest, alert] : rest;
-        break;
-      }
-      case "alert_cleared":
-        this.alerts = this.alerts.filter((a) => a.id !== e.id);
-        break;
-      case "config": {
-        const { type: _t, ...status } = e;
-        this.config = status;
-        break;
-      }
-      case "monitor": {
-        const next = this.samples.length >= HISTORY_LEN ? this.samples.slice(1) : this.samples.slice();
-        next.push(e.sample);
-        this.samples = next;
-        this.now = e.sample.t_ms;
-        const mem = e.service_memory;
-        if (mem) {
-          for (const s of this.services) {
-            if (s.name in mem) s.memory_bytes = mem[s.name];
-          }
-        }
-        break;
-      }
-      case "shutdown":
-        // The daemon is going away; the `connection` event that follows shows the unreachable view.
-        break;
-    }
+    if (e.type !== "monitor") return;
+    const next = this.samples.length >= HISTORY_LEN ? this.samples.slice(1) : this.samples.slice();
+    next.push(e.sample);
+    this.samples = next;
+    this.now = e.sample.t_ms;
   }
 }
