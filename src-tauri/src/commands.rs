@@ -5,6 +5,7 @@ use crate::AppState;
 use mlxbox_api::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
 use mlxbox_api::bench::{DoctorOptions, DoctorReport};
 use mlxbox_api::config::ConfigEdit;
+use mlxbox_api::control::Request;
 use mlxbox_api::keys::{KeyInfo, KeyList, NewKey};
 use mlxbox_api::service::Verb;
 use mlxbox_api::{
@@ -15,6 +16,11 @@ use std::time::Duration;
 use tauri::{AppHandle, Emitter, Runtime, State};
 
 type R<T> = Result<T, CommandError>;
+
+#[tauri::command]
+pub async fn call(s: State<'_, AppState>, request: Request) -> R<serde_json::Value> {
+    s.core.call(request).await
+}
 
 #[tauri::command]
 pub async fn get_status(s: State<'_, AppState>) -> R<StatusReport> {

@@ -103,6 +103,7 @@ pub fn open_on_alert<R: Runtime>(app: &AppHandle<R>, id: Option<String>) {
 /// daemon follower). Tests pass `tauri::test::mock_builder()`.
 pub fn with_commands<R: Runtime>(b: tauri::Builder<R>, state: AppState) -> tauri::Builder<R> {
     b.manage(state).invoke_handler(tauri::generate_handler![
+        commands::call,
         commands::get_status,
         commands::service_action,
         commands::get_logs,

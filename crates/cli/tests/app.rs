@@ -91,6 +91,12 @@ fn app_follows_the_daemon_draws_the_tray_and_notifies_once() {
         "monitor ticks and states flow"
     );
 
+    // The generic command reaches any endpoint.
+    let st = rt
+        .block_on(core.call(mlxbox_api::control::Request::Status))
+        .unwrap();
+    assert_eq!(st["services"].as_array().map(Vec::len), Some(2), "{st}");
+
     // Stopping from the app stops the server; the tray follows the events.
     rt.block_on(core.service_action("b", Verb::Stop)).unwrap();
     d.wait_state("b", "stopped", Duration::from_secs(10));

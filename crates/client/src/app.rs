@@ -4,6 +4,7 @@
 //!
 //! | command | arguments | returns |
 //! |---|---|---|
+//! | `call` | `request` (any `Request` of the control API) | its answer (the type the variant names) |
 //! | `get_status` | | `StatusReport` |
 //! | `service_action` | `name` (or "all"), `verb` start/stop/restart | `ActionReply` |
 //! | `get_logs` | `name`, `lines` | `string[]` |
@@ -35,6 +36,7 @@ use crate::menubar::{self, NotificationGate, Snapshot, TrayLevel};
 use mlxbox_api::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
 use mlxbox_api::bench::{DoctorOptions, DoctorReport};
 use mlxbox_api::config::ConfigEdit;
+use mlxbox_api::control::Request;
 use mlxbox_api::paths;
 use mlxbox_api::service::Verb;
 use mlxbox_api::BenchHistory;
@@ -157,6 +159,12 @@ impl AppCore {
             client: Client::new(&state_dir),
             state_dir,
         }
+    }
+
+    /// Any request of the control API (`mlxbox_api::control::Request`), its answer as JSON: a window can
+    /// use a new endpoint without a command of its own.
+    pub async fn call(&self, req: Request) -> Result<serde_json::Value, CommandError> {
+        Ok(self.client.call(&req).await?)
     }
 
     pub async fn status(&self) -> Result<StatusReport, CommandError> {

@@ -24,12 +24,16 @@ import type { LogLine } from "../bindings/LogLine";
 import type { MonitorHistory } from "../bindings/MonitorHistory";
 import type { NewKey } from "../bindings/NewKey";
 import type { ProxyStats } from "../bindings/ProxyStats";
+import type { Request } from "../bindings/Request";
 import type { StatusReport } from "../bindings/StatusReport";
 
 import type { Verb } from "../bindings/Verb";
 
 export type { DaemonEvent, Verb };
 
+/** Any request of the control API (the `Request` enum, generated from Rust); `T` is the type its variant
+ *  names. A new endpoint needs no command of its own: its variant, the daemon's handler, and this. */
+export const call = <T>(request: Request) => invoke<T>("call", { request });
 export const getStatus = () => invoke<StatusReport>("get_status");
 export const serviceAction = (name: string, verb: Verb) =>
   invoke<ActionReply>("service_action", { name, verb });

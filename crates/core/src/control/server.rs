@@ -276,3 +276,88 @@ async fn events(State(s): S) -> Sse<impl Stream<Item = Result<SseEvent, Infallib
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::to_bytes;
+
+    async fn call(s: &Arc<Services>, r: Request) -> (StatusCode, serde_json::Value) {
+        let resp = dispatch(s, r).await;
+        let code = resp.status();
+        let body = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        (code, serde_json::from_slice(&body).unwrap_or_default())
+    }
+
+    /// The dispatcher against services built without a daemon: each request reaches its owner and
+    /// comes back with its documented status and shape.
+    #[tokio::test]
+    async fn requests_reach_their_service() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(
+            &path,
+            "[services.chat]\nport = 8080\nmodel = \"m\"\nenabled = false\n",
+        )
+        .unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::channel(4);
+        let s = Services::new(
+            dir.path().to_path_buf(),
+            path,
+            crate::services::tests::runtime(dir.path()),
+            tx,
+        );
+        s.reload().await;
+        let (code, st) = call(&s, Request::Status).await;
+        assert_eq!(code, StatusCode::OK);
+        assert_eq!(st["services"][0]["name"], "chat");
+        let (code, v) = call(
+            &s,
+            Request::ValidateConfig {
+                text: "[server]\nport = 1\n".into(),
+            },
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(
+            v["diagnostics"].as_array().is_some_and(|d| !d.is_empty()),
+            "{v}"
+        );
+        let (code, v) = call(
+            &s,
+            Request::PutConfig {
+                text: "[services.x]\nport = \"no\"\n".into(),
+            },
+        )
+        .await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(v["diagnostics"].is_array());
+        let logs = Request::Logs {
+            name: "nope".into(),
+            lines: 5,
+        };
+        assert_eq!(call(&s, logs).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            call(&s, Request::BenchCurrent).await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(&s, Request::BenchCancel).await.0,
+            StatusCode::NOT_FOUND
+        );
+        let (code, v) = call(&s, Request::BenchResult { id: "last".into() }).await;
+        assert_eq!(code, StatusCode::NOT_FOUND, "{v}");
+        let (code, v) = call(&s, Request::MonitorHistory).await;
+        assert_eq!(code, StatusCode::OK);
+        assert!(v["samples"].is_array());
+        let action = Request::Action {
+            target: "nope".into(),
+            verb: crate::supervisor::Verb::Start,
+        };
+        assert_eq!(call(&s, action).await.0, StatusCode::NOT_FOUND);
+        let mut ev = s.events.subscribe();
+        assert_eq!(call(&s, Request::Shutdown).await.0, StatusCode::OK);
+        assert!(matches!(ev.try_recv(), Ok(Event::Shutdown)));
+        s.supervisor.shutdown().await;
+    }
+}

@@ -321,3 +321,78 @@ async fn stop_handle(h: Handle) {
     }
     let _ = h.task.await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::AlertStore;
+    use crate::api::Event;
+
+    fn settings(text: &str) -> Settings {
+        crate::config::parse_settings(std::path::Path::new("s.toml"), text)
+            .0
+            .expect("valid settings")
+    }
+
+    async fn wait_for(s: &Supervisor, name: &str, want: State) -> ServiceStatus {
+        for _ in 0..200 {
+            if let Some(st) = s.statuses().await.into_iter().find(|x| x.name == name) {
+                if st.state == want {
+                    return st;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{name} never reached {want}: {:?}", s.statuses().await);
+    }
+
+    /// The supervisor alone (no daemon, no proxy): settings in, processes started, stopped by a verb,
+    /// restarted only when an edit changes the process, removed with the service, all gone at shutdown.
+    #[tokio::test]
+    async fn applies_settings_takes_verbs_and_shuts_down() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("logs")).unwrap();
+        let (events, _) = tokio::sync::broadcast::channel::<Event>(256);
+        let store = AlertStore::new(events.clone());
+        let shared = crate::services::tests::shared(dir.path(), events, store.source("supervisor"));
+        let s = Supervisor::new(shared, crate::services::tests::runtime(dir.path()));
+        // `probe = "tcp"` on a port nothing listens on: the process runs, the service stays starting.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let one = |extra: &str| {
+            format!(
+                "[services.a]\nkind = \"command\"\ncommand = [\"sleep\", \"60\"]\nport = {port}\nprobe = \"tcp\"\n{extra}"
+            )
+        };
+        s.apply(settings(&one(""))).await;
+        let first = wait_for(&s, "a", State::Starting).await;
+        let pid = first.pid.expect("a process");
+        assert!(s.log_tail("a").is_some());
+
+        // An edit that does not change the process keeps it.
+        s.apply(settings(&one("stop_timeout_s = 5\n"))).await;
+        let same = wait_for(&s, "a", State::Starting).await;
+        assert_eq!(same.pid, Some(pid), "supervision-only change: no restart");
+
+        assert_eq!(s.command("a", Verb::Stop).await.unwrap(), ["a"]);
+        wait_for(&s, "a", State::Stopped).await;
+        assert!(matches!(
+            s.command("nope", Verb::Start).await,
+            Err(SupervisorError::UnknownService { .. })
+        ));
+        s.command("all", Verb::Start).await.unwrap();
+        let again = wait_for(&s, "a", State::Starting).await;
+        assert_ne!(again.pid, Some(pid));
+
+        // The service removed from the file: stopped and gone from the listing.
+        s.apply(settings(&format!("[services.b]\nkind = \"command\"\ncommand = [\"sleep\", \"60\"]\nport = {port}\nenabled = false\n"))).await;
+        assert!(s.statuses().await.iter().all(|x| x.name != "a"));
+        s.shutdown().await;
+        let alive =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(again.pid.unwrap() as i32), None);
+        assert!(alive.is_err(), "the process is gone after shutdown");
+    }
+}
