@@ -1,4 +1,4 @@
-// Typed wrappers of the app's Tauri commands and events (the table in crates/core/src/app.rs).
+// Typed wrappers of the app's Tauri commands and events (the table in crates/client/src/app.rs).
 // Everything the windows say to the daemon goes through here, so tests mock one thing: the IPC.
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
