@@ -70,6 +70,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 say "cargo test: core and CLI (real daemons, real servers)"
 # Unit + integration tests (no doc tests: there are none).
 run_counted cargo test --workspace --exclude mlx-box-app --lib --bins --tests -- --test-threads 2
+say "benchmarks in quick mode: a few rounds each; they fail on errors and panics, never on a speed target"
+cargo test -q -p mlx-box --benches
 say "cargo test: the app's commands on tauri's mock runtime"
 run_counted cargo test -p mlx-box-app --lib --tests
 

@@ -26,6 +26,12 @@ const GAP: Duration = Duration::from_millis(20);
 const STREAMS: u32 = 256;
 const REQUESTS: u32 = 1024;
 
+/// Quick mode (`cargo test --benches`: cargo passes `--bench` only under `cargo bench`; or `MLXBOX_BENCH_QUICK=1`): a few requests per part,
+/// 1 s of wrk. It fails on errors and panics, never on a speed target.
+fn quick() -> bool {
+    std::env::var_os("MLXBOX_BENCH_QUICK").is_some() || !std::env::args().any(|a| a == "--bench")
+}
+
 fn script() -> sse_server::Script {
     sse_server::steady(TOKENS, TTFT, GAP)
 }
@@ -46,6 +52,9 @@ fn cpu_s(pid: u32) -> f64 {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
     if std::env::var_os("MLXBOX_SSE_SERVE").is_some() {
         return serve();
     }
@@ -107,7 +116,7 @@ async fn overhead_one_at_a_time() {
     .await;
     let http = client::http_client(Duration::from_secs(30));
     client::stream_chat(&http, &srv.base, &client::chat_body("warm", 8)).await;
-    let n = 200;
+    let n = if quick() { 20 } else { 200 };
     let (mut e2e, mut ttft) = (vec![], vec![]);
     for _ in 0..n {
         let o = client::stream_chat(&http, &srv.base, &client::chat_body("hi", 16)).await;
@@ -138,7 +147,7 @@ async fn concurrent(base: &str, server_pid: u32) {
     let t = Target::new(&s.unwrap().services[0]);
     let opts = BenchOptions {
         concurrency: vec![STREAMS],
-        requests: REQUESTS,
+        requests: if quick() { STREAMS } else { REQUESTS },
         max_tokens: TOKENS as u32,
         thinking_check: false,
         ..BenchOptions::default()
@@ -152,6 +161,7 @@ async fn concurrent(base: &str, server_pid: u32) {
         (cpu_s(server_pid) - s0) / wall * 100.0,
     );
     let l = &r.services[0].levels[0];
+    assert_eq!(l.errors, 0, "requests failed: {:?}", l.first_error);
     let scripted_e2e = (TTFT + GAP * (TOKENS as u32 - 1)).as_secs_f64();
     let ideal_req_s = f64::from(STREAMS) / scripted_e2e;
     println!(
@@ -198,7 +208,13 @@ fn wrk(base: &str) {
     )
     .unwrap();
     let out = Command::new("wrk")
-        .args(["-t2", &format!("-c{STREAMS}"), "-d10s", "--latency", "-s"])
+        .args([
+            "-t2",
+            &format!("-c{STREAMS}"),
+            if quick() { "-d1s" } else { "-d10s" },
+            "--latency",
+            "-s",
+        ])
         .arg(&lua)
         .arg(format!("{base}/v1/chat/completions"))
         .output()

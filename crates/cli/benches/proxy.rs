@@ -217,8 +217,8 @@ fn sse_stream(bytes: usize) -> Vec<u8> {
     out
 }
 
-fn filter_throughput() -> (f64, usize) {
-    let data = sse_stream(64 << 20);
+fn filter_throughput(bytes: usize) -> (f64, usize) {
+    let data = sse_stream(bytes);
     let mut best = 0.0f64;
     let mut kept = 0;
     for _ in 0..3 {
@@ -250,14 +250,21 @@ fn upstream_conf(d: &Path, name: &str, port: u16) -> std::path::PathBuf {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    // Quick mode (`cargo test --benches`: cargo passes `--bench` only under `cargo bench`; or `MLXBOX_BENCH_QUICK=1`): 1 round of 1 s per
+    // case. It fails on errors and panics, never on a speed target.
+    let quick = std::env::var_os("MLXBOX_BENCH_QUICK").is_some()
+        || !std::env::args().any(|a| a == "--bench");
     let secs: u64 = std::env::var("MLXBOX_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(if quick { 1 } else { 10 });
     let rounds: usize = std::env::var("MLXBOX_BENCH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(if quick { 1 } else { 3 });
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (up, up2, ngx, front, front2) = (
@@ -400,6 +407,6 @@ fn main() {
             m.p50_ms - direct.p50_ms
         );
     }
-    let (mbs, kept) = filter_throughput();
-    println!("\nreasoning filter (SseFilter, 64 MB mlx_lm-like stream, 4 KB chunks): {mbs:.0} MB/s (target ≥ 50), {kept} bytes kept");
+    let (mbs, kept) = filter_throughput(if quick { 4 << 20 } else { 64 << 20 });
+    println!("\nreasoning filter (SseFilter, {} MB mlx_lm-like stream, 4 KB chunks): {mbs:.0} MB/s (target ≥ 50), {kept} bytes kept", if quick { 4 } else { 64 });
 }

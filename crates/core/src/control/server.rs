@@ -260,21 +260,24 @@ fn sse(ev: &Event) -> Result<SseEvent, Infallible> {
 
 /// The event stream: a snapshot first (taken after subscribing, so nothing falls between the two), then
 /// every event; a client that fell behind gets a fresh snapshot in place of what it missed.
-async fn events(State(s): S) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+pub fn event_stream(s: Arc<Services>) -> impl Stream<Item = Event> {
     let rx = s.events.subscribe();
-    let stream = futures_util::stream::unfold((rx, s, true), |(mut rx, s, first)| async move {
+    futures_util::stream::unfold((rx, s, true), |(mut rx, s, first)| async move {
         if first {
             let snap = Event::Snapshot(Box::new(s.status().await));
-            return Some((sse(&snap), (rx, s, false)));
+            return Some((snap, (rx, s, false)));
         }
         let ev = match rx.recv().await {
             Ok(ev) => ev,
             Err(RecvError::Lagged(_)) => Event::Snapshot(Box::new(s.status().await)),
             Err(RecvError::Closed) => return None,
         };
-        Some((sse(&ev), (rx, s, false)))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+        Some((ev, (rx, s, false)))
+    })
+}
+
+async fn events(State(s): S) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    Sse::new(event_stream(s).map(|ev| sse(&ev))).keep_alive(KeepAlive::default())
 }
 
 #[cfg(test)]
@@ -359,5 +362,39 @@ mod tests {
         assert_eq!(call(&s, Request::Shutdown).await.0, StatusCode::OK);
         assert!(matches!(ev.try_recv(), Ok(Event::Shutdown)));
         s.supervisor.shutdown().await;
+    }
+
+    /// The stream opens with the whole status, and a client that fell behind (more events than the
+    /// channel holds went by unread) gets a fresh snapshot instead of a silent gap.
+    #[tokio::test]
+    async fn the_event_stream_starts_with_a_snapshot_and_resyncs_after_a_lag() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::channel(4);
+        let s = Services::new(
+            dir.path().to_path_buf(),
+            dir.path().join("settings.toml"),
+            crate::services::tests::runtime(dir.path()),
+            tx,
+        );
+        let mut stream = Box::pin(event_stream(s.clone()));
+        assert!(matches!(stream.next().await, Some(Event::Snapshot(_))));
+        // Subscribed: an event now arrives as is.
+        let _ = s.events.send(Event::ServiceRemoved { name: "x".into() });
+        assert!(matches!(
+            stream.next().await,
+            Some(Event::ServiceRemoved { .. })
+        ));
+        // More events than the channel keeps, unread: the next message is a snapshot, then the events
+        // that are still held.
+        for i in 0..3000 {
+            let _ = s.events.send(Event::ServiceRemoved {
+                name: format!("{i}"),
+            });
+        }
+        assert!(matches!(stream.next().await, Some(Event::Snapshot(_))));
+        assert!(matches!(
+            stream.next().await,
+            Some(Event::ServiceRemoved { .. })
+        ));
     }
 }
