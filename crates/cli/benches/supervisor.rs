@@ -63,8 +63,9 @@ fn svc(name: &str, port: u16, args: &str, extra: &str) -> String {
 fn summary(name: &str, target_ms: f64, mut v: Vec<f64>) {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let p = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+    let met = if p(0.9) <= target_ms { "yes" } else { "no" };
     println!(
-        "{name:<48} n={:<3} p50 {:>7.1} ms  p90 {:>7.1} ms  max {:>7.1} ms  (target ≤ {target_ms} ms)",
+        "| {name} | {} | {:.1} ms | {:.1} ms | {:.1} ms | ≤ {target_ms} ms (p90) | {met} |",
         v.len(),
         p(0.5),
         p(0.9),
@@ -167,6 +168,7 @@ async fn main() {
         return;
     }
     let rounds = rounds();
+    println!("| measurement | n | p50 | p90 | max | target | met |\n|---|---|---|---|---|---|---|");
     // 0. one monitor sample (system memory, swap, PSI, thermal zones)
     let mut sampler = mlxbox_core::monitor::Sampler::default();
     let mut v = vec![];
@@ -288,16 +290,16 @@ async fn main() {
     let ticks = cpu_ticks(pid) - c0;
     let hz = 100.0; // USER_HZ on Linux
     let pct = ticks as f64 / hz / t0.elapsed().as_secs_f64() * 100.0;
+    let rss_mb = rss_kb(pid) as f64 / 1024.0;
+    let yes = |ok: bool| if ok { "yes" } else { "no" };
     println!(
-        "{:<48} RSS {:.1} MB (target ≤ 25 MB)",
-        "daemon idle, 3 services",
-        rss_kb(pid) as f64 / 1024.0
+        "| daemon idle, 3 services: RSS | 1 | {rss_mb:.1} MB | | | ≤ 25 MB | {} |",
+        yes(rss_mb <= 25.0)
     );
     println!(
-        "{:<48} CPU {:.2} % of a core over {} s (target ≤ 0.5 %)",
-        "daemon idle, 3 services",
-        pct,
-        idle.as_secs()
+        "| daemon idle, 3 services: CPU over {} s | 1 | {pct:.2} % of a core | | | ≤ 0.5 % | {} |",
+        idle.as_secs(),
+        yes(pct <= 0.5)
     );
 }
 
