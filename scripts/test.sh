@@ -82,6 +82,8 @@ if [ "$(uname -s)" = Linux ]; then
   bin="${CARGO_TARGET_DIR:-target}/debug"
   run_counted python3 tests/e2e/app_e2e.py \
     --app "$bin/mlx-box-app" --cli "$bin/mlx-box" --screenshots target/e2e
+  say "the app's performance bench in quick mode (errors only, no speed target)"
+  python3 tests/e2e/app_perf.py --app "$bin/mlx-box-app" --cli "$bin/mlx-box" --quick
 
   say "type-checking the macOS build (aarch64-apple-darwin)"
   rustup target add aarch64-apple-darwin >/dev/null

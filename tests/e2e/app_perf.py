@@ -8,6 +8,9 @@
 
   python3 tests/e2e/app_perf.py --app target/release/mlx-box-app --cli target/release/mlx-box
 
+`--quick` (what scripts/test.sh runs): a 3 s idle window, 2 toggles, a short settle. It fails on errors and
+missing timings, never on a target.
+
 The app prints its timings with MLXBOX_APP_TIMINGS=1. Services are the fault server (tiny Python HTTP
 servers): the figures are the app's and the daemon's, not a model's. Talks only to 127.0.0.1; every process
 started here is killed at the end.
@@ -80,7 +83,11 @@ def main():
     ap.add_argument("--idle-s", type=float, default=30)
     ap.add_argument("--toggles", type=int, default=10)
     ap.add_argument("--release-s", type=float, default=5, help="MLXBOX_APP_HIDDEN_RELEASE_S for the app")
+    ap.add_argument("--quick", action="store_true", help="a few seconds per measurement (CI): errors only")
     a = ap.parse_args()
+    settle = 5
+    if a.quick:
+        a.idle_s, a.toggles, settle = 3, 2, 1
     tmp = tempfile.mkdtemp(prefix="mlxbox-perf-")
     state = os.path.join(tmp, "state")
     cfg = os.path.join(tmp, "settings.toml")
@@ -116,7 +123,7 @@ def main():
             p = start([a.app], env=e, stdout=subprocess.DEVNULL, stderr=open(applog, "a"))
             n = log().count("timing: tray ready") if os.path.exists(applog) else 0
             wait_for("the tray's first redraw", lambda: log().count("timing: tray ready") > n)
-            time.sleep(5)  # settle
+            time.sleep(settle)
             return p
 
         def idle_cpu(sid):
