@@ -59,7 +59,8 @@ fn without_a_daemon_every_command_says_unreachable() {
         json!({"name": "x", "verb": "explode"}),
     )
     .unwrap_err();
-    assert_eq!(e["kind"], "refused");
+    // A typed `Verb`: an unknown one is refused where the window's JSON is read, naming it.
+    assert!(e.to_string().contains("explode"), "{e}");
 }
 
 /// Every command the front end invokes (read from `ui/src/lib/api.ts`, its one door to the app) is
