@@ -32,6 +32,10 @@ pub struct ProxyStats {
     /// Requests admitted and not finished (a stream counts until its last byte).
     #[ts(type = "number")]
     pub in_flight: u64,
+    /// Requests admitted and waiting for a `max_concurrency` slot.
+    #[serde(default)]
+    #[ts(type = "number")]
+    pub waiting: u64,
     /// Output tokens so far (from `usage`; on streams, one per content chunk until `usage` arrives).
     #[ts(type = "number")]
     pub output_tokens: u64,

@@ -16,6 +16,7 @@ pub mod fuzzing;
 pub mod keys;
 pub mod launch;
 pub mod limits;
+pub mod metrics;
 pub mod monitor;
 pub mod paths;
 pub mod proxy;

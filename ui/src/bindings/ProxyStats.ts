@@ -22,6 +22,10 @@ refused_connections: number,
  */
 in_flight: number, 
 /**
+ * Requests admitted and waiting for a `max_concurrency` slot.
+ */
+waiting: number, 
+/**
  * Output tokens so far (from `usage`; on streams, one per content chunk until `usage` arrives).
  */
 output_tokens: number, 

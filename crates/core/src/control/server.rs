@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | GET | /v1/events | SSE of `Event` (JSON): first a `snapshot` (the whole status), then changes; a client that fell behind gets a fresh `snapshot` instead of the events it missed |
 //! | GET | /v1/services/{name}/logs/follow | SSE, one log line per event |
+//! | GET | /metrics | the Prometheus text exposition (`crate::metrics`): vLLM's request metrics, `mlxbox_*` gauges |
 //!
 //! The other endpoints, and the type each answers with, are listed on `mlxbox_api::control::Request`.
 
@@ -38,6 +39,7 @@ pub fn router(s: Arc<Services>) -> Router {
     Router::new()
         .route("/v1/events", get(events))
         .route("/v1/services/{name}/logs/follow", get(follow))
+        .route("/metrics", get(metrics))
         .fallback(request)
         .with_state(s)
 }
@@ -251,6 +253,19 @@ async fn follow(State(s): S, Path(name): Path<String>) -> Response {
     });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+async fn metrics(State(s): S) -> Response {
+    let status = s.status().await;
+    let proxy = s.proxy.stats().await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            crate::metrics::CONTENT_TYPE,
+        )],
+        crate::metrics::render(&status, &proxy),
+    )
         .into_response()
 }
 

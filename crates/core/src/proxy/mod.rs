@@ -188,6 +188,23 @@ impl ListenerConfig {
     }
 }
 
+/// Counts a request waiting for a `max_concurrency` slot while it lives (a client that goes away while
+/// waiting drops it, and the count with it).
+struct Waiting<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn new(n: &'a std::sync::atomic::AtomicU64) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Waiting(n)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// One frontend listener's view of its service.
 struct Front {
     cfg: ListenerConfig,
@@ -199,6 +216,8 @@ struct Front {
     slots: Option<Arc<Semaphore>>,
     admitted: Option<Arc<Semaphore>>,
     counters: Arc<Counters>,
+    /// Its request metrics (`/metrics`), resolved once.
+    metrics: crate::metrics::ServiceMetrics,
 }
 
 fn openai_error(status: StatusCode, kind: &str, msg: &str) -> Response {
@@ -373,6 +392,7 @@ impl Front {
 }
 
 async fn handle(f: Arc<Front>, req: Request) -> Response {
+    let started = std::time::Instant::now();
     f.counters.requests.fetch_add(1, Ordering::Relaxed);
     let keys = f.keys.read().unwrap().clone();
     if let Some(r) = f.gate(&req, keys.is_empty() && keys.keyring_error.is_none()) {
@@ -507,10 +527,15 @@ async fn handle(f: Arc<Front>, req: Request) -> Response {
         },
         None => None,
     };
+    let queued = std::time::Instant::now();
     let slot = match &f.slots {
-        Some(sem) => sem.clone().acquire_owned().await.ok(),
+        Some(sem) => {
+            let _waiting = Waiting::new(&f.counters.waiting);
+            sem.clone().acquire_owned().await.ok()
+        }
         None => None,
     };
+    f.metrics.queue.observe(queued.elapsed().as_secs_f64());
     f.counters.in_flight.fetch_add(1, Ordering::Relaxed);
     let guard = InFlight {
         counters: f.counters.clone(),
@@ -518,7 +543,7 @@ async fn handle(f: Arc<Front>, req: Request) -> Response {
         _admitted: admitted,
     };
     parts.extensions = Default::default();
-    let mut out = forward(&f, parts, body, streaming, guard).await;
+    let mut out = forward(&f, parts, body, streaming, guard, started).await;
     if !out.status().is_success() {
         f.counters.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -534,6 +559,7 @@ async fn forward(
     body: Body,
     streaming: bool,
     guard: InFlight,
+    started: std::time::Instant,
 ) -> Response {
     // Origin-form to the backend (`/path?query`); the connection says where.
     parts.uri = match parts.uri.path_and_query() {
@@ -590,7 +616,10 @@ async fn forward(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
-    let meter = Meter::new(f.counters.clone(), sse || streaming, guard);
+    let mut meter = Meter::new(f.counters.clone(), sse || streaming, guard);
+    if status.is_success() {
+        meter.measure(f.metrics.clone(), started);
+    }
     let relay = Relay {
         inner: incoming,
         meter,
@@ -735,6 +764,10 @@ impl Proxies {
                 statuses: statuses.clone(),
                 slots,
                 admitted,
+                metrics: crate::metrics::ServiceMetrics::new(
+                    &cfg.spec.name,
+                    cfg.spec.model.as_deref(),
+                ),
                 counters: counters.clone(),
             });
             p.counters.insert(spec.name.clone(), counters);
@@ -791,6 +824,7 @@ mod tests {
         let settings = settings.unwrap_or_else(|| panic!("{diags:?}"));
         let cfg = ListenerConfig::all(&settings).remove(0);
         Front {
+            metrics: crate::metrics::ServiceMetrics::new(&cfg.spec.name, cfg.spec.model.as_deref()),
             cfg,
             keys: Default::default(),
             backend_host: HeaderValue::from_static("127.0.0.1:1"),

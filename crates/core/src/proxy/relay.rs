@@ -55,7 +55,10 @@ impl HttpBody for Relay {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.meter.completed();
+                Poll::Ready(None)
+            }
             Poll::Pending => {
                 let timeout = this.timeout;
                 let stall = this
@@ -85,6 +88,15 @@ impl HttpBody for Relay {
     }
 }
 
+impl Drop for Relay {
+    /// hyper stops polling a body whose length says it has ended, so the end is read here too.
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            self.meter.completed();
+        }
+    }
+}
+
 /// Counts the output tokens of one reply as its bytes pass: on a stream one per `data:` event with a
 /// delta until `usage` says the exact number; on a JSON reply, `usage.completion_tokens`. Dropped with
 /// the body, it books the decode speed and releases the request's slot.
@@ -97,10 +109,25 @@ pub(super) struct Meter {
     last: Option<Instant>,
     /// The end of the previous chunk, so a pattern split across chunks is still seen.
     tail: Vec<u8>,
+    /// What `/metrics` is told of this request (a successful reply only).
+    measured: Option<Measured>,
     _guard: InFlight,
 }
 
+/// The request metrics of one reply: its times, its prompt tokens and finish reason as the reply names
+/// them, and whether it went out to the end.
+struct Measured {
+    metrics: crate::metrics::ServiceMetrics,
+    started: Instant,
+    ttft_seen: bool,
+    prompt: Option<u64>,
+    finish: Option<String>,
+    complete: bool,
+}
+
 const USAGE_KEY: &[u8] = b"\"completion_tokens\":";
+const PROMPT_KEY: &[u8] = b"\"prompt_tokens\":";
+const FINISH_KEY: &[u8] = b"\"finish_reason\":";
 const DELTA_KEY: &[u8] = b"\"delta\"";
 
 /// The searchers, built once (building one per call showed in the profile).
@@ -108,6 +135,10 @@ static USAGE_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(USAGE_KEY));
 static DELTA_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
     std::sync::LazyLock::new(|| memchr::memmem::Finder::new(DELTA_KEY));
+static PROMPT_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(PROMPT_KEY));
+static FINISH_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(FINISH_KEY));
 
 fn count_deltas(hay: &[u8]) -> usize {
     DELTA_FINDER.find_iter(hay).count()
@@ -123,7 +154,28 @@ impl Meter {
             first: None,
             last: None,
             tail: Vec::new(),
+            measured: None,
             _guard: guard,
+        }
+    }
+
+    /// Report this reply to `/metrics` (TTFT, inter-token gaps, end-to-end time, tokens, finish reason),
+    /// timed from `started`, when the request reached the proxy.
+    pub(super) fn measure(&mut self, metrics: crate::metrics::ServiceMetrics, started: Instant) {
+        self.measured = Some(Measured {
+            metrics,
+            started,
+            ttft_seen: false,
+            prompt: None,
+            finish: None,
+            complete: false,
+        });
+    }
+
+    /// The reply went out to its end (not cut by the client or the backend).
+    pub(super) fn completed(&mut self) {
+        if let Some(m) = self.measured.as_mut() {
+            m.complete = true;
         }
     }
 
@@ -143,12 +195,29 @@ impl Meter {
                 - count_deltas(head);
             if n > 0 && self.usage.is_none() {
                 let now = Instant::now();
+                if let (Some(m), Some(last)) = (self.measured.as_ref(), self.last) {
+                    m.metrics.itl.observe((now - last).as_secs_f64());
+                }
                 self.first.get_or_insert(now);
                 self.last = Some(now);
                 self.counted += n as u64;
                 self.counters
                     .output_tokens
                     .fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        if let Some(m) = self.measured.as_mut() {
+            // TTFT: the first text of a stream, or the reply itself when it is not one.
+            if !m.ttft_seen && (!self.stream || self.first.is_some()) {
+                m.ttft_seen = true;
+                m.metrics.ttft.observe(m.started.elapsed().as_secs_f64());
+            }
+            if m.prompt.is_none() {
+                m.prompt = number_after(&PROMPT_FINDER, PROMPT_KEY.len(), &window)
+                    .or_else(|| number_after(&PROMPT_FINDER, PROMPT_KEY.len(), chunk));
+            }
+            if m.finish.is_none() {
+                m.finish = word_after(&window).or_else(|| word_after(chunk));
             }
         }
         if self.usage.is_none() {
@@ -176,8 +245,25 @@ impl Meter {
 
 /// `usage.completion_tokens` in `hay`, when its digits end inside it.
 fn usage_in(hay: &[u8]) -> Option<u64> {
-    let i = USAGE_FINDER.find(hay)?;
-    let rest = &hay[i + USAGE_KEY.len()..];
+    number_after(&USAGE_FINDER, USAGE_KEY.len(), hay)
+}
+
+/// The value of the first non-null `"finish_reason": "…"` in `hay`, when it ends inside it (at most 32
+/// bytes: a label value, bounded).
+fn word_after(hay: &[u8]) -> Option<String> {
+    FINISH_FINDER.find_iter(hay).find_map(|i| {
+        let rest = &hay[i + FINISH_KEY.len()..];
+        let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+        let word = rest[start..].strip_prefix(b"\"")?; // `null`: not this one
+        let end = word.iter().take(33).position(|&b| b == b'"')?;
+        std::str::from_utf8(&word[..end]).ok().map(str::to_string)
+    })
+}
+
+/// The integer that follows the key `finder` finds in `hay`, when its digits end inside it.
+fn number_after(finder: &memchr::memmem::Finder<'_>, key_len: usize, hay: &[u8]) -> Option<u64> {
+    let i = finder.find(hay)?;
+    let rest = &hay[i + key_len..];
     let start = rest.iter().position(|b| !b.is_ascii_whitespace())?;
     let len = rest[start..]
         .iter()
@@ -194,6 +280,17 @@ fn usage_in(hay: &[u8]) -> Option<u64> {
 
 impl Drop for Meter {
     fn drop(&mut self) {
+        if let Some(m) = self.measured.take() {
+            let tokens = self.usage.unwrap_or(self.counted);
+            m.metrics.generation_tokens.inc_by(tokens);
+            if let Some(p) = m.prompt {
+                m.metrics.prompt_tokens.inc_by(p);
+            }
+            if m.complete {
+                m.metrics.e2e.observe(m.started.elapsed().as_secs_f64());
+                m.metrics.success(m.finish.as_deref());
+            }
+        }
         if let (Some(a), Some(b)) = (self.first, self.last) {
             let secs = (b - a).as_secs_f64();
             let tokens = self.usage.unwrap_or(self.counted);
@@ -280,6 +377,29 @@ mod tests {
             _admitted: None,
         };
         (Meter::new(c.clone(), true, g), c)
+    }
+
+    #[test]
+    fn finish_reason_and_prompt_tokens_are_read_with_or_without_spaces() {
+        assert_eq!(
+            word_after(br#"{"finish_reason": null}, {"finish_reason": "stop"}"#).as_deref(),
+            Some("stop")
+        );
+        assert_eq!(
+            word_after(br#""finish_reason":"length""#).as_deref(),
+            Some("length")
+        );
+        assert_eq!(
+            word_after(br#""finish_reason": "sto"#),
+            None,
+            "cut: the next chunk has it"
+        );
+        let long = format!(r#""finish_reason": "{}""#, "x".repeat(100));
+        assert_eq!(word_after(long.as_bytes()), None, "bounded");
+        let p = |h: &[u8]| number_after(&PROMPT_FINDER, PROMPT_KEY.len(), h);
+        assert_eq!(p(br#""prompt_tokens": 12, "#), Some(12));
+        assert_eq!(p(br#""prompt_tokens":7}"#), Some(7));
+        assert_eq!(p(br#""prompt_tokens": 12"#), None, "may go on");
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub(super) struct Counters {
     pub(super) bad_requests: AtomicU64,
     pub(super) refused_connections: AtomicU64,
     pub(super) in_flight: AtomicU64,
+    pub(super) waiting: AtomicU64,
     pub(super) output_tokens: AtomicU64,
     /// (time, output_tokens) at the last monitor ticks.
     pub(super) ticks: Mutex<VecDeque<(Instant, u64)>>,
@@ -51,6 +52,7 @@ impl Counters {
             bad_requests: g(&self.bad_requests),
             refused_connections: g(&self.refused_connections),
             in_flight: g(&self.in_flight),
+            waiting: g(&self.waiting),
             output_tokens: g(&self.output_tokens),
             output_tok_s,
             last_decode_tok_s: self.decode.lock().unwrap().back().map(|x| x.1),
