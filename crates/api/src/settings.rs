@@ -16,6 +16,7 @@ pub enum Section {
     Server,
     App,
     Alerts,
+    Metrics,
     Services,
 }
 
@@ -132,7 +133,7 @@ impl Key {
 
 use DefaultValue::{Bool as B, Float as F, Int as I, Str as S};
 use KeyType::{Argv, Bool, Enum, Env, Float, Int, Port, Scalar, Secret, String as Str};
-use Section::{Alerts, App, Server, Services};
+use Section::{Alerts, App, Metrics, Server, Services};
 
 const CHATTY: &[Kind] = &[Kind::Chat, Kind::Ocr, Kind::Command];
 const SERVER: &str = "Server";
@@ -188,6 +189,9 @@ pub const KEYS: &[Key] = &[
     key(Alerts, "clear_after_s", Float, "An alert clears once its condition has been gone this long (s).")
         .default(F(10.0))
         .range(0.0, 86_400.0, "10"),
+    // [metrics]
+    key(Metrics, "listen", Str, "Also serve GET /metrics (Prometheus, vLLM's names) on this loopback address, e.g. 127.0.0.1:9464. It is always on the control socket.")
+        .suggest(&["127.0.0.1:9464"]),
     // [services.NAME]: server
     key(Services, "kind", Enum, "What it serves; inferred from the name or `command` when absent.")
         .group(SERVER)

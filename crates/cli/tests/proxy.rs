@@ -208,8 +208,12 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 /// counters equal the usage the client was sent, the refusals and the service state are there.
 #[test]
 fn metrics_count_what_the_proxy_served() {
-    let (front, back) = (free_port(), free_port());
-    let d = Daemon::start(&config(front, back, "ok", ""));
+    let (front, back, scrape_port) = (free_port(), free_port(), free_port());
+    let text = format!(
+        "{}\n[metrics]\nlisten = \"127.0.0.1:{scrape_port}\"\n",
+        config(front, back, "ok", "")
+    );
+    let d = Daemon::start(&text);
     d.wait_state("chat", "ready", 20 * S);
     let auth = ("Authorization", "Bearer k-one");
     let me = [("model_name", "org/real-model"), ("service", "chat")];
@@ -253,6 +257,14 @@ fn metrics_count_what_the_proxy_served() {
     let (code, ..) = http(front, "POST", "/v1/chat/completions", &[JSON], "{}");
     assert_eq!(code, 401);
     let m = scrape(&d);
+    // The same exposition on the [metrics] listen port, for Prometheus (which cannot read a Unix socket).
+    let (code, _, tcp) = http(scrape_port, "GET", "/metrics", &[], "");
+    assert_eq!(code, 200);
+    assert_eq!(
+        sample(&tcp, "vllm:e2e_request_latency_seconds_count", &me),
+        Some(5.0),
+        "{tcp}"
+    );
     assert_eq!(
         sample(&m, "vllm:e2e_request_latency_seconds_count", &me),
         Some(5.0),

@@ -126,6 +126,55 @@ impl Signals {
     }
 }
 
+/// `[metrics] listen`: `/metrics` on a loopback TCP port for Prometheus (the control socket always has it),
+/// rebound when the setting changes. Owns the `metrics` alert (the port cannot be bound).
+struct MetricsListener {
+    services: Arc<Services>,
+    alerts: crate::alerts::AlertSource,
+    serving: Option<(std::net::SocketAddr, crate::task::AbortOnDrop)>,
+}
+
+impl MetricsListener {
+    fn new(services: &Arc<Services>) -> Self {
+        MetricsListener {
+            alerts: services.alerts.source("metrics"),
+            services: services.clone(),
+            serving: None,
+        }
+    }
+
+    async fn apply(&mut self) {
+        let want = match self.services.supervisor.settings().await {
+            Some(s) => s.metrics.listen,
+            None => return,
+        };
+        if self.serving.as_ref().map(|s| s.0) == want {
+            return;
+        }
+        self.serving = None; // the old port closes before the new one binds
+        let Some(addr) = want else {
+            self.alerts.clear("metrics");
+            return;
+        };
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                self.alerts.clear("metrics");
+                let app = crate::control::server::metrics_router(self.services.clone());
+                let task = tokio::spawn(async move {
+                    let _ = axum::serve(l, app).await;
+                });
+                self.serving = Some((addr, crate::task::AbortOnDrop(task)));
+            }
+            Err(e) => self.alerts.raise(
+                "metrics",
+                crate::api::AlertSeverity::Warning,
+                "/metrics is not served on TCP",
+                format!("cannot listen on {addr} ([metrics] listen): {e}; is another program using it? change the port"),
+            ),
+        }
+    }
+}
+
 /// Runs the daemon until SIGINT/SIGTERM or a shutdown request; every service is stopped before it returns.
 pub async fn run(
     opts: DaemonOptions,
@@ -184,13 +233,18 @@ pub async fn run(
         source: e,
     })?;
     services.reload().await;
+    let mut scrape = MetricsListener::new(&services);
+    scrape.apply().await;
     let stop_reloading = Arc::new(Notify::new());
     let (s2, stop2) = (services.clone(), stop_reloading.clone());
     let reloader = tokio::spawn(async move {
         loop {
             tokio::select! {
                 r = reload_rx.recv() => match r {
-                    Some(()) => s2.reload().await,
+                    Some(()) => {
+                        s2.reload().await;
+                        scrape.apply().await;
+                    }
                     None => break,
                 },
                 _ = stop2.notified() => break,

@@ -46,6 +46,7 @@ export const SERVER_SECRET_KEYS = inSection("server")
   .map((k) => k.key);
 export const APP_FIELDS: FieldSpec[] = fieldsOf("app");
 export const ALERT_FIELDS: FieldSpec[] = fieldsOf("alerts");
+export const METRICS_FIELDS: FieldSpec[] = fieldsOf("metrics");
 export const KINDS = SETTINGS_SCHEMA.find((k) => k.section === "services" && k.key === "kind")?.options ?? [];
 
 /** The service keys by the schema's groups, in its order. */
@@ -62,6 +63,7 @@ export const SECTION_FIELDS: Record<string, FieldSpec[]> = {
   server: SERVER_FIELDS,
   app: APP_FIELDS,
   alerts: ALERT_FIELDS,
+  metrics: METRICS_FIELDS,
 };
 
 /** The spec of a key path (["app","log_files"], ["services","chat","port"]), if the form has a field for it. */

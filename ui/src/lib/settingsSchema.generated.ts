@@ -292,6 +292,22 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "help": "An alert clears once its condition has been gone this long (s)."
   },
   {
+    "section": "metrics",
+    "key": "listen",
+    "type": "string",
+    "group": "",
+    "default": null,
+    "min": null,
+    "max": null,
+    "options": [],
+    "suggest": [
+      "127.0.0.1:9464"
+    ],
+    "kinds": [],
+    "absent": null,
+    "help": "Also serve GET /metrics (Prometheus, vLLM's names) on this loopback address, e.g. 127.0.0.1:9464. It is always on the control socket."
+  },
+  {
     "section": "services",
     "key": "kind",
     "type": "enum",

@@ -237,6 +237,13 @@ impl Default for AppSettings {
     }
 }
 
+/// `[metrics]`: where else `/metrics` is served.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct MetricsSettings {
+    /// A loopback TCP address for Prometheus to scrape; `None`: the control socket only.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 /// `[alerts]`: thresholds of the alert rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertSettings {
@@ -267,6 +274,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub app: AppSettings,
     pub alerts: AlertSettings,
+    pub metrics: MetricsSettings,
     /// In file order.
     pub services: Vec<ServiceSpec>,
 }

@@ -256,6 +256,11 @@ async fn follow(State(s): S, Path(name): Path<String>) -> Response {
         .into_response()
 }
 
+/// `/metrics` alone, for the `[metrics] listen` TCP port.
+pub fn metrics_router(s: Arc<Services>) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(s)
+}
+
 async fn metrics(State(s): S) -> Response {
     let status = s.status().await;
     let proxy = s.proxy.stats().await;

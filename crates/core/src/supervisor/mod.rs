@@ -305,6 +305,7 @@ impl Supervisor {
                 server: crate::config::ServerSettings::new("127.0.0.1"),
                 app: Default::default(),
                 alerts: Default::default(),
+                metrics: Default::default(),
                 services: vec![],
             };
             self.adopt_or_reap(&none).await;

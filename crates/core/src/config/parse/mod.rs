@@ -5,12 +5,14 @@
 
 mod alerts;
 mod app;
+mod metrics;
 mod server;
 mod service;
 
 use super::{Diagnostic, Pos, Settings, Severity};
 use alerts::parse_alerts;
 use app::parse_app;
+use metrics::parse_metrics;
 use mlxbox_api::settings::{self as schema, Section};
 use server::parse_server;
 use service::{check_ports, parse_service};
@@ -356,11 +358,12 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
         where_: "the top level".into(),
         section: None,
     };
-    root.unknown_keys(&mut cx, &["server", "services", "app", "alerts"]);
+    root.unknown_keys(&mut cx, &["server", "services", "app", "alerts", "metrics"]);
 
     let server = parse_server(&mut cx, root.get("server"));
     let app = parse_app(&mut cx, root.get("app"));
     let alerts = parse_alerts(&mut cx, root.get("alerts"));
+    let metrics = parse_metrics(&mut cx, root.get("metrics"));
 
     let mut services = Vec::new();
     match root.get("services") {
@@ -402,6 +405,7 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
         server,
         app,
         alerts,
+        metrics,
         services,
     });
     (settings, cx.diags)
@@ -684,6 +688,7 @@ command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{po
             ("server", Section::Server),
             ("app", Section::App),
             ("alerts", Section::Alerts),
+            ("metrics", Section::Metrics),
             ("services", Section::Services),
         ] {
             let keys = schema::names(sec);
@@ -704,6 +709,22 @@ command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{po
                     "[{name}] `{k}` (in the example) is not a declared key (mlxbox_api::settings)"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn metrics_listen_is_loopback_only() {
+        let base = "[services.chat]\nport = 8080\nmodel = \"m\"\n";
+        let (s, d) = parse(&format!("{base}[metrics]\nlisten = \"127.0.0.1:9464\"\n"));
+        assert_eq!(
+            s.unwrap().metrics.listen,
+            "127.0.0.1:9464".parse().ok(),
+            "{d:?}"
+        );
+        for bad in ["0.0.0.0:9464", "192.0.2.1:9464", "localhost", "127.0.0.1"] {
+            let (s, d) = parse(&format!("{base}[metrics]\nlisten = \"{bad}\"\n"));
+            assert!(s.is_none(), "{bad}");
+            assert!(lines(&d)[0].contains(":5:"), "positioned: {d:?}");
         }
     }
 

@@ -1,0 +1,37 @@
+//! `[metrics]`: a loopback TCP address that serves `/metrics` besides the control socket.
+
+use super::{value_span, Ctx, TableView};
+use crate::config::MetricsSettings;
+use mlxbox_api::settings::{self as schema, Section};
+use toml_edit::Item;
+
+pub(super) fn parse_metrics(cx: &mut Ctx, item: Option<&Item>) -> MetricsSettings {
+    let mut m = MetricsSettings::default();
+    let Some(t) = item.and_then(|i| i.as_table_like()) else {
+        return m;
+    };
+    let v = TableView {
+        table: t,
+        where_: "[metrics]".into(),
+        section: Some(Section::Metrics),
+    };
+    v.unknown_keys(cx, &schema::names(Section::Metrics));
+    if let Some(a) = v.str(cx, "listen") {
+        let span = v.get("listen").and_then(value_span);
+        match a.parse::<std::net::SocketAddr>() {
+            // Anyone who can reach it reads the machine's state: this machine only, until it has keys.
+            Ok(addr) if addr.ip().is_loopback() => m.listen = Some(addr),
+            Ok(addr) => cx.error(
+                span,
+                format!("[metrics] listen = \"{addr}\" is not a loopback address"),
+                Some("use 127.0.0.1:PORT (or [::1]:PORT); scrape from elsewhere through an SSH tunnel or a reverse proxy with its own auth".to_string()),
+            ),
+            Err(_) => cx.error(
+                span,
+                format!("[metrics] listen = \"{a}\" is not an address with a port"),
+                Some("for example \"127.0.0.1:9464\"".to_string()),
+            ),
+        }
+    }
+    m
+}
