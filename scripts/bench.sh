@@ -3,18 +3,19 @@
 # <!-- bench:NAME --> and <!-- /bench:NAME -->, each with the date, the commit, the machine and the command.
 # The explanations around the markers are hand-written; the figures between them come only from here.
 #
-#   scripts/bench.sh                     # supervisor, proxy, bench_client
+#   scripts/bench.sh                     # supervisor, proxy, bench_client, app
 #   scripts/bench.sh proxy               # one of them
 #   MLXBOX_BENCH_SECS=10 scripts/bench.sh proxy
 #
-# Needs what the benches need (python3 for the fault server, nginx and wrk: scripts/setup.sh installs them).
+# Needs what the benches need (python3 for the fault server, nginx and wrk: scripts/setup.sh installs them;
+# for `app`, Xvfb and a release build of the app, which this script makes).
 # Run it on a quiet machine: the benches compare against a reference in the same run, but a busy core still
 # widens the tails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 benches=("$@")
-[ ${#benches[@]} -eq 0 ] && benches=(supervisor proxy bench_client)
+[ ${#benches[@]} -eq 0 ] && benches=(supervisor proxy bench_client app)
 commit="$(git rev-parse --short HEAD)"
 git diff --quiet HEAD -- crates src-tauri python || commit="$commit (with uncommitted changes)"
 cpu="$(sed -n 's/^model name\s*:\s*//p' /proc/cpuinfo | head -1)"
@@ -25,12 +26,19 @@ for b in "${benches[@]}"; do
   case "$b" in
     proxy) cmd="MLXBOX_BENCH_SECS=${MLXBOX_BENCH_SECS:-5} cargo bench -p mlx-box --bench proxy" ;;
     supervisor | bench_client) cmd="cargo bench -p mlx-box --bench $b" ;;
-    *) echo "unknown bench $b (supervisor, proxy, bench_client)" >&2; exit 2 ;;
+    app) cmd="python3 tests/e2e/app_perf.py --app target/release/mlx-box-app --cli target/release/mlx-box" ;;
+    *) echo "unknown bench $b (supervisor, proxy, bench_client, app)" >&2; exit 2 ;;
   esac
   echo "== $cmd" >&2
   out="$(mktemp)"
   # The figures on stdout; cargo's progress and the benches' notes on stderr.
-  MLXBOX_BENCH_SECS="${MLXBOX_BENCH_SECS:-5}" cargo bench -q -p mlx-box --bench "$b" > "$out"
+  if [ "$b" = app ]; then
+    cargo build -q --release -p mlx-box -p mlx-box-app >&2
+    bin="${CARGO_TARGET_DIR:-target}/release"
+    python3 tests/e2e/app_perf.py --app "$bin/mlx-box-app" --cli "$bin/mlx-box" > "$out"
+  else
+    MLXBOX_BENCH_SECS="${MLXBOX_BENCH_SECS:-5}" cargo bench -q -p mlx-box --bench "$b" > "$out"
+  fi
   python3 - "$b" "$cmd" "$commit" "$machine" "$out" <<'PY'
 import datetime, pathlib, sys
 name, cmd, commit, machine, out = sys.argv[1:]

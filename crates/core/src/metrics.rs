@@ -14,7 +14,7 @@
 
 use crate::api::{AlertSeverity, StatusReport};
 use crate::monitor::{Pressure, Thermal};
-use crate::proxy::ProxyStats;
+use mlxbox_api::proxy::ProxyStats;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
