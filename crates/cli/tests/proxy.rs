@@ -281,7 +281,7 @@ fn metrics_count_what_the_proxy_served() {
     assert_eq!(sample(&m, "vllm:num_requests_running", &me), Some(0.0));
     let refused = [("service", "chat"), ("code", "401")];
     assert_eq!(
-        sample(&m, "mlxbox_proxy_refused_requests", &refused),
+        sample(&m, "mlxbox_proxy_refused_requests_total", &refused),
         Some(1.0)
     );
     let ready = [("service", "chat"), ("state", "ready")];

@@ -132,6 +132,12 @@ pub fn render(status: &StatusReport, proxy: &BTreeMap<String, ProxyStats>) -> St
         now.register(Box::new(g.clone())).expect("registered once");
         g
     };
+    // Totals since the daemon started, exposed as counters (rate() over them is what a dashboard wants).
+    let total = |name: &str, help: &str, labels: &[&str]| {
+        let c = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter");
+        now.register(Box::new(c.clone())).expect("registered once");
+        c
+    };
     let int_gauge = |name: &str, help: &str, labels: &[&str]| {
         let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge");
         now.register(Box::new(g.clone())).expect("registered once");
@@ -152,8 +158,8 @@ pub fn render(status: &StatusReport, proxy: &BTreeMap<String, ProxyStats>) -> St
         "1 for the state each service is in.",
         &["service", "state"],
     );
-    let restarts = int_gauge(
-        "mlxbox_service_restarts",
+    let restarts = total(
+        "mlxbox_service_restarts_total",
         "Automatic restarts since the daemon started.",
         &["service"],
     );
@@ -162,7 +168,7 @@ pub fn render(status: &StatusReport, proxy: &BTreeMap<String, ProxyStats>) -> St
         "Resident memory of the service's process group.",
         &["service"],
     );
-    let refused = int_gauge("mlxbox_proxy_refused_requests", "Requests the proxy answered itself, by status (401 no key, 429 queue full, 503 not ready, 504 backend timeout, 4xx bad request).", &["service", "code"]);
+    let refused = total("mlxbox_proxy_refused_requests_total", "Requests the proxy answered itself, by status (401 no key, 429 queue full, 503 not ready, 504 backend timeout, 4xx bad request).", &["service", "code"]);
     let mem = int_gauge("mlxbox_memory_bytes", "System memory.", &["kind"]);
     let swap = int_gauge("mlxbox_swap_used_bytes", "Swap in use.", &[]);
     let pressure = int_gauge(
@@ -190,7 +196,7 @@ pub fn render(status: &StatusReport, proxy: &BTreeMap<String, ProxyStats>) -> St
             .set(1);
         restarts
             .with_label_values(&[s.name.as_str()])
-            .set(i64::from(s.restarts));
+            .inc_by(u64::from(s.restarts));
         if let Some(m) = s.memory_bytes {
             footprint
                 .with_label_values(&[s.name.as_str()])
@@ -213,7 +219,7 @@ pub fn render(status: &StatusReport, proxy: &BTreeMap<String, ProxyStats>) -> St
             ] {
                 refused
                     .with_label_values(&[s.name.as_str(), code])
-                    .set(n.min(i64::MAX as u64) as i64);
+                    .inc_by(n);
             }
         }
     }
@@ -270,3 +276,43 @@ pub fn render(status: &StatusReport, proxy: &BTreeMap<String, ProxyStats>) -> St
 
 /// The exposition's content type (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    /// The Grafana dashboard in the repository reads only metrics this module exposes (a renamed metric
+    /// would otherwise leave an empty panel).
+    #[test]
+    fn the_dashboard_reads_only_exposed_metrics() {
+        let dashboard = include_str!("../../../dashboards/grafana-mlx-box.json");
+        let me = include_str!("metrics.rs");
+        let v: serde_json::Value = serde_json::from_str(dashboard).expect("the dashboard is JSON");
+        let mut names = vec![];
+        for p in v["panels"].as_array().expect("panels") {
+            for t in p["targets"].as_array().expect("targets") {
+                let expr = t["expr"].as_str().expect("an expression");
+                for (i, _) in expr.match_indices(['v', 'm']) {
+                    let rest = &expr[i..];
+                    if !(rest.starts_with("vllm:") || rest.starts_with("mlxbox_")) {
+                        continue;
+                    }
+                    let name: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                        .collect();
+                    names.push(name);
+                }
+            }
+        }
+        assert!(names.len() > 10, "{names:?}");
+        for n in names {
+            let base = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| n.strip_suffix(s))
+                .unwrap_or(&n);
+            assert!(
+                me.contains(&format!("\"{base}\"")),
+                "the dashboard reads `{n}`, which metrics.rs does not expose"
+            );
+        }
+    }
+}
