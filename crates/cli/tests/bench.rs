@@ -32,23 +32,6 @@ fn service<'a>(r: &'a Value, name: &str) -> &'a Value {
 }
 
 /// GET over the daemon's Unix socket: (status code, body).
-fn control_get(state: &std::path::Path, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::os::unix::net::UnixStream::connect(state.join("mlx-box.sock")).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: mlx-box\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let code = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (
-        code,
-        text.split("\r\n\r\n").nth(1).unwrap_or("").to_string(),
-    )
-}
-
 #[test]
 fn bench_compare_and_doctor_on_the_demo_profile() {
     let d = Daemon::start_demo();
@@ -303,7 +286,7 @@ fn bench_compare_and_doctor_on_the_demo_profile() {
             && String::from_utf8_lossy(&out.stderr).contains("already running")
     });
     assert!(busy, "a second run is refused while one runs");
-    let (code, body) = control_get(&d.state, "/v1/bench/current");
+    let (code, body) = d.control_get("/v1/bench/current");
     assert_eq!(code, 200, "{body}");
     let current: Value = serde_json::from_str(&body).unwrap();
     let out = d.cli(&["doctor"]);
@@ -322,7 +305,7 @@ fn bench_compare_and_doctor_on_the_demo_profile() {
     assert!(saved, "the cancelled run is saved");
     let (_, r) = json(&d, &["bench", "--show", "last", "--json"]);
     assert_eq!(r["id"], current["id"]);
-    assert_eq!(control_get(&d.state, "/v1/bench/current").0, 404);
+    assert_eq!(d.control_get("/v1/bench/current").0, 404);
     let n = service(&r, "chat")["levels"][0]["requests"]
         .as_u64()
         .unwrap();

@@ -41,18 +41,6 @@ fn alert_ids(d: &Daemon) -> Vec<String> {
         .collect()
 }
 
-/// GET on the control socket (curl speaks HTTP over a Unix socket).
-fn control_get(d: &Daemon, path: &str) -> serde_json::Value {
-    let out = Command::new("curl")
-        .args(["-sf", "--unix-socket"])
-        .arg(d.state.join("mlx-box.sock"))
-        .arg(format!("http://mlx-box{path}"))
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
-}
-
 #[test]
 fn keyring_keys_drive_the_running_proxy() {
     if !in_keyring_session("keyring_keys_drive_the_running_proxy") {
@@ -96,13 +84,13 @@ fn keyring_keys_drive_the_running_proxy() {
     let json: serde_json::Value =
         serde_json::from_str(&stdout(&d.cli(&["keys", "list", "--json"]))).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2);
-    let api = control_get(&d, "/v1/keys");
+    let api = d.control_json("/v1/keys");
     assert_eq!(api["keys"].as_array().unwrap().len(), 2, "{api}");
     assert!(api["keyring_error"].is_null());
     assert!(!api.to_string().contains(&key));
 
     // Counters: requests, 401s.
-    let stats = control_get(&d, "/v1/proxy/stats");
+    let stats = d.control_json("/v1/proxy/stats");
     assert!(
         stats["chat"]["unauthorized"].as_u64().unwrap() >= 3,
         "{stats}"

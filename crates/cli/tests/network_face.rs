@@ -393,23 +393,6 @@ fn validate_warns_on_a_readable_file_with_keys() {
     assert!(!run().contains("other users can read it"));
 }
 
-/// A request to the daemon's control socket (HTTP/1.1 over the unix socket).
-fn control(d: &Daemon, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = std::os::unix::net::UnixStream::connect(d.state.join("mlx-box.sock")).unwrap();
-    s.set_read_timeout(Some(30 * S)).unwrap();
-    let req = format!("{method} {path} HTTP/1.1\r\nHost: mlx-box\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
-    s.write_all(req.as_bytes()).unwrap();
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, text)
-}
-
 /// Item 5: control-API input that used to panic or abort the daemon gets a 4xx.
 #[test]
 fn control_api_refuses_bad_input_and_stays_up() {
@@ -444,7 +427,7 @@ fn control_api_refuses_bad_input_and_stays_up() {
         ("POST", "/v1/services/%00/start", String::new()),
         ("GET", "/v1/bench/compare?a=last-1&b=", String::new()),
     ] {
-        let (code, text) = control(&d, method, path, &body);
+        let (code, text) = d.control(method, path, &body);
         assert!(
             (400..500).contains(&code),
             "{method} {path}: {code}\n{}",
@@ -485,8 +468,7 @@ fn a_symlinked_settings_file_is_edited_and_watched_through_the_link() {
     .unwrap();
     d.wait_state("two", "ready", 20 * S);
     // An edit through the daemon writes the target and keeps the link.
-    let (code, text) = control(
-        &d,
+    let (code, text) = d.control(
         "POST",
         "/v1/config/edit",
         r#"{"edits":[{"path":["services","two","enabled"],"value":false}]}"#,

@@ -176,20 +176,11 @@ fn request_timeout_is_504_and_restart_is_503() {
     d.wait_state("chat", "ready", 40 * S);
 }
 
-/// `GET /metrics` on the control socket (curl speaks HTTP over a Unix socket).
+/// `GET /metrics` on the control socket.
 fn scrape(d: &Daemon) -> String {
-    let out = std::process::Command::new("curl")
-        .args(["-sf", "--unix-socket"])
-        .arg(d.state.join("mlx-box.sock"))
-        .arg("http://mlx-box/metrics")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    let (code, body) = d.control_get("/metrics");
+    assert_eq!(code, 200, "{body}");
+    body
 }
 
 /// The value of the sample `name` whose labels include every pair of `labels`.

@@ -200,13 +200,7 @@ fn openai_client_and_curl_through_the_proxy_to_real_mlx_lm() {
     assert_eq!(stream_text(&sse_chunks(&r_sse)), b_stream, "{r_sse}");
 
     // The counters saw the streamed tokens and a decode speed.
-    let out = Command::new("curl")
-        .args(["-sf", "--unix-socket"])
-        .arg(d.state.join("mlx-box.sock"))
-        .arg("http://mlx-box/v1/proxy/stats")
-        .output()
-        .unwrap();
-    let stats: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stats = d.control_json("/v1/proxy/stats");
     let raw_stats = &stats["raw"];
     assert!(
         raw_stats["output_tokens"].as_u64().unwrap() >= 16,

@@ -173,6 +173,40 @@ impl Daemon {
             .unwrap()
     }
 
+    /// A request to the daemon's control socket (HTTP/1.1 over the Unix socket): the status code and the
+    /// whole response, head and body.
+    pub fn control(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s =
+            std::os::unix::net::UnixStream::connect(self.state.join("mlx-box.sock")).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: mlx-box\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        let text = String::from_utf8_lossy(&out).into_owned();
+        let code = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (code, text)
+    }
+
+    /// A GET on the control socket: the status code and the body.
+    pub fn control_get(&self, path: &str) -> (u16, String) {
+        let (code, text) = self.control("GET", path, "");
+        let body = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+        (code, body.to_string())
+    }
+
+    /// A GET on the control socket whose answer is JSON.
+    pub fn control_json(&self, path: &str) -> Value {
+        let (code, body) = self.control_get(path);
+        assert_eq!(code, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+    }
+
     pub fn status(&self) -> Value {
         let out = self.cli(&["status", "--json"]);
         assert!(
