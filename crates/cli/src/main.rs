@@ -370,11 +370,12 @@ async fn action(state_dir: &std::path::Path, verb: Verb, a: ActionArgs) -> Resul
     }
 }
 
-/// Runs a keyring call off the async threads (it blocks on D-Bus / the Security framework).
+/// Runs a keyring call off the async threads (the daemon's helper: it blocks on D-Bus / the Security
+/// framework).
 async fn with_keyring<T: Send + 'static>(
     f: impl FnOnce(&keys::Keyring) -> Result<T, keys::KeyError> + Send + 'static,
 ) -> Result<T> {
-    Ok(tokio::task::spawn_blocking(move || f(&keys::Keyring::open()?)).await??)
+    Ok(mlxbox_core::services::keys::keyring(f).await?)
 }
 
 /// Where a key change was made: keys are written by the daemon while one runs (it serves the change at

@@ -80,8 +80,19 @@ pub(crate) static REQUESTS: LazyLock<RequestMetrics> = LazyLock::new(|| {
     }
 });
 
-/// The metrics of one service, resolved once (an observation is then an atomic add).
-#[derive(Clone)]
+/// The `finished_reason` label values: the reasons OpenAI-style servers name, then any other one, then none.
+const REASONS: [&str; 7] = [
+    "stop",
+    "length",
+    "tool_calls",
+    "content_filter",
+    "abort",
+    "other",
+    "unknown",
+];
+
+/// The metrics of one service, resolved once per listener (an observation is then an atomic add; no label
+/// lookup or allocation per request). Shared by its requests through an `Arc`.
 pub(crate) struct ServiceMetrics {
     pub(crate) ttft: prometheus::Histogram,
     pub(crate) itl: prometheus::Histogram,
@@ -89,38 +100,36 @@ pub(crate) struct ServiceMetrics {
     pub(crate) queue: prometheus::Histogram,
     pub(crate) prompt_tokens: prometheus::IntCounter,
     pub(crate) generation_tokens: prometheus::IntCounter,
-    model: String,
-    service: String,
+    /// `vllm:request_success_total` per `REASONS`.
+    success: [prometheus::IntCounter; REASONS.len()],
 }
 
 impl ServiceMetrics {
-    pub(crate) fn new(service: &str, model: Option<&str>) -> ServiceMetrics {
+    pub(crate) fn new(service: &str, model: Option<&str>) -> std::sync::Arc<ServiceMetrics> {
         let m = &*REQUESTS;
-        let model = model.unwrap_or(service).to_string();
-        let l = [model.as_str(), service];
-        ServiceMetrics {
+        let model = model.unwrap_or(service);
+        let l = [model, service];
+        std::sync::Arc::new(ServiceMetrics {
             ttft: m.ttft.with_label_values(&l),
             itl: m.itl.with_label_values(&l),
             e2e: m.e2e.with_label_values(&l),
             queue: m.queue.with_label_values(&l),
             prompt_tokens: m.prompt_tokens.with_label_values(&l),
             generation_tokens: m.generation_tokens.with_label_values(&l),
-            service: service.to_string(),
-            model,
-        }
+            success: REASONS.map(|r| m.success.with_label_values(&[model, service, r])),
+        })
     }
 
     /// A request answered to the end, with the finish reason its reply named (bounded: a label value).
     pub(crate) fn success(&self, reason: Option<&str>) {
-        let reason = match reason {
-            Some(r @ ("stop" | "length" | "tool_calls" | "content_filter" | "abort")) => r,
-            Some(_) => "other",
-            None => "unknown",
+        let i = match reason {
+            None => REASONS.len() - 1,
+            Some(r) => REASONS[..REASONS.len() - 2]
+                .iter()
+                .position(|x| *x == r)
+                .unwrap_or(REASONS.len() - 2),
         };
-        REQUESTS
-            .success
-            .with_label_values(&[self.model.as_str(), self.service.as_str(), reason])
-            .inc();
+        self.success[i].inc();
     }
 }
 

@@ -217,7 +217,7 @@ struct Front {
     admitted: Option<Arc<Semaphore>>,
     counters: Arc<Counters>,
     /// Its request metrics (`/metrics`), resolved once.
-    metrics: crate::metrics::ServiceMetrics,
+    metrics: Arc<crate::metrics::ServiceMetrics>,
 }
 
 fn openai_error(status: StatusCode, kind: &str, msg: &str) -> Response {

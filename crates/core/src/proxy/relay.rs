@@ -117,7 +117,7 @@ pub(super) struct Meter {
 /// The request metrics of one reply: its times, its prompt tokens and finish reason as the reply names
 /// them, and whether it went out to the end.
 struct Measured {
-    metrics: crate::metrics::ServiceMetrics,
+    metrics: Arc<crate::metrics::ServiceMetrics>,
     started: Instant,
     ttft_seen: bool,
     prompt: Option<u64>,
@@ -161,7 +161,11 @@ impl Meter {
 
     /// Report this reply to `/metrics` (TTFT, inter-token gaps, end-to-end time, tokens, finish reason),
     /// timed from `started`, when the request reached the proxy.
-    pub(super) fn measure(&mut self, metrics: crate::metrics::ServiceMetrics, started: Instant) {
+    pub(super) fn measure(
+        &mut self,
+        metrics: Arc<crate::metrics::ServiceMetrics>,
+        started: Instant,
+    ) {
         self.measured = Some(Measured {
             metrics,
             started,
