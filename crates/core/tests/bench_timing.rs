@@ -163,21 +163,23 @@ async fn engine_levels_rate_thresholds_and_thinking() {
     let l4 = s.level(4).unwrap();
     for l in [l1, l4] {
         assert_eq!((l.requests, l.errors), (8, 0), "{l:?}");
-        assert!((100.0..105.0).contains(&l.ttft_ms.unwrap().p50), "{l:?}");
-        assert!((19.0..21.5).contains(&l.tpot_ms.unwrap().mean), "{l:?}");
-        assert!((18.0..23.0).contains(&l.itl_ms.unwrap().p50), "{l:?}");
-        assert!((200.0..210.0).contains(&l.e2e_ms.unwrap().p50), "{l:?}");
+        // The server sleeps exactly these times, so each figure has a hard floor; the ceilings
+        // leave room for a loaded CI machine (a 105 ms ceiling failed there at 105.8 ms).
+        assert!((100.0..125.0).contains(&l.ttft_ms.unwrap().p50), "{l:?}");
+        assert!((19.0..24.0).contains(&l.tpot_ms.unwrap().mean), "{l:?}");
+        assert!((18.0..26.0).contains(&l.itl_ms.unwrap().p50), "{l:?}");
+        assert!((200.0..240.0).contains(&l.e2e_ms.unwrap().p50), "{l:?}");
         assert_eq!(l.completion_tokens, 48);
         assert_eq!(l.cached_tokens, Some(32));
     }
     // 6 tokens per 0.2 s alone; 4 at once scale perfectly on this server.
     assert!(
-        (26.0..30.5).contains(&l1.output_tok_s),
+        (24.0..30.5).contains(&l1.output_tok_s),
         "{}",
         l1.output_tok_s
     );
     let eff = l4.parallel_efficiency.unwrap();
-    assert!((0.85..1.05).contains(&eff), "efficiency {eff}");
+    assert!((0.75..1.05).contains(&eff), "efficiency {eff}");
     assert_eq!(l1.parallel_efficiency, Some(1.0));
     let open = s.levels.iter().find(|l| l.rate.is_some()).unwrap();
     assert_eq!((open.rate, open.requests), (Some(20.0), 8));
