@@ -68,6 +68,10 @@ pub struct Sample {
     /// Compressed memory, where the OS has it (macOS).
     #[ts(type = "number | null")]
     pub compressed_bytes: Option<u64>,
+    /// Wired memory (macOS: pages that cannot be paged out, where Metal keeps a loaded model's buffers).
+    #[serde(default)]
+    #[ts(type = "number | null")]
+    pub wired_bytes: Option<u64>,
     pub pressure: Pressure,
     pub thermal: Thermal,
     /// Hottest sensor, when the OS exposes one (shown, never alerted on).

@@ -190,7 +190,7 @@ pub const KEYS: &[Key] = &[
         .default(F(10.0))
         .range(0.0, 86_400.0, "10"),
     // [metrics]
-    key(Metrics, "listen", Str, "Also serve GET /metrics (Prometheus, vLLM's names) on this loopback address, e.g. 127.0.0.1:9464. It is always on the control socket.")
+    key(Metrics, "listen", Str, "Also serve GET /metrics (Prometheus, vLLM's names) on this address, e.g. 127.0.0.1:9464. It is always on the control socket. Off loopback every scrape needs an API key (mlx-box keys add --service metrics).")
         .suggest(&["127.0.0.1:9464"]),
     // [services.NAME]: server
     key(Services, "kind", Enum, "What it serves; inferred from the name or `command` when absent.")

@@ -158,6 +158,26 @@ pub struct MonitorTick {
     /// absent otherwise.
     #[ts(type = "Record<string, number> | null")]
     pub service_memory: Option<std::collections::BTreeMap<String, u64>>,
+    /// Each proxied service's requests over the last minute, from the `/metrics` histograms.
+    #[serde(default)]
+    pub live: std::collections::BTreeMap<String, LiveRequests>,
+}
+
+/// A service's requests over the last minute, read from the same histograms `/metrics` serves (what a
+/// dashboard's `histogram_quantile(0.95, rate(vllm:time_to_first_token_seconds_bucket[1m]))` shows).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct LiveRequests {
+    /// Requests that got a first token in the window.
+    #[ts(type = "number")]
+    pub requests: u64,
+    /// TTFT quantiles, interpolated within the histogram's buckets (None without requests).
+    pub ttft_p50_ms: Option<f64>,
+    pub ttft_p95_ms: Option<f64>,
+    /// Generated tokens per second over the window.
+    pub output_tok_s: f64,
+    /// The window actually covered (shorter just after the daemon started), seconds.
+    pub window_s: f64,
 }
 
 /// Body of a start/stop/restart answer.

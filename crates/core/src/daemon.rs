@@ -126,8 +126,8 @@ impl Signals {
     }
 }
 
-/// `[metrics] listen`: `/metrics` on a loopback TCP port for Prometheus (the control socket always has it),
-/// rebound when the setting changes. Owns the `metrics` alert (the port cannot be bound).
+/// `[metrics] listen`: `/metrics` on a TCP port for Prometheus (the control socket always has it), open on
+/// loopback and behind the API keys elsewhere; rebound when the setting changes. Owns the `metrics` alert (the port cannot be bound).
 struct MetricsListener {
     services: Arc<Services>,
     alerts: crate::alerts::AlertSource,
@@ -159,7 +159,10 @@ impl MetricsListener {
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {
                 self.alerts.clear("metrics");
-                let app = crate::control::server::metrics_router(self.services.clone());
+                let app = crate::control::server::metrics_router(
+                    self.services.clone(),
+                    addr.ip().is_loopback(),
+                );
                 let task = tokio::spawn(async move {
                     let _ = axum::serve(l, app).await;
                 });

@@ -6,14 +6,17 @@
 //!   `vllm:e2e_request_latency_seconds`, `vllm:request_queue_time_seconds` (histograms),
 //!   `vllm:prompt_tokens_total`, `vllm:generation_tokens_total`, `vllm:request_success_total`
 //!   (by `finished_reason`), `vllm:num_requests_running`, `vllm:num_requests_waiting`.
-//! - `mlxbox_*` for what only mlx-box knows: service state, restarts, memory, swap, pressure, thermal state,
-//!   active alerts, the proxy's refusals.
+//! - `mlxbox_*` for what only mlx-box knows: service state, restarts, memory (used, available, wired,
+//!   budget, each service's footprint and estimate), swap and swap-out rate, pressure, thermal state, active
+//!   alerts, the proxy's refusals, the last benchmark run.
 //!
 //! The request metrics live in one process-wide registry and are observed by the proxy as requests end
 //! (an atomic add each); the rest is read from the daemon's status when scraped.
 
-use crate::api::{AlertSeverity, StatusReport};
-use crate::monitor::{Pressure, Thermal};
+use crate::api::{AlertSeverity, LiveRequests, StatusReport};
+use crate::bench::{BenchResult, CheckStatus};
+use crate::estimate::Estimate;
+use crate::monitor::{Pressure, Sample, Thermal};
 use mlxbox_api::proxy::ProxyStats;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -133,72 +136,109 @@ impl ServiceMetrics {
     }
 }
 
-/// The whole exposition: the request metrics, then what the daemon knows now.
-pub fn render(status: &StatusReport, proxy: &BTreeMap<String, ProxyStats>) -> String {
-    let now = Registry::new();
-    let gauge = |name: &str, help: &str, labels: &[&str]| {
-        let g = GaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge");
-        now.register(Box::new(g.clone())).expect("registered once");
-        g
-    };
-    // Totals since the daemon started, exposed as counters (rate() over them is what a dashboard wants).
-    let total = |name: &str, help: &str, labels: &[&str]| {
-        let c = IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter");
-        now.register(Box::new(c.clone())).expect("registered once");
+/// What a scrape reads besides the request registry: the daemon's state at that moment.
+pub struct Scrape<'a> {
+    pub status: &'a StatusReport,
+    pub proxy: &'a BTreeMap<String, ProxyStats>,
+    /// The monitor's latest sample (wired memory, swap-out rate, temperature).
+    pub sample: &'a Sample,
+    /// The estimate of the applied settings (weights, KV cache, budget).
+    pub plan: Option<&'a Estimate>,
+    /// The last saved benchmark run.
+    pub bench: Option<&'a BenchResult>,
+}
+
+/// Builds the gauges of one scrape in a registry of its own (dropped after encoding).
+struct Gauges(Registry);
+
+impl Gauges {
+    fn register<T: prometheus::core::Collector + Clone + 'static>(&self, c: T) -> T {
+        self.0
+            .register(Box::new(c.clone()))
+            .expect("registered once");
         c
-    };
-    let int_gauge = |name: &str, help: &str, labels: &[&str]| {
-        let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge");
-        now.register(Box::new(g.clone())).expect("registered once");
-        g
-    };
-    let running = int_gauge(
+    }
+    fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+        self.register(GaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge"))
+    }
+    fn int(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+        self.register(IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge"))
+    }
+    /// A total since the daemon started, exposed as a counter (rate() over it is what a dashboard wants).
+    fn total(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter"))
+    }
+}
+
+fn clamp(v: u64) -> i64 {
+    v.min(i64::MAX as u64) as i64
+}
+
+/// The whole exposition: the request metrics, then what the daemon knows now.
+pub fn render(x: &Scrape) -> String {
+    let g = Gauges(Registry::new());
+    let none: &[&str] = &[];
+    let running = g.int(
         "vllm:num_requests_running",
         "Requests being answered (a stream counts until its last byte).",
         LABELS,
     );
-    let waiting = int_gauge(
+    let waiting = g.int(
         "vllm:num_requests_waiting",
         "Requests waiting for a max_concurrency slot.",
         LABELS,
     );
-    let state = int_gauge(
+    let state = g.int(
         "mlxbox_service_state",
         "1 for the state each service is in.",
         &["service", "state"],
     );
-    let restarts = total(
+    let restarts = g.total(
         "mlxbox_service_restarts_total",
         "Automatic restarts since the daemon started.",
         &["service"],
     );
-    let footprint = int_gauge(
+    let footprint = g.int(
         "mlxbox_service_memory_bytes",
         "Resident memory of the service's process group.",
         &["service"],
     );
-    let refused = total("mlxbox_proxy_refused_requests_total", "Requests the proxy answered itself, by status (401 no key, 429 queue full, 503 not ready, 504 backend timeout, 4xx bad request).", &["service", "code"]);
-    let mem = int_gauge("mlxbox_memory_bytes", "System memory.", &["kind"]);
-    let swap = int_gauge("mlxbox_swap_used_bytes", "Swap in use.", &[]);
-    let pressure = int_gauge(
+    let refused = g.total("mlxbox_proxy_refused_requests_total", "Requests the proxy answered itself, by status (401 no key, 429 queue full, 503 not ready, 504 backend timeout, 4xx bad request).", &["service", "code"]);
+    let mem = g.int(
+        "mlxbox_memory_bytes",
+        "System memory: total, used, available; wired and compressed where the OS tells (macOS).",
+        &["kind"],
+    );
+    let swap = g.int("mlxbox_swap_used_bytes", "Swap in use.", none);
+    let swap_out = g.gauge(
+        "mlxbox_swap_out_bytes_per_second",
+        "Bytes written to swap per second over the last monitor interval (1 s).",
+        none,
+    );
+    let pressure = g.int(
         "mlxbox_memory_pressure",
         "Memory pressure: 0 unknown, 1 normal, 2 warn, 3 critical.",
-        &[],
+        none,
     );
-    let thermal = int_gauge(
+    let thermal = g.int(
         "mlxbox_thermal_state",
         "Thermal state: 0 unknown, 1 nominal, 2 fair, 3 serious, 4 critical.",
-        &[],
+        none,
     );
-    let alerts = int_gauge(
+    let temperature = g.gauge(
+        "mlxbox_temperature_celsius",
+        "Hottest sensor, where the OS exposes one.",
+        none,
+    );
+    let alerts = g.int(
         "mlxbox_alerts_active",
         "Active alerts by severity.",
         &["severity"],
     );
-    let up = gauge("mlxbox_up", "1: the daemon answers.", &[]);
+    let up = g.gauge("mlxbox_up", "1: the daemon answers.", none);
 
-    up.with_label_values(&[] as &[&str]).set(1.0);
-    for s in &status.services {
+    up.with_label_values(none).set(1.0);
+    for s in &x.status.services {
         let model = s.model.as_deref().unwrap_or(&s.name);
         state
             .with_label_values(&[s.name.as_str(), s.state.as_str()])
@@ -209,16 +249,12 @@ pub fn render(status: &StatusReport, proxy: &BTreeMap<String, ProxyStats>) -> St
         if let Some(m) = s.memory_bytes {
             footprint
                 .with_label_values(&[s.name.as_str()])
-                .set(m.min(i64::MAX as u64) as i64);
+                .set(clamp(m));
         }
-        if let Some(p) = proxy.get(&s.name) {
+        if let Some(p) = x.proxy.get(&s.name) {
             let l = [model, s.name.as_str()];
-            running
-                .with_label_values(&l)
-                .set(p.in_flight.min(i64::MAX as u64) as i64);
-            waiting
-                .with_label_values(&l)
-                .set(p.waiting.min(i64::MAX as u64) as i64);
+            running.with_label_values(&l).set(clamp(p.in_flight));
+            waiting.with_label_values(&l).set(clamp(p.waiting));
             for (code, n) in [
                 ("401", p.unauthorized),
                 ("429", p.rejected_busy),
@@ -232,50 +268,57 @@ pub fn render(status: &StatusReport, proxy: &BTreeMap<String, ProxyStats>) -> St
             }
         }
     }
-    let m = &status.memory;
+    let m = &x.status.memory;
     for (kind, v) in [
-        ("total", m.total_bytes),
-        ("used", m.used_bytes),
-        ("available", m.available_bytes),
+        ("total", Some(m.total_bytes)),
+        ("used", Some(m.used_bytes)),
+        ("available", Some(m.available_bytes)),
+        ("wired", x.sample.wired_bytes),
+        ("compressed", x.sample.compressed_bytes),
     ] {
-        mem.with_label_values(&[kind])
-            .set(v.min(i64::MAX as u64) as i64);
+        if let Some(v) = v {
+            mem.with_label_values(&[kind]).set(clamp(v));
+        }
     }
-    swap.with_label_values(&[] as &[&str])
-        .set(m.swap_used_bytes.min(i64::MAX as u64) as i64);
-    pressure
-        .with_label_values(&[] as &[&str])
-        .set(match m.pressure {
-            Pressure::Unknown => 0,
-            Pressure::Normal => 1,
-            Pressure::Warn => 2,
-            Pressure::Critical => 3,
-        });
+    swap.with_label_values(none).set(clamp(m.swap_used_bytes));
+    if let Some(r) = x.sample.swap_out_bytes_per_s {
+        swap_out.with_label_values(none).set(r);
+    }
+    if let Some(t) = x.sample.temperature_c {
+        temperature.with_label_values(none).set(t);
+    }
+    pressure.with_label_values(none).set(match m.pressure {
+        Pressure::Unknown => 0,
+        Pressure::Normal => 1,
+        Pressure::Warn => 2,
+        Pressure::Critical => 3,
+    });
     thermal
-        .with_label_values(&[] as &[&str])
-        .set(match status.thermal.state {
+        .with_label_values(none)
+        .set(match x.status.thermal.state {
             Thermal::Unknown => 0,
             Thermal::Nominal => 1,
             Thermal::Fair => 2,
             Thermal::Serious => 3,
             Thermal::Critical => 4,
         });
-    for sev in [
-        AlertSeverity::Info,
-        AlertSeverity::Warning,
-        AlertSeverity::Critical,
+    for (sev, name) in [
+        (AlertSeverity::Info, "info"),
+        (AlertSeverity::Warning, "warning"),
+        (AlertSeverity::Critical, "critical"),
     ] {
-        let n = status.alerts.iter().filter(|a| a.severity == sev).count();
-        let name = match sev {
-            AlertSeverity::Info => "info",
-            AlertSeverity::Warning => "warning",
-            AlertSeverity::Critical => "critical",
-        };
+        let n = x.status.alerts.iter().filter(|a| a.severity == sev).count();
         alerts.with_label_values(&[name]).set(n as i64);
+    }
+    if let Some(plan) = x.plan {
+        plan_gauges(&g, plan);
+    }
+    if let Some(b) = x.bench {
+        bench_gauges(&g, b);
     }
 
     let mut families = REQUESTS.registry.gather();
-    families.extend(now.gather());
+    families.extend(g.0.gather());
     let mut out = Vec::new();
     if TextEncoder::new().encode(&families, &mut out).is_err() {
         return String::new();
@@ -283,11 +326,247 @@ pub fn render(status: &StatusReport, proxy: &BTreeMap<String, ProxyStats>) -> St
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// The memory plan of the applied settings: what each service is estimated to take, and the budget.
+fn plan_gauges(g: &Gauges, plan: &Estimate) {
+    let est = g.int(
+        "mlxbox_service_estimated_bytes",
+        "Estimated memory of a service from its model files and settings: weights, and KV cache for max_concurrency sequences of context_length.",
+        &["service", "part"],
+    );
+    for s in &plan.services {
+        for (part, v) in [("weights", s.weights_bytes), ("kv_cache", s.kv_bytes)] {
+            if let Some(v) = v {
+                est.with_label_values(&[s.name.as_str(), part])
+                    .set(clamp(v));
+            }
+        }
+    }
+    if let Some(b) = plan.budget_bytes {
+        g.int(
+            "mlxbox_memory_budget_bytes",
+            "Memory the models may use (macOS: iogpu.wired_limit_mb when set, else a share of physical memory).",
+            &["source"],
+        )
+        .with_label_values(&[plan.budget_source.as_deref().unwrap_or("memory")])
+        .set(clamp(b));
+    }
+}
+
+/// The last benchmark run (`mlx-box bench`): per service and load level, as it was measured.
+fn bench_gauges(g: &Gauges, b: &BenchResult) {
+    let level = &["service", "concurrency", "rate"];
+    let ttft = g.gauge(
+        "mlxbox_bench_ttft_seconds",
+        "Last benchmark run: time to first token by quantile.",
+        &["service", "concurrency", "rate", "quantile"],
+    );
+    let tok_s = g.gauge(
+        "mlxbox_bench_output_tokens_per_second",
+        "Last benchmark run: generated tokens per second, all requests of the level together.",
+        level,
+    );
+    let req_s = g.gauge(
+        "mlxbox_bench_requests_per_second",
+        "Last benchmark run: requests answered per second.",
+        level,
+    );
+    let errors = g.int(
+        "mlxbox_bench_errors",
+        "Last benchmark run: failed requests.",
+        level,
+    );
+    let passed = g.int(
+        "mlxbox_bench_passed",
+        "Last benchmark run: 1 when the service met its expect_* thresholds, 0 when not (absent: skipped).",
+        &["service"],
+    );
+    g.gauge(
+        "mlxbox_bench_timestamp_seconds",
+        "When the last benchmark run ended (Unix time).",
+        &[],
+    )
+    .with_label_values(&[] as &[&str])
+    .set(b.finished_ms as f64 / 1000.0);
+    for s in &b.services {
+        match s.verdict {
+            CheckStatus::Pass => passed.with_label_values(&[s.name.as_str()]).set(1),
+            CheckStatus::Fail => passed.with_label_values(&[s.name.as_str()]).set(0),
+            CheckStatus::Skip => {}
+        }
+        for l in &s.levels {
+            let c = l.concurrency.to_string();
+            let r = l.rate.map(|r| r.to_string()).unwrap_or_default();
+            let at = [s.name.as_str(), c.as_str(), r.as_str()];
+            tok_s.with_label_values(&at).set(l.output_tok_s);
+            req_s.with_label_values(&at).set(l.request_s);
+            errors.with_label_values(&at).set(i64::from(l.errors));
+            if let Some(t) = &l.ttft_ms {
+                for (q, v) in [("0.5", t.p50), ("0.9", t.p90), ("0.99", t.p99)] {
+                    ttft.with_label_values(&[s.name.as_str(), c.as_str(), r.as_str(), q])
+                        .set(v / 1000.0);
+                }
+            }
+        }
+    }
+}
+
+/// The request histograms over a sliding minute, for the dashboard window: per service, TTFT p50/p95 and
+/// tok/s, computed as Prometheus computes `histogram_quantile(q, rate(…[1m]))`. Fed once a second.
+#[derive(Default)]
+pub struct LiveWindow {
+    /// (t_ms, per service counts), oldest first; the front is the base the newest is compared with.
+    snaps: std::collections::VecDeque<(u64, BTreeMap<String, Counts>)>,
+}
+
+#[derive(Clone, Default)]
+struct Counts {
+    /// Cumulative TTFT counts per bucket of `TTFT_BUCKETS`, then the total.
+    ttft: Vec<u64>,
+    tokens: f64,
+}
+
+impl LiveWindow {
+    pub const SPAN_MS: u64 = 60_000;
+
+    pub fn tick(&mut self, t_ms: u64) -> BTreeMap<String, LiveRequests> {
+        let now = current_counts();
+        while self.snaps.len() >= 2 && self.snaps[1].0 + Self::SPAN_MS <= t_ms {
+            self.snaps.pop_front();
+        }
+        let mut out = BTreeMap::new();
+        if let Some((t0, base)) = self.snaps.front() {
+            let secs = t_ms.saturating_sub(*t0) as f64 / 1000.0;
+            for (service, c) in &now {
+                let zero = Counts::default();
+                let b = base.get(service).unwrap_or(&zero);
+                let delta: Vec<u64> = c
+                    .ttft
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| n.saturating_sub(b.ttft.get(i).copied().unwrap_or(0)))
+                    .collect();
+                let requests = delta.last().copied().unwrap_or(0);
+                let q = |q: f64| quantile(q, TTFT_BUCKETS, &delta).map(|s| s * 1000.0);
+                out.insert(
+                    service.clone(),
+                    LiveRequests {
+                        requests,
+                        ttft_p50_ms: q(0.5),
+                        ttft_p95_ms: q(0.95),
+                        output_tok_s: if secs > 0.0 {
+                            (c.tokens - b.tokens).max(0.0) / secs
+                        } else {
+                            0.0
+                        },
+                        window_s: secs,
+                    },
+                );
+            }
+        }
+        self.snaps.push_back((t_ms, now));
+        out
+    }
+}
+
+/// Every service's TTFT buckets and generated tokens now.
+fn current_counts() -> BTreeMap<String, Counts> {
+    let service = |m: &prometheus::proto::Metric| {
+        m.get_label()
+            .iter()
+            .find(|l| l.name() == "service")
+            .map(|l| l.value().to_string())
+    };
+    let mut out: BTreeMap<String, Counts> = BTreeMap::new();
+    for f in prometheus::core::Collector::collect(&REQUESTS.ttft) {
+        for m in f.get_metric() {
+            let Some(name) = service(m) else { continue };
+            let h = m.get_histogram();
+            let mut v: Vec<u64> = h
+                .get_bucket()
+                .iter()
+                .map(|b| b.cumulative_count())
+                .collect();
+            v.push(h.get_sample_count());
+            out.entry(name).or_default().ttft = v;
+        }
+    }
+    for f in prometheus::core::Collector::collect(&REQUESTS.generation_tokens) {
+        for m in f.get_metric() {
+            let Some(name) = service(m) else { continue };
+            out.entry(name).or_default().tokens = m.get_counter().get_value();
+        }
+    }
+    out
+}
+
+/// The q-quantile of a histogram (cumulative counts per upper bound, then the total), interpolated
+/// linearly within its bucket as Prometheus' `histogram_quantile` does; in the +Inf bucket, the highest
+/// finite bound. None when it counts nothing.
+fn quantile(q: f64, bounds: &[f64], cumulative: &[u64]) -> Option<f64> {
+    let total = *cumulative.last()?;
+    if total == 0 {
+        return None;
+    }
+    let rank = q * total as f64;
+    let mut below = 0u64;
+    for (i, &upper) in bounds.iter().enumerate() {
+        let n = cumulative.get(i).copied().unwrap_or(total);
+        if n as f64 >= rank {
+            let lower = if i == 0 { 0.0 } else { bounds[i - 1] };
+            let inside = n.saturating_sub(below);
+            if inside == 0 {
+                return Some(upper);
+            }
+            return Some(lower + (upper - lower) * (rank - below as f64) / inside as f64);
+        }
+        below = n;
+    }
+    bounds.last().copied()
+}
+
 /// The exposition's content type (Prometheus text format 0.0.4).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_like_prometheus() {
+        let b = [1.0, 2.0, 4.0];
+        // 10 in (1, 2]: the median is halfway through that bucket.
+        assert_eq!(quantile(0.5, &b, &[0, 10, 10, 10]), Some(1.5));
+        assert_eq!(quantile(0.95, &b, &[0, 10, 10, 10]), Some(1.95));
+        // Below the first bound: from 0.
+        assert_eq!(quantile(0.5, &b, &[4, 4, 4, 4]), Some(0.5));
+        // Only in +Inf: the highest finite bound, as histogram_quantile says.
+        assert_eq!(quantile(0.5, &b, &[0, 0, 0, 3]), Some(4.0));
+        assert_eq!(quantile(0.5, &b, &[0, 0, 0, 0]), None);
+        assert_eq!(quantile(0.5, &b, &[]), None);
+    }
+
+    #[test]
+    fn the_live_window_is_the_last_minute_of_the_histograms() {
+        let m = ServiceMetrics::new("live-window-test", Some("m"));
+        let mut w = LiveWindow::default();
+        assert!(w.tick(0).is_empty(), "no base yet");
+        for _ in 0..10 {
+            m.ttft.observe(0.05);
+        }
+        m.ttft.observe(0.3);
+        m.generation_tokens.inc_by(300);
+        let l = &w.tick(10_000)["live-window-test"];
+        assert_eq!((l.requests, l.window_s, l.output_tok_s), (11, 10.0, 30.0));
+        let p50 = l.ttft_p50_ms.unwrap();
+        assert!((40.0..60.0).contains(&p50), "{p50}");
+        let p95 = l.ttft_p95_ms.unwrap();
+        assert!((250.0..500.0).contains(&p95), "{p95}");
+        // A minute later with nothing new, the window has moved past them.
+        let l = &w.tick(70_000)["live-window-test"];
+        assert_eq!((l.requests, l.ttft_p50_ms, l.output_tok_s), (0, None, 0.0));
+        assert_eq!(l.window_s, 60.0);
+    }
+
     /// The Grafana dashboard in the repository reads only metrics this module exposes (a renamed metric
     /// would otherwise leave an empty panel).
     #[test]

@@ -144,6 +144,7 @@ mod os {
             swap_total_bytes: g("SwapTotal"),
             swap_out_bytes_per_s: None,
             compressed_bytes: None,
+            wired_bytes: None,
             pressure: std::fs::read_to_string("/proc/pressure/memory")
                 .map(|t| pressure_from_psi(&t))
                 .unwrap_or(Pressure::Unknown),
@@ -218,6 +219,7 @@ pub(crate) mod os {
             Some(4) => Pressure::Critical,
             _ => Pressure::Unknown,
         };
+        let vm = vm_statistics();
         Sample {
             t_ms,
             total_bytes: total,
@@ -226,16 +228,18 @@ pub(crate) mod os {
             swap_used_bytes: swap_used,
             swap_total_bytes: swap_total,
             swap_out_bytes_per_s: None,
-            compressed_bytes: compressed_bytes(),
+            compressed_bytes: vm.map(|v| v.0),
+            wired_bytes: vm.map(|v| v.1),
             pressure,
             thermal: thermal_state(),
             temperature_c: None,
         }
     }
 
-    /// Pages held by the memory compressor (`host_statistics64`), in bytes.
+    /// (compressed, wired) bytes from `host_statistics64`: pages held by the memory compressor, and
+    /// wired pages (what `vm_stat` calls "Pages wired down").
     #[allow(deprecated)] // libc points to the mach2 crate for mach_host_self; the call is the same.
-    fn compressed_bytes() -> Option<u64> {
+    fn vm_statistics() -> Option<(u64, u64)> {
         let page = sysctl_int("hw.pagesize").unwrap_or(16384);
         let mut stats: libc::vm_statistics64 = unsafe { std::mem::zeroed() };
         let mut count = libc::HOST_VM_INFO64_COUNT;
@@ -247,7 +251,12 @@ pub(crate) mod os {
                 &mut count,
             )
         };
-        (rc == 0).then(|| u64::from(stats.compressor_page_count) * page)
+        (rc == 0).then(|| {
+            (
+                u64::from(stats.compressor_page_count) * page,
+                u64::from(stats.wire_count) * page,
+            )
+        })
     }
 
     /// `NSProcessInfo.thermalState`: the same four levels the OS uses to throttle.
@@ -283,6 +292,7 @@ mod os {
             swap_total_bytes: 0,
             swap_out_bytes_per_s: None,
             compressed_bytes: None,
+            wired_bytes: None,
             pressure: Pressure::Unknown,
             thermal: Thermal::Unknown,
             temperature_c: None,

@@ -275,6 +275,7 @@ mod tests {
             swap_total_bytes: 8 << 30,
             swap_out_bytes_per_s: Some(0.0),
             compressed_bytes: None,
+            wired_bytes: None,
             pressure: Pressure::Normal,
             thermal: Thermal::Nominal,
             temperature_c: None,

@@ -13,7 +13,11 @@ swap_out_bytes_per_s: number | null,
 /**
  * Compressed memory, where the OS has it (macOS).
  */
-compressed_bytes: number | null, pressure: Pressure, thermal: Thermal, 
+compressed_bytes: number | null, 
+/**
+ * Wired memory (macOS: pages that cannot be paged out, where Metal keeps a loaded model's buffers).
+ */
+wired_bytes: number | null, pressure: Pressure, thermal: Thermal, 
 /**
  * Hottest sensor, when the OS exposes one (shown, never alerted on).
  */

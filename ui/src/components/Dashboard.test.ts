@@ -134,7 +134,7 @@ describe("dashboard", () => {
     const spark = screen.getByTestId("spark-memory");
     expect(spark).toHaveAttribute("data-points", "3");
     const before = spark.querySelector("polyline.line")!.getAttribute("points");
-    await send("daemon-event", { type: "monitor", sample: sample(3, { swap_used_bytes: 2 ** 28, thermal: "serious" }), service_memory: null });
+    await send("daemon-event", { type: "monitor", sample: sample(3, { swap_used_bytes: 2 ** 28, thermal: "serious" }), service_memory: null, live: {} });
     await waitFor(() => expect(screen.getByTestId("spark-memory")).toHaveAttribute("data-points", "4"));
     expect(screen.getByTestId("spark-memory").querySelector("polyline.line")!.getAttribute("points")).not.toBe(before);
     expect(screen.getByTestId("gauge-swap")).toHaveTextContent("256 MB");
@@ -142,11 +142,25 @@ describe("dashboard", () => {
     expect(screen.getByTestId("spark-thermal")).toHaveAttribute("data-points", "4");
   });
 
+  it("shows each service's last minute of TTFT and tok/s from the monitor tick", async () => {
+    backend();
+    await dashboard();
+    expect(screen.queryByTestId("live-chat")).toBeNull();
+    const live = { chat: { requests: 42, ttft_p50_ms: 48.25, ttft_p95_ms: 212.4, output_tok_s: 133.33, window_s: 60 } };
+    await send("daemon-event", { type: "monitor", sample: sample(3), service_memory: null, live });
+    const row = await screen.findByTestId("live-chat");
+    expect(row).toHaveTextContent("TTFT p50 48 ms · p95 212 ms · 133.3 tok/s · 42 requests");
+    // a quiet minute later the line goes away
+    const quiet = { chat: { requests: 0, ttft_p50_ms: null, ttft_p95_ms: null, output_tok_s: 0, window_s: 60 } };
+    await send("daemon-event", { type: "monitor", sample: sample(4), service_memory: null, live: quiet });
+    await waitFor(() => expect(screen.queryByTestId("live-chat")).toBeNull());
+  });
+
   it("keeps at most 10 minutes of samples", async () => {
     backend({ get_history: () => ({ samples: Array.from({ length: 600 }, (_, i) => sample(i)) }) });
     await dashboard();
     expect(screen.getByTestId("spark-swap")).toHaveAttribute("data-points", "600");
-    await send("daemon-event", { type: "monitor", sample: sample(600), service_memory: null });
+    await send("daemon-event", { type: "monitor", sample: sample(600), service_memory: null, live: {} });
     await waitFor(() => expect(screen.getByTestId("gauge-memory")).toHaveTextContent("620 GB"));
     expect(screen.getByTestId("spark-swap")).toHaveAttribute("data-points", "600");
   });

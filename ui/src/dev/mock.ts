@@ -101,7 +101,10 @@ export function installMock(): void {
   });
   let i = 600;
   setInterval(() => {
-    void send("daemon-event", { type: "monitor", sample: sample(i++, { used_bytes: 40 * 2 ** 30, swap_used_bytes: 310 * 2 ** 20 }), service_memory: null });
+    void send("daemon-event", { type: "monitor", sample: sample(i++, { used_bytes: 40 * 2 ** 30, swap_used_bytes: 310 * 2 ** 20 }),
+      service_memory: null,
+      live: { fast: { requests: 57, ttft_p50_ms: 41 + (i % 7), ttft_p95_ms: 180 + (i % 13), output_tok_s: 96.5, window_s: 60 } },
+    });
     void send("log-line", { name: "fast", line: `INFO tick ${i}` });
   }, 1000);
 }

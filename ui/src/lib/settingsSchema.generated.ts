@@ -305,7 +305,7 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     ],
     "kinds": [],
     "absent": null,
-    "help": "Also serve GET /metrics (Prometheus, vLLM's names) on this loopback address, e.g. 127.0.0.1:9464. It is always on the control socket."
+    "help": "Also serve GET /metrics (Prometheus, vLLM's names) on this address, e.g. 127.0.0.1:9464. It is always on the control socket. Off loopback every scrape needs an API key (mlx-box keys add --service metrics)."
   },
   {
     "section": "services",

@@ -5,6 +5,7 @@ import type { UnlistenFn } from "@tauri-apps/api/event";
 import type { Alert } from "../bindings/Alert";
 import type { ConfigStatus } from "../bindings/ConfigStatus";
 import type { Connection } from "../bindings/Connection";
+import type { LiveRequests } from "../bindings/LiveRequests";
 import type { ProxyStats } from "../bindings/ProxyStats";
 import type { Sample } from "../bindings/Sample";
 import type { ServiceStatus } from "../bindings/ServiceStatus";
@@ -23,6 +24,8 @@ export class LiveStore {
   config = $state<ConfigStatus | null>(null);
   samples = $state<Sample[]>([]);
   proxyStats = $state<Record<string, ProxyStats>>({});
+  /** Each service's last minute of requests (TTFT p50/p95, tok/s), from the daemon's /metrics histograms. */
+  live = $state<Record<string, LiveRequests | undefined>>({});
   /** Alert to highlight (set by a notification click). */
   focusedAlert = $state<string | null>(null);
   /** An error of the last fetch, other than "unreachable" (which shows as the unreachable view). */
@@ -147,6 +150,7 @@ export class LiveStore {
     const next = this.samples.length >= HISTORY_LEN ? this.samples.slice(1) : this.samples.slice();
     next.push(e.sample);
     this.samples = next;
+    this.live = e.live ?? {};
     this.now = e.sample.t_ms;
   }
 }

@@ -44,6 +44,7 @@ export function sample(i: number, over: Partial<Sample> = {}): Sample {
     swap_total_bytes: 2 ** 30,
     swap_out_bytes_per_s: null,
     compressed_bytes: null,
+    wired_bytes: null,
     pressure: "normal",
     thermal: "nominal",
     temperature_c: null,

@@ -256,20 +256,64 @@ async fn follow(State(s): S, Path(name): Path<String>) -> Response {
         .into_response()
 }
 
-/// `/metrics` alone, for the `[metrics] listen` TCP port.
-pub fn metrics_router(s: Arc<Services>) -> Router {
-    Router::new().route("/metrics", get(metrics)).with_state(s)
+/// `/metrics` alone, for the `[metrics] listen` TCP port. Off loopback every scrape needs an API key
+/// allowed the scope `metrics` (a key for every service, or one made with `--service metrics`).
+pub fn metrics_router(s: Arc<Services>, loopback: bool) -> Router {
+    let r = Router::new().route("/metrics", get(metrics));
+    let r = if loopback {
+        r
+    } else {
+        r.route_layer(axum::middleware::from_fn_with_state(s.clone(), scrape_auth))
+    };
+    r.with_state(s)
+}
+
+async fn scrape_auth(
+    State(s): S,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use crate::proxy::{authorize, Auth};
+    let keys = s.keys.shared().read().unwrap().clone();
+    let (code, hint) = match authorize(&keys, "metrics", false, req.headers()) {
+        Auth::Ok => return next.run(req).await,
+        Auth::Denied => (
+            StatusCode::UNAUTHORIZED,
+            "a key is needed off loopback: send Authorization: Bearer <key> (Prometheus: `authorization: {credentials: …}` in the scrape config); make one with `mlx-box keys add --service metrics`",
+        ),
+        Auth::KeysUnknown => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the API keys cannot be read from the OS keyring (see `mlx-box status`); unlock it, then `mlx-box keys reload`",
+        ),
+    };
+    let mut r = (code, hint).into_response();
+    if code == StatusCode::UNAUTHORIZED {
+        r.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer"),
+        );
+    }
+    r
 }
 
 async fn metrics(State(s): S) -> Response {
     let status = s.status().await;
     let proxy = s.proxy.stats().await;
+    let sample = s.monitor.latest();
+    let (plan, bench) = (s.budget.applied(), s.bench.last());
+    let text = crate::metrics::render(&crate::metrics::Scrape {
+        status: &status,
+        proxy: &proxy,
+        sample: &sample,
+        plan: plan.as_deref(),
+        bench: bench.as_deref(),
+    });
     (
         [(
             axum::http::header::CONTENT_TYPE,
             crate::metrics::CONTENT_TYPE,
         )],
-        crate::metrics::render(&status, &proxy),
+        text,
     )
         .into_response()
 }

@@ -63,7 +63,7 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 #[derive(Debug, PartialEq, Clone, Copy)]
-pub(super) enum Auth {
+pub(crate) enum Auth {
     Ok,
     Denied,
     /// No key is known and the keyring could not be read.
@@ -84,7 +84,7 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
 
 /// The auth decision. No key at all = open, but only on a loopback listener and only when the keyring
 /// was readable; otherwise a request passes only with a real key that is allowed this service.
-pub(super) fn authorize(set: &KeySet, service: &str, loopback: bool, headers: &HeaderMap) -> Auth {
+pub(crate) fn authorize(set: &KeySet, service: &str, loopback: bool, headers: &HeaderMap) -> Auth {
     if set.keys.is_empty() {
         return match (&set.keyring_error, loopback) {
             (Some(_), _) => Auth::KeysUnknown,

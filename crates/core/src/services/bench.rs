@@ -44,6 +44,8 @@ pub struct BenchService {
     alerts: AlertSource,
     state_dir: PathBuf,
     running: Mutex<Option<Running>>,
+    /// The last saved run (read from the history at start), for `/metrics`.
+    last: Mutex<Option<Arc<bench::BenchResult>>>,
 }
 
 impl BenchService {
@@ -54,6 +56,7 @@ impl BenchService {
         alerts: AlertSource,
         state_dir: PathBuf,
     ) -> Self {
+        let last = bench::history::load(&state_dir, "last").ok().map(Arc::new);
         BenchService {
             supervisor,
             monitor,
@@ -61,6 +64,7 @@ impl BenchService {
             alerts,
             state_dir,
             running: Mutex::new(None),
+            last: Mutex::new(last),
         }
     }
 
@@ -104,14 +108,23 @@ impl BenchService {
             let r = bench::run(run_id.clone(), opts, targets, hooks).await;
             let saved = bench::history::save(&me.state_dir, &r);
             me.throttling_alert(&r);
+            let verdict = r.verdict;
+            if saved.is_ok() {
+                *me.last.lock().unwrap() = Some(Arc::new(r));
+            }
             *me.running.lock().unwrap() = None;
             let _ = me.events.send(Event::BenchDone(BenchDone {
                 id: run_id,
-                verdict: saved.is_ok().then_some(r.verdict),
+                verdict: saved.is_ok().then_some(verdict),
                 error: saved.err().map(|e| e.to_string()),
             }));
         });
         Ok(id)
+    }
+
+    /// The last saved run.
+    pub fn last(&self) -> Option<Arc<bench::BenchResult>> {
+        self.last.lock().unwrap().clone()
     }
 
     /// The id of the run in progress, if any (a window opened mid-run follows it).

@@ -4,7 +4,8 @@
 use crate::alerts::AlertSource;
 use crate::api::AlertSeverity;
 use crate::config::Settings;
-use crate::estimate;
+use crate::estimate::{self, Estimate};
+use std::sync::{Arc, Mutex};
 
 /// Where the budget comes from: the machine's (`estimate::memory_budget`), or a fixed one in tests.
 pub type BudgetFn = fn() -> Option<(u64, String)>;
@@ -12,6 +13,8 @@ pub type BudgetFn = fn() -> Option<(u64, String)>;
 pub struct Budget {
     alerts: AlertSource,
     budget: BudgetFn,
+    /// The estimate of the settings applied last (every enabled service), for `/metrics`.
+    applied: Mutex<Option<Arc<Estimate>>>,
 }
 
 impl Budget {
@@ -20,18 +23,39 @@ impl Budget {
     }
 
     pub fn with(alerts: AlertSource, budget: BudgetFn) -> Self {
-        Budget { alerts, budget }
+        Budget {
+            alerts,
+            budget,
+            applied: Mutex::new(None),
+        }
     }
 
-    /// Raises (or clears) the over-budget alert for a plan. Returns false when `[app] refuse_over_budget`
-    /// forbids applying it.
+    /// The estimate (weights, KV cache, budget) of the settings last checked for applying.
+    pub fn applied(&self) -> Option<Arc<Estimate>> {
+        self.applied.lock().unwrap().clone()
+    }
+
+    /// Before settings are applied: raises (or clears) the over-budget alert, and keeps the estimate.
+    /// Returns false when `[app] refuse_over_budget` forbids applying them.
     pub async fn check(&self, s: &Settings) -> bool {
+        self.check_plan(s, true).await
+    }
+
+    /// The same check for a plan that is not the whole settings (what runs + one more service).
+    pub async fn check_start(&self, plan: &Settings) -> bool {
+        self.check_plan(plan, false).await
+    }
+
+    async fn check_plan(&self, s: &Settings, keep: bool) -> bool {
         let plan = s.clone();
         let budget = self.budget;
         let Ok(e) = tokio::task::spawn_blocking(move || estimate::estimate(&plan, budget())).await
         else {
             return true;
         };
+        if keep {
+            *self.applied.lock().unwrap() = Some(Arc::new(e.clone()));
+        }
         let Some(short) = estimate::over_budget(&e, s.alerts.headroom_warn_percent) else {
             self.alerts.clear("over-budget");
             return true;

@@ -62,10 +62,12 @@ impl KeyService {
         let (plaintext, proxied) = {
             let mut g = self.plaintext.lock().unwrap();
             if let Some(s) = settings {
+                // A `/metrics` port off loopback checks the keys too.
                 let proxied = s
                     .services
                     .iter()
-                    .any(|x| x.enabled && x.port.is_some() && x.backend_port.is_some());
+                    .any(|x| x.enabled && x.port.is_some() && x.backend_port.is_some())
+                    || s.metrics.listen.is_some_and(|a| !a.ip().is_loopback());
                 *g = (s.server.api_keys.clone(), proxied);
             }
             g.clone()

@@ -30,10 +30,13 @@ pub use monitor::MonitorService;
 pub use proxy_host::ProxyHost;
 
 use crate::alerts::AlertStore;
-use crate::api::{Event, MemoryStatus, MonitorTick, ServiceStatus, StatusReport, ThermalStatus};
+use crate::api::{
+    Event, LiveRequests, MemoryStatus, MonitorTick, ServiceStatus, StatusReport, ThermalStatus,
+};
 use crate::launch::Runtime;
 use crate::monitor::Sample;
 use crate::supervisor::{process, statefile::StateFile, Shared, State, Supervisor};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, Notify};
@@ -51,6 +54,8 @@ pub struct Services {
     /// Notified by a shutdown request.
     pub shutdown: Notify,
     pub state_dir: PathBuf,
+    /// The last minute of the request histograms, for the monitor tick's live figures.
+    live: std::sync::Mutex<crate::metrics::LiveWindow>,
 }
 
 impl Services {
@@ -108,6 +113,7 @@ impl Services {
             events,
             shutdown: Notify::new(),
             state_dir,
+            live: Default::default(),
         })
     }
 
@@ -155,7 +161,7 @@ impl Services {
             .collect();
         plan.services
             .retain(|s| target == "all" || s.name == target || running.contains(&s.name));
-        if self.budget.check(&plan).await {
+        if self.budget.check_start(&plan).await {
             Ok(())
         } else {
             Err(
@@ -203,12 +209,14 @@ impl Services {
         let since = crate::api::now_ms().saturating_sub(10 * 60 * 1000);
         let decode = self.proxy.tick(since).await;
         self.monitor.throughput(&decode, since);
-        self.publish_tick(sample, n).await;
+        // Fed every tick, listened to or not, so the window is whole when a client comes.
+        let live = self.live.lock().unwrap().tick(sample.t_ms);
+        self.publish_tick(sample, live, n).await;
     }
 
     /// Sends a monitor tick to the event stream when someone listens; every `SERVICE_MEMORY_EVERY` ticks it
     /// also carries each service's memory (a process scan, so not every second).
-    async fn publish_tick(&self, sample: Sample, n: u64) {
+    async fn publish_tick(&self, sample: Sample, live: BTreeMap<String, LiveRequests>, n: u64) {
         const SERVICE_MEMORY_EVERY: u64 = 5;
         if self.events.receiver_count() == 0 {
             return;
@@ -227,6 +235,7 @@ impl Services {
         let _ = self.events.send(Event::Monitor(MonitorTick {
             sample,
             service_memory,
+            live,
         }));
     }
 

@@ -117,6 +117,7 @@ mod tests {
             swap_total_bytes: 0,
             swap_out_bytes_per_s: None,
             compressed_bytes: None,
+            wired_bytes: None,
             pressure,
             thermal: Thermal::Nominal,
             temperature_c: None,

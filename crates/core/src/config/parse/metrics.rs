@@ -1,4 +1,5 @@
-//! `[metrics]`: a loopback TCP address that serves `/metrics` besides the control socket.
+//! `[metrics]`: a TCP address that serves `/metrics` besides the control socket (off loopback, behind the
+//! API keys).
 
 use super::{value_span, Ctx, TableView};
 use crate::config::MetricsSettings;
@@ -19,13 +20,9 @@ pub(super) fn parse_metrics(cx: &mut Ctx, item: Option<&Item>) -> MetricsSetting
     if let Some(a) = v.str(cx, "listen") {
         let span = v.get("listen").and_then(value_span);
         match a.parse::<std::net::SocketAddr>() {
-            // Anyone who can reach it reads the machine's state: this machine only, until it has keys.
-            Ok(addr) if addr.ip().is_loopback() => m.listen = Some(addr),
-            Ok(addr) => cx.error(
-                span,
-                format!("[metrics] listen = \"{addr}\" is not a loopback address"),
-                Some("use 127.0.0.1:PORT (or [::1]:PORT); scrape from elsewhere through an SSH tunnel or a reverse proxy with its own auth".to_string()),
-            ),
+            // Off loopback anyone who can reach it reads the machine's state: the listener then asks
+            // for an API key (scope `metrics`) on every scrape.
+            Ok(addr) => m.listen = Some(addr),
             Err(_) => cx.error(
                 span,
                 format!("[metrics] listen = \"{a}\" is not an address with a port"),
