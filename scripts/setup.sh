@@ -26,7 +26,8 @@ ensure_system_packages() {
         # gnome-keyring + dbus: a real Secret Service for the keyring tests (dbus-run-session);
         # libdbus-1-dev: the keyring crate's Secret Service client links libdbus. wrk + nginx-light: the
         # proxy benchmark (cargo bench -p mlx-box --bench proxy). prometheus: its promtool checks the
-        # /metrics exposition in the proxy tests; the server the package may start is not wanted here.
+        # /metrics exposition, and tests/prometheus.rs runs its server (its own, on a free loopback port);
+        # the server the package may start as a system service is not wanted here.
         apt_ensure build-essential pkg-config curl ca-certificates python3 python3-venv python3-pip procps git \
           libdbus-1-dev gnome-keyring dbus dbus-x11 wrk nginx-light prometheus
         if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then

@@ -177,24 +177,6 @@ fn request_timeout_is_504_and_restart_is_503() {
 }
 
 /// `GET /metrics` on the control socket.
-fn scrape(d: &Daemon) -> String {
-    let (code, body) = d.control_get("/metrics");
-    assert_eq!(code, 200, "{body}");
-    body
-}
-
-/// The value of the sample `name` whose labels include every pair of `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .find(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 /// What the proxy served, as Prometheus reads it: vLLM's histograms count every request, the token
 /// counters equal the usage the client was sent, the refusals and the service state are there.
 #[test]
@@ -279,31 +261,5 @@ fn metrics_count_what_the_proxy_served() {
     assert_eq!(sample(&m, "mlxbox_service_state", &ready), Some(1.0));
     assert!(sample(&m, "mlxbox_memory_bytes", &[("kind", "total")]).unwrap_or(0.0) > 0.0);
 
-    // The exposition parses and lints clean for Prometheus' own checker, when it is installed
-    // (scripts/setup.sh installs it), but for the `vllm:` names' colon: promtool's lint flags colons,
-    // which vLLM's names (the ones dashboards read) have too.
-    if let Ok(mut p) = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    {
-        use std::io::Write;
-        p.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
-        let out = p.wait_with_output().unwrap();
-        let said = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let other: Vec<&str> = said
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .filter(|l| {
-                !(l.starts_with("vllm:") && l.ends_with("metric names should not contain ':'"))
-            })
-            .collect();
-        assert!(other.is_empty(), "promtool: {said}");
-    }
+    promtool_check(&m);
 }

@@ -491,3 +491,57 @@ pub fn in_keyring_session(test: &str) -> bool {
     );
     false
 }
+
+/// `GET /metrics` on the control socket.
+pub fn scrape(d: &Daemon) -> String {
+    let (code, body) = d.control_get("/metrics");
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+/// The value of the sample `name` whose labels include every pair of `labels`.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The exposition parses and lints clean for Prometheus' own checker (scripts/setup.sh installs it;
+/// MLXBOX_SKIP_PROMETHEUS=1 skips where it cannot be), but for the `vllm:` names' colon: promtool's lint
+/// flags colons, which vLLM's own names (the ones dashboards read) have too.
+pub fn promtool_check(exposition: &str) {
+    use std::io::Write;
+    let p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut p = match p {
+        Ok(p) => p,
+        Err(_) if std::env::var_os("MLXBOX_SKIP_PROMETHEUS").is_some() => return,
+        Err(e) => panic!("promtool: {e}; install Debian's prometheus package (scripts/setup.sh does), or set MLXBOX_SKIP_PROMETHEUS=1"),
+    };
+    p.stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
+    let out = p.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let other: Vec<&str> = said
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .filter(|l| !(l.starts_with("vllm:") && l.ends_with("metric names should not contain ':'")))
+        .collect();
+    assert!(other.is_empty(), "promtool: {said}");
+}

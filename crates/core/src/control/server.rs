@@ -461,4 +461,65 @@ mod tests {
             Some(Event::ServiceRemoved { .. })
         ));
     }
+
+    /// `/metrics` off loopback asks for a key allowed the scope `metrics` (401 and `WWW-Authenticate`
+    /// otherwise); on loopback it is open, like the control socket.
+    #[tokio::test]
+    async fn metrics_off_loopback_needs_a_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.toml");
+        std::fs::write(
+            &path,
+            "[server]\napi_key = \"k-metrics\"\n[services.chat]\nport = 8080\nmodel = \"m\"\nenabled = false\n",
+        )
+        .unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::channel(4);
+        let s = Services::new(
+            dir.path().to_path_buf(),
+            path,
+            crate::services::tests::runtime(dir.path()),
+            tx,
+        );
+        s.reload().await;
+        let serve = |loopback: bool| {
+            let app = metrics_router(s.clone(), loopback);
+            async move {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let url = format!("http://{}/metrics", l.local_addr().unwrap());
+                let task = tokio::spawn(async move {
+                    let _ = axum::serve(l, app).await;
+                });
+                (url, crate::task::AbortOnDrop(task))
+            }
+        };
+        let http = reqwest::Client::new();
+        let (open, _a) = serve(true).await;
+        let r = http.get(&open).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains("mlxbox_up 1"));
+
+        let (keyed, _b) = serve(false).await;
+        for auth in [None, Some("Bearer nope"), Some("Basic k-metrics")] {
+            let mut req = http.get(&keyed);
+            if let Some(a) = auth {
+                req = req.header("Authorization", a);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 401, "{auth:?}");
+            assert_eq!(r.headers()["www-authenticate"], "Bearer");
+            assert!(r
+                .text()
+                .await
+                .unwrap()
+                .contains("keys add --service metrics"));
+        }
+        let r = http
+            .get(&keyed)
+            .header("Authorization", "Bearer k-metrics")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.text().await.unwrap().contains("mlxbox_up 1"));
+    }
 }
