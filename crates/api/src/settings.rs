@@ -192,6 +192,8 @@ pub const KEYS: &[Key] = &[
     // [metrics]
     key(Metrics, "listen", Str, "Also serve GET /metrics (Prometheus, vLLM's names) on this address, e.g. 127.0.0.1:9464. It is always on the control socket. Off loopback every scrape needs an API key (mlx-box keys add --service metrics).")
         .suggest(&["127.0.0.1:9464"]),
+    key(Metrics, "requests", Bool, "Time every proxied request for the vllm: metrics (TTFT, ITL, E2E, queue, tokens). false: not measured; the mlxbox_* gauges stay.")
+        .default(B(true)),
     // [services.NAME]: server
     key(Services, "kind", Enum, "What it serves; inferred from the name or `command` when absent.")
         .group(SERVER)

@@ -26,11 +26,9 @@ const GAP: Duration = Duration::from_millis(20);
 const STREAMS: u32 = 256;
 const REQUESTS: u32 = 1024;
 
-/// Quick mode (`cargo test --benches`: cargo passes `--bench` only under `cargo bench`; or `MLXBOX_BENCH_QUICK=1`): a few requests per part,
-/// 1 s of wrk. It fails on errors and panics, never on a speed target.
-fn quick() -> bool {
-    std::env::var_os("MLXBOX_BENCH_QUICK").is_some() || !std::env::args().any(|a| a == "--bench")
-}
+// Quick mode (common::quick): a few requests per part, 1 s of wrk.
+mod common;
+use common::quick;
 
 fn script() -> sse_server::Script {
     sse_server::steady(TOKENS, TTFT, GAP)

@@ -11,7 +11,9 @@
 //!    `proxy_pass` with a keep-alive pool) and the mlx-box frontend port, alternating rounds; the best
 //!    round of each is reported (the machine is shared).
 //! 3. The added latency unloaded (one connection) for GET and POST, over the upstream direct.
-//! 4. The reasoning filter alone (`SseFilter`) over an mlx_lm-like SSE stream with think spans: MB/s.
+//! 4. Request metrics on against `[metrics] requests = false` (a second daemon, an upstream alike), POST
+//!    and stream at 32 connections, alternating rounds.
+//! 5. The reasoning filter alone (`SseFilter`) over an mlx_lm-like SSE stream with think spans: MB/s.
 //!
 //! `MLXBOX_BENCH_SECS` (default 10) per measurement, `MLXBOX_BENCH_ROUNDS` (default 3).
 //!
@@ -20,63 +22,13 @@
 use mlxbox_core::proxy::SseFilter;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mlx-box");
-const BODY: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"Hello from a fast upstream."}}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Kills the process group on drop: nothing outlives the bench.
-struct Group(Child);
-impl Drop for Group {
-    fn drop(&mut self) {
-        use nix::sys::signal::{killpg, Signal};
-        let pg = nix::unistd::Pid::from_raw(self.0.id() as i32);
-        // SIGTERM first: the daemon stops its services (the upstream nginx) before it exits.
-        let _ = killpg(pg, Signal::SIGTERM);
-        let t0 = Instant::now();
-        while t0.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = killpg(pg, Signal::SIGKILL);
-        let _ = self.0.wait();
-    }
-}
-
-fn nginx_conf(dir: &Path, name: &str, workers: &str, server: &str) -> std::path::PathBuf {
-    let conf = dir.join(format!("{name}.conf"));
-    std::fs::write(
-        &conf,
-        format!(
-            "worker_processes {workers};\npid {d}/{name}.pid;\nerror_log {d}/{name}.err warn;\nevents {{ worker_connections 1024; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/tmp-{name};\n  proxy_temp_path {d}/ptmp-{name};\n  keepalive_requests 1000000;\n{server}\n}}\n",
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    conf
-}
-
-fn wait_port(port: u16) {
-    let t0 = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "port {port} never opened"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+mod common;
+use common::{free_port, nginx_conf, quick, upstream_conf, wait_port, Group};
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Wrk {
@@ -235,28 +187,13 @@ fn filter_throughput(bytes: usize) -> (f64, usize) {
     (best, kept)
 }
 
-/// An nginx serving a fixed chat completion (and, for `?stream=1`, a fixed SSE stream with think spans).
-fn upstream_conf(d: &Path, name: &str, port: u16) -> std::path::PathBuf {
-    let body = BODY.replace('\'', "\\'");
-    let sse = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"<think>hmm</think>\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello from a fast upstream.\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"finish_reason\":\"stop\",\"delta\":{}}],\"usage\":{\"completion_tokens\":7}}\n\ndata: [DONE]\n\n";
-    nginx_conf(
-        d,
-        name,
-        "1",
-        &format!(
-            "  server {{ listen 127.0.0.1:{port}; default_type application/json;\n    location = /v1/chat/completions {{ if ($arg_stream) {{ rewrite ^ /sse last; }} return 200 '{body}'; }}\n    location = /sse {{ internal; default_type text/event-stream; return 200 '{sse}'; }}\n    location / {{ return 200 '{body}'; }} }}"
-        ),
-    )
-}
-
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     // Quick mode (`cargo test --benches`: cargo passes `--bench` only under `cargo bench`; or `MLXBOX_BENCH_QUICK=1`): 1 round of 1 s per
     // case. It fails on errors and panics, never on a speed target.
-    let quick = std::env::var_os("MLXBOX_BENCH_QUICK").is_some()
-        || !std::env::args().any(|a| a == "--bench");
+    let quick = quick();
     let secs: u64 = std::env::var("MLXBOX_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -303,6 +240,33 @@ fn main() {
             .spawn()
             .unwrap(),
     );
+    // The same `fast` service on a second daemon with `[metrics] requests = false`: what the request
+    // metrics cost, measured beside it.
+    let (up3, front3) = (free_port(), free_port());
+    let up3_conf = upstream_conf(d, "upstream3", up3);
+    let settings3 = d.join("settings-nometrics.toml");
+    std::fs::write(
+        &settings3,
+        format!(
+            "[server]\nhost = \"127.0.0.1\"\napi_keys = [\"bench-key\"]\n[metrics]\nrequests = false\n[services.fast]\nkind = \"command\"\nport = {front3}\nbackend_port = {up3}\nmodel = \"bench/model\"\nprobe = \"/v1/models\"\ncommand = [\"nginx\", \"-c\", \"{}\", \"-g\", \"daemon off;\"]\n",
+            up3_conf.display()
+        ),
+    )
+    .unwrap();
+    let daemon3 = Group(
+        Command::new(BIN)
+            .args(["up", "--config"])
+            .arg(&settings3)
+            .arg("--state-dir")
+            .arg(d.join("state3"))
+            .env("MLXBOX_LOG", "warn")
+            .env("DBUS_SESSION_BUS_ADDRESS", "disabled:")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(d.join("daemon3.log")).unwrap())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    );
     // nginx as the reference proxy: proxy_pass with a keep-alive pool, as one would configure it.
     let ngx_conf = nginx_conf(
         d,
@@ -319,7 +283,7 @@ fn main() {
             .spawn()
             .expect("nginx (apt-get install nginx-light)"),
     );
-    for p in [up, up2, ngx, front, front2] {
+    for p in [up, up2, up3, ngx, front, front2, front3] {
         wait_port(p);
     }
     // The frontend answers 503 until the supervisor has seen the backend ready.
@@ -333,7 +297,7 @@ fn main() {
             .is_ok_and(|o| o.stdout == b"200")
     };
     loop {
-        if answers(front) && answers(front2) {
+        if answers(front) && answers(front2) && answers(front3) {
             break;
         }
         assert!(
@@ -365,6 +329,28 @@ fn main() {
         }
         table.push((case.name, best));
     }
+    // Metrics on (the first daemon) against off (the second), alternating rounds, best of each.
+    let mut onoff = vec![];
+    for case in [cases()[1], cases()[5]] {
+        for p in [front, front3] {
+            wrk(p, 1, 32, &case, d);
+        }
+        let mut best = [Wrk::default(); 2];
+        for round in 0..rounds {
+            for (i, p) in [front, front3].into_iter().enumerate() {
+                let w = wrk(p, secs, 32, &case, d);
+                eprintln!(
+                    "{:<22} round {round} metrics {:<4} {w:?}",
+                    case.name,
+                    ["on", "off"][i]
+                );
+                if w.rps > best[i].rps {
+                    best[i] = w;
+                }
+            }
+        }
+        onoff.push((case.name, best));
+    }
     // The latency a proxy adds, measured unloaded (one connection, one request at a time): at 32
     // connections on 2 cores the p50 is mostly queueing for a core, for nginx as much as for us.
     let get = cases()[0];
@@ -382,6 +368,7 @@ fn main() {
     }
     drop(nginx);
     drop(daemon);
+    drop(daemon3);
 
     println!("\n32 connections, keep-alive, best of {rounds} rounds of {secs} s (nginx: Bearer check + proxy_pass):\n");
     println!("| request | nginx req/s | mlx-box req/s | mlx-box / nginx | target | met | mlx-box p50 | mlx-box p99 |\n|---|---|---|---|---|---|---|---|");
@@ -395,6 +382,17 @@ fn main() {
             if ratio >= target { "yes" } else { "no" },
             m.p50_ms,
             m.p99_ms
+        );
+    }
+    println!("\nrequest metrics on (`vllm:` histograms observed per request) against `[metrics] requests = false`, same upstream, 32 connections, best of {rounds} rounds of {secs} s:\n");
+    println!("| request | metrics on req/s | metrics off req/s | on / off | target | met |\n|---|---|---|---|---|---|");
+    for (name, [on, off]) in &onoff {
+        let ratio = on.rps / off.rps;
+        println!(
+            "| {name} | {:.0} | {:.0} | {ratio:.2} | ≥ 0.97 | {} |",
+            on.rps,
+            off.rps,
+            if ratio >= 0.97 { "yes" } else { "no" }
         );
     }
     println!("\none connection (unloaded), p50 added over the upstream direct:\n\n| request | nginx | mlx-box | target |\n|---|---|---|---|");

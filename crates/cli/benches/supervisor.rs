@@ -30,22 +30,14 @@ fn rounds() -> usize {
     }
 }
 
-fn quick() -> bool {
-    std::env::var_os("MLXBOX_BENCH_QUICK").is_some() || !std::env::args().any(|a| a == "--bench")
-}
+mod common;
+use common::{free_port, quick};
 
 fn fault() -> String {
     format!(
         "{}/../../python/fault_server.py",
         env!("CARGO_MANIFEST_DIR")
     )
-}
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 fn now_s() -> f64 {
     SystemTime::now()

@@ -262,4 +262,24 @@ fn metrics_count_what_the_proxy_served() {
     assert!(sample(&m, "mlxbox_memory_bytes", &[("kind", "total")]).unwrap_or(0.0) > 0.0);
 
     promtool_check(&m);
+
+    // `[metrics] requests = false`: the proxy serves on, the histograms no longer move.
+    let hash = |d: &Daemon| d.status()["config"]["content_hash"].clone();
+    let before = hash(&d);
+    d.write_config(&format!("{text}requests = false\n"));
+    assert!(
+        wait_until(10 * S, || hash(&d) != before),
+        "the edit was not applied"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let body = r#"{"messages":[{"role":"user","content":"hi"}]}"#;
+    let (code, _, out) = http(front, "POST", "/v1/chat/completions", &[JSON, auth], body);
+    assert_eq!(code, 200, "{out}");
+    let m = scrape(&d);
+    assert_eq!(
+        sample(&m, "vllm:e2e_request_latency_seconds_count", &me),
+        Some(5.0),
+        "not timed: {m}"
+    );
+    assert_eq!(d.control_json("/v1/proxy/stats")["chat"]["requests"], 7);
 }

@@ -319,11 +319,130 @@ pub fn render(x: &Scrape) -> String {
 
     let mut families = REQUESTS.registry.gather();
     families.extend(g.0.gather());
-    let mut out = Vec::new();
-    if TextEncoder::new().encode(&families, &mut out).is_err() {
-        return String::new();
+    let mut out = String::with_capacity(families.len() * 4096);
+    encode_text(&families, &mut out);
+    out
+}
+
+/// The text exposition format (0.0.4) exactly as the `prometheus` crate's `TextEncoder` writes it (a
+/// test holds the two equal), but with each series' labels escaped once rather than once per bucket
+/// and no allocation per sample: with 50 services (~5,700 series) that encoder's 4–5 ms was most of a
+/// scrape.
+fn encode_text(families: &[prometheus::proto::MetricFamily], out: &mut String) {
+    use prometheus::proto::MetricType;
+    use std::fmt::Write;
+    for mf in families {
+        let name = mf.name();
+        if !mf.help().is_empty() {
+            out.push_str("# HELP ");
+            out.push_str(name);
+            out.push(' ');
+            escape_into(out, mf.help(), false);
+            out.push('\n');
+        }
+        let ty = mf.get_field_type();
+        let _ = writeln!(out, "# TYPE {name} {}", format!("{ty:?}").to_lowercase());
+        // The buckets' `le` values, formatted once per family (every series of a family has the same).
+        let mut le: Vec<(f64, String)> = vec![];
+        let mut labels = String::new();
+        for m in mf.get_metric() {
+            labels.clear();
+            for (i, lp) in m.get_label().iter().enumerate() {
+                labels.push(if i == 0 { '{' } else { ',' });
+                labels.push_str(lp.name());
+                labels.push_str("=\"");
+                escape_into(&mut labels, lp.value(), true);
+                labels.push('"');
+            }
+            let closed = if labels.is_empty() { "" } else { "}" };
+            let stamp = m.timestamp_ms();
+            let mut sample = |suffix: &str, extra: Option<(&str, &str)>, value: f64| {
+                out.push_str(name);
+                out.push_str(suffix);
+                out.push_str(&labels);
+                match extra {
+                    Some((k, v)) => {
+                        out.push(if labels.is_empty() { '{' } else { ',' });
+                        out.push_str(k);
+                        out.push_str("=\"");
+                        out.push_str(v);
+                        out.push_str("\"}");
+                    }
+                    None => out.push_str(closed),
+                }
+                out.push(' ');
+                push_f64(out, value);
+                if stamp != 0 {
+                    let _ = write!(out, " {stamp}");
+                }
+                out.push('\n');
+            };
+            match ty {
+                MetricType::COUNTER => sample("", None, m.get_counter().get_value()),
+                MetricType::GAUGE => sample("", None, m.get_gauge().get_value()),
+                MetricType::HISTOGRAM => {
+                    let h = m.get_histogram();
+                    let buckets = h.get_bucket();
+                    let same = le.len() == buckets.len()
+                        && le.iter().zip(buckets).all(|(l, b)| l.0 == b.upper_bound());
+                    if !same {
+                        le = buckets
+                            .iter()
+                            .map(|b| (b.upper_bound(), b.upper_bound().to_string()))
+                            .collect();
+                    }
+                    let mut inf = false;
+                    for (b, (bound, text)) in buckets.iter().zip(&le) {
+                        sample("_bucket", Some(("le", text)), b.cumulative_count() as f64);
+                        inf |= bound.is_infinite() && bound.is_sign_positive();
+                    }
+                    let count = h.get_sample_count() as f64;
+                    if !inf {
+                        sample("_bucket", Some(("le", "+Inf")), count);
+                    }
+                    sample("_sum", None, h.get_sample_sum());
+                    sample("_count", None, count);
+                }
+                // Not made here (no summaries, no untyped); written by the library if ever they are.
+                _ => {
+                    let one = [mf.clone()];
+                    let mut buf = Vec::new();
+                    if TextEncoder::new().encode(&one, &mut buf).is_ok() {
+                        let text = String::from_utf8_lossy(&buf);
+                        // Its HELP and TYPE lines are written above already.
+                        for l in text.lines().filter(|l| !l.starts_with('#')) {
+                            out.push_str(l);
+                            out.push('\n');
+                        }
+                    }
+                    break;
+                }
+            }
+        }
     }
-    String::from_utf8(out).unwrap_or_default()
+}
+
+/// `v` as Rust's `Display` writes it (what the library writes), through the integer formatter when it
+/// is a whole number: counts are, and they are most of an exposition.
+fn push_f64(out: &mut String, v: f64) {
+    use std::fmt::Write;
+    if v.fract() == 0.0 && v.abs() < 9.0e15 && !(v == 0.0 && v.is_sign_negative()) {
+        let _ = write!(out, "{}", v as i64);
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// Escapes `\\` and newlines (and `"` in label values) as the text format wants.
+fn escape_into(out: &mut String, v: &str, quote: bool) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quote => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
 }
 
 /// The memory plan of the applied settings: what each service is estimated to take, and the budget.
@@ -530,6 +649,59 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fast encoder writes what the library's encoder writes, byte for byte: histograms (with and
+    /// without a +Inf bucket of their own), counters, gauges, labels that need escaping, no labels.
+    #[test]
+    fn the_text_is_the_librarys_text() {
+        let r = Registry::new();
+        let h = HistogramVec::new(
+            HistogramOpts::new("t_seconds", "A \\ help\nwith a newline.")
+                .buckets(vec![0.001, 0.5, 2.0, 2560.0]),
+            &["model_name", "service"],
+        )
+        .unwrap();
+        r.register(Box::new(h.clone())).unwrap();
+        for (v, m) in [
+            (0.0004, "a"),
+            (0.7, "a"),
+            (9999.0, "a"),
+            (0.2, "we\"ird\\\nname"),
+        ] {
+            h.with_label_values(&[m, "s"]).observe(v);
+        }
+        let inf = HistogramVec::new(
+            HistogramOpts::new("inf_seconds", "Own +Inf.").buckets(vec![1.0, f64::INFINITY]),
+            &["service"],
+        )
+        .unwrap();
+        r.register(Box::new(inf.clone())).unwrap();
+        inf.with_label_values(&["x"]).observe(5.0);
+        let c = IntCounterVec::new(Opts::new("n_total", "Counted."), &["service", "code"]).unwrap();
+        r.register(Box::new(c.clone())).unwrap();
+        c.with_label_values(&["s", "401"]).inc_by(123_456_789);
+        let g = GaugeVec::new(Opts::new("g", "Gauged."), &[]).unwrap();
+        r.register(Box::new(g.clone())).unwrap();
+        g.with_label_values(&[] as &[&str]).set(-0.125);
+        let z = GaugeVec::new(Opts::new("z", "Signed zero, NaN, infinity, big."), &["v"]).unwrap();
+        r.register(Box::new(z.clone())).unwrap();
+        for (l, v) in [
+            ("a", -0.0),
+            ("b", f64::NAN),
+            ("c", f64::NEG_INFINITY),
+            ("d", 1e300),
+            ("e", -42.0),
+        ] {
+            z.with_label_values(&[l]).set(v);
+        }
+        let fams = r.gather();
+        let mut lib = Vec::new();
+        TextEncoder::new().encode(&fams, &mut lib).unwrap();
+        let mut mine = String::new();
+        encode_text(&fams, &mut mine);
+        assert_eq!(mine, String::from_utf8(lib).unwrap());
+        assert!(mine.contains(r#"model_name="we\"ird\\\nname""#), "{mine}");
+    }
 
     #[test]
     fn quantiles_interpolate_like_prometheus() {

@@ -308,6 +308,20 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "help": "Also serve GET /metrics (Prometheus, vLLM's names) on this address, e.g. 127.0.0.1:9464. It is always on the control socket. Off loopback every scrape needs an API key (mlx-box keys add --service metrics)."
   },
   {
+    "section": "metrics",
+    "key": "requests",
+    "type": "bool",
+    "group": "",
+    "default": true,
+    "min": null,
+    "max": null,
+    "options": [],
+    "suggest": [],
+    "kinds": [],
+    "absent": null,
+    "help": "Time every proxied request for the vllm: metrics (TTFT, ITL, E2E, queue, tokens). false: not measured; the mlxbox_* gauges stay."
+  },
+  {
     "section": "services",
     "key": "kind",
     "type": "enum",

@@ -237,11 +237,23 @@ impl Default for AppSettings {
     }
 }
 
-/// `[metrics]`: where else `/metrics` is served.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// `[metrics]`: where else `/metrics` is served, and whether the proxy times requests for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricsSettings {
-    /// A loopback TCP address for Prometheus to scrape; `None`: the control socket only.
+    /// A TCP address for Prometheus to scrape (keys off loopback); `None`: the control socket only.
     pub listen: Option<std::net::SocketAddr>,
+    /// The proxy observes each request into the `vllm:` histograms and counters (false: it does not;
+    /// the `mlxbox_*` gauges and the proxy's own counters stay).
+    pub requests: bool,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            listen: None,
+            requests: true,
+        }
+    }
 }
 
 /// `[alerts]`: thresholds of the alert rules.

@@ -147,6 +147,8 @@ pub struct ListenerConfig {
     pub timeout: Duration,
     pub cors: Cors,
     pub domain_name: Option<String>,
+    /// Observe requests into the `vllm:` metrics (`[metrics] requests`).
+    pub metrics: bool,
 }
 
 impl ListenerConfig {
@@ -182,6 +184,7 @@ impl ListenerConfig {
                         origins: settings.server.cors_origins.clone(),
                     },
                     domain_name: settings.server.domain_name.clone(),
+                    metrics: settings.metrics.requests,
                 })
             })
             .collect()
@@ -216,8 +219,8 @@ struct Front {
     slots: Option<Arc<Semaphore>>,
     admitted: Option<Arc<Semaphore>>,
     counters: Arc<Counters>,
-    /// Its request metrics (`/metrics`), resolved once.
-    metrics: Arc<crate::metrics::ServiceMetrics>,
+    /// Its request metrics (`/metrics`), resolved once; None under `[metrics] requests = false`.
+    metrics: Option<Arc<crate::metrics::ServiceMetrics>>,
 }
 
 fn openai_error(status: StatusCode, kind: &str, msg: &str) -> Response {
@@ -535,7 +538,9 @@ async fn handle(f: Arc<Front>, req: Request) -> Response {
         }
         None => None,
     };
-    f.metrics.queue.observe(queued.elapsed().as_secs_f64());
+    if let Some(m) = &f.metrics {
+        m.queue.observe(queued.elapsed().as_secs_f64());
+    }
     f.counters.in_flight.fetch_add(1, Ordering::Relaxed);
     let guard = InFlight {
         counters: f.counters.clone(),
@@ -617,8 +622,8 @@ async fn forward(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/event-stream"));
     let mut meter = Meter::new(f.counters.clone(), sse || streaming, guard);
-    if status.is_success() {
-        meter.measure(f.metrics.clone(), started);
+    if let Some(m) = f.metrics.as_ref().filter(|_| status.is_success()) {
+        meter.measure(m.clone(), started);
     }
     let relay = Relay {
         inner: incoming,
@@ -764,10 +769,9 @@ impl Proxies {
                 statuses: statuses.clone(),
                 slots,
                 admitted,
-                metrics: crate::metrics::ServiceMetrics::new(
-                    &cfg.spec.name,
-                    cfg.spec.model.as_deref(),
-                ),
+                metrics: cfg.metrics.then(|| {
+                    crate::metrics::ServiceMetrics::new(&cfg.spec.name, cfg.spec.model.as_deref())
+                }),
                 counters: counters.clone(),
             });
             p.counters.insert(spec.name.clone(), counters);
@@ -824,7 +828,10 @@ mod tests {
         let settings = settings.unwrap_or_else(|| panic!("{diags:?}"));
         let cfg = ListenerConfig::all(&settings).remove(0);
         Front {
-            metrics: crate::metrics::ServiceMetrics::new(&cfg.spec.name, cfg.spec.model.as_deref()),
+            metrics: Some(crate::metrics::ServiceMetrics::new(
+                &cfg.spec.name,
+                cfg.spec.model.as_deref(),
+            )),
             cfg,
             keys: Default::default(),
             backend_host: HeaderValue::from_static("127.0.0.1:1"),

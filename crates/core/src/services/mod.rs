@@ -30,16 +30,16 @@ pub use monitor::MonitorService;
 pub use proxy_host::ProxyHost;
 
 use crate::alerts::AlertStore;
-use crate::api::{
-    Event, LiveRequests, MemoryStatus, MonitorTick, ServiceStatus, StatusReport, ThermalStatus,
-};
+use crate::api::{Event, MemoryStatus, MonitorTick, ServiceStatus, StatusReport, ThermalStatus};
 use crate::launch::Runtime;
-use crate::monitor::Sample;
 use crate::supervisor::{process, statefile::StateFile, Shared, State, Supervisor};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{broadcast, mpsc, Notify};
+
+/// The monitor ticks (seconds) between two process scans for the services' memory.
+const SERVICE_MEMORY_EVERY: u64 = 5;
 
 pub struct Services {
     pub config: ConfigService,
@@ -56,6 +56,8 @@ pub struct Services {
     pub state_dir: PathBuf,
     /// The last minute of the request histograms, for the monitor tick's live figures.
     live: std::sync::Mutex<crate::metrics::LiveWindow>,
+    /// Memory per process group from the last process scan (see `services_with_memory`).
+    group_memory: tokio::sync::Mutex<Option<BTreeMap<u32, u64>>>,
 }
 
 impl Services {
@@ -114,6 +116,7 @@ impl Services {
             shutdown: Notify::new(),
             state_dir,
             live: Default::default(),
+            group_memory: Default::default(),
         })
     }
 
@@ -172,17 +175,35 @@ impl Services {
         }
     }
 
-    /// Every service's status with the memory of its process group (a process scan: not on every tick).
+    /// Every service's status with the memory of its process group, from the last process scan. The
+    /// scan reads every process of the machine (milliseconds), so the monitor tick makes it every
+    /// `SERVICE_MEMORY_EVERY` seconds and a status or a scrape reads its result; only a process group
+    /// it has not seen yet (a service just started) makes one here.
     async fn services_with_memory(&self) -> Vec<ServiceStatus> {
         let mut services = self.supervisor.statuses().await;
-        let pgids: Vec<Option<u32>> = services.iter().map(|s| s.pid).collect();
-        let per_group = tokio::task::spawn_blocking(move || group_memory(&pgids))
-            .await
-            .unwrap_or_default();
-        for (s, m) in services.iter_mut().zip(per_group) {
-            s.memory_bytes = m;
+        let pgids: Vec<u32> = services.iter().filter_map(|s| s.pid).collect();
+        let memory = self.group_memory(&pgids, false).await;
+        for s in services.iter_mut() {
+            s.memory_bytes = s.pid.and_then(|p| memory.get(&p).copied());
         }
         services
+    }
+
+    /// The memory of these process groups: scanned again when `scan`, or when one of them is not in the
+    /// last scan; else that scan's figures.
+    async fn group_memory(&self, pgids: &[u32], scan: bool) -> BTreeMap<u32, u64> {
+        let mut cache = self.group_memory.lock().await;
+        let known = cache
+            .as_ref()
+            .is_some_and(|m| pgids.iter().all(|p| m.contains_key(p)));
+        if scan || !known {
+            let want = pgids.to_vec();
+            let per_group = tokio::task::spawn_blocking(move || group_memory(&want))
+                .await
+                .unwrap_or_default();
+            *cache = Some(per_group);
+        }
+        cache.clone().unwrap_or_default()
     }
 
     pub async fn status(&self) -> StatusReport {
@@ -211,32 +232,27 @@ impl Services {
         self.monitor.throughput(&decode, since);
         // Fed every tick, listened to or not, so the window is whole when a client comes.
         let live = self.live.lock().unwrap().tick(sample.t_ms);
-        self.publish_tick(sample, live, n).await;
-    }
-
-    /// Sends a monitor tick to the event stream when someone listens; every `SERVICE_MEMORY_EVERY` ticks it
-    /// also carries each service's memory (a process scan, so not every second).
-    async fn publish_tick(&self, sample: Sample, live: BTreeMap<String, LiveRequests>, n: u64) {
-        const SERVICE_MEMORY_EVERY: u64 = 5;
-        if self.events.receiver_count() == 0 {
-            return;
-        }
+        // The process scan, every few ticks, off the path of statuses and scrapes.
         let service_memory = if n.is_multiple_of(SERVICE_MEMORY_EVERY) {
+            let services = self.supervisor.statuses().await;
+            let pgids: Vec<u32> = services.iter().filter_map(|s| s.pid).collect();
+            let memory = self.group_memory(&pgids, true).await;
             Some(
-                self.services_with_memory()
-                    .await
+                services
                     .into_iter()
-                    .filter_map(|s| s.memory_bytes.map(|m| (s.name, m)))
+                    .filter_map(|s| Some((s.name, *memory.get(&s.pid?)?)))
                     .collect(),
             )
         } else {
             None
         };
-        let _ = self.events.send(Event::Monitor(MonitorTick {
-            sample,
-            service_memory,
-            live,
-        }));
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(Event::Monitor(MonitorTick {
+                sample,
+                service_memory,
+                live,
+            }));
+        }
     }
 
     /// Asks the daemon to stop every service and exit.
@@ -246,24 +262,22 @@ impl Services {
     }
 }
 
-/// Resident memory of each service's process group (RSS; on macOS the physical footprint is a later step).
-fn group_memory(pgids: &[Option<u32>]) -> Vec<Option<u64>> {
+/// The memory of each process group (macOS: the physical footprint, which counts Metal buffers; else
+/// RSS); 0 for a group with no process left.
+fn group_memory(pgids: &[u32]) -> BTreeMap<u32, u64> {
     use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
-    if pgids.iter().all(Option::is_none) {
-        return vec![None; pgids.len()];
+    if pgids.is_empty() {
+        return BTreeMap::new();
     }
     let Ok(mut sys) = System::new() else {
-        return vec![None; pgids.len()];
+        return BTreeMap::new();
     };
     sys.refresh_processes_specifics(
         ProcessesToUpdate::All,
         true,
         ProcessRefreshKind::nothing().with_memory(),
     );
-    pgids
-        .iter()
-        .map(|p| p.map(|pg| process::group_memory(&sys, pg)))
-        .collect()
+    process::groups_memory(&sys, pgids)
 }
 
 #[cfg(test)]

@@ -401,18 +401,20 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Resident memory of every process in group `pgid`, in bytes.
-pub fn group_memory(sys: &sysinfo::System, pgid: u32) -> u64 {
-    sys.processes()
-        .iter()
-        .filter(|(pid, _)| {
-            nix::unistd::getpgid(Some(Pid::from_raw(pid.as_u32() as i32)))
-                .ok()
-                .map(|g| g.as_raw() as u32)
-                == Some(pgid)
-        })
-        .map(|(pid, p)| footprint(pid.as_u32()).unwrap_or_else(|| p.memory()))
-        .sum()
+/// The memory of every process in each of the groups `pgids` (footprint on macOS, else RSS), in bytes.
+pub fn groups_memory(sys: &sysinfo::System, pgids: &[u32]) -> std::collections::BTreeMap<u32, u64> {
+    let mut out: std::collections::BTreeMap<u32, u64> = pgids.iter().map(|&g| (g, 0)).collect();
+    // One pass over the processes, one getpgid each (not one pass per group).
+    for (pid, p) in sys.processes() {
+        let Ok(g) = nix::unistd::getpgid(Some(Pid::from_raw(pid.as_u32() as i32))) else {
+            continue;
+        };
+        let g = g.as_raw() as u32;
+        if let Some(sum) = out.get_mut(&g) {
+            *sum += footprint(pid.as_u32()).unwrap_or_else(|| p.memory());
+        }
+    }
+    out
 }
 
 /// macOS: the physical footprint (`ri_phys_footprint`), which counts MLX's Metal buffers; RSS

@@ -30,5 +30,8 @@ pub(super) fn parse_metrics(cx: &mut Ctx, item: Option<&Item>) -> MetricsSetting
             ),
         }
     }
+    if let Some(b) = v.bool(cx, "requests") {
+        m.requests = b;
+    }
     m
 }

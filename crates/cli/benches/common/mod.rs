@@ -1,0 +1,92 @@
+//! What the benches share: ports, process groups that die with the bench, nginx as upstream and as
+//! reference, and quick mode.
+#![allow(dead_code)] // each bench uses its share
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// Quick mode: `cargo test --benches` (cargo passes `--bench` only under `cargo bench`), or
+/// `MLXBOX_BENCH_QUICK=1`. A few rounds; it fails on errors and panics, never on a speed target.
+pub fn quick() -> bool {
+    std::env::var_os("MLXBOX_BENCH_QUICK").is_some() || !std::env::args().any(|a| a == "--bench")
+}
+
+/// A fixed chat completion, as an upstream answers it.
+pub const BODY: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"Hello from a fast upstream."}}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `n` distinct free ports (held together while chosen, so none is handed out twice).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+/// Kills the process group on drop: nothing outlives the bench.
+pub struct Group(pub Child);
+impl Drop for Group {
+    fn drop(&mut self) {
+        use nix::sys::signal::{killpg, Signal};
+        let pg = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        // SIGTERM first: the daemon stops its services (the upstream nginx) before it exits.
+        let _ = killpg(pg, Signal::SIGTERM);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = killpg(pg, Signal::SIGKILL);
+        let _ = self.0.wait();
+    }
+}
+
+pub fn nginx_conf(dir: &Path, name: &str, workers: &str, server: &str) -> std::path::PathBuf {
+    let conf = dir.join(format!("{name}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes {workers};\npid {d}/{name}.pid;\nerror_log {d}/{name}.err warn;\nevents {{ worker_connections 1024; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/tmp-{name};\n  proxy_temp_path {d}/ptmp-{name};\n  keepalive_requests 1000000;\n{server}\n}}\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    conf
+}
+
+pub fn wait_port(port: u16) {
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "port {port} never opened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An nginx serving a fixed chat completion (and, for `?stream=1`, a fixed SSE stream with think spans).
+pub fn upstream_conf(d: &Path, name: &str, port: u16) -> std::path::PathBuf {
+    let body = BODY.replace('\'', "\\'");
+    let sse = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"<think>hmm</think>\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello from a fast upstream.\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"finish_reason\":\"stop\",\"delta\":{}}],\"usage\":{\"completion_tokens\":7}}\n\ndata: [DONE]\n\n";
+    nginx_conf(
+        d,
+        name,
+        "1",
+        &format!(
+            "  server {{ listen 127.0.0.1:{port}; default_type application/json;\n    location = /v1/chat/completions {{ if ($arg_stream) {{ rewrite ^ /sse last; }} return 200 '{body}'; }}\n    location = /sse {{ internal; default_type text/event-stream; return 200 '{sse}'; }}\n    location / {{ return 200 '{body}'; }} }}"
+        ),
+    )
+}
