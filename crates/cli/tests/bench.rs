@@ -93,6 +93,34 @@ fn bench_compare_and_doctor_on_the_demo_profile() {
         );
     }
     assert_eq!(levels[0]["parallel_efficiency"].as_f64(), Some(1.0));
+    // The run's figures on /metrics, as the saved result has them; the demo model's estimate too.
+    let m = scrape(&d);
+    let at = |c: &'static str| [("service", "chat"), ("concurrency", c), ("rate", "")];
+    for (l, c) in levels.iter().zip(["1", "2"]) {
+        let got = sample(&m, "mlxbox_bench_output_tokens_per_second", &at(c)).unwrap();
+        assert!(
+            (got - l["output_tok_s"].as_f64().unwrap()).abs() < 1e-6,
+            "{m}"
+        );
+        assert_eq!(sample(&m, "mlxbox_bench_errors", &at(c)), Some(0.0), "{m}");
+        let p50 = [at(c)[0], at(c)[1], ("percentile", "50")];
+        let ttft = sample(&m, "mlxbox_bench_ttft_seconds", &p50).unwrap();
+        assert!((ttft * 1000.0 - l["ttft_ms"]["p50"].as_f64().unwrap()).abs() < 1e-6);
+    }
+    assert_eq!(
+        sample(&m, "mlxbox_bench_passed", &[("service", "chat")]),
+        Some(1.0)
+    );
+    let weights = [("service", "chat"), ("part", "weights")];
+    assert!(
+        sample(&m, "mlxbox_service_estimated_bytes", &weights).unwrap_or(0.0) > 0.0,
+        "{m}"
+    );
+    assert!(
+        sample(&m, "mlxbox_memory_budget_bytes", &[]).unwrap_or(0.0) > 0.0,
+        "{m}"
+    );
+    promtool_check(&m);
     assert_eq!(
         chat["quantization"], "float32",
         "from the tiny model's config.json"

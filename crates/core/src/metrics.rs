@@ -19,8 +19,7 @@ use crate::estimate::Estimate;
 use crate::monitor::{Pressure, Sample, Thermal};
 use mlxbox_api::proxy::ProxyStats;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
 };
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -148,127 +147,135 @@ pub struct Scrape<'a> {
     pub bench: Option<&'a BenchResult>,
 }
 
-/// Builds the gauges of one scrape in a registry of its own (dropped after encoding).
-struct Gauges(Registry);
+/// The gauges of one scrape, written straight into the exposition (no registry per scrape: with 50
+/// services building and gathering one cost more than encoding the histograms).
+struct Text<'a>(&'a mut String);
 
-impl Gauges {
-    fn register<T: prometheus::core::Collector + Clone + 'static>(&self, c: T) -> T {
-        self.0
-            .register(Box::new(c.clone()))
-            .expect("registered once");
-        c
+impl Text<'_> {
+    /// `# HELP` and `# TYPE` of a family; its samples follow.
+    fn family(&mut self, name: &str, ty: &str, help: &str) {
+        let o = &mut *self.0;
+        o.push_str("# HELP ");
+        o.push_str(name);
+        o.push(' ');
+        escape_into(o, help, false);
+        o.push_str("\n# TYPE ");
+        o.push_str(name);
+        o.push(' ');
+        o.push_str(ty);
+        o.push('\n');
     }
-    fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> GaugeVec {
-        self.register(GaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge"))
-    }
-    fn int(&self, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-        self.register(IntGaugeVec::new(Opts::new(name, help), labels).expect("a valid gauge"))
-    }
-    /// A total since the daemon started, exposed as a counter (rate() over it is what a dashboard wants).
-    fn total(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-        self.register(IntCounterVec::new(Opts::new(name, help), labels).expect("a valid counter"))
-    }
-}
 
-fn clamp(v: u64) -> i64 {
-    v.min(i64::MAX as u64) as i64
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
+        let o = &mut *self.0;
+        o.push_str(name);
+        for (i, (k, val)) in labels.iter().enumerate() {
+            o.push(if i == 0 { '{' } else { ',' });
+            o.push_str(k);
+            o.push_str("=\"");
+            escape_into(o, val, true);
+            o.push('"');
+        }
+        if !labels.is_empty() {
+            o.push('}');
+        }
+        o.push(' ');
+        push_f64(o, v);
+        o.push('\n');
+    }
+
+    /// A family with one sample.
+    fn single(&mut self, name: &str, ty: &str, help: &str, v: f64) {
+        self.family(name, ty, help);
+        self.sample(name, &[], v);
+    }
 }
 
 /// The whole exposition: the request metrics, then what the daemon knows now.
 pub fn render(x: &Scrape) -> String {
-    let g = Gauges(Registry::new());
-    let none: &[&str] = &[];
-    let running = g.int(
+    let families = REQUESTS.registry.gather();
+    let mut out = String::with_capacity(16 * 1024 + x.status.services.len() * 12 * 1024);
+    encode_text(&families, &mut out);
+    drop(families);
+    let mut t = Text(&mut out);
+    let services = &x.status.services;
+    let proxied: Vec<(&str, &str, &ProxyStats)> = services
+        .iter()
+        .filter_map(|s| {
+            let p = x.proxy.get(&s.name)?;
+            Some((s.model.as_deref().unwrap_or(&s.name), s.name.as_str(), p))
+        })
+        .collect();
+    t.family(
         "vllm:num_requests_running",
+        "gauge",
         "Requests being answered (a stream counts until its last byte).",
-        LABELS,
     );
-    let waiting = g.int(
+    for (model, name, p) in &proxied {
+        let l = [("model_name", *model), ("service", *name)];
+        t.sample("vllm:num_requests_running", &l, p.in_flight as f64);
+    }
+    t.family(
         "vllm:num_requests_waiting",
+        "gauge",
         "Requests waiting for a max_concurrency slot.",
-        LABELS,
     );
-    let state = g.int(
-        "mlxbox_service_state",
-        "1 for the state each service is in.",
-        &["service", "state"],
+    for (model, name, p) in &proxied {
+        let l = [("model_name", *model), ("service", *name)];
+        t.sample("vllm:num_requests_waiting", &l, p.waiting as f64);
+    }
+    t.family(
+        "mlxbox_proxy_refused_requests_total",
+        "counter",
+        "Requests the proxy answered itself, by status (401 no key, 429 queue full, 503 not ready, 504 backend timeout, 4xx bad request).",
     );
-    let restarts = g.total(
-        "mlxbox_service_restarts_total",
-        "Automatic restarts since the daemon started.",
-        &["service"],
-    );
-    let footprint = g.int(
-        "mlxbox_service_memory_bytes",
-        "Resident memory of the service's process group.",
-        &["service"],
-    );
-    let refused = g.total("mlxbox_proxy_refused_requests_total", "Requests the proxy answered itself, by status (401 no key, 429 queue full, 503 not ready, 504 backend timeout, 4xx bad request).", &["service", "code"]);
-    let mem = g.int(
-        "mlxbox_memory_bytes",
-        "System memory: total, used, available; wired and compressed where the OS tells (macOS).",
-        &["kind"],
-    );
-    let swap = g.int("mlxbox_swap_used_bytes", "Swap in use.", none);
-    let swap_out = g.gauge(
-        "mlxbox_swap_out_bytes_per_second",
-        "Bytes written to swap per second over the last monitor interval (1 s).",
-        none,
-    );
-    let pressure = g.int(
-        "mlxbox_memory_pressure",
-        "Memory pressure: 0 unknown, 1 normal, 2 warn, 3 critical.",
-        none,
-    );
-    let thermal = g.int(
-        "mlxbox_thermal_state",
-        "Thermal state: 0 unknown, 1 nominal, 2 fair, 3 serious, 4 critical.",
-        none,
-    );
-    let temperature = g.gauge(
-        "mlxbox_temperature_celsius",
-        "Hottest sensor, where the OS exposes one.",
-        none,
-    );
-    let alerts = g.int(
-        "mlxbox_alerts_active",
-        "Active alerts by severity.",
-        &["severity"],
-    );
-    let up = g.gauge("mlxbox_up", "1: the daemon answers.", none);
-
-    up.with_label_values(none).set(1.0);
-    for s in &x.status.services {
-        let model = s.model.as_deref().unwrap_or(&s.name);
-        state
-            .with_label_values(&[s.name.as_str(), s.state.as_str()])
-            .set(1);
-        restarts
-            .with_label_values(&[s.name.as_str()])
-            .inc_by(u64::from(s.restarts));
-        if let Some(m) = s.memory_bytes {
-            footprint
-                .with_label_values(&[s.name.as_str()])
-                .set(clamp(m));
+    for (_, name, p) in &proxied {
+        for (code, n) in [
+            ("401", p.unauthorized),
+            ("429", p.rejected_busy),
+            ("503", p.unavailable),
+            ("504", p.timeouts),
+            ("4xx", p.bad_requests),
+        ] {
+            let l = [("service", *name), ("code", code)];
+            t.sample("mlxbox_proxy_refused_requests_total", &l, n as f64);
         }
-        if let Some(p) = x.proxy.get(&s.name) {
-            let l = [model, s.name.as_str()];
-            running.with_label_values(&l).set(clamp(p.in_flight));
-            waiting.with_label_values(&l).set(clamp(p.waiting));
-            for (code, n) in [
-                ("401", p.unauthorized),
-                ("429", p.rejected_busy),
-                ("503", p.unavailable),
-                ("504", p.timeouts),
-                ("4xx", p.bad_requests),
-            ] {
-                refused
-                    .with_label_values(&[s.name.as_str(), code])
-                    .inc_by(n);
-            }
+    }
+    t.family(
+        "mlxbox_service_state",
+        "gauge",
+        "1 for the state each service is in.",
+    );
+    for s in services {
+        let l = [("service", s.name.as_str()), ("state", s.state.as_str())];
+        t.sample("mlxbox_service_state", &l, 1.0);
+    }
+    t.family(
+        "mlxbox_service_restarts_total",
+        "counter",
+        "Automatic restarts since the daemon started.",
+    );
+    for s in services {
+        let l = [("service", s.name.as_str())];
+        t.sample("mlxbox_service_restarts_total", &l, f64::from(s.restarts));
+    }
+    t.family(
+        "mlxbox_service_memory_bytes",
+        "gauge",
+        "Memory of the service's process group (macOS: physical footprint; else resident).",
+    );
+    for s in services {
+        if let Some(m) = s.memory_bytes {
+            let l = [("service", s.name.as_str())];
+            t.sample("mlxbox_service_memory_bytes", &l, m as f64);
         }
     }
     let m = &x.status.memory;
+    t.family(
+        "mlxbox_memory_bytes",
+        "gauge",
+        "System memory: total, used, available; wired and compressed where the OS tells (macOS).",
+    );
     for (kind, v) in [
         ("total", Some(m.total_bytes)),
         ("used", Some(m.used_bytes)),
@@ -277,50 +284,74 @@ pub fn render(x: &Scrape) -> String {
         ("compressed", x.sample.compressed_bytes),
     ] {
         if let Some(v) = v {
-            mem.with_label_values(&[kind]).set(clamp(v));
+            t.sample("mlxbox_memory_bytes", &[("kind", kind)], v as f64);
         }
     }
-    swap.with_label_values(none).set(clamp(m.swap_used_bytes));
+    t.single(
+        "mlxbox_swap_used_bytes",
+        "gauge",
+        "Swap in use.",
+        m.swap_used_bytes as f64,
+    );
     if let Some(r) = x.sample.swap_out_bytes_per_s {
-        swap_out.with_label_values(none).set(r);
+        t.single(
+            "mlxbox_swap_out_bytes_per_second",
+            "gauge",
+            "Bytes written to swap per second over the last monitor interval (1 s).",
+            r,
+        );
     }
-    if let Some(t) = x.sample.temperature_c {
-        temperature.with_label_values(none).set(t);
+    t.single(
+        "mlxbox_memory_pressure",
+        "gauge",
+        "Memory pressure: 0 unknown, 1 normal, 2 warn, 3 critical.",
+        match m.pressure {
+            Pressure::Unknown => 0.0,
+            Pressure::Normal => 1.0,
+            Pressure::Warn => 2.0,
+            Pressure::Critical => 3.0,
+        },
+    );
+    t.single(
+        "mlxbox_thermal_state",
+        "gauge",
+        "Thermal state: 0 unknown, 1 nominal, 2 fair, 3 serious, 4 critical.",
+        match x.status.thermal.state {
+            Thermal::Unknown => 0.0,
+            Thermal::Nominal => 1.0,
+            Thermal::Fair => 2.0,
+            Thermal::Serious => 3.0,
+            Thermal::Critical => 4.0,
+        },
+    );
+    if let Some(c) = x.sample.temperature_c {
+        t.single(
+            "mlxbox_temperature_celsius",
+            "gauge",
+            "Hottest sensor, where the OS exposes one.",
+            c,
+        );
     }
-    pressure.with_label_values(none).set(match m.pressure {
-        Pressure::Unknown => 0,
-        Pressure::Normal => 1,
-        Pressure::Warn => 2,
-        Pressure::Critical => 3,
-    });
-    thermal
-        .with_label_values(none)
-        .set(match x.status.thermal.state {
-            Thermal::Unknown => 0,
-            Thermal::Nominal => 1,
-            Thermal::Fair => 2,
-            Thermal::Serious => 3,
-            Thermal::Critical => 4,
-        });
+    t.family(
+        "mlxbox_alerts_active",
+        "gauge",
+        "Active alerts by severity.",
+    );
     for (sev, name) in [
         (AlertSeverity::Info, "info"),
         (AlertSeverity::Warning, "warning"),
         (AlertSeverity::Critical, "critical"),
     ] {
         let n = x.status.alerts.iter().filter(|a| a.severity == sev).count();
-        alerts.with_label_values(&[name]).set(n as i64);
+        t.sample("mlxbox_alerts_active", &[("severity", name)], n as f64);
     }
     if let Some(plan) = x.plan {
-        plan_gauges(&g, plan);
+        plan_gauges(&mut t, plan);
     }
     if let Some(b) = x.bench {
-        bench_gauges(&g, b);
+        bench_gauges(&mut t, b);
     }
-
-    let mut families = REQUESTS.registry.gather();
-    families.extend(g.0.gather());
-    let mut out = String::with_capacity(families.len() * 4096);
-    encode_text(&families, &mut out);
+    t.single("mlxbox_up", "gauge", "1: the daemon answers.", 1.0);
     out
 }
 
@@ -446,85 +477,105 @@ fn escape_into(out: &mut String, v: &str, quote: bool) {
 }
 
 /// The memory plan of the applied settings: what each service is estimated to take, and the budget.
-fn plan_gauges(g: &Gauges, plan: &Estimate) {
-    let est = g.int(
-        "mlxbox_service_estimated_bytes",
+fn plan_gauges(t: &mut Text, plan: &Estimate) {
+    let name = "mlxbox_service_estimated_bytes";
+    t.family(
+        name,
+        "gauge",
         "Estimated memory of a service from its model files and settings: weights, and KV cache for max_concurrency sequences of context_length.",
-        &["service", "part"],
     );
     for s in &plan.services {
         for (part, v) in [("weights", s.weights_bytes), ("kv_cache", s.kv_bytes)] {
             if let Some(v) = v {
-                est.with_label_values(&[s.name.as_str(), part])
-                    .set(clamp(v));
+                t.sample(name, &[("service", &s.name), ("part", part)], v as f64);
             }
         }
     }
     if let Some(b) = plan.budget_bytes {
-        g.int(
-            "mlxbox_memory_budget_bytes",
+        let name = "mlxbox_memory_budget_bytes";
+        t.family(
+            name,
+            "gauge",
             "Memory the models may use (macOS: iogpu.wired_limit_mb when set, else a share of physical memory).",
-            &["source"],
-        )
-        .with_label_values(&[plan.budget_source.as_deref().unwrap_or("memory")])
-        .set(clamp(b));
+        );
+        let source = plan.budget_source.as_deref().unwrap_or("memory");
+        t.sample(name, &[("source", source)], b as f64);
     }
 }
 
 /// The last benchmark run (`mlx-box bench`): per service and load level, as it was measured.
-fn bench_gauges(g: &Gauges, b: &BenchResult) {
-    let level = &["service", "concurrency", "rate"];
-    let ttft = g.gauge(
-        "mlxbox_bench_ttft_seconds",
-        "Last benchmark run: time to first token by quantile.",
-        &["service", "concurrency", "rate", "quantile"],
-    );
-    let tok_s = g.gauge(
-        "mlxbox_bench_output_tokens_per_second",
-        "Last benchmark run: generated tokens per second, all requests of the level together.",
-        level,
-    );
-    let req_s = g.gauge(
-        "mlxbox_bench_requests_per_second",
-        "Last benchmark run: requests answered per second.",
-        level,
-    );
-    let errors = g.int(
-        "mlxbox_bench_errors",
-        "Last benchmark run: failed requests.",
-        level,
-    );
-    let passed = g.int(
-        "mlxbox_bench_passed",
-        "Last benchmark run: 1 when the service met its expect_* thresholds, 0 when not (absent: skipped).",
-        &["service"],
-    );
-    g.gauge(
+fn bench_gauges(t: &mut Text, b: &BenchResult) {
+    t.single(
         "mlxbox_bench_timestamp_seconds",
+        "gauge",
         "When the last benchmark run ended (Unix time).",
-        &[],
-    )
-    .with_label_values(&[] as &[&str])
-    .set(b.finished_ms as f64 / 1000.0);
+        b.finished_ms as f64 / 1000.0,
+    );
+    let name = "mlxbox_bench_passed";
+    t.family(
+        name,
+        "gauge",
+        "Last benchmark run: 1 when the service met its expect_* thresholds, 0 when not (absent: skipped).",
+    );
     for s in &b.services {
         match s.verdict {
-            CheckStatus::Pass => passed.with_label_values(&[s.name.as_str()]).set(1),
-            CheckStatus::Fail => passed.with_label_values(&[s.name.as_str()]).set(0),
+            CheckStatus::Pass => t.sample(name, &[("service", &s.name)], 1.0),
+            CheckStatus::Fail => t.sample(name, &[("service", &s.name)], 0.0),
             CheckStatus::Skip => {}
         }
-        for l in &s.levels {
-            let c = l.concurrency.to_string();
-            let r = l.rate.map(|r| r.to_string()).unwrap_or_default();
-            let at = [s.name.as_str(), c.as_str(), r.as_str()];
-            tok_s.with_label_values(&at).set(l.output_tok_s);
-            req_s.with_label_values(&at).set(l.request_s);
-            errors.with_label_values(&at).set(i64::from(l.errors));
-            if let Some(t) = &l.ttft_ms {
-                for (q, v) in [("0.5", t.p50), ("0.9", t.p90), ("0.99", t.p99)] {
-                    ttft.with_label_values(&[s.name.as_str(), c.as_str(), r.as_str(), q])
-                        .set(v / 1000.0);
-                }
-            }
+    }
+    // Per level: (service, concurrency, rate) labels; `rate` is empty for closed-loop levels.
+    let levels: Vec<(&str, String, String, &crate::bench::LevelResult)> = b
+        .services
+        .iter()
+        .flat_map(|s| {
+            s.levels.iter().map(|l| {
+                let rate = l.rate.map(|r| r.to_string()).unwrap_or_default();
+                (s.name.as_str(), l.concurrency.to_string(), rate, l)
+            })
+        })
+        .collect();
+    type Figure = fn(&crate::bench::LevelResult) -> f64;
+    let per_level: [(&str, &str, Figure); 3] = [
+        (
+            "mlxbox_bench_output_tokens_per_second",
+            "Last benchmark run: generated tokens per second, all requests of the level together.",
+            |l| l.output_tok_s,
+        ),
+        (
+            "mlxbox_bench_requests_per_second",
+            "Last benchmark run: requests answered per second.",
+            |l| l.request_s,
+        ),
+        (
+            "mlxbox_bench_errors",
+            "Last benchmark run: failed requests.",
+            |l| f64::from(l.errors),
+        ),
+    ];
+    for (name, help, figure) in per_level {
+        t.family(name, "gauge", help);
+        for (service, c, r, l) in &levels {
+            let labels = [("service", *service), ("concurrency", c), ("rate", r)];
+            t.sample(name, &labels, figure(l));
+        }
+    }
+    let name = "mlxbox_bench_ttft_seconds";
+    t.family(
+        name,
+        "gauge",
+        "Last benchmark run: time to first token by percentile (a summary of the run; the label is not `quantile`, which Prometheus keeps for summaries).",
+    );
+    for (service, c, r, l) in &levels {
+        let Some(ttft) = &l.ttft_ms else { continue };
+        for (q, v) in [("50", ttft.p50), ("90", ttft.p90), ("99", ttft.p99)] {
+            let labels = [
+                ("service", *service),
+                ("concurrency", c),
+                ("rate", r),
+                ("percentile", q),
+            ];
+            t.sample(name, &labels, v / 1000.0);
         }
     }
 }
@@ -649,6 +700,7 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus::GaugeVec;
 
     /// The fast encoder writes what the library's encoder writes, byte for byte: histograms (with and
     /// without a +Inf bucket of their own), counters, gauges, labels that need escaping, no labels.
