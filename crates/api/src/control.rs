@@ -146,6 +146,37 @@ fn json(v: &impl Serialize) -> Body {
 }
 
 impl Request {
+    /// Whether answering it changes anything (a service, a file, the keyring, a running benchmark, the
+    /// daemon): what a `read` token of the remote control API may not ask.
+    pub fn changes(&self) -> bool {
+        match self {
+            Request::Status
+            | Request::Logs { .. }
+            | Request::GetConfig
+            | Request::ValidateConfig { .. }
+            | Request::PreviewConfig { .. }
+            | Request::MonitorHistory
+            | Request::ProxyStats
+            | Request::ListKeys
+            | Request::BenchCurrent
+            | Request::BenchHistory
+            | Request::BenchResult { .. }
+            | Request::BenchCompare { .. } => false,
+            Request::Action { .. }
+            | Request::PutConfig { .. }
+            | Request::EditConfig { .. }
+            | Request::AddKey { .. }
+            | Request::RemoveKey { .. }
+            | Request::ReloadKeys
+            | Request::ImportKeys
+            | Request::BenchStart { .. }
+            | Request::BenchCancel
+            // The doctor sends requests to the servers and may start a benchmark.
+            | Request::Doctor { .. }
+            | Request::Shutdown => true,
+        }
+    }
+
     /// The HTTP form of this request.
     pub fn route(&self) -> Route {
         use Method::*;

@@ -1,5 +1,5 @@
 //! The wire of mlx-box: every type that crosses the control socket or reaches the menu-bar UI, and the
-//! enums they are made of. A leaf crate (serde and ts-rs only; no async runtime, no HTTP) so that the
+//! enums they are made of. A leaf crate (serde, ts-rs, sha2; no async runtime, no HTTP) so that the
 //! daemon, the CLI, the app and anything else that speaks to the daemon share one definition. The UI's
 //! TypeScript types are generated from these (`cargo test -p mlxbox-api export_bindings` writes
 //! `ui/src/bindings`; CI fails on drift).
@@ -11,6 +11,7 @@ pub mod keys;
 pub mod monitor;
 pub mod paths;
 pub mod proxy;
+pub mod remote;
 pub mod service;
 pub mod settings;
 pub mod status;

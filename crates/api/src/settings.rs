@@ -17,6 +17,8 @@ pub enum Section {
     App,
     Alerts,
     Metrics,
+    Control,
+    Hosts,
     Services,
 }
 
@@ -133,7 +135,7 @@ impl Key {
 
 use DefaultValue::{Bool as B, Float as F, Int as I, Str as S};
 use KeyType::{Argv, Bool, Enum, Env, Float, Int, Port, Scalar, Secret, String as Str};
-use Section::{Alerts, App, Metrics, Server, Services};
+use Section::{Alerts, App, Control, Hosts, Metrics, Server, Services};
 
 const CHATTY: &[Kind] = &[Kind::Chat, Kind::Ocr, Kind::Command];
 const SERVER: &str = "Server";
@@ -194,6 +196,12 @@ pub const KEYS: &[Key] = &[
         .suggest(&["127.0.0.1:9464"]),
     key(Metrics, "requests", Bool, "Time every proxied request for the vllm: metrics (TTFT, ITL, E2E, queue, tokens). false: not measured; the mlxbox_* gauges stay.")
         .default(B(true)),
+    // [control]
+    key(Control, "listen", Str, "Serve the control API to other Macs on this address (TLS, access tokens: mlx-box tokens add), e.g. 0.0.0.0:9443. Off when absent.")
+        .suggest(&["0.0.0.0:9443", "127.0.0.1:9443"]),
+    // [hosts.NAME]: other Macs this one shows and drives (mlx-box hosts add NAME ADDRESS)
+    key(Hosts, "address", Str, "The host's [control] listen address, HOST:PORT.").suggest(&["studio-2.local:9443"]),
+    key(Hosts, "fingerprint", Str, "SHA-256 fingerprint of its certificate, as its `mlx-box control info` shows: the connection is refused when it differs."),
     // [services.NAME]: server
     key(Services, "kind", Enum, "What it serves; inferred from the name or `command` when absent.")
         .group(SERVER)

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
-use mlxbox_client::control::Client;
+
 use mlxbox_core::api::Event;
 use mlxbox_core::bench::doctor::{DoctorOptions, DoctorReport};
 use mlxbox_core::bench::{BenchOptions, BenchResult, CheckStatus, Comparison, Stats};
@@ -54,7 +54,7 @@ pub struct BenchArgs {
 }
 
 pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
-    let c = Client::new(state_dir);
+    let c = crate::fleet::client(state_dir).await?;
     if let Some(ids) = &a.compare {
         let cmp = c.bench_compare(&ids[0], &ids[1]).await?;
         if a.json {
@@ -111,7 +111,7 @@ pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
     // Listen first, then start: no progress event is missed. The daemon saves the result before it sends
     // `bench_done`, so polling for the result is a safe fallback.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let listener = Client::new(state_dir);
+    let listener = crate::fleet::client(state_dir).await?;
     let events = tokio::spawn(async move {
         let _ = listener.events(|e| tx.send(e).is_ok()).await;
     });
@@ -369,7 +369,7 @@ pub async fn doctor(state_dir: &Path, opts: DoctorOptions, json: bool) -> Result
     };
     spinner.set_message("running the checklist (thresholds, thinking, long context, 5 at once)…");
     spinner.enable_steady_tick(Duration::from_millis(200));
-    let r = Client::new(state_dir).doctor(&opts).await;
+    let r = crate::fleet::client(state_dir).await?.doctor(&opts).await;
     spinner.finish_and_clear();
     let r = r?;
     if json {

@@ -1,6 +1,7 @@
 //! `mlx-box`: `up` hosts the daemon; every other verb is a client of it (or, for `validate`, of the file).
 
 mod bench_cmd;
+mod fleet;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -23,6 +24,9 @@ struct Cli {
     /// State dir: socket, state file, logs, the demo's files. Default: platform state dir.
     #[arg(long, global = true, env = "MLXBOX_STATE_DIR", value_name = "DIR")]
     state_dir: Option<PathBuf>,
+    /// Talk to this host's daemon (a [hosts.NAME] of settings.toml) instead of this machine's.
+    #[arg(long, global = true, value_name = "NAME")]
+    host: Option<String>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -42,6 +46,9 @@ enum Cmd {
     Status {
         #[arg(long)]
         json: bool,
+        /// This machine and every host of settings.toml, one block each.
+        #[arg(long, conflicts_with = "host")]
+        all: bool,
     },
     /// Start a service (or `all`) and wait until it is ready.
     Start(ActionArgs),
@@ -86,6 +93,15 @@ enum Cmd {
     /// API keys of the proxy, kept in the OS keyring (macOS Keychain, Linux Secret Service).
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// This machine's control API for other hosts ([control] listen).
+    #[command(subcommand)]
+    Control(fleet::ControlCmd),
+    /// Access tokens of this machine's control API (kept in the OS keyring).
+    #[command(subcommand)]
+    Tokens(fleet::TokensCmd),
+    /// Other Macs this one shows and drives ([hosts.NAME] of settings.toml).
+    #[command(subcommand)]
+    Hosts(fleet::HostsCmd),
 }
 
 #[derive(Subcommand)]
@@ -132,6 +148,7 @@ struct ActionArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let state_dir = paths::state_dir(cli.state_dir.as_deref());
+    fleet::set_host(cli.host);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -149,8 +166,13 @@ fn main() -> ExitCode {
 async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
     match cmd {
         Cmd::Up { config, demo } => up(state_dir, config, demo).await,
-        Cmd::Status { json } => {
-            let s = Client::new(&state_dir).status().await?;
+        Cmd::Status { json, all: true } => Ok(if fleet::status_all(&state_dir, json).await? {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        }),
+        Cmd::Status { json, all: false } => {
+            let s = fleet::client(&state_dir).await?.status().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
@@ -166,7 +188,7 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             lines,
             follow,
         } => {
-            let c = Client::new(&state_dir);
+            let c = fleet::client(&state_dir).await?;
             for l in c.logs(&name, lines).await? {
                 println!("{l}");
             }
@@ -194,6 +216,15 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Keys(k) => keys(&state_dir, k).await,
+        Cmd::Control(c) => fleet::control(&state_dir, c)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Cmd::Tokens(t) => fleet::tokens(&state_dir, t)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Cmd::Hosts(h) => fleet::hosts_cmd(&state_dir, h)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Cmd::Bench(a) => bench_cmd::bench(&state_dir, a).await,
         Cmd::Doctor {
             services,
@@ -208,7 +239,7 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             bench_cmd::doctor(&state_dir, opts, json).await
         }
         Cmd::Down => {
-            Client::new(&state_dir).shutdown().await?;
+            fleet::client(&state_dir).await?.shutdown().await?;
             // Wait until the socket is gone: every service is stopped by then.
             let sock = paths::socket_path(&state_dir);
             let t0 = Instant::now();
@@ -306,7 +337,7 @@ fn validate(path: PathBuf) -> ExitCode {
 }
 
 async fn action(state_dir: &std::path::Path, verb: Verb, a: ActionArgs) -> Result<ExitCode> {
-    let c = Client::new(state_dir);
+    let c = fleet::client(state_dir).await?;
     let before = c.status().await?;
     let reply = c.action(&a.name, verb).await?;
     if a.no_wait || reply.services.is_empty() {
@@ -412,7 +443,7 @@ where
 }
 
 async fn keys(state_dir: &std::path::Path, cmd: KeysCmd) -> Result<ExitCode> {
-    let c = Client::new(state_dir);
+    let c = fleet::client(state_dir).await?;
     match cmd {
         KeysCmd::Add { name, services } => {
             let req = keys::NewKeyRequest {
@@ -635,7 +666,7 @@ fn print_estimate(e: &estimate::Estimate) {
     }
 }
 
-fn print_status(s: &StatusReport) {
+pub(crate) fn print_status(s: &StatusReport) {
     let ready = s
         .services
         .iter()

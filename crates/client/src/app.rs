@@ -92,7 +92,10 @@ impl From<ClientError> for CommandError {
     fn from(e: ClientError) -> Self {
         use CommandErrorKind::*;
         match e {
-            ClientError::NotRunning { .. } => CommandError::new(Unreachable, e.to_string()),
+            ClientError::NotRunning { .. } | ClientError::Unreachable { .. } => {
+                CommandError::new(Unreachable, e.to_string())
+            }
+            ClientError::FingerprintMismatch { .. } => CommandError::new(Refused, e.to_string()),
             ClientError::Http(_) => CommandError::new(Unreachable, e.to_string()),
             ClientError::Api(m) => CommandError::new(Refused, m),
             ClientError::Invalid(d) => CommandError {

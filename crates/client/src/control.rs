@@ -1,4 +1,5 @@
-//! Client of the control API over the Unix socket (used by the CLI; the menu-bar app uses it too).
+//! Client of the control API: over this machine's Unix socket, or over TLS to another host's daemon (its
+//! certificate pinned, an access token sent). Used by the CLI and the menu-bar app.
 
 use futures_util::StreamExt;
 use mlxbox_api::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
@@ -17,6 +18,19 @@ use std::path::{Path, PathBuf};
 pub enum ClientError {
     #[error("no mlx-box daemon is running on {dir} (no socket at {socket}); start one with `mlx-box up` (or `mlx-box up --demo`)")]
     NotRunning { dir: PathBuf, socket: PathBuf },
+    #[error("host {host} ({address}) does not answer: {detail}; is its daemon running with [control] listen = \"{address}\", and is the address reachable from here?")]
+    Unreachable {
+        host: String,
+        address: String,
+        detail: String,
+    },
+    #[error("host {host} ({address}) presented certificate {got}, but {pinned} is pinned for it: refused. If that host's certificate was remade on purpose, check it with `mlx-box control info` there, then `mlx-box hosts add {host} {address} --fingerprint NEW`")]
+    FingerprintMismatch {
+        host: String,
+        address: String,
+        pinned: String,
+        got: String,
+    },
     #[error("the daemon did not answer: {0}")]
     Http(#[from] reqwest::Error),
     #[error("{0}")]
@@ -34,36 +48,136 @@ pub enum ClientError {
 
 pub struct Client {
     http: reqwest::Client,
-    dir: PathBuf,
-    socket: PathBuf,
+    /// `http://mlx-box` on the socket, `https://ADDRESS` to another host.
+    base: String,
+    to: Target,
+}
+
+enum Target {
+    Local {
+        dir: PathBuf,
+        socket: PathBuf,
+    },
+    Remote {
+        host: String,
+        address: String,
+        pin: std::sync::Arc<crate::pin::Pinned>,
+    },
 }
 
 impl Client {
     pub fn new(state_dir: &Path) -> Self {
         let socket = mlxbox_api::paths::socket_path(state_dir);
+        crate::pin::install_crypto_provider();
         let http = reqwest::Client::builder()
             .unix_socket(socket.clone())
             .build()
             .expect("http client");
         Client {
             http,
-            dir: state_dir.to_path_buf(),
-            socket,
+            base: "http://mlx-box".into(),
+            to: Target::Local {
+                dir: state_dir.to_path_buf(),
+                socket,
+            },
         }
     }
 
-    fn url(path: &str) -> String {
-        format!("http://mlx-box{path}")
+    /// Another host's daemon at `address` (HOST:PORT, its `[control] listen`), trusted only when its
+    /// certificate's fingerprint is `fingerprint`, sent `token`.
+    pub fn remote(
+        host: &str,
+        address: &str,
+        fingerprint: &str,
+        token: &str,
+    ) -> Result<Self, ClientError> {
+        let pin = crate::pin::Pinned::new(Some(fingerprint.to_string()));
+        let tls = pin
+            .client_config()
+            .map_err(|e| ClientError::Api(format!("TLS setup: {e}")))?;
+        let mut auth =
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                ClientError::Api(format!(
+                    "the token for host {host} is not a valid header value"
+                ))
+            })?;
+        auth.set_sensitive(true);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, auth);
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .default_headers(headers)
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(ClientError::Http)?;
+        Ok(Client {
+            http,
+            base: format!("https://{address}"),
+            to: Target::Remote {
+                host: host.to_string(),
+                address: address.to_string(),
+                pin,
+            },
+        })
+    }
+
+    /// The fingerprint a host's daemon presents at `address`, read without trusting it (a first contact:
+    /// shown to the operator to compare with that host's `mlx-box control info`).
+    pub async fn fingerprint_of(address: &str) -> Result<String, ClientError> {
+        let pin = crate::pin::Pinned::new(None);
+        let tls = pin
+            .client_config()
+            .map_err(|e| ClientError::Api(format!("TLS setup: {e}")))?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .map_err(ClientError::Http)?;
+        let r = http
+            .get(format!("https://{address}/v1/status"))
+            .send()
+            .await;
+        match (pin.seen(), r) {
+            (Some(f), _) => Ok(f),
+            (None, Err(e)) => Err(ClientError::Unreachable {
+                host: address.to_string(),
+                address: address.to_string(),
+                detail: error_chain(&e),
+            }),
+            (None, Ok(_)) => Err(ClientError::Api(format!("{address} answered without TLS"))),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     fn map_err(&self, e: reqwest::Error) -> ClientError {
-        if e.is_connect() || !self.socket.exists() {
-            ClientError::NotRunning {
-                dir: self.dir.clone(),
-                socket: self.socket.clone(),
+        match &self.to {
+            Target::Local { dir, socket } if e.is_connect() || !socket.exists() => {
+                ClientError::NotRunning {
+                    dir: dir.clone(),
+                    socket: socket.clone(),
+                }
             }
-        } else {
-            ClientError::Http(e)
+            Target::Remote { host, address, pin } if e.is_connect() || e.is_timeout() => {
+                match (pin.seen(), &pin_want(pin)) {
+                    (Some(got), Some(pinned)) if got != *pinned => {
+                        ClientError::FingerprintMismatch {
+                            host: host.clone(),
+                            address: address.clone(),
+                            pinned: pinned.clone(),
+                            got,
+                        }
+                    }
+                    _ => ClientError::Unreachable {
+                        host: host.clone(),
+                        address: address.clone(),
+                        detail: error_chain(&e),
+                    },
+                }
+            }
+            _ => ClientError::Http(e),
         }
     }
 
@@ -100,7 +214,7 @@ impl Client {
 
     fn request(&self, req: &Request) -> reqwest::RequestBuilder {
         let route = req.route();
-        let url = Self::url(&route.path);
+        let url = self.url(&route.path);
         let rb = match route.method {
             Method::Get => self.http.get(url),
             Method::Post => self.http.post(url),
@@ -136,7 +250,7 @@ impl Client {
         mut on_line: impl FnMut(&str),
     ) -> Result<(), ClientError> {
         let path = format!("/v1/services/{}/logs/follow", encode(name));
-        let r = self.send(self.http.get(Self::url(&path))).await?;
+        let r = self.send(self.http.get(self.url(&path))).await?;
         sse_data(r, |d| {
             on_line(d);
             true
@@ -147,7 +261,7 @@ impl Client {
     /// Calls `on_event` for each event; returns when `on_event` returns false or the stream ends. The first
     /// event is a `Snapshot` of the whole status, and so is the one after the client fell behind.
     pub async fn events(&self, mut on_event: impl FnMut(Event) -> bool) -> Result<(), ClientError> {
-        let r = self.send(self.http.get(Self::url("/v1/events"))).await?;
+        let r = self.send(self.http.get(self.url("/v1/events"))).await?;
         sse_data(r, |d| match serde_json::from_str::<Event>(d) {
             Ok(ev) => on_event(ev),
             Err(_) => true,
@@ -298,6 +412,22 @@ impl Client {
         let _: Done = self.call(&Request::Shutdown).await?;
         Ok(())
     }
+}
+
+fn pin_want(pin: &crate::pin::Pinned) -> Option<String> {
+    pin.want().map(str::to_string)
+}
+
+/// An error and its causes on one line (reqwest's own message stops at "error sending request").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
 }
 
 /// Reads a server-sent-events body, calling `on_data` with each event's `data:` payload until it returns

@@ -238,6 +238,8 @@ pub async fn run(
     services.reload().await;
     let mut scrape = MetricsListener::new(&services);
     scrape.apply().await;
+    let mut remote = crate::remote::control::RemoteControl::new(&services);
+    remote.apply().await;
     let stop_reloading = Arc::new(Notify::new());
     let (s2, stop2) = (services.clone(), stop_reloading.clone());
     let reloader = tokio::spawn(async move {
@@ -247,6 +249,7 @@ pub async fn run(
                     Some(()) => {
                         s2.reload().await;
                         scrape.apply().await;
+                        remote.apply().await;
                     }
                     None => break,
                 },

@@ -4,6 +4,10 @@
 //! - user `key:<id>`: the secret itself, one entry per key;
 //! - user `index`: JSON list of [`KeyInfo`] (id, label, created, last 4 chars, scope), never a secret.
 //!
+//! The remote control API's access tokens live the same way under `<service>-control` (their scope is
+//! their role, `read` or `admin`), with the tokens this machine presents to other hosts (user
+//! `host:<name>`).
+//!
 //! So `mlx-box keys list` shows what exists without printing a key, and a key is readable only through
 //! the keyring. Plaintext `api_key`/`api_keys` in settings.toml still work; [`import_from_settings`]
 //! moves them here and removes them from the file (comments and layout kept).
@@ -101,6 +105,15 @@ impl Keyring {
     /// The user's keyring under [`SERVICE`] (or `$MLXBOX_KEYRING_SERVICE`). Refuses a build whose keyring
     /// would only keep secrets in memory.
     pub fn open() -> Result<Keyring, KeyError> {
+        Self::open_suffixed("")
+    }
+
+    /// The control keyring: the remote control API's access tokens, and the tokens for other hosts.
+    pub fn open_control() -> Result<Keyring, KeyError> {
+        Self::open_suffixed("-control")
+    }
+
+    fn open_suffixed(suffix: &str) -> Result<Keyring, KeyError> {
         use keyring::credential::CredentialPersistence;
         let persistence = keyring::default::default_credential_builder().persistence();
         if !matches!(persistence, CredentialPersistence::UntilDelete) {
@@ -110,7 +123,9 @@ impl Keyring {
             .ok()
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| SERVICE.to_string());
-        Ok(Keyring { service })
+        Ok(Keyring {
+            service: service + suffix,
+        })
     }
 
     fn entry(&self, user: &str) -> Result<keyring::Entry, KeyError> {
@@ -205,6 +220,26 @@ impl Keyring {
         }
         self.save_index(&index)?;
         Ok(info)
+    }
+
+    /// A secret stored under `user` outside the index (a host's token), if any.
+    pub fn secret(&self, user: &str) -> Result<Option<String>, KeyError> {
+        match self.entry(user)?.get_password() {
+            Ok(s) => Ok(Some(s)),
+            Err(keyring::Error::NoEntry) => Ok(None),
+            Err(e) => Err(platform(e)),
+        }
+    }
+
+    pub fn set_secret(&self, user: &str, secret: &str) -> Result<(), KeyError> {
+        self.entry(user)?.set_password(secret).map_err(platform)
+    }
+
+    pub fn delete_secret(&self, user: &str) -> Result<(), KeyError> {
+        match self.entry(user)?.delete_credential() {
+            Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+            Err(e) => Err(platform(e)),
+        }
     }
 
     /// Every key with its secret (what the proxy checks against). A key whose secret has gone from the

@@ -21,6 +21,7 @@ pub mod monitor;
 pub mod paths;
 pub mod proxy;
 pub mod reasoning;
+pub mod remote;
 pub mod rules;
 pub mod services;
 pub mod supervisor;

@@ -47,6 +47,9 @@ export const SERVER_SECRET_KEYS = inSection("server")
 export const APP_FIELDS: FieldSpec[] = fieldsOf("app");
 export const ALERT_FIELDS: FieldSpec[] = fieldsOf("alerts");
 export const METRICS_FIELDS: FieldSpec[] = fieldsOf("metrics");
+export const CONTROL_FIELDS: FieldSpec[] = fieldsOf("control");
+/** The keys of one [hosts.NAME] table. */
+export const HOST_FIELDS: FieldSpec[] = fieldsOf("hosts");
 export const KINDS = SETTINGS_SCHEMA.find((k) => k.section === "services" && k.key === "kind")?.options ?? [];
 
 /** The service keys by the schema's groups, in its order. */
@@ -64,11 +67,13 @@ export const SECTION_FIELDS: Record<string, FieldSpec[]> = {
   app: APP_FIELDS,
   alerts: ALERT_FIELDS,
   metrics: METRICS_FIELDS,
+  control: CONTROL_FIELDS,
 };
 
 /** The spec of a key path (["app","log_files"], ["services","chat","port"]), if the form has a field for it. */
 export function fieldFor(path: string[]): FieldSpec | undefined {
   if (path[0] === "services" && path.length === 3) return SERVICE_FIELDS.find((f) => f.key === path[2]);
+  if (path[0] === "hosts" && path.length === 3) return HOST_FIELDS.find((f) => f.key === path[2]);
   if (path.length === 2) return SECTION_FIELDS[path[0]]?.find((f) => f.key === path[1]);
   return undefined;
 }

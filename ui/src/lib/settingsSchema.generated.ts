@@ -322,6 +322,53 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "help": "Time every proxied request for the vllm: metrics (TTFT, ITL, E2E, queue, tokens). false: not measured; the mlxbox_* gauges stay."
   },
   {
+    "section": "control",
+    "key": "listen",
+    "type": "string",
+    "group": "",
+    "default": null,
+    "min": null,
+    "max": null,
+    "options": [],
+    "suggest": [
+      "0.0.0.0:9443",
+      "127.0.0.1:9443"
+    ],
+    "kinds": [],
+    "absent": null,
+    "help": "Serve the control API to other Macs on this address (TLS, access tokens: mlx-box tokens add), e.g. 0.0.0.0:9443. Off when absent."
+  },
+  {
+    "section": "hosts",
+    "key": "address",
+    "type": "string",
+    "group": "",
+    "default": null,
+    "min": null,
+    "max": null,
+    "options": [],
+    "suggest": [
+      "studio-2.local:9443"
+    ],
+    "kinds": [],
+    "absent": null,
+    "help": "The host's [control] listen address, HOST:PORT."
+  },
+  {
+    "section": "hosts",
+    "key": "fingerprint",
+    "type": "string",
+    "group": "",
+    "default": null,
+    "min": null,
+    "max": null,
+    "options": [],
+    "suggest": [],
+    "kinds": [],
+    "absent": null,
+    "help": "SHA-256 fingerprint of its certificate, as its `mlx-box control info` shows: the connection is refused when it differs."
+  },
+  {
     "section": "services",
     "key": "kind",
     "type": "enum",

@@ -465,7 +465,19 @@ pub fn in_keyring_session(test: &str) -> bool {
     let home = tempfile::tempdir().unwrap();
     // An empty password does not work (gnome-keyring would ask a GUI prompter).
     let script = r#"mkdir -p "$XDG_DATA_HOME/keyrings" && echo mlxbox-test-pass | gnome-keyring-daemon --unlock --components=secrets >/dev/null && exec "$@""#;
-    let mut child = Command::new("dbus-run-session")
+    // The bus on a socket file rather than Linux's default abstract socket: an abstract socket belongs
+    // to one network namespace, a file is reachable from the ones the fleet tests make too.
+    let mut session = Command::new("dbus-run-session");
+    if let Ok(conf) = std::fs::read_to_string("/usr/share/dbus-1/session.conf") {
+        let conf = conf.replace(
+            "<listen>unix:tmpdir=/tmp</listen>",
+            &format!("<listen>unix:dir={}</listen>", home.path().display()),
+        );
+        let path = home.path().join("session.conf");
+        std::fs::write(&path, conf).unwrap();
+        session.arg(format!("--config-file={}", path.display()));
+    }
+    let mut child = session
         .args(["--", "sh", "-c", script, "sh"])
         .arg(std::env::current_exe().unwrap())
         .args(["--exact", test, "--nocapture", "--test-threads", "1"])

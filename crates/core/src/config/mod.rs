@@ -256,6 +256,23 @@ impl Default for MetricsSettings {
     }
 }
 
+/// `[control]`: the remote control API.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ControlSettings {
+    /// Where it listens (TLS, tokens); `None`: off.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `[hosts.NAME]`: another Mac's daemon, reached over its remote control API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostSpec {
+    pub name: String,
+    /// HOST:PORT.
+    pub address: String,
+    /// The pinned SHA-256 fingerprint (normalised: upper-case pairs joined by `:`).
+    pub fingerprint: String,
+}
+
 /// `[alerts]`: thresholds of the alert rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertSettings {
@@ -287,6 +304,9 @@ pub struct Settings {
     pub app: AppSettings,
     pub alerts: AlertSettings,
     pub metrics: MetricsSettings,
+    pub control: ControlSettings,
+    /// In file order.
+    pub hosts: Vec<HostSpec>,
     /// In file order.
     pub services: Vec<ServiceSpec>,
 }
@@ -294,6 +314,10 @@ pub struct Settings {
 impl Settings {
     pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
         self.services.iter().find(|s| s.name == name)
+    }
+
+    pub fn host(&self, name: &str) -> Option<&HostSpec> {
+        self.hosts.iter().find(|h| h.name == name)
     }
 }
 

@@ -54,7 +54,7 @@ impl KeySet {
 pub type SharedKeys = Arc<RwLock<Arc<KeySet>>>;
 
 /// Constant-time comparison: the time taken does not tell how much of a key was right.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
     for i in 0..a.len().max(b.len()) {
         diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
@@ -72,7 +72,7 @@ pub(crate) enum Auth {
 
 /// The bearer token of a request: `Authorization: Bearer <token>` (scheme case-insensitive, as RFC 7235
 /// says). Anything else, or an empty token, is no token.
-fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
     let v = headers.get(header::AUTHORIZATION)?.as_bytes();
     let (scheme, rest) = v.split_at_checked(7)?;
     if !scheme.eq_ignore_ascii_case(b"bearer ") {

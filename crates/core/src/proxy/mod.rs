@@ -36,7 +36,7 @@ use crate::api::ServiceStatus;
 use crate::config::{ServiceSpec, Settings};
 use crate::reasoning::filter_completion;
 use crate::supervisor::State;
-pub(crate) use auth::{authorize, Auth};
+pub(crate) use auth::{authorize, bearer, ct_eq, Auth};
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};

@@ -20,6 +20,10 @@ pub struct KeyService {
     loading: tokio::sync::Mutex<()>,
     /// The plaintext keys of the settings applied last, and whether any service has a frontend port.
     plaintext: Mutex<(Vec<String>, bool)>,
+    /// The remote control API's access tokens (read from the control keyring while `[control] listen`
+    /// is set).
+    tokens: Arc<crate::remote::tokens::Tokens>,
+    control_on: std::sync::atomic::AtomicBool,
 }
 
 /// Runs a keyring call (blocking: D-Bus / Security framework) off the async threads.
@@ -40,12 +44,19 @@ impl KeyService {
             warned: Mutex::new(None),
             loading: tokio::sync::Mutex::new(()),
             plaintext: Mutex::new((vec![], false)),
+            tokens: Default::default(),
+            control_on: Default::default(),
         }
     }
 
     /// The live key set, shared with the listeners (replaced as a whole on every load).
     pub fn shared(&self) -> SharedKeys {
         self.keys.clone()
+    }
+
+    /// The access tokens the remote control listener checks (replaced on every load).
+    pub fn tokens(&self) -> Arc<crate::remote::tokens::Tokens> {
+        self.tokens.clone()
     }
 
     pub fn has_keys(&self) -> bool {
@@ -82,6 +93,19 @@ impl KeyService {
         let set = KeySet::new(from_ring, &plaintext);
         let n = set.len();
         *self.keys.write().unwrap() = Arc::new(set);
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(s) = settings {
+            self.control_on.store(s.control.listen.is_some(), Relaxed);
+        }
+        if self.control_on.load(Relaxed) {
+            let tokens =
+                tokio::task::spawn_blocking(|| crate::keys::Keyring::open_control()?.load())
+                    .await
+                    .unwrap_or_else(|e| Err(KeyError::Unavailable(e.to_string())));
+            self.tokens.replace(tokens.map_err(|e| e.to_string()));
+        } else {
+            self.tokens.replace(Ok(vec![]));
+        }
         n
     }
 

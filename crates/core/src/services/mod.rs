@@ -69,6 +69,7 @@ impl Services {
         rt: Runtime,
         reload: mpsc::Sender<()>,
     ) -> Arc<Services> {
+        crate::remote::install_crypto_provider();
         let (events, _) = broadcast::channel(1024);
         let alerts = AlertStore::new(events.clone());
         let shared = Arc::new(Shared {
@@ -296,7 +297,10 @@ pub(crate) mod tests {
             events,
             statuses: Default::default(),
             state_file: StateFile::load(dir.join("state.json")),
-            client: reqwest::Client::new(),
+            client: {
+                crate::remote::install_crypto_provider();
+                reqwest::Client::new()
+            },
             logs_dir: dir.join("logs"),
             config_path: dir.join("settings.toml"),
         })

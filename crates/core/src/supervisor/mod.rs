@@ -306,6 +306,8 @@ impl Supervisor {
                 app: Default::default(),
                 alerts: Default::default(),
                 metrics: Default::default(),
+                control: Default::default(),
+                hosts: vec![],
                 services: vec![],
             };
             self.adopt_or_reap(&none).await;

@@ -6,6 +6,7 @@
 mod alerts;
 mod app;
 mod metrics;
+mod remote;
 mod server;
 mod service;
 
@@ -14,6 +15,7 @@ use alerts::parse_alerts;
 use app::parse_app;
 use metrics::parse_metrics;
 use mlxbox_api::settings::{self as schema, Section};
+use remote::{parse_control, parse_hosts};
 use server::parse_server;
 use service::{check_ports, parse_service};
 use std::ops::Range;
@@ -358,12 +360,19 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
         where_: "the top level".into(),
         section: None,
     };
-    root.unknown_keys(&mut cx, &["server", "services", "app", "alerts", "metrics"]);
+    root.unknown_keys(
+        &mut cx,
+        &[
+            "server", "services", "app", "alerts", "metrics", "control", "hosts",
+        ],
+    );
 
     let server = parse_server(&mut cx, root.get("server"));
     let app = parse_app(&mut cx, root.get("app"));
     let alerts = parse_alerts(&mut cx, root.get("alerts"));
     let metrics = parse_metrics(&mut cx, root.get("metrics"));
+    let control = parse_control(&mut cx, root.get("control"));
+    let hosts = parse_hosts(&mut cx, root.get("hosts"));
 
     let mut services = Vec::new();
     match root.get("services") {
@@ -406,6 +415,8 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
         app,
         alerts,
         metrics,
+        control,
+        hosts,
         services,
     });
     (settings, cx.diags)
@@ -689,6 +700,8 @@ command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{po
             ("app", Section::App),
             ("alerts", Section::Alerts),
             ("metrics", Section::Metrics),
+            ("control", Section::Control),
+            ("hosts", Section::Hosts),
             ("services", Section::Services),
         ] {
             let keys = schema::names(sec);

@@ -1,0 +1,363 @@
+//! The fleet verbs: `--host NAME` (which daemon a verb talks to), `control info`, `tokens`, `hosts`, and
+//! `status --all`. The behaviour is in `mlxbox_core::remote` and `mlxbox_client::pin`; this is the CLI.
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+use mlxbox_client::control::Client;
+use mlxbox_core::config;
+use mlxbox_core::keys::{KeyInfo, Keyring};
+use mlxbox_core::paths;
+use mlxbox_core::remote::{self, hosts, Role};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// `--host NAME`, set once at start: every verb's client goes there.
+static HOST: OnceLock<Option<String>> = OnceLock::new();
+
+pub fn set_host(h: Option<String>) {
+    let _ = HOST.set(h);
+}
+
+fn host() -> Option<&'static str> {
+    HOST.get().and_then(|h| h.as_deref())
+}
+
+#[derive(Subcommand)]
+pub enum ControlCmd {
+    /// Where this machine's control API listens for other hosts, and the fingerprint they must pin.
+    Info {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokensCmd {
+    /// Make an access token for the remote control API and print it (the only time it is shown).
+    Add {
+        /// read: see everything, change nothing; admin: everything.
+        #[arg(long, value_parser = ["read", "admin"])]
+        role: String,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the tokens: id, label, role, created, last 4 characters. Never a token.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a token (by id, or by its label when unique).
+    Remove { id: String },
+}
+
+#[derive(Subcommand)]
+pub enum HostsCmd {
+    /// Add (or update) another Mac: reads the fingerprint it presents, asks you to confirm it against
+    /// its `mlx-box control info`, asks for a token made there, checks both, then writes [hosts.NAME].
+    Add {
+        name: String,
+        /// Its [control] listen address, HOST:PORT.
+        address: String,
+        /// The fingerprint you expect (from its `mlx-box control info`): then nothing is asked.
+        #[arg(long)]
+        fingerprint: Option<String>,
+        /// Read the token from the first line of stdin instead of asking.
+        #[arg(long)]
+        token_stdin: bool,
+    },
+    /// The hosts of settings.toml.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove [hosts.NAME] and its token.
+    Remove { name: String },
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+/// The settings.toml that lists the hosts: the running daemon's, else the platform's.
+async fn settings_path(state_dir: &Path) -> PathBuf {
+    match Client::new(state_dir).status().await {
+        Ok(s) => PathBuf::from(s.config_path),
+        Err(_) => paths::default_config(),
+    }
+}
+
+/// The client for this verb: this machine's daemon, or the `--host` one.
+pub async fn client(state_dir: &Path) -> Result<Client> {
+    match host() {
+        None => Ok(Client::new(state_dir)),
+        Some(name) => remote_client(state_dir, name).await,
+    }
+}
+
+async fn remote_client(state_dir: &Path, name: &str) -> Result<Client> {
+    let path = settings_path(state_dir).await;
+    let (settings, _) =
+        config::load(&path).with_context(|| format!("reading {}", path.display()))?;
+    let Some(h) = settings.host(name).cloned() else {
+        let known: Vec<&str> = settings.hosts.iter().map(|h| h.name.as_str()).collect();
+        bail!(
+            "no host named `{name}` in {} (known: {}); add it with `mlx-box hosts add {name} HOST:PORT`",
+            path.display(),
+            if known.is_empty() { "none".into() } else { known.join(", ") }
+        );
+    };
+    let n = name.to_string();
+    let token = blocking(move || Ok(hosts::token(&Keyring::open_control()?, &n)?))
+        .await?
+        .with_context(|| {
+            format!("no token for host `{name}` in the keyring; run `mlx-box hosts add {name} {}` again", h.address)
+        })?;
+    Ok(Client::remote(name, &h.address, &h.fingerprint, &token)?)
+}
+
+pub async fn control(state_dir: &Path, cmd: ControlCmd) -> Result<()> {
+    let ControlCmd::Info { json } = cmd;
+    let path = settings_path(state_dir).await;
+    let listen = config::load(&path)
+        .ok()
+        .and_then(|(s, _)| s.control.listen.map(|a| a.to_string()));
+    let info = remote::ControlInfo {
+        listen,
+        fingerprint: remote::identity::stored_fingerprint(state_dir)?,
+        certificate: remote::identity::cert_path(state_dir).display().to_string(),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+        return Ok(());
+    }
+    match &info.listen {
+        Some(l) => println!("listen       {l} (TLS)"),
+        None => println!(
+            "listen       off (set [control] listen in {})",
+            path.display()
+        ),
+    }
+    match &info.fingerprint {
+        Some(f) => println!("fingerprint  {f}"),
+        None => println!(
+            "fingerprint  none yet: the daemon makes its certificate when it first listens"
+        ),
+    }
+    println!("certificate  {}", info.certificate);
+    Ok(())
+}
+
+fn role_of(k: &KeyInfo) -> &str {
+    k.services.first().map(String::as_str).unwrap_or("?")
+}
+
+pub async fn tokens(state_dir: &Path, cmd: TokensCmd) -> Result<()> {
+    match cmd {
+        TokensCmd::Add { role, name } => {
+            let role = Role::parse(&role).context("role: read or admin")?;
+            let (info, secret) = blocking(move || {
+                Ok(Keyring::open_control()?.add(name.as_deref(), &[role.as_str().to_string()])?)
+            })
+            .await?;
+            println!("{secret}");
+            eprintln!(
+                "token {} ({}) added to the keyring. It is shown only now: give it to the host that will use it (`mlx-box hosts add`).",
+                info.id,
+                role.as_str()
+            );
+        }
+        TokensCmd::List { json } => {
+            let list = blocking(|| Ok(Keyring::open_control()?.list()?)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!("no tokens; make one with `mlx-box tokens add --role read|admin`");
+            } else {
+                println!("{:<10} {:<16} {:<6} {:<6}", "ID", "LABEL", "ROLE", "ENDS");
+                for k in &list {
+                    println!(
+                        "{:<10} {:<16} {:<6} …{}",
+                        k.id,
+                        k.name.as_deref().unwrap_or("-"),
+                        role_of(k),
+                        k.last4
+                    );
+                }
+            }
+        }
+        TokensCmd::Remove { id } => {
+            let info = blocking(move || Ok(Keyring::open_control()?.remove(&id)?)).await?;
+            eprintln!("token {} removed", info.id);
+        }
+    }
+    // A running daemon reads its tokens again at once (a removed token stops working now).
+    let _ = Client::new(state_dir).reload_keys().await;
+    Ok(())
+}
+
+pub async fn hosts_cmd(state_dir: &Path, cmd: HostsCmd) -> Result<()> {
+    let path = settings_path(state_dir).await;
+    match cmd {
+        HostsCmd::Add {
+            name,
+            address,
+            fingerprint,
+            token_stdin,
+        } => add_host(&path, &name, &address, fingerprint, token_stdin).await,
+        HostsCmd::List { json } => {
+            let (s, _) =
+                config::load(&path).with_context(|| format!("reading {}", path.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s.hosts)?);
+            } else if s.hosts.is_empty() {
+                println!(
+                    "no hosts in {}; add one with `mlx-box hosts add NAME HOST:PORT`",
+                    path.display()
+                );
+            } else {
+                for h in &s.hosts {
+                    println!("{:<16} {:<24} {}", h.name, h.address, h.fingerprint);
+                }
+            }
+            Ok(())
+        }
+        HostsCmd::Remove { name } => {
+            let text = std::fs::read_to_string(&path)?;
+            let next = hosts::without_host(&text, &name)?;
+            config::write_with_backup(&path, next.as_bytes())?;
+            let n = name.clone();
+            blocking(move || Ok(Keyring::open_control()?.delete_secret(&hosts::token_user(&n))?))
+                .await?;
+            eprintln!(
+                "host {name} removed from {} (its token too)",
+                path.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn read_line(prompt: &str) -> Result<String> {
+    use std::io::Write;
+    if !prompt.is_empty() {
+        eprint!("{prompt}");
+        std::io::stderr().flush()?;
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim().to_string())
+}
+
+async fn add_host(
+    path: &Path,
+    name: &str,
+    address: &str,
+    fingerprint: Option<String>,
+    token_stdin: bool,
+) -> Result<()> {
+    if !hosts::valid_name(name) {
+        bail!("`{name}` cannot be a host name: use letters, digits, - and _ (64 at most)");
+    }
+    if address
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .is_none()
+    {
+        bail!("`{address}` has no port: give HOST:PORT, the host's [control] listen");
+    }
+    let seen = Client::fingerprint_of(address).await?;
+    let pinned = match fingerprint {
+        Some(f) => {
+            let want = remote::parse_fingerprint(&f).context(
+                "--fingerprint is not a SHA-256 fingerprint (64 hex digits, `:` optional)",
+            )?;
+            if want != seen {
+                bail!("{address} presents certificate {seen}, not {want}: refused (is it the host you mean?)");
+            }
+            want
+        }
+        None => {
+            eprintln!("{address} presents the certificate\n  {seen}\nCompare it with `mlx-box control info` on that host.");
+            let yes = read_line("Trust it? [y/N] ")?;
+            if !matches!(yes.as_str(), "y" | "Y" | "yes") {
+                bail!("not trusted; nothing was written");
+            }
+            seen
+        }
+    };
+    let token = if token_stdin {
+        read_line("")?
+    } else {
+        read_line(&format!(
+            "Access token for {name} (made there with `mlx-box tokens add --role read|admin`): "
+        ))?
+    };
+    if token.is_empty() {
+        bail!("no token given; nothing was written");
+    }
+    // Both checked before anything is kept: the pin, and the token (a status over it).
+    let status = Client::remote(name, address, &pinned, &token)?
+        .status()
+        .await
+        .with_context(|| format!("checking the token against {name}"))?;
+    let (n, t) = (name.to_string(), token);
+    blocking(move || Ok(Keyring::open_control()?.set_secret(&hosts::token_user(&n), &t)?)).await?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let next = hosts::with_host(&text, name, address, &pinned)?;
+    config::write_with_backup(path, next.as_bytes())?;
+    eprintln!(
+        "host {name} added to {}: {} service(s), daemon {}; its token is in the keyring",
+        path.display(),
+        status.services.len(),
+        status.version
+    );
+    Ok(())
+}
+
+/// `status --all`: this machine, then every host of settings.toml (an unreachable one says so and
+/// does not stop the others).
+pub async fn status_all(state_dir: &Path, json: bool) -> Result<bool> {
+    let path = settings_path(state_dir).await;
+    let hosts = config::load(&path)
+        .map(|(s, _)| s.hosts)
+        .unwrap_or_default();
+    let mut all = vec![(
+        "this machine".to_string(),
+        Client::new(state_dir)
+            .status()
+            .await
+            .map_err(anyhow::Error::from),
+    )];
+    for h in &hosts {
+        let r = match remote_client(state_dir, &h.name).await {
+            Ok(c) => c.status().await.map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        all.push((h.name.clone(), r));
+    }
+    let ok = all.iter().all(|(_, r)| r.is_ok());
+    if json {
+        let v: serde_json::Map<String, serde_json::Value> = all
+            .iter()
+            .map(|(n, r)| {
+                let v = match r {
+                    Ok(s) => serde_json::to_value(s).unwrap_or_default(),
+                    Err(e) => serde_json::json!({"error": format!("{e:#}")}),
+                };
+                (n.clone(), v)
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        for (n, r) in &all {
+            println!("== {n}");
+            match r {
+                Ok(s) => crate::print_status(s),
+                Err(e) => println!("unreachable: {e:#}"),
+            }
+            println!();
+        }
+    }
+    Ok(ok)
+}
