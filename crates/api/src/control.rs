@@ -21,6 +21,8 @@ pub const MAX_LOG_LINES: usize = 10_000;
 pub enum Request {
     /// → `StatusReport`.
     Status,
+    /// → `Done` at once: what a client times for the link's round trip.
+    Ping,
     /// start / stop / restart a service or "all" → `ActionReply`.
     Action { target: String, verb: Verb },
     /// The last `lines` log lines → `LogLines`.
@@ -151,6 +153,7 @@ impl Request {
     pub fn changes(&self) -> bool {
         match self {
             Request::Status
+            | Request::Ping
             | Request::Logs { .. }
             | Request::GetConfig
             | Request::ValidateConfig { .. }
@@ -182,6 +185,7 @@ impl Request {
         use Method::*;
         let (method, path, body) = match self {
             Request::Status => (Get, "/v1/status".into(), Body::None),
+            Request::Ping => (Get, "/v1/ping".into(), Body::None),
             Request::Action { target, verb } => (
                 Post,
                 format!("/v1/services/{}/{verb}", encode(target)),
@@ -255,6 +259,7 @@ impl Request {
         let wrong = || DecodeError::Method(format!("{} is not served for {path}", method.as_str()));
         let r = match (segs.as_slice(), method) {
             (["status"], Get) => Request::Status,
+            (["ping"], Get) => Request::Ping,
             (["services", target, verb], Post) => match Verb::parse(verb) {
                 Some(verb) => Request::Action {
                     target: target.to_string(),
@@ -428,6 +433,7 @@ mod tests {
         };
         vec![
             Request::Status,
+            Request::Ping,
             Request::Action {
                 target: "all".into(),
                 verb: Verb::Restart,

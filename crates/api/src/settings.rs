@@ -191,6 +191,9 @@ pub const KEYS: &[Key] = &[
     key(Alerts, "clear_after_s", Float, "An alert clears once its condition has been gone this long (s).")
         .default(F(10.0))
         .range(0.0, 86_400.0, "10"),
+    key(Alerts, "link_rtt_warn_ms", Float, "Warn when the round trip to a [hosts] Mac stays above this (ms; a Thunderbolt bridge is well under 1).")
+        .default(F(2.0))
+        .range(0.05, 60_000.0, "2"),
     // [metrics]
     key(Metrics, "listen", Str, "Also serve GET /metrics (Prometheus, vLLM's names) on this address, e.g. 127.0.0.1:9464. It is always on the control socket. Off loopback every scrape needs an API key (mlx-box keys add --service metrics).")
         .suggest(&["127.0.0.1:9464"]),

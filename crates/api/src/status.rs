@@ -118,6 +118,33 @@ pub struct StatusReport {
     pub memory: MemoryStatus,
     pub thermal: ThermalStatus,
     pub alerts: Vec<Alert>,
+    /// The other Macs of `[hosts]`, as this daemon last reached them.
+    #[serde(default)]
+    pub hosts: Vec<HostStatus>,
+}
+
+/// Another host's daemon as this one sees it over the remote control API (polled every second).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct HostStatus {
+    pub name: String,
+    pub address: String,
+    /// It answered the last polls.
+    pub reachable: bool,
+    /// Since when it is reachable (or not), unix ms.
+    #[ts(type = "number")]
+    pub since_ms: u64,
+    /// Round trip of a ping over the kept connection, over the last 30 s.
+    pub rtt_p50_ms: Option<f64>,
+    pub rtt_p99_ms: Option<f64>,
+    /// Why it is not reachable (or why its status could not be read).
+    pub error: Option<String>,
+    /// Its own status, from the last poll that got one (kept while it is unreachable, marked so).
+    pub services: Vec<ServiceStatus>,
+    pub alerts: Vec<Alert>,
+    pub memory: Option<MemoryStatus>,
+    pub thermal: Option<ThermalStatus>,
+    pub version: Option<String>,
 }
 
 /// One message of the event stream (`GET /v1/events`, server-sent events, JSON in `data:`).
@@ -128,6 +155,8 @@ pub enum Event {
     /// The whole status: the first message of every stream, and again after the client fell behind and
     /// events were dropped for it. A client replaces what it knows with it.
     Snapshot(Box<StatusReport>),
+    /// A host of `[hosts]` changed: reachable or not, its services' states, its alerts, a slow link.
+    Host(HostStatus),
     Service(ServiceStatus),
     ServiceRemoved {
         name: String,

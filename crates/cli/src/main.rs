@@ -722,6 +722,37 @@ pub(crate) fn print_status(s: &StatusReport) {
             println!("{}: {}", x.name, e.lines().next().unwrap_or_default());
         }
     }
+    if !s.hosts.is_empty() {
+        println!();
+        println!(
+            "{:<16} {:<24} {:<12} {:>9} {:>9}  SERVICES",
+            "HOST", "ADDRESS", "LINK", "RTT p50", "RTT p99"
+        );
+        let ms = |v: Option<f64>| {
+            v.map(|v| format!("{v:.2} ms"))
+                .unwrap_or_else(|| "-".into())
+        };
+        for h in &s.hosts {
+            let ready = h
+                .services
+                .iter()
+                .filter(|x| x.state == State::Ready)
+                .count();
+            println!(
+                "{:<16} {:<24} {:<12} {:>9} {:>9}  {ready}/{} ready{}",
+                h.name,
+                h.address,
+                if h.reachable { "up" } else { "UNREACHABLE" },
+                ms(h.rtt_p50_ms),
+                ms(h.rtt_p99_ms),
+                h.services.len(),
+                h.error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     if !s.alerts.is_empty() {
         println!();
         for a in &s.alerts {

@@ -239,3 +239,230 @@ fn settings_with_fingerprint(b: &Daemon, name: &str, fp: &str) -> String {
     doc["hosts"][name]["fingerprint"] = toml_edit::value(fp);
     doc.to_string()
 }
+
+/// A network namespace joined to this one by a veth pair, addressed in 198.18.0.0/15; removed (with the
+/// pair) when dropped.
+struct Netns {
+    name: String,
+    /// (this side, the namespace's side)
+    addrs: (String, String),
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let id = std::process::id() % 60_000;
+        let name = format!("mlxbox-t{id}");
+        let (host, peer) = (format!("mbh{id}"), format!("mbp{id}"));
+        let net = format!("198.18.{}.", 1 + id % 250);
+        let (a, b) = (format!("{net}1"), format!("{net}2"));
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let n = Netns {
+            name: name.clone(),
+            addrs: (a.clone(), b.clone()),
+        };
+        let run = |args: &[&str]| {
+            let o = Command::new("ip").args(args).output().unwrap();
+            assert!(
+                o.status.success(),
+                "ip {args:?}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        };
+        run(&["netns", "add", &name]);
+        run(&["link", "add", &host, "type", "veth", "peer", "name", &peer]);
+        run(&["link", "set", &peer, "netns", &name]);
+        run(&["addr", "add", &format!("{a}/24"), "dev", &host]);
+        run(&["link", "set", &host, "up"]);
+        for args in [
+            vec!["addr", "add", &format!("{b}/24"), "dev", &peer],
+            vec!["link", "set", &peer, "up"],
+            vec!["link", "set", "lo", "up"],
+        ] {
+            let mut full = vec!["netns", "exec", &name, "ip"];
+            full.extend(args.iter().copied());
+            run(&full);
+        }
+        n
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes its end of the pair, and so the pair.
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// A TCP relay that holds every chunk for `delay_ms` before passing it on, each way: the latency this
+/// kernel cannot add by itself (no netem).
+struct Relay {
+    port: u16,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Relay {
+    fn start(to: String) -> Relay {
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let d = delay_ms.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                let Ok(up) = std::net::TcpStream::connect(&to) else {
+                    continue;
+                };
+                let _ = (c.set_nodelay(true), up.set_nodelay(true));
+                for (mut from, mut into) in
+                    [(c.try_clone().unwrap(), up.try_clone().unwrap()), (up, c)]
+                {
+                    let d = d.clone();
+                    std::thread::spawn(move || {
+                        use std::io::Read;
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            let ms = d.load(Ordering::Relaxed);
+                            if ms > 0 {
+                                std::thread::sleep(Duration::from_millis(ms));
+                            }
+                            if into.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        let _ = into.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay { port, delay_ms }
+    }
+
+    fn set_delay(&self, ms: u64) {
+        self.delay_ms
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn host_of(d: &Daemon, name: &str) -> Value {
+    d.status()["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+fn has_alert(d: &Daemon, id: &str) -> bool {
+    d.status()["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["id"] == id)
+}
+
+/// Two hosts: one daemon in its own network namespace behind a veth pair, the operator's in this one,
+/// talking through a delaying relay. The operator's daemon polls the other: its link slows (the relay
+/// adds 5 ms each way) → the slow-link alert; it speeds up → cleared; the other daemon is SIGKILLed →
+/// unreachable within seconds; it comes back → reachable, alert cleared.
+#[test]
+fn two_hosts_in_network_namespaces_link_and_reachability() {
+    if !in_keyring_session("two_hosts_in_network_namespaces_link_and_reachability") {
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        assert!(
+            std::env::var_os("MLXBOX_SKIP_NETNS").is_some(),
+            "this test makes network namespaces: run it as root (CI does), or set MLXBOX_SKIP_NETNS=1"
+        );
+        return;
+    }
+    let ns = Netns::new();
+    let port = 9443;
+    let remote_addr = format!("{}:{port}", ns.addrs.1);
+    let config_a = format!(
+        "[control]\nlisten = \"{remote_addr}\"\n{}",
+        fault_service("chat", 18080, "ok", "")
+    );
+    let mut a = Daemon::start_in_netns(&config_a, &ns.name);
+    a.wait_state("chat", "ready", 20 * S);
+    let info: Value = serde_json::from_str(&ok(&a.cli(&["control", "info", "--json"]))).unwrap();
+    let fp = info["fingerprint"].as_str().unwrap().to_string();
+    let token = ok(&a.cli(&["tokens", "add", "--role", "read"]));
+
+    let relay = Relay::start(remote_addr.clone());
+    let via = format!("127.0.0.1:{}", relay.port);
+    let b = Daemon::start(&format!(
+        "[alerts]\nlink_rtt_warn_ms = 8\nclear_after_s = 0\n{}",
+        fault_service("local", free_port(), "ok", "")
+    ));
+    ok(&cli_stdin(
+        &b,
+        &[
+            "hosts",
+            "add",
+            "a",
+            &via,
+            "--fingerprint",
+            &fp,
+            "--token-stdin",
+        ],
+        &token,
+    ));
+    // Polled: reachable, with its services, a fast link.
+    let up = wait_until(20 * S, || {
+        let h = host_of(&b, "a");
+        h["reachable"] == true && h["services"][0]["state"] == "ready"
+    });
+    assert!(up, "{}", host_of(&b, "a"));
+    std::thread::sleep(6 * S);
+    let h = host_of(&b, "a");
+    let base = h["rtt_p50_ms"].as_f64().unwrap();
+    eprintln!(
+        "round trip through the veth pair and the relay: p50 {base:.2} ms, p99 {}",
+        h["rtt_p99_ms"]
+    );
+    assert!(!has_alert(&b, "host-link-slow:a"), "{h}");
+    let status = ok(&b.cli(&["status"]));
+    assert!(status.contains("HOST") && status.contains("up"), "{status}");
+
+    // 5 ms more each way (a 10 ms longer round trip): the link's p50 goes past 8 ms (a debug build on a
+    // loaded CI machine stays well under it), the alert comes; back to fast, it clears.
+    relay.set_delay(5);
+    assert!(
+        wait_until(40 * S, || has_alert(&b, "host-link-slow:a")),
+        "{}",
+        host_of(&b, "a")
+    );
+    relay.set_delay(0);
+    assert!(
+        wait_until(60 * S, || !has_alert(&b, "host-link-slow:a")),
+        "{}",
+        host_of(&b, "a")
+    );
+
+    // The other daemon dies: unreachable within seconds, an alert; it returns: reachable, cleared.
+    a.kill_daemon();
+    assert!(
+        wait_until(10 * S, || has_alert(&b, "host-unreachable:a")),
+        "{}",
+        host_of(&b, "a")
+    );
+    assert_eq!(host_of(&b, "a")["reachable"], false);
+    a.spawn();
+    assert!(
+        wait_until(30 * S, || host_of(&b, "a")["reachable"] == true),
+        "{}",
+        host_of(&b, "a")
+    );
+    assert!(wait_until(10 * S, || !has_alert(&b, "host-unreachable:a")));
+    // The read token polls fine, and is not written anywhere on this machine.
+    assert!(grep_dir(b.dir.path(), token.trim()).is_empty());
+    drop(b);
+    drop(a);
+}

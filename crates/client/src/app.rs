@@ -446,37 +446,56 @@ async fn follow_events(
             }
             // Redraw only when something the tray shows changed (most monitor ticks change nothing); the
             // snapshot is copied out of the lock only then.
-            let (floor, redraw) = {
-                let mut g = shared.lock().unwrap();
-                let before: Vec<String> = match &ev {
-                    Event::Snapshot(_) => g.0.alert_ids(),
-                    _ => vec![],
-                };
-                g.0.apply(&ev);
-                if !matches!(ev, Event::BenchProgress(_) | Event::BenchDone(_)) {
-                    if let Some(st) = &g.0.status {
-                        sink.status(st);
+            let (floor, redraw) =
+                {
+                    let mut g = shared.lock().unwrap();
+                    let before: Vec<String> = match &ev {
+                        Event::Snapshot(_) => g.0.alert_ids(),
+                        Event::Host(h) => {
+                            g.0.status
+                                .as_ref()
+                                .and_then(|st| st.hosts.iter().find(|x| x.name == h.name))
+                                .map(|x| x.alerts.iter().map(|a| a.id.clone()).collect())
+                                .unwrap_or_default()
+                        }
+                        _ => vec![],
+                    };
+                    g.0.apply(&ev);
+                    if !matches!(ev, Event::BenchProgress(_) | Event::BenchDone(_)) {
+                        if let Some(st) = &g.0.status {
+                            sink.status(st);
+                        }
                     }
-                }
-                // A snapshot after a lag may carry alerts whose events were dropped: they are news too.
-                if let Event::Snapshot(r) = &ev {
-                    fresh = r
-                        .alerts
-                        .iter()
-                        .filter(|a| !before.contains(&a.id))
-                        .cloned()
-                        .collect();
-                }
-                let level = menubar::tray_level(&g.0);
-                let menu = menubar::menu(&g.0, false);
-                let changed = Some(level) != last_level || menu != last_menu;
-                last_level = Some(level);
-                last_menu = menu;
-                (g.1.notify_floor, changed.then(|| (g.0.clone(), level)))
-            };
+                    // A snapshot after a lag may carry alerts whose events were dropped: they are news too.
+                    if let Event::Snapshot(r) = &ev {
+                        fresh = r
+                            .alerts
+                            .iter()
+                            .filter(|a| !before.contains(&a.id))
+                            .cloned()
+                            .collect();
+                    }
+                    // Another host's new alerts, named after it (its id too, so the gate tells hosts apart).
+                    if let Event::Host(h) = &ev {
+                        fresh.extend(h.alerts.iter().filter(|a| !before.contains(&a.id)).map(
+                            |a| Alert {
+                                id: format!("{}:{}", h.name, a.id),
+                                title: format!("{}: {}", h.name, a.title),
+                                ..a.clone()
+                            },
+                        ));
+                    }
+                    let level = menubar::tray_level(&g.0);
+                    let menu = menubar::menu(&g.0, false);
+                    let changed = Some(level) != last_level || menu != last_menu;
+                    last_level = Some(level);
+                    last_menu = menu;
+                    (g.1.notify_floor, changed.then(|| (g.0.clone(), level)))
+                };
             if let Event::Alert(a) = &ev {
                 fresh.push(a.clone());
             }
+
             for a in fresh.drain(..) {
                 if gate.admit(&a, floor) {
                     sink.notify(&a);

@@ -232,6 +232,11 @@ impl Client {
         self.call(&Request::Status).await
     }
 
+    /// A round trip and nothing else (the link check times it).
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        self.call::<Done>(&Request::Ping).await.map(|_| ())
+    }
+
     pub async fn action(&self, target: &str, verb: Verb) -> Result<ActionReply, ClientError> {
         let target = target.to_string();
         self.call(&Request::Action { target, verb }).await

@@ -46,6 +46,10 @@ impl Snapshot {
             },
             Event::AlertCleared { id, .. } => st.alerts.retain(|x| &x.id != id),
             Event::Config(c) => st.config = c.clone(),
+            Event::Host(h) => match st.hosts.iter_mut().find(|x| x.name == h.name) {
+                Some(x) => *x = h.clone(),
+                None => st.hosts.push(h.clone()),
+            },
             Event::Monitor(t) => {
                 st.memory = mlxbox_api::MemoryStatus::from_sample(&t.sample);
                 st.thermal.state = t.sample.thermal;
@@ -112,14 +116,23 @@ pub fn tray_level(snap: &Snapshot) -> TrayLevel {
     let Some(st) = &snap.status else {
         return TrayLevel::Disconnected;
     };
+    // The icon speaks for the whole fleet: this Mac's alerts and every reachable host's (an unreachable
+    // host is an alert of this daemon's own).
+    let remote_alerts = st
+        .hosts
+        .iter()
+        .filter(|h| h.reachable)
+        .flat_map(|h| &h.alerts);
     if st
         .alerts
         .iter()
+        .chain(remote_alerts)
         .any(|a| a.severity >= AlertSeverity::Warning)
     {
         return TrayLevel::Alert;
     }
-    let enabled = st.services.iter().filter(|s| s.enabled);
+    let remote = st.hosts.iter().flat_map(|h| &h.services);
+    let enabled = st.services.iter().chain(remote).filter(|s| s.enabled);
     let states: Vec<State> = enabled.map(|s| s.state).collect();
     if states
         .iter()
@@ -148,8 +161,14 @@ pub fn summary_line(snap: &Snapshot) -> String {
     };
     let enabled: Vec<_> = st.services.iter().filter(|s| s.enabled).collect();
     let ready = enabled.iter().filter(|s| s.state == State::Ready).count();
+    let hosts = if st.hosts.is_empty() {
+        String::new()
+    } else {
+        let up = st.hosts.iter().filter(|h| h.reachable).count();
+        format!(" · hosts {up}/{} up", st.hosts.len())
+    };
     format!(
-        "{ready}/{} ready · swap {} MB · thermal {}",
+        "{ready}/{} ready · swap {} MB · thermal {}{hosts}",
         enabled.len(),
         st.memory.swap_used_bytes / (1 << 20),
         st.thermal.state
@@ -259,6 +278,27 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
             }
             if st.services.is_empty() {
                 m.push(Label("No services in settings.toml".into()));
+            }
+            // A section per host: its link and its services (changed with `mlx-box --host NAME`).
+            for h in &st.hosts {
+                m.push(Separator);
+                let ready = h
+                    .services
+                    .iter()
+                    .filter(|s| s.state == State::Ready)
+                    .count();
+                m.push(Label(if h.reachable {
+                    let rtt = h
+                        .rtt_p50_ms
+                        .map(|v| format!(" · {v:.1} ms"))
+                        .unwrap_or_default();
+                    format!("{} — {ready}/{} ready{rtt}", h.name, h.services.len())
+                } else {
+                    format!("{} — unreachable", h.name)
+                }));
+                for s in &h.services {
+                    m.push(Label(format!("   {} — {}", s.name, s.state.as_str())));
+                }
             }
         }
     }
@@ -380,6 +420,7 @@ mod tests {
                     content_hash: None,
                 },
                 services,
+                hosts: vec![],
                 memory: MemoryStatus {
                     total_bytes: 1 << 34,
                     used_bytes: 1 << 33,
@@ -437,6 +478,63 @@ mod tests {
         // An info alert does not turn the icon.
         s.apply(&Event::Alert(alert("note", AlertSeverity::Info, 1)));
         assert_eq!(tray_level(&s), TrayLevel::Ready);
+    }
+
+    /// The icon and the menu speak for every host: a host's failed service or warning turns the icon,
+    /// a host event updates its section, an unreachable host says so.
+    #[test]
+    fn hosts_join_the_icon_the_summary_and_the_menu() {
+        let host =
+            |name: &str, reachable: bool, services: Vec<ServiceStatus>| mlxbox_api::HostStatus {
+                name: name.into(),
+                address: "198.18.0.2:9443".into(),
+                reachable,
+                since_ms: 0,
+                rtt_p50_ms: reachable.then_some(0.42),
+                rtt_p99_ms: None,
+                error: None,
+                services,
+                alerts: vec![],
+                memory: None,
+                thermal: None,
+                version: None,
+            };
+        let mut s = snap(vec![svc("a", State::Ready)]);
+        s.apply(&Event::Host(host(
+            "studio-2",
+            true,
+            vec![svc("big", State::Ready)],
+        )));
+        assert_eq!(tray_level(&s), TrayLevel::Ready);
+        assert_eq!(
+            summary_line(&s),
+            "1/1 ready · swap 3 MB · thermal nominal · hosts 1/1 up"
+        );
+        let labels: Vec<String> = menu(&s, false)
+            .into_iter()
+            .filter_map(|e| match e {
+                MenuEntry::Label(t) => Some(t),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            labels.contains(&"studio-2 — 1/1 ready · 0.4 ms".to_string()),
+            "{labels:?}"
+        );
+        assert!(labels.contains(&"   big — ready".to_string()), "{labels:?}");
+        s.apply(&Event::Host(host(
+            "studio-2",
+            true,
+            vec![svc("big", State::Failed)],
+        )));
+        assert_eq!(tray_level(&s), TrayLevel::Degraded);
+        let mut h = host("studio-2", true, vec![svc("big", State::Ready)]);
+        h.alerts.push(alert("swap", AlertSeverity::Warning, 1));
+        s.apply(&Event::Host(h));
+        assert_eq!(tray_level(&s), TrayLevel::Alert);
+        s.apply(&Event::Host(host("studio-2", false, vec![])));
+        assert!(summary_line(&s).ends_with("hosts 0/1 up"));
+        assert!(menu(&s, false).contains(&MenuEntry::Label("studio-2 — unreachable".into())));
     }
 
     #[test]

@@ -345,6 +345,30 @@ pub fn render(x: &Scrape) -> String {
         let n = x.status.alerts.iter().filter(|a| a.severity == sev).count();
         t.sample("mlxbox_alerts_active", &[("severity", name)], n as f64);
     }
+    if !x.status.hosts.is_empty() {
+        t.family(
+            "mlxbox_host_up",
+            "gauge",
+            "1 when a [hosts] Mac's daemon answers, 0 when not.",
+        );
+        for h in &x.status.hosts {
+            let up = if h.reachable { 1.0 } else { 0.0 };
+            t.sample("mlxbox_host_up", &[("host", &h.name)], up);
+        }
+        let name = "mlxbox_host_rtt_seconds";
+        t.family(
+            name,
+            "gauge",
+            "Round trip to a [hosts] Mac's daemon over the last 30 s, by percentile.",
+        );
+        for h in &x.status.hosts {
+            for (p, v) in [("50", h.rtt_p50_ms), ("99", h.rtt_p99_ms)] {
+                if let Some(v) = v {
+                    t.sample(name, &[("host", &h.name), ("percentile", p)], v / 1000.0);
+                }
+            }
+        }
+    }
     if let Some(plan) = x.plan {
         plan_gauges(&mut t, plan);
     }

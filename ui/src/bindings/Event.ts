@@ -3,6 +3,7 @@ import type { Alert } from "./Alert";
 import type { BenchDone } from "./BenchDone";
 import type { BenchProgress } from "./BenchProgress";
 import type { ConfigStatus } from "./ConfigStatus";
+import type { HostStatus } from "./HostStatus";
 import type { MonitorTick } from "./MonitorTick";
 import type { ServiceStatus } from "./ServiceStatus";
 import type { StatusReport } from "./StatusReport";
@@ -10,4 +11,4 @@ import type { StatusReport } from "./StatusReport";
 /**
  * One message of the event stream (`GET /v1/events`, server-sent events, JSON in `data:`).
  */
-export type Event = { "type": "snapshot" } & StatusReport | { "type": "service" } & ServiceStatus | { "type": "service_removed", name: string, } | { "type": "alert" } & Alert | { "type": "alert_cleared", id: string, cleared: number, } | { "type": "config" } & ConfigStatus | { "type": "monitor" } & MonitorTick | { "type": "bench_progress" } & BenchProgress | { "type": "bench_done" } & BenchDone | { "type": "shutdown" };
+export type Event = { "type": "snapshot" } & StatusReport | { "type": "host" } & HostStatus | { "type": "service" } & ServiceStatus | { "type": "service_removed", name: string, } | { "type": "alert" } & Alert | { "type": "alert_cleared", id: string, cleared: number, } | { "type": "config" } & ConfigStatus | { "type": "monitor" } & MonitorTick | { "type": "bench_progress" } & BenchProgress | { "type": "bench_done" } & BenchDone | { "type": "shutdown" };

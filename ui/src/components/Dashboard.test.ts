@@ -156,6 +156,38 @@ describe("dashboard", () => {
     await waitFor(() => expect(screen.queryByTestId("live-chat")).toBeNull());
   });
 
+  it("switches to another host and shows its services, link and state", async () => {
+    const remote = (name: string, reachable: boolean) => ({
+      name,
+      address: `198.18.0.2:9443`,
+      reachable,
+      since_ms: T0 - 65_000,
+      rtt_p50_ms: reachable ? 0.42 : null,
+      rtt_p99_ms: reachable ? 1.5 : null,
+      error: reachable ? null : "no answer within 2 s",
+      services: [service("big", { state: "starting", model: "org/big-model" }), service("fast")],
+      alerts: [],
+      memory: null,
+      thermal: { state: "fair" as const },
+      version: "0.1.0",
+    });
+    backend({ get_status: () => status({ hosts: [remote("studio-2", true), remote("studio-3", false)] }) });
+    await dashboard();
+    const tabs = screen.getByTestId("host-switcher");
+    expect(within(tabs).getByTestId("host-tab-studio-2")).toHaveAttribute("data-reachable", "true");
+    expect(within(tabs).getByTestId("host-tab-studio-3")).toHaveAttribute("data-reachable", "false");
+    expect(screen.getByTestId("service-chat")).toBeInTheDocument();
+    await fireEvent.click(screen.getByTestId("host-tab-studio-2"));
+    const view = await screen.findByTestId("host-studio-2");
+    expect(within(view).getByTestId("host-service-big")).toHaveAttribute("data-state", "starting");
+    expect(within(view).getByTestId("host-link")).toHaveTextContent("p50 0.42 ms");
+    expect(screen.queryByTestId("service-chat")).toBeNull();
+    await fireEvent.click(screen.getByTestId("host-tab-studio-3"));
+    expect(await screen.findByTestId("host-unreachable")).toHaveTextContent("no answer within 2 s");
+    await fireEvent.click(screen.getByTestId("host-tab-local"));
+    expect(await screen.findByTestId("service-chat")).toBeInTheDocument();
+  });
+
   it("keeps at most 10 minutes of samples", async () => {
     backend({ get_history: () => ({ samples: Array.from({ length: 600 }, (_, i) => sample(i)) }) });
     await dashboard();

@@ -292,6 +292,20 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "help": "An alert clears once its condition has been gone this long (s)."
   },
   {
+    "section": "alerts",
+    "key": "link_rtt_warn_ms",
+    "type": "float",
+    "group": "",
+    "default": 2.0,
+    "min": 0.05,
+    "max": 60000.0,
+    "options": [],
+    "suggest": [],
+    "kinds": [],
+    "absent": null,
+    "help": "Warn when the round trip to a [hosts] Mac stays above this (ms; a Thunderbolt bridge is well under 1)."
+  },
+  {
     "section": "metrics",
     "key": "listen",
     "type": "string",

@@ -69,6 +69,7 @@ export function status(over: Partial<StatusReport> = {}): StatusReport {
     },
     thermal: { state: "nominal" },
     alerts: [],
+    hosts: [],
     ...over,
   };
 }

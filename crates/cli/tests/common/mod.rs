@@ -45,6 +45,8 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub state: PathBuf,
+    /// The network namespace it runs in (`ip netns exec`), for the multi-host tests.
+    pub netns: Option<String>,
 }
 
 impl Daemon {
@@ -75,6 +77,7 @@ impl Daemon {
             dir,
             config: state.join("demo/settings.toml"),
             state,
+            netns: None,
         };
         let up = wait_until(Duration::from_secs(900), || {
             if let Ok(Some(st)) = d.child.as_mut().unwrap().try_wait() {
@@ -91,6 +94,23 @@ impl Daemon {
         Self::start_with(config_text, Some(nofile))
     }
 
+    /// A daemon inside network namespace `ns` (its control socket is a file: reachable from here).
+    pub fn start_in_netns(config_text: &str, ns: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("settings.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let state = dir.path().join("state");
+        let mut d = Daemon {
+            child: None,
+            dir,
+            config,
+            state,
+            netns: Some(ns.to_string()),
+        };
+        d.spawn();
+        d
+    }
+
     fn start_with(config_text: &str, nofile: Option<u64>) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("settings.toml");
@@ -101,6 +121,7 @@ impl Daemon {
             dir,
             config,
             state,
+            netns: None,
         };
         d.spawn_limited(nofile);
         d
@@ -118,7 +139,14 @@ impl Daemon {
                 .join(format!("daemon-{}.log", crate_now_ms())),
         )
         .unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = match &self.netns {
+            None => Command::new(BIN),
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, BIN]);
+                c
+            }
+        };
         cmd.args(["up", "--config"])
             .arg(&self.config)
             .arg("--state-dir")

@@ -282,6 +282,8 @@ pub struct AlertSettings {
     pub cooldown_s: f64,
     /// An alert clears only after its condition has been gone this long (hysteresis in time).
     pub clear_after_s: f64,
+    /// A host's link is slow when its round-trip p50 stays above this (ms).
+    pub link_rtt_warn_ms: f64,
 }
 
 impl Default for AlertSettings {
@@ -292,6 +294,7 @@ impl Default for AlertSettings {
             headroom_warn_percent: 10.0,
             cooldown_s: 300.0,
             clear_after_s: 10.0,
+            link_rtt_warn_ms: 2.0,
         }
     }
 }

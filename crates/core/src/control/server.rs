@@ -82,6 +82,7 @@ fn decode_error(e: DecodeError) -> Response {
 pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
     match req {
         Request::Status => ok(s.status().await),
+        Request::Ping => ok(Done { ok: true }),
         Request::Action { target, verb } => {
             if verb != crate::supervisor::Verb::Stop {
                 if let Err(e) = s.admit_start(&target).await {

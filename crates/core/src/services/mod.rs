@@ -18,6 +18,7 @@
 pub mod bench;
 pub mod budget;
 pub mod config;
+pub mod fleet;
 pub mod keys;
 pub mod monitor;
 pub mod proxy_host;
@@ -48,6 +49,7 @@ pub struct Services {
     pub budget: Budget,
     pub monitor: Arc<MonitorService>,
     pub bench: Arc<BenchService>,
+    pub fleet: Arc<fleet::Fleet>,
     pub supervisor: Arc<Supervisor>,
     pub alerts: Arc<AlertStore>,
     pub events: broadcast::Sender<Event>,
@@ -112,6 +114,7 @@ impl Services {
             )),
             monitor,
             supervisor,
+            fleet: fleet::Fleet::new(alerts.source("fleet"), events.clone()),
             alerts,
             events,
             shutdown: Notify::new(),
@@ -128,6 +131,7 @@ impl Services {
         };
         self.monitor.set_rules(s.alerts.clone());
         self.keys.load(Some(&s)).await;
+        self.fleet.apply(&s.hosts, s.alerts.link_rtt_warn_ms);
         if self.budget.check(&s).await {
             self.proxy.apply(&s).await;
             self.supervisor.apply(*s).await;
@@ -221,6 +225,7 @@ impl Services {
                 state: sample.thermal,
             },
             alerts: self.alerts.active(),
+            hosts: self.fleet.statuses(),
         }
     }
 

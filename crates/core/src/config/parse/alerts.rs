@@ -31,5 +31,8 @@ pub(super) fn parse_alerts(cx: &mut Ctx, item: Option<&Item>) -> AlertSettings {
     if let Some(x) = v.float(cx, "clear_after_s") {
         a.clear_after_s = x;
     }
+    if let Some(x) = v.float(cx, "link_rtt_warn_ms") {
+        a.link_rtt_warn_ms = x;
+    }
     a
 }
