@@ -447,8 +447,9 @@ pub fn dechunk(mut s: &str) -> String {
     out
 }
 
-/// Set inside the private keyring session of [`keyring_session`].
-const IN_SESSION: &str = "MLXBOX_TEST_KEYRING_SESSION";
+#[path = "keyring_session.rs"]
+mod keyring_session;
+use keyring_session::IN_SESSION;
 
 /// What the daemon and the CLI of a test see of the OS keyring: inside [`keyring_session`] the private
 /// Secret Service; elsewhere none at all (no session bus: the keyring is "unavailable"), so a test never
@@ -464,9 +465,8 @@ pub fn keyring_env() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// A real Secret Service for one test: the test re-runs itself (`--exact NAME`) under `dbus-run-session`
-/// with an unlocked `gnome-keyring-daemon` whose files live in a temp dir (XDG_DATA_HOME, HOME), so the
-/// user's keyring is never touched and nothing outlives the session. Usage:
+/// A real Secret Service for one test: the test re-runs itself (`--exact NAME`) in a private keyring
+/// session (`keyring_session.rs`), so the user's keyring is never touched and nothing outlives it. Usage:
 ///
 /// ```ignore
 /// #[test]
@@ -476,60 +476,17 @@ pub fn keyring_env() -> Vec<(&'static str, String)> {
 /// }
 /// ```
 pub fn in_keyring_session(test: &str) -> bool {
-    if std::env::var_os(IN_SESSION).is_some() {
-        return true;
+    let args = ["--exact", test, "--nocapture", "--test-threads", "1"].map(String::from);
+    match keyring_session::reexec(&args) {
+        None => true,
+        Some(status) => {
+            assert!(
+                status.success(),
+                "{test} failed inside its keyring session ({status})"
+            );
+            false
+        }
     }
-    for tool in ["dbus-run-session", "gnome-keyring-daemon"] {
-        assert!(
-            Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .stdout(Stdio::null())
-                .status()
-                .unwrap()
-                .success(),
-            "`{tool}` is missing: install gnome-keyring and dbus (scripts/setup.sh does: apt-get install gnome-keyring dbus-x11)"
-        );
-    }
-    let home = tempfile::tempdir().unwrap();
-    // An empty password does not work (gnome-keyring would ask a GUI prompter).
-    let script = r#"mkdir -p "$XDG_DATA_HOME/keyrings" && echo mlxbox-test-pass | gnome-keyring-daemon --unlock --components=secrets >/dev/null && exec "$@""#;
-    // The bus on a socket file rather than Linux's default abstract socket: an abstract socket belongs
-    // to one network namespace, a file is reachable from the ones the fleet tests make too.
-    let mut session = Command::new("dbus-run-session");
-    if let Ok(conf) = std::fs::read_to_string("/usr/share/dbus-1/session.conf") {
-        let conf = conf.replace(
-            "<listen>unix:tmpdir=/tmp</listen>",
-            &format!("<listen>unix:dir={}</listen>", home.path().display()),
-        );
-        let path = home.path().join("session.conf");
-        std::fs::write(&path, conf).unwrap();
-        session.arg(format!("--config-file={}", path.display()));
-    }
-    let mut child = session
-        .args(["--", "sh", "-c", script, "sh"])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
-        .env(IN_SESSION, "1")
-        .env("XDG_DATA_HOME", home.path().join("data"))
-        .env("HOME", home.path())
-        .env("XDG_RUNTIME_DIR", home.path())
-        .env_remove("DBUS_SESSION_BUS_ADDRESS")
-        .env_remove("MLXBOX_KEYRING_SERVICE")
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let status = wait_timeout(&mut child, Duration::from_secs(600));
-    if status.is_none() {
-        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
-        let _ = child.wait();
-    }
-    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL); // a straggler of the session
-    let status = status.expect("the keyring session timed out (600 s)");
-    assert!(
-        status.success(),
-        "{test} failed inside its keyring session ({status})"
-    );
-    false
 }
 
 /// `GET /metrics` on the control socket.
