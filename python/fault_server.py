@@ -184,6 +184,8 @@ def main():
     ap.add_argument("--delay", type=float, default=1.0)
     ap.add_argument("--ready-file")
     ap.add_argument("--think", action="store_true")
+    # Accepted and ignored: what a model server is started with (the served-vs-configured check reads it).
+    ap.add_argument("--model")
     a = ap.parse_args()
     global ARGS
     ARGS = a

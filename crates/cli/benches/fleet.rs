@@ -76,8 +76,7 @@ fn cli(state: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output
         .unwrap();
     let input = stdin.unwrap_or_default().to_string();
     c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = c.wait_with_output().unwrap();
-    out
+    c.wait_with_output().unwrap()
 }
 
 fn ok(o: std::process::Output) -> String {

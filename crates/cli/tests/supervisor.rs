@@ -606,3 +606,71 @@ fn a_wedged_server_goes_unhealthy_and_is_restarted() {
         "the wedged process was stopped"
     );
 }
+
+/// The served-vs-configured check: a server started with another model directory than the settings
+/// name, or whose model is 8-bit where the settings say bf16, raises `served-model:NAME` within seconds;
+/// a matching one does not; fixing the settings clears it.
+#[test]
+fn a_server_that_runs_another_model_than_configured_is_called_out() {
+    let models = tempfile::tempdir().unwrap();
+    let mk = |name: &str, cfg: &str| {
+        let d = models.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("config.json"), cfg).unwrap();
+        d.display().to_string()
+    };
+    let four = mk("four", r#"{"quantization": {"bits": 4, "group_size": 64}}"#);
+    let eight = mk(
+        "eight",
+        r#"{"quantization": {"bits": 8, "group_size": 64}}"#,
+    );
+    let svc = |name: &str, model: &str, runs: &str, q: &str| {
+        format!(
+            "[services.{name}]\nkind = \"command\"\nport = {}\nprobe = \"chat\"\nmodel = \"{model}\"\n{q}command = [\"python3\", \"{}\", \"--host\", \"{{host}}\", \"--port\", \"{{port}}\", \"--model\", \"{runs}\"]\n",
+            free_port(),
+            fault_server()
+        )
+    };
+    let text = |q_wrong: &str| {
+        format!(
+            "{}{}{}",
+            svc("other", &four, &eight, ""),
+            svc("precision", &eight, &eight, q_wrong),
+            svc("good", &four, &four, "quantization = 4\n")
+        )
+    };
+    let d = Daemon::start(&text("quantization = \"bf16\"\n"));
+    for n in ["other", "precision", "good"] {
+        d.wait_state(n, "ready", 20 * S);
+    }
+    let alert = |id: &str| {
+        d.status()["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .cloned()
+    };
+    assert!(wait_until(20 * S, || alert("served-model:other").is_some()
+        && alert("served-model:precision").is_some()));
+    let other = alert("served-model:other").unwrap();
+    assert!(
+        other["body"].as_str().unwrap().contains(&format!(
+            "config says model {four}, the server runs {eight}"
+        )),
+        "{other}"
+    );
+    let prec = alert("served-model:precision").unwrap();
+    assert!(
+        prec["body"]
+            .as_str()
+            .unwrap()
+            .contains("config says bfloat16, the server runs 8-bit (group 64)"),
+        "{prec}"
+    );
+    assert!(alert("served-model:good").is_none());
+    // The settings corrected to what runs: cleared at the next check.
+    d.write_config(&text("quantization = \"8bit\"\n"));
+    assert!(wait_until(30 * S, || alert("served-model:precision").is_none()));
+    assert!(alert("served-model:other").is_some(), "still wrong");
+}

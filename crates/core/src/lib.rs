@@ -23,6 +23,7 @@ pub mod proxy;
 pub mod reasoning;
 pub mod remote;
 pub mod rules;
+pub mod served;
 pub mod services;
 pub mod supervisor;
 pub mod task;

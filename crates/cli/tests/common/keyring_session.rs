@@ -66,11 +66,9 @@ pub fn reexec(args: &[String]) -> Option<ExitStatus> {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let pg = Pid::from_raw(child.id() as i32);
-    if status.is_none() {
-        let _ = killpg(pg, Signal::SIGKILL);
-        let _ = child.wait();
-    }
-    let _ = killpg(pg, Signal::SIGKILL); // a straggler of the session
+    // A straggler of the session (or the whole of it, after the timeout) is killed; the child is then
+    // reaped (std keeps the status try_wait saw).
+    let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+    let _ = child.wait();
     Some(status.expect("the keyring session timed out (600 s)"))
 }

@@ -21,6 +21,8 @@ pub struct DoctorInput {
     pub swap_used_bytes: u64,
     /// The recent log lines of each service.
     pub logs: BTreeMap<String, Vec<String>>,
+    /// The served-vs-configured check's last findings per ready service (empty: it agrees).
+    pub served: BTreeMap<String, Vec<String>>,
 }
 
 /// The swap bar of the seed's checklist.
@@ -83,6 +85,22 @@ pub async fn doctor(input: DoctorInput, opts: &DoctorOptions) -> DoctorReport {
                 None => "not supervised (yet)".into(),
             },
         );
+        match input.served.get(name) {
+            Some(m) if m.is_empty() => push(
+                "served model",
+                Some(name),
+                CheckStatus::Pass,
+                "the server runs the model and precision settings.toml names".into(),
+            ),
+            Some(m) => push("served model", Some(name), CheckStatus::Fail, m.join("; ")),
+            None if spec.model.is_some() => push(
+                "served model",
+                Some(name),
+                CheckStatus::Skip,
+                "not checked yet (every 10 s while it is ready)".into(),
+            ),
+            None => {}
+        }
         let target = Target::new(spec);
         let measurable = target.skipped.is_none();
         let base = target.base_url.clone();

@@ -37,7 +37,19 @@ pub fn model_config(spec: &ServiceSpec) -> Option<serde_json::Value> {
             .collect::<Vec<_>>(),
     );
     let dir = crate::estimate::locate_model(spec.model.as_deref()?, &hub)?;
-    serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).ok()?).ok()
+    read_config(&dir)
+}
+
+/// A model directory's config.json (at most 4 MiB: it is a few KB; anything bigger is not one).
+pub fn read_config(dir: &std::path::Path) -> Option<serde_json::Value> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(dir.join("config.json"))
+        .ok()?
+        .take(4 << 20)
+        .read_to_string(&mut text)
+        .ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// "4-bit (group 64)" from mlx's `quantization` block, else the weights' dtype ("bfloat16").

@@ -184,7 +184,11 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
                 (Err(e), _) | (_, Err(e)) => history_err(e),
             }
         }
-        Request::Doctor { options } => s.bench.doctor(options).await.map_or_else(bench_refused, ok),
+        Request::Doctor { options } => s
+            .bench
+            .doctor(options, s.served.last())
+            .await
+            .map_or_else(bench_refused, ok),
         Request::Shutdown => {
             s.request_shutdown();
             ok(Done { ok: true })

@@ -10,6 +10,7 @@ use crate::bench::doctor::{DoctorInput, DoctorOptions, DoctorReport};
 use crate::bench::{self, BenchDone, BenchOptions, ProgressFn, Target};
 use crate::config::{self, Kind};
 use crate::supervisor::{State, Supervisor};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -213,7 +214,11 @@ impl BenchService {
     }
 
     /// The seed's success checklist, now.
-    pub async fn doctor(&self, opts: DoctorOptions) -> Result<DoctorReport, BenchRefused> {
+    pub async fn doctor(
+        &self,
+        opts: DoctorOptions,
+        served: BTreeMap<String, Vec<String>>,
+    ) -> Result<DoctorReport, BenchRefused> {
         if let Some(id) = self.current() {
             return Err(BenchRefused::Busy(id));
         }
@@ -241,6 +246,7 @@ impl BenchService {
             statuses,
             swap_used_bytes: self.monitor.latest().swap_used_bytes,
             logs,
+            served,
         };
         Ok(bench::doctor::doctor(input, &opts).await)
     }
@@ -298,7 +304,7 @@ mod tests {
         let none = b.start(BenchOptions::default()).await;
         assert!(matches!(none, Err(BenchRefused::NoSettings)), "{none:?}");
         assert!(matches!(
-            b.doctor(DoctorOptions::default()).await,
+            b.doctor(DoctorOptions::default(), Default::default()).await,
             Err(BenchRefused::NoSettings)
         ));
         assert_eq!(b.current(), None);

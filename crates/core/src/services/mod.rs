@@ -10,6 +10,8 @@
 //! | `monitor` ([`MonitorService`]) | sampler, 10 min of samples, the alert rules | the rules' ids |
 //! | `bench` ([`BenchService`]) | the running benchmark, the doctor | `bench-throttling` |
 //! | `supervisor` ([`Supervisor`]) | the services' processes and states | `service-failed:*`, `crash-loop:*` |
+//! | `fleet` ([`fleet::Fleet`]) | the `[hosts]` Macs as last polled: link, status | `host-unreachable:*`, `host-link-slow:*` |
+//! | `served` ([`served::ServedCheck`]) | what each server really runs against the settings | `served-model:*` |
 //!
 //! [`Services`] composes them and holds the flows that cross services: a settings change (config → keys →
 //! budget → proxy → supervisor), a key change, a manual start, the monitor tick, the status report.
@@ -22,6 +24,7 @@ pub mod fleet;
 pub mod keys;
 pub mod monitor;
 pub mod proxy_host;
+pub mod served;
 
 pub use bench::{BenchRefused, BenchService};
 pub use budget::Budget;
@@ -50,6 +53,7 @@ pub struct Services {
     pub monitor: Arc<MonitorService>,
     pub bench: Arc<BenchService>,
     pub fleet: Arc<fleet::Fleet>,
+    pub served: served::ServedCheck,
     pub supervisor: Arc<Supervisor>,
     pub alerts: Arc<AlertStore>,
     pub events: broadcast::Sender<Event>,
@@ -115,6 +119,7 @@ impl Services {
             monitor,
             supervisor,
             fleet: fleet::Fleet::new(alerts.source("fleet"), events.clone()),
+            served: served::ServedCheck::new(alerts.source("served")),
             alerts,
             events,
             shutdown: Notify::new(),
@@ -238,6 +243,13 @@ impl Services {
         self.monitor.throughput(&decode, since);
         // Fed every tick, listened to or not, so the window is whole when a client comes.
         let live = self.live.lock().unwrap().tick(sample.t_ms);
+        // What each server really runs against the settings, every 10 s.
+        if n % 10 == 5 {
+            let statuses = self.supervisor.statuses().await;
+            self.served
+                .run(self.supervisor.settings().await, statuses)
+                .await;
+        }
         // The process scan, every few ticks, off the path of statuses and scrapes.
         let service_memory = if n.is_multiple_of(SERVICE_MEMORY_EVERY) {
             let services = self.supervisor.statuses().await;
