@@ -83,6 +83,9 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         end = {"object": "chat.completion.chunk", "model": "fault",
                "choices": [{"index": 0, "finish_reason": "stop", "delta": {}}]}
+        if ARGS.usage:
+            end["usage"] = {"prompt_tokens": 1, "completion_tokens": len(chunks),
+                            "total_tokens": 1 + len(chunks)}
         self.wfile.write(b"data: " + json.dumps(end).encode() + b"\n\ndata: [DONE]\n\n")
         self.close_connection = True
 
@@ -186,6 +189,8 @@ def main():
     ap.add_argument("--think", action="store_true")
     # Accepted and ignored: what a model server is started with (the served-vs-configured check reads it).
     ap.add_argument("--model")
+    # Streams end with `usage` (as mlx_lm.server's do with stream_options), for the benchmark.
+    ap.add_argument("--usage", action="store_true")
     a = ap.parse_args()
     global ARGS
     ARGS = a

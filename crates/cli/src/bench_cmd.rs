@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// Print a saved run (`last` = the newest).
     #[arg(long, value_name = "ID")]
     pub show: Option<String>,
+    /// Run the same load on these hosts at once (names of [hosts], `local` for this Mac) and report
+    /// them side by side, with the combined throughput and how each host's speed drifted over the run.
+    #[arg(long, value_delimiter = ',', value_name = "HOST,HOST", conflicts_with_all = ["compare", "history", "show"])]
+    pub hosts: Vec<String>,
 }
 
 pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
@@ -108,6 +112,9 @@ pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
         embed_batch: a.batch,
         ..BenchOptions::default()
     };
+    if !a.hosts.is_empty() {
+        return crate::fleet::bench_hosts(state_dir, &a.hosts, &opts, a.json).await;
+    }
     // Listen first, then start: no progress event is missed. The daemon saves the result before it sends
     // `bench_done`, so polling for the result is a safe fallback.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();

@@ -315,6 +315,172 @@ async fn add_host(
     Ok(())
 }
 
+/// The client for a host name of `--hosts` (`local`: this Mac).
+async fn client_named(state_dir: &Path, name: &str) -> Result<Client> {
+    if name == "local" {
+        Ok(Client::new(state_dir))
+    } else {
+        remote_client(state_dir, name).await
+    }
+}
+
+/// `bench --hosts a,b`: the same load started on every host at once, each run by its own daemon
+/// (results saved there too), then side by side: per level each host's TTFT and E2E p50 and output
+/// tok/s, the combined tok/s, and per host how its generation speed moved from the first level to the
+/// last with its hottest thermal state (the seed's signal: one Mac slowing while the other does not).
+pub async fn bench_hosts(
+    state_dir: &Path,
+    hosts: &[String],
+    opts: &mlxbox_core::bench::BenchOptions,
+    json: bool,
+) -> Result<std::process::ExitCode> {
+    use mlxbox_core::bench::{BenchResult, CheckStatus};
+    let mut clients = vec![];
+    for h in hosts {
+        clients.push((h.clone(), client_named(state_dir, h).await?));
+    }
+    // Started together, so the hosts carry the load at the same time.
+    let started = futures_util::future::join_all(clients.iter().map(|(h, c)| async move {
+        c.bench_start(opts)
+            .await
+            .map(|s| s.id)
+            .with_context(|| format!("starting the benchmark on {h}"))
+    }))
+    .await;
+    let ids: Vec<String> = started.into_iter().collect::<Result<_>>()?;
+    eprintln!(
+        "benchmark running on {} (runs {})",
+        hosts.join(", "),
+        ids.join(", ")
+    );
+    let results: Vec<BenchResult> =
+        futures_util::future::join_all(clients.iter().zip(&ids).map(|((h, c), id)| async move {
+            let t0 = std::time::Instant::now();
+            loop {
+                if let Ok(r) = c.bench_result(id).await {
+                    eprintln!("{h}: done in {:.0} s", t0.elapsed().as_secs_f64());
+                    return Ok(r);
+                }
+                if t0.elapsed() > std::time::Duration::from_secs(6 * 3600) {
+                    bail!("{h}: benchmark {id} did not end within 6 h");
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }))
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    let fail = results.iter().any(|r| r.verdict == CheckStatus::Fail);
+    if json {
+        let v: serde_json::Map<String, serde_json::Value> = hosts
+            .iter()
+            .zip(&results)
+            .map(|(h, r)| (h.clone(), serde_json::to_value(r).unwrap_or_default()))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print_side_by_side(hosts, &results);
+    }
+    Ok(if fail {
+        std::process::ExitCode::from(1)
+    } else {
+        std::process::ExitCode::SUCCESS
+    })
+}
+
+fn print_side_by_side(hosts: &[String], results: &[mlxbox_core::bench::BenchResult]) {
+    let f = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "–".into());
+    let mut services: Vec<&str> = vec![];
+    for r in results {
+        for s in &r.services {
+            if !services.contains(&s.name.as_str()) {
+                services.push(&s.name);
+            }
+        }
+    }
+    for name in services {
+        println!("\n{name}");
+        let per: Vec<Option<&mlxbox_core::bench::ServiceResult>> = results
+            .iter()
+            .map(|r| r.services.iter().find(|s| s.name == name))
+            .collect();
+        let mut header = format!("  {:<9}", "LEVEL");
+        for h in hosts {
+            header.push_str(&format!(" | {h:>10} TTFT/E2E p50 ms · out tok/s"));
+        }
+        header.push_str(" | combined out tok/s");
+        println!("{header}");
+        let levels: Vec<(u32, Option<f64>)> = per
+            .iter()
+            .flatten()
+            .flat_map(|s| s.levels.iter().map(|l| (l.concurrency, l.rate)))
+            .fold(vec![], |mut v, x| {
+                if !v.contains(&x) {
+                    v.push(x);
+                }
+                v
+            });
+        for (c, rate) in levels {
+            let label = match rate {
+                Some(r) => format!("rate={r}"),
+                None => format!("c={c}"),
+            };
+            let mut line = format!("  {label:<9}");
+            let mut total = 0.0;
+            for s in &per {
+                let l = s.and_then(|s| {
+                    s.levels
+                        .iter()
+                        .find(|l| l.concurrency == c && l.rate == rate)
+                });
+                match l {
+                    Some(l) => {
+                        total += l.output_tok_s;
+                        line.push_str(&format!(
+                            " | {:>10}/{:<10} {:>15.1}",
+                            f(l.ttft_ms.map(|s| s.p50)),
+                            f(l.e2e_ms.map(|s| s.p50)),
+                            l.output_tok_s
+                        ));
+                    }
+                    None => line.push_str(&format!(" | {:>37}", "–")),
+                }
+            }
+            line.push_str(&format!(" | {total:.1}"));
+            println!("{line}");
+        }
+        for ((h, s), r) in hosts.iter().zip(&per).zip(results) {
+            let Some(s) = s else {
+                println!("  {h}: not measured there");
+                continue;
+            };
+            if let Some(why) = &s.skipped {
+                println!("  {h}: not measured: {why}");
+                continue;
+            }
+            let gen: Vec<f64> = s
+                .levels
+                .iter()
+                .filter_map(|l| l.gen_tok_s.map(|g| g.p50))
+                .collect();
+            let drift = match (gen.first(), gen.last()) {
+                (Some(a), Some(b)) if *a > 0.0 && gen.len() > 1 => {
+                    format!("{:+.0} %", (b - a) / a * 100.0)
+                }
+                _ => "–".into(),
+            };
+            println!(
+                "  {h}: generation tok/s p50 first → last level {} → {} ({drift}) · hottest thermal {}{} · {}",
+                f(gen.first().copied()),
+                f(gen.last().copied()),
+                r.monitor.max_thermal.as_str(),
+                if s.throttling_suspected { " · throttling suspected" } else { "" },
+                s.verdict.as_str()
+            );
+        }
+    }
+}
+
 /// `status --all`: this machine, then every host of settings.toml (an unreachable one says so and
 /// does not stop the others).
 pub async fn status_all(state_dir: &Path, json: bool) -> Result<bool> {

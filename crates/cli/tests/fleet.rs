@@ -466,3 +466,68 @@ fn two_hosts_in_network_namespaces_link_and_reachability() {
     drop(b);
     drop(a);
 }
+
+/// `bench --hosts local,a`: the same load on both daemons at once, reported side by side with the
+/// combined throughput and each host's drift; each run is saved on its own host.
+#[test]
+fn one_benchmark_across_two_hosts() {
+    if !in_keyring_session("one_benchmark_across_two_hosts") {
+        return;
+    }
+    let chat = |port: u16| {
+        format!(
+            "[services.chat]\nkind = \"chat\"\nport = {port}\nmodel = \"m\"\nprobe = \"chat\"\ncommand = [\"python3\", \"{}\", \"--host\", \"{{host}}\", \"--port\", \"{{port}}\", \"--think\", \"--usage\"]\n",
+            fault_server()
+        )
+    };
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let a = Daemon::start(&format!(
+        "[control]\nlisten = \"{addr}\"\n{}",
+        chat(free_port())
+    ));
+    let b = Daemon::start(&chat(free_port()));
+    a.wait_state("chat", "ready", 20 * S);
+    b.wait_state("chat", "ready", 20 * S);
+    let info: Value = serde_json::from_str(&ok(&a.cli(&["control", "info", "--json"]))).unwrap();
+    let token = ok(&a.cli(&["tokens", "add", "--role", "admin"]));
+    ok(&cli_stdin(
+        &b,
+        &[
+            "hosts",
+            "add",
+            "a",
+            &addr,
+            "--fingerprint",
+            info["fingerprint"].as_str().unwrap(),
+            "--token-stdin",
+        ],
+        &token,
+    ));
+    let out = ok(&b.cli(&[
+        "bench",
+        "--hosts",
+        "local,a",
+        "chat",
+        "--concurrency",
+        "1,2",
+        "--requests",
+        "4",
+        "--no-thinking-check",
+    ]));
+    eprintln!("{out}");
+    assert!(out.contains("combined out tok/s"), "{out}");
+    assert!(out.contains("  c=1") && out.contains("  c=2"), "{out}");
+    for h in ["local", "a"] {
+        assert!(
+            out.contains(&format!("  {h}: generation tok/s p50 first → last level")),
+            "{out}"
+        );
+    }
+    // Each host keeps its own run.
+    for d in [&a, &b] {
+        let h: Value =
+            serde_json::from_str(&ok(&d.cli(&["bench", "--history", "--json"]))).unwrap();
+        assert_eq!(h["runs"].as_array().unwrap().len(), 1, "{h}");
+    }
+}
