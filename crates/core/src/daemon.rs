@@ -178,6 +178,76 @@ impl MetricsListener {
     }
 }
 
+/// `[control] listen`: binds (and rebinds when the setting changes) the remote control API's TLS listener
+/// (`remote/`) with the daemon's identity and the key service's tokens. Owns the `remote-control` alert
+/// (the port cannot be bound, or the certificate cannot be made or read).
+struct RemoteControl {
+    services: Arc<Services>,
+    alerts: crate::alerts::AlertSource,
+    serving: Option<(std::net::SocketAddr, crate::task::AbortOnDrop)>,
+}
+
+impl RemoteControl {
+    fn new(services: &Arc<Services>) -> Self {
+        RemoteControl {
+            alerts: services.alerts.source("remote-control"),
+            services: services.clone(),
+            serving: None,
+        }
+    }
+
+    /// Follows the applied settings' `[control] listen`.
+    async fn apply(&mut self) {
+        let want = match self.services.supervisor.settings().await {
+            Some(s) => s.control.listen,
+            None => return,
+        };
+        if self.serving.as_ref().map(|s| s.0) == want {
+            return;
+        }
+        self.serving = None; // the old port closes before the new one binds
+        let Some(addr) = want else {
+            self.alerts.clear("remote-control");
+            return;
+        };
+        let dir = self.services.state_dir.clone();
+        let tls = tokio::task::spawn_blocking(move || {
+            let id = crate::remote::identity::load_or_make(&dir)?;
+            crate::remote::identity::server_config(&id)
+        })
+        .await
+        .map_err(|e| crate::remote::RemoteError::Tls(e.to_string()))
+        .and_then(|r| r);
+        let tls = match tls {
+            Ok(t) => Arc::new(t),
+            Err(e) => return self.alert(addr, e.to_string()),
+        };
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => {
+                self.alerts.clear("remote-control");
+                let app = crate::control::server::router(self.services.clone());
+                let tokens = self.services.keys.tokens();
+                let task = tokio::spawn(crate::remote::listen::serve(l, tls, app, tokens));
+                tracing::info!(%addr, "remote control API listening (TLS)");
+                self.serving = Some((addr, crate::task::AbortOnDrop(task)));
+            }
+            Err(e) => self.alert(
+                addr,
+                format!("cannot listen on {addr}: {e}; is another program using it? change [control] listen"),
+            ),
+        }
+    }
+
+    fn alert(&self, addr: std::net::SocketAddr, why: String) {
+        self.alerts.raise(
+            "remote-control",
+            crate::api::AlertSeverity::Warning,
+            "The control API is not served to other hosts",
+            format!("[control] listen = \"{addr}\": {why}"),
+        );
+    }
+}
+
 /// Runs the daemon until SIGINT/SIGTERM or a shutdown request; every service is stopped before it returns.
 pub async fn run(
     opts: DaemonOptions,
@@ -238,7 +308,7 @@ pub async fn run(
     services.reload().await;
     let mut scrape = MetricsListener::new(&services);
     scrape.apply().await;
-    let mut remote = crate::remote::control::RemoteControl::new(&services);
+    let mut remote = RemoteControl::new(&services);
     remote.apply().await;
     let stop_reloading = Arc::new(Notify::new());
     let (s2, stop2) = (services.clone(), stop_reloading.clone());

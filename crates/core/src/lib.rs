@@ -27,3 +27,4 @@ pub mod served;
 pub mod services;
 pub mod supervisor;
 pub mod task;
+pub mod tls;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// One HTTP client for a whole run: keep-alive connections, no proxy from the environment, no pool cap
 /// (256 concurrent streams must not queue inside the client).
 pub fn http_client(timeout: Duration) -> reqwest::Client {
-    crate::remote::install_crypto_provider();
+    crate::tls::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .pool_max_idle_per_host(1024)

@@ -497,7 +497,7 @@ mod tests {
                 (url, crate::task::AbortOnDrop(task))
             }
         };
-        crate::remote::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let http = reqwest::Client::new();
         let (open, _a) = serve(true).await;
         let r = http.get(&open).send().await.unwrap();

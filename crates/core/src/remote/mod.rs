@@ -7,10 +7,8 @@
 //!   power), checked in constant time, with failed attempts rate-limited per peer and logged without
 //!   the token.
 //! - `listen.rs`: the TLS accept loop serving the control router behind the token check.
-//! - `control.rs`: the daemon's side, binding `[control] listen` as the settings say.
 //! - `hosts.rs`: the operator's side: `[hosts.NAME]` entries and the tokens sent to them.
 
-pub mod control;
 pub mod hosts;
 pub mod identity;
 pub mod listen;
@@ -18,13 +16,6 @@ pub mod tokens;
 
 pub use identity::Identity;
 pub use mlxbox_api::remote::{fingerprint, parse_fingerprint, ControlInfo, Role};
-
-/// reqwest is built with rustls (the remote control client needs TLS) and without a default crypto
-/// provider (aws-lc would need cmake): every process installs ring as rustls' default once, before it
-/// builds its first HTTP client. Idempotent.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {

@@ -75,7 +75,7 @@ impl Services {
         rt: Runtime,
         reload: mpsc::Sender<()>,
     ) -> Arc<Services> {
-        crate::remote::install_crypto_provider();
+        crate::tls::install_crypto_provider();
         let (events, _) = broadcast::channel(1024);
         let alerts = AlertStore::new(events.clone());
         let shared = Arc::new(Shared {
@@ -315,7 +315,7 @@ pub(crate) mod tests {
             statuses: Default::default(),
             state_file: StateFile::load(dir.join("state.json")),
             client: {
-                crate::remote::install_crypto_provider();
+                crate::tls::install_crypto_provider();
                 reqwest::Client::new()
             },
             logs_dir: dir.join("logs"),
