@@ -143,6 +143,19 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
                 });
             }
         }
+        MenuAction::ToggleHostService { host, service } => {
+            if let Some(verb) = menubar::toggle_host_verb(&snap, &host, &service) {
+                tauri::async_runtime::spawn(async move {
+                    let forward = Box::new(mlxbox_api::control::Request::Action {
+                        target: service,
+                        verb,
+                    });
+                    let _ = core
+                        .call(mlxbox_api::control::Request::Host { host, forward })
+                        .await;
+                });
+            }
+        }
         MenuAction::StartAll | MenuAction::StopAll | MenuAction::RestartAll => {
             let verb = match action {
                 MenuAction::StartAll => Verb::Start,

@@ -67,6 +67,9 @@ pub enum Request {
     Doctor { options: DoctorOptions },
     /// Stop every service, then the daemon → `Done`.
     Shutdown,
+    /// Any other request, answered by the daemon of `[hosts.NAME]` `host` (this daemon forwards it over
+    /// its pinned TLS connection with the host's token) → what that request answers, with its status.
+    Host { host: String, forward: Box<Request> },
 }
 
 /// HTTP methods the control API uses.
@@ -177,6 +180,7 @@ impl Request {
             // The doctor sends requests to the servers and may start a benchmark.
             | Request::Doctor { .. }
             | Request::Shutdown => true,
+            Request::Host { forward, .. } => forward.changes(),
         }
     }
 
@@ -222,6 +226,11 @@ impl Request {
             ),
             Request::Doctor { options } => (Post, "/v1/doctor".into(), json(options)),
             Request::Shutdown => (Post, "/v1/shutdown".into(), Body::None),
+            Request::Host { host, forward } => (
+                Post,
+                format!("/v1/hosts/{}/forward", encode(host)),
+                Body::Json(serde_json::to_value(&**forward).unwrap_or_default()),
+            ),
         };
         Route { method, path, body }
     }
@@ -314,6 +323,18 @@ impl Request {
                 options: from_json(body)?,
             },
             (["shutdown"], Post) => Request::Shutdown,
+            (["hosts", host, "forward"], Post) => {
+                let forward: Request = from_json(body)?;
+                if matches!(forward, Request::Host { .. }) {
+                    return Err(DecodeError::Bad(
+                        "a forwarded request cannot be forwarded again".into(),
+                    ));
+                }
+                Request::Host {
+                    host: host.to_string(),
+                    forward: Box::new(forward),
+                }
+            }
             (
                 ["status"]
                 | ["services", _, _]
@@ -326,7 +347,8 @@ impl Request {
                 | ["bench"]
                 | ["bench", _]
                 | ["doctor"]
-                | ["shutdown"],
+                | ["shutdown"]
+                | ["hosts", _, "forward"],
                 _,
             ) => return Err(wrong()),
             _ => return Err(not_found(path)),
@@ -434,6 +456,13 @@ mod tests {
         vec![
             Request::Status,
             Request::Ping,
+            Request::Host {
+                host: "studio 2".into(),
+                forward: Box::new(Request::Action {
+                    target: "chat".into(),
+                    verb: Verb::Stop,
+                }),
+            },
             Request::Action {
                 target: "all".into(),
                 verb: Verb::Restart,
@@ -525,6 +554,21 @@ mod tests {
             (Put, "/v1/config", None, &[0xff, 0xfe], 400),
             (Get, "/v1/bench/compare", Some("a=1"), b"", 400),
             (Delete, "/v1/keys", None, b"", 405),
+            (Get, "/v1/hosts/a/forward", None, b"", 405),
+            (
+                Post,
+                "/v1/hosts/a/forward",
+                None,
+                b"{\"request\":\"explode\"}",
+                400,
+            ),
+            (
+                Post,
+                "/v1/hosts/a/forward",
+                None,
+                br#"{"request":"host","host":"b","forward":{"request":"status"}}"#,
+                400,
+            ),
         ];
         for (m, p, q, b, status) in cases {
             let e = Request::decode(*m, p, *q, b).unwrap_err();

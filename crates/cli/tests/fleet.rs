@@ -158,6 +158,24 @@ fn hosts_over_tls_with_pins_tokens_and_roles() {
     ok(&b.cli(&["--host", "a", "start", "chat"]));
     assert_eq!(a.service("chat")["state"], "ready");
 
+    // Forwarded by this Mac's daemon (what the app's host view and menu use): the answer and its
+    // status come back as the host gave them; a read token's refusal too.
+    let fwd = |host: &str, verb: &str| {
+        let body = format!(r#"{{"request":"action","target":"chat","verb":"{verb}"}}"#);
+        b.control("POST", &format!("/v1/hosts/{host}/forward"), &body)
+    };
+    let (code, text) = fwd("a-read", "stop");
+    assert_eq!(code, 403, "{text}");
+    assert!(text.contains("read role"), "{text}");
+    let (code, text) = fwd("a", "stop");
+    assert_eq!(code, 200, "{text}");
+    assert!(wait_until(10 * S, || a.service("chat")["state"] == "stopped"));
+    let (code, _) = fwd("a", "start");
+    assert_eq!(code, 200);
+    a.wait_state("chat", "ready", 20 * S);
+    let (code, text) = fwd("nobody", "stop");
+    assert_eq!(code, 404, "{text}");
+
     // status --all: one block per host.
     let all = ok(&b.cli(&["status", "--all"]));
     assert!(

@@ -180,6 +180,11 @@ pub fn summary_line(snap: &Snapshot) -> String {
 pub enum MenuAction {
     /// Starts the service when it is not running, stops it when it is.
     ToggleService(String),
+    /// The same for a service of another host (forwarded by this Mac's daemon: `Request::Host`).
+    ToggleHostService {
+        host: String,
+        service: String,
+    },
     StartAll,
     StopAll,
     RestartAll,
@@ -195,6 +200,9 @@ impl MenuAction {
     pub fn id(&self) -> String {
         match self {
             MenuAction::ToggleService(n) => format!("service:{n}"),
+            MenuAction::ToggleHostService { host, service } => {
+                format!("host:{host}/service:{service}")
+            }
             MenuAction::StartAll => "start-all".into(),
             MenuAction::StopAll => "stop-all".into(),
             MenuAction::RestartAll => "restart-all".into(),
@@ -222,8 +230,18 @@ impl TryFrom<&str> for MenuAction {
             "start-daemon" => MenuAction::StartDaemon,
             "launch-at-login" => MenuAction::LaunchAtLogin,
             "quit" => MenuAction::Quit,
-            s => match s.strip_prefix("service:") {
-                Some(n) if !n.is_empty() => MenuAction::ToggleService(n.to_string()),
+            s => match (
+                s.strip_prefix("service:"),
+                s.strip_prefix("host:")
+                    .and_then(|r| r.split_once("/service:")),
+            ) {
+                (Some(n), _) if !n.is_empty() => MenuAction::ToggleService(n.to_string()),
+                (_, Some((h, n))) if !h.is_empty() && !n.is_empty() => {
+                    MenuAction::ToggleHostService {
+                        host: h.to_string(),
+                        service: n.to_string(),
+                    }
+                }
                 _ => return Err(format!("unknown menu item `{id}`")),
             },
         })
@@ -297,7 +315,19 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
                     format!("{} — unreachable", h.name)
                 }));
                 for s in &h.services {
-                    m.push(Label(format!("   {} — {}", s.name, s.state.as_str())));
+                    let verb = if s.state.is_running() || s.state == State::Backoff {
+                        "stop"
+                    } else {
+                        "start"
+                    };
+                    m.push(item(
+                        MenuAction::ToggleHostService {
+                            host: h.name.clone(),
+                            service: s.name.clone(),
+                        },
+                        &format!("   {} — {} (click to {verb})", s.name, s.state.as_str()),
+                        h.reachable && s.enabled && s.state != State::Stopping,
+                    ));
                 }
             }
         }
@@ -318,6 +348,24 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
     });
     m.push(item(MenuAction::Quit, "Quit mlx-box", true));
     m
+}
+
+/// What clicking another host's service asks: the verb its state calls for.
+pub fn toggle_host_verb(snap: &Snapshot, host: &str, name: &str) -> Option<Verb> {
+    let s = snap
+        .status
+        .as_ref()?
+        .hosts
+        .iter()
+        .find(|h| h.name == host)?
+        .services
+        .iter()
+        .find(|s| s.name == name)?;
+    Some(if s.state.is_running() || s.state == State::Backoff {
+        Verb::Stop
+    } else {
+        Verb::Start
+    })
 }
 
 /// What clicking a service's item asks the daemon: `(name, verb)`.
@@ -521,7 +569,17 @@ mod tests {
             labels.contains(&"studio-2 — 1/1 ready · 0.4 ms".to_string()),
             "{labels:?}"
         );
-        assert!(labels.contains(&"   big — ready".to_string()), "{labels:?}");
+        let toggle = MenuAction::ToggleHostService {
+            host: "studio-2".into(),
+            service: "big".into(),
+        };
+        assert!(menu(&s, false).contains(&MenuEntry::Item {
+            action: toggle.clone(),
+            text: "   big — ready (click to stop)".into(),
+            enabled: true,
+        }));
+        assert_eq!(MenuAction::try_from(toggle.id().as_str()), Ok(toggle));
+        assert_eq!(toggle_host_verb(&s, "studio-2", "big"), Some(Verb::Stop));
         s.apply(&Event::Host(host(
             "studio-2",
             true,

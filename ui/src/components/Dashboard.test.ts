@@ -171,7 +171,10 @@ describe("dashboard", () => {
       thermal: { state: "fair" as const },
       version: "0.1.0",
     });
-    backend({ get_status: () => status({ hosts: [remote("studio-2", true), remote("studio-3", false)] }) });
+    const calls = backend({
+      get_status: () => status({ hosts: [remote("studio-2", true), remote("studio-3", false)] }),
+      call: () => ({ services: ["fast"] }),
+    });
     await dashboard();
     const tabs = screen.getByTestId("host-switcher");
     expect(within(tabs).getByTestId("host-tab-studio-2")).toHaveAttribute("data-reachable", "true");
@@ -182,8 +185,17 @@ describe("dashboard", () => {
     expect(within(view).getByTestId("host-service-big")).toHaveAttribute("data-state", "starting");
     expect(within(view).getByTestId("host-link")).toHaveTextContent("p50 0.42 ms");
     expect(screen.queryByTestId("service-chat")).toBeNull();
+    // Its services are toggled through this Mac's daemon, which forwards the request.
+    await fireEvent.click(within(view).getByTestId("host-toggle-fast"));
+    await waitFor(() => expect(calls.some((c) => c.cmd === "call")).toBe(true));
+    expect(calls.find((c) => c.cmd === "call")!.args.request).toEqual({
+      request: "host",
+      host: "studio-2",
+      forward: { request: "action", target: "fast", verb: "stop" },
+    });
     await fireEvent.click(screen.getByTestId("host-tab-studio-3"));
     expect(await screen.findByTestId("host-unreachable")).toHaveTextContent("no answer within 2 s");
+    expect(screen.getByTestId("host-toggle-fast")).toBeDisabled();
     await fireEvent.click(screen.getByTestId("host-tab-local"));
     expect(await screen.findByTestId("service-chat")).toBeInTheDocument();
   });

@@ -83,6 +83,17 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
     match req {
         Request::Status => ok(s.status().await),
         Request::Ping => ok(Done { ok: true }),
+        Request::Host { host, forward } => match s.fleet.forward(&host, &forward).await {
+            Ok((code, v)) => (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
+                Json(v),
+            )
+                .into_response(),
+            Err(e @ crate::services::fleet::ForwardError::Unknown(_)) => {
+                err(StatusCode::NOT_FOUND, e.to_string())
+            }
+            Err(e) => err(StatusCode::BAD_GATEWAY, e.to_string()),
+        },
         Request::Action { target, verb } => {
             if verb != crate::supervisor::Verb::Stop {
                 if let Err(e) = s.admit_start(&target).await {

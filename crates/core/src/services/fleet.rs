@@ -30,6 +30,17 @@ pub struct Fleet {
     events: broadcast::Sender<Event>,
     hosts: Mutex<BTreeMap<String, HostStatus>>,
     pollers: Mutex<Vec<(HostSpec, AbortOnDrop)>>,
+    /// Each host's client once its poller made one (a forwarded request rides the same connection).
+    clients: Mutex<BTreeMap<String, Arc<Client>>>,
+}
+
+/// Why a request could not be forwarded to a host.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    #[error("no host named `{0}` in [hosts] of settings.toml")]
+    Unknown(String),
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl Fleet {
@@ -39,6 +50,7 @@ impl Fleet {
             events,
             hosts: Default::default(),
             pollers: Default::default(),
+            clients: Default::default(),
         })
     }
 
@@ -53,6 +65,9 @@ impl Fleet {
         let mut pollers = self.pollers.lock().unwrap();
         let before: Vec<HostSpec> = pollers.iter().map(|p| p.0.clone()).collect();
         pollers.retain(|(h, _)| hosts.contains(h));
+        for gone in before.iter().filter(|h| !hosts.contains(h)) {
+            self.clients.lock().unwrap().remove(&gone.name);
+        }
         for gone in before
             .iter()
             .filter(|h| !hosts.iter().any(|x| x.name == h.name))
@@ -90,7 +105,7 @@ impl Fleet {
         };
         let mut rtt: VecDeque<f64> = VecDeque::with_capacity(RTT_WINDOW);
         let mut misses = 0u32;
-        let mut client: Option<Client> = None;
+        let mut client: Option<Arc<Client>> = None;
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -98,7 +113,14 @@ impl Fleet {
             let before = st.clone();
             if client.is_none() {
                 match connect(&h).await {
-                    Ok(c) => client = Some(c),
+                    Ok(c) => {
+                        let c = Arc::new(c);
+                        self.clients
+                            .lock()
+                            .unwrap()
+                            .insert(h.name.clone(), c.clone());
+                        client = Some(c);
+                    }
                     Err(e) => {
                         st.error = Some(e);
                         misses = MISSES;
@@ -162,6 +184,31 @@ impl Fleet {
                 let _ = self.events.send(Event::Host(st.clone()));
             }
         }
+    }
+
+    /// Sends `req` to host `name`'s daemon; its status and JSON answer come back as they are.
+    pub async fn forward(
+        &self,
+        name: &str,
+        req: &mlxbox_api::control::Request,
+    ) -> Result<(u16, serde_json::Value), ForwardError> {
+        let spec = self
+            .pollers
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(h, _)| h.name == name)
+            .map(|(h, _)| h.clone())
+            .ok_or_else(|| ForwardError::Unknown(name.to_string()))?;
+        let client = self.clients.lock().unwrap().get(name).cloned();
+        let client = match client {
+            Some(c) => c,
+            None => Arc::new(connect(&spec).await.map_err(ForwardError::Failed)?),
+        };
+        client
+            .call_raw(req)
+            .await
+            .map_err(|e| ForwardError::Failed(e.to_string()))
     }
 
     fn rules(&self, st: &HostStatus, samples: usize, warn_ms: f64) {
