@@ -1,7 +1,7 @@
 //! Access tokens of the remote control API: kept in the control keyring (`Keyring::open_control`, their
 //! scope is their role), held here in memory, checked in constant time. Failed attempts are counted per
-//! peer address: 5 within a minute and that peer is refused (429) for a minute, as sshd's MaxAuthTries
-//! and fail2ban do; each failure is logged with the peer, never with what it sent.
+//! peer address, as fail2ban counts them: 5 within a minute and that address is refused (429) for a
+//! minute, good token or not; each failure is logged with the peer, never with what it sent.
 
 use super::Role;
 use crate::keys::ApiKey;
@@ -93,11 +93,10 @@ impl Tokens {
             }
         }
         drop(set);
+        // A success does not wipe the failures: several clients may share an address (a NAT, this
+        // machine), and a guesser must not be let off by a neighbour's good token.
         match role {
-            Some(r) => {
-                self.failures.lock().unwrap().remove(&peer);
-                Check::Ok(r)
-            }
+            Some(r) => Check::Ok(r),
             None => {
                 self.failed(peer, now);
                 Check::Denied
