@@ -42,14 +42,19 @@ pub async fn get_history(s: State<'_, AppState>) -> R<MonitorHistory> {
     s.core.history().await
 }
 
+/// `host`: a `[hosts]` Mac's settings.toml, through this Mac's daemon; none: this Mac's.
 #[tauri::command]
-pub async fn get_config(s: State<'_, AppState>) -> R<ConfigDocument> {
-    s.core.config().await
+pub async fn get_config(s: State<'_, AppState>, host: Option<String>) -> R<ConfigDocument> {
+    s.core.config(host).await
 }
 
 #[tauri::command]
-pub async fn preview_config(s: State<'_, AppState>, edits: Vec<ConfigEdit>) -> R<ConfigPreview> {
-    s.core.preview_config(edits).await
+pub async fn preview_config(
+    s: State<'_, AppState>,
+    edits: Vec<ConfigEdit>,
+    host: Option<String>,
+) -> R<ConfigPreview> {
+    s.core.preview_config(edits, host).await
 }
 
 #[tauri::command]
@@ -57,8 +62,9 @@ pub async fn save_config(
     s: State<'_, AppState>,
     edits: Vec<ConfigEdit>,
     base_hash: Option<String>,
+    host: Option<String>,
 ) -> R<ConfigPreview> {
-    s.core.save_config(edits, base_hash).await
+    s.core.save_config(edits, base_hash, host).await
 }
 
 #[tauri::command]

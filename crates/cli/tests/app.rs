@@ -119,7 +119,7 @@ fn app_follows_the_daemon_draws_the_tray_and_notifies_once() {
 
     // The Settings window's save: toml_edit keeps comments; a stale base hash is a conflict; an invalid
     // value is refused with the validator's diagnostics and writes nothing.
-    let doc = rt.block_on(core.config()).unwrap();
+    let doc = rt.block_on(core.config(None)).unwrap();
     assert_eq!(
         doc.document.as_ref().unwrap()["services"]["b"]["ready_timeout_s"],
         30
@@ -128,6 +128,7 @@ fn app_follows_the_daemon_draws_the_tray_and_notifies_once() {
         .block_on(core.save_config(
             vec![edit(&["services", "b", "ready_timeout_s"], 31.into())],
             Some("0".repeat(64)),
+            None,
         ))
         .unwrap_err();
     assert_eq!(stale.kind, CommandErrorKind::Conflict, "{stale:?}");
@@ -135,6 +136,7 @@ fn app_follows_the_daemon_draws_the_tray_and_notifies_once() {
         .block_on(core.save_config(
             vec![edit(&["services", "b", "port"], "eighty".into())],
             Some(doc.content_hash.clone()),
+            None,
         ))
         .unwrap_err();
     assert_eq!(bad.kind, CommandErrorKind::Invalid, "{bad:?}");
@@ -147,6 +149,7 @@ fn app_follows_the_daemon_draws_the_tray_and_notifies_once() {
         .block_on(core.save_config(
             vec![edit(&["alerts", "headroom_warn_percent"], 99.9.into())],
             Some(doc.content_hash.clone()),
+            None,
         ))
         .unwrap();
     assert!(saved.valid);

@@ -185,6 +185,40 @@ fn hosts_over_tls_with_pins_tokens_and_roles() {
     a.wait_state("chat", "ready", 20 * S);
     let (code, text) = fwd("nobody", "stop");
     assert_eq!(code, 404, "{text}");
+    // The Settings window on another host: its file read, an edit written by that host's daemon, a
+    // stale base refused with that daemon's 409.
+    let body = |r: &str| {
+        let (code, text) = b.control("POST", "/v1/hosts/a/forward", r);
+        let json = text.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+        let json = if text
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(json)
+        } else {
+            json.to_string()
+        };
+        (
+            code,
+            serde_json::from_str::<Value>(&json).unwrap_or(Value::Null),
+        )
+    };
+    let (code, doc) = body(r#"{"request":"get_config"}"#);
+    assert_eq!(code, 200, "{doc}");
+    assert_eq!(doc["path"], a.config.display().to_string());
+    let hash = doc["content_hash"].as_str().unwrap().to_string();
+    let edit = |base: &str| {
+        format!(
+            r#"{{"request":"edit_config","edit":{{"edits":[{{"path":["services","chat","backoff_max_s"],"value":45}}],"base_hash":"{base}"}}}}"#
+        )
+    };
+    let (code, v) = body(&edit("stale"));
+    assert_eq!(code, 409, "{v}");
+    let (code, v) = body(&edit(&hash));
+    assert_eq!(code, 200, "{v}");
+    assert!(std::fs::read_to_string(&a.config)
+        .unwrap()
+        .contains("backoff_max_s = 45"));
 
     // status --all: one block per host.
     let all = ok(&b.cli(&["status", "--all"]));

@@ -190,28 +190,34 @@ impl AppCore {
         Ok(self.client.history().await?)
     }
 
-    pub async fn config(&self) -> Result<ConfigDocument, CommandError> {
-        Ok(self.client.config().await?)
+    /// settings.toml of this Mac, or of a `[hosts]` Mac (`host`: forwarded by this Mac's daemon, which
+    /// holds its token; that host's daemon validates and writes it with the same rules).
+    pub async fn config(&self, host: Option<String>) -> Result<ConfigDocument, CommandError> {
+        Ok(self.client.call(&on_host(host, Request::GetConfig)).await?)
     }
 
     pub async fn preview_config(
         &self,
         edits: Vec<ConfigEdit>,
+        host: Option<String>,
     ) -> Result<ConfigPreview, CommandError> {
-        let req = ConfigEditRequest {
+        let edit = ConfigEditRequest {
             edits,
             base_hash: None,
         };
-        Ok(self.client.preview_config(&req).await?)
+        let req = on_host(host, Request::PreviewConfig { edit });
+        Ok(self.client.config_edit(&req).await?)
     }
 
     pub async fn save_config(
         &self,
         edits: Vec<ConfigEdit>,
         base_hash: Option<String>,
+        host: Option<String>,
     ) -> Result<ConfigPreview, CommandError> {
-        let req = ConfigEditRequest { edits, base_hash };
-        Ok(self.client.edit_config(&req).await?)
+        let edit = ConfigEditRequest { edits, base_hash };
+        let req = on_host(host, Request::EditConfig { edit });
+        Ok(self.client.config_edit(&req).await?)
     }
 
     pub async fn proxy_stats(
@@ -510,6 +516,17 @@ async fn follow_events(
         }
     };
     let _ = tokio::join!(reader, handler);
+}
+
+/// `req` as it is, or forwarded to `host` by this Mac's daemon.
+fn on_host(host: Option<String>, req: Request) -> Request {
+    match host {
+        Some(host) => Request::Host {
+            host,
+            forward: Box::new(req),
+        },
+        None => req,
+    }
 }
 
 fn spawn_daemon(bin: &Path, state_dir: &Path) -> Result<(), CommandError> {

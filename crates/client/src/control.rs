@@ -336,7 +336,9 @@ impl Client {
             .await
     }
 
-    async fn config_edit(&self, req: &Request) -> Result<ConfigPreview, ClientError> {
+    /// A preview or an edit of settings.toml (or one forwarded to another host, `Request::Host`): 409
+    /// and 422 come back as `EditRefused`, with the preview when there is one.
+    pub async fn config_edit(&self, req: &Request) -> Result<ConfigPreview, ClientError> {
         let r = self
             .request(req)
             .send()

@@ -2,7 +2,7 @@ import { fireEvent, render, screen, waitFor } from "@testing-library/svelte";
 import { describe, expect, it } from "vitest";
 import App from "../App.svelte";
 import type { ConfigEdit } from "../bindings/ConfigEdit";
-import { backend, configDoc, send, SETTINGS_TEXT, type Handler } from "../test/fixtures";
+import { backend, configDoc, send, service, SETTINGS_TEXT, status, type Handler } from "../test/fixtures";
 import { openView } from "../test/view";
 
 const settings = (handlers: Record<string, Handler> = {}) => openView("#settings", "field-services.chat.max_tokens", handlers);
@@ -120,6 +120,45 @@ describe("settings", () => {
     expect(await screen.findByTestId("diag-services.chat.model")).toHaveTextContent("has no `model`");
   });
 
+  it("edits another host's settings.toml through this Mac's daemon", async () => {
+    const host = {
+      name: "studio-2",
+      address: "198.18.0.2:9443",
+      reachable: true,
+      since_ms: 0,
+      rtt_p50_ms: 0.4,
+      rtt_p99_ms: 0.9,
+      error: null,
+      services: [service("chat")],
+      alerts: [],
+      memory: null,
+      thermal: null,
+      version: "0.1.0",
+    };
+    const remoteDoc = configDoc({ path: "/studio-2/settings.toml", content_hash: "r1" });
+    const calls = await settings({
+      get_status: () => status({ hosts: [host] }),
+      get_config: (a) => (a.host === "studio-2" ? remoteDoc : configDoc()),
+      save_config: () => ({ text: SETTINGS_TEXT, document: null, diagnostics: [], valid: true }),
+    });
+    expect(screen.getByTestId("keys-section")).toBeInTheDocument();
+    await fireEvent.change(await screen.findByTestId("settings-host"), { target: { value: "studio-2" } });
+    await waitFor(() => expect(calls.some((c) => c.cmd === "get_config" && c.args.host === "studio-2")).toBe(true));
+    await waitFor(() => expect(screen.getByText("/studio-2/settings.toml")).toBeInTheDocument());
+    // Keys are per machine: this Mac's keys section is not shown for another host.
+    expect(screen.queryByTestId("keys-section")).toBeNull();
+    expect(screen.getByTestId("remote-keys-note")).toHaveTextContent("mlx-box --host studio-2 keys list");
+    await fireEvent.input(field("services.chat.max_tokens"), { target: { value: "4096" } });
+    await waitFor(() => expect(calls.some((c) => c.cmd === "preview_config" && c.args.host === "studio-2")).toBe(true));
+    await fireEvent.click(screen.getByTestId("settings-save"));
+    await waitFor(() => expect(calls.some((c) => c.cmd === "save_config")).toBe(true));
+    expect(calls.find((c) => c.cmd === "save_config")?.args).toEqual({
+      edits: [{ path: ["services", "chat", "max_tokens"], value: 4096 }],
+      baseHash: "r1",
+      host: "studio-2",
+    });
+  });
+
   it("save sends the edits and the base hash, then says what restarts", async () => {
     let saved = false;
     const calls = await settings({
@@ -139,6 +178,7 @@ describe("settings", () => {
         { path: ["app", "log_files"], value: 5 },
       ],
       baseHash: "h1",
+      host: null,
     });
     const notice = await screen.findByTestId("settings-notice");
     expect(notice).toHaveTextContent("Restarting only the changed service: chat");

@@ -41,10 +41,13 @@ export const getLogs = (name: string, lines: number) => invoke<string[]>("get_lo
 export const followLogs = (name: string) => invoke<null>("follow_logs", { name });
 export const unfollowLogs = (name: string) => invoke<null>("unfollow_logs", { name });
 export const getHistory = () => invoke<MonitorHistory>("get_history");
-export const getConfig = () => invoke<ConfigDocument>("get_config");
-export const previewConfig = (edits: ConfigEdit[]) => invoke<ConfigPreview>("preview_config", { edits });
-export const saveConfig = (edits: ConfigEdit[], baseHash: string | null) =>
-  invoke<ConfigPreview>("save_config", { edits, baseHash });
+/** settings.toml of this Mac, or (`host`) of a [hosts] Mac: this Mac's daemon forwards the request, and that
+ *  host's daemon validates and writes it with the same rules (409 when it changed meanwhile, 422 invalid). */
+export const getConfig = (host: string | null = null) => invoke<ConfigDocument>("get_config", { host });
+export const previewConfig = (edits: ConfigEdit[], host: string | null = null) =>
+  invoke<ConfigPreview>("preview_config", { edits, host });
+export const saveConfig = (edits: ConfigEdit[], baseHash: string | null, host: string | null = null) =>
+  invoke<ConfigPreview>("save_config", { edits, baseHash, host });
 export const getProxyStats = () => invoke<Record<string, ProxyStats>>("get_proxy_stats");
 /** The proxy's API keys (never their secrets); `keyring_error` when the OS keyring cannot be read. */
 export const listKeys = () => invoke<KeyList>("list_keys");

@@ -85,6 +85,8 @@ export class SettingsForm {
   externalChange = $state<string | null>(null);
   /** Services whose keys the last save changed. */
   restarted = $state<string[] | null>(null);
+  /** Whose settings.toml: null = this Mac's, else a [hosts] Mac's (through this Mac's daemon). */
+  host = $state<string | null>(null);
 
   private timer: ReturnType<typeof setTimeout> | null = null;
   private seq = 0;
@@ -147,7 +149,7 @@ export class SettingsForm {
   async load(): Promise<void> {
     this.loading = true;
     try {
-      this.doc = await api.getConfig();
+      this.doc = await api.getConfig(this.host);
       this.externalChange = null;
       // Edits that the file now already has are no longer edits.
       const doc = this.doc.document;
@@ -157,6 +159,16 @@ export class SettingsForm {
     } finally {
       this.loading = false;
     }
+  }
+
+  /** Edits another host's file (null: this Mac's): pending edits are dropped, that file is read. */
+  async switchHost(host: string | null): Promise<void> {
+    if (host === this.host) return;
+    this.host = host;
+    this.notice = null;
+    this.restarted = null;
+    this.doc = null;
+    await this.discard();
   }
 
   /** Drops every pending edit and re-reads the file. */
@@ -190,7 +202,7 @@ export class SettingsForm {
     }
     this.previewing = true;
     try {
-      const p = await api.previewConfig(edits);
+      const p = await api.previewConfig(edits, this.host);
       if (seq === this.seq) this.preview = p;
     } catch (e) {
       if (seq !== this.seq) return;
@@ -209,7 +221,7 @@ export class SettingsForm {
     this.saving = true;
     this.notice = null;
     try {
-      await api.saveConfig(edits, this.doc.content_hash);
+      await api.saveConfig(edits, this.doc.content_hash, this.host);
       const touched = servicesTouched(edits);
       this.edits = [];
       this.preview = null;
@@ -248,7 +260,8 @@ export class SettingsForm {
 
   /** A `config` daemon event: the file changed (maybe by our own save, recognised by its hash). */
   async external(status: ConfigStatus): Promise<void> {
-    if (this.saving || this.loading || !this.doc) return;
+    // The events are this Mac's: another host's file is re-read when switched to or saved.
+    if (this.saving || this.loading || !this.doc || this.host != null) return;
     if (status.content_hash == null || status.content_hash === this.doc.content_hash) return;
     if (this.count === 0) {
       await this.load();
