@@ -14,6 +14,9 @@ use ts_rs::TS;
 /// Log lines one request may ask for.
 pub const MAX_LOG_LINES: usize = 10_000;
 
+/// The most a link test may ask for (256 MiB).
+pub const MAX_LINK_TEST_BYTES: u64 = 256 << 20;
+
 /// Every request of the control API, with the type of its answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[ts(export)]
@@ -23,6 +26,9 @@ pub enum Request {
     Status,
     /// → `Done` at once: what a client times for the link's round trip.
     Ping,
+    /// → `bytes` zero bytes (`application/octet-stream`, at most `MAX_LINK_TEST_BYTES`): what a client
+    /// times for the link's throughput.
+    LinkTest { bytes: u64 },
     /// start / stop / restart a service or "all" → `ActionReply`.
     Action { target: String, verb: Verb },
     /// The last `lines` log lines → `LogLines`.
@@ -157,6 +163,7 @@ impl Request {
         match self {
             Request::Status
             | Request::Ping
+            | Request::LinkTest { .. }
             | Request::Logs { .. }
             | Request::GetConfig
             | Request::ValidateConfig { .. }
@@ -190,6 +197,9 @@ impl Request {
         let (method, path, body) = match self {
             Request::Status => (Get, "/v1/status".into(), Body::None),
             Request::Ping => (Get, "/v1/ping".into(), Body::None),
+            Request::LinkTest { bytes } => {
+                (Get, format!("/v1/link-test?bytes={bytes}"), Body::None)
+            }
             Request::Action { target, verb } => (
                 Post,
                 format!("/v1/services/{}/{verb}", encode(target)),
@@ -269,6 +279,17 @@ impl Request {
         let r = match (segs.as_slice(), method) {
             (["status"], Get) => Request::Status,
             (["ping"], Get) => Request::Ping,
+            (["link-test"], Get) => {
+                let bytes = param("bytes")?
+                    .and_then(|b| b.parse::<u64>().ok())
+                    .ok_or_else(|| DecodeError::Bad("link-test needs ?bytes=N".into()))?;
+                if bytes > MAX_LINK_TEST_BYTES {
+                    return Err(DecodeError::Bad(format!(
+                        "bytes={bytes} is more than a link test sends ({MAX_LINK_TEST_BYTES} at most)"
+                    )));
+                }
+                Request::LinkTest { bytes }
+            }
             (["services", target, verb], Post) => match Verb::parse(verb) {
                 Some(verb) => Request::Action {
                     target: target.to_string(),
@@ -456,6 +477,7 @@ mod tests {
         vec![
             Request::Status,
             Request::Ping,
+            Request::LinkTest { bytes: 1 << 20 },
             Request::Host {
                 host: "studio 2".into(),
                 forward: Box::new(Request::Action {
@@ -555,6 +577,8 @@ mod tests {
             (Get, "/v1/bench/compare", Some("a=1"), b"", 400),
             (Delete, "/v1/keys", None, b"", 405),
             (Get, "/v1/hosts/a/forward", None, b"", 405),
+            (Get, "/v1/link-test", Some("bytes=999999999999"), b"", 400),
+            (Get, "/v1/link-test", None, b"", 400),
             (
                 Post,
                 "/v1/hosts/a/forward",

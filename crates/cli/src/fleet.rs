@@ -72,6 +72,16 @@ pub enum HostsCmd {
     },
     /// Remove [hosts.NAME] and its token.
     Remove { name: String },
+    /// Check the link to a host now: round trip (20 pings, p50/p99) and throughput (a download over the
+    /// control connection). The daemon watches the round trip all the time; this adds the throughput.
+    Check {
+        name: String,
+        /// Size of the download, MB.
+        #[arg(long, default_value_t = 32)]
+        megabytes: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -218,6 +228,38 @@ pub async fn hosts_cmd(state_dir: &Path, cmd: HostsCmd) -> Result<()> {
                 for h in &s.hosts {
                     println!("{:<16} {:<24} {}", h.name, h.address, h.fingerprint);
                 }
+            }
+            Ok(())
+        }
+        HostsCmd::Check {
+            name,
+            megabytes,
+            json,
+        } => {
+            let c = remote_client(state_dir, &name).await?;
+            let mut rtt = vec![];
+            for _ in 0..21 {
+                let t = std::time::Instant::now();
+                c.ping().await?;
+                rtt.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            rtt.remove(0); // the first one may open the connection
+            rtt.sort_by(f64::total_cmp);
+            let p = |q: f64| rtt[((rtt.len() - 1) as f64 * q).round() as usize];
+            let bytes = megabytes.clamp(1, 256) * 1_000_000;
+            let bytes = bytes.min(mlxbox_api::control::MAX_LINK_TEST_BYTES);
+            let mbs = c.link_throughput(bytes).await?;
+            if json {
+                let v = serde_json::json!({"host": name, "rtt_p50_ms": p(0.5), "rtt_p99_ms": p(0.99),
+                    "throughput_mb_s": mbs, "bytes": bytes});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!(
+                    "{name}: round trip p50 {:.3} ms · p99 {:.3} ms (20 pings) · throughput {mbs:.1} MB/s ({} MB over the control connection)",
+                    p(0.5),
+                    p(0.99),
+                    bytes / 1_000_000
+                );
             }
             Ok(())
         }

@@ -501,6 +501,19 @@ fn two_hosts_in_network_namespaces_link_and_reachability() {
     assert!(!has_alert(&b, "host-link-slow:a"), "{h}");
     let status = ok(&b.cli(&["status"]));
     assert!(status.contains("HOST") && status.contains("up"), "{status}");
+    // On demand: the round trip and the throughput over the control connection.
+    let check: Value = serde_json::from_str(&ok(&b.cli(&[
+        "hosts",
+        "check",
+        "a",
+        "--megabytes",
+        "8",
+        "--json",
+    ])))
+    .unwrap();
+    eprintln!("link check: {check}");
+    assert!(check["throughput_mb_s"].as_f64().unwrap() > 1.0, "{check}");
+    assert!(check["rtt_p50_ms"].as_f64().unwrap() > 0.0, "{check}");
 
     // 5 ms more each way (a 10 ms longer round trip): the link's p50 goes past 8 ms (a debug build on a
     // loaded CI machine stays well under it), the alert comes; back to fast, it clears.

@@ -246,6 +246,26 @@ impl Client {
         self.call(&Request::Status).await
     }
 
+    /// Downloads `bytes` from the daemon and returns the link's throughput in MB/s (10^6 bytes), timed
+    /// from the request to the last byte.
+    pub async fn link_throughput(&self, bytes: u64) -> Result<f64, ClientError> {
+        let t0 = std::time::Instant::now();
+        let r = self
+            .send(self.request(&Request::LinkTest { bytes }))
+            .await?;
+        let mut got = 0u64;
+        let mut stream = r.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            got += chunk?.len() as u64;
+        }
+        if got != bytes {
+            return Err(ClientError::Api(format!(
+                "the link test sent {got} bytes of {bytes}"
+            )));
+        }
+        Ok(bytes as f64 / 1e6 / t0.elapsed().as_secs_f64().max(1e-9))
+    }
+
     /// A round trip and nothing else (the link check times it).
     pub async fn ping(&self) -> Result<(), ClientError> {
         self.call::<Done>(&Request::Ping).await.map(|_| ())

@@ -83,6 +83,7 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
     match req {
         Request::Status => ok(s.status().await),
         Request::Ping => ok(Done { ok: true }),
+        Request::LinkTest { bytes } => link_test(bytes),
         Request::Host { host, forward } => match s.fleet.forward(&host, &forward).await {
             Ok((code, v)) => (
                 StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
@@ -330,6 +331,28 @@ async fn metrics(State(s): S) -> Response {
             crate::metrics::CONTENT_TYPE,
         )],
         text,
+    )
+        .into_response()
+}
+
+/// `bytes` zeros, streamed from one static buffer (nothing the size of the answer is allocated).
+fn link_test(bytes: u64) -> Response {
+    static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
+    let chunk = ZEROS.len() as u64;
+    let chunks = bytes.div_ceil(chunk);
+    let stream = futures_util::stream::iter((0..chunks).map(move |i| {
+        let len = (bytes - i * chunk).min(chunk) as usize;
+        Ok::<_, Infallible>(bytes::Bytes::from_static(&ZEROS[..len]))
+    }));
+    (
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/octet-stream".to_string(),
+            ),
+            (axum::http::header::CONTENT_LENGTH, bytes.to_string()),
+        ],
+        axum::body::Body::from_stream(stream),
     )
         .into_response()
 }
