@@ -16,13 +16,13 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mlx-box");
 
 mod common;
-use common::{free_ports, nginx_conf, quick, upstream_conf, wait_port, Group};
+use common::{daemon, free_ports, nginx_conf, quick, upstream_conf, wait_port, Group};
 
 /// A keep-alive HTTP/1.1 client for GETs whose answers have a Content-Length.
 struct Conn(BufReader<std::net::TcpStream>);
@@ -113,20 +113,7 @@ fn main() {
     }
     let path = d.join("settings.toml");
     std::fs::write(&path, settings).unwrap();
-    let daemon = Group(
-        Command::new(BIN)
-            .args(["up", "--config"])
-            .arg(&path)
-            .arg("--state-dir")
-            .arg(d.join("state"))
-            .env("MLXBOX_LOG", "warn")
-            .env("DBUS_SESSION_BUS_ADDRESS", "disabled:")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("daemon.log")).unwrap())
-            .process_group(0)
-            .spawn()
-            .unwrap(),
-    );
+    let daemon = daemon(BIN, &path, &d.join("state"), &d.join("daemon.log"));
     let t0 = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", scrape_port)).is_err() {
         let log = std::fs::read_to_string(d.join("daemon.log")).unwrap_or_default();

@@ -22,13 +22,13 @@
 use mlxbox_core::proxy::SseFilter;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mlx-box");
 
 mod common;
-use common::{free_port, nginx_conf, quick, upstream_conf, wait_port, Group};
+use common::{daemon, free_port, nginx_conf, quick, upstream_conf, wait_port, Group};
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Wrk {
@@ -226,20 +226,7 @@ fn main() {
         ),
     )
     .unwrap();
-    let daemon = Group(
-        Command::new(BIN)
-            .args(["up", "--config"])
-            .arg(&settings)
-            .arg("--state-dir")
-            .arg(d.join("state"))
-            .env("MLXBOX_LOG", "warn")
-            .env("DBUS_SESSION_BUS_ADDRESS", "disabled:")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("daemon.log")).unwrap())
-            .process_group(0)
-            .spawn()
-            .unwrap(),
-    );
+    let main_daemon = daemon(BIN, &settings, &d.join("state"), &d.join("daemon.log"));
     // The same `fast` service on a second daemon with `[metrics] requests = false`: what the request
     // metrics cost, measured beside it.
     let (up3, front3) = (free_port(), free_port());
@@ -253,20 +240,7 @@ fn main() {
         ),
     )
     .unwrap();
-    let daemon3 = Group(
-        Command::new(BIN)
-            .args(["up", "--config"])
-            .arg(&settings3)
-            .arg("--state-dir")
-            .arg(d.join("state3"))
-            .env("MLXBOX_LOG", "warn")
-            .env("DBUS_SESSION_BUS_ADDRESS", "disabled:")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(d.join("daemon3.log")).unwrap())
-            .process_group(0)
-            .spawn()
-            .unwrap(),
-    );
+    let daemon3 = daemon(BIN, &settings3, &d.join("state3"), &d.join("daemon3.log"));
     // nginx as the reference proxy: proxy_pass with a keep-alive pool, as one would configure it.
     let ngx_conf = nginx_conf(
         d,
@@ -367,7 +341,7 @@ fn main() {
         }
     }
     drop(nginx);
-    drop(daemon);
+    drop(main_daemon);
     drop(daemon3);
 
     println!("\n32 connections, keep-alive, best of {rounds} rounds of {secs} s (nginx: Bearer check + proxy_pass):\n");

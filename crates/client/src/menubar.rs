@@ -3,7 +3,7 @@
 //! notification. `src-tauri` only renders this, so all of it is tested here without a display.
 
 use mlxbox_api::service::{State, Verb};
-use mlxbox_api::{Alert, AlertSeverity, Event, StatusReport};
+use mlxbox_api::{Alert, AlertSeverity, Event, ServiceStatus, StatusReport};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use ts_rs::TS;
@@ -350,37 +350,30 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
     m
 }
 
-/// What clicking another host's service asks: the verb its state calls for.
+/// The verb a service's toggle asks for: stop a running one (or one waiting to restart), else start.
+fn toggle_of(s: &ServiceStatus) -> Verb {
+    if s.state.is_running() || s.state == State::Backoff {
+        Verb::Stop
+    } else {
+        Verb::Start
+    }
+}
+
+/// What clicking another host's service asks.
 pub fn toggle_host_verb(snap: &Snapshot, host: &str, name: &str) -> Option<Verb> {
-    let s = snap
+    let h = snap
         .status
         .as_ref()?
         .hosts
         .iter()
-        .find(|h| h.name == host)?
-        .services
-        .iter()
-        .find(|s| s.name == name)?;
-    Some(if s.state.is_running() || s.state == State::Backoff {
-        Verb::Stop
-    } else {
-        Verb::Start
-    })
+        .find(|h| h.name == host)?;
+    h.services.iter().find(|s| s.name == name).map(toggle_of)
 }
 
 /// What clicking a service's item asks the daemon: `(name, verb)`.
 pub fn toggle_verb(snap: &Snapshot, name: &str) -> Option<Verb> {
-    let s = snap
-        .status
-        .as_ref()?
-        .services
-        .iter()
-        .find(|s| s.name == name)?;
-    Some(if s.state.is_running() || s.state == State::Backoff {
-        Verb::Stop
-    } else {
-        Verb::Start
-    })
+    let st = snap.status.as_ref()?;
+    st.services.iter().find(|s| s.name == name).map(toggle_of)
 }
 
 /// Decides which alerts become desktop notifications. The daemon already applies hysteresis and cooldown

@@ -33,6 +33,27 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// A release `mlx-box up` on `config` and `state` (logging warnings to `log`, no keyring), in a group of its
+/// own that dies with the bench.
+pub fn daemon(bin: &str, config: &Path, state: &Path, log: &Path) -> Group {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+    Group(
+        Command::new(bin)
+            .args(["up", "--config"])
+            .arg(config)
+            .arg("--state-dir")
+            .arg(state)
+            .env("MLXBOX_LOG", "warn")
+            .env("DBUS_SESSION_BUS_ADDRESS", "disabled:")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .process_group(0)
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// Kills the process group on drop: nothing outlives the bench.
 pub struct Group(pub Child);
 impl Drop for Group {

@@ -96,33 +96,29 @@ impl Daemon {
 
     /// A daemon inside network namespace `ns` (its control socket is a file: reachable from here).
     pub fn start_in_netns(config_text: &str, ns: &str) -> Daemon {
-        let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("settings.toml");
-        std::fs::write(&config, config_text).unwrap();
-        let state = dir.path().join("state");
-        let mut d = Daemon {
-            child: None,
-            dir,
-            config,
-            state,
-            netns: Some(ns.to_string()),
-        };
+        let mut d = Self::unstarted(config_text);
+        d.netns = Some(ns.to_string());
         d.spawn();
         d
     }
 
-    fn start_with(config_text: &str, nofile: Option<u64>) -> Daemon {
+    /// A temp dir with `config_text` as settings.toml; no daemon yet.
+    fn unstarted(config_text: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("settings.toml");
         std::fs::write(&config, config_text).unwrap();
         let state = dir.path().join("state");
-        let mut d = Daemon {
+        Daemon {
             child: None,
             dir,
             config,
             state,
             netns: None,
-        };
+        }
+    }
+
+    fn start_with(config_text: &str, nofile: Option<u64>) -> Daemon {
+        let mut d = Self::unstarted(config_text);
         d.spawn_limited(nofile);
         d
     }

@@ -395,25 +395,31 @@ mod tests {
         (code, serde_json::from_slice(&body).unwrap_or_default())
     }
 
+    /// Services built without a daemon on `dir`, with `settings` applied.
+    async fn services_with(dir: &std::path::Path, settings: &str) -> Arc<Services> {
+        let path = dir.join("settings.toml");
+        std::fs::write(&path, settings).unwrap();
+        let (tx, _rx) = tokio::sync::mpsc::channel(4);
+        let s = Services::new(
+            dir.to_path_buf(),
+            path,
+            crate::services::tests::runtime(dir),
+            tx,
+        );
+        s.reload().await;
+        s
+    }
+
     /// The dispatcher against services built without a daemon: each request reaches its owner and
     /// comes back with its documented status and shape.
     #[tokio::test]
     async fn requests_reach_their_service() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("settings.toml");
-        std::fs::write(
-            &path,
+        let s = services_with(
+            dir.path(),
             "[services.chat]\nport = 8080\nmodel = \"m\"\nenabled = false\n",
         )
-        .unwrap();
-        let (tx, _rx) = tokio::sync::mpsc::channel(4);
-        let s = Services::new(
-            dir.path().to_path_buf(),
-            path,
-            crate::services::tests::runtime(dir.path()),
-            tx,
-        );
-        s.reload().await;
+        .await;
         let (code, st) = call(&s, Request::Status).await;
         assert_eq!(code, StatusCode::OK);
         assert_eq!(st["services"][0]["name"], "chat");
@@ -506,20 +512,11 @@ mod tests {
     #[tokio::test]
     async fn metrics_off_loopback_needs_a_key() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("settings.toml");
-        std::fs::write(
-            &path,
+        let s = services_with(
+            dir.path(),
             "[server]\napi_key = \"k-metrics\"\n[services.chat]\nport = 8080\nmodel = \"m\"\nenabled = false\n",
         )
-        .unwrap();
-        let (tx, _rx) = tokio::sync::mpsc::channel(4);
-        let s = Services::new(
-            dir.path().to_path_buf(),
-            path,
-            crate::services::tests::runtime(dir.path()),
-            tx,
-        );
-        s.reload().await;
+        .await;
         let serve = |loopback: bool| {
             let app = metrics_router(s.clone(), loopback);
             async move {
