@@ -21,6 +21,9 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 const STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 /// Missed polls before a host is marked unreachable.
 const MISSES: u32 = 2;
+/// A client whose host answers with errors (a refused token: it may have been replaced with `hosts
+/// add`) is rebuilt, re-reading the token, at most this often.
+const RECONNECT: Duration = Duration::from_secs(10);
 /// Round trips kept (30 s at one a second), and how many the slow-link rule needs.
 const RTT_WINDOW: usize = 30;
 const RTT_MIN_SAMPLES: usize = 5;
@@ -106,6 +109,7 @@ impl Fleet {
         let mut rtt: VecDeque<f64> = VecDeque::with_capacity(RTT_WINDOW);
         let mut misses = 0u32;
         let mut client: Option<Arc<Client>> = None;
+        let mut connected_at = Instant::now();
         let mut tick = tokio::time::interval(POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -114,6 +118,7 @@ impl Fleet {
             if client.is_none() {
                 match connect(&h).await {
                     Ok(c) => {
+                        connected_at = Instant::now();
                         let c = Arc::new(c);
                         self.clients
                             .lock()
@@ -151,6 +156,13 @@ impl Fleet {
                     }
                     Ok(Err(e)) => {
                         misses += 1;
+                        // An answer that is an error (401, 429…) rather than no answer: rebuild the
+                        // client now and then, so a token replaced meanwhile is picked up.
+                        if matches!(e, mlxbox_client::control::ClientError::Api(_))
+                            && connected_at.elapsed() > RECONNECT
+                        {
+                            client = None;
+                        }
                         st.error = Some(e.to_string());
                     }
                     Err(_) => {
