@@ -63,7 +63,7 @@ pub struct Services {
     /// The last minute of the request histograms, for the monitor tick's live figures.
     live: std::sync::Mutex<crate::metrics::LiveWindow>,
     /// Memory per process group from the last process scan (see `services_with_memory`).
-    group_memory: tokio::sync::Mutex<Option<BTreeMap<u32, u64>>>,
+    group_memory: tokio::sync::Mutex<Option<(u64, BTreeMap<u32, u64>)>>,
 }
 
 impl Services {
@@ -192,7 +192,20 @@ impl Services {
     async fn services_with_memory(&self) -> Vec<ServiceStatus> {
         let mut services = self.supervisor.statuses().await;
         let pgids: Vec<u32> = services.iter().filter_map(|s| s.pid).collect();
-        let memory = self.group_memory(&pgids, false).await;
+        // A service whose state changed since the last scan (it just got ready, say) is scanned now:
+        // its memory at spawn time says nothing of a loaded model.
+        let changed_since = |scanned_ms: u64| {
+            services
+                .iter()
+                .any(|s| s.pid.is_some() && s.since_ms >= scanned_ms)
+        };
+        let stale = self
+            .group_memory
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|(at, _)| changed_since(*at));
+        let memory = self.group_memory(&pgids, stale).await;
         for s in services.iter_mut() {
             s.memory_bytes = s.pid.and_then(|p| memory.get(&p).copied());
         }
@@ -205,15 +218,16 @@ impl Services {
         let mut cache = self.group_memory.lock().await;
         let known = cache
             .as_ref()
-            .is_some_and(|m| pgids.iter().all(|p| m.contains_key(p)));
+            .is_some_and(|(_, m)| pgids.iter().all(|p| m.contains_key(p)));
         if scan || !known {
             let want = pgids.to_vec();
+            let at = crate::api::now_ms();
             let per_group = tokio::task::spawn_blocking(move || group_memory(&want))
                 .await
                 .unwrap_or_default();
-            *cache = Some(per_group);
+            *cache = Some((at, per_group));
         }
-        cache.clone().unwrap_or_default()
+        cache.as_ref().map(|c| c.1.clone()).unwrap_or_default()
     }
 
     pub async fn status(&self) -> StatusReport {
