@@ -270,6 +270,8 @@ def main():
                                capture_output=True)
             pgid = service(status(a.cli, state), victim)["pid"]
             assert pgid and group_alive(pgid)
+            # The window (a new one after a driver restart) shows the row ready before its button is used.
+            wait_for(f"row of {victim} ready", lambda: wd.attr(wd.find(f'[data-testid="service-{victim}"]'), "data-state") == "ready", timeout=60)
             wd.click(wd.find(f'[data-testid="stop-{victim}"]'))
             wait_for("row stopped", lambda: wd.attr(wd.find(f'[data-testid="service-{victim}"]'), "data-state") == "stopped", timeout=30)
             assert service(status(a.cli, state), victim)["state"] == "stopped"
