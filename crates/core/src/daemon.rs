@@ -126,80 +126,78 @@ impl Signals {
     }
 }
 
-/// `[metrics] listen`: `/metrics` on a TCP port for Prometheus (the control socket always has it), open on
-/// loopback and behind the API keys elsewhere; rebound when the setting changes. Owns the `metrics` alert (the port cannot be bound).
-struct MetricsListener {
+/// What a TCP face serves on a listener: made before the bind (blocking work such as the certificate
+/// happens there), then started on the bound listener.
+type Starter = Box<dyn FnOnce(tokio::net::TcpListener) -> tokio::task::JoinHandle<()> + Send>;
+
+/// A TCP face of the daemon, bound where the settings say and rebound when they change (the old port
+/// closes first). Owns one alert: the face cannot be set up or its port bound.
+struct TcpFace {
     services: Arc<Services>,
     alerts: crate::alerts::AlertSource,
+    alert: &'static str,
+    title: &'static str,
+    setting: &'static str,
+    addr_of: fn(&crate::config::Settings) -> Option<std::net::SocketAddr>,
+    prepare: fn(&Arc<Services>, std::net::SocketAddr) -> Result<Starter, String>,
     serving: Option<(std::net::SocketAddr, crate::task::AbortOnDrop)>,
 }
 
-impl MetricsListener {
-    fn new(services: &Arc<Services>) -> Self {
-        MetricsListener {
-            alerts: services.alerts.source("metrics"),
+impl TcpFace {
+    /// `[metrics] listen`: `/metrics` for Prometheus (the control socket always has it), open on
+    /// loopback and behind the API keys elsewhere.
+    fn metrics(services: &Arc<Services>) -> Self {
+        TcpFace {
             services: services.clone(),
-            serving: None,
-        }
-    }
-
-    async fn apply(&mut self) {
-        let want = match self.services.supervisor.settings().await {
-            Some(s) => s.metrics.listen,
-            None => return,
-        };
-        if self.serving.as_ref().map(|s| s.0) == want {
-            return;
-        }
-        self.serving = None; // the old port closes before the new one binds
-        let Some(addr) = want else {
-            self.alerts.clear("metrics");
-            return;
-        };
-        match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => {
-                self.alerts.clear("metrics");
+            alerts: services.alerts.source("metrics"),
+            alert: "metrics",
+            title: "/metrics is not served on TCP",
+            setting: "[metrics] listen",
+            addr_of: |s| s.metrics.listen,
+            prepare: |services, addr| {
                 let app = crate::control::server::metrics_router(
-                    self.services.clone(),
+                    services.clone(),
                     addr.ip().is_loopback(),
                 );
-                let task = tokio::spawn(async move {
-                    let _ = axum::serve(l, app).await;
-                });
-                self.serving = Some((addr, crate::task::AbortOnDrop(task)));
-            }
-            Err(e) => self.alerts.raise(
-                "metrics",
-                crate::api::AlertSeverity::Warning,
-                "/metrics is not served on TCP",
-                format!("cannot listen on {addr} ([metrics] listen): {e}; is another program using it? change the port"),
-            ),
-        }
-    }
-}
-
-/// `[control] listen`: binds (and rebinds when the setting changes) the remote control API's TLS listener
-/// (`remote/`) with the daemon's identity and the key service's tokens. Owns the `remote-control` alert
-/// (the port cannot be bound, or the certificate cannot be made or read).
-struct RemoteControl {
-    services: Arc<Services>,
-    alerts: crate::alerts::AlertSource,
-    serving: Option<(std::net::SocketAddr, crate::task::AbortOnDrop)>,
-}
-
-impl RemoteControl {
-    fn new(services: &Arc<Services>) -> Self {
-        RemoteControl {
-            alerts: services.alerts.source("remote-control"),
-            services: services.clone(),
+                Ok(Box::new(move |l| {
+                    tokio::spawn(async move {
+                        let _ = axum::serve(l, app).await;
+                    })
+                }))
+            },
             serving: None,
         }
     }
 
-    /// Follows the applied settings' `[control] listen`.
+    /// `[control] listen`: the remote control API over TLS (`remote/`), with the daemon's identity
+    /// (made at first start) and the key service's tokens.
+    fn remote_control(services: &Arc<Services>) -> Self {
+        TcpFace {
+            services: services.clone(),
+            alerts: services.alerts.source("remote-control"),
+            alert: "remote-control",
+            title: "The control API is not served to other hosts",
+            setting: "[control] listen",
+            addr_of: |s| s.control.listen,
+            prepare: |services, _| {
+                let id = crate::remote::identity::load_or_make(&services.state_dir)
+                    .map_err(|e| e.to_string())?;
+                let tls = crate::remote::identity::server_config(&id).map_err(|e| e.to_string())?;
+                let (app, tokens) = (
+                    crate::control::server::router(services.clone()),
+                    services.keys.tokens(),
+                );
+                Ok(Box::new(move |l| {
+                    tokio::spawn(crate::remote::listen::serve(l, Arc::new(tls), app, tokens))
+                }))
+            },
+            serving: None,
+        }
+    }
+
     async fn apply(&mut self) {
         let want = match self.services.supervisor.settings().await {
-            Some(s) => s.control.listen,
+            Some(s) => (self.addr_of)(&s),
             None => return,
         };
         if self.serving.as_ref().map(|s| s.0) == want {
@@ -207,43 +205,34 @@ impl RemoteControl {
         }
         self.serving = None; // the old port closes before the new one binds
         let Some(addr) = want else {
-            self.alerts.clear("remote-control");
+            self.alerts.clear(self.alert);
             return;
         };
-        let dir = self.services.state_dir.clone();
-        let tls = tokio::task::spawn_blocking(move || {
-            let id = crate::remote::identity::load_or_make(&dir)?;
-            crate::remote::identity::server_config(&id)
-        })
-        .await
-        .map_err(|e| crate::remote::RemoteError::Tls(e.to_string()))
-        .and_then(|r| r);
-        let tls = match tls {
-            Ok(t) => Arc::new(t),
-            Err(e) => return self.alert(addr, e.to_string()),
+        let (services, prepare) = (self.services.clone(), self.prepare);
+        let start = match tokio::task::spawn_blocking(move || prepare(&services, addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return self.raise(addr, e),
+            Err(e) => return self.raise(addr, e.to_string()),
         };
         match tokio::net::TcpListener::bind(addr).await {
             Ok(l) => {
-                self.alerts.clear("remote-control");
-                let app = crate::control::server::router(self.services.clone());
-                let tokens = self.services.keys.tokens();
-                let task = tokio::spawn(crate::remote::listen::serve(l, tls, app, tokens));
-                tracing::info!(%addr, "remote control API listening (TLS)");
-                self.serving = Some((addr, crate::task::AbortOnDrop(task)));
+                self.alerts.clear(self.alert);
+                tracing::info!(%addr, setting = self.setting, "listening");
+                self.serving = Some((addr, crate::task::AbortOnDrop(start(l))));
             }
-            Err(e) => self.alert(
+            Err(e) => self.raise(
                 addr,
-                format!("cannot listen on {addr}: {e}; is another program using it? change [control] listen"),
+                format!("cannot listen on it: {e}; is another program using it? change the port"),
             ),
         }
     }
 
-    fn alert(&self, addr: std::net::SocketAddr, why: String) {
+    fn raise(&self, addr: std::net::SocketAddr, why: String) {
         self.alerts.raise(
-            "remote-control",
+            self.alert,
             crate::api::AlertSeverity::Warning,
-            "The control API is not served to other hosts",
-            format!("[control] listen = \"{addr}\": {why}"),
+            self.title,
+            format!("{} = \"{addr}\": {why}", self.setting),
         );
     }
 }
@@ -306,9 +295,9 @@ pub async fn run(
         source: e,
     })?;
     services.reload().await;
-    let mut scrape = MetricsListener::new(&services);
+    let mut scrape = TcpFace::metrics(&services);
     scrape.apply().await;
-    let mut remote = RemoteControl::new(&services);
+    let mut remote = TcpFace::remote_control(&services);
     remote.apply().await;
     let stop_reloading = Arc::new(Notify::new());
     let (s2, stop2) = (services.clone(), stop_reloading.clone());
