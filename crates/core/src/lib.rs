@@ -27,4 +27,5 @@ pub mod served;
 pub mod services;
 pub mod supervisor;
 pub mod task;
+pub mod tcp_face;
 pub mod tls;
