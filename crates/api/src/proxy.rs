@@ -43,4 +43,12 @@ pub struct ProxyStats {
     pub output_tok_s: f64,
     /// Decode speed of the last finished stream (tokens / time from first to last token).
     pub last_decode_tok_s: Option<f64>,
+    /// When the last request arrived or finished (unix ms): what idle unload and eviction go by.
+    #[serde(default)]
+    #[ts(type = "number | null")]
+    pub last_request_ms: Option<u64>,
+    /// Requests waiting for the service to load (on demand).
+    #[serde(default)]
+    #[ts(type = "number")]
+    pub loading: u64,
 }

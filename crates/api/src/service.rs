@@ -14,6 +14,8 @@ pub enum State {
     Backoff,
     Failed,
     Stopping,
+    /// An on-demand service with no server running: the next request that names it loads it.
+    Idle,
 }
 
 impl State {
@@ -26,6 +28,7 @@ impl State {
             State::Backoff => "backoff",
             State::Failed => "failed",
             State::Stopping => "stopping",
+            State::Idle => "idle",
         }
     }
     /// A process of ours is (supposed to be) running.
@@ -48,16 +51,19 @@ pub enum Verb {
     Start,
     Stop,
     Restart,
+    /// Stop the server of an on-demand service and leave it idle (the next request loads it again).
+    Unload,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 3] = [Verb::Start, Verb::Stop, Verb::Restart];
+    pub const ALL: [Verb; 4] = [Verb::Start, Verb::Stop, Verb::Restart, Verb::Unload];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Verb::Start => "start",
             Verb::Stop => "stop",
             Verb::Restart => "restart",
+            Verb::Unload => "unload",
         }
     }
 

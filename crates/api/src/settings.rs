@@ -143,6 +143,7 @@ const GENERATION: &str = "Generation";
 const PROCESS: &str = "Process";
 const THRESHOLDS: &str = "Benchmark thresholds (mlx-box doctor)";
 const SUPERVISION: &str = "Supervision";
+const ON_DEMAND: &str = "On demand (memory budget)";
 
 /// Every key, in the order the form shows them.
 pub const KEYS: &[Key] = &[
@@ -153,6 +154,7 @@ pub const KEYS: &[Key] = &[
     key(Server, "request_timeout_s", Float, "The proxy waits this long for a backend to start answering (and between two chunks of a stream), then 504 (0.1–86400 s). Per service too.")
         .default(F(600.0))
         .range(0.1, 86_400.0, "600"),
+    key(Server, "port", Port, "One endpoint: the OpenAI API of every service with a backend_port on this port, routed by the request's `model` (service name, model id or alias); GET /v1/models lists them. Off when absent."),
     key(Server, "cors_origins", Argv, "Web pages (origins, e.g. http://localhost:3000) that may call the frontend ports from a browser, one per line. Empty: none."),
     key(Server, "domain_name", Str, "This Mac's name besides localhost: an open loopback frontend serves requests whose Host is a loopback name or this."),
     key(Server, "letsencrypt_email", Str, "Kept for the original mlx-box; not used by mlx-box."),
@@ -174,6 +176,8 @@ pub const KEYS: &[Key] = &[
         .range(1.0, 86_400.0, "60"),
     key(App, "stop_servers_on_quit", Bool, "Stop every server when you quit the menu-bar app.").default(B(false)),
     key(App, "refuse_over_budget", Bool, "Refuse to start services whose estimated memory exceeds the budget.").default(B(false)),
+    key(App, "memory_budget_gb", Float, "The memory the models may use (GB). Default: the GPU wired limit (iogpu.wired_limit_mb) or Metal's working set; elsewhere physical memory.")
+        .range(0.001, 1_000_000.0, "192"),
     key(App, "notify_min_severity", Enum, "Desktop notifications for alerts this severe or worse.")
         .default(S("warning"))
         .options(&["info", "warning", "critical", "off"]),
@@ -288,6 +292,22 @@ pub const KEYS: &[Key] = &[
         .group(THRESHOLDS)
         .range(0.0, 1e9, "200")
         .kinds(&[Kind::Embedding]),
+    // on demand
+    key(Services, "on_demand", Bool, "Idle until a request names it, then loaded (the request waits); unloaded after idle_stop_s, or to make room for another model (least recently used first). Needs backend_port.")
+        .group(ON_DEMAND)
+        .default(B(false)),
+    key(Services, "idle_stop_s", Float, "An on-demand service with no request in flight for this long is unloaded (s). Absent: only to make room.")
+        .group(ON_DEMAND)
+        .range(1.0, 31_536_000.0, "900"),
+    key(Services, "load_timeout_s", Float, "A request that loads the service waits this long at most for it, then 503 (s).")
+        .group(ON_DEMAND)
+        .default(F(300.0))
+        .range(1.0, 86_400.0, "300"),
+    key(Services, "exclusive_group", Str, "At most one on-demand service of this group runs: loading one unloads the others (after their requests finish).")
+        .group(ON_DEMAND),
+    key(Services, "memory_gb", Float, "What this service takes in memory (GB), for the budget, when the estimate cannot tell (a command) or is off.")
+        .group(ON_DEMAND)
+        .range(0.0, 1_000_000.0, "8"),
     // supervision
     key(Services, "probe", Str, "Readiness: chat | embedding | tcp | an HTTP path; default by kind.")
         .group(SUPERVISION)

@@ -36,6 +36,9 @@ pub struct ServiceStatus {
     pub crash_loop: bool,
     /// Set while the process was adopted from a previous daemon.
     pub adopted: bool,
+    /// Loaded on request and unloaded when idle (`on_demand = true`): its toggle unloads.
+    #[serde(default)]
+    pub on_demand: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]

@@ -56,6 +56,9 @@ enum Cmd {
     Stop(ActionArgs),
     /// Restart a service (or `all`) and wait until it is ready again.
     Restart(ActionArgs),
+    /// Stop an on-demand service's server and leave it idle: the next request that names it loads it
+    /// again (`stop` leaves it stopped).
+    Unload(ActionArgs),
     /// Print a service's log.
     Logs {
         name: String,
@@ -183,6 +186,7 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
         Cmd::Start(a) => action(&state_dir, Verb::Start, a).await,
         Cmd::Stop(a) => action(&state_dir, Verb::Stop, a).await,
         Cmd::Restart(a) => action(&state_dir, Verb::Restart, a).await,
+        Cmd::Unload(a) => action(&state_dir, Verb::Unload, a).await,
         Cmd::Logs {
             name,
             lines,
@@ -363,6 +367,7 @@ async fn action(state_dir: &std::path::Path, verb: Verb, a: ActionArgs) -> Resul
             .collect();
         let done = mine.iter().all(|x| match verb {
             Verb::Stop => x.state == State::Stopped || x.state == State::Failed,
+            Verb::Unload => matches!(x.state, State::Idle | State::Stopped | State::Failed),
             // restart: a new process must be ready (not the old one before it was stopped)
             Verb::Restart => {
                 (x.state == State::Ready && (x.pid != pid_before(&x.name) || x.pid.is_none()))

@@ -144,7 +144,12 @@ pub fn tray_level(snap: &Snapshot) -> TrayLevel {
         .any(|s| matches!(s, State::Starting | State::Stopping))
     {
         TrayLevel::Starting
-    } else if !states.is_empty() && states.iter().all(|s| *s == State::Ready) {
+    } else if !states.is_empty()
+        && states
+            .iter()
+            .all(|s| matches!(s, State::Ready | State::Idle))
+    {
+        // Idle on-demand services are fine: the next request loads them.
         TrayLevel::Ready
     } else if states.contains(&State::Ready) {
         // Some ready, the rest stopped by hand: nothing is wrong.
@@ -161,6 +166,10 @@ pub fn summary_line(snap: &Snapshot) -> String {
     };
     let enabled: Vec<_> = st.services.iter().filter(|s| s.enabled).collect();
     let ready = enabled.iter().filter(|s| s.state == State::Ready).count();
+    let idle = match enabled.iter().filter(|s| s.state == State::Idle).count() {
+        0 => String::new(),
+        n => format!(" ({n} idle)"),
+    };
     let hosts = if st.hosts.is_empty() {
         String::new()
     } else {
@@ -168,7 +177,7 @@ pub fn summary_line(snap: &Snapshot) -> String {
         format!(" · hosts {up}/{} up", st.hosts.len())
     };
     format!(
-        "{ready}/{} ready · swap {} MB · thermal {}{hosts}",
+        "{ready}/{} ready{idle} · swap {} MB · thermal {}{hosts}",
         enabled.len(),
         st.memory.swap_used_bytes / (1 << 20),
         st.thermal.state
@@ -281,11 +290,7 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
         None => m.push(item(MenuAction::StartDaemon, "Start mlx-box daemon", true)),
         Some(st) => {
             for s in &st.services {
-                let verb = if s.state.is_running() || s.state == State::Backoff {
-                    "stop"
-                } else {
-                    "start"
-                };
+                let verb = toggle_of(s);
                 let port = s.port.map(|p| format!(" :{p}")).unwrap_or_default();
                 let text = format!("{} — {}{port} (click to {verb})", s.name, s.state.as_str());
                 m.push(item(
@@ -315,11 +320,7 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
                     format!("{} — unreachable", h.name)
                 }));
                 for s in &h.services {
-                    let verb = if s.state.is_running() || s.state == State::Backoff {
-                        "stop"
-                    } else {
-                        "start"
-                    };
+                    let verb = toggle_of(s);
                     m.push(item(
                         MenuAction::ToggleHostService {
                             host: h.name.clone(),
@@ -350,12 +351,16 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
     m
 }
 
-/// The verb a service's toggle asks for: stop a running one (or one waiting to restart), else start.
+/// The verb a service's toggle asks for: stop a running one (or one waiting to restart) — unload an
+/// on-demand one, so the next request loads it again — else start.
 fn toggle_of(s: &ServiceStatus) -> Verb {
-    if s.state.is_running() || s.state == State::Backoff {
-        Verb::Stop
-    } else {
-        Verb::Start
+    match (
+        s.state.is_running() || s.state == State::Backoff,
+        s.on_demand,
+    ) {
+        (true, true) => Verb::Unload,
+        (true, false) => Verb::Stop,
+        (false, _) => Verb::Start,
     }
 }
 
@@ -446,6 +451,7 @@ mod tests {
             ready_since_ms: None,
             crash_loop: false,
             adopted: false,
+            on_demand: false,
         }
     }
 

@@ -221,8 +221,10 @@ pub fn estimate_service(spec: &ServiceSpec, hub: &Path) -> ServiceEstimate {
         (_, _) if !kv_needed => Some(0),
         _ => None,
     };
-    let total = match (weights, kv_bytes) {
-        (Some(w), Some(k)) => Some(w + k),
+    // The operator's `memory_gb` stands over the estimate (a command's model is not ours to read).
+    let total = match (spec.memory_bytes, weights, kv_bytes) {
+        (Some(m), _, _) => Some(m),
+        (None, Some(w), Some(k)) => Some(w + k),
         _ => None,
     };
     ServiceEstimate {
@@ -238,8 +240,13 @@ pub fn estimate_service(spec: &ServiceSpec, hub: &Path) -> ServiceEstimate {
     }
 }
 
-/// Estimates every enabled service of `settings`.
+/// Estimates every enabled service of `settings`. `[app] memory_budget_gb` stands over `budget`.
 pub fn estimate(settings: &Settings, budget: Option<(u64, String)>) -> Estimate {
+    let budget = settings
+        .app
+        .memory_budget_bytes
+        .map(|b| (b, "[app] memory_budget_gb".to_string()))
+        .or(budget);
     let services: Vec<ServiceEstimate> = settings
         .services
         .iter()

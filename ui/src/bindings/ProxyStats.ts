@@ -36,4 +36,12 @@ output_tok_s: number,
 /**
  * Decode speed of the last finished stream (tokens / time from first to last token).
  */
-last_decode_tok_s: number | null, };
+last_decode_tok_s: number | null, 
+/**
+ * When the last request arrived or finished (unix ms): what idle unload and eviction go by.
+ */
+last_request_ms: number | null, 
+/**
+ * Requests waiting for the service to load (on demand).
+ */
+loading: number, };

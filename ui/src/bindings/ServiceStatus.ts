@@ -30,4 +30,8 @@ ready_since_ms: number | null, crash_loop: boolean,
 /**
  * Set while the process was adopted from a previous daemon.
  */
-adopted: boolean, };
+adopted: boolean, 
+/**
+ * Loaded on request and unloaded when idle (`on_demand = true`): its toggle unloads.
+ */
+on_demand: boolean, };

@@ -3,4 +3,4 @@
 /**
  * What a client asks of a service (`POST /v1/services/{name}/{verb}`).
  */
-export type Verb = "start" | "stop" | "restart";
+export type Verb = "start" | "stop" | "restart" | "unload";

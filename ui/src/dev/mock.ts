@@ -88,6 +88,7 @@ export function installMock(): void {
           service("fast", { model: "mlx-community/Qwen3-30B-A3B-4bit", memory_bytes: 17.2 * 2 ** 30, restarts: 1 }),
           service("embedding", { kind: "embedding", port: 8094, frontend_port: 8084, model: "Qwen/Qwen3-Embedding-0.6B" }),
           service("ocr", { kind: "ocr", state: "backoff", port: 8095, frontend_port: 8085, model: "mlx-community/olmOCR-2-7B-1025-mlx-8bit", last_error: "exited with status 1 after 3.2 s (see its log)", restarts: 3 }),
+          service("coder", { state: "idle", on_demand: true, port: 8096, frontend_port: 8086, model: "mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit", pid: null, ready_since_ms: null, memory_bytes: null }),
           service("gpt_oss", { kind: "command", state: "stopped", enabled: false, port: 5001, frontend_port: null, pid: null, ready_since_ms: null, memory_bytes: null }),
         ],
         alerts: [

@@ -30,6 +30,7 @@ export function service(name: string, over: Partial<ServiceStatus> = {}): Servic
     ready_since_ms: T0 - 60_000,
     crash_loop: false,
     adopted: false,
+    on_demand: false,
     ...over,
   };
 }

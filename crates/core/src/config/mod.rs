@@ -146,9 +146,28 @@ pub struct ServiceSpec {
     pub max_start_failures: u32,
     pub liveness_interval_s: f64,
     pub liveness_failures: u32,
+    /// Idle until a request names it; loaded then, unloaded after `idle_stop_s` or to make room.
+    #[serde(default)]
+    pub on_demand: bool,
+    /// Unload an on-demand service after this long with no request in flight; `None`: only to make room.
+    #[serde(default)]
+    pub idle_stop_s: Option<f64>,
+    /// How long a request that loads the service waits for it.
+    #[serde(default = "default_load_timeout_s")]
+    pub load_timeout_s: f64,
+    /// At most one on-demand service of a group runs.
+    #[serde(default)]
+    pub exclusive_group: Option<String>,
+    /// The operator's figure for the service's memory (bytes), over the estimate.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
     /// Where keys of this service sit in the file, for messages that point at them.
     #[serde(skip)]
     pub positions: Positions,
+}
+
+fn default_load_timeout_s() -> f64 {
+    300.0
 }
 
 impl ServiceSpec {
@@ -188,6 +207,9 @@ pub struct ServerSettings {
     /// Origins a browser page may call the frontends from (CORS, answered by the proxy). Empty = none.
     #[serde(default)]
     pub cors_origins: Vec<String>,
+    /// One endpoint for every service, routed by the request's `model`.
+    #[serde(default)]
+    pub port: Option<u16>,
 }
 
 impl ServerSettings {
@@ -198,6 +220,7 @@ impl ServerSettings {
             request_timeout_s: DEFAULT_REQUEST_TIMEOUT_S,
             domain_name: None,
             cors_origins: vec![],
+            port: None,
         }
     }
 }
@@ -215,6 +238,8 @@ pub struct AppSettings {
     pub log_tail_lines: usize,
     pub stop_servers_on_quit: bool,
     pub refuse_over_budget: bool,
+    /// The memory the models may use (bytes), over the machine's own figure.
+    pub memory_budget_bytes: Option<u64>,
     /// Seconds of uptime after which a crash counts as a fresh first crash (restart at once).
     pub stable_after_s: f64,
     /// Menu-bar app: the least severe alert that makes a desktop notification
@@ -231,6 +256,7 @@ impl Default for AppSettings {
             log_tail_lines: 1000,
             stop_servers_on_quit: false,
             refuse_over_budget: false,
+            memory_budget_bytes: None,
             stable_after_s: 60.0,
             notify_min_severity: "warning".into(),
         }

@@ -96,7 +96,23 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
             Err(e) => err(StatusCode::BAD_GATEWAY, e.to_string()),
         },
         Request::Action { target, verb } => {
-            if verb != crate::supervisor::Verb::Stop {
+            use crate::supervisor::Verb;
+            let on_demand = s
+                .supervisor
+                .settings()
+                .await
+                .and_then(|st| st.service(&target).map(|x| x.on_demand))
+                .unwrap_or(false);
+            if verb == Verb::Start && on_demand {
+                // Room is made as for a request (its group, least recently used), then it starts.
+                return match s.demand.start(&target).await {
+                    Ok(()) => ok(ActionReply {
+                        services: vec![target],
+                    }),
+                    Err(e) => err(StatusCode::CONFLICT, e),
+                };
+            }
+            if matches!(verb, Verb::Start | Verb::Restart) {
                 if let Err(e) = s.admit_start(&target).await {
                     return err(StatusCode::CONFLICT, e);
                 }

@@ -12,7 +12,7 @@
 //! - Drain: when a listener is replaced or removed (a settings edit), its connections finish the request in
 //!   flight and close; whatever is still open after 30 s is cut.
 
-use super::{handle, Front};
+use super::Target;
 use axum::body::Body;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
@@ -49,7 +49,7 @@ pub(super) struct Listener {
 }
 
 impl Listener {
-    pub(super) fn start(listener: std::net::TcpListener, front: Arc<Front>) -> Listener {
+    pub(super) fn start(listener: std::net::TcpListener, front: Target) -> Listener {
         let (drain, rx) = watch::channel(false);
         let per_listener = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut accept = vec![];
@@ -90,7 +90,7 @@ impl Drop for Listener {
 
 async fn accept_loop(
     listener: tokio::net::TcpListener,
-    front: Arc<Front>,
+    front: Target,
     per_listener: Arc<Semaphore>,
     drain: watch::Receiver<bool>,
 ) {
@@ -111,7 +111,7 @@ async fn accept_loop(
         );
         let (Ok(a), Ok(b)) = permits else {
             front
-                .counters
+                .counters()
                 .refused_connections
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             refuse(stream);
@@ -148,13 +148,13 @@ fn refuse(stream: tokio::net::TcpStream) {
 
 async fn serve_connection(
     stream: tokio::net::TcpStream,
-    front: Arc<Front>,
+    front: Target,
     mut drain: watch::Receiver<bool>,
     _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 ) {
     let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let f = front.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(f, req.map(Body::new)).await) }
+        async move { Ok::<_, std::convert::Infallible>(f.handle(req.map(Body::new)).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder

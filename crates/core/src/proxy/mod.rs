@@ -23,6 +23,7 @@
 mod auth;
 mod backend;
 pub(crate) mod body;
+mod endpoint;
 mod listen;
 mod relay;
 mod sse;
@@ -41,6 +42,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use endpoint::Target;
 use http_body::Body as HttpBody;
 use relay::{FilteredRelay, InFlight, Meter, Relay};
 use stats::Counters;
@@ -139,8 +141,9 @@ fn proxy_runtimes() -> &'static [tokio::runtime::Handle] {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListenerConfig {
     pub spec: ServiceSpec,
-    pub addr: String,
-    pub port: u16,
+    /// The service's own frontend (`port`); `None`: reached through the one endpoint only.
+    pub addr: Option<String>,
+    pub port: Option<u16>,
     pub backend_port: u16,
     /// The listener is on a loopback address: with no key at all, it may serve open.
     pub loopback: bool,
@@ -152,28 +155,25 @@ pub struct ListenerConfig {
 }
 
 impl ListenerConfig {
-    /// One per enabled service with both `port` and `backend_port`.
+    /// One per enabled service with a `backend_port` and a `port` (or, with `[server] port`, any
+    /// `backend_port`: the one endpoint reaches it).
     pub fn all(settings: &Settings) -> Vec<ListenerConfig> {
         let host = &settings.server.host;
-        let loopback = host
-            .parse::<std::net::IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(host == "localhost");
+        let loopback = is_loopback(host);
+        let endpoint = settings.server.port.is_some();
         settings
             .services
             .iter()
             .filter(|s| s.enabled)
             .filter_map(|spec| {
-                let (port, backend_port) = (spec.port?, spec.backend_port?);
-                let addr = if host.contains(':') {
-                    format!("[{host}]:{port}")
-                } else {
-                    format!("{host}:{port}")
-                };
+                let backend_port = spec.backend_port?;
+                if spec.port.is_none() && !endpoint {
+                    return None;
+                }
                 Some(ListenerConfig {
                     spec: spec.clone(),
-                    addr,
-                    port,
+                    addr: spec.port.map(|p| join_host_port(host, p)),
+                    port: spec.port,
                     backend_port,
                     loopback,
                     timeout: Duration::from_secs_f64(
@@ -189,6 +189,38 @@ impl ListenerConfig {
             })
             .collect()
     }
+}
+
+/// `[server] port`: where the one endpoint listens, if it is on.
+pub fn endpoint_addr(settings: &Settings) -> Option<String> {
+    settings
+        .server
+        .port
+        .map(|p| join_host_port(&settings.server.host, p))
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.parse::<std::net::IpAddr>()
+        .map(|ip| ip.is_loopback())
+        .unwrap_or(host == "localhost")
+}
+
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Loads an on-demand service for the requests that name it (the daemon's `services::demand`).
+pub trait Loader: Send + Sync {
+    /// Resolves once `service` is ready to take requests, or with why it cannot be (the 503's message).
+    /// Concurrent calls for one service share one load.
+    fn load(
+        self: Arc<Self>,
+        service: String,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
 }
 
 /// Counts a request waiting for a `max_concurrency` slot while it lives (a client that goes away while
@@ -221,6 +253,8 @@ struct Front {
     counters: Arc<Counters>,
     /// Its request metrics (`/metrics`), resolved once; None under `[metrics] requests = false`.
     metrics: Option<Arc<crate::metrics::ServiceMetrics>>,
+    /// Loads the service when it is on demand and idle.
+    loader: Option<std::sync::Weak<dyn Loader>>,
 }
 
 fn openai_error(status: StatusCode, kind: &str, msg: &str) -> Response {
@@ -291,6 +325,61 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// The Host and Origin gates of a listener (a service's port or the one endpoint, which share the
+/// `[server]` settings); `Some` is the answer when the request goes no further.
+fn gate(cfg: &ListenerConfig, counters: &Counters, req: &Request, open: bool) -> Option<Response> {
+    let bad_request = |status, msg: &str| {
+        counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+        openai_error(status, "invalid_request_error", msg)
+    };
+    let headers = req.headers();
+    if open && cfg.loopback {
+        // Every Host header (a second one must not slip past) and an absolute-form target.
+        let domain = cfg.domain_name.as_deref();
+        let named = headers
+            .get_all(header::HOST)
+            .iter()
+            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+            .chain(req.uri().authority().map(|a| a.to_string()));
+        for h in named {
+            if !auth::host_is_local(&h, domain) {
+                return Some(bad_request(
+                    StatusCode::FORBIDDEN,
+                    &format!("Host `{h}` is not this machine: an open loopback frontend serves only localhost (or [server] domain_name)"),
+                ));
+            }
+        }
+    }
+    if req.method() == Method::OPTIONS {
+        // Preflights are answered here (a backend would say `*`).
+        let (ok, grant) = cfg.cors.preflight(headers);
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = if ok || !headers.contains_key(header::ORIGIN) {
+            StatusCode::NO_CONTENT
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        *r.headers_mut() = grant;
+        r.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, POST, OPTIONS"),
+        );
+        return Some(r);
+    }
+    if let Some(o) = headers.get(header::ORIGIN) {
+        if !cfg.cors.allows(o.as_bytes()) {
+            return Some(bad_request(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "origin `{}` may not use this API: add it to [server] cors_origins",
+                    String::from_utf8_lossy(o.as_bytes())
+                ),
+            ));
+        }
+    }
+    None
+}
+
 impl Front {
     fn bad_request(&self, status: StatusCode, msg: &str) -> Response {
         self.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
@@ -299,52 +388,7 @@ impl Front {
 
     /// The Host and Origin gates; `Some` is the answer when the request goes no further.
     fn gate(&self, req: &Request, open: bool) -> Option<Response> {
-        let headers = req.headers();
-        if open && self.cfg.loopback {
-            // Every Host header (a second one must not slip past) and an absolute-form target.
-            let domain = self.cfg.domain_name.as_deref();
-            let named = headers
-                .get_all(header::HOST)
-                .iter()
-                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
-                .chain(req.uri().authority().map(|a| a.to_string()));
-            for h in named {
-                if !auth::host_is_local(&h, domain) {
-                    return Some(self.bad_request(
-                        StatusCode::FORBIDDEN,
-                        &format!("Host `{h}` is not this machine: an open loopback frontend serves only localhost (or [server] domain_name)"),
-                    ));
-                }
-            }
-        }
-        if req.method() == Method::OPTIONS {
-            // Preflights are answered here (a backend would say `*`).
-            let (ok, grant) = self.cfg.cors.preflight(headers);
-            let mut r = Response::new(Body::empty());
-            *r.status_mut() = if ok || !headers.contains_key(header::ORIGIN) {
-                StatusCode::NO_CONTENT
-            } else {
-                StatusCode::FORBIDDEN
-            };
-            *r.headers_mut() = grant;
-            r.headers_mut().insert(
-                header::ALLOW,
-                HeaderValue::from_static("GET, POST, OPTIONS"),
-            );
-            return Some(r);
-        }
-        if let Some(o) = headers.get(header::ORIGIN) {
-            if !self.cfg.cors.allows(o.as_bytes()) {
-                return Some(self.bad_request(
-                    StatusCode::FORBIDDEN,
-                    &format!(
-                        "origin `{}` may not use this API: add it to [server] cors_origins",
-                        String::from_utf8_lossy(o.as_bytes())
-                    ),
-                ));
-            }
-        }
-        None
+        gate(&self.cfg, &self.counters, req, open)
     }
 
     /// The model policy over a JSON object body: the body to forward (rewritten for an alias), whether it
@@ -394,6 +438,7 @@ impl Front {
     }
 }
 
+/// A service's own port: the gates, the key, then [`serve`].
 async fn handle(f: Arc<Front>, req: Request) -> Response {
     let started = std::time::Instant::now();
     f.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -402,114 +447,202 @@ async fn handle(f: Arc<Front>, req: Request) -> Response {
         return r;
     }
     let origin = req.headers().get(header::ORIGIN).cloned();
-    match auth::authorize(&keys, &f.cfg.spec.name, f.cfg.loopback, req.headers()) {
-        Auth::Ok => {}
-        Auth::Denied => {
-            f.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-            return openai_error_with(
-                StatusCode::UNAUTHORIZED,
-                "invalid_request_error",
-                "missing or invalid API key: send Authorization: Bearer <key>",
-                header::WWW_AUTHENTICATE,
-                "Bearer",
-            );
-        }
-        Auth::KeysUnknown => {
-            f.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-            return openai_error_with(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                "the API keys cannot be read from the OS keyring (see `mlx-box status`); unlock it, then `mlx-box keys reload`",
-                header::RETRY_AFTER,
-                "30",
-            );
-        }
+    if let Some(r) = f.authorize(&keys, req.headers()) {
+        return r;
     }
     drop(keys);
-    let state = f
-        .statuses
-        .read()
-        .unwrap()
-        .get(&f.cfg.spec.name)
-        .map(|s| s.state);
-    if state != Some(State::Ready) && state != Some(State::Unhealthy) {
-        f.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-        let what = state.map(|s| s.as_str()).unwrap_or("unknown");
-        return openai_error_with(
+    if let Some(r) = f.unavailable() {
+        return r;
+    }
+    let (parts, body) = req.into_parts();
+    let incoming = match read_incoming(&f.counters, &parts, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    serve(&f, parts, incoming, origin, started).await
+}
+
+/// A request body in hand (bounded in size, time and memory), and its share of the body budget.
+pub(super) struct Incoming {
+    bytes: Option<Bytes>,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// Reads the body before the request takes a place in the queue. A declared length over the limit is
+/// refused before a byte of it is read.
+async fn read_incoming(
+    counters: &Counters,
+    parts: &axum::http::request::Parts,
+    body: Body,
+) -> Result<Incoming, Response> {
+    let bad_request = |status, msg: &str| {
+        counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+        openai_error(status, "invalid_request_error", msg)
+    };
+    if body.is_end_stream() {
+        return Ok(Incoming {
+            bytes: None,
+            _permit: None,
+        });
+    }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(bad_request(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large (64 MiB at most)",
+        ));
+    }
+    let declared = declared.map(|n| n as usize);
+    let limit = if declared.is_some() {
+        MAX_BODY
+    } else {
+        MAX_CHUNKED_BODY
+    };
+    let kib = declared.unwrap_or(limit).div_ceil(1024).max(1) as u32;
+    let Ok(permit) = body_budget().clone().try_acquire_many_owned(kib) else {
+        counters.unavailable.fetch_add(1, Ordering::Relaxed);
+        return Err(openai_error_with(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
-            &format!("service `{}` is {what}; retry shortly", f.cfg.spec.name),
+            "too many large request bodies in flight; retry shortly",
             header::RETRY_AFTER,
-            "5",
-        );
+            "1",
+        ));
+    };
+    let read = tokio::time::timeout(BODY_READ_TIMEOUT, read_body(body, declared, limit));
+    match read.await {
+        Ok(Ok(b)) => Ok(Incoming {
+            bytes: Some(b),
+            _permit: Some(permit),
+        }),
+        Ok(Err(())) => Err(bad_request(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large (64 MiB at most; 16 MiB without a Content-Length) or cut off",
+        )),
+        Err(_) => Err(bad_request(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received within 60 s",
+        )),
     }
-    let (mut parts, body) = req.into_parts();
-    // The body is in hand (bounded in size, time and memory) before the request takes a place in the
-    // queue. A declared length over the limit is refused before a byte of it is read.
-    let mut streaming = false;
-    let mut _body_permit = None;
-    let body = if body.is_end_stream() {
-        Body::empty()
-    } else {
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > MAX_BODY as u64) {
-            return f.bad_request(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "request body too large (64 MiB at most)",
-            );
-        }
-        let declared = declared.map(|n| n as usize);
-        let limit = if declared.is_some() {
-            MAX_BODY
-        } else {
-            MAX_CHUNKED_BODY
-        };
-        let kib = declared.unwrap_or(limit).div_ceil(1024).max(1) as u32;
-        match body_budget().clone().try_acquire_many_owned(kib) {
-            Ok(p) => _body_permit = Some(p),
-            Err(_) => {
-                f.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-                return openai_error_with(
+}
+
+impl Front {
+    /// The key check for this service; `Some` is the refusal.
+    fn authorize(&self, keys: &KeySet, headers: &HeaderMap) -> Option<Response> {
+        match auth::authorize(keys, &self.cfg.spec.name, self.cfg.loopback, headers) {
+            Auth::Ok => None,
+            Auth::Denied => {
+                self.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+                Some(openai_error_with(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_request_error",
+                    "missing or invalid API key: send Authorization: Bearer <key>",
+                    header::WWW_AUTHENTICATE,
+                    "Bearer",
+                ))
+            }
+            Auth::KeysUnknown => {
+                self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+                Some(openai_error_with(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "service_unavailable",
-                    "too many large request bodies in flight; retry shortly",
+                    "the API keys cannot be read from the OS keyring (see `mlx-box status`); unlock it, then `mlx-box keys reload`",
                     header::RETRY_AFTER,
-                    "1",
-                );
+                    "30",
+                ))
             }
         }
-        let read = tokio::time::timeout(BODY_READ_TIMEOUT, read_body(body, declared, limit));
-        let bytes = match read.await {
-            Ok(Ok(b)) => b,
-            Ok(Err(())) => {
-                return f.bad_request(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request body too large (64 MiB at most; 16 MiB without a Content-Length) or cut off",
-                )
-            }
-            Err(_) => {
-                return f.bad_request(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request body not received within 60 s",
-                )
-            }
-        };
-        if parts.method == Method::POST {
-            match f.check_body(bytes) {
-                Ok((b, s)) => {
-                    streaming = s;
-                    Body::from(b)
-                }
-                Err((code, msg)) => return f.bad_request(code, &msg),
-            }
+    }
+
+    fn state(&self) -> Option<State> {
+        self.statuses
+            .read()
+            .unwrap()
+            .get(&self.cfg.spec.name)
+            .map(|s| s.state)
+    }
+
+    /// 503 + Retry-After when the service cannot take the request now and will not be loaded for it:
+    /// starting or restarting, or stopped by hand (an on-demand service that is idle loads instead).
+    fn unavailable(&self) -> Option<Response> {
+        let state = self.state();
+        let loads = self.cfg.spec.on_demand
+            && !matches!(state, Some(State::Stopped | State::Stopping) | None);
+        if loads || matches!(state, Some(State::Ready | State::Unhealthy)) {
+            return None;
+        }
+        self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+        let what = state.map(|s| s.as_str()).unwrap_or("unknown");
+        let hint = if state == Some(State::Stopped) {
+            format!("; start it with `mlx-box start {}`", self.cfg.spec.name)
         } else {
-            Body::from(bytes)
+            "; retry shortly".to_string()
+        };
+        Some(openai_error_with(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            &format!("service `{}` is {what}{hint}", self.cfg.spec.name),
+            header::RETRY_AFTER,
+            "5",
+        ))
+    }
+
+    /// On demand: waits (counted as loading) until the service is ready, loading it if it is idle.
+    async fn load(&self) -> Option<Response> {
+        if !self.cfg.spec.on_demand || matches!(self.state(), Some(State::Ready | State::Unhealthy))
+        {
+            return None;
         }
+        let Some(loader) = self.loader.as_ref().and_then(|l| l.upgrade()) else {
+            return self.unavailable();
+        };
+        let _loading = Waiting::new(&self.counters.loading);
+        match loader.load(self.cfg.spec.name.clone()).await {
+            Ok(()) => None,
+            Err(why) => {
+                self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+                Some(openai_error_with(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    &why,
+                    header::RETRY_AFTER,
+                    "10",
+                ))
+            }
+        }
+    }
+}
+
+/// An authorized request with its body in hand: the model policy, the on-demand load, the queue, the
+/// backend. The service's port and the one endpoint both end here.
+async fn serve(
+    f: &Front,
+    mut parts: axum::http::request::Parts,
+    incoming: Incoming,
+    origin: Option<HeaderValue>,
+    started: std::time::Instant,
+) -> Response {
+    f.counters.touch();
+    let Incoming { bytes, _permit } = incoming;
+    let mut streaming = false;
+    let body = match bytes {
+        None => Body::empty(),
+        Some(bytes) if parts.method == Method::POST => match f.check_body(bytes) {
+            Ok((b, s)) => {
+                streaming = s;
+                Body::from(b)
+            }
+            Err((code, msg)) => return f.bad_request(code, &msg),
+        },
+        Some(bytes) => Body::from(bytes),
     };
+    if let Some(r) = f.load().await {
+        return r;
+    }
     // Admission: a bounded queue in front of max_concurrency slots.
     let admitted = match &f.admitted {
         Some(sem) => match sem.clone().try_acquire_owned() {
@@ -548,7 +681,7 @@ async fn handle(f: Arc<Front>, req: Request) -> Response {
         _admitted: admitted,
     };
     parts.extensions = Default::default();
-    let mut out = forward(&f, parts, body, streaming, guard, started).await;
+    let mut out = forward(f, parts, body, streaming, guard, started).await;
     if !out.status().is_success() {
         f.counters.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -672,6 +805,13 @@ async fn forward(
     out
 }
 
+/// A std listener, non-blocking, that each proxy thread's runtime adopts.
+fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
 /// Runs the frontend listeners for a set of settings; replaced as a whole when the settings change.
 pub struct Proxies {
     listeners: Vec<listen::Listener>,
@@ -683,7 +823,7 @@ pub struct Proxies {
 pub enum ProxyError {
     #[error("refusing to serve [services.{service}] on {host} without an API key: add one (`mlx-box keys add`), or bind 127.0.0.1")]
     OpenOnPublicHost { service: String, host: String },
-    #[error("cannot listen on {addr} for [services.{service}]: {source}; is another program using port {port}? change `port`")]
+    #[error("cannot listen on {addr} for {service}: {source}; is another program using port {port}? change `port`")]
     Bind {
         service: String,
         addr: String,
@@ -714,17 +854,20 @@ impl Proxies {
         }
     }
 
-    /// Starts a listener per service with both `port` and `backend_port`. Problems are returned per service;
-    /// the others still start. The counters of `previous` (the listeners this replaces) carry on.
+    /// Starts a listener per service with both `port` and `backend_port`, and the one endpoint when
+    /// `[server] port` is set. Problems are returned per listener; the others still start. The counters
+    /// of `previous` (the listeners this replaces) carry on.
     pub async fn start(
         settings: &Settings,
         statuses: Arc<RwLock<BTreeMap<String, ServiceStatus>>>,
         keys: SharedKeys,
         previous: &Proxies,
+        loader: Option<std::sync::Weak<dyn Loader>>,
     ) -> (Proxies, Vec<ProxyError>) {
         let mut p = Proxies::empty();
         let mut errors = vec![];
         let no_keys = keys.read().unwrap().is_empty();
+        let mut fronts = vec![];
         for cfg in ListenerConfig::all(settings) {
             let spec = &cfg.spec;
             if no_keys && !cfg.loopback {
@@ -734,21 +877,6 @@ impl Proxies {
                 });
                 continue;
             }
-            // A std listener, non-blocking, that each proxy thread's runtime adopts.
-            let listener = match std::net::TcpListener::bind(&cfg.addr)
-                .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            {
-                Ok(l) => l,
-                Err(e) => {
-                    errors.push(ProxyError::Bind {
-                        service: spec.name.clone(),
-                        addr: cfg.addr.clone(),
-                        port: cfg.port,
-                        source: e,
-                    });
-                    continue;
-                }
-            };
             let counters = previous
                 .counters
                 .get(&spec.name)
@@ -773,10 +901,39 @@ impl Proxies {
                     crate::metrics::ServiceMetrics::new(&cfg.spec.name, cfg.spec.model.as_deref())
                 }),
                 counters: counters.clone(),
+                loader: loader.clone(),
             });
             p.counters.insert(spec.name.clone(), counters);
-            p.listeners.push(listen::Listener::start(listener, front));
+            if let (Some(addr), Some(port)) = (&cfg.addr, cfg.port) {
+                match bind(addr) {
+                    Ok(l) => p
+                        .listeners
+                        .push(listen::Listener::start(l, Target::Service(front.clone()))),
+                    Err(e) => errors.push(ProxyError::Bind {
+                        service: format!("[services.{}]", spec.name),
+                        addr: addr.clone(),
+                        port,
+                        source: e,
+                    }),
+                }
+            }
+            fronts.push(front);
             p.configs.push(cfg);
+        }
+        if let Some(addr) = endpoint_addr(settings) {
+            let port = settings.server.port.unwrap_or_default();
+            match (endpoint::Endpoint::new(fronts, keys), bind(&addr)) {
+                (Some(e), Ok(l)) => p
+                    .listeners
+                    .push(listen::Listener::start(l, Target::Endpoint(Arc::new(e)))),
+                (None, _) => {}
+                (Some(_), Err(e)) => errors.push(ProxyError::Bind {
+                    service: "[server] port".into(),
+                    addr,
+                    port,
+                    source: e,
+                }),
+            }
         }
         (p, errors)
     }
@@ -839,6 +996,7 @@ mod tests {
             slots: None,
             admitted: None,
             counters: Default::default(),
+            loader: None,
         }
     }
 

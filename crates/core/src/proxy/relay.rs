@@ -24,6 +24,7 @@ pub(super) struct InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.counters.touch();
     }
 }
 

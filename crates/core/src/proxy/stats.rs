@@ -24,6 +24,10 @@ pub(super) struct Counters {
     pub(super) in_flight: AtomicU64,
     pub(super) waiting: AtomicU64,
     pub(super) output_tokens: AtomicU64,
+    /// Unix ms of the last request's arrival or end (0: none yet).
+    pub(super) last_request_ms: AtomicU64,
+    /// Requests waiting for an on-demand load.
+    pub(super) loading: AtomicU64,
     /// (time, output_tokens) at the last monitor ticks.
     pub(super) ticks: Mutex<VecDeque<(Instant, u64)>>,
     /// (unix ms, tok/s) of finished streams.
@@ -56,7 +60,15 @@ impl Counters {
             output_tokens: g(&self.output_tokens),
             output_tok_s,
             last_decode_tok_s: self.decode.lock().unwrap().back().map(|x| x.1),
+            last_request_ms: Some(g(&self.last_request_ms)).filter(|&t| t > 0),
+            loading: g(&self.loading),
         }
+    }
+
+    /// A request arrived or ended: the service is in use now.
+    pub(super) fn touch(&self) {
+        self.last_request_ms
+            .store(crate::api::now_ms(), Ordering::Relaxed);
     }
 
     pub(super) fn tick(&self, now: Instant) {

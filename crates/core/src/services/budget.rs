@@ -56,6 +56,7 @@ impl Budget {
         if keep {
             *self.applied.lock().unwrap() = Some(Arc::new(e.clone()));
         }
+        let e = at_most_loaded(s, e);
         let Some(short) = estimate::over_budget(&e, s.alerts.headroom_warn_percent) else {
             self.alerts.clear("over-budget");
             return true;
@@ -84,6 +85,22 @@ impl Budget {
         );
         !refuse
     }
+}
+
+/// What can be loaded at once: the pinned services and the largest on-demand one (the others are
+/// unloaded to make room for it, `demand.rs`).
+fn at_most_loaded(s: &Settings, mut e: Estimate) -> Estimate {
+    let on_demand = |n: &str| s.service(n).is_some_and(|x| x.on_demand);
+    let largest = e
+        .services
+        .iter()
+        .filter(|x| on_demand(&x.name))
+        .max_by_key(|x| x.total_bytes.unwrap_or(0))
+        .map(|x| x.name.clone());
+    e.services
+        .retain(|x| !on_demand(&x.name) || Some(&x.name) == largest.as_ref());
+    e.total_bytes = e.services.iter().filter_map(|x| x.total_bytes).sum();
+    e
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! | `keys` ([`KeyService`]) | the served key set; the keyring while a daemon runs | `keyring`, `plaintext-keys` |
 //! | `proxy` ([`ProxyHost`]) | the frontend listeners and their counters | `proxy` |
 //! | `budget` ([`Budget`]) | the memory-budget check | `over-budget` |
+//! | `demand` ([`demand::Demand`]) | on-demand loads, making room (group, LRU), idle unloads | `cannot-load:*` |
 //! | `monitor` ([`MonitorService`]) | sampler, 10 min of samples, the alert rules | the rules' ids |
 //! | `bench` ([`BenchService`]) | the running benchmark, the doctor | `bench-throttling` |
 //! | `supervisor` ([`Supervisor`]) | the services' processes and states | `service-failed:*`, `crash-loop:*` |
@@ -20,6 +21,7 @@
 pub mod bench;
 pub mod budget;
 pub mod config;
+pub mod demand;
 pub mod fleet;
 pub mod keys;
 pub mod monitor;
@@ -48,8 +50,9 @@ const SERVICE_MEMORY_EVERY: u64 = 5;
 pub struct Services {
     pub config: ConfigService,
     pub keys: KeyService,
-    pub proxy: ProxyHost,
-    pub budget: Budget,
+    pub proxy: Arc<ProxyHost>,
+    pub budget: Arc<Budget>,
+    pub demand: Arc<demand::Demand>,
     pub monitor: Arc<MonitorService>,
     pub bench: Arc<BenchService>,
     pub fleet: Arc<fleet::Fleet>,
@@ -62,6 +65,9 @@ pub struct Services {
     pub state_dir: PathBuf,
     /// The last minute of the request histograms, for the monitor tick's live figures.
     live: std::sync::Mutex<crate::metrics::LiveWindow>,
+    /// The proxy's handle on `demand` (it holds a weak one).
+    #[allow(dead_code)]
+    loader: Arc<dyn crate::proxy::Loader>,
     /// Memory per process group from the last process scan (see `services_with_memory`).
     group_memory: tokio::sync::Mutex<Option<(u64, BTreeMap<u32, u64>)>>,
 }
@@ -94,11 +100,20 @@ impl Services {
         let supervisor = Arc::new(Supervisor::new(shared.clone(), rt));
         let monitor = Arc::new(MonitorService::new(alerts.source("monitor")));
         let keys = KeyService::new(config_path.clone(), alerts.source("keys"));
-        let proxy = ProxyHost::new(
+        let proxy = Arc::new(ProxyHost::new(
             shared.statuses.clone(),
             keys.shared(),
             alerts.source("proxy"),
+        ));
+        let budget = Arc::new(Budget::new(alerts.source("budget")));
+        let demand = demand::Demand::new(
+            supervisor.clone(),
+            proxy.clone(),
+            budget.clone(),
+            alerts.source("demand"),
         );
+        let loader: Arc<dyn crate::proxy::Loader> = Arc::new(demand::DemandLoader(demand.clone()));
+        proxy.set_loader(Arc::downgrade(&loader));
         Arc::new(Services {
             config: ConfigService::new(
                 config_path,
@@ -108,7 +123,9 @@ impl Services {
             ),
             keys,
             proxy,
-            budget: Budget::new(alerts.source("budget")),
+            budget,
+            demand,
+            loader,
             bench: Arc::new(BenchService::new(
                 supervisor.clone(),
                 monitor.clone(),
@@ -172,8 +189,9 @@ impl Services {
             .filter(|s| s.state.is_running() || s.state == State::Backoff)
             .map(|s| s.name)
             .collect();
-        plan.services
-            .retain(|s| target == "all" || s.name == target || running.contains(&s.name));
+        plan.services.retain(|s| {
+            (target == "all" && !s.on_demand) || s.name == target || running.contains(&s.name)
+        });
         if self.budget.check_start(&plan).await {
             Ok(())
         } else {
@@ -265,19 +283,24 @@ impl Services {
                 .await;
         }
         // The process scan, every few ticks, off the path of statuses and scrapes.
-        let service_memory = if n.is_multiple_of(SERVICE_MEMORY_EVERY) {
-            let services = self.supervisor.statuses().await;
-            let pgids: Vec<u32> = services.iter().filter_map(|s| s.pid).collect();
-            let memory = self.group_memory(&pgids, true).await;
-            Some(
-                services
+        let service_memory: Option<BTreeMap<String, u64>> =
+            if n.is_multiple_of(SERVICE_MEMORY_EVERY) {
+                let services = self.supervisor.statuses().await;
+                let pgids: Vec<u32> = services.iter().filter_map(|s| s.pid).collect();
+                let memory = self.group_memory(&pgids, true).await;
+                let m: BTreeMap<String, u64> = services
                     .into_iter()
                     .filter_map(|s| Some((s.name, *memory.get(&s.pid?)?)))
-                    .collect(),
-            )
-        } else {
-            None
-        };
+                    .collect();
+                self.demand.set_live(m.clone());
+                Some(m)
+            } else {
+                None
+            };
+        // Idle on-demand services are unloaded.
+        self.demand
+            .tick(self.supervisor.settings().await.as_ref())
+            .await;
         if self.events.receiver_count() > 0 {
             let _ = self.events.send(Event::Monitor(MonitorTick {
                 sample,

@@ -4,18 +4,21 @@
 use crate::alerts::AlertSource;
 use crate::api::{AlertSeverity, ServiceStatus};
 use crate::config::Settings;
-use crate::proxy::{ListenerConfig, Proxies, ProxyStats, SharedKeys};
+use crate::proxy::{endpoint_addr, ListenerConfig, Loader, Proxies, ProxyStats, SharedKeys};
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 
-/// What the listeners are built from: whether any key exists, and each listener's settings.
-type Built = (bool, Vec<ListenerConfig>);
+/// What the listeners are built from: whether any key exists, the one endpoint's address, and each
+/// listener's settings.
+type Built = (bool, Option<String>, Vec<ListenerConfig>);
 
 pub struct ProxyHost {
     proxies: tokio::sync::Mutex<(Proxies, Option<Built>)>,
     statuses: Arc<RwLock<BTreeMap<String, ServiceStatus>>>,
     keys: SharedKeys,
     alerts: AlertSource,
+    /// What loads on-demand services (set once the demand service exists; weak: it holds this host).
+    loader: OnceLock<Weak<dyn Loader>>,
 }
 
 impl ProxyHost {
@@ -29,14 +32,20 @@ impl ProxyHost {
             statuses,
             keys,
             alerts,
+            loader: OnceLock::new(),
         }
+    }
+
+    /// Who loads on-demand services for the requests that name them.
+    pub fn set_loader(&self, loader: Weak<dyn Loader>) {
+        let _ = self.loader.set(loader);
     }
 
     /// (Re)starts the listeners when what they depend on changed; returns whether it did. Counters carry
     /// over a rebuild.
     pub async fn apply(&self, s: &Settings) -> bool {
         let has_keys = !self.keys.read().unwrap().is_empty();
-        let built = (has_keys, ListenerConfig::all(s));
+        let built = (has_keys, endpoint_addr(s), ListenerConfig::all(s));
         let mut guard = self.proxies.lock().await;
         if guard.1.as_ref() == Some(&built) {
             return false;
@@ -44,8 +53,15 @@ impl ProxyHost {
         let old = std::mem::replace(&mut guard.0, Proxies::empty());
         let counters = old.carry_over();
         old.stop().await;
-        let (p, errors) =
-            Proxies::start(s, self.statuses.clone(), self.keys.clone(), &counters).await;
+        let loader = self.loader.get().cloned();
+        let (p, errors) = Proxies::start(
+            s,
+            self.statuses.clone(),
+            self.keys.clone(),
+            &counters,
+            loader,
+        )
+        .await;
         if errors.is_empty() {
             self.alerts.clear("proxy");
         } else {

@@ -52,6 +52,8 @@ pub enum Input {
     Start,
     Stop,
     Restart,
+    /// Stop the server and leave the service idle (on demand: the next request starts it).
+    Unload,
     /// A live process of a previous daemon was adopted: probe it as if it were starting.
     Adopted,
     Spawned,
@@ -92,6 +94,8 @@ pub enum Action {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AfterStop {
     Stay,
+    /// Unloaded: idle, not stopped.
+    Idle,
     StartFresh,
     /// The process failed (readiness timeout or liveness): count it like a crash.
     Failure {
@@ -158,7 +162,7 @@ impl Machine {
         use Action::*;
         use State::*;
         match (self.state, input) {
-            (Stopped | Failed | Backoff, Input::Start | Input::Restart) => {
+            (Stopped | Failed | Backoff | Idle, Input::Start | Input::Restart) => {
                 self.reset_failures();
                 self.spawn()
             }
@@ -185,6 +189,24 @@ impl Machine {
                 vec![]
             }
             (Stopped, Input::Stop) => vec![],
+            (Idle, Input::Stop) => {
+                self.state = Stopped;
+                vec![]
+            }
+            (Starting | Ready | Unhealthy, Input::Unload) => {
+                self.reset_failures();
+                self.terminate(AfterStop::Idle)
+            }
+            (Stopped | Backoff | Failed, Input::Unload) => {
+                self.reset_failures();
+                self.state = Idle;
+                vec![]
+            }
+            (Stopping, Input::Unload) => {
+                self.after_stop = AfterStop::Idle;
+                vec![]
+            }
+            (Idle, Input::Unload) => vec![],
 
             (_, Input::Adopted) => {
                 self.state = Starting;
@@ -262,6 +284,11 @@ impl Machine {
                     AfterStop::Stay => {
                         self.ready_since = None;
                         self.state = Stopped;
+                        vec![]
+                    }
+                    AfterStop::Idle => {
+                        self.ready_since = None;
+                        self.state = Idle;
                         vec![]
                     }
                     AfterStop::StartFresh => {

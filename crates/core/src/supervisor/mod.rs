@@ -231,13 +231,14 @@ impl Supervisor {
                 .order
                 .iter()
                 .filter(|n| {
-                    // `start all` leaves alone what cannot be launched.
-                    verb == Verb::Stop
-                        || inner
-                            .settings
-                            .as_ref()
-                            .and_then(|s| s.service(n))
-                            .is_some_and(|s| s.enabled)
+                    // `start all` leaves alone what cannot be launched, and what loads on demand.
+                    let spec = inner.settings.as_ref().and_then(|s| s.service(n));
+                    match verb {
+                        Verb::Stop | Verb::Unload => true,
+                        Verb::Start | Verb::Restart => {
+                            spec.is_some_and(|s| s.enabled && !s.on_demand)
+                        }
+                    }
                 })
                 .cloned()
                 .collect()

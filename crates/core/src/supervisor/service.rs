@@ -109,6 +109,8 @@ impl Runner {
             self.proc = Some(p);
             self.adopted = true;
             self.feed(Input::Adopted).await;
+        } else if autostart && self.spec.enabled && self.spec.on_demand {
+            self.feed(Input::Unload).await; // idle: the first request that names it loads it
         } else if autostart && self.spec.enabled {
             self.feed(Input::Start).await;
         }
@@ -158,6 +160,7 @@ impl Runner {
                     super::Verb::Start => Input::Start,
                     super::Verb::Stop => Input::Stop,
                     super::Verb::Restart => Input::Restart,
+                    super::Verb::Unload => Input::Unload,
                 };
                 self.feed(input).await;
                 self.publish();
@@ -181,11 +184,22 @@ impl Runner {
                     self.feed(Input::Stop).await;
                 } else if restart
                     && (state.is_running()
-                        || !was_enabled
+                        || (!was_enabled && !self.spec.on_demand)
                         || matches!(state, State::Failed | State::Backoff))
                 {
                     // A failed service whose settings changed (say, its port) gets a fresh try.
                     self.feed(Input::Restart).await;
+                }
+                // on_demand switched: an idle service that is now pinned runs; a stopped one that is now
+                // on demand (or enabled again) waits idle for its first request.
+                match self.machine.state() {
+                    State::Idle if self.spec.enabled && !self.spec.on_demand => {
+                        self.feed(Input::Start).await
+                    }
+                    State::Stopped if self.spec.enabled && self.spec.on_demand => {
+                        self.feed(Input::Unload).await
+                    }
+                    _ => {}
                 }
             }
             Cmd::Shutdown(_) => unreachable!("handled by run"),
@@ -428,6 +442,7 @@ impl Runner {
                 .filter(|_| self.machine.ready_since().is_some()),
             crash_loop: self.machine.crash_loop(),
             adopted: self.adopted,
+            on_demand: self.spec.on_demand,
         }
     }
 

@@ -5,6 +5,9 @@ use crate::config::AppSettings;
 use mlxbox_api::settings::{self as schema, Section};
 use toml_edit::Item;
 
+/// `memory_budget_gb` and `memory_gb` are in GiB, as `mlx-box estimate` prints them.
+pub(super) const GB: f64 = (1u64 << 30) as f64;
+
 pub(super) fn parse_app(cx: &mut Ctx, item: Option<&Item>) -> AppSettings {
     let mut a = AppSettings::default();
     let Some(t) = item.and_then(|i| i.as_table_like()) else {
@@ -31,6 +34,9 @@ pub(super) fn parse_app(cx: &mut Ctx, item: Option<&Item>) -> AppSettings {
     }
     if let Some(b) = v.bool(cx, "refuse_over_budget") {
         a.refuse_over_budget = b;
+    }
+    if let Some(gb) = v.float(cx, "memory_budget_gb") {
+        a.memory_budget_bytes = Some((gb * GB) as u64);
     }
     if let Some(m) = v.str(cx, "notify_min_severity") {
         let levels = schema::find(Section::App, "notify_min_severity")

@@ -406,6 +406,24 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
         },
     }
     check_ports(&mut cx, root.get("services"), &services);
+    if let Some(p) = server.port {
+        let taken = services
+            .iter()
+            .filter(|s| s.enabled)
+            .find(|s| s.port == Some(p) || s.backend_port == Some(p));
+        if let Some(s) = taken {
+            let span = root
+                .get("server")
+                .and_then(|i| i.as_table_like())
+                .and_then(|t| t.get("port"))
+                .and_then(value_span);
+            cx.error(
+                span,
+                format!("[server] port {p} is also a port of [services.{}]", s.name),
+                Some("the one endpoint needs a port of its own".to_string()),
+            );
+        }
+    }
 
     cx.diags.sort_by_key(|d| (d.line, d.col));
     let ok = !cx.diags.iter().any(|d| d.severity == Severity::Error);

@@ -83,6 +83,7 @@ pub(super) fn parse_server(cx: &mut Ctx, item: Option<&Item>) -> ServerSettings 
             }
         }
     }
+    s.port = v.port(cx, "port");
     if let Some(t) = v.float(cx, "request_timeout_s") {
         s.request_timeout_s = t;
     }

@@ -208,6 +208,24 @@ pub(super) fn parse_service(
 
     let expect = parse_expectations(cx, &v, kind);
 
+    // On demand, a request must pass through mlx-box to load the service: it needs the proxy.
+    let on_demand = v.bool(cx, "on_demand").unwrap_or(false);
+    if on_demand && backend_port.is_none() {
+        cx.error(
+            v.key_span("on_demand"),
+            format!("{where_} is on_demand but has no `backend_port`: requests must pass through mlx-box's proxy to load it"),
+            Some("add `backend_port = <a free port>` for the server, keep `port` for clients".to_string()),
+        );
+    }
+    let exclusive_group = v.str(cx, "exclusive_group").filter(|g| !g.is_empty());
+    if exclusive_group.is_some() && !on_demand {
+        cx.error(
+            v.key_span("exclusive_group"),
+            format!("{where_} has an exclusive_group but is not on_demand: a group's services are loaded one at a time, on request"),
+            Some("add `on_demand = true`, or remove exclusive_group".to_string()),
+        );
+    }
+
     let spec = ServiceSpec {
         name: name.to_string(),
         kind,
@@ -245,6 +263,13 @@ pub(super) fn parse_service(
         max_start_failures: v.int(cx, "max_start_failures").unwrap_or(3) as u32,
         liveness_interval_s: v.float(cx, "liveness_interval_s").unwrap_or(10.0),
         liveness_failures: v.int(cx, "liveness_failures").unwrap_or(3) as u32,
+        on_demand,
+        idle_stop_s: v.float(cx, "idle_stop_s"),
+        load_timeout_s: v.float(cx, "load_timeout_s").unwrap_or(300.0),
+        exclusive_group,
+        memory_bytes: v
+            .float(cx, "memory_gb")
+            .map(|gb| (gb * super::app::GB) as u64),
         positions: Positions(positions),
     };
     Some(spec)

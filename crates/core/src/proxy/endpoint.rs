@@ -1,0 +1,223 @@
+//! The one endpoint (`[server] port`): the OpenAI API of every service on one port, routed by the
+//! request's `model` (service name, alias or model id) to that service's front, where its key scope,
+//! state, model policy, on-demand load, queue, filter and counters apply as on its own port.
+//! `GET /v1/models` lists what it routes to, with each service's state.
+//!
+//! The key is checked against every service before a byte of the body is read (a key good for none is
+//! refused at the door), and again against the service the body names.
+
+use super::{
+    auth, gate, openai_error, read_incoming, serve, Auth, Counters, Front, ListenerConfig,
+    SharedKeys,
+};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+pub(super) struct Endpoint {
+    /// The `[server]` settings the gates read (any service's listener config has them).
+    door: ListenerConfig,
+    keys: SharedKeys,
+    /// In file order.
+    fronts: Vec<Arc<Front>>,
+    /// Service name, then aliases, then model id → front (the first service to claim a name keeps it).
+    routes: HashMap<String, usize>,
+    /// Refusals at the door (before a service is known).
+    pub(super) counters: Arc<Counters>,
+}
+
+impl Endpoint {
+    /// `None` when there is nothing to route to.
+    pub(super) fn new(fronts: Vec<Arc<Front>>, keys: SharedKeys) -> Option<Endpoint> {
+        let door = fronts.first()?.cfg.clone();
+        let mut routes = HashMap::new();
+        // Names first: a service's name always reaches it, whatever another service's alias says.
+        for (i, f) in fronts.iter().enumerate() {
+            routes.entry(f.cfg.spec.name.clone()).or_insert(i);
+        }
+        for (i, f) in fronts.iter().enumerate() {
+            for a in &f.cfg.spec.aliases {
+                routes.entry(a.clone()).or_insert(i);
+            }
+        }
+        for (i, f) in fronts.iter().enumerate() {
+            if let Some(m) = &f.cfg.spec.model {
+                routes.entry(m.clone()).or_insert(i);
+            }
+        }
+        Some(Endpoint {
+            door,
+            keys,
+            fronts,
+            routes,
+            counters: Default::default(),
+        })
+    }
+
+    fn route(&self, model: &str) -> Option<&Arc<Front>> {
+        self.routes.get(model).and_then(|&i| self.fronts.get(i))
+    }
+
+    /// The services a request with these headers may use.
+    fn allowed(&self, keys: &super::KeySet, headers: &HeaderMap) -> Vec<&Arc<Front>> {
+        self.fronts
+            .iter()
+            .filter(|f| {
+                auth::authorize(keys, &f.cfg.spec.name, self.door.loopback, headers) == Auth::Ok
+            })
+            .collect()
+    }
+
+    fn listing(&self, fronts: &[&Arc<Front>]) -> Vec<serde_json::Value> {
+        fronts
+            .iter()
+            .map(|f| {
+                let spec = &f.cfg.spec;
+                serde_json::json!({
+                    "id": spec.name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "mlx-box",
+                    "model": spec.model,
+                    "aliases": spec.aliases,
+                    "state": f.state().map(|s| s.as_str()).unwrap_or("unknown"),
+                    "on_demand": spec.on_demand,
+                })
+            })
+            .collect()
+    }
+
+    fn names(&self, fronts: &[&Arc<Front>]) -> String {
+        let n: Vec<String> = fronts
+            .iter()
+            .map(|f| match &f.cfg.spec.model {
+                Some(m) => format!("`{}` ({m})", f.cfg.spec.name),
+                None => format!("`{}`", f.cfg.spec.name),
+            })
+            .collect();
+        if n.is_empty() {
+            "nothing".into()
+        } else {
+            n.join(", ")
+        }
+    }
+
+    fn refuse(&self, status: StatusCode, msg: &str) -> Response {
+        self.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+        openai_error(status, "invalid_request_error", msg)
+    }
+}
+
+pub(super) async fn handle(e: Arc<Endpoint>, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    e.counters.requests.fetch_add(1, Ordering::Relaxed);
+    let keys = e.keys.read().unwrap().clone();
+    let open = keys.is_empty() && keys.keyring_error.is_none();
+    if let Some(r) = gate(&e.door, &e.counters, &req, open) {
+        return r;
+    }
+    let origin = req.headers().get(header::ORIGIN).cloned();
+    let allowed = e.allowed(&keys, req.headers());
+    if allowed.is_empty() {
+        // Refused the way a service's port refuses (401, or 503 while the keyring cannot be read).
+        return match e.fronts.first() {
+            Some(f) => f.authorize(&keys, req.headers()).unwrap_or_else(|| {
+                openai_error(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_request_error",
+                    "no service",
+                )
+            }),
+            None => e.refuse(StatusCode::NOT_FOUND, "this endpoint serves no service"),
+        };
+    }
+    let path = req.uri().path();
+    if req.method() == Method::GET && (path == "/v1/models" || path == "/v1/models/") {
+        let data = e.listing(&allowed);
+        return axum::Json(serde_json::json!({"object": "list", "data": data})).into_response();
+    }
+    if let Some(id) = path.strip_prefix("/v1/models/") {
+        if req.method() == Method::GET {
+            return match e
+                .route(id)
+                .filter(|f| allowed.iter().any(|a| Arc::ptr_eq(a, f)))
+            {
+                Some(f) => axum::Json(e.listing(&[f]).remove(0)).into_response(),
+                None => e.refuse(
+                    StatusCode::NOT_FOUND,
+                    &format!(
+                        "model `{id}` is not served here; this endpoint serves {}",
+                        e.names(&allowed)
+                    ),
+                ),
+            };
+        }
+    }
+    let (parts, body) = req.into_parts();
+    let incoming = match read_incoming(&e.counters, &parts, body).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let asked = incoming
+        .bytes
+        .as_ref()
+        .filter(|b| super::body::is_json_object(b))
+        .and_then(|b| super::body::peek(b).ok())
+        .and_then(|p| p.model)
+        .and_then(|(_, text)| text);
+    let Some(asked) = asked.filter(|m| !m.is_empty()) else {
+        return e.refuse(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "this endpoint serves several models: name one in the JSON body's `model` ({}); GET /v1/models lists them",
+                e.names(&allowed)
+            ),
+        );
+    };
+    let Some(f) = e.route(&asked) else {
+        return e.refuse(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "model `{asked}` is not served here; this endpoint serves {} (a service's name, model id or alias)",
+                e.names(&allowed)
+            ),
+        );
+    };
+    // The key may be scoped to other services than this one.
+    f.counters.requests.fetch_add(1, Ordering::Relaxed);
+    if let Some(r) = f.authorize(&keys, &parts.headers) {
+        return r;
+    }
+    drop(keys);
+    if let Some(r) = f.unavailable() {
+        return r;
+    }
+    serve(f, parts, incoming, origin, started).await
+}
+
+/// What a listener serves: one service, or the one endpoint.
+#[derive(Clone)]
+pub(super) enum Target {
+    Service(Arc<Front>),
+    Endpoint(Arc<Endpoint>),
+}
+
+impl Target {
+    pub(super) fn counters(&self) -> &Counters {
+        match self {
+            Target::Service(f) => &f.counters,
+            Target::Endpoint(e) => &e.counters,
+        }
+    }
+
+    pub(super) async fn handle(self, req: Request<Body>) -> Response {
+        match self {
+            Target::Service(f) => super::handle(f, req).await,
+            Target::Endpoint(e) => handle(e, req).await,
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! On demand: loads an idle service for the requests that name it (one load however many ask at once),
+//! makes room first, and unloads what has been idle for `idle_stop_s`. Owns the `cannot-load:*` alerts.
+//!
+//! Making room, before anything is spawned:
+//! 1. the other running members of its `exclusive_group` are unloaded, once their requests have
+//!    finished (bounded by the loading service's `load_timeout_s`);
+//! 2. if what would then run (the estimates, or the live footprint where it is larger) plus the reserve
+//!    (`[alerts] headroom_warn_percent`) passes the budget, least-recently-used idle on-demand services
+//!    are unloaded — never one with a request in flight or waiting, never a pinned one — and each is
+//!    waited for until its process group is gone, so the memory is back before the new server starts;
+//! 3. if even that cannot make it fit, nothing is unloaded or started: the requests get a 503 naming what
+//!    holds the memory, and the `cannot-load:NAME` alert says the same.
+//!
+//! Loads and unloads take turns (one admission at a time), so two loads never both count the same
+//! free memory.
+
+use super::{Budget, ProxyHost};
+use crate::alerts::AlertSource;
+use crate::api::{AlertSeverity, ServiceStatus};
+use crate::config::{ServiceSpec, Settings};
+use crate::proxy::ProxyStats;
+use crate::supervisor::{State, Supervisor, Verb};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// A load's outcome, shared by every request that waits for it.
+type Outcome = Option<Result<(), String>>;
+
+pub struct Demand {
+    supervisor: Arc<Supervisor>,
+    proxy: Arc<ProxyHost>,
+    budget: Arc<Budget>,
+    alerts: AlertSource,
+    /// The daemon's runtime: loads run there, whichever proxy thread asked.
+    rt: tokio::runtime::Handle,
+    loads: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
+    /// One admission (make room + start) or idle unload at a time.
+    turn: tokio::sync::Mutex<()>,
+    /// Each service's footprint from the last process scan (bytes).
+    live: Mutex<BTreeMap<String, u64>>,
+}
+
+/// What one service holds or needs, for the budget.
+#[derive(Debug, Clone)]
+struct Holder {
+    name: String,
+    bytes: u64,
+    evictable: bool,
+    last_used_ms: u64,
+}
+
+fn gb(b: u64) -> String {
+    format!("{:.1} GB", b as f64 / (1u64 << 30) as f64)
+}
+
+impl Demand {
+    pub fn new(
+        supervisor: Arc<Supervisor>,
+        proxy: Arc<ProxyHost>,
+        budget: Arc<Budget>,
+        alerts: AlertSource,
+    ) -> Arc<Demand> {
+        Arc::new(Demand {
+            supervisor,
+            proxy,
+            budget,
+            alerts,
+            rt: tokio::runtime::Handle::current(),
+            loads: Mutex::new(HashMap::new()),
+            turn: tokio::sync::Mutex::new(()),
+            live: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// The services' footprints from the monitor's process scan.
+    pub fn set_live(&self, memory: BTreeMap<String, u64>) {
+        *self.live.lock().unwrap() = memory;
+    }
+
+    fn status(&self, name: &str) -> Option<ServiceStatus> {
+        self.supervisor
+            .shared
+            .statuses
+            .read()
+            .unwrap()
+            .get(name)
+            .cloned()
+    }
+
+    /// Loads `name` for a request: one load per service however many wait; resolves when it is ready.
+    pub async fn load(self: &Arc<Self>, name: &str) -> Result<(), String> {
+        let mut rx = {
+            let mut loads = self.loads.lock().unwrap();
+            match loads.get(name) {
+                Some(rx) => rx.clone(),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    loads.insert(name.to_string(), rx.clone());
+                    let (me, n) = (self.clone(), name.to_string());
+                    // On the daemon's runtime, and not tied to the request: a client that goes away
+                    // does not cancel the load the others wait for.
+                    self.rt.spawn(async move {
+                        let r = me.load_now(&n).await;
+                        me.loads.lock().unwrap().remove(&n);
+                        let _ = tx.send(Some(r));
+                    });
+                    rx
+                }
+            }
+        };
+        let outcome = rx.wait_for(|o| o.is_some()).await;
+        match outcome {
+            Ok(o) => o.clone().unwrap_or(Ok(())),
+            Err(_) => Err(format!("the load of `{name}` was abandoned; retry")),
+        }
+    }
+
+    async fn load_now(&self, name: &str) -> Result<(), String> {
+        let Some(settings) = self.supervisor.settings().await else {
+            return Err("the daemon has no settings yet; retry".into());
+        };
+        let Some(spec) = settings.service(name).cloned() else {
+            return Err(format!("`{name}` is no longer in settings.toml"));
+        };
+        let deadline = Instant::now() + Duration::from_secs_f64(spec.load_timeout_s);
+        let events = self.supervisor.shared.events.subscribe();
+        self.admit_and_start(&settings, &spec, deadline).await?;
+        self.wait_ready(name, events, deadline, spec.load_timeout_s)
+            .await
+    }
+
+    /// A manual start of an on-demand service: room is made as for a request, then it starts (its
+    /// readiness is not waited for).
+    pub async fn start(&self, name: &str) -> Result<(), String> {
+        let Some(settings) = self.supervisor.settings().await else {
+            return Ok(());
+        };
+        let Some(spec) = settings.service(name).cloned() else {
+            return Ok(()); // the supervisor names the unknown service
+        };
+        let deadline = Instant::now() + Duration::from_secs_f64(spec.load_timeout_s);
+        self.admit_and_start(&settings, &spec, deadline).await
+    }
+
+    /// Makes room for `spec` and starts it, unless it is already up or on its way.
+    async fn admit_and_start(
+        &self,
+        settings: &Settings,
+        spec: &ServiceSpec,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let name = &spec.name;
+        let timeout = || {
+            format!(
+                "`{name}` could not be loaded within load_timeout_s = {} s: other loads and unloads took the time",
+                spec.load_timeout_s
+            )
+        };
+        let _turn = tokio::time::timeout_at(deadline, self.turn.lock())
+            .await
+            .map_err(|_| timeout())?;
+        // An unload in progress finishes first (its memory is not back yet).
+        while self
+            .status(name)
+            .is_some_and(|s| s.state == State::Stopping)
+        {
+            if Instant::now() >= deadline {
+                return Err(timeout());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match self.status(name).map(|s| s.state) {
+            Some(State::Starting | State::Ready | State::Unhealthy) => return Ok(()),
+            Some(State::Stopped) => {
+                return Err(format!(
+                    "`{name}` is stopped; start it with `mlx-box start {name}`"
+                ))
+            }
+            None => return Err(format!("`{name}` is not supervised")),
+            _ => {}
+        }
+        self.unload_group(settings, spec, deadline).await?;
+        self.make_room(settings, spec, deadline).await?;
+        self.supervisor
+            .command(name, Verb::Start)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Waits until `name` is ready (Ok), failed or stopped (Err), or the deadline.
+    async fn wait_ready(
+        &self,
+        name: &str,
+        mut events: tokio::sync::broadcast::Receiver<crate::api::Event>,
+        deadline: Instant,
+        timeout_s: f64,
+    ) -> Result<(), String> {
+        loop {
+            let st = self.status(name);
+            match st.as_ref().map(|s| s.state) {
+                Some(State::Ready | State::Unhealthy) => {
+                    self.alerts.clear(&format!("cannot-load:{name}"));
+                    return Ok(());
+                }
+                Some(State::Failed) => {
+                    let why = st.and_then(|s| s.last_error).unwrap_or_default();
+                    return Err(format!("`{name}` failed to load: {why}"));
+                }
+                Some(State::Stopped | State::Idle) | None => {
+                    return Err(format!("`{name}` was stopped while it loaded"));
+                }
+                _ => {}
+            }
+            // Any event (or a lag) is a reason to look again; statuses are cheap to read.
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Err(_) => {
+                    return Err(format!(
+                        "`{name}` did not get ready within load_timeout_s = {timeout_s} s"
+                    ))
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                    return Err("the daemon is shutting down".into())
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn busy(stats: &BTreeMap<String, ProxyStats>, name: &str) -> bool {
+        stats
+            .get(name)
+            .is_some_and(|s| s.in_flight + s.waiting + s.loading > 0)
+    }
+
+    /// The other running members of `spec`'s group are unloaded once their requests finish.
+    async fn unload_group(
+        &self,
+        settings: &Settings,
+        spec: &ServiceSpec,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let Some(group) = &spec.exclusive_group else {
+            return Ok(());
+        };
+        for other in settings.services.iter().filter(|o| {
+            o.name != spec.name && o.exclusive_group.as_ref() == Some(group) && o.enabled
+        }) {
+            let running = self
+                .status(&other.name)
+                .is_some_and(|s| s.state.is_running() || s.state == State::Backoff);
+            if !running {
+                continue;
+            }
+            while Self::busy(&self.proxy.stats().await, &other.name) {
+                if Instant::now() >= deadline {
+                    return Err(format!(
+                        "`{}` (exclusive_group \"{group}\" with `{}`) still had requests in flight after load_timeout_s = {} s",
+                        other.name, spec.name, spec.load_timeout_s
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            tracing::info!(service = %other.name, for_ = %spec.name, %group, "unloading (exclusive group)");
+            self.supervisor
+                .command(&other.name, Verb::Unload)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Unloads least-recently-used idle on-demand services until `spec` fits the budget; refuses (and
+    /// unloads nothing) when even all of them would not make room.
+    async fn make_room(
+        &self,
+        settings: &Settings,
+        spec: &ServiceSpec,
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let Some(estimate) = self.budget.applied() else {
+            return Ok(());
+        };
+        let Some(budget) = estimate.budget_bytes else {
+            return Ok(());
+        };
+        let reserve = (budget as f64 * settings.alerts.headroom_warn_percent / 100.0) as u64;
+        let estimated = |n: &str| {
+            estimate
+                .services
+                .iter()
+                .find(|s| s.name == n)
+                .and_then(|s| s.total_bytes)
+        };
+        let need = estimated(&spec.name).unwrap_or(0);
+        let stats = self.proxy.stats().await;
+        let live = self.live.lock().unwrap().clone();
+        let mut holders: Vec<Holder> = settings
+            .services
+            .iter()
+            .filter(|o| o.name != spec.name)
+            .filter_map(|o| {
+                let st = self.status(&o.name)?;
+                let holds =
+                    st.state.is_running() || matches!(st.state, State::Stopping | State::Backoff);
+                if !holds {
+                    return None;
+                }
+                let bytes = estimated(&o.name)
+                    .unwrap_or(0)
+                    .max(live.get(&o.name).copied().unwrap_or(0));
+                Some(Holder {
+                    name: o.name.clone(),
+                    bytes,
+                    evictable: o.on_demand
+                        && st.state != State::Stopping
+                        && !Self::busy(&stats, &o.name),
+                    last_used_ms: stats
+                        .get(&o.name)
+                        .and_then(|s| s.last_request_ms)
+                        .unwrap_or(0)
+                        .max(st.ready_since_ms.unwrap_or(st.since_ms)),
+                })
+            })
+            .collect();
+        let held: u64 = holders.iter().map(|h| h.bytes).sum();
+        if held + need + reserve <= budget {
+            return Ok(());
+        }
+        // Least recently used first; take as many as it needs.
+        holders.sort_by_key(|h| h.last_used_ms);
+        let mut freed = 0;
+        let mut victims = vec![];
+        for h in holders.iter().filter(|h| h.evictable) {
+            if held - freed + need + reserve <= budget {
+                break;
+            }
+            freed += h.bytes;
+            victims.push(h.clone());
+        }
+        if held - freed + need + reserve > budget {
+            let others: Vec<String> = holders
+                .iter()
+                .filter(|h| !victims.iter().any(|v| v.name == h.name))
+                .map(|h| {
+                    let why = match settings.service(&h.name) {
+                        Some(s) if !s.on_demand => "pinned",
+                        _ => "busy",
+                    };
+                    format!("`{}` {} ({why})", h.name, gb(h.bytes))
+                })
+                .collect();
+            let msg = format!(
+                "not enough memory to load `{}` ({}): the budget is {} ({}) with {} kept free, and {} held by {}; unload one (mlx-box unload NAME), make it on_demand, or lower a context_length",
+                spec.name,
+                gb(need),
+                gb(budget),
+                estimate.budget_source.as_deref().unwrap_or("memory"),
+                gb(reserve),
+                gb(held - freed),
+                if others.is_empty() { "nothing".to_string() } else { others.join(", ") },
+            );
+            self.alerts.raise(
+                &format!("cannot-load:{}", spec.name),
+                AlertSeverity::Warning,
+                &format!("Not enough memory to load {}", spec.name),
+                msg.clone(),
+            );
+            return Err(msg);
+        }
+        for v in victims {
+            // It may have been asked for since the plan was made: then it stays, and the check below
+            // decides.
+            if Self::busy(&self.proxy.stats().await, &v.name) {
+                continue;
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            tracing::info!(service = %v.name, for_ = %spec.name, bytes = v.bytes, "unloading (least recently used) to make room");
+            self.supervisor
+                .command(&v.name, Verb::Unload)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        // What was not unloaded (busy again, or the deadline) is still held.
+        let still: u64 = holders
+            .iter()
+            .filter(|h| {
+                self.status(&h.name).is_some_and(|s| {
+                    s.state.is_running() || matches!(s.state, State::Stopping | State::Backoff)
+                })
+            })
+            .map(|h| h.bytes)
+            .sum();
+        if still + need + reserve > budget {
+            return Err(format!(
+                "not enough memory to load `{}` ({}): a service it would have unloaded got a request meanwhile; retry",
+                spec.name,
+                gb(need)
+            ));
+        }
+        Ok(())
+    }
+
+    /// The 1 Hz tick: unloads on-demand services with nothing in flight for their `idle_stop_s` (each
+    /// unload in a task of its own: a stubborn server's stop timeout must not hold up the tick).
+    pub async fn tick(self: &Arc<Self>, settings: Option<&Settings>) {
+        let Some(settings) = settings else { return };
+        let idle: Vec<&ServiceSpec> = settings
+            .services
+            .iter()
+            .filter(|s| s.on_demand && s.idle_stop_s.is_some())
+            .collect();
+        if idle.is_empty() {
+            return;
+        }
+        let stats = self.proxy.stats().await;
+        let now = crate::api::now_ms();
+        for spec in idle {
+            let Some(last) = self.idle_since(&stats, &spec.name) else {
+                continue;
+            };
+            let idle_ms = (spec.idle_stop_s.unwrap_or(f64::MAX) * 1000.0) as u64;
+            if now.saturating_sub(last) < idle_ms {
+                continue;
+            }
+            let (me, name, idle_s) = (self.clone(), spec.name.clone(), spec.idle_stop_s);
+            tokio::spawn(async move {
+                // Take the turn, and look again: a request may have come in meanwhile.
+                let _turn = me.turn.lock().await;
+                let stats = me.proxy.stats().await;
+                if me.idle_since(&stats, &name) != Some(last) {
+                    return;
+                }
+                tracing::info!(service = %name, idle_s, "unloading (idle)");
+                let _ = me.supervisor.command(&name, Verb::Unload).await;
+            });
+        }
+    }
+
+    /// For a ready service with no request in flight or waiting: since when it has been unused (its
+    /// last request, or its getting ready).
+    fn idle_since(&self, stats: &BTreeMap<String, ProxyStats>, name: &str) -> Option<u64> {
+        let st = self.status(name)?;
+        if !matches!(st.state, State::Ready | State::Unhealthy) || Self::busy(stats, name) {
+            return None;
+        }
+        Some(
+            stats
+                .get(name)
+                .and_then(|s| s.last_request_ms)
+                .unwrap_or(0)
+                .max(st.ready_since_ms.unwrap_or(st.since_ms)),
+        )
+    }
+}
+
+/// The proxy's view: a request for an idle service waits on [`Demand::load`].
+pub struct DemandLoader(pub Arc<Demand>);
+
+impl crate::proxy::Loader for DemandLoader {
+    fn load(
+        self: Arc<Self>,
+        service: String,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
+        Box::pin(async move { self.0.load(&service).await })
+    }
+}
