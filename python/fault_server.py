@@ -21,6 +21,7 @@ A hostile backend, in any serving mode: a chat request whose body has "fault": C
   no-final-blank  an SSE stream whose last event has no blank line after it
   endless-event   one SSE event of 6 MB that never ends
   echo-headers    200 with the request's headers as JSON
+  slow-stream     an SSE stream of `chunks` (default 8) content chunks, one every 0.5 s
 Every answer carries `Access-Control-Allow-Origin: *`, as mlx_lm's does by default.
 """
 import argparse
@@ -136,6 +137,15 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
+        if fault == "slow-stream":
+            for i in range(int(body.get("chunks", 8))):
+                ev = {"object": "chat.completion.chunk", "choices": [
+                    {"index": 0, "finish_reason": None, "delta": {"content": f"t{i} "}}]}
+                self.wfile.write(b"data: " + json.dumps(ev).encode() + b"\n\n")
+                self.wfile.flush()
+                time.sleep(0.5)
+            self.wfile.write(b"data: [DONE]\n\n")
+            return
         if fault == "endless-event":
             self.wfile.write(b"data: ")
             for _ in range(6 * 16):
@@ -194,7 +204,8 @@ def main():
     a = ap.parse_args()
     global ARGS
     ARGS = a
-    print(f"fault_server mode={a.mode} pid={os.getpid()}", flush=True)
+    # The start time (unix s) lets a test order spawns against other events.
+    print(f"fault_server mode={a.mode} pid={os.getpid()} t={time.time():.3f}", flush=True)
 
     if a.mode == "ok":
         serve(a.host, a.port)

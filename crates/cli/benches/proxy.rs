@@ -21,54 +21,16 @@
 
 use mlxbox_core::proxy::SseFilter;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_mlx-box");
 
 mod common;
-use common::{daemon, free_port, nginx_conf, quick, upstream_conf, wait_port, Group};
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Wrk {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-}
-
-fn ms(s: &str) -> f64 {
-    let s = s.trim();
-    if let Some(v) = s.strip_suffix("us") {
-        v.parse::<f64>().unwrap() / 1000.0
-    } else if let Some(v) = s.strip_suffix("ms") {
-        v.parse().unwrap()
-    } else if let Some(v) = s.strip_suffix('s') {
-        v.parse::<f64>().unwrap() * 1000.0
-    } else {
-        f64::NAN
-    }
-}
-
-/// One request shape, as users send it.
-#[derive(Clone, Copy)]
-struct Case {
-    name: &'static str,
-    /// Which mlx-box service: the plain one or the one with `filter_reasoning`.
-    filtered: bool,
-    method: &'static str,
-    path: &'static str,
-    body: Option<&'static str>,
-}
-
-/// A chat request of the size clients send (a system prompt, a question), with the given `model` and
-/// `stream` fields spliced in.
-fn chat_body(model: &str, stream: bool) -> &'static str {
-    let text = format!(
-        r#"{{"model":"{model}","messages":[{{"role":"system","content":"You are a careful assistant. Answer in two short paragraphs, cite nothing you cannot check, and say so when you do not know. Prefer plain words; avoid lists unless asked."}},{{"role":"user","content":"Explain, for someone who runs a few local language models on one workstation, why the memory a model needs grows with the context length, and what the KV cache is. Then say how much memory an 8B model at 4-bit with a 32k context needs, roughly."}}],"max_tokens":256,"temperature":0.7,"top_p":0.95,"stream":{stream}}}"#
-    );
-    Box::leak(text.into_boxed_str())
-}
+use common::{
+    chat_body, daemon, free_port, nginx_conf, quick, upstream_conf, wait_port, wrk, Case, Group,
+    Wrk,
+};
 
 fn cases() -> Vec<Case> {
     let get = |name, filtered| Case {
@@ -98,52 +60,6 @@ fn cases() -> Vec<Case> {
         post("POST stream", false, "bench/model", true),
         post("POST stream + filter", true, "bench/model", true),
     ]
-}
-
-fn wrk(port: u16, secs: u64, connections: u32, case: &Case, dir: &Path) -> Wrk {
-    let script = dir.join(format!(
-        "case-{}.lua",
-        case.name.replace([' ', '/', '+'], "_")
-    ));
-    let mut lua = format!(
-        "wrk.method = \"{}\"\nwrk.path = \"{}\"\nwrk.headers[\"Authorization\"] = \"Bearer bench-key\"\n",
-        case.method, case.path
-    );
-    if let Some(b) = case.body {
-        lua.push_str("wrk.headers[\"Content-Type\"] = \"application/json\"\n");
-        lua.push_str(&format!("wrk.body = [==[{b}]==]\n"));
-    }
-    std::fs::write(&script, lua).unwrap();
-    let out = Command::new("wrk")
-        .args([
-            "-t1",
-            &format!("-c{connections}"),
-            &format!("-d{secs}s"),
-            "--latency",
-            "-s",
-        ])
-        .arg(&script)
-        .arg(format!("http://127.0.0.1:{port}"))
-        .output()
-        .expect("wrk (apt-get install wrk)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !text.contains("Non-2xx") && !text.contains("Socket errors"),
-        "port {port} ({}) answered errors:\n{text}",
-        case.name
-    );
-    let mut w = Wrk::default();
-    for l in text.lines() {
-        let l = l.trim();
-        if let Some(v) = l.strip_prefix("Requests/sec:") {
-            w.rps = v.trim().parse().unwrap();
-        } else if let Some(v) = l.strip_prefix("50%") {
-            w.p50_ms = ms(v);
-        } else if let Some(v) = l.strip_prefix("99%") {
-            w.p99_ms = ms(v);
-        }
-    }
-    w
 }
 
 /// An mlx_lm-like stream: a reasoning span in content, then the answer, one token per event.

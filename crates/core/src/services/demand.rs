@@ -368,7 +368,7 @@ impl Demand {
             self.alerts.raise(
                 &format!("cannot-load:{}", spec.name),
                 AlertSeverity::Warning,
-                &format!("Not enough memory to load {}", spec.name),
+                format!("Not enough memory to load {}", spec.name),
                 msg.clone(),
             );
             return Err(msg);

@@ -65,9 +65,8 @@ pub struct Services {
     pub state_dir: PathBuf,
     /// The last minute of the request histograms, for the monitor tick's live figures.
     live: std::sync::Mutex<crate::metrics::LiveWindow>,
-    /// The proxy's handle on `demand` (it holds a weak one).
-    #[allow(dead_code)]
-    loader: Arc<dyn crate::proxy::Loader>,
+    /// Keeps the proxy's loader alive (the proxy holds it weakly: the loader holds the proxy).
+    _loader: Arc<dyn crate::proxy::Loader>,
     /// Memory per process group from the last process scan (see `services_with_memory`).
     group_memory: tokio::sync::Mutex<Option<(u64, BTreeMap<u32, u64>)>>,
 }
@@ -125,7 +124,7 @@ impl Services {
             proxy,
             budget,
             demand,
-            loader,
+            _loader: loader,
             bench: Arc::new(BenchService::new(
                 supervisor.clone(),
                 monitor.clone(),

@@ -412,6 +412,37 @@ mod tests {
         Duration::from_secs(x)
     }
 
+    /// On demand: unload ends idle (not stopped); idle starts again; stop from idle is stopped; an
+    /// unload asked during a stop wins, and a crash while idle cannot happen (no process).
+    #[test]
+    fn unload_leaves_it_idle() {
+        let t = Instant::now();
+        let mut m = m();
+        assert_eq!(m.on(Input::Unload, t), vec![]);
+        assert_eq!(m.state(), State::Idle);
+        assert_eq!(m.on(Input::Start, t), vec![Spawn]);
+        m.on(Input::Spawned, t);
+        m.on(Input::ProbeReady, t);
+        assert_eq!(m.on(Input::Unload, t), vec![CancelProbes, Terminate]);
+        assert_eq!(m.state(), State::Stopping);
+        assert_eq!(m.on(Input::Terminated, t), vec![]);
+        assert_eq!(m.state(), State::Idle);
+        assert_eq!(m.on(Input::Stop, t), vec![]);
+        assert_eq!(m.state(), State::Stopped);
+        // A stop in progress turned into an unload.
+        m.on(Input::Start, t);
+        m.on(Input::Stop, t);
+        m.on(Input::Unload, t);
+        m.on(Input::Terminated, t);
+        assert_eq!(m.state(), State::Idle);
+        // Failed or backing off: idle at once, the failure counters reset.
+        m.on(Input::Start, t);
+        m.on(Input::Fatal("port taken".into()), t);
+        assert_eq!(m.state(), State::Failed);
+        m.on(Input::Unload, t);
+        assert_eq!(m.state(), State::Idle);
+    }
+
     #[test]
     fn start_ready_stop() {
         let t = Instant::now();

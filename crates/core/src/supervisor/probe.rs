@@ -7,6 +7,8 @@ use tokio::net::TcpStream;
 
 /// How often readiness is polled while a server starts.
 pub const READY_POLL: Duration = Duration::from_millis(50);
+/// The first pause between two readiness polls (doubling up to `READY_POLL`).
+const READY_POLL_FIRST: Duration = Duration::from_millis(10);
 
 fn url(host: &str, port: u16, path: &str) -> String {
     let host = match host {
@@ -113,6 +115,9 @@ pub async fn wait_ready(
     deadline: Instant,
 ) -> Result<(), String> {
     let mut last = String::from("no answer yet");
+    // 10, 20, 40, 50, 50 … ms: a server that is up in milliseconds (an on-demand load of a small one)
+    // is seen at once; a big model's minutes of loading cost a poll every READY_POLL.
+    let mut pause = READY_POLL_FIRST;
     loop {
         let now = Instant::now();
         if now >= deadline {
@@ -123,8 +128,8 @@ pub async fn wait_ready(
             Err(NotReady::Fatal(e)) => return Err(e),
             Err(NotReady::Retry(e)) => last = e,
         }
-        tokio::time::sleep(READY_POLL.min(deadline.saturating_duration_since(Instant::now())))
-            .await;
+        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        pause = (pause * 2).min(READY_POLL);
     }
 }
 
