@@ -22,6 +22,7 @@ A hostile backend, in any serving mode: a chat request whose body has "fault": C
   endless-event   one SSE event of 6 MB that never ends
   echo-headers    200 with the request's headers as JSON
   slow-stream     an SSE stream of `chunks` (default 8) content chunks, one every 0.5 s
+  grow            keeps `mb` (default 100) MB more of memory for good (a server whose footprint grows), 200
 Every answer carries `Access-Control-Allow-Origin: *`, as mlx_lm's does by default.
 """
 import argparse
@@ -36,6 +37,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
+HOG = []  # what `grow` keeps
 ARGS = None  # the parsed command line (handlers read --mode, --delay, --think)
 WEDGED = threading.Event()  # hang-later: once set, requests are accepted but never answered
 
@@ -125,6 +127,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
     def _hostile(self, fault, body):
+        if fault == "grow":
+            HOG.append(b"\x01" * (int(body.get("mb", 100)) << 20))
+            return self._json(200, {"object": "chat.completion", "model": "fault", "held_mb": len(HOG)})
         think = {"role": "assistant", "content": "<think>hidden</think>Answer", "reasoning": "hmm"}
         if fault == "echo-headers":
             return self._json(200, {"headers": {k.lower(): v for k, v in self.headers.items()},

@@ -305,6 +305,9 @@ pub const KEYS: &[Key] = &[
         .range(1.0, 86_400.0, "300"),
     key(Services, "exclusive_group", Str, "At most one on-demand service of this group runs: loading one unloads the others (after their requests finish).")
         .group(ON_DEMAND),
+    key(Services, "max_footprint_gb", Float, "When the server's memory passes this (GB; mlx_lm.server's buffer pool only grows), it is drained — new requests wait — and restarted, with an info alert.")
+        .group(ON_DEMAND)
+        .range(0.01, 1_000_000.0, "48"),
     key(Services, "memory_gb", Float, "What this service takes in memory (GB), for the budget, when the estimate cannot tell (a command) or is off.")
         .group(ON_DEMAND)
         .range(0.0, 1_000_000.0, "8"),

@@ -346,3 +346,61 @@ fn on_demand_real_mlx_lm_server() {
     d.wait_state("chat", "idle", 20 * S);
     assert!(port_free(back));
 }
+
+/// `max_footprint_gb`: a server whose memory grows past it is drained and restarted; requests sent
+/// meanwhile wait for the new server instead of failing, and an info alert gives before and after.
+#[test]
+fn a_server_past_its_footprint_cap_is_restarted_and_no_request_is_lost() {
+    let (front, back) = (free_port(), free_port());
+    let cfg = format!(
+        "{SERVER}[services.grows]\nkind = \"command\"\nport = {front}\nbackend_port = {back}\nprobe = \"chat\"\nmax_footprint_gb = 0.15\nstop_timeout_s = 2\ncommand = [\"python3\", \"{}\", \"--mode\", \"ok\", \"--host\", \"{{host}}\", \"--port\", \"{{port}}\"]\n",
+        fault_server()
+    );
+    let d = Daemon::start(&cfg);
+    let first = d.wait_state("grows", "ready", 20 * S)["pid"]
+        .as_u64()
+        .unwrap();
+    let (code, _, body) = http(
+        front,
+        "POST",
+        "/v1/chat/completions",
+        &[JSON, AUTH],
+        r#"{"model":"grows","fault":"grow","mb":250}"#,
+    );
+    assert_eq!(code, 200, "{body}");
+    // Requests keep coming while the daemon notices (a process scan every 5 s) and restarts it.
+    let t0 = std::time::Instant::now();
+    let mut answered = 0;
+    let mut restarted = false;
+    while t0.elapsed() < 25 * S {
+        let (code, body) = chat(front, "grows");
+        assert_eq!(code, 200, "a request during the restart failed: {body}");
+        answered += 1;
+        let pid = d.service("grows")["pid"].as_u64();
+        if pid.is_some_and(|p| p != first) && state(&d, "grows") == "ready" {
+            restarted = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(restarted, "not restarted within 25 s ({answered} requests)");
+    assert!(!pid_alive(first as u32));
+    assert!(wait_until(15 * S, || {
+        d.status()["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "footprint:grows" && a["severity"] == "info")
+    }));
+    let alert = d.status()["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == "footprint:grows")
+        .cloned()
+        .unwrap();
+    assert!(
+        alert["body"].as_str().unwrap().contains("had grown to"),
+        "{alert}"
+    );
+}

@@ -955,6 +955,20 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
   },
   {
     "section": "services",
+    "key": "max_footprint_gb",
+    "type": "float",
+    "group": "On demand (memory budget)",
+    "default": null,
+    "min": 0.01,
+    "max": 1000000.0,
+    "options": [],
+    "suggest": [],
+    "kinds": [],
+    "absent": null,
+    "help": "When the server's memory passes this (GB; mlx_lm.server's buffer pool only grows), it is drained — new requests wait — and restarted, with an info alert."
+  },
+  {
+    "section": "services",
     "key": "memory_gb",
     "type": "float",
     "group": "On demand (memory budget)",

@@ -161,6 +161,9 @@ pub struct ServiceSpec {
     /// The operator's figure for the service's memory (bytes), over the estimate.
     #[serde(default)]
     pub memory_bytes: Option<u64>,
+    /// Past this footprint (bytes) the server is drained and restarted.
+    #[serde(default)]
+    pub max_footprint_bytes: Option<u64>,
     /// Where keys of this service sit in the file, for messages that point at them.
     #[serde(skip)]
     pub positions: Positions,

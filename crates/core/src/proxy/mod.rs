@@ -213,7 +213,8 @@ fn join_host_port(host: &str, port: u16) -> String {
     }
 }
 
-/// Loads an on-demand service for the requests that name it (the daemon's `services::demand`).
+/// Loads an on-demand service for the requests that name it, and holds the requests of a service that
+/// is drained for a restart (the daemon's `services::demand`).
 pub trait Loader: Send + Sync {
     /// Resolves once `service` is ready to take requests, or with why it cannot be (the 503's message).
     /// Concurrent calls for one service share one load.
@@ -221,7 +222,12 @@ pub trait Loader: Send + Sync {
         self: Arc<Self>,
         service: String,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+    /// Is `service` drained for a restart (its new requests wait in `load`)?
+    fn holds(&self, service: &str) -> bool;
 }
+
+/// How many services are held (see [`Loader::holds`]): while none is, a request pays one atomic load.
+pub static HELD_SERVICES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 /// Counts a request waiting for a `max_concurrency` slot while it lives (a client that goes away while
 /// waiting drops it, and the count with it).
@@ -569,6 +575,9 @@ impl Front {
     /// 503 + Retry-After when the service cannot take the request now and will not be loaded for it:
     /// starting or restarting, or stopped by hand (an on-demand service that is idle loads instead).
     fn unavailable(&self) -> Option<Response> {
+        if self.held() {
+            return None; // it waits in `load` for the restarted server
+        }
         let state = self.state();
         let loads = self.cfg.spec.on_demand
             && !matches!(state, Some(State::Stopped | State::Stopping) | None);
@@ -591,10 +600,22 @@ impl Front {
         ))
     }
 
-    /// On demand: waits (counted as loading) until the service is ready, loading it if it is idle.
+    /// Drained for a restart (the footprint cap): new requests wait for the restarted server.
+    fn held(&self) -> bool {
+        HELD_SERVICES.load(Ordering::Relaxed) > 0
+            && self
+                .loader
+                .as_ref()
+                .and_then(|l| l.upgrade())
+                .is_some_and(|l| l.holds(&self.cfg.spec.name))
+    }
+
+    /// On demand, or held: waits (counted as loading) until the service is ready, loading it if it is
+    /// idle.
     async fn load(&self) -> Option<Response> {
-        if !self.cfg.spec.on_demand || matches!(self.state(), Some(State::Ready | State::Unhealthy))
-        {
+        let held = self.held();
+        let ready = matches!(self.state(), Some(State::Ready | State::Unhealthy));
+        if !held && (!self.cfg.spec.on_demand || ready) {
             return None;
         }
         let Some(loader) = self.loader.as_ref().and_then(|l| l.upgrade()) else {

@@ -13,6 +13,11 @@
 //!
 //! Loads and unloads take turns (one admission at a time), so two loads never both count the same
 //! free memory.
+//!
+//! The footprint cap (`max_footprint_gb`, any service): when the process scan finds a ready server past
+//! it, its new requests are held at the door (they wait as for a load), the requests in flight finish
+//! (bounded by `load_timeout_s`), the server is restarted, the held requests go to the new one, and an
+//! info alert (`footprint:NAME`) gives the footprint before and after.
 
 use super::{Budget, ProxyHost};
 use crate::alerts::AlertSource;
@@ -41,8 +46,12 @@ pub struct Demand {
     loads: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
     /// One admission (make room + start) or idle unload at a time.
     turn: tokio::sync::Mutex<()>,
-    /// Each service's footprint from the last process scan (bytes).
-    live: Mutex<BTreeMap<String, u64>>,
+    /// Each service's footprint from the last process scan (bytes), and how many scans there were.
+    live: Mutex<(u64, BTreeMap<String, u64>)>,
+    /// Services drained for a footprint restart now.
+    held: Mutex<std::collections::HashSet<String>>,
+    /// When each service was last restarted for its footprint (one restart a minute at most).
+    capped_at: Mutex<HashMap<String, Instant>>,
 }
 
 /// What one service holds or needs, for the budget.
@@ -73,13 +82,21 @@ impl Demand {
             rt: tokio::runtime::Handle::current(),
             loads: Mutex::new(HashMap::new()),
             turn: tokio::sync::Mutex::new(()),
-            live: Mutex::new(BTreeMap::new()),
+            live: Mutex::new((0, BTreeMap::new())),
+            held: Mutex::new(Default::default()),
+            capped_at: Mutex::new(HashMap::new()),
         })
     }
 
     /// The services' footprints from the monitor's process scan.
     pub fn set_live(&self, memory: BTreeMap<String, u64>) {
-        *self.live.lock().unwrap() = memory;
+        let mut live = self.live.lock().unwrap();
+        *live = (live.0 + 1, memory);
+    }
+
+    /// Is `name` drained for a footprint restart?
+    pub fn holds(&self, name: &str) -> bool {
+        self.held.lock().unwrap().contains(name)
     }
 
     fn status(&self, name: &str) -> Option<ServiceStatus> {
@@ -299,7 +316,7 @@ impl Demand {
         };
         let need = estimated(&spec.name).unwrap_or(0);
         let stats = self.proxy.stats().await;
-        let live = self.live.lock().unwrap().clone();
+        let live = self.live.lock().unwrap().1.clone();
         let mut holders: Vec<Holder> = settings
             .services
             .iter()
@@ -408,21 +425,26 @@ impl Demand {
         Ok(())
     }
 
-    /// The 1 Hz tick: unloads on-demand services with nothing in flight for their `idle_stop_s` (each
-    /// unload in a task of its own: a stubborn server's stop timeout must not hold up the tick).
+    /// The 1 Hz tick: unloads on-demand services with nothing in flight for their `idle_stop_s`, and
+    /// restarts servers past their `max_footprint_gb` (each in a task of its own: a stubborn server's
+    /// stop timeout must not hold up the tick).
     pub async fn tick(self: &Arc<Self>, settings: Option<&Settings>) {
         let Some(settings) = settings else { return };
-        let idle: Vec<&ServiceSpec> = settings
+        let watched: Vec<&ServiceSpec> = settings
             .services
             .iter()
-            .filter(|s| s.on_demand && s.idle_stop_s.is_some())
+            .filter(|s| s.on_demand && s.idle_stop_s.is_some() || s.max_footprint_bytes.is_some())
             .collect();
-        if idle.is_empty() {
+        if watched.is_empty() {
             return;
         }
         let stats = self.proxy.stats().await;
         let now = crate::api::now_ms();
-        for spec in idle {
+        for spec in watched {
+            self.footprint_check(spec);
+            if !spec.on_demand {
+                continue;
+            }
             let Some(last) = self.idle_since(&stats, &spec.name) else {
                 continue;
             };
@@ -442,6 +464,113 @@ impl Demand {
                 let _ = me.supervisor.command(&name, Verb::Unload).await;
             });
         }
+    }
+
+    /// Past its footprint cap (and not restarted for that within a minute): hold its requests, drain,
+    /// restart.
+    fn footprint_check(self: &Arc<Self>, spec: &ServiceSpec) {
+        let Some(cap) = spec.max_footprint_bytes else {
+            return;
+        };
+        let Some(before) = self.live.lock().unwrap().1.get(&spec.name).copied() else {
+            return;
+        };
+        let ready = self
+            .status(&spec.name)
+            .is_some_and(|s| s.state == State::Ready);
+        if before <= cap || !ready {
+            return;
+        }
+        let name = spec.name.clone();
+        let (tx, rx) = watch::channel(None);
+        {
+            let mut capped = self.capped_at.lock().unwrap();
+            if capped
+                .get(&name)
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+            {
+                return;
+            }
+            let mut loads = self.loads.lock().unwrap();
+            if loads.contains_key(&name) {
+                return;
+            }
+            // The load entry first: a held request waits on it.
+            loads.insert(name.clone(), rx);
+            capped.insert(name.clone(), Instant::now());
+            self.held.lock().unwrap().insert(name.clone());
+            crate::proxy::HELD_SERVICES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let (me, spec) = (self.clone(), spec.clone());
+        tokio::spawn(async move {
+            let r = me.drain_and_restart(&spec, cap, before).await;
+            me.held.lock().unwrap().remove(&name);
+            crate::proxy::HELD_SERVICES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            me.loads.lock().unwrap().remove(&name);
+            let _ = tx.send(Some(r));
+        });
+    }
+
+    async fn drain_and_restart(
+        &self,
+        spec: &ServiceSpec,
+        cap: u64,
+        before: u64,
+    ) -> Result<(), String> {
+        let name = &spec.name;
+        let budget = Duration::from_secs_f64(spec.load_timeout_s);
+        tracing::info!(service = %name, before, cap, "past max_footprint_gb: draining, then restarting");
+        // The requests in flight finish first (bounded: a stream that outlasts it is cut by the restart).
+        let t0 = Instant::now();
+        loop {
+            let stats = self.proxy.stats().await;
+            let busy = stats
+                .get(name.as_str())
+                .is_some_and(|s| s.in_flight + s.waiting > 0);
+            if !busy || t0.elapsed() >= budget {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let events = self.supervisor.shared.events.subscribe();
+        self.supervisor
+            .command(name, Verb::Restart)
+            .await
+            .map_err(|e| e.to_string())?;
+        let r = self
+            .wait_ready(name, events, Instant::now() + budget, spec.load_timeout_s)
+            .await;
+        // The footprint after: from the first process scan once it is ready again (every 5 s).
+        let scans = self.live.lock().unwrap().0;
+        let t1 = Instant::now();
+        let mut after = None;
+        while t1.elapsed() < Duration::from_secs(12) && r.is_ok() {
+            let scanned = {
+                let live = self.live.lock().unwrap();
+                (live.0 > scans).then(|| live.1.get(name.as_str()).copied())
+            };
+            if let Some(a) = scanned {
+                after = a;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let after = after.map(gb).unwrap_or_else(|| "not measured yet".into());
+        self.alerts.raise(
+            &format!("footprint:{name}"),
+            AlertSeverity::Info,
+            format!("{name} restarted at its memory cap"),
+            format!(
+                "Its server had grown to {} (max_footprint_gb = {:.1}); its requests were held while it restarted. Now: {after}.{}",
+                gb(before),
+                cap as f64 / (1u64 << 30) as f64,
+                match &r {
+                    Ok(()) => String::new(),
+                    Err(e) => format!(" The restart failed: {e}"),
+                }
+            ),
+        );
+        r
     }
 
     /// For a ready service with no request in flight or waiting: since when it has been unused (its
@@ -470,5 +599,9 @@ impl crate::proxy::Loader for DemandLoader {
         service: String,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
         Box::pin(async move { self.0.load(&service).await })
+    }
+
+    fn holds(&self, service: &str) -> bool {
+        self.0.holds(service)
     }
 }

@@ -270,6 +270,9 @@ pub(super) fn parse_service(
         memory_bytes: v
             .float(cx, "memory_gb")
             .map(|gb| (gb * super::app::GB) as u64),
+        max_footprint_bytes: v
+            .float(cx, "max_footprint_gb")
+            .map(|gb| (gb * super::app::GB) as u64),
         positions: Positions(positions),
     };
     Some(spec)
