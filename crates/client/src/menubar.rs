@@ -655,6 +655,32 @@ mod tests {
         )));
     }
 
+    /// On demand: idle is fine for the tray and counted in the summary; the toggle of a loaded one
+    /// unloads it, of an idle one loads it.
+    #[test]
+    fn on_demand_services_in_the_menu() {
+        let od = |name: &str, state: State| ServiceStatus {
+            on_demand: true,
+            ..svc(name, state)
+        };
+        let s = snap(vec![
+            svc("chat", State::Ready),
+            od("big", State::Idle),
+            od("coder", State::Ready),
+        ]);
+        assert_eq!(tray_level(&s), TrayLevel::Ready);
+        assert_eq!(toggle_verb(&s, "coder"), Some(Verb::Unload));
+        assert_eq!(toggle_verb(&s, "big"), Some(Verb::Start));
+        assert_eq!(toggle_verb(&s, "chat"), Some(Verb::Stop));
+        let m = menu(&s, false);
+        assert_eq!(
+            m[0],
+            MenuEntry::Label("2/3 ready (1 idle) · swap 3 MB · thermal nominal".into())
+        );
+        assert!(m.iter().any(|e| matches!(e, MenuEntry::Item { text, .. } if text.starts_with("coder — ready") && text.ends_with("(click to unload)"))));
+        assert!(m.iter().any(|e| matches!(e, MenuEntry::Item { text, .. } if text.starts_with("big — idle") && text.ends_with("(click to start)"))));
+    }
+
     #[test]
     fn notifications_respect_floor_and_episodes() {
         let mut g = NotificationGate::default();

@@ -73,6 +73,25 @@ describe("dashboard", () => {
     await waitFor(() => expect(screen.getByTestId("stop-chat")).toHaveTextContent("Stop"));
   });
 
+  it("an on-demand service: idle is loadable, a loaded one can be unloaded, the last request shows", async () => {
+    const calls = backend();
+    await dashboard();
+    const embed = service("embed", { kind: "embedding", state: "stopped", pid: null, ready_since_ms: null });
+    const idle = service("chat", { state: "idle", on_demand: true, pid: null, ready_since_ms: null, memory_bytes: null });
+    await send("daemon-status", status({ services: [idle, embed] }));
+    await waitFor(() => expect(screen.getByTestId("service-chat")).toHaveAttribute("data-state", "idle"));
+    expect(screen.getByTestId("service-chat")).toHaveTextContent("on demand");
+    expect(screen.getByTestId("start-chat")).toBeEnabled();
+    expect(screen.getByTestId("unload-chat")).toBeDisabled();
+    expect(screen.getByTestId("restart-chat")).toBeDisabled();
+    await send("daemon-status", status({ services: [service("chat", { on_demand: true }), embed] }));
+    await waitFor(() => expect(screen.getByTestId("unload-chat")).toBeEnabled());
+    await fireEvent.click(screen.getByTestId("unload-chat"));
+    expect(calls.find((c) => c.cmd === "service_action")?.args).toEqual({ name: "chat", verb: "unload" });
+    // a pinned service has no Unload button
+    expect(screen.queryByTestId("unload-embed")).toBeNull();
+  });
+
   it("shows an action's error inline", async () => {
     backend({
       service_action: () => {
