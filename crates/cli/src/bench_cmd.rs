@@ -51,10 +51,82 @@ pub struct BenchArgs {
     /// Print a saved run (`last` = the newest).
     #[arg(long, value_name = "ID")]
     pub show: Option<String>,
+    /// Synthetic prompts of exactly N tokens as the model's tokenizer counts them (chat template
+    /// included), or N±K for lengths spread uniformly (vLLM: --random-input-len; guidellm: prompt_tokens).
+    #[arg(long, value_name = "N[±K]", value_parser = parse_spread)]
+    pub prompt_tokens: Option<(u32, u32)>,
+    /// Exactly N output tokens: max_tokens = N with the end-of-sequence suppressed (ignore_eos, logit_bias);
+    /// a level whose outputs still ended early says so.
+    #[arg(long, value_name = "N")]
+    pub output_tokens: Option<u32>,
+    /// Replay a JSONL dataset: OpenAI `messages`, or ShareGPT `conversations`, sampled with --seed.
+    #[arg(long, value_name = "FILE")]
+    pub dataset: Option<std::path::PathBuf>,
+    /// Seed of the dataset's sampling and of the prompt lengths.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Goodput: the requests that meet these, e.g. `ttft_ms=500,tpot_ms=50` (vLLM's --goodput).
+    #[arg(long, value_name = "ttft_ms=X,tpot_ms=Y", value_parser = parse_slo)]
+    pub slo: Option<(Option<f64>, Option<f64>)>,
     /// Run the same load on these hosts at once (names of [hosts], `local` for this Mac) and report
     /// them side by side, with the combined throughput and how each host's speed drifted over the run.
     #[arg(long, value_delimiter = ',', value_name = "HOST,HOST", conflicts_with_all = ["compare", "history", "show"])]
     pub hosts: Vec<String>,
+}
+
+/// `512` or `512±64` (also `512+-64`, `512:64`).
+fn parse_spread(s: &str) -> Result<(u32, u32), String> {
+    let (n, k) = match s
+        .split_once('±')
+        .or_else(|| s.split_once("+-"))
+        .or_else(|| s.split_once(':'))
+    {
+        Some((n, k)) => (n, k),
+        None => (s, "0"),
+    };
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}`: give N or N±K tokens, e.g. 512±64"))?;
+    let k: u32 = k
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}`: give N or N±K tokens, e.g. 512±64"))?;
+    if n == 0 || n > mlxbox_core::bench::workload::MAX_PROMPT_TOKENS {
+        return Err(format!(
+            "`{s}`: between 1 and {} tokens",
+            mlxbox_core::bench::workload::MAX_PROMPT_TOKENS
+        ));
+    }
+    if k >= n {
+        return Err(format!("`{s}`: the spread must be smaller than the length"));
+    }
+    Ok((n, k))
+}
+
+/// `ttft_ms=500,tpot_ms=50` (either or both).
+fn parse_slo(s: &str) -> Result<(Option<f64>, Option<f64>), String> {
+    let (mut ttft, mut tpot) = (None, None);
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("`{part}`: write ttft_ms=X or tpot_ms=Y"))?;
+        let v: f64 = v
+            .trim()
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v > 0.0)
+            .ok_or_else(|| format!("`{part}`: a positive number of ms"))?;
+        match k.trim() {
+            "ttft_ms" | "ttft" => ttft = Some(v),
+            "tpot_ms" | "tpot" => tpot = Some(v),
+            o => return Err(format!("`{o}`: the SLO takes ttft_ms and tpot_ms")),
+        }
+    }
+    if ttft.is_none() && tpot.is_none() {
+        return Err("give ttft_ms=X, tpot_ms=Y or both".into());
+    }
+    Ok((ttft, tpot))
 }
 
 pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
@@ -110,6 +182,19 @@ pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
         long_context_tokens: a.long_context_tokens,
         thinking_check: !a.no_thinking_check,
         embed_batch: a.batch,
+        prompt_tokens: a.prompt_tokens.map(|p| p.0),
+        prompt_tokens_spread: a.prompt_tokens.map(|p| p.1).unwrap_or(0),
+        output_tokens: a.output_tokens,
+        // The daemon reads the file: give it an absolute path.
+        dataset: a.dataset.as_ref().map(|p| {
+            std::path::absolute(p)
+                .unwrap_or(p.clone())
+                .display()
+                .to_string()
+        }),
+        seed: a.seed,
+        slo_ttft_ms: a.slo.and_then(|s| s.0),
+        slo_tpot_ms: a.slo.and_then(|s| s.1),
         ..BenchOptions::default()
     };
     if !a.hosts.is_empty() {
@@ -202,6 +287,12 @@ fn print_tables(r: &BenchResult) {
         r.machine.memory_bytes as f64 / (1u64 << 30) as f64,
         r.machine.os
     );
+    let load = if r.load.is_empty() {
+        r.options.load_description() // a run saved before the load was recorded
+    } else {
+        r.load.clone()
+    };
+    println!("load: {load}");
     for s in &r.services {
         println!();
         let model = s.model.as_deref().unwrap_or("-");
@@ -254,9 +345,44 @@ fn print_tables(r: &BenchResult) {
                     l.request_s,
                     opt(l.parallel_efficiency, 2),
                 );
+                // What was really sent and got, and the goodput.
+                let mut lens = format!(
+                    "  {:<9} in/out tokens mean {}/{}",
+                    "",
+                    st(l.prompt_len, |s| s.mean),
+                    st(l.output_len, |s| s.mean)
+                );
+                if let Some(g) = l.goodput {
+                    lens.push_str(&format!(
+                        " · goodput {:.0} % ({:.2} req/s)",
+                        g.share * 100.0,
+                        g.request_s
+                    ));
+                }
+                println!("{lens}");
+                if l.prompt_len_mismatches > 0 {
+                    println!(
+                        "  {:<9} ! {} prompt(s) counted differently by the server than asked",
+                        "", l.prompt_len_mismatches
+                    );
+                }
+                if l.ended_early > 0 {
+                    println!(
+                        "  {:<9} ! {} of {} outputs ended before the {} tokens asked: tok/s comes from shorter outputs",
+                        "",
+                        l.ended_early,
+                        l.requests,
+                        r.options.output_tokens.unwrap_or(0)
+                    );
+                }
                 if let Some(e) = &l.first_error {
                     println!("  {:<9} first error: {e}", "");
                 }
+            }
+            if let Some(t) = s.prompt_template_tokens {
+                println!(
+                    "  the chat template adds {t} tokens to each prompt (measured on the warm-up)"
+                );
             }
             if let Some(c) = s
                 .levels
@@ -343,6 +469,10 @@ fn print_tables(r: &BenchResult) {
 
 fn print_compare(c: &Comparison) {
     println!("A = {}   B = {}", c.a, c.b);
+    if let Some(d) = &c.load_differs {
+        // Loudly: the deltas below compare different loads.
+        eprintln!("WARNING: {d}. The deltas below do not compare like with like.");
+    }
     println!(
         "{:<16} {:<11} {:<20} {:>11} {:>11} {:>11} {:>8}",
         "SERVICE", "LEVEL", "METRIC", "A", "B", "B−A", "%"

@@ -339,3 +339,102 @@ fn bench_compare_and_doctor_on_the_demo_profile() {
         .unwrap();
     assert!(n < 20000, "stopped early: {n} requests");
 }
+
+/// Issue 19 on the real mlx_lm.server: prompts of exactly N tokens as the model counts them (its
+/// `usage.prompt_tokens` agrees for every request), exactly M output tokens (the end suppressed),
+/// goodput against an SLO, a dataset replayed with a seed, and a comparison that says the loads differ.
+#[test]
+fn bench_loads_of_exact_lengths_a_dataset_and_goodput() {
+    let d = Daemon::start_demo();
+    d.wait_state("chat", "ready", 180 * S);
+    let (code, r) = json(
+        &d,
+        &[
+            "bench",
+            "chat",
+            "--concurrency",
+            "1,2",
+            "--requests",
+            "4",
+            "--prompt-tokens",
+            "96±16",
+            "--output-tokens",
+            "24",
+            "--slo",
+            "ttft_ms=60000,tpot_ms=1",
+            "--no-thinking-check",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{r:#}");
+    let chat = service(&r, "chat");
+    assert!(
+        chat["prompt_template_tokens"].as_u64().is_some(),
+        "{chat:#}"
+    );
+    for l in chat["levels"].as_array().unwrap() {
+        assert_eq!(l["errors"], 0, "{l:#}");
+        assert_eq!(
+            l["prompt_len_mismatches"], 0,
+            "the server counted what was asked: {l:#}"
+        );
+        let p = &l["prompt_len"];
+        assert!(
+            p["p50"].as_f64().unwrap() >= 80.0 && p["p50"].as_f64().unwrap() <= 112.0,
+            "{p}"
+        );
+        assert_eq!(
+            l["ended_early"], 0,
+            "24 tokens each, the end suppressed: {l:#}"
+        );
+        assert_eq!(l["output_len"]["mean"].as_f64(), Some(24.0), "{l:#}");
+        // TPOT ≤ 1 ms is out of reach: no request is good.
+        assert_eq!(l["goodput"]["share"].as_f64(), Some(0.0), "{l:#}");
+    }
+    // A dataset in both shapes, replayed with a seed: identified by name, size and hash.
+    let ds = d.dir.path().join("chats.jsonl");
+    std::fs::write(
+        &ds,
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"Name a colour.\"}]}\n{\"conversations\":[{\"from\":\"human\",\"value\":\"Count to three.\"},{\"from\":\"gpt\",\"value\":\"1 2 3\"}]}\n",
+    )
+    .unwrap();
+    let (code, r2) = json(
+        &d,
+        &[
+            "bench",
+            "chat",
+            "--concurrency",
+            "1",
+            "--requests",
+            "3",
+            "--dataset",
+            ds.to_str().unwrap(),
+            "--seed",
+            "7",
+            "--no-thinking-check",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{r2:#}");
+    assert_eq!(r2["dataset"]["name"], "chats.jsonl");
+    assert_eq!(r2["dataset"]["entries"], 2);
+    assert_eq!(r2["dataset"]["sha256"].as_str().unwrap().len(), 64);
+    // Comparing the two runs warns that their loads differ.
+    let (a, b) = (r["id"].as_str().unwrap(), r2["id"].as_str().unwrap());
+    let out = d.cli(&["bench", "--compare", a, b]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WARNING: the runs sent different loads"),
+        "{err}"
+    );
+    // A broken dataset is refused before the run, with its line.
+    std::fs::write(
+        &ds,
+        "{\"messages\":[{\"role\":\"user\",\"content\":\"ok\"}]}\nnot json\n",
+    )
+    .unwrap();
+    let out = d.cli(&["bench", "chat", "--dataset", ds.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("chats.jsonl:2: not JSON"), "{err}");
+}

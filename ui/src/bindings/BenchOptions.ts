@@ -47,4 +47,34 @@ embed_batch: number | null,
 /**
  * Give up on a request after this many seconds.
  */
-request_timeout_s: number, };
+request_timeout_s: number, 
+/**
+ * Synthetic prompts of exactly this many tokens, as the served model's tokenizer counts them (the
+ * chat template included); `null`: the built-in prompts.
+ */
+prompt_tokens: number | null, 
+/**
+ * Prompt lengths spread uniformly over `prompt_tokens ± this`.
+ */
+prompt_tokens_spread: number, 
+/**
+ * Ask for exactly this many output tokens (`max_tokens`, and the end-of-sequence tokens suppressed:
+ * `ignore_eos`, `logit_bias`); `null`: up to `max_tokens`, ending where the model ends.
+ */
+output_tokens: number | null, 
+/**
+ * Replay this JSONL file (OpenAI `messages`, or ShareGPT `conversations`), sampled with `seed`.
+ */
+dataset: string | null, 
+/**
+ * Seed of the dataset sampling and of the synthetic prompts' lengths.
+ */
+seed: number, 
+/**
+ * Goodput: a request is good when its TTFT is at most this (ms) …
+ */
+slo_ttft_ms: number | null, 
+/**
+ * … and its TPOT at most this (ms).
+ */
+slo_tpot_ms: number | null, };

@@ -4,4 +4,9 @@ import type { CompareRow } from "./CompareRow";
 /**
  * `mlx-box bench --compare A B`: B against A, metric by metric.
  */
-export type Comparison = { a: string, b: string, rows: Array<CompareRow>, };
+export type Comparison = { a: string, b: string, 
+/**
+ * Set when the two runs sent different loads (prompt or output lengths, dataset, levels): their
+ * figures do not measure the same thing, and this says how they differ.
+ */
+load_differs: string | null, rows: Array<CompareRow>, };

@@ -31,4 +31,8 @@ verdict: CheckStatus,
 /**
  * Generation speed fell across the run while the thermal state rose (see `rules::throttling_suspected`).
  */
-throttling_suspected: boolean, };
+throttling_suspected: boolean, 
+/**
+ * Synthetic prompts: the tokens the chat template adds around the content (measured on the warm-up).
+ */
+prompt_template_tokens: number | null, };

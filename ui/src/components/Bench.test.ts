@@ -52,6 +52,38 @@ describe("benchmark window", () => {
     });
   });
 
+  it("the load fields: exact lengths, a dataset, a seed and an SLO", async () => {
+    const calls = await bench({ bench_start: () => ({ id: "r1" }) });
+    await fireEvent.input(screen.getByTestId("bench-prompt-tokens"), { target: { value: "512±64" } });
+    await fireEvent.input(screen.getByTestId("bench-output-tokens"), { target: { value: "128" } });
+    await fireEvent.input(screen.getByTestId("bench-dataset"), { target: { value: " /data/chats.jsonl " } });
+    await fireEvent.input(screen.getByTestId("bench-seed"), { target: { value: "7" } });
+    await fireEvent.input(screen.getByTestId("bench-slo-ttft"), { target: { value: "500" } });
+    await fireEvent.input(screen.getByTestId("bench-slo-tpot"), { target: { value: "50" } });
+    await fireEvent.click(screen.getByTestId("bench-run"));
+    await waitFor(() => expect(of(calls, "bench_start")).toHaveLength(1));
+    expect(of(calls, "bench_start")[0].args).toEqual({
+      opts: {
+        prompt_tokens: 512,
+        prompt_tokens_spread: 64,
+        output_tokens: 128,
+        dataset: "/data/chats.jsonl",
+        seed: 7,
+        slo_ttft_ms: 500,
+        slo_tpot_ms: 50,
+      },
+    });
+  });
+
+  it("a bad load field says why", async () => {
+    await bench();
+    await fireEvent.input(screen.getByTestId("bench-prompt-tokens"), { target: { value: "64±64" } });
+    expect(await screen.findByTestId("bench-form-error")).toHaveTextContent("Prompt tokens");
+    await fireEvent.input(screen.getByTestId("bench-prompt-tokens"), { target: { value: "64" } });
+    await fireEvent.input(screen.getByTestId("bench-slo-tpot"), { target: { value: "0" } });
+    expect(await screen.findByTestId("bench-form-error")).toHaveTextContent("SLO TPOT");
+  });
+
   it("a bad field says why and disables Run", async () => {
     const calls = await bench();
     await fireEvent.input(screen.getByTestId("bench-levels"), { target: { value: "1,two" } });
@@ -226,6 +258,36 @@ describe("benchmark window", () => {
     // the same run twice cannot be compared
     await fireEvent.change(screen.getByTestId("compare-a"), { target: { value: "r3" } });
     expect(screen.getByTestId("compare-run")).toBeDisabled();
+  });
+
+  it("a level shows its real lengths, outputs that ended early and its goodput", async () => {
+    await bench({
+      bench_history: () => ({ runs: [summary("r1", 0)] }),
+      bench_result: (a) => {
+        const r = benchResult(a.id as string);
+        r.services[0].levels[0] = { ...r.services[0].levels[0], ended_early: 3, goodput: { share: 0.75, request_s: 1.5 } };
+        return r;
+      },
+    });
+    const lens = await screen.findByTestId("bench-lengths-chat-0");
+    expect(lens).toHaveTextContent("62.5/128");
+    expect(lens).toHaveTextContent("3 short");
+    expect(screen.getByTestId("bench-goodput-chat-0")).toHaveTextContent("75 %");
+  });
+
+  it("compare warns when the two runs sent different loads", async () => {
+    await bench({
+      bench_history: () => ({ runs: [summary("r1", 0), summary("r2", 1)] }),
+      bench_result: (a) => benchResult(a.id as string, { load: "prompts of 512 tokens, 128 output tokens" }),
+      bench_compare: (a) => ({
+        ...comparison(a.a as string, a.b as string),
+        load_differs: "the runs sent different loads: A built-in prompts; B prompts of 512 tokens",
+      }),
+    });
+    expect(await screen.findByTestId("bench-load")).toHaveTextContent("prompts of 512 tokens, 128 output tokens");
+    await waitFor(() => expect(screen.getByTestId("compare-run")).toBeEnabled());
+    await fireEvent.click(screen.getByTestId("compare-run"));
+    expect(await screen.findByTestId("compare-load-differs")).toHaveTextContent("different loads");
   });
 
   it("a compare error shows inline", async () => {

@@ -32,6 +32,11 @@ export function level(concurrency: number, over: Partial<LevelResult> = {}): Lev
     prompt_tokens: 1000,
     completion_tokens: 2048,
     cached_tokens: null,
+    prompt_len: { mean: 62.5, p50: 62, p90: 64, p99: 64, n: 16 },
+    output_len: { mean: 128, p50: 128, p90: 128, p99: 128, n: 16 },
+    prompt_len_mismatches: 0,
+    ended_early: 0,
+    goodput: null,
     ...over,
   };
 }
@@ -58,6 +63,7 @@ export function chatService(name: string, over: Partial<ServiceResult> = {}): Se
     thresholds: [{ key: "expect_gen_tok_s", expected: 30, measured: 40, status: "pass", detail: "40 ≥ 30" }],
     verdict: "pass",
     throttling_suspected: false,
+    prompt_template_tokens: null,
     ...over,
   };
 }
@@ -106,7 +112,16 @@ export function benchResult(id: string, over: Partial<BenchResult> = {}): BenchR
       thinking_check: true,
       embed_batch: null,
       request_timeout_s: 300,
+      prompt_tokens: null,
+      prompt_tokens_spread: 0,
+      output_tokens: null,
+      dataset: null,
+      seed: 0,
+      slo_ttft_ms: null,
+      slo_tpot_ms: null,
     },
+    load: "built-in prompts, up to 128 output tokens",
+    dataset: null,
     services: [chatService("chat"), chatService("fast", { levels: [1, 2, 4, 8].map((c) => level(c, { output_tok_s: 80 * c ** 0.6 })) }), embedService("embed")],
     monitor: { samples: 95, max_swap_used_bytes: 0, min_available_bytes: 30 * 2 ** 30, max_thermal: "nominal", max_pressure: "normal" },
     samples: [],
@@ -133,6 +148,7 @@ export function comparison(a: string, b: string): Comparison {
   return {
     a,
     b,
+    load_differs: null,
     rows: [
       { service: "chat", level: "c=1", metric: "gen tok/s", a: 40, b: 44, delta: 4, delta_percent: 10, better: true },
       { service: "chat", level: "c=1", metric: "ttft p50 ms", a: 100, b: 130, delta: 30, delta_percent: 30, better: false },

@@ -11,7 +11,30 @@ use ts_rs::TS;
 pub struct Comparison {
     pub a: String,
     pub b: String,
+    /// Set when the two runs sent different loads (prompt or output lengths, dataset, levels): their
+    /// figures do not measure the same thing, and this says how they differ.
+    #[serde(default)]
+    pub load_differs: Option<String>,
     pub rows: Vec<CompareRow>,
+}
+
+/// How the loads of two runs differ, if they do.
+pub fn load_difference(a: &BenchResult, b: &BenchResult) -> Option<String> {
+    let describe = |r: &BenchResult| {
+        let mut d = r.options.load_description();
+        if let Some(ds) = &r.dataset {
+            d.push_str(&format!(
+                ", dataset sha256 {}",
+                &ds.sha256[..ds.sha256.len().min(12)]
+            ));
+        }
+        if r.options.requests != 0 {
+            d.push_str(&format!(", {} requests a level", r.options.requests));
+        }
+        d
+    };
+    let (da, db) = (describe(a), describe(b));
+    (da != db).then(|| format!("the runs sent different loads: A {da}; B {db}"))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
@@ -53,6 +76,8 @@ pub fn compare(a: &BenchResult, b: &BenchResult) -> Comparison {
         ("request_s", true, |l| Some(l.request_s)),
         ("prompt_tok_s", true, |l| l.prompt_tok_s),
         ("parallel_efficiency", true, |l| l.parallel_efficiency),
+        ("output_len mean", true, |l| l.output_len.map(|s| s.mean)),
+        ("goodput share", true, |l| l.goodput.map(|g| g.share)),
     ];
     type EMetric = (&'static str, bool, fn(&EmbedLevelResult) -> Option<f64>);
     const EMBED: &[EMetric] = &[
@@ -115,6 +140,7 @@ pub fn compare(a: &BenchResult, b: &BenchResult) -> Comparison {
     Comparison {
         a: a.id.clone(),
         b: b.id.clone(),
+        load_differs: load_difference(a, b),
         rows,
     }
 }

@@ -6,7 +6,7 @@ pub mod doctor;
 pub mod report;
 mod stats;
 
-pub use compare::{compare, CompareRow, Comparison};
+pub use compare::{compare, load_difference, CompareRow, Comparison};
 pub use doctor::{DoctorCheck, DoctorOptions, DoctorReport};
 pub use report::*;
 pub use stats::{percentile, Stats};

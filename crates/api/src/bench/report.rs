@@ -34,6 +34,50 @@ pub struct BenchOptions {
     pub embed_batch: Option<u32>,
     /// Give up on a request after this many seconds.
     pub request_timeout_s: f64,
+    /// Synthetic prompts of exactly this many tokens, as the served model's tokenizer counts them (the
+    /// chat template included); `null`: the built-in prompts.
+    #[serde(default)]
+    pub prompt_tokens: Option<u32>,
+    /// Prompt lengths spread uniformly over `prompt_tokens ± this`.
+    #[serde(default)]
+    pub prompt_tokens_spread: u32,
+    /// Ask for exactly this many output tokens (`max_tokens`, and the end-of-sequence tokens suppressed:
+    /// `ignore_eos`, `logit_bias`); `null`: up to `max_tokens`, ending where the model ends.
+    #[serde(default)]
+    pub output_tokens: Option<u32>,
+    /// Replay this JSONL file (OpenAI `messages`, or ShareGPT `conversations`), sampled with `seed`.
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// Seed of the dataset sampling and of the synthetic prompts' lengths.
+    #[serde(default)]
+    #[ts(type = "number")]
+    pub seed: u64,
+    /// Goodput: a request is good when its TTFT is at most this (ms) …
+    #[serde(default)]
+    pub slo_ttft_ms: Option<f64>,
+    /// … and its TPOT at most this (ms).
+    #[serde(default)]
+    pub slo_tpot_ms: Option<f64>,
+}
+
+impl BenchOptions {
+    /// The load in words, for headers and for telling two runs apart ("built-in prompts, up to 128
+    /// output tokens"; "prompts of 512±64 tokens, 128 output tokens"; "dataset chats.jsonl (…)").
+    pub fn load_description(&self) -> String {
+        let prompts = match (&self.dataset, self.prompt_tokens) {
+            (Some(d), _) => format!("dataset {d} (seed {})", self.seed),
+            (None, Some(n)) if self.prompt_tokens_spread > 0 => {
+                format!("prompts of {n}±{} tokens", self.prompt_tokens_spread)
+            }
+            (None, Some(n)) => format!("prompts of {n} tokens"),
+            (None, None) => "built-in prompts".to_string(),
+        };
+        let output = match self.output_tokens {
+            Some(n) => format!("{n} output tokens"),
+            None => format!("up to {} output tokens", self.max_tokens),
+        };
+        format!("{prompts}, {output}")
+    }
 }
 
 impl Default for BenchOptions {
@@ -50,6 +94,13 @@ impl Default for BenchOptions {
             thinking_check: true,
             embed_batch: None,
             request_timeout_s: 600.0,
+            prompt_tokens: None,
+            prompt_tokens_spread: 0,
+            output_tokens: None,
+            dataset: None,
+            seed: 0,
+            slo_ttft_ms: None,
+            slo_tpot_ms: None,
         }
     }
 }
@@ -126,6 +177,46 @@ pub struct LevelResult {
     /// Prompt tokens the server served from its cache (when it reports `cached_tokens`).
     #[ts(type = "number | null")]
     pub cached_tokens: Option<u64>,
+    /// The prompt lengths the server reported (`usage.prompt_tokens`).
+    #[serde(default)]
+    pub prompt_len: Option<Stats>,
+    /// The output lengths the server reported (`usage.completion_tokens`).
+    #[serde(default)]
+    pub output_len: Option<Stats>,
+    /// Requests whose prompt the server counted differently from the length asked (`--prompt-tokens`).
+    #[serde(default)]
+    pub prompt_len_mismatches: u32,
+    /// Requests that ended before the output length asked (`--output-tokens`): tok/s then comes from
+    /// shorter outputs than asked, and the level says so.
+    #[serde(default)]
+    pub ended_early: u32,
+    /// Requests that met the SLO (`slo_ttft_ms`, `slo_tpot_ms`): their share of all requests sent, and
+    /// their rate (vLLM's `request_goodput`). `null` without an SLO.
+    #[serde(default)]
+    pub goodput: Option<Goodput>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct Goodput {
+    /// Good requests / requests sent (errors count as not good).
+    pub share: f64,
+    /// Good requests / the level's wall time.
+    pub request_s: f64,
+}
+
+/// What a run replayed: the dataset's identity, so two runs can be told apart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct DatasetInfo {
+    /// The file's name.
+    pub name: String,
+    /// Conversations read from it.
+    pub entries: u32,
+    #[ts(type = "number")]
+    pub bytes: u64,
+    /// SHA-256 of the file.
+    pub sha256: String,
 }
 
 /// One level of an embedding service.
@@ -211,6 +302,9 @@ pub struct ServiceResult {
     pub verdict: CheckStatus,
     /// Generation speed fell across the run while the thermal state rose (see `rules::throttling_suspected`).
     pub throttling_suspected: bool,
+    /// Synthetic prompts: the tokens the chat template adds around the content (measured on the warm-up).
+    #[serde(default)]
+    pub prompt_template_tokens: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
@@ -272,6 +366,12 @@ pub struct BenchResult {
     pub app_version: String,
     pub machine: MachineInfo,
     pub options: BenchOptions,
+    /// What the run sent, in words (`BenchOptions::load_description`, with the dataset's identity).
+    #[serde(default)]
+    pub load: String,
+    /// The dataset replayed (`options.dataset`), as it was read.
+    #[serde(default)]
+    pub dataset: Option<DatasetInfo>,
     pub services: Vec<ServiceResult>,
     pub monitor: MonitorSummary,
     /// Memory, swap and thermal once a second during the run.
@@ -487,6 +587,11 @@ pub(crate) mod tests {
             prompt_tokens: 100,
             completion_tokens: 400,
             cached_tokens: None,
+            prompt_len: Some(st(25.0)),
+            output_len: Some(st(100.0)),
+            prompt_len_mismatches: 0,
+            ended_early: 0,
+            goodput: None,
         }
     }
 
@@ -506,6 +611,7 @@ pub(crate) mod tests {
             thresholds: vec![],
             verdict: CheckStatus::Skip,
             throttling_suspected: false,
+            prompt_template_tokens: None,
         }
     }
 
@@ -524,6 +630,8 @@ pub(crate) mod tests {
                 hostname: None,
             },
             options: BenchOptions::default(),
+            load: String::new(),
+            dataset: None,
             services: vec![s],
             monitor: MonitorSummary::of(&[]),
             samples: vec![],

@@ -17,7 +17,7 @@
 //! - Distributions: mean and the 50th / 90th / 99th percentiles, linear interpolation between the closest
 //!   ranks (numpy's default), over the successful requests of the level.
 
-pub use mlxbox_api::bench::{percentile, Stats};
+pub use mlxbox_api::bench::{percentile, Goodput, Stats};
 
 /// What the client recorded of one streamed chat request. Times are ms since the request was sent.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -37,6 +37,10 @@ pub struct Record {
     /// Set when the request failed (HTTP error, broken stream, no usage); the record then counts only as
     /// an error.
     pub error: Option<String>,
+    /// The prompt length asked (synthetic prompts), to check the server's count against.
+    pub asked_prompt_tokens: Option<u64>,
+    /// The output length asked (`--output-tokens`).
+    pub asked_output_tokens: Option<u64>,
 }
 
 /// The figures of one request.
@@ -154,6 +158,73 @@ pub fn level_figures(records: &[Record]) -> LevelFigures {
     }
 }
 
+/// The lengths a level really sent and got, against what was asked.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LengthFigures {
+    pub prompt_len: Option<Stats>,
+    pub output_len: Option<Stats>,
+    /// Requests whose prompt the server counted differently from the length asked.
+    pub prompt_mismatches: u32,
+    /// Requests that ended before the output length asked.
+    pub ended_early: u32,
+}
+
+pub fn length_figures(records: &[Record]) -> LengthFigures {
+    let ok: Vec<&Record> = records.iter().filter(|r| r.metrics().is_some()).collect();
+    let lens = |f: &dyn Fn(&Record) -> Option<u64>| {
+        Stats::of(
+            &ok.iter()
+                .filter_map(|r| f(r))
+                .map(|n| n as f64)
+                .collect::<Vec<_>>(),
+        )
+    };
+    LengthFigures {
+        prompt_len: lens(&|r| r.prompt_tokens),
+        output_len: lens(&|r| r.completion_tokens),
+        prompt_mismatches: ok
+            .iter()
+            .filter(|r| matches!((r.asked_prompt_tokens, r.prompt_tokens), (Some(a), Some(p)) if a != p))
+            .count() as u32,
+        ended_early: ok
+            .iter()
+            .filter(|r| match (r.asked_output_tokens, r.completion_tokens) {
+                (Some(a), Some(c)) => c < a,
+                (Some(_), None) => true,
+                _ => false,
+            })
+            .count() as u32,
+    }
+}
+
+/// Goodput (vLLM's `request_goodput`): the requests whose TTFT and TPOT met the SLO, as a share of every
+/// request sent (errors are not good) and per second of the level's wall time. A request with one output
+/// token has no TPOT and is judged on TTFT alone. `None` without an SLO.
+pub fn goodput(
+    records: &[Record],
+    slo_ttft_ms: Option<f64>,
+    slo_tpot_ms: Option<f64>,
+    wall_s: f64,
+) -> Option<Goodput> {
+    if slo_ttft_ms.is_none() && slo_tpot_ms.is_none() || records.is_empty() {
+        return None;
+    }
+    let good = records
+        .iter()
+        .filter_map(|r| r.metrics())
+        .filter(|m| slo_ttft_ms.is_none_or(|s| m.ttft_ms <= s))
+        .filter(|m| slo_tpot_ms.is_none_or(|s| m.tpot_ms.is_none_or(|t| t <= s)))
+        .count();
+    Some(Goodput {
+        share: good as f64 / records.len() as f64,
+        request_s: if wall_s > 0.0 {
+            good as f64 / wall_s
+        } else {
+            0.0
+        },
+    })
+}
+
 /// Output tok/s at concurrency `n` / (`n` × output tok/s at concurrency 1).
 pub fn parallel_efficiency(tok_s_at_n: f64, n: u32, tok_s_at_1: f64) -> Option<f64> {
     (n > 0 && tok_s_at_1 > 0.0).then(|| tok_s_at_n / (n as f64 * tok_s_at_1))
@@ -162,6 +233,41 @@ pub fn parallel_efficiency(tok_s_at_n: f64, n: u32, tok_s_at_1: f64) -> Option<f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lengths_against_what_was_asked_and_goodput() {
+        let req = |ttft: f64, n: u64, asked_p: u64, p: u64| Record {
+            text_chunks_ms: vec![ttft, ttft + 10.0],
+            e2e_ms: ttft + 10.0 * (n - 1) as f64,
+            prompt_tokens: Some(p),
+            completion_tokens: Some(n),
+            asked_prompt_tokens: Some(asked_p),
+            asked_output_tokens: Some(8),
+            ..Default::default()
+        };
+        let failed = Record {
+            error: Some("HTTP 500".into()),
+            ..Default::default()
+        };
+        // TPOT 10 ms each; TTFT 50, 80, 200; one ended at 5 tokens; one prompt counted 65 for 64.
+        let rs = vec![
+            req(50.0, 8, 64, 64),
+            req(80.0, 5, 64, 65),
+            req(200.0, 8, 64, 64),
+            failed,
+        ];
+        let l = length_figures(&rs);
+        assert_eq!((l.prompt_mismatches, l.ended_early), (1, 1));
+        assert_eq!(l.output_len.unwrap().mean, 7.0);
+        let g = goodput(&rs, Some(100.0), Some(12.0), 2.0).unwrap();
+        assert_eq!(g.share, 0.5, "2 good of 4 sent (the error is not good)");
+        assert_eq!(g.request_s, 1.0);
+        assert_eq!(
+            goodput(&rs, Some(100.0), Some(5.0), 2.0).unwrap().share,
+            0.0
+        );
+        assert!(goodput(&rs, None, None, 2.0).is_none());
+    }
 
     fn close(a: f64, b: f64) -> bool {
         (a - b).abs() < 1e-9
@@ -195,6 +301,7 @@ mod tests {
             completion_tokens: Some(7),
             cached_tokens: Some(0),
             error: None,
+            ..Default::default()
         };
         let m = r.metrics().unwrap();
         assert_eq!(m.ttft_ms, 100.0);
@@ -234,6 +341,7 @@ mod tests {
             completion_tokens: Some(n),
             cached_tokens: None,
             error: None,
+            ..Default::default()
         };
         let recs = vec![
             req(0.0, 1000.0, 100),

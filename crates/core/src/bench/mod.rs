@@ -25,6 +25,7 @@ pub mod load;
 pub mod machine;
 pub mod metrics;
 pub mod run;
+pub mod workload;
 
 pub use mlxbox_api::bench::{compare, report};
 pub use mlxbox_api::bench::{CompareRow, Comparison, Stats};

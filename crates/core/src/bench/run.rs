@@ -2,11 +2,12 @@
 //! the machine sampled once a second, and assembles the result.
 
 use super::checks;
-use super::client::{chat_body, embed, http_client, stream_chat, EmbedRecord};
+use super::client::{embed, http_client, stream_chat, EmbedRecord};
 use super::load::{drive, prompt, Load};
 use super::machine;
-use super::metrics::{level_figures, parallel_efficiency, Record, Stats};
+use super::metrics::{goodput, length_figures, level_figures, parallel_efficiency, Record, Stats};
 use super::report::*;
+use super::workload::{self, Workload};
 use crate::api::now_ms;
 use crate::config::{Kind, ServiceSpec};
 use crate::monitor::{Sample, Sampler, Thermal};
@@ -155,6 +156,17 @@ pub async fn run(
         })
     };
     let http = http_client(Duration::from_secs_f64(opts.request_timeout_s.max(1.0)));
+    // The dataset is read once for every service (its errors name the line).
+    let dataset = match opts.dataset.clone() {
+        None => Ok(None),
+        Some(path) => {
+            match tokio::task::spawn_blocking(move || workload::load_dataset(&path)).await {
+                Ok(Ok(d)) => Ok(Some(Arc::new(d))),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    };
     let mut services = vec![];
     for t in &targets {
         let r = if cancel.load(Ordering::SeqCst) {
@@ -164,7 +176,16 @@ pub async fn run(
         } else if t.spec.kind == Kind::Embedding {
             embedding_service(&http, &opts, t, &tracker, &cancel).await
         } else {
-            chat_service(&http, &opts, t, &tracker, &cancel, &samples).await
+            match dataset
+                .clone()
+                .and_then(|d| Workload::new(&opts, &t.spec, d).map_err(|e| e.to_string()))
+            {
+                Ok(w) => chat_service(&http, &opts, w, t, &tracker, &cancel, &samples).await,
+                Err(why) => ServiceResult {
+                    verdict: CheckStatus::Fail,
+                    ..skipped(t, why)
+                },
+            }
         };
         services.push(r);
     }
@@ -178,6 +199,26 @@ pub async fn run(
         app_version: env!("CARGO_PKG_VERSION").into(),
         machine: machine::machine_info(),
         verdict: CheckStatus::worst(services.iter().map(|s| s.verdict)),
+        load: {
+            let mut l = opts.load_description();
+            if let Ok(Some(d)) = &dataset {
+                l.push_str(&format!(
+                    " · {} conversations, sha256 {}",
+                    d.info.entries,
+                    &d.info.sha256[..12]
+                ));
+            }
+            if opts.slo_ttft_ms.is_some() || opts.slo_tpot_ms.is_some() {
+                let v = |x: Option<f64>| x.map(|v| format!("{v}")).unwrap_or_else(|| "–".into());
+                l.push_str(&format!(
+                    " · SLO TTFT ≤ {} ms, TPOT ≤ {} ms",
+                    v(opts.slo_ttft_ms),
+                    v(opts.slo_tpot_ms)
+                ));
+            }
+            l
+        },
+        dataset: dataset.ok().flatten().map(|d| d.info.clone()),
         options: opts,
         services,
         monitor: MonitorSummary::of(&samples),
@@ -206,6 +247,7 @@ fn base_result(t: &Target) -> ServiceResult {
         thresholds: vec![],
         verdict: CheckStatus::Skip,
         throttling_suspected: false,
+        prompt_template_tokens: None,
     }
 }
 
@@ -237,6 +279,7 @@ fn verdict(r: &ServiceResult) -> CheckStatus {
 async fn chat_service(
     http: &reqwest::Client,
     opts: &BenchOptions,
+    mut workload: Workload,
     t: &Target,
     tracker: &Arc<Tracker>,
     cancel: &Arc<AtomicBool>,
@@ -244,8 +287,15 @@ async fn chat_service(
 ) -> ServiceResult {
     let mut r = base_result(t);
     let name = &t.spec.name;
-    for _ in 0..opts.warmup {
-        let o = stream_chat(http, &t.base_url, &chat_body(&prompt(0), 16)).await;
+    // At least one warm-up for synthetic prompts: it measures the chat template's share of a prompt.
+    let warmups = if opts.prompt_tokens.is_some() {
+        opts.warmup.max(1)
+    } else {
+        opts.warmup
+    };
+    for _ in 0..warmups {
+        let (body, content_tokens) = workload.warmup();
+        let o = stream_chat(http, &t.base_url, &body).await;
         tracker.tick(name, "warmup", &format!("{name}: warm-up"));
         r.fingerprint = r.fingerprint.or(o.fingerprint);
         if let Some(e) = o.record.error {
@@ -253,7 +303,11 @@ async fn chat_service(
             r.verdict = CheckStatus::Fail;
             return r;
         }
+        if let (Some(asked), Some(counted)) = (content_tokens, o.record.prompt_tokens) {
+            r.prompt_template_tokens = workload.calibrate(asked, counted);
+        }
     }
+    let workload = Arc::new(workload);
     let mut loads: Vec<Load> = opts.concurrency.iter().map(|c| Load::Closed(*c)).collect();
     loads.extend(opts.rate.map(Load::Poisson));
     let mut throttled = false;
@@ -266,10 +320,21 @@ async fn chat_service(
             Load::Poisson(rate) => ("rate", format!("{name}: Poisson {rate} req/s")),
         };
         let t0 = now_ms();
-        let (records, peak) =
-            chat_level(http, opts, t, load, tracker.clone(), phase, msg, cancel).await;
+        let (records, peak) = chat_level(
+            http,
+            opts,
+            &workload,
+            t,
+            load,
+            tracker.clone(),
+            phase,
+            msg,
+            cancel,
+        )
+        .await;
         let t1 = now_ms();
         let f = level_figures(&records);
+        let lengths = length_figures(&records);
         // Throttling: the decode speed of successive requests fell while the machine got hotter.
         let series: Vec<f64> = records
             .iter()
@@ -306,6 +371,11 @@ async fn chat_service(
             prompt_tokens: f.prompt_tokens,
             completion_tokens: f.completion_tokens,
             cached_tokens: f.cached_tokens,
+            goodput: goodput(&records, opts.slo_ttft_ms, opts.slo_tpot_ms, f.wall_s),
+            prompt_len: lengths.prompt_len,
+            output_len: lengths.output_len,
+            prompt_len_mismatches: lengths.prompt_mismatches,
+            ended_early: lengths.ended_early,
         });
     }
     let base = r.level(1).map(|l| l.output_tok_s);
@@ -342,6 +412,7 @@ async fn chat_service(
 async fn chat_level(
     http: &reqwest::Client,
     opts: &BenchOptions,
+    workload: &Arc<Workload>,
     t: &Target,
     load: Load,
     tracker: Arc<Tracker>,
@@ -349,18 +420,20 @@ async fn chat_level(
     msg: String,
     cancel: &Arc<AtomicBool>,
 ) -> (Vec<Record>, u32) {
-    let (http, base, max_tokens) = (http.clone(), t.base_url.clone(), opts.max_tokens);
+    let (http, base, workload) = (http.clone(), t.base_url.clone(), workload.clone());
     let name = t.spec.name.clone();
     let d = drive(
         load,
         opts.requests,
         move |i, sent_at| {
             let (http, base) = (http.clone(), base.clone());
+            // Made before the clock starts (a long synthetic prompt takes a moment to tokenize).
+            let req = workload.request(i);
             async move {
-                let mut rec = stream_chat(&http, &base, &chat_body(&prompt(i), max_tokens))
-                    .await
-                    .record;
+                let mut rec = stream_chat(&http, &base, &req.body).await.record;
                 rec.sent_at_ms = sent_at;
+                rec.asked_prompt_tokens = req.prompt_tokens;
+                rec.asked_output_tokens = req.output_tokens;
                 rec
             }
         },

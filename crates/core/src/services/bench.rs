@@ -77,6 +77,7 @@ impl BenchService {
     /// `<state>/bench/<id>.json`. Returns the run's id.
     pub async fn start(self: &Arc<Self>, opts: BenchOptions) -> Result<String, BenchRefused> {
         check_options(&opts)?;
+        check_dataset(&opts).await?;
         let targets = self.targets(&opts.services).await?;
         let id = bench::history::new_id(crate::api::now_ms());
         let cancel = Arc::new(AtomicBool::new(false));
@@ -264,7 +265,36 @@ fn check_options(opts: &BenchOptions) -> Result<(), BenchRefused> {
     if opts.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         return Err(BenchRefused::Invalid("rate must be > 0 requests/s".into()));
     }
+    use crate::bench::workload::MAX_PROMPT_TOKENS;
+    if let Some(n) = opts.prompt_tokens {
+        if n == 0 || n > MAX_PROMPT_TOKENS || opts.prompt_tokens_spread >= n {
+            return Err(BenchRefused::Invalid(format!(
+                "prompt_tokens must be 1–{MAX_PROMPT_TOKENS}, and its spread smaller than it"
+            )));
+        }
+    }
+    if opts.output_tokens == Some(0) {
+        return Err(BenchRefused::Invalid("output_tokens must be ≥ 1".into()));
+    }
+    let bad_slo = |x: Option<f64>| x.is_some_and(|v| !(v > 0.0 && v.is_finite()));
+    if bad_slo(opts.slo_ttft_ms) || bad_slo(opts.slo_tpot_ms) {
+        return Err(BenchRefused::Invalid(
+            "an SLO must be a positive number of ms".into(),
+        ));
+    }
     Ok(())
+}
+
+/// A dataset that cannot be read is refused now, with its line, not after the run started.
+async fn check_dataset(opts: &BenchOptions) -> Result<(), BenchRefused> {
+    let Some(d) = opts.dataset.clone() else {
+        return Ok(());
+    };
+    match tokio::task::spawn_blocking(move || crate::bench::workload::load_dataset(&d)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(BenchRefused::Invalid(e.to_string())),
+        Err(e) => Err(BenchRefused::Invalid(e.to_string())),
+    }
 }
 
 #[cfg(test)]
