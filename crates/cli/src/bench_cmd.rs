@@ -162,7 +162,13 @@ pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
                         )
                     })
                     .collect();
-                println!("{:<22} {:<7} {}", r.id, r.verdict.as_str(), s.join("  "));
+                println!(
+                    "{:<22} {:<7} {}  [{}]",
+                    r.id,
+                    r.verdict.as_str(),
+                    s.join("  "),
+                    r.load
+                );
             }
         }
         return Ok(ExitCode::SUCCESS);

@@ -5,4 +5,8 @@ import type { ServiceHeadline } from "./ServiceHeadline";
 /**
  * A line of the history (`GET /v1/bench/history`): enough for a chart over time.
  */
-export type BenchSummary = { id: string, started_ms: number, verdict: CheckStatus, services: Array<ServiceHeadline>, };
+export type BenchSummary = { id: string, started_ms: number, verdict: CheckStatus, 
+/**
+ * What the run sent, in words (runs with different loads are not comparable).
+ */
+load: string, services: Array<ServiceHeadline>, };

@@ -136,6 +136,7 @@ export function summary(id: string, i: number, over: Partial<BenchSummary> = {})
     id,
     started_ms: T0 + i * 86_400_000,
     verdict: "pass",
+    load: "built-in prompts, up to 128 output tokens",
     services: [
       { name: "chat", model: "mlx-community/chat-4bit", gen_tok_s: 40 + i, ttft_ms: 100 - i, output_tok_s: 210 + i, inputs_s: null, verdict: "pass" },
       { name: "embed", model: "Qwen/Qwen3-Embedding-0.6B", gen_tok_s: null, ttft_ms: null, output_tok_s: null, inputs_s: 800 + i, verdict: "skip" },

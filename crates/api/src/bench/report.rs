@@ -388,6 +388,9 @@ pub struct BenchSummary {
     #[ts(type = "number")]
     pub started_ms: u64,
     pub verdict: CheckStatus,
+    /// What the run sent, in words (runs with different loads are not comparable).
+    #[serde(default)]
+    pub load: String,
     pub services: Vec<ServiceHeadline>,
 }
 
@@ -520,6 +523,11 @@ impl BenchResult {
             id: self.id.clone(),
             started_ms: self.started_ms,
             verdict: self.verdict,
+            load: if self.load.is_empty() {
+                self.options.load_description()
+            } else {
+                self.load.clone()
+            },
             services: self.services.iter().map(ServiceResult::headline).collect(),
         }
     }
