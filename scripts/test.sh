@@ -85,11 +85,13 @@ if [ "$(uname -s)" = Linux ]; then
   say "the app's performance bench in quick mode (errors only, no speed target)"
   python3 tests/e2e/app_perf.py --app "$bin/mlx-box-app" --cli "$bin/mlx-box" --quick
 
-  say "type-checking the macOS build (aarch64-apple-darwin)"
+  say "type-checking and linting the macOS build (aarch64-apple-darwin): core, CLI and the app"
   rustup target add aarch64-apple-darwin >/dev/null
-  # ring (rustls' crypto) compiles C in its build script: stand-ins write empty objects (nothing is linked).
-  CC_aarch64_apple_darwin="$PWD/scripts/macos-check/cc" AR_aarch64_apple_darwin="$PWD/scripts/macos-check/ar" \
-    cargo check --target aarch64-apple-darwin -p mlxbox-core -p mlx-box
+  # Build scripts compile C/C++ for the target (ring, objc2's exception helper): stand-ins write empty
+  # outputs (a check links nothing). The Rust code, the app's macOS-only code included, is checked for real.
+  CC_aarch64_apple_darwin="$PWD/scripts/macos-check/cc" CXX_aarch64_apple_darwin="$PWD/scripts/macos-check/cc" \
+    AR_aarch64_apple_darwin="$PWD/scripts/macos-check/ar" \
+    cargo clippy --target aarch64-apple-darwin -p mlxbox-core -p mlx-box -p mlx-box-app -- -D warnings
 fi
 say "all checks passed"
 echo "tests: $passed passed, $failed failed"

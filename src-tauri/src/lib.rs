@@ -179,7 +179,15 @@ pub fn run() {
                         .await;
                 }
                 let sink = Arc::new(TauriSink { app: handle });
-                app::watch_daemon(core, sink, shared, Duration::from_secs(1)).await;
+                // A daemon that dies is started again (unless an OS agent does it: `mlx-box service`).
+                app::watch_daemon(
+                    core,
+                    sink,
+                    shared,
+                    Duration::from_secs(1),
+                    Some(app::daemon_binary()),
+                )
+                .await;
             });
             // No window made ahead at start: on WebKitGTK a hidden page is only laid out when first shown
             // (measured: 493 ms vs 440-720 ms cold) and costs ~0.5 % of a core while it waits.

@@ -21,10 +21,27 @@ pub fn show<R: Runtime>(app: &AppHandle<R>, alert: &Alert) {
     // Waiting for the click blocks until the notification is acted on or closed: a thread of its own.
     std::thread::spawn(move || match n.show() {
         Ok(handle) => handle.wait_for_action(|action| {
-            if action == "default" {
+            if opens_dashboard(action) {
                 crate::open_on_alert(&app, Some(id));
             }
         }),
         Err(e) => tracing::warn!("cannot show a notification ({e}); the alert is in the dashboard"),
     });
+}
+
+/// Whether a notification's response opens the dashboard on its alert: a click on the body — reported as
+/// "default" by every backend (Linux: the default action; macOS: a click on the banner, which notify-rust
+/// maps to "default") — but not a dismissal (`__closed`) or another button.
+fn opens_dashboard(action: &str) -> bool {
+    action == "default"
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_click_opens_the_dashboard_a_dismissal_does_not() {
+        assert!(super::opens_dashboard("default"));
+        assert!(!super::opens_dashboard("__closed"));
+        assert!(!super::opens_dashboard(""));
+    }
 }

@@ -45,6 +45,17 @@ pub fn default_config() -> PathBuf {
     }
 }
 
+/// The OS's agent that starts the daemon at login and after a crash (`mlx-box service install`): a
+/// LaunchAgent on macOS, a systemd user unit elsewhere. Clients read whether it exists: with one, the OS
+/// restarts a dead daemon; without, the menu-bar app does.
+pub fn autostart_agent() -> PathBuf {
+    if cfg!(target_os = "macos") {
+        home().join("Library/LaunchAgents/com.mlx-box.daemon.plist")
+    } else {
+        xdg("XDG_CONFIG_HOME", ".config").join("systemd/user/mlx-box.service")
+    }
+}
+
 /// Cache for the demo's Python environment and tiny models (big, rebuildable, shared by state dirs).
 pub fn cache_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("MLXBOX_CACHE_DIR").filter(|p| !p.is_empty()) {

@@ -66,7 +66,14 @@ enum Cmd {
         lines: usize,
         #[arg(long, short = 'f')]
         follow: bool,
+        /// Print where the service's log files are (the current one first, then the rotated ones).
+        #[arg(long, conflicts_with = "follow")]
+        path: bool,
     },
+    /// Have the OS start the daemon at login and again after a crash (macOS: a LaunchAgent; Linux: a
+    /// systemd user unit), as the original mlx-box's launchd setup did.
+    #[command(subcommand)]
+    Service(ServiceCmd),
     /// Check a settings.toml: exit 0 when valid, 2 with one `PATH:LINE:COL:` line per problem.
     Validate { path: Option<PathBuf> },
     /// Estimate the memory each service needs (weights + KV cache) against the budget.
@@ -105,6 +112,20 @@ enum Cmd {
     /// Other Macs this one shows and drives ([hosts.NAME] of settings.toml).
     #[command(subcommand)]
     Hosts(fleet::HostsCmd),
+}
+
+#[derive(Subcommand)]
+enum ServiceCmd {
+    /// Write the agent and start it now (a daemon already running keeps running until it is stopped).
+    Install {
+        /// settings.toml the daemon supervises (default: the platform config path).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Stop the agent and remove it (the daemon stops with it).
+    Uninstall,
+    /// Whether the agent is installed and running.
+    Status,
 }
 
 #[derive(Subcommand)]
@@ -188,9 +209,40 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
         Cmd::Restart(a) => action(&state_dir, Verb::Restart, a).await,
         Cmd::Unload(a) => action(&state_dir, Verb::Unload, a).await,
         Cmd::Logs {
+            name, path: true, ..
+        } => {
+            // Known without the daemon: <state dir>/logs/NAME.log, NAME.log.1, …
+            let dir = state_dir.join("logs");
+            let mut found = false;
+            for i in 0..100 {
+                let p = match i {
+                    0 => dir.join(format!("{name}.log")),
+                    n => dir.join(format!("{name}.log.{n}")),
+                };
+                if !p.exists() && i > 0 {
+                    break;
+                }
+                found |= p.exists();
+                println!("{}", p.display());
+            }
+            let agent = mlxbox_core::autostart::agent_logs_dir(&state_dir);
+            if mlxbox_core::autostart::installed() {
+                println!("{}", agent.join("stderr.log").display());
+                println!("{}", agent.join("stdout.log").display());
+            }
+            Ok(if found {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("(no log of `{name}` yet in {})", dir.display());
+                ExitCode::from(1)
+            })
+        }
+        Cmd::Service(c) => service(c, &state_dir),
+        Cmd::Logs {
             name,
             lines,
             follow,
+            ..
         } => {
             let c = fleet::client(&state_dir).await?;
             for l in c.logs(&name, lines).await? {
@@ -337,6 +389,49 @@ fn validate(path: PathBuf) -> ExitCode {
             ExitCode::SUCCESS
         }
         None => ExitCode::from(2),
+    }
+}
+
+fn service(c: ServiceCmd, state_dir: &std::path::Path) -> Result<ExitCode> {
+    use mlxbox_core::autostart;
+    match c {
+        ServiceCmd::Install { config } => {
+            let config = config.unwrap_or_else(paths::default_config);
+            let agent = autostart::Agent {
+                bin: std::env::current_exe()?,
+                config: std::path::absolute(&config).unwrap_or(config),
+                state_dir: std::path::absolute(state_dir).unwrap_or(state_dir.to_path_buf()),
+                path_env: std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+                logs_dir: autostart::agent_logs_dir(state_dir),
+            };
+            let path = autostart::install(&agent)?;
+            println!(
+                "installed {}: the daemon starts at login and again after a crash",
+                path.display()
+            );
+            println!("its output: {}", agent.logs_dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        ServiceCmd::Uninstall => {
+            match autostart::uninstall()? {
+                Some(p) => println!("removed {}", p.display()),
+                None => println!("not installed"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ServiceCmd::Status => {
+            let (path, installed, loaded) = autostart::status()?;
+            match (installed, loaded) {
+                (false, _) => println!("not installed ({} does not exist)", path.display()),
+                (true, Some(true)) => println!("installed and running: {}", path.display()),
+                (true, _) => println!("installed, not running: {}", path.display()),
+            }
+            Ok(if installed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(3)
+            })
+        }
     }
 }
 

@@ -72,6 +72,7 @@ fn app_follows_the_daemon_draws_the_tray_and_notifies_once() {
         rec.clone(),
         shared.clone(),
         Duration::from_millis(100),
+        None,
     ));
     let wait = |what: &str, f: &dyn Fn() -> bool| {
         assert!(
@@ -188,5 +189,68 @@ fn app_follows_the_daemon_draws_the_tray_and_notifies_once() {
     wait("reconnected", &|| {
         rec.connections.lock().unwrap().last() == Some(&true)
     });
+    follower.abort();
+}
+
+/// With no OS agent (`mlx-box service install`), the app starts again a daemon that died — SIGKILL, no
+/// shutdown said — and the new one adopts the servers; a daemon that shut down on purpose stays down.
+#[test]
+fn app_restarts_a_daemon_that_died_but_not_one_that_shut_down() {
+    let port = free_port();
+    let mut d = Daemon::start(&fault_service("a", port, "ok", ""));
+    d.wait_state("a", "ready", Duration::from_secs(20));
+    let server = d.service("a")["pid"].as_u64().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let core = Arc::new(AppCore::new(d.state.clone()));
+    let rec = Arc::new(Recorder::default());
+    let shared = Arc::new(Mutex::new((Snapshot::default(), AppPrefs::default())));
+    let follower = rt.spawn(watch_daemon(
+        core.clone(),
+        rec.clone(),
+        shared,
+        Duration::from_millis(100),
+        Some(BIN.into()),
+    ));
+    assert!(wait_until(Duration::from_secs(20), || rec.level()
+        == Some(TrayLevel::Ready)));
+    let first = d.daemon_pid();
+    // The daemon the app starts is not the harness's child: whatever happens, `down` stops it.
+    struct Down(std::path::PathBuf);
+    impl Drop for Down {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new(BIN)
+                .args(["down", "--state-dir"])
+                .arg(&self.0)
+                .output();
+        }
+    }
+    let _down = Down(d.state.clone());
+    d.kill_daemon();
+    // A new daemon answers on the same state dir, and it adopted the running server.
+    let restarted = wait_until(Duration::from_secs(30), || {
+        let out = d.cli(&["status", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|s| s["daemon_pid"].as_u64())
+            .is_some_and(|p| p as u32 != first)
+    });
+    assert!(restarted, "the app did not start the daemon again");
+    let s = d.service("a");
+    assert_eq!(
+        s["pid"].as_u64(),
+        Some(server),
+        "the server was adopted: {s}"
+    );
+    // `down` says it shuts down: the app leaves it down.
+    let new_pid = d.status()["daemon_pid"].as_u64().unwrap() as i32;
+    assert!(d.cli(&["down"]).status.success());
+    assert!(wait_until(Duration::from_secs(20), || !pid_alive(
+        new_pid as u32
+    )));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        d.cli(&["status"]).status.code() != Some(0),
+        "it stayed down"
+    );
     follower.abort();
 }

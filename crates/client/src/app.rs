@@ -315,7 +315,7 @@ impl AppCore {
         if self.client.status().await.is_ok() {
             return Ok(self.connection_ok());
         }
-        spawn_daemon(bin, &self.state_dir)?;
+        spawn_daemon(bin, &self.state_dir, None)?;
         let t0 = Instant::now();
         loop {
             if self.client.status().await.is_ok() {
@@ -390,9 +390,13 @@ pub async fn watch_daemon(
     sink: Arc<dyn AppSink>,
     shared: Arc<Mutex<(Snapshot, AppPrefs)>>,
     retry: Duration,
+    restart: Option<PathBuf>,
 ) {
     let mut gate = NotificationGate::default();
     let mut was_connected: Option<bool> = None;
+    // Restarts of a daemon that died (not one that shut down), when no OS agent does it: at most 3 a
+    // minute, so a daemon that cannot start is not started in a loop.
+    let mut restarts: std::collections::VecDeque<Instant> = Default::default();
     loop {
         match core.client.status().await {
             Ok(status) => {
@@ -412,7 +416,25 @@ pub async fn watch_daemon(
                 was_connected = Some(true);
                 sink.connection(&core.connection_ok());
                 sink.redraw(&snap, level);
-                follow_events(&core, &*sink, &shared, &mut gate).await;
+                let config = shared
+                    .lock()
+                    .unwrap()
+                    .0
+                    .status
+                    .as_ref()
+                    .map(|s| PathBuf::from(&s.config_path));
+                let shut_down = follow_events(&core, &*sink, &shared, &mut gate).await;
+                restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
+                let agent = mlxbox_api::paths::autostart_agent().exists();
+                if let (false, false, Some(bin)) = (shut_down, agent, &restart) {
+                    if restarts.len() < 3 {
+                        tracing::warn!("the daemon died (no shutdown); starting it again");
+                        restarts.push_back(Instant::now());
+                        if let Err(e) = spawn_daemon(bin, &core.state_dir, config.as_deref()) {
+                            tracing::warn!("cannot restart the daemon: {}", e.message);
+                        }
+                    }
+                }
             }
             Err(e) => {
                 if was_connected != Some(false) {
@@ -427,13 +449,15 @@ pub async fn watch_daemon(
     }
 }
 
-/// Reads the event stream until it ends (daemon gone), then returns.
+/// Reads the event stream until it ends (daemon gone); returns whether the daemon said it was shutting
+/// down (a `down`, a SIGTERM) rather than dying.
 async fn follow_events(
     core: &AppCore,
     sink: &dyn AppSink,
     shared: &Mutex<(Snapshot, AppPrefs)>,
     gate: &mut NotificationGate,
-) {
+) -> bool {
+    let mut shut_down = false;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     // The SSE reader only queues; the handler below may await (re-reading prefs on a config change).
     let reader = core.client.events(move |ev| tx.send(ev).is_ok());
@@ -511,11 +535,13 @@ async fn follow_events(
                 sink.redraw(&snap, level);
             }
             if matches!(ev, Event::Shutdown) {
+                shut_down = true;
                 break;
             }
         }
     };
     let _ = tokio::join!(reader, handler);
+    shut_down
 }
 
 /// `req` as it is, or forwarded to `host` by this Mac's daemon.
@@ -529,7 +555,9 @@ fn on_host(host: Option<String>, req: Request) -> Request {
     }
 }
 
-fn spawn_daemon(bin: &Path, state_dir: &Path) -> Result<(), CommandError> {
+/// `mlx-box up` on `state_dir`, detached; `config` when the daemon must supervise that file (a restart
+/// after a crash: the one the dead daemon ran), else the default (the user's, or the demo).
+fn spawn_daemon(bin: &Path, state_dir: &Path, config: Option<&Path>) -> Result<(), CommandError> {
     use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(state_dir).map_err(|e| {
         CommandError::new(
@@ -543,10 +571,11 @@ fn spawn_daemon(bin: &Path, state_dir: &Path) -> Result<(), CommandError> {
         .open(state_dir.join("daemon.log"))
         .map_err(|e| CommandError::new(CommandErrorKind::Failed, e.to_string()))?;
     let mut cmd = std::process::Command::new(bin);
-    cmd.arg("up")
-        .arg("--state-dir")
-        .arg(state_dir)
-        .stdin(std::process::Stdio::null())
+    cmd.arg("up").arg("--state-dir").arg(state_dir);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    cmd.stdin(std::process::Stdio::null())
         .stdout(
             log.try_clone()
                 .map_err(|e| CommandError::new(CommandErrorKind::Failed, e.to_string()))?,
