@@ -76,6 +76,8 @@ pub struct Key {
     pub kinds: &'static [Kind],
     /// What an absent key means when there is no fixed default.
     pub absent: Option<&'static str>,
+    /// Accepted (the original mlx-box's files have it) but not used: why, for `validate`'s note.
+    pub unused: Option<&'static str>,
     pub help: &'static str,
 }
 
@@ -92,6 +94,7 @@ const fn key(section: Section, name: &'static str, ty: KeyType, help: &'static s
         suggest: &[],
         kinds: &[],
         absent: None,
+        unused: None,
         help,
     }
 }
@@ -126,6 +129,10 @@ impl Key {
         self.absent = Some(a);
         self
     }
+    const fn unused(mut self, why: &'static str) -> Key {
+        self.unused = Some(why);
+        self
+    }
 
     /// Whether it applies to a service of `kind`.
     pub fn applies_to(&self, kind: Kind) -> bool {
@@ -157,7 +164,8 @@ pub const KEYS: &[Key] = &[
     key(Server, "port", Port, "One endpoint: the OpenAI API of every service with a backend_port on this port, routed by the request's `model` (service name, model id or alias); GET /v1/models lists them. Off when absent."),
     key(Server, "cors_origins", Argv, "Web pages (origins, e.g. http://localhost:3000) that may call the frontend ports from a browser, one per line. Empty: none."),
     key(Server, "domain_name", Str, "This Mac's name besides localhost: an open loopback frontend serves requests whose Host is a loopback name or this."),
-    key(Server, "letsencrypt_email", Str, "Kept for the original mlx-box; not used by mlx-box."),
+    key(Server, "letsencrypt_email", Str, "Kept for the original mlx-box; not used by mlx-box.")
+        .unused("mlx-box gets no certificates; a TLS proxy in front of it (Caddy, nginx) does"),
     key(Server, "api_key", Secret, "An API key in plaintext (the original mlx-box's); `mlx-box keys import` moves it into the OS keyring."),
     key(Server, "api_keys", Secret, "API keys in plaintext; `mlx-box keys import` moves them into the OS keyring."),
     // [app]
@@ -249,13 +257,16 @@ pub const KEYS: &[Key] = &[
         .default(B(false)),
     key(Services, "thinking_budget", Int, "Kept for the proxy / future use.")
         .group(GENERATION)
-        .range(0.0, 10_000_000.0, "8192"),
+        .range(0.0, 10_000_000.0, "8192")
+        .unused("nothing enforces it yet; disable_thinking_tags turns thinking off"),
     key(Services, "frequency_penalty", Float, "Accepted, not supported by mlx_lm.server (−2–2).")
         .group(GENERATION)
-        .range(-2.0, 2.0, "0.0"),
+        .range(-2.0, 2.0, "0.0")
+        .unused("mlx_lm.server has no such option, so it is not passed"),
     key(Services, "presence_penalty", Float, "Accepted, not supported by mlx_lm.server (−2–2).")
         .group(GENERATION)
-        .range(-2.0, 2.0, "0.0"),
+        .range(-2.0, 2.0, "0.0")
+        .unused("mlx_lm.server has no such option, so it is not passed"),
     key(Services, "batch_size", Int, "Embedding server: → --batch-size.")
         .group(GENERATION)
         .range(1.0, 1_000_000.0, "64"),
@@ -263,9 +274,12 @@ pub const KEYS: &[Key] = &[
         .group(GENERATION)
         .range(1.0, 10_000_000.0, "1024"),
     key(Services, "quantization", Scalar, "Accepted (the original mlx-box's int8 switch): true/false, a number or a string.").group(GENERATION),
-    key(Services, "default_voice", Str, "tts (original mlx-box).").group(GENERATION),
-    key(Services, "voice", Str, "tts (original mlx-box).").group(GENERATION),
-    key(Services, "language", Str, "stt (original mlx-box).").group(GENERATION),
+    key(Services, "default_voice", Str, "tts (original mlx-box).").group(GENERATION)
+        .unused("mlx-box has no built-in TTS server: pass it in your `command`"),
+    key(Services, "voice", Str, "tts (original mlx-box).").group(GENERATION)
+        .unused("mlx-box has no built-in TTS server: pass it in your `command`"),
+    key(Services, "language", Str, "stt (original mlx-box).").group(GENERATION)
+        .unused("mlx-box has no built-in TTS or speech-to-text server: pass it in your `command`"),
     // process
     key(Services, "command", Argv, "argv, one argument per line. Placeholders: {python} {model} {host} {port} {max_tokens}.").group(PROCESS),
     key(Services, "python", Str, "Interpreter for this service only.").group(PROCESS),

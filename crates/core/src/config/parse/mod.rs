@@ -255,6 +255,8 @@ impl<'t> TableView<'t> {
         Some(out)
     }
 
+    /// Unknown keys are warnings (with the likely intended one); keys accepted for the original mlx-box
+    /// but not used are notes saying so.
     fn unknown_keys(&self, cx: &mut Ctx, known: &[&str]) {
         for (k, _) in self.table.iter() {
             if !known.contains(&k) {
@@ -263,6 +265,18 @@ impl<'t> TableView<'t> {
                     self.key_span(k),
                     format!("unknown key `{k}` in {} (ignored)", self.where_),
                     hint,
+                );
+            } else if let Some(why) = self
+                .section
+                .and_then(|sec| schema::find(sec, k))
+                .and_then(|key| key.unused)
+            {
+                cx.note(
+                    self.key_span(k),
+                    format!(
+                        "`{k}` in {} is accepted but not used by mlx-box: {why}",
+                        self.where_
+                    ),
                 );
             }
         }
@@ -475,6 +489,20 @@ mod tests {
                 "whisper"
             ]
         );
+        // Keys of the original file that mlx-box accepts but does not use are said to be so, where they are.
+        let notes: Vec<String> = d
+            .iter()
+            .filter(|d| d.severity == Severity::Note)
+            .map(|d| d.to_string())
+            .collect();
+        for key in ["frequency_penalty", "thinking_budget", "default_voice"] {
+            assert!(
+                notes
+                    .iter()
+                    .any(|n| n.contains(&format!("`{key}`")) && n.contains("accepted but not used")),
+                "{key}: {notes:#?}"
+            );
+        }
         let fast = s.service("fast").unwrap();
         assert_eq!(fast.kind, Kind::Chat);
         assert_eq!(fast.bind_port(), Some(8091));

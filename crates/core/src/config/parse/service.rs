@@ -131,15 +131,6 @@ pub(super) fn parse_service(
         disabled_reason = Some(format!("no `command` for this {} service", kind.as_str()));
     }
 
-    for key in ["frequency_penalty", "presence_penalty"] {
-        if v.get(key).is_some() && kind == Kind::Chat && command.is_none() {
-            cx.note(
-                v.key_span(key),
-                format!("`{key}` in {where_} is accepted but mlx_lm.server does not support it: not passed"),
-            );
-        }
-    }
-
     let env = match v.get("env") {
         None => BTreeMap::new(),
         Some(item) => match item.as_table_like() {
