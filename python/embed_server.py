@@ -4,9 +4,15 @@
     embed_server.py --model DIR --host H --port P [--batch-size N] [--max-seq-length N]
 
 The port is bound first; GET /health answers 503 {"status":"loading"} until the
-model is loaded, then 200 {"status":"ok"}.  Embeddings are the mean of the
-last hidden states (model.model(...), i.e. after the final norm) over the
-input's tokens, L2-normalised.  If loading fails the process exits with 1.
+model is loaded, then 200 {"status":"ok"}.  Embeddings pool the last hidden
+states (model.model(...), i.e. after the final norm) as the model's own
+sentence-transformers config says -- modules.json and its Pooling module's
+config.json: last token (Qwen3-Embedding), CLS, mean or max, then L2-normalised
+when a Normalize module is listed -- with the tokenizer's special tokens, as
+sentence-transformers tokenizes.  A model without modules.json gets the mean
+over its tokens, L2-normalised.  --quantize-bits 8 quantizes the weights after
+loading (the original mlx-box's `quantization = true`).  If loading fails the
+process exits with 1.
 """
 
 import argparse
@@ -18,7 +24,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-STATE = {"model": None, "tokenizer": None, "loaded": False}
+STATE = {"model": None, "tokenizer": None, "loaded": False,
+         # How to pool and whether to normalise (read_pooling); special tokens as sentence-transformers.
+         "pooling": "mean", "normalize": True, "special_tokens": False}
 LOCK = threading.Lock()  # one forward pass at a time; mlx is not thread-safe
 ARGS = None
 
@@ -45,6 +53,59 @@ def parse_inputs(inp):
     raise BadRequest("'input' must be a non-empty string, list of strings, or token arrays")
 
 
+def model_dir(model):
+    """The model's local directory (a path, or its Hugging Face cache snapshot)."""
+    import os
+
+    if os.path.isdir(model):
+        return model
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(model, local_files_only=True)
+    except Exception:
+        return None
+
+
+def read_pooling(directory):
+    """(pooling, normalize, special_tokens) from a sentence-transformers model's modules.json."""
+    import os
+
+    if not directory or not os.path.exists(os.path.join(directory, "modules.json")):
+        return "mean", True, False
+    with open(os.path.join(directory, "modules.json")) as f:
+        modules = json.load(f)
+    pooling, normalize = "mean", False
+    for m in modules:
+        kind = m.get("type", "")
+        if kind.endswith("Pooling"):
+            with open(os.path.join(directory, m.get("path", ""), "config.json")) as f:
+                cfg = json.load(f)
+            for mode, key in (("lasttoken", "pooling_mode_lasttoken"), ("cls", "pooling_mode_cls_token"),
+                              ("max", "pooling_mode_max_tokens"), ("mean", "pooling_mode_mean_tokens")):
+                if cfg.get(key):
+                    pooling = mode
+                    break
+        elif kind.endswith("Normalize"):
+            normalize = True
+    return pooling, normalize, True
+
+
+def pool(h, lengths, how):
+    """Pools hidden states h [batch, L, d] (right-padded) over each row's first `lengths` tokens."""
+    import mlx.core as mx
+
+    L = h.shape[1]
+    m = mx.array([[1.0] * n + [0.0] * (L - n) for n in lengths])[..., None]
+    if how == "lasttoken":
+        return mx.stack([h[i, n - 1] for i, n in enumerate(lengths)])
+    if how == "cls":
+        return h[:, 0]
+    if how == "max":
+        return mx.where(m > 0, h, mx.array(-1e30)).max(axis=1)
+    return (h * m).sum(axis=1) / m.sum(axis=1)
+
+
 def embed(items):
     import mlx.core as mx
 
@@ -52,7 +113,7 @@ def embed(items):
     vocab = model.args.vocab_size
     seqs = []
     for x in items:
-        ids = tok.encode(x, add_special_tokens=False) if isinstance(x, str) else list(x)
+        ids = tok.encode(x, add_special_tokens=STATE["special_tokens"]) if isinstance(x, str) else list(x)
         if not ids:
             raise BadRequest("input must not be empty")
         if any(t < 0 or t >= vocab for t in ids):
@@ -65,13 +126,12 @@ def embed(items):
             batch = seqs[i : i + ARGS.batch_size]
             L = max(map(len, batch))
             # Right padding is exact here: the attention is causal, so pad
-            # tokens never influence real positions, and the mask drops them
-            # from the mean.
+            # tokens never influence real positions, and pooling skips them.
             x = mx.array([s + [0] * (L - len(s)) for s in batch])
-            m = mx.array([[1.0] * len(s) + [0.0] * (L - len(s)) for s in batch])[..., None]
             h = model.model(x).astype(mx.float32)
-            e = (h * m).sum(axis=1) / m.sum(axis=1)
-            e = e / mx.maximum(mx.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
+            e = pool(h, [len(s) for s in batch], STATE["pooling"])
+            if STATE["normalize"]:
+                e = e / mx.maximum(mx.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
             out.extend(e.tolist())
     return out, sum(map(len, seqs))
 
@@ -150,6 +210,7 @@ def main():
     ap.add_argument("--port", type=int, default=8081)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--max-seq-length", type=int, default=512)
+    ap.add_argument("--quantize-bits", type=int, choices=[4, 8], default=None)
     ARGS = ap.parse_args()
     START = time.time()
 
@@ -166,6 +227,18 @@ def main():
             from mlx_lm import load
 
             STATE["model"], STATE["tokenizer"] = load(ARGS.model)
+            pooling, normalize, special = read_pooling(model_dir(ARGS.model))
+            STATE.update(pooling=pooling, normalize=normalize, special_tokens=special)
+            if ARGS.quantize_bits:
+                import mlx.nn as nn
+
+                import mlx.core as mx
+
+                nn.quantize(STATE["model"], bits=ARGS.quantize_bits, group_size=64)
+                # Evaluated here: lazy arrays belong to this thread's stream, and requests run on others.
+                mx.eval(STATE["model"].parameters())
+            log(f"pooling: {pooling}, normalize: {normalize}, special tokens: {special}, "
+                f"weights: {f'{ARGS.quantize_bits}-bit' if ARGS.quantize_bits else 'as stored'}")
         except Exception as e:
             log(f"failed to load model: {e}")
             return 1

@@ -155,6 +155,14 @@ pub fn plan(
                 if let Some(m) = spec.max_seq_length {
                     a.extend(["--max-seq-length".into(), m.to_string()]);
                 }
+                // `quantization = true` (the original mlx-box's int8 switch), 8 or 4: quantized at load.
+                if let Some(crate::config::precision::Precision::Bits(b @ (4 | 8), _)) = spec
+                    .quantization
+                    .as_deref()
+                    .and_then(crate::config::precision::configured_precision)
+                {
+                    a.extend(["--quantize-bits".into(), b.to_string()]);
+                }
                 a
             }
             Kind::Ocr => {

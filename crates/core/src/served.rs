@@ -3,39 +3,11 @@
 //! model's `config.json` (quantization bits and group size, else its dtype) — against settings.toml's
 //! `model` and `quantization`. The seed's case: "config says bf16, it actually runs 8-bit".
 
+use crate::config::precision::float;
+pub use crate::config::precision::{configured_precision, Precision};
 use crate::config::ServiceSpec;
 use crate::estimate::locate_model;
 use std::path::Path;
-
-/// A model's numeric precision.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Precision {
-    /// Quantized weights: bits (and group size when known).
-    Bits(u64, Option<u64>),
-    /// Unquantized weights in this dtype ("bfloat16", "float16", "float32").
-    Float(String),
-}
-
-impl std::fmt::Display for Precision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Precision::Bits(b, Some(g)) => write!(f, "{b}-bit (group {g})"),
-            Precision::Bits(b, None) => write!(f, "{b}-bit"),
-            Precision::Float(d) => f.write_str(d),
-        }
-    }
-}
-
-impl Precision {
-    /// The same precision as far as the settings can say (a setting names no group size).
-    fn agrees(&self, configured: &Precision) -> bool {
-        match (self, configured) {
-            (Precision::Bits(a, _), Precision::Bits(b, _)) => a == b,
-            (Precision::Float(a), Precision::Float(b)) => a == b,
-            _ => false,
-        }
-    }
-}
 
 /// What a model directory's config.json says (mlx's `quantization` block, else `torch_dtype`/`dtype`).
 pub fn precision_of(config: &serde_json::Value) -> Option<Precision> {
@@ -51,40 +23,6 @@ pub fn precision_of(config: &serde_json::Value) -> Option<Precision> {
         .or_else(|| config.get("dtype"))
         .and_then(|d| d.as_str())?;
     float(dtype)
-}
-
-fn float(s: &str) -> Option<Precision> {
-    let name = match s.to_ascii_lowercase().as_str() {
-        "bf16" | "bfloat16" => "bfloat16",
-        "fp16" | "f16" | "float16" | "half" => "float16",
-        "fp32" | "f32" | "float32" | "float" => "float32",
-        _ => return None,
-    };
-    Some(Precision::Float(name.into()))
-}
-
-/// What `quantization` in settings.toml claims: a number of bits (`8`, `"4bit"`, `"int8"`, `"q4"`,
-/// `"8-bit"`), a float dtype (`"bf16"`…), or `true` (the original mlx-box's int8 switch). Anything else
-/// (`false`, free text) claims nothing checkable.
-pub fn configured_precision(q: &str) -> Option<Precision> {
-    let s = q.trim().trim_matches('"').to_ascii_lowercase();
-    if s == "true" {
-        return Some(Precision::Bits(8, None));
-    }
-    if let Some(p) = float(&s) {
-        return Some(p);
-    }
-    let digits = s
-        .trim_start_matches("int")
-        .trim_start_matches('q')
-        .trim_end_matches("bit")
-        .trim_end_matches("bits")
-        .trim_end_matches('-');
-    digits
-        .parse::<u64>()
-        .ok()
-        .filter(|b| (1..=16).contains(b))
-        .map(|b| Precision::Bits(b, None))
 }
 
 /// The value of `--model` (or `--model=`) in a server's argv.
@@ -127,10 +65,20 @@ pub fn mismatches(spec: &ServiceSpec, argv: &[String], hub: &Path) -> Vec<String
         }
     }
     let claimed = spec.quantization.as_deref().and_then(configured_precision);
-    let actual = locate_model(model, hub)
-        .and_then(|d| crate::bench::machine::read_config(&d))
-        .as_ref()
-        .and_then(precision_of);
+    // A server that quantizes at load (the embedding server's `--quantize-bits`) runs that, whatever
+    // the stored weights are.
+    let at_load = argv
+        .iter()
+        .position(|a| a == "--quantize-bits")
+        .and_then(|i| argv.get(i + 1))
+        .and_then(|b| b.parse::<u64>().ok())
+        .map(|b| Precision::Bits(b, None));
+    let actual = at_load.or_else(|| {
+        locate_model(model, hub)
+            .and_then(|d| crate::bench::machine::read_config(&d))
+            .as_ref()
+            .and_then(precision_of)
+    });
     if let (Some(c), Some(a)) = (claimed, actual) {
         if !a.agrees(&c) {
             out.push(format!("config says {c}, the server runs {a} ({model})"));

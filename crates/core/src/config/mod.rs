@@ -7,6 +7,7 @@
 mod document;
 mod edit;
 mod parse;
+pub mod precision;
 mod watch;
 
 pub use document::{apply_edits, to_json, EditError};
