@@ -234,7 +234,11 @@ fn app_restarts_a_daemon_that_died_but_not_one_that_shut_down() {
             .and_then(|s| s["daemon_pid"].as_u64())
             .is_some_and(|p| p as u32 != first)
     });
-    assert!(restarted, "the app did not start the daemon again");
+    assert!(
+        restarted,
+        "the app did not start the daemon again; its daemon.log:\n{}",
+        std::fs::read_to_string(d.state.join("daemon.log")).unwrap_or_default()
+    );
     let s = d.service("a");
     assert_eq!(
         s["pid"].as_u64(),

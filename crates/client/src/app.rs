@@ -397,9 +397,12 @@ pub async fn watch_daemon(
     // Restarts of a daemon that died (not one that shut down), when no OS agent does it: at most 3 a
     // minute, so a daemon that cannot start is not started in a loop.
     let mut restarts: std::collections::VecDeque<Instant> = Default::default();
+    // Set when the daemon died: the settings file it ran, until a daemon answers again.
+    let mut died: Option<Option<PathBuf>> = None;
     loop {
         match core.client.status().await {
             Ok(status) => {
+                died = None;
                 let prefs = core
                     .client
                     .config()
@@ -424,16 +427,8 @@ pub async fn watch_daemon(
                     .as_ref()
                     .map(|s| PathBuf::from(&s.config_path));
                 let shut_down = follow_events(&core, &*sink, &shared, &mut gate).await;
-                restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
-                let agent = mlxbox_api::paths::autostart_agent().exists();
-                if let (false, false, Some(bin)) = (shut_down, agent, &restart) {
-                    if restarts.len() < 3 {
-                        tracing::warn!("the daemon died (no shutdown); starting it again");
-                        restarts.push_back(Instant::now());
-                        if let Err(e) = spawn_daemon(bin, &core.state_dir, config.as_deref()) {
-                            tracing::warn!("cannot restart the daemon: {}", e.message);
-                        }
-                    }
+                if !shut_down {
+                    died = Some(config);
                 }
             }
             Err(e) => {
@@ -442,6 +437,22 @@ pub async fn watch_daemon(
                     was_connected = Some(false);
                     sink.connection(&core.connection_err(e.to_string()));
                     sink.redraw(&Snapshot::default(), TrayLevel::Disconnected);
+                }
+                // A daemon that died is started again while none answers (a dying process may still
+                // hold the state dir's lock for a moment: the next try comes a little later).
+                restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
+                let agent = mlxbox_api::paths::autostart_agent().exists();
+                let spaced = restarts
+                    .back()
+                    .is_none_or(|t| t.elapsed() >= Duration::from_secs(2));
+                if let (Some(config), false, Some(bin)) = (&died, agent, &restart) {
+                    if restarts.len() < 3 && spaced {
+                        tracing::warn!("the daemon died (no shutdown); starting it again");
+                        restarts.push_back(Instant::now());
+                        if let Err(e) = spawn_daemon(bin, &core.state_dir, config.as_deref()) {
+                            tracing::warn!("cannot restart the daemon: {}", e.message);
+                        }
+                    }
                 }
                 tokio::time::sleep(retry).await;
             }
