@@ -24,7 +24,10 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_mlx-box");
 
 mod common;
-use common::{chat_body, daemon, free_ports, quick, upstream_conf, wait_port, wrk, Case, Group};
+use common::{
+    chat_body, daemon, free_ports, quick, secs_and_rounds, upstream_conf, wait_port, wrk, Case,
+    Group,
+};
 
 /// One POST on a fresh connection: its latency, or the answer when it is not a 200.
 fn try_post(port: u16, model: &str) -> Result<Duration, String> {
@@ -117,14 +120,7 @@ fn main() {
         return;
     }
     let quick = quick();
-    let secs: u64 = std::env::var("MLXBOX_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if quick { 1 } else { 10 });
-    let rounds: usize = std::env::var("MLXBOX_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if quick { 1 } else { 3 });
+    let (secs, rounds) = secs_and_rounds();
     let n = if quick { 3 } else { 30 };
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();

@@ -28,8 +28,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_mlx-box");
 
 mod common;
 use common::{
-    chat_body, daemon, free_port, nginx_conf, quick, upstream_conf, wait_port, wrk, Case, Group,
-    Wrk,
+    chat_body, daemon, free_port, nginx_conf, quick, secs_and_rounds, upstream_conf, wait_port,
+    wrk, Case, Group, Wrk,
 };
 
 fn cases() -> Vec<Case> {
@@ -110,14 +110,7 @@ fn main() {
     // Quick mode (`cargo test --benches`: cargo passes `--bench` only under `cargo bench`; or `MLXBOX_BENCH_QUICK=1`): 1 round of 1 s per
     // case. It fails on errors and panics, never on a speed target.
     let quick = quick();
-    let secs: u64 = std::env::var("MLXBOX_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if quick { 1 } else { 10 });
-    let rounds: usize = std::env::var("MLXBOX_BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if quick { 1 } else { 3 });
+    let (secs, rounds) = secs_and_rounds();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (up, up2, ngx, front, front2) = (

@@ -12,6 +12,16 @@ pub fn quick() -> bool {
     std::env::var_os("MLXBOX_BENCH_QUICK").is_some() || !std::env::args().any(|a| a == "--bench")
 }
 
+/// `MLXBOX_BENCH_SECS` per measurement and `MLXBOX_BENCH_ROUNDS` (quick mode: 1 s, 1 round; else 10 s, 3).
+pub fn secs_and_rounds() -> (u64, usize) {
+    let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<u64>().ok());
+    let quick = quick();
+    (
+        env("MLXBOX_BENCH_SECS").unwrap_or(if quick { 1 } else { 10 }),
+        env("MLXBOX_BENCH_ROUNDS").unwrap_or(if quick { 1 } else { 3 }) as usize,
+    )
+}
+
 /// A fixed chat completion, as an upstream answers it.
 pub const BODY: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"Hello from a fast upstream."}}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#;
 
