@@ -240,9 +240,13 @@ async fn concurrent(
     }
 }
 
+/// Warning lines in the recent log above which the log check fails: a few are normal, a stream of them
+/// is a server in trouble (a full prompt cache, a tokenizer falling back, memory warnings).
+pub const MAX_WARNINGS: usize = 10;
+
 /// Errors in a log: Python tracebacks, `ERROR` / `CRITICAL` records, `…Error:` / `…Exception:` lines,
 /// HTTP 5xx in an access log except 503 (what a server answers the readiness probe while it loads).
-/// Warnings are counted, not failed (mlx_lm always warns that it is not a production server).
+/// Warnings fail above `MAX_WARNINGS`; mlx_lm's own "not recommended for production" is not counted.
 pub fn scan_logs(lines: &[String]) -> (CheckStatus, String) {
     let is_error = |l: &str| {
         l.contains("Traceback (most recent call last)")
@@ -255,10 +259,22 @@ pub fn scan_logs(lines: &[String]) -> (CheckStatus, String) {
             || is_5xx(l)
     };
     let errors: Vec<&String> = lines.iter().filter(|l| is_error(l)).collect();
-    let warnings = lines
+    let warning_lines: Vec<&String> = lines
         .iter()
         .filter(|l| l.contains("Warning") || l.contains(" - WARNING - "))
-        .count();
+        .filter(|l| !l.contains("not recommended for production"))
+        .collect();
+    let warnings = warning_lines.len();
+    if errors.is_empty() && warnings > MAX_WARNINGS {
+        return (
+            CheckStatus::Fail,
+            format!(
+                "{warnings} warning line(s) in the last {} lines (more than {MAX_WARNINGS}), first: {}",
+                lines.len(),
+                super::client::excerpt(warning_lines[0], 160)
+            ),
+        );
+    }
     match errors.first() {
         None => (
             CheckStatus::Pass,
@@ -308,7 +324,18 @@ mod tests {
         ]);
         let (s, r) = scan_logs(&ok);
         assert_eq!(s, CheckStatus::Pass, "{r}");
-        assert!(r.contains("1 warning"), "{r}");
+        assert!(
+            !r.contains("warning"),
+            "mlx_lm's production notice is not counted: {r}"
+        );
+        // A few warnings pass (counted); a stream of them fails.
+        let warn = "2026-01-01 12:00:00,000 - WARNING - prompt cache full, evicting";
+        let (s, r) = scan_logs(&vec![warn.to_string(); MAX_WARNINGS]);
+        assert_eq!(s, CheckStatus::Pass, "{r}");
+        assert!(r.contains(&format!("{MAX_WARNINGS} warning")), "{r}");
+        let (s, r) = scan_logs(&vec![warn.to_string(); MAX_WARNINGS + 1]);
+        assert_eq!(s, CheckStatus::Fail, "{r}");
+        assert!(r.contains("prompt cache full"), "{r}");
         for bad in [
             "Traceback (most recent call last):",
             "ValueError: bad model",
