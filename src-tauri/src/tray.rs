@@ -186,11 +186,15 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         }
         MenuAction::LaunchAtLogin => {
             let al = app.autolaunch();
-            let _ = if al.is_enabled().unwrap_or(false) {
-                al.disable()
-            } else {
-                al.enable()
-            };
+            let on = !al.is_enabled().unwrap_or(false);
+            let _ = if on { al.enable() } else { al.disable() };
+            // The daemon too: the OS agent starts it at login and after a crash (`mlx-box service`).
+            tauri::async_runtime::spawn(async move {
+                match core.set_daemon_agent(&daemon_binary(), on).await {
+                    Ok(said) => tracing::info!("{said}"),
+                    Err(e) => tracing::warn!("the daemon's login agent: {}", e.message),
+                }
+            });
             redraw(app, snap.clone(), menubar::tray_level(&snap));
         }
         MenuAction::Quit => {

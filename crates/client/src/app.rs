@@ -304,6 +304,42 @@ impl AppCore {
         }
     }
 
+    /// Launch at login, for the daemon too: installs (or removes) the OS agent that starts the daemon at
+    /// login and after a crash, with `mlx-box service install|uninstall` on this state dir and the
+    /// settings file the daemon runs. Returns what the CLI said.
+    pub async fn set_daemon_agent(&self, bin: &Path, on: bool) -> Result<String, CommandError> {
+        let mut cmd = tokio::process::Command::new(bin);
+        cmd.arg("service");
+        if on {
+            cmd.arg("install");
+            if let Ok(st) = self.client.status().await {
+                cmd.arg("--config").arg(&st.config_path);
+            }
+        } else {
+            cmd.arg("uninstall");
+        }
+        let out = cmd
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .output()
+            .await
+            .map_err(|e| {
+                CommandError::new(
+                    CommandErrorKind::Failed,
+                    format!("cannot run {}: {e}", bin.display()),
+                )
+            })?;
+        let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+        if out.status.success() {
+            Ok(text(&out.stdout))
+        } else {
+            Err(CommandError::new(
+                CommandErrorKind::Failed,
+                text(&out.stderr),
+            ))
+        }
+    }
+
     /// Starts `mlx-box up` on this state dir, detached (its own session, so it outlives the app), and
     /// waits until it answers. The daemon runs the user's settings.toml, or the demo profile when there is
     /// none. Its output goes to `daemon.log` in the state dir.
