@@ -212,29 +212,21 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             name, path: true, ..
         } => {
             // Known without the daemon: <state dir>/logs/NAME.log, NAME.log.1, …
-            let dir = state_dir.join("logs");
-            let mut found = false;
-            for i in 0..100 {
-                let p = match i {
-                    0 => dir.join(format!("{name}.log")),
-                    n => dir.join(format!("{name}.log.{n}")),
-                };
-                if !p.exists() && i > 0 {
-                    break;
-                }
-                found |= p.exists();
-                println!("{}", p.display());
+            let logs = state_dir.join("logs");
+            let files = mlxbox_core::supervisor::logs::log_files(&logs, &name);
+            for f in &files {
+                println!("{}", f.display());
             }
-            let agent = mlxbox_core::autostart::agent_logs_dir(&state_dir);
             if mlxbox_core::autostart::installed() {
+                let agent = mlxbox_core::autostart::agent_logs_dir(&state_dir);
                 println!("{}", agent.join("stderr.log").display());
                 println!("{}", agent.join("stdout.log").display());
             }
-            Ok(if found {
-                ExitCode::SUCCESS
-            } else {
-                eprintln!("(no log of `{name}` yet in {})", dir.display());
+            Ok(if files.is_empty() {
+                eprintln!("(no log of `{name}` yet in {})", logs.display());
                 ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
             })
         }
         Cmd::Service(c) => service(c, &state_dir),
@@ -397,13 +389,7 @@ fn service(c: ServiceCmd, state_dir: &std::path::Path) -> Result<ExitCode> {
     match c {
         ServiceCmd::Install { config } => {
             let config = config.unwrap_or_else(paths::default_config);
-            let agent = autostart::Agent {
-                bin: std::env::current_exe()?,
-                config: std::path::absolute(&config).unwrap_or(config),
-                state_dir: std::path::absolute(state_dir).unwrap_or(state_dir.to_path_buf()),
-                path_env: std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
-                logs_dir: autostart::agent_logs_dir(state_dir),
-            };
+            let agent = autostart::Agent::for_this_binary(&config, state_dir)?;
             let path = autostart::install(&agent)?;
             println!(
                 "installed {}: the daemon starts at login and again after a crash",

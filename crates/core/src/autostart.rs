@@ -50,6 +50,18 @@ fn xml(s: &str) -> String {
 }
 
 impl Agent {
+    /// The agent for the running `mlx-box` binary on `config` and `state_dir` (made absolute: the OS
+    /// starts it from elsewhere), with this shell's PATH.
+    pub fn for_this_binary(config: &Path, state_dir: &Path) -> std::io::Result<Agent> {
+        Ok(Agent {
+            bin: std::env::current_exe()?,
+            config: std::path::absolute(config)?,
+            state_dir: std::path::absolute(state_dir)?,
+            path_env: std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into()),
+            logs_dir: agent_logs_dir(state_dir),
+        })
+    }
+
     /// The LaunchAgent property list.
     pub fn plist(&self) -> String {
         let args = [

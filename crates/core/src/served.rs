@@ -27,11 +27,18 @@ pub fn precision_of(config: &serde_json::Value) -> Option<Precision> {
 
 /// The value of `--model` (or `--model=`) in a server's argv.
 pub fn model_arg(argv: &[String]) -> Option<String> {
+    flag_value(argv, "--model")
+}
+
+/// The value of `flag` (`--flag VALUE` or `--flag=VALUE`) in an argv.
+fn flag_value(argv: &[String], flag: &str) -> Option<String> {
     argv.iter().enumerate().find_map(|(i, a)| {
-        if a == "--model" {
+        if a == flag {
             argv.get(i + 1).cloned()
         } else {
-            a.strip_prefix("--model=").map(str::to_string)
+            a.strip_prefix(flag)
+                .and_then(|r| r.strip_prefix('='))
+                .map(str::to_string)
         }
     })
 }
@@ -67,10 +74,7 @@ pub fn mismatches(spec: &ServiceSpec, argv: &[String], hub: &Path) -> Vec<String
     let claimed = spec.quantization.as_deref().and_then(configured_precision);
     // A server that quantizes at load (the embedding server's `--quantize-bits`) runs that, whatever
     // the stored weights are.
-    let at_load = argv
-        .iter()
-        .position(|a| a == "--quantize-bits")
-        .and_then(|i| argv.get(i + 1))
+    let at_load = flag_value(argv, "--quantize-bits")
         .and_then(|b| b.parse::<u64>().ok())
         .map(|b| Precision::Bits(b, None));
     let actual = at_load.or_else(|| {

@@ -174,7 +174,8 @@ enum Prompts {
         /// Tokens the chat template adds around the content (measured on the warm-up; 0 until then).
         template: u32,
     },
-    Dataset(Arc<Dataset>),
+    /// The dataset, and its sampling order for the run's seed (shuffled once).
+    Dataset(Arc<Dataset>, Vec<usize>),
 }
 
 /// What a service's requests ask, for one run.
@@ -194,22 +195,32 @@ impl Workload {
         spec: &ServiceSpec,
         dataset: Option<Arc<Dataset>>,
     ) -> Result<Workload, WorkloadError> {
-        let needs_tokenizer = opts.prompt_tokens.is_some() && dataset.is_none();
+        let synthetic = opts.prompt_tokens.is_some() && dataset.is_none();
         let dir = model_dir(spec);
-        let tok = if needs_tokenizer {
-            let dir = dir.as_ref().ok_or_else(|| WorkloadError::NoTokenizer {
-                service: spec.name.clone(),
-                why: match &spec.model {
-                    Some(m) => format!("model `{m}`, which is not on disk"),
-                    None => "no model".into(),
-                },
-            })?;
-            Some(Arc::new(load_tokenizer(dir)?))
-        } else {
-            None
+        // Read once, for the synthetic prompts and for the EOS ids of an exact output length.
+        let tok = match &dir {
+            Some(dir) if synthetic => Some(Arc::new(load_tokenizer(dir)?)),
+            Some(dir) if opts.output_tokens.is_some() => load_tokenizer(dir).ok().map(Arc::new),
+            None if synthetic => {
+                return Err(WorkloadError::NoTokenizer {
+                    service: spec.name.clone(),
+                    why: match &spec.model {
+                        Some(m) => format!("model `{m}`, which is not on disk"),
+                        None => "no model".into(),
+                    },
+                })
+            }
+            _ => None,
+        };
+        let eos_ids = match &dir {
+            Some(dir) if opts.output_tokens.is_some() => eos_ids(dir, tok.as_deref()),
+            _ => vec![],
         };
         let prompts = match (dataset, tok, opts.prompt_tokens) {
-            (Some(d), _, _) => Prompts::Dataset(d),
+            (Some(d), _, _) => {
+                let order = dataset_order(d.conversations.len(), opts.seed);
+                Prompts::Dataset(d, order)
+            }
             (None, Some(tok), Some(target)) => Prompts::Synthetic {
                 tok,
                 target: target.min(MAX_PROMPT_TOKENS),
@@ -217,11 +228,6 @@ impl Workload {
                 template: 0,
             },
             _ => Prompts::Builtin,
-        };
-        let eos_ids = if opts.output_tokens.is_some() {
-            dir.as_deref().map(eos_ids).unwrap_or_default()
-        } else {
-            vec![]
         };
         Ok(Workload {
             prompts,
@@ -287,8 +293,8 @@ impl Workload {
                 let (text, n) = exact_text(tok, content);
                 (user(&text), Some(n as u64 + *template as u64))
             }
-            Prompts::Dataset(d) => {
-                let order = dataset_order(d.conversations.len(), self.seed);
+            Prompts::Dataset(d, order) => {
+                // `order` is a permutation of the conversations' indexes, never empty (load_dataset).
                 let k = order[i % order.len()];
                 (d.conversations[k].clone(), None)
             }
@@ -362,8 +368,8 @@ fn load_tokenizer(dir: &Path) -> Result<Tokenizer, WorkloadError> {
 }
 
 /// The end-of-sequence token ids: `eos_token_id` of config.json and generation_config.json (a number or
-/// a list), and `eos_token` of tokenizer_config.json looked up in tokenizer.json.
-fn eos_ids(dir: &Path) -> Vec<u32> {
+/// a list), and `eos_token` of tokenizer_config.json looked up in the tokenizer.
+fn eos_ids(dir: &Path, tok: Option<&Tokenizer>) -> Vec<u32> {
     let read = |name: &str| -> Option<serde_json::Value> {
         let text = std::fs::read_to_string(dir.join(name)).ok()?;
         (text.len() < 64 << 20)
@@ -382,7 +388,7 @@ fn eos_ids(dir: &Path) -> Vec<u32> {
         serde_json::Value::String(s) => Some(s.clone()),
         o => o.get("content")?.as_str().map(str::to_string),
     });
-    if let (Some(t), Ok(tok)) = (token, load_tokenizer(dir)) {
+    if let (Some(t), Some(tok)) = (token, tok) {
         ids.extend(tok.token_to_id(&t).map(u64::from));
     }
     let mut ids: Vec<u32> = ids

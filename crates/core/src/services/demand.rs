@@ -50,6 +50,8 @@ pub struct Demand {
     live: Mutex<(u64, BTreeMap<String, u64>)>,
     /// Services drained for a footprint restart now.
     held: Mutex<std::collections::HashSet<String>>,
+    /// The services with an idle timeout or a footprint cap, from the settings applied (`watch`).
+    watched: Mutex<Vec<ServiceSpec>>,
     /// When each service was last restarted for its footprint (one restart a minute at most).
     capped_at: Mutex<HashMap<String, Instant>>,
 }
@@ -85,7 +87,19 @@ impl Demand {
             live: Mutex::new((0, BTreeMap::new())),
             held: Mutex::new(Default::default()),
             capped_at: Mutex::new(HashMap::new()),
+            watched: Mutex::new(vec![]),
         })
+    }
+
+    /// The settings being applied: which services the tick watches (idle unloads, the footprint cap).
+    pub fn watch(&self, settings: &Settings) {
+        *self.watched.lock().unwrap() = settings
+            .services
+            .iter()
+            .filter(|s| s.enabled)
+            .filter(|s| s.on_demand && s.idle_stop_s.is_some() || s.max_footprint_bytes.is_some())
+            .cloned()
+            .collect();
     }
 
     /// The services' footprints from the monitor's process scan.
@@ -428,19 +442,14 @@ impl Demand {
     /// The 1 Hz tick: unloads on-demand services with nothing in flight for their `idle_stop_s`, and
     /// restarts servers past their `max_footprint_gb` (each in a task of its own: a stubborn server's
     /// stop timeout must not hold up the tick).
-    pub async fn tick(self: &Arc<Self>, settings: Option<&Settings>) {
-        let Some(settings) = settings else { return };
-        let watched: Vec<&ServiceSpec> = settings
-            .services
-            .iter()
-            .filter(|s| s.on_demand && s.idle_stop_s.is_some() || s.max_footprint_bytes.is_some())
-            .collect();
+    pub async fn tick(self: &Arc<Self>) {
+        let watched = self.watched.lock().unwrap().clone();
         if watched.is_empty() {
             return;
         }
         let stats = self.proxy.stats().await;
         let now = crate::api::now_ms();
-        for spec in watched {
+        for spec in &watched {
             self.footprint_check(spec);
             if !spec.on_demand {
                 continue;

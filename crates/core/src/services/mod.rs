@@ -155,6 +155,7 @@ impl Services {
         self.fleet.apply(&s.hosts, s.alerts.link_rtt_warn_ms);
         if self.budget.check(&s).await {
             self.proxy.apply(&s).await;
+            self.demand.watch(&s);
             self.supervisor.apply(*s).await;
         }
     }
@@ -296,10 +297,8 @@ impl Services {
             } else {
                 None
             };
-        // Idle on-demand services are unloaded.
-        self.demand
-            .tick(self.supervisor.settings().await.as_ref())
-            .await;
+        // Idle on-demand services are unloaded; servers past their footprint cap restarted.
+        self.demand.tick().await;
         if self.events.receiver_count() > 0 {
             let _ = self.events.send(Event::Monitor(MonitorTick {
                 sample,

@@ -177,13 +177,34 @@ impl LogTail {
     }
 }
 
+/// The log file of service `name` in `logs_dir` (the supervisor writes it, `logs --path` names it).
+pub fn log_path(logs_dir: &Path, name: &str) -> PathBuf {
+    logs_dir.join(format!("{name}.log"))
+}
+
+/// Rotated file `i` of a log (`x.log.1`, `x.log.2`, …).
+fn rotated(path: &Path, i: u32) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{i}"));
+    PathBuf::from(s)
+}
+
+/// The files of service `name`'s log that exist: the current one, then the rotated ones, newest first.
+pub fn log_files(logs_dir: &Path, name: &str) -> Vec<PathBuf> {
+    let current = log_path(logs_dir, name);
+    let mut out: Vec<PathBuf> = (1..=100)
+        .map(|i| rotated(&current, i))
+        .take_while(|p| p.exists())
+        .collect();
+    if current.exists() {
+        out.insert(0, current);
+    }
+    out
+}
+
 /// `x.log` → `x.log.1` → … → `x.log.(files-1)`; then truncates `x.log` in place.
 fn rotate(path: &Path, files: u32) -> std::io::Result<()> {
-    let name = |i: u32| {
-        let mut s = path.as_os_str().to_owned();
-        s.push(format!(".{i}"));
-        PathBuf::from(s)
-    };
+    let name = |i: u32| rotated(path, i);
     let mut copied = Ok(0);
     if files > 1 {
         for i in (1..files - 1).rev() {
@@ -247,6 +268,12 @@ mod tests {
         assert!(d.path().join("svc.log.1").exists());
         assert!(d.path().join("svc.log.2").exists());
         assert!(!d.path().join("svc.log.3").exists(), "3 files in all");
+        // What `logs --path` lists: the current file first, then the rotated ones.
+        assert_eq!(
+            log_files(d.path(), "svc"),
+            ["svc.log", "svc.log.1", "svc.log.2"].map(|f| d.path().join(f))
+        );
+        assert!(log_files(d.path(), "other").is_empty());
         assert_eq!(tail.tail(1), ["line 099 padding padding"]);
         assert_eq!(
             tail.excerpt(2),

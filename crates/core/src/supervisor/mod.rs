@@ -153,7 +153,7 @@ impl Supervisor {
         let spec = settings.service(name).expect("service in settings").clone();
         let p = plan(&spec, settings, &self.rt);
         let log = LogTail::new(
-            self.shared.logs_dir.join(format!("{name}.log")),
+            logs::log_path(&self.shared.logs_dir, name),
             settings.app.log_max_bytes,
             settings.app.log_files,
             settings.app.log_tail_lines,
@@ -278,7 +278,7 @@ impl Supervisor {
             .and_then(|i| i.handles.get(name).map(|h| h.log.clone()))
             .or_else(|| {
                 // Busy applying a config: the log file path is still known.
-                let path = self.shared.logs_dir.join(format!("{name}.log"));
+                let path = logs::log_path(&self.shared.logs_dir, name);
                 path.exists()
                     .then(|| LogTail::new(path, u64::MAX, 1, 10_000))
             })
