@@ -19,6 +19,7 @@ pub enum Section {
     Metrics,
     Control,
     Hosts,
+    Pools,
     Services,
 }
 
@@ -142,7 +143,7 @@ impl Key {
 
 use DefaultValue::{Bool as B, Float as F, Int as I, Str as S};
 use KeyType::{Argv, Bool, Enum, Env, Float, Int, Port, Scalar, Secret, String as Str};
-use Section::{Alerts, App, Control, Hosts, Metrics, Server, Services};
+use Section::{Alerts, App, Control, Hosts, Metrics, Pools, Server, Services};
 
 const CHATTY: &[Kind] = &[Kind::Chat, Kind::Ocr, Kind::Command];
 const SERVER: &str = "Server";
@@ -217,6 +218,22 @@ pub const KEYS: &[Key] = &[
     // [hosts.NAME]: other Macs this one shows and drives (mlx-box hosts add NAME ADDRESS)
     key(Hosts, "address", Str, "The host's [control] listen address, HOST:PORT.").suggest(&["studio-2.local:9443"]),
     key(Hosts, "fingerprint", Str, "SHA-256 fingerprint of its certificate, as its `mlx-box control info` shows: the connection is refused when it differs."),
+    // [pools.NAME]: one endpoint over the same model served by several members
+    key(Pools, "members", Argv, "The services it spreads requests over, one per line: SERVICE (this Mac) or HOST/SERVICE (a Mac of [hosts]).")
+        .suggest(&["chat", "studio-2/chat"]),
+    key(Pools, "port", Port, "The pool's frontend port (it is also reached through [server] port by its name)."),
+    key(Pools, "weights", Argv, "A weight per member, in the order of members (default 1 each): a member with weight 2 takes twice the outstanding requests of one with 1."),
+    key(Pools, "aliases", Argv, "Other names a request may give as `model` (the pool's name always works)."),
+    key(Pools, "affinity", Bool, "Send the next turn of a conversation (the same leading messages) to the member that served it, while it is healthy and not overloaded: its prompt cache is reused.")
+        .default(B(true)),
+    key(Pools, "member_timeout_s", Float, "How long a member may take to start answering before the request goes to another member (s); default: [server] request_timeout_s.")
+        .range(0.1, 86_400.0, "120"),
+    key(Pools, "max_failures", Int, "Consecutive failures (refused, 5xx, timeout) that take a member out of the pool (1–100).")
+        .default(I(3))
+        .range(1.0, 100.0, "3"),
+    key(Pools, "probation_s", Float, "How long a failing member stays out before it is tried again, one request at a time (s; doubles while it keeps failing, up to 16×).")
+        .default(F(10.0))
+        .range(0.1, 3600.0, "10"),
     // [services.NAME]: server
     key(Services, "kind", Enum, "What it serves; inferred from the name or `command` when absent.")
         .group(SERVER)

@@ -124,6 +124,9 @@ pub struct StatusReport {
     /// The other Macs of `[hosts]`, as this daemon last reached them.
     #[serde(default)]
     pub hosts: Vec<HostStatus>,
+    /// The `[pools]` this daemon serves, with their members' health and counters.
+    #[serde(default)]
+    pub pools: Vec<crate::proxy::PoolStatus>,
 }
 
 /// Another host's daemon as this one sees it over the remote control API (polled every second).

@@ -3,4 +3,4 @@
 /**
  * Where a key lives: `[server]`, `[app]`, `[alerts]` or `[services.NAME]`.
  */
-export type Section = "server" | "app" | "alerts" | "metrics" | "control" | "hosts" | "services";
+export type Section = "server" | "app" | "alerts" | "metrics" | "control" | "hosts" | "pools" | "services";

@@ -3,6 +3,7 @@ import type { Alert } from "./Alert";
 import type { ConfigStatus } from "./ConfigStatus";
 import type { HostStatus } from "./HostStatus";
 import type { MemoryStatus } from "./MemoryStatus";
+import type { PoolStatus } from "./PoolStatus";
 import type { ServiceStatus } from "./ServiceStatus";
 import type { ThermalStatus } from "./ThermalStatus";
 
@@ -10,4 +11,8 @@ export type StatusReport = { version: string, daemon_pid: number, config_path: s
 /**
  * The other Macs of `[hosts]`, as this daemon last reached them.
  */
-hosts: Array<HostStatus>, };
+hosts: Array<HostStatus>, 
+/**
+ * The `[pools]` this daemon serves, with their members' health and counters.
+ */
+pools: Array<PoolStatus>, };

@@ -303,6 +303,39 @@ pub struct HostSpec {
     pub fingerprint: String,
 }
 
+/// One member of a pool, as written in `members`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MemberRef {
+    /// `SERVICE`: a service of this Mac (through its own front: key scope aside, its model policy,
+    /// on-demand load, queue and filter apply).
+    Local(String),
+    /// `HOST/SERVICE`: a service of a Mac of `[hosts]`, reached on its frontend port.
+    Remote { host: String, service: String },
+}
+
+impl std::fmt::Display for MemberRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemberRef::Local(s) => f.write_str(s),
+            MemberRef::Remote { host, service } => write!(f, "{host}/{service}"),
+        }
+    }
+}
+
+/// `[pools.NAME]`: one frontend over the same model served by several members.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolSpec {
+    pub name: String,
+    /// With their weights (> 0), in file order.
+    pub members: Vec<(MemberRef, f64)>,
+    pub port: Option<u16>,
+    pub aliases: Vec<String>,
+    pub affinity: bool,
+    pub member_timeout_s: Option<f64>,
+    pub max_failures: u32,
+    pub probation_s: f64,
+}
+
 /// `[alerts]`: thresholds of the alert rules.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertSettings {
@@ -342,6 +375,8 @@ pub struct Settings {
     pub hosts: Vec<HostSpec>,
     /// In file order.
     pub services: Vec<ServiceSpec>,
+    /// In file order.
+    pub pools: Vec<PoolSpec>,
 }
 
 impl Settings {

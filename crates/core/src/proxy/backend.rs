@@ -1,4 +1,5 @@
-//! The client to the backends: per proxy thread, a pool of HTTP/1.1 connections per backend port, made of
+//! The client to the backends: per proxy thread, a pool of HTTP/1.1 connections per upstream (a local
+//! backend port, or a pool member's frontend on another Mac), made of
 //! hyper's connection-level `SendRequest`s. hyper-util's pooled client did the same behind a lock, a map
 //! and a checkout future per request; each proxy thread only ever talks to its own connections, so a
 //! thread-local list is enough (the profile showed the pool among the costs that set the proxy behind
@@ -15,47 +16,94 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Idle connections kept per backend port and proxy thread.
+/// Idle connections kept per upstream and proxy thread.
 const MAX_IDLE: usize = 64;
+/// A connection to another Mac must be made within this (a local one is made at once or refused).
+const REMOTE_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) enum Upstream {
+    /// `127.0.0.1:port`: a service's own server.
+    Local(u16),
+    /// `HOST:PORT`: a pool member's frontend on another Mac.
+    Remote(Arc<str>),
+}
+
+impl std::fmt::Display for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Upstream::Local(p) => write!(f, "127.0.0.1:{p}"),
+            Upstream::Remote(a) => f.write_str(a),
+        }
+    }
+}
 
 thread_local! {
-    static POOL: RefCell<HashMap<u16, Vec<SendRequest<Body>>>> = RefCell::new(HashMap::new());
+    static POOL: RefCell<HashMap<Upstream, Vec<SendRequest<Body>>>> = RefCell::new(HashMap::new());
 }
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum BackendError {
-    #[error("cannot connect to 127.0.0.1:{port}: {source}")]
-    Connect { port: u16, source: std::io::Error },
+    #[error("cannot connect to {to}: {source}")]
+    Connect {
+        to: Upstream,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Http(#[from] hyper::Error),
 }
 
-/// A ready connection to `port` from this thread's pool, if one is idle. Closed ones are dropped.
-fn checkout(port: u16) -> Option<SendRequest<Body>> {
+/// A ready connection to `to` from this thread's pool, if one is idle. Closed ones are dropped.
+fn checkout(to: &Upstream) -> Option<SendRequest<Body>> {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
-        let list = p.get_mut(&port)?;
+        let list = p.get_mut(to)?;
         list.retain(|s| !s.is_closed());
         let i = list.iter().position(|s| s.is_ready())?;
         Some(list.swap_remove(i))
     })
 }
 
-fn checkin(port: u16, s: SendRequest<Body>) {
+fn checkin(to: &Upstream, s: SendRequest<Body>) {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
-        let list = p.entry(port).or_default();
+        if !p.contains_key(to) {
+            p.insert(to.clone(), vec![]);
+        }
+        let Some(list) = p.get_mut(to) else { return };
         if list.len() < MAX_IDLE {
             list.push(s);
         }
     });
 }
 
-async fn connect(port: u16) -> Result<SendRequest<Body>, BackendError> {
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .map_err(|source| BackendError::Connect { port, source })?;
+async fn connect(to: &Upstream) -> Result<SendRequest<Body>, BackendError> {
+    let failed = |source| BackendError::Connect {
+        to: to.clone(),
+        source,
+    };
+    let stream = match to {
+        Upstream::Local(port) => tokio::net::TcpStream::connect(("127.0.0.1", *port)).await,
+        Upstream::Remote(addr) => {
+            match tokio::time::timeout(
+                REMOTE_CONNECT_TIMEOUT,
+                tokio::net::TcpStream::connect(&**addr),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no answer within 3 s",
+                )),
+            }
+        }
+    }
+    .map_err(failed)?;
     let _ = stream.set_nodelay(true);
     let (sender, conn) = http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
     // The connection runs on this proxy thread, beside the requests that use it.
@@ -65,22 +113,22 @@ async fn connect(port: u16) -> Result<SendRequest<Body>, BackendError> {
     Ok(sender)
 }
 
-/// Sends `req` (origin-form URI) to `127.0.0.1:port` and returns the response head; its body streams.
+/// Sends `req` (origin-form URI) to `to` and returns the response head; its body streams.
 pub(super) async fn send(
-    port: u16,
+    to: &Upstream,
     host: &HeaderValue,
     mut req: Request<Body>,
 ) -> Result<Response<Incoming>, BackendError> {
     req.headers_mut().insert(header::HOST, host.clone());
     let mut retried = false;
     loop {
-        let (mut sender, pooled) = match checkout(port) {
+        let (mut sender, pooled) = match checkout(to) {
             Some(s) => (s, true),
-            None => (connect(port).await?, false),
+            None => (connect(to).await?, false),
         };
         match sender.try_send_request(req).await {
             Ok(resp) => {
-                checkin(port, sender);
+                checkin(to, sender);
                 return Ok(resp);
             }
             Err(mut e) => match e.take_message() {
@@ -139,7 +187,7 @@ mod tests {
         use http_body_util::BodyExt;
         let req = Request::get("/v1/models").body(Body::empty()).unwrap();
         let host = HeaderValue::from_str(&format!("127.0.0.1:{port}")).unwrap();
-        let resp = send(port, &host, req).await?;
+        let resp = send(&Upstream::Local(port), &host, req).await?;
         let b = resp.into_body().collect().await?.to_bytes();
         Ok(String::from_utf8_lossy(&b).into_owned())
     }

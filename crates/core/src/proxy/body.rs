@@ -21,6 +21,8 @@ pub(crate) struct Peek {
     pub stream: bool,
     /// `adapters` / `draft_model` set (not null): a request asking the backend to load something else.
     pub loads_other: Vec<&'static str>,
+    /// The byte range of `messages`' value (a pool's conversation affinity reads it).
+    pub messages: Option<Range<usize>>,
     /// Where the object's first byte after `{` is, and whether it has any member (for an insertion).
     pub open: usize,
     pub empty: bool,
@@ -194,6 +196,7 @@ pub(crate) fn peek(body: &[u8]) -> Result<Peek, BodyError> {
                     p.model = Some((v0..s.i, text));
                 }
                 b"stream" => p.stream = value == b"true",
+                b"messages" => p.messages = Some(v0..s.i),
                 b"adapters" | b"draft_model" => {
                     let name = if key == b"adapters" {
                         "adapters"
@@ -225,6 +228,34 @@ pub(crate) fn peek(body: &[u8]) -> Result<Peek, BodyError> {
         return Err(s.err());
     }
     Ok(p)
+}
+
+/// The byte ranges of a JSON array's elements (at most `max`; `None` when it is not an array or has
+/// more).
+pub(crate) fn items(array: &[u8], max: usize) -> Option<Vec<Range<usize>>> {
+    let mut s = Scan { b: array, i: 0 };
+    s.ws();
+    s.expect(b'[').ok()?;
+    let mut out = vec![];
+    s.ws();
+    if s.b.get(s.i) == Some(&b']') {
+        return Some(out);
+    }
+    loop {
+        s.ws();
+        let start = s.i;
+        s.value().ok()?;
+        if out.len() == max {
+            return None;
+        }
+        out.push(start..s.i);
+        s.ws();
+        match s.b.get(s.i) {
+            Some(b',') => s.i += 1,
+            Some(b']') => return Some(out),
+            _ => return None,
+        }
+    }
 }
 
 /// The body with `model` set to `model`: the old value's bytes replaced, or the field inserted first.

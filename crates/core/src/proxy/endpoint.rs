@@ -6,6 +6,7 @@
 //! The key is checked against every service before a byte of the body is read (a key good for none is
 //! refused at the door), and again against the service the body names.
 
+use super::pool::Pool;
 use super::{
     auth, gate, openai_error, read_incoming, serve, Auth, Counters, Front, ListenerConfig,
     SharedKeys,
@@ -24,6 +25,8 @@ pub(super) struct Endpoint {
     keys: SharedKeys,
     /// In file order.
     fronts: Vec<Arc<Front>>,
+    /// Reached by their name or an alias (a pool's name is never a service's).
+    pools: Vec<Arc<Pool>>,
     /// Service name, then aliases, then model id → front (the first service to claim a name keeps it).
     routes: HashMap<String, usize>,
     /// Refusals at the door (before a service is known).
@@ -32,7 +35,11 @@ pub(super) struct Endpoint {
 
 impl Endpoint {
     /// `None` when there is nothing to route to.
-    pub(super) fn new(fronts: Vec<Arc<Front>>, keys: SharedKeys) -> Option<Endpoint> {
+    pub(super) fn new(
+        fronts: Vec<Arc<Front>>,
+        pools: Vec<Arc<Pool>>,
+        keys: SharedKeys,
+    ) -> Option<Endpoint> {
         let door = fronts.first()?.cfg.clone();
         let mut routes = HashMap::new();
         // Names first: a service's name always reaches it, whatever another service's alias says.
@@ -53,6 +60,7 @@ impl Endpoint {
             door,
             keys,
             fronts,
+            pools,
             routes,
             counters: Default::default(),
         })
@@ -117,12 +125,17 @@ pub(super) async fn handle(e: Arc<Endpoint>, req: Request) -> Response {
     e.counters.requests.fetch_add(1, Ordering::Relaxed);
     let keys = e.keys.read().unwrap().clone();
     let open = keys.is_empty() && keys.keyring_error.is_none();
-    if let Some(r) = gate(&e.door, &e.counters, &req, open) {
+    if let Some(r) = gate(e.door.door(), &e.counters, &req, open) {
         return r;
     }
     let origin = req.headers().get(header::ORIGIN).cloned();
     let allowed = e.allowed(&keys, req.headers());
-    if allowed.is_empty() {
+    let pools: Vec<&Arc<Pool>> = e
+        .pools
+        .iter()
+        .filter(|p| p.authorize(&keys, req.headers()) == Auth::Ok)
+        .collect();
+    if allowed.is_empty() && pools.is_empty() {
         // Refused the way a service's port refuses (401, or 503 while the keyring cannot be read).
         return match e.fronts.first() {
             Some(f) => f.authorize(&keys, req.headers()).unwrap_or_else(|| {
@@ -137,7 +150,17 @@ pub(super) async fn handle(e: Arc<Endpoint>, req: Request) -> Response {
     }
     let path = req.uri().path();
     if req.method() == Method::GET && (path == "/v1/models" || path == "/v1/models/") {
-        let data = e.listing(&allowed);
+        let mut data = e.listing(&allowed);
+        data.extend(pools.iter().map(|p| {
+            serde_json::json!({
+                "id": p.spec.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": "mlx-box",
+                "aliases": p.spec.aliases,
+                "pool": p.status().members.iter().map(|m| &m.member).collect::<Vec<_>>(),
+            })
+        }));
         return axum::Json(serde_json::json!({"object": "list", "data": data})).into_response();
     }
     if let Some(id) = path.strip_prefix("/v1/models/") {
@@ -178,6 +201,23 @@ pub(super) async fn handle(e: Arc<Endpoint>, req: Request) -> Response {
             ),
         );
     };
+    let pool = match e.route(&asked) {
+        Some(_) => None,
+        None => e.pools.iter().find(|p| p.serves(&asked)),
+    };
+    if let Some(p) = pool {
+        if !pools.iter().any(|a| Arc::ptr_eq(a, p)) {
+            p.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+            return openai_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                &format!("this API key may not use pool `{}`", p.spec.name),
+            );
+        }
+        drop(keys);
+        p.counters.requests.fetch_add(1, Ordering::Relaxed);
+        return super::pool::route(p, parts, incoming, origin, started).await;
+    }
     let Some(f) = e.route(&asked) else {
         return e.refuse(
             StatusCode::NOT_FOUND,
@@ -204,6 +244,7 @@ pub(super) async fn handle(e: Arc<Endpoint>, req: Request) -> Response {
 pub(super) enum Target {
     Service(Arc<Front>),
     Endpoint(Arc<Endpoint>),
+    Pool(Arc<Pool>),
 }
 
 impl Target {
@@ -211,6 +252,7 @@ impl Target {
         match self {
             Target::Service(f) => &f.counters,
             Target::Endpoint(e) => &e.counters,
+            Target::Pool(p) => &p.counters,
         }
     }
 
@@ -218,6 +260,7 @@ impl Target {
         match self {
             Target::Service(f) => super::handle(f, req).await,
             Target::Endpoint(e) => handle(e, req).await,
+            Target::Pool(p) => super::pool::handle(p, req).await,
         }
     }
 }

@@ -25,11 +25,13 @@ mod backend;
 pub(crate) mod body;
 mod endpoint;
 mod listen;
+mod pool;
 mod relay;
 mod sse;
 mod stats;
 
 pub use auth::{Cors, KeySet, SharedKeys};
+pub use pool::Directory;
 pub use sse::SseFilter;
 pub use stats::ProxyStats;
 
@@ -161,13 +163,20 @@ impl ListenerConfig {
         let host = &settings.server.host;
         let loopback = is_loopback(host);
         let endpoint = settings.server.port.is_some();
+        let pooled = |name: &str| {
+            settings.pools.iter().any(|p| {
+                p.members
+                    .iter()
+                    .any(|(m, _)| matches!(m, crate::config::MemberRef::Local(s) if s == name))
+            })
+        };
         settings
             .services
             .iter()
             .filter(|s| s.enabled)
             .filter_map(|spec| {
                 let backend_port = spec.backend_port?;
-                if spec.port.is_none() && !endpoint {
+                if spec.port.is_none() && !endpoint && !pooled(&spec.name) {
                     return None;
                 }
                 Some(ListenerConfig {
@@ -252,6 +261,7 @@ struct Front {
     keys: SharedKeys,
     /// `Host: 127.0.0.1:backend_port`, sent to the backend.
     backend_host: HeaderValue,
+    upstream: backend::Upstream,
     statuses: Arc<RwLock<BTreeMap<String, ServiceStatus>>>,
     /// In flight to the backend (max_concurrency) and, separately, admitted (in flight + queued).
     slots: Option<Arc<Semaphore>>,
@@ -331,9 +341,26 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The Host and Origin gates of a listener (a service's port or the one endpoint, which share the
-/// `[server]` settings); `Some` is the answer when the request goes no further.
-fn gate(cfg: &ListenerConfig, counters: &Counters, req: &Request, open: bool) -> Option<Response> {
+/// What the Host and Origin gates of a listener read (the `[server]` settings every listener shares).
+struct Door<'a> {
+    loopback: bool,
+    cors: &'a Cors,
+    domain_name: Option<&'a str>,
+}
+
+impl ListenerConfig {
+    fn door(&self) -> Door<'_> {
+        Door {
+            loopback: self.loopback,
+            cors: &self.cors,
+            domain_name: self.domain_name.as_deref(),
+        }
+    }
+}
+
+/// The Host and Origin gates of a listener (a service's port, a pool's or the one endpoint);
+/// `Some` is the answer when the request goes no further.
+fn gate(cfg: Door, counters: &Counters, req: &Request, open: bool) -> Option<Response> {
     let bad_request = |status, msg: &str| {
         counters.bad_requests.fetch_add(1, Ordering::Relaxed);
         openai_error(status, "invalid_request_error", msg)
@@ -341,7 +368,7 @@ fn gate(cfg: &ListenerConfig, counters: &Counters, req: &Request, open: bool) ->
     let headers = req.headers();
     if open && cfg.loopback {
         // Every Host header (a second one must not slip past) and an absolute-form target.
-        let domain = cfg.domain_name.as_deref();
+        let domain = cfg.domain_name;
         let named = headers
             .get_all(header::HOST)
             .iter()
@@ -394,7 +421,7 @@ impl Front {
 
     /// The Host and Origin gates; `Some` is the answer when the request goes no further.
     fn gate(&self, req: &Request, open: bool) -> Option<Response> {
-        gate(&self.cfg, &self.counters, req, open)
+        gate(self.cfg.door(), &self.counters, req, open)
     }
 
     /// The model policy over a JSON object body: the body to forward (rewritten for an alias), whether it
@@ -733,11 +760,8 @@ async fn forward(
     parts.version = axum::http::Version::HTTP_11;
     let req = axum::http::Request::from_parts(parts, body);
     let timeout = f.cfg.timeout;
-    let resp = match tokio::time::timeout(
-        timeout,
-        backend::send(f.cfg.backend_port, &f.backend_host, req),
-    )
-    .await
+    let resp = match tokio::time::timeout(timeout, backend::send(&f.upstream, &f.backend_host, req))
+        .await
     {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
@@ -838,6 +862,10 @@ pub struct Proxies {
     listeners: Vec<listen::Listener>,
     counters: BTreeMap<String, Arc<Counters>>,
     configs: Vec<ListenerConfig>,
+    pools: Vec<Arc<pool::Pool>>,
+    /// Each pool's door counters and its members' states (`POOL/MEMBER`), carried over a rebuild.
+    pool_counters: BTreeMap<String, Arc<Counters>>,
+    member_states: std::collections::HashMap<String, Arc<pool::MemberState>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -859,6 +887,9 @@ impl Proxies {
             listeners: vec![],
             counters: BTreeMap::new(),
             configs: vec![],
+            pools: vec![],
+            pool_counters: BTreeMap::new(),
+            member_states: Default::default(),
         }
     }
 
@@ -884,6 +915,7 @@ impl Proxies {
         keys: SharedKeys,
         previous: &Proxies,
         loader: Option<std::sync::Weak<dyn Loader>>,
+        directory: Option<std::sync::Weak<dyn Directory>>,
     ) -> (Proxies, Vec<ProxyError>) {
         let mut p = Proxies::empty();
         let mut errors = vec![];
@@ -913,6 +945,7 @@ impl Proxies {
             let front = Arc::new(Front {
                 backend_host: HeaderValue::from_str(&format!("127.0.0.1:{}", cfg.backend_port))
                     .unwrap_or_else(|_| HeaderValue::from_static("127.0.0.1")),
+                upstream: backend::Upstream::Local(cfg.backend_port),
                 cfg: cfg.clone(),
                 keys: keys.clone(),
                 statuses: statuses.clone(),
@@ -941,9 +974,67 @@ impl Proxies {
             fronts.push(front);
             p.configs.push(cfg);
         }
+        let mut pools = vec![];
+        for spec in &settings.pools {
+            let loopback = is_loopback(&settings.server.host);
+            if no_keys && !loopback {
+                errors.push(ProxyError::OpenOnPublicHost {
+                    service: spec.name.clone(),
+                    host: settings.server.host.clone(),
+                });
+                continue;
+            }
+            let prefix = format!("{}/", spec.name);
+            let states: std::collections::HashMap<String, Arc<pool::MemberState>> = previous
+                .member_states
+                .iter()
+                .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_string(), v.clone())))
+                .collect();
+            let counters = previous
+                .pool_counters
+                .get(&spec.name)
+                .cloned()
+                .unwrap_or_default();
+            let pool = Arc::new(pool::Pool::new(
+                spec.clone(),
+                pool::PoolDoor {
+                    loopback,
+                    cors: Cors {
+                        origins: settings.server.cors_origins.clone(),
+                    },
+                    domain_name: settings.server.domain_name.clone(),
+                    request_timeout: Duration::from_secs_f64(settings.server.request_timeout_s),
+                },
+                keys.clone(),
+                &fronts,
+                &states,
+                counters.clone(),
+                directory.clone(),
+            ));
+            p.pool_counters.insert(spec.name.clone(), counters);
+            for (m, st) in pool.member_states() {
+                p.member_states.insert(format!("{prefix}{m}"), st);
+            }
+            if let Some(port) = spec.port {
+                let addr = join_host_port(&settings.server.host, port);
+                match bind(&addr) {
+                    Ok(l) => p
+                        .listeners
+                        .push(listen::Listener::start(l, Target::Pool(pool.clone()))),
+                    Err(e) => errors.push(ProxyError::Bind {
+                        service: format!("[pools.{}]", spec.name),
+                        addr,
+                        port,
+                        source: e,
+                    }),
+                }
+            }
+            pools.push(pool);
+        }
+        p.pools = pools.clone();
         if let Some(addr) = endpoint_addr(settings) {
             let port = settings.server.port.unwrap_or_default();
-            match (endpoint::Endpoint::new(fronts, keys), bind(&addr)) {
+            match (endpoint::Endpoint::new(fronts, pools, keys), bind(&addr)) {
                 (Some(e), Ok(l)) => p
                     .listeners
                     .push(listen::Listener::start(l, Target::Endpoint(Arc::new(e)))),
@@ -962,9 +1053,10 @@ impl Proxies {
     /// The counters alone (no listeners), to hand to the listeners that replace these.
     pub fn carry_over(&self) -> Proxies {
         Proxies {
-            listeners: vec![],
             counters: self.counters.clone(),
-            configs: vec![],
+            pool_counters: self.pool_counters.clone(),
+            member_states: self.member_states.clone(),
+            ..Proxies::empty()
         }
     }
 
@@ -974,6 +1066,14 @@ impl Proxies {
         for c in self.counters.values() {
             c.tick(now);
         }
+        for p in &self.pools {
+            p.tick(now);
+        }
+    }
+
+    /// Every pool with its members' health and counters.
+    pub fn pool_status(&self) -> Vec<crate::api::PoolStatus> {
+        self.pools.iter().map(|p| p.status()).collect()
     }
 
     /// Decode speeds (tok/s) of the streams that finished since `since_ms` (unix ms), every service,
@@ -1013,6 +1113,7 @@ mod tests {
             cfg,
             keys: Default::default(),
             backend_host: HeaderValue::from_static("127.0.0.1:1"),
+            upstream: backend::Upstream::Local(1),
             statuses: Default::default(),
             slots: None,
             admitted: None,

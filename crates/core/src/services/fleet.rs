@@ -37,6 +37,38 @@ pub struct Fleet {
     clients: Mutex<BTreeMap<String, Arc<Client>>>,
 }
 
+/// A pool member on another Mac is found where the last poll saw it: the host's address with the
+/// service's frontend port, while the host answers and the service is ready.
+impl crate::proxy::Directory for Fleet {
+    fn locate(&self, host: &str, service: &str) -> Result<String, String> {
+        let hosts = self.hosts.lock().unwrap();
+        let h = hosts.get(host).ok_or("not polled yet")?;
+        if !h.reachable {
+            return Err(format!(
+                "host unreachable ({})",
+                h.error.as_deref().unwrap_or("no answer")
+            ));
+        }
+        let s = h
+            .services
+            .iter()
+            .find(|s| s.name == service)
+            .ok_or("no such service on that host")?;
+        if !matches!(
+            s.state,
+            crate::supervisor::State::Ready | crate::supervisor::State::Unhealthy
+        ) {
+            return Err(s.state.as_str().to_string());
+        }
+        let port = s.frontend_port.or(s.port).ok_or("it has no port")?;
+        let ip = h
+            .address
+            .rsplit_once(':')
+            .map_or(h.address.as_str(), |(ip, _)| ip);
+        Ok(format!("{ip}:{port}"))
+    }
+}
+
 /// Why a request could not be forwarded to a host.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {

@@ -113,6 +113,9 @@ impl Services {
         );
         let loader: Arc<dyn crate::proxy::Loader> = Arc::new(demand::DemandLoader(demand.clone()));
         proxy.set_loader(Arc::downgrade(&loader));
+        let fleet = fleet::Fleet::new(alerts.source("fleet"), events.clone());
+        let directory: Arc<dyn crate::proxy::Directory> = fleet.clone();
+        proxy.set_directory(Arc::downgrade(&directory));
         Arc::new(Services {
             config: ConfigService::new(
                 config_path,
@@ -134,7 +137,7 @@ impl Services {
             )),
             monitor,
             supervisor,
-            fleet: fleet::Fleet::new(alerts.source("fleet"), events.clone()),
+            fleet,
             served: served::ServedCheck::new(alerts.source("served")),
             alerts,
             events,
@@ -263,6 +266,7 @@ impl Services {
             },
             alerts: self.alerts.active(),
             hosts: self.fleet.statuses(),
+            pools: self.proxy.pools().await,
         }
     }
 

@@ -3,14 +3,17 @@
 
 use crate::alerts::AlertSource;
 use crate::api::{AlertSeverity, ServiceStatus};
+use crate::config::PoolSpec;
 use crate::config::Settings;
-use crate::proxy::{endpoint_addr, ListenerConfig, Loader, Proxies, ProxyStats, SharedKeys};
+use crate::proxy::{
+    endpoint_addr, Directory, ListenerConfig, Loader, Proxies, ProxyStats, SharedKeys,
+};
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock, Weak};
 
-/// What the listeners are built from: whether any key exists, the one endpoint's address, and each
-/// listener's settings.
-type Built = (bool, Option<String>, Vec<ListenerConfig>);
+/// What the listeners are built from: whether any key exists, the one endpoint's address, each
+/// listener's settings, and the pools.
+type Built = (bool, Option<String>, Vec<ListenerConfig>, Vec<PoolSpec>);
 
 pub struct ProxyHost {
     proxies: tokio::sync::Mutex<(Proxies, Option<Built>)>,
@@ -19,6 +22,8 @@ pub struct ProxyHost {
     alerts: AlertSource,
     /// What loads on-demand services (set once the demand service exists; weak: it holds this host).
     loader: OnceLock<Weak<dyn Loader>>,
+    /// Where other Macs serve their services, for pool members (the fleet; weak, as the loader).
+    directory: OnceLock<Weak<dyn Directory>>,
 }
 
 impl ProxyHost {
@@ -33,6 +38,7 @@ impl ProxyHost {
             keys,
             alerts,
             loader: OnceLock::new(),
+            directory: OnceLock::new(),
         }
     }
 
@@ -41,11 +47,21 @@ impl ProxyHost {
         let _ = self.loader.set(loader);
     }
 
+    /// Where pools find their members on other Macs.
+    pub fn set_directory(&self, directory: Weak<dyn Directory>) {
+        let _ = self.directory.set(directory);
+    }
+
     /// (Re)starts the listeners when what they depend on changed; returns whether it did. Counters carry
     /// over a rebuild.
     pub async fn apply(&self, s: &Settings) -> bool {
         let has_keys = !self.keys.read().unwrap().is_empty();
-        let built = (has_keys, endpoint_addr(s), ListenerConfig::all(s));
+        let built = (
+            has_keys,
+            endpoint_addr(s),
+            ListenerConfig::all(s),
+            s.pools.clone(),
+        );
         let mut guard = self.proxies.lock().await;
         if guard.1.as_ref() == Some(&built) {
             return false;
@@ -60,6 +76,7 @@ impl ProxyHost {
             self.keys.clone(),
             &counters,
             loader,
+            self.directory.get().cloned(),
         )
         .await;
         if errors.is_empty() {
@@ -79,6 +96,10 @@ impl ProxyHost {
 
     pub async fn stats(&self) -> BTreeMap<String, ProxyStats> {
         self.proxies.lock().await.0.stats()
+    }
+
+    pub async fn pools(&self) -> Vec<crate::api::PoolStatus> {
+        self.proxies.lock().await.0.pool_status()
     }
 
     /// The monitor tick's share: advances the live tok/s window and returns the decode speeds (tok/s) of

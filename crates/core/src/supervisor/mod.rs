@@ -309,6 +309,7 @@ impl Supervisor {
                 metrics: Default::default(),
                 control: Default::default(),
                 hosts: vec![],
+                pools: vec![],
                 services: vec![],
             };
             self.adopt_or_reap(&none).await;

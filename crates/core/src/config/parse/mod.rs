@@ -6,6 +6,7 @@
 mod alerts;
 mod app;
 mod metrics;
+mod pools;
 mod remote;
 mod server;
 mod service;
@@ -15,6 +16,7 @@ use alerts::parse_alerts;
 use app::parse_app;
 use metrics::parse_metrics;
 use mlxbox_api::settings::{self as schema, Section};
+use pools::parse_pools;
 use remote::{parse_control, parse_hosts};
 use server::parse_server;
 use service::{check_ports, parse_service};
@@ -377,7 +379,7 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
     root.unknown_keys(
         &mut cx,
         &[
-            "server", "services", "app", "alerts", "metrics", "control", "hosts",
+            "server", "services", "app", "alerts", "metrics", "control", "hosts", "pools",
         ],
     );
 
@@ -439,6 +441,8 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
         }
     }
 
+    let pools = parse_pools(&mut cx, root.get("pools"), &server, &hosts, &services);
+
     cx.diags.sort_by_key(|d| (d.line, d.col));
     let ok = !cx.diags.iter().any(|d| d.severity == Severity::Error);
     let settings = ok.then(|| Settings {
@@ -450,6 +454,7 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
         control,
         hosts,
         services,
+        pools,
     });
     (settings, cx.diags)
 }
@@ -748,6 +753,7 @@ command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{po
             ("metrics", Section::Metrics),
             ("control", Section::Control),
             ("hosts", Section::Hosts),
+            ("pools", Section::Pools),
             ("services", Section::Services),
         ] {
             let keys = schema::names(sec);
