@@ -839,6 +839,42 @@ pub(crate) fn print_status(s: &StatusReport) {
             );
         }
     }
+    for p in &s.pools {
+        println!();
+        println!(
+            "POOL {} (port {}; {} retries, {} refused)",
+            p.name,
+            p.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            p.retries,
+            p.refused
+        );
+        println!(
+            "  {:<24} {:>6} {:<10} {:>9} {:>7} {:>9} {:>9} {:>8}",
+            "MEMBER", "WEIGHT", "HEALTH", "REQUESTS", "ERRORS", "AFFINITY", "IN FLIGHT", "TOK/S"
+        );
+        for m in &p.members {
+            let health = match m.health {
+                mlxbox_core::api::MemberHealth::In => "in",
+                mlxbox_core::api::MemberHealth::Probation => "probation",
+                mlxbox_core::api::MemberHealth::Out => "OUT",
+            };
+            println!(
+                "  {:<24} {:>6} {:<10} {:>9} {:>7} {:>9} {:>9} {:>8.1}{}",
+                m.member,
+                m.weight,
+                health,
+                m.requests,
+                m.errors,
+                m.affinity_hits,
+                m.in_flight,
+                m.output_tok_s,
+                m.why
+                    .as_deref()
+                    .map(|w| format!("  ({w})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
     if !s.alerts.is_empty() {
         println!();
         for a in &s.alerts {

@@ -3,29 +3,13 @@
 //! Real daemons, a real keyring (tokens live there), real TLS.
 
 mod common;
+use common::netns::{Netns, Relay};
 use common::*;
 use serde_json::Value;
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 const S: Duration = Duration::from_secs(1);
-
-/// `mlx-box ARGS` against `d`'s state dir with `input` on stdin.
-fn cli_stdin(d: &Daemon, args: &[&str], input: &str) -> Output {
-    let mut c = Command::new(BIN)
-        .args(args)
-        .arg("--state-dir")
-        .arg(&d.state)
-        .envs(keyring_env())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    c.wait_with_output().unwrap()
-}
 
 fn ok(o: &Output) -> String {
     assert!(
@@ -305,118 +289,6 @@ fn settings_with_fingerprint(b: &Daemon, name: &str, fp: &str) -> String {
     let mut doc: toml_edit::DocumentMut = text.parse().unwrap();
     doc["hosts"][name]["fingerprint"] = toml_edit::value(fp);
     doc.to_string()
-}
-
-/// A network namespace joined to this one by a veth pair, addressed in 198.18.0.0/15; removed (with the
-/// pair) when dropped.
-struct Netns {
-    name: String,
-    /// (this side, the namespace's side)
-    addrs: (String, String),
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let id = std::process::id() % 60_000;
-        let name = format!("mlxbox-t{id}");
-        let (host, peer) = (format!("mbh{id}"), format!("mbp{id}"));
-        let net = format!("198.18.{}.", 1 + id % 250);
-        let (a, b) = (format!("{net}1"), format!("{net}2"));
-        // A namespace of the same name left by an earlier run that was killed.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &name])
-            .stderr(Stdio::null())
-            .status();
-        let n = Netns {
-            name: name.clone(),
-            addrs: (a.clone(), b.clone()),
-        };
-        let run = |args: &[&str]| {
-            let o = Command::new("ip").args(args).output().unwrap();
-            assert!(
-                o.status.success(),
-                "ip {args:?}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-        };
-        run(&["netns", "add", &name]);
-        run(&["link", "add", &host, "type", "veth", "peer", "name", &peer]);
-        run(&["link", "set", &peer, "netns", &name]);
-        run(&["addr", "add", &format!("{a}/24"), "dev", &host]);
-        run(&["link", "set", &host, "up"]);
-        for args in [
-            vec!["addr", "add", &format!("{b}/24"), "dev", &peer],
-            vec!["link", "set", &peer, "up"],
-            vec!["link", "set", "lo", "up"],
-        ] {
-            let mut full = vec!["netns", "exec", &name, "ip"];
-            full.extend(args.iter().copied());
-            run(&full);
-        }
-        n
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Deleting the namespace deletes its end of the pair, and so the pair.
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-/// A TCP relay that holds every chunk for `delay_ms` before passing it on, each way: the latency this
-/// kernel cannot add by itself (no netem).
-struct Relay {
-    port: u16,
-    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl Relay {
-    fn start(to: String) -> Relay {
-        use std::sync::atomic::Ordering;
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        let delay_ms = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let d = delay_ms.clone();
-        std::thread::spawn(move || {
-            for c in l.incoming().flatten() {
-                let Ok(up) = std::net::TcpStream::connect(&to) else {
-                    continue;
-                };
-                let _ = (c.set_nodelay(true), up.set_nodelay(true));
-                for (mut from, mut into) in
-                    [(c.try_clone().unwrap(), up.try_clone().unwrap()), (up, c)]
-                {
-                    let d = d.clone();
-                    std::thread::spawn(move || {
-                        use std::io::Read;
-                        let mut buf = [0u8; 16384];
-                        while let Ok(n) = from.read(&mut buf) {
-                            if n == 0 {
-                                break;
-                            }
-                            let ms = d.load(Ordering::Relaxed);
-                            if ms > 0 {
-                                std::thread::sleep(Duration::from_millis(ms));
-                            }
-                            if into.write_all(&buf[..n]).is_err() {
-                                break;
-                            }
-                        }
-                        let _ = into.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Relay { port, delay_ms }
-    }
-
-    fn set_delay(&self, ms: u64) {
-        self.delay_ms
-            .store(ms, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 fn host_of(d: &Daemon, name: &str) -> Value {

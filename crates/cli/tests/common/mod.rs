@@ -3,6 +3,8 @@
 //! daemon and of every process group listed in its state file, whatever happened.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -18,6 +20,22 @@ pub fn fault_server() -> String {
         "{}/../../python/fault_server.py",
         env!("CARGO_MANIFEST_DIR")
     )
+}
+
+/// `mlx-box ARGS` against `d`'s state dir with `input` on stdin.
+pub fn cli_stdin(d: &Daemon, args: &[&str], input: &str) -> Output {
+    let mut c = Command::new(BIN)
+        .args(args)
+        .arg("--state-dir")
+        .arg(&d.state)
+        .envs(keyring_env())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut c.stdin.take().unwrap(), input.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
 }
 
 pub fn free_port() -> u16 {
