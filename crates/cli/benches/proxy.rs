@@ -13,7 +13,9 @@
 //! 3. The added latency unloaded (one connection) for GET and POST, over the upstream direct.
 //! 4. Request metrics on against `[metrics] requests = false` (a second daemon, an upstream alike), POST
 //!    and stream at 32 connections, alternating rounds.
-//! 5. The reasoning filter alone (`SseFilter`) over an mlx_lm-like SSE stream with think spans: MB/s.
+//! 5. A pool (`[pools.pool] members = ["fast"]`) against the member's own port at 32 connections: what
+//!    the pool's routing costs (POST with the pool's name as `model`, against the service's alias).
+//! 6. The reasoning filter alone (`SseFilter`) over an mlx_lm-like SSE stream with think spans: MB/s.
 //!
 //! `MLXBOX_BENCH_SECS` (default 10) per measurement, `MLXBOX_BENCH_ROUNDS` (default 3).
 //!
@@ -125,11 +127,12 @@ fn main() {
     // with filter_reasoning. Both are run by mlx-box as its services (so the proxy sees them ready).
     let up_conf = upstream_conf(d, "upstream", up);
     let up2_conf = upstream_conf(d, "upstream2", up2);
+    let poolp = free_port();
     let settings = d.join("settings.toml");
     std::fs::write(
         &settings,
         format!(
-            "[server]\nhost = \"127.0.0.1\"\napi_keys = [\"bench-key\"]\n[services.fast]\nkind = \"command\"\nport = {front}\nbackend_port = {up}\nmodel = \"bench/model\"\nprobe = \"/v1/models\"\ncommand = [\"nginx\", \"-c\", \"{}\", \"-g\", \"daemon off;\"]\n[services.think]\nkind = \"command\"\nport = {front2}\nbackend_port = {up2}\nmodel = \"bench/model\"\nfilter_reasoning = true\nprobe = \"/v1/models\"\ncommand = [\"nginx\", \"-c\", \"{}\", \"-g\", \"daemon off;\"]\n",
+            "[server]\nhost = \"127.0.0.1\"\napi_keys = [\"bench-key\"]\n[pools.pool]\nmembers = [\"fast\"]\nport = {poolp}\n[services.fast]\nkind = \"command\"\nport = {front}\nbackend_port = {up}\nmodel = \"bench/model\"\nprobe = \"/v1/models\"\ncommand = [\"nginx\", \"-c\", \"{}\", \"-g\", \"daemon off;\"]\n[services.think]\nkind = \"command\"\nport = {front2}\nbackend_port = {up2}\nmodel = \"bench/model\"\nfilter_reasoning = true\nprobe = \"/v1/models\"\ncommand = [\"nginx\", \"-c\", \"{}\", \"-g\", \"daemon off;\"]\n",
             up_conf.display(),
             up2_conf.display()
         ),
@@ -180,7 +183,7 @@ fn main() {
             .is_ok_and(|o| o.stdout == b"200")
     };
     loop {
-        if answers(front) && answers(front2) && answers(front3) {
+        if answers(front) && answers(front2) && answers(front3) && answers(poolp) {
             break;
         }
         assert!(
@@ -234,6 +237,29 @@ fn main() {
         }
         onoff.push((case.name, best));
     }
+    // The pool over its one member against that member's own port.
+    let alias = cases()[2];
+    let via_pool = Case {
+        name: "POST through the pool",
+        body: Some(chat_body("pool", false)),
+        ..alias
+    };
+    let mut pooled = [Wrk::default(); 2];
+    for (p, case) in [(front, &alias), (poolp, &via_pool)] {
+        wrk(p, 1, 32, case, d);
+    }
+    for round in 0..rounds {
+        for (i, (p, case)) in [(front, &alias), (poolp, &via_pool)]
+            .into_iter()
+            .enumerate()
+        {
+            let w = wrk(p, secs, 32, case, d);
+            eprintln!("pool overhead round {round} {:<22} {w:?}", case.name);
+            if w.rps > pooled[i].rps {
+                pooled[i] = w;
+            }
+        }
+    }
     // The latency a proxy adds, measured unloaded (one connection, one request at a time): at 32
     // connections on 2 cores the p50 is mostly queueing for a core, for nginx as much as for us.
     let get = cases()[0];
@@ -278,6 +304,17 @@ fn main() {
             if ratio >= 0.97 { "yes" } else { "no" }
         );
     }
+    let ratio = pooled[1].rps / pooled[0].rps;
+    println!("\na pool of one member (`[pools.pool] members = [\"fast\"]`, `model` = the pool) against the member's own port (`model` = its alias), POST, 32 connections, best of {rounds} rounds of {secs} s:\n");
+    println!("| request | member's port req/s | pool req/s | pool / member | target | met | pool p50 | pool p99 |\n|---|---|---|---|---|---|---|---|");
+    println!(
+        "| POST | {:.0} | {:.0} | {ratio:.2} | ≥ 0.95 | {} | {:.3} ms | {:.3} ms |",
+        pooled[0].rps,
+        pooled[1].rps,
+        if ratio >= 0.95 { "yes" } else { "no" },
+        pooled[1].p50_ms,
+        pooled[1].p99_ms
+    );
     println!("\none connection (unloaded), p50 added over the upstream direct:\n\n| request | nginx | mlx-box | target |\n|---|---|---|---|");
     for (c, case) in [get, post].iter().enumerate() {
         let [direct, n, m] = single[c];

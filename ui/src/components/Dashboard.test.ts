@@ -219,6 +219,43 @@ describe("dashboard", () => {
     expect(await screen.findByTestId("service-chat")).toBeInTheDocument();
   });
 
+  it("shows each pool member's health, share and why it is out", async () => {
+    const member = (name: string, health: "in" | "out" | "probation", requests: number, why: string | null = null) => ({
+      member: name,
+      weight: 1,
+      health,
+      why,
+      requests,
+      errors: health === "out" ? 3 : 0,
+      affinity_hits: 2,
+      in_flight: 1,
+      output_tokens: 10,
+      output_tok_s: 12.5,
+    });
+    backend({
+      get_status: () =>
+        status({
+          pools: [
+            {
+              name: "everywhere",
+              port: 8100,
+              refused: 0,
+              retries: 4,
+              members: [member("chat", "in", 75), member("studio-2/chat", "out", 25, "host unreachable")],
+            },
+          ],
+        }),
+    });
+    await dashboard();
+    const pool = await screen.findByTestId("pool-everywhere");
+    expect(pool).toHaveTextContent("4 retried");
+    expect(within(pool).getByTestId("pool-member-chat")).toHaveTextContent("75 %");
+    const out = within(pool).getByTestId("pool-member-studio-2/chat");
+    expect(out).toHaveTextContent("out");
+    expect(out).toHaveTextContent("host unreachable");
+    expect(out).toHaveTextContent("25 %");
+  });
+
   it("keeps at most 10 minutes of samples", async () => {
     backend({ get_history: () => ({ samples: Array.from({ length: 600 }, (_, i) => sample(i)) }) });
     await dashboard();

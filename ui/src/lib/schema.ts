@@ -50,6 +50,7 @@ export const METRICS_FIELDS: FieldSpec[] = fieldsOf("metrics");
 export const CONTROL_FIELDS: FieldSpec[] = fieldsOf("control");
 /** The keys of one [hosts.NAME] table. */
 export const HOST_FIELDS: FieldSpec[] = fieldsOf("hosts");
+export const POOL_FIELDS: FieldSpec[] = fieldsOf("pools");
 export const KINDS = SETTINGS_SCHEMA.find((k) => k.section === "services" && k.key === "kind")?.options ?? [];
 
 /** The service keys by the schema's groups, in its order. */
@@ -74,6 +75,7 @@ export const SECTION_FIELDS: Record<string, FieldSpec[]> = {
 export function fieldFor(path: string[]): FieldSpec | undefined {
   if (path[0] === "services" && path.length === 3) return SERVICE_FIELDS.find((f) => f.key === path[2]);
   if (path[0] === "hosts" && path.length === 3) return HOST_FIELDS.find((f) => f.key === path[2]);
+  if (path[0] === "pools" && path.length === 3) return POOL_FIELDS.find((f) => f.key === path[2]);
   if (path.length === 2) return SECTION_FIELDS[path[0]]?.find((f) => f.key === path[1]);
   return undefined;
 }

@@ -71,6 +71,7 @@ export function status(over: Partial<StatusReport> = {}): StatusReport {
     thermal: { state: "nominal" },
     alerts: [],
     hosts: [],
+    pools: [],
     ...over,
   };
 }

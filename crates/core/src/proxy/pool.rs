@@ -75,6 +75,8 @@ struct Failing {
 struct Member {
     at: MemberRef,
     label: String,
+    /// `x-mlx-box-member` on the replies it gave.
+    header: HeaderValue,
     weight: f64,
     /// A service of this Mac: its front.
     local: Option<Arc<Front>>,
@@ -122,6 +124,8 @@ impl Pool {
             .map(|(at, weight)| {
                 let label = at.to_string();
                 Member {
+                    header: HeaderValue::from_str(&label)
+                        .unwrap_or_else(|_| HeaderValue::from_static("?")),
                     local: match at {
                         MemberRef::Local(name) => {
                             fronts.iter().find(|f| &f.cfg.spec.name == name).cloned()
@@ -535,9 +539,11 @@ pub(super) async fn route(
             _slot: None,
             _admitted: None,
         };
-        // The body for this member: `model` names its service (which maps it to its model id).
-        let service = match &m.at {
-            MemberRef::Local(s) | MemberRef::Remote { service: s, .. } => s,
+        // The body for this member: `model` names its model id (a service of this Mac: its front then
+        // leaves the body as it is), or its service (another Mac's, whose front maps it to its model).
+        let service = match (&m.at, &m.local) {
+            (_, Some(f)) if f.cfg.spec.model.is_some() => f.cfg.spec.model.as_deref().unwrap_or(""),
+            (MemberRef::Local(s) | MemberRef::Remote { service: s, .. }, _) => s.as_str(),
         };
         let body = match (&bytes, &peek) {
             (Some(b), Some(p)) => Some(Bytes::from(body::with_model(b, p, service))),
@@ -568,9 +574,7 @@ pub(super) async fn route(
                 if let Some(h) = hashes.last() {
                     pool.affinity.lock().unwrap().put(*h, i);
                 }
-                if let Ok(v) = HeaderValue::from_str(&m.label) {
-                    r.headers_mut().insert("x-mlx-box-member", v);
-                }
+                r.headers_mut().insert("x-mlx-box-member", m.header.clone());
                 pool.cors.answer_headers(origin.as_ref(), r.headers_mut());
                 return r;
             }
