@@ -17,11 +17,21 @@ pub enum Kind {
     Tts,
     Stt,
     Command,
+    /// One chat model split across ranks (several Macs, or local ranks) by `mlx.launch`: tensor
+    /// parallel, or pipeline.
+    Distributed,
 }
 
 impl Kind {
-    pub const NAMES: &'static [&'static str] =
-        &["chat", "embedding", "ocr", "tts", "stt", "command"];
+    pub const NAMES: &'static [&'static str] = &[
+        "chat",
+        "embedding",
+        "ocr",
+        "tts",
+        "stt",
+        "command",
+        "distributed",
+    ];
 
     pub fn parse(s: &str) -> Option<Kind> {
         Some(match s {
@@ -31,6 +41,7 @@ impl Kind {
             "tts" => Kind::Tts,
             "stt" | "whisper" => Kind::Stt,
             "command" => Kind::Command,
+            "distributed" => Kind::Distributed,
             _ => return None,
         })
     }
@@ -61,7 +72,13 @@ impl Kind {
             Kind::Tts => "tts",
             Kind::Stt => "stt",
             Kind::Command => "command",
+            Kind::Distributed => "distributed",
         }
+    }
+
+    /// Serves the OpenAI chat API (mlx_lm's server, alone or across ranks).
+    pub fn is_chat(self) -> bool {
+        matches!(self, Kind::Chat | Kind::Distributed)
     }
 }
 

@@ -145,13 +145,14 @@ use DefaultValue::{Bool as B, Float as F, Int as I, Str as S};
 use KeyType::{Argv, Bool, Enum, Env, Float, Int, Port, Scalar, Secret, String as Str};
 use Section::{Alerts, App, Control, Hosts, Metrics, Pools, Server, Services};
 
-const CHATTY: &[Kind] = &[Kind::Chat, Kind::Ocr, Kind::Command];
+const CHATTY: &[Kind] = &[Kind::Chat, Kind::Ocr, Kind::Command, Kind::Distributed];
 const SERVER: &str = "Server";
 const GENERATION: &str = "Generation";
 const PROCESS: &str = "Process";
 const THRESHOLDS: &str = "Benchmark thresholds (mlx-box doctor)";
 const SUPERVISION: &str = "Supervision";
 const ON_DEMAND: &str = "On demand (memory budget)";
+const DISTRIBUTED: &str = "One model across Macs (kind = distributed)";
 
 /// Every key, in the order the form shows them.
 pub const KEYS: &[Key] = &[
@@ -255,6 +256,20 @@ pub const KEYS: &[Key] = &[
         .range(0.1, 86_400.0, "600"),
     key(Services, "allow_any_model", Bool, "Pass any model (and adapters, draft_model) to the server: it may then load it, outside the memory budget.")
         .group(SERVER)
+        .default(B(false)),
+    // kind = "distributed"
+    key(Services, "hosts", Argv, "The ranks, one per line: `local` (this Mac) or a name from [hosts]; a name repeated runs that many ranks there. Rank 0 (the first) serves the API.")
+        .group(DISTRIBUTED)
+        .kinds(&[Kind::Distributed])
+        .suggest(&["local", "studio-2"]),
+    key(Services, "backend", Enum, "mlx.launch's backend: ring (Ethernet, Thunderbolt over TCP) or jaccl (Thunderbolt 5 RDMA).")
+        .group(DISTRIBUTED)
+        .kinds(&[Kind::Distributed])
+        .options(&["ring", "jaccl"])
+        .default(S("ring")),
+    key(Services, "pipeline", Bool, "Split the model by layers (mlx_lm.server --pipeline) instead of tensor parallel.")
+        .group(DISTRIBUTED)
+        .kinds(&[Kind::Distributed])
         .default(B(false)),
     // generation
     key(Services, "max_tokens", Int, "→ --max-tokens (1–10000000).")

@@ -39,6 +39,12 @@ pub struct ServiceStatus {
     /// Loaded on request and unloaded when idle (`on_demand = true`): its toggle unloads.
     #[serde(default)]
     pub on_demand: bool,
+    /// `kind = "distributed"`: the rank layout (`rank 0: local (127.0.0.1)`, …) and the hostfile
+    /// `mlx.launch` was given.
+    #[serde(default)]
+    pub ranks: Vec<String>,
+    #[serde(default)]
+    pub hostfile: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]

@@ -796,6 +796,17 @@ pub(crate) fn print_status(s: &StatusReport) {
             x.model.as_deref().unwrap_or("-"),
         );
     }
+    for x in s.services.iter().filter(|x| !x.ranks.is_empty()) {
+        println!(
+            "{}: {}{}",
+            x.name,
+            x.ranks.join(", "),
+            x.hostfile
+                .as_deref()
+                .map(|h| format!("; hostfile {h}"))
+                .unwrap_or_default()
+        );
+    }
     let errors: Vec<&ServiceStatus> = s
         .services
         .iter()

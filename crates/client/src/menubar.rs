@@ -452,6 +452,8 @@ mod tests {
             crash_loop: false,
             adopted: false,
             on_demand: false,
+            ranks: vec![],
+            hostfile: None,
         }
     }
 

@@ -214,7 +214,10 @@ pub fn estimate_service(spec: &ServiceSpec, hub: &Path) -> ServiceEstimate {
     // Embedding servers hold no KV cache beyond one batch: count weights only.
     let kv_needed = matches!(
         spec.kind,
-        crate::config::Kind::Chat | crate::config::Kind::Ocr | crate::config::Kind::Command
+        crate::config::Kind::Chat
+            | crate::config::Kind::Distributed
+            | crate::config::Kind::Ocr
+            | crate::config::Kind::Command
     );
     let kv_bytes = match (&shape, context) {
         (Some(s), Some(c)) if kv_needed => Some(s.bytes_for(c) * concurrency),

@@ -13,6 +13,9 @@ pub struct LaunchPlan {
     pub cwd: Option<PathBuf>,
     pub host: String,
     pub port: u16,
+    /// Files the process reads, written before it starts (the hostfile of a distributed service).
+    #[serde(default)]
+    pub files: BTreeMap<PathBuf, String>,
 }
 
 impl LaunchPlan {
@@ -33,6 +36,12 @@ impl LaunchPlan {
         }
         if let Some(c) = &self.cwd {
             h.update(c.to_string_lossy().as_bytes());
+        }
+        for (path, text) in &self.files {
+            h.update(path.to_string_lossy().as_bytes());
+            h.update([0]);
+            h.update(text.as_bytes());
+            h.update([0]);
         }
         hex::encode(&h.finalize()[..12])
     }
@@ -88,6 +97,7 @@ pub fn plan(
     let model = spec.model.clone().unwrap_or_default();
     let max_tokens = spec.max_tokens.unwrap_or(512).to_string();
 
+    let mut files = BTreeMap::new();
     let argv: Vec<String> = if let Some(tpl) = &spec.command {
         tpl.iter()
             .map(|a| {
@@ -105,38 +115,43 @@ pub fn plan(
                 .ok_or_else(|| LaunchError::NoModel(spec.name.clone()))
         };
         match spec.kind {
-            Kind::Chat => {
-                let mut a = vec![python, "-m".into(), "mlx_lm".into(), "server".into()];
-                a.extend(["--model".into(), need_model()?]);
-                a.extend([
-                    "--host".into(),
-                    host.clone(),
-                    "--port".into(),
-                    port.to_string(),
-                ]);
-                a.extend(["--max-tokens".into(), max_tokens]);
-                // CORS closed: mlx_lm answers `Access-Control-Allow-Origin: *` by default, which lets any
-                // web page the user visits read its replies. Behind the proxy no real origin equals the
-                // one it is given (`.invalid` is reserved): the proxy answers CORS from [server]
-                // cors_origins. Without a proxy, the server itself gets that list.
-                let origins = &settings.server.cors_origins;
-                let allowed = if spec.backend_port.is_none() && !origins.is_empty() {
-                    origins.join(",")
-                } else {
-                    NO_ORIGIN.to_string()
+            Kind::Chat => chat_argv(
+                spec,
+                settings,
+                python,
+                need_model()?,
+                &host,
+                port,
+                max_tokens,
+            ),
+            Kind::Distributed => {
+                let Some(d) = &spec.distributed else {
+                    return Err(LaunchError::NotLaunchable {
+                        name: spec.name.clone(),
+                        reason: "it has no ranks (`hosts`)".into(),
+                    });
                 };
-                a.extend(["--allowed-origins".into(), allowed]);
-                if let Some(t) = spec.temperature {
-                    a.extend(["--temp".into(), fmt_num(t)]);
-                }
-                if let Some(p) = spec.top_p {
-                    a.extend(["--top-p".into(), fmt_num(p)]);
-                }
-                if spec.disable_thinking_tags {
-                    a.extend([
-                        "--chat-template-args".into(),
-                        r#"{"enable_thinking":false}"#.into(),
-                    ]);
+                let hostfile = rt.scripts_dir.join(format!("{}.hostfile.json", spec.name));
+                files.insert(hostfile.clone(), hostfile_json(d));
+                let mut a = vec![
+                    mlx_launch(&python),
+                    "--backend".into(),
+                    d.backend.clone(),
+                    "--hostfile".into(),
+                    hostfile.to_string_lossy().into_owned(),
+                    "--".into(),
+                ];
+                a.extend(chat_argv(
+                    spec,
+                    settings,
+                    python,
+                    need_model()?,
+                    &host,
+                    port,
+                    max_tokens,
+                ));
+                if d.pipeline {
+                    a.push("--pipeline".into());
                 }
                 a
             }
@@ -202,7 +217,80 @@ pub fn plan(
         cwd: spec.cwd.clone(),
         host,
         port,
+        files,
     })
+}
+
+/// `python -m mlx_lm server …` with the service's generation flags.
+fn chat_argv(
+    spec: &ServiceSpec,
+    settings: &Settings,
+    python: String,
+    model: String,
+    host: &str,
+    port: u16,
+    max_tokens: String,
+) -> Vec<String> {
+    let mut a = vec![python, "-m".into(), "mlx_lm".into(), "server".into()];
+    a.extend(["--model".into(), model]);
+    a.extend([
+        "--host".into(),
+        host.to_string(),
+        "--port".into(),
+        port.to_string(),
+    ]);
+    a.extend(["--max-tokens".into(), max_tokens]);
+    // CORS closed: mlx_lm answers `Access-Control-Allow-Origin: *` by default, which lets any web page
+    // the user visits read its replies. Behind the proxy no real origin equals the one it is given
+    // (`.invalid` is reserved): the proxy answers CORS from [server] cors_origins. Without a proxy, the
+    // server itself gets that list.
+    let origins = &settings.server.cors_origins;
+    let allowed = if spec.backend_port.is_none() && !origins.is_empty() {
+        origins.join(",")
+    } else {
+        NO_ORIGIN.to_string()
+    };
+    a.extend(["--allowed-origins".into(), allowed]);
+    if let Some(t) = spec.temperature {
+        a.extend(["--temp".into(), fmt_num(t)]);
+    }
+    if let Some(p) = spec.top_p {
+        a.extend(["--top-p".into(), fmt_num(p)]);
+    }
+    if spec.disable_thinking_tags {
+        a.extend([
+            "--chat-template-args".into(),
+            r#"{"enable_thinking":false}"#.into(),
+        ]);
+    }
+    a
+}
+
+/// `mlx.launch` beside the interpreter (the venv's), else on PATH.
+fn mlx_launch(python: &str) -> String {
+    let p = Path::new(python);
+    if p.is_absolute() {
+        if let Some(beside) = p.parent().map(|d| d.join("mlx.launch")) {
+            if beside.exists() {
+                return beside.to_string_lossy().into_owned();
+            }
+        }
+    }
+    which("mlx.launch")
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "mlx.launch".into())
+}
+
+/// The hostfile `mlx.launch --hostfile` reads: per rank, the host it ssh's into (127.0.0.1: run here,
+/// no ssh) and the IP its ring connects to.
+fn hostfile_json(d: &crate::config::DistributedSpec) -> String {
+    let hosts: Vec<serde_json::Value> = d
+        .ranks
+        .iter()
+        .map(|r| serde_json::json!({"ssh": r.address(), "ips": [r.address()]}))
+        .collect();
+    let file = serde_json::json!({"backend": d.backend, "envs": [], "hosts": hosts});
+    serde_json::to_string_pretty(&file).unwrap_or_default()
 }
 
 fn fmt_num(x: f64) -> String {
@@ -245,6 +333,69 @@ mod tests {
     fn settings(text: &str) -> Settings {
         let (s, d) = parse_settings(Path::new("s.toml"), text);
         s.unwrap_or_else(|| panic!("{d:?}"))
+    }
+
+    #[test]
+    fn a_distributed_service_runs_mlx_launch_with_a_generated_hostfile() {
+        let fp = "AA:".repeat(31) + "AA";
+        let s = settings(&format!(
+            "[hosts.studio-2]\naddress = \"198.18.0.2:9443\"\nfingerprint = \"{fp}\"\n[services.big]\nkind = \"distributed\"\nhosts = [\"local\", \"studio-2\"]\npipeline = true\nport = 8080\nbackend_port = 8081\nmodel = \"org/huge\"\npython = \"/venv/bin/python\"\n"
+        ));
+        let spec = s.service("big").unwrap();
+        assert_eq!(spec.restart, crate::config::RestartPolicy::Always);
+        let p = plan(spec, &s, &rt()).unwrap();
+        let sep = p.argv.iter().position(|a| a == "--").unwrap();
+        assert!(p.argv[0].ends_with("mlx.launch"), "{:?}", p.argv);
+        assert_eq!(
+            &p.argv[1..sep],
+            ["--backend", "ring", "--hostfile", "/rt/big.hostfile.json"]
+        );
+        assert_eq!(
+            &p.argv[sep + 1..sep + 7],
+            [
+                "/venv/bin/python",
+                "-m",
+                "mlx_lm",
+                "server",
+                "--model",
+                "org/huge"
+            ]
+        );
+        assert_eq!(p.argv.last().unwrap(), "--pipeline");
+        let file: serde_json::Value =
+            serde_json::from_str(&p.files[Path::new("/rt/big.hostfile.json")]).unwrap();
+        assert_eq!(
+            file["hosts"],
+            serde_json::json!([
+                {"ssh": "127.0.0.1", "ips": ["127.0.0.1"]},
+                {"ssh": "198.18.0.2", "ips": ["198.18.0.2"]}
+            ])
+        );
+        // The hostfile is part of what decides a restart.
+        let mut other = p.clone();
+        other.files.values_mut().for_each(|t| t.push(' '));
+        assert_ne!(p.hash(), other.hash());
+        // Too few ranks, an unknown host, an unknown backend: positioned errors.
+        for (bad, why) in [
+            ("hosts = [\"local\"]", "needs 2 to 64"),
+            ("hosts = [\"local\", \"nowhere\"]", "no host `nowhere`"),
+            (
+                "hosts = [\"local\", \"local\"]\nbackend = \"mpi\"",
+                "ring and jaccl",
+            ),
+        ] {
+            let (s, d) = parse_settings(
+                Path::new("s.toml"),
+                &format!(
+                    "[services.big]\nkind = \"distributed\"\nport = 8080\nmodel = \"m\"\n{bad}\n"
+                ),
+            );
+            assert!(s.is_none(), "{bad}");
+            assert!(
+                d.iter().any(|d| d.message.contains(why) && d.line >= 2),
+                "{bad}: {d:?}"
+            );
+        }
     }
 
     #[test]

@@ -3,4 +3,4 @@
 /**
  * What a service serves; decides its default command line and its readiness probe.
  */
-export type Kind = "chat" | "embedding" | "ocr" | "tts" | "stt" | "command";
+export type Kind = "chat" | "embedding" | "ocr" | "tts" | "stt" | "command" | "distributed";

@@ -34,4 +34,9 @@ adopted: boolean,
 /**
  * Loaded on request and unloaded when idle (`on_demand = true`): its toggle unloads.
  */
-on_demand: boolean, };
+on_demand: boolean, 
+/**
+ * `kind = "distributed"`: the rank layout (`rank 0: local (127.0.0.1)`, …) and the hostfile
+ * `mlx.launch` was given.
+ */
+ranks: Array<string>, hostfile: string | null, };

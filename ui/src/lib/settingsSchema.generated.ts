@@ -539,7 +539,8 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
       "ocr",
       "tts",
       "stt",
-      "command"
+      "command",
+      "distributed"
     ],
     "suggest": [],
     "kinds": [],
@@ -671,6 +672,60 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "kinds": [],
     "absent": null,
     "help": "Pass any model (and adapters, draft_model) to the server: it may then load it, outside the memory budget."
+  },
+  {
+    "section": "services",
+    "key": "hosts",
+    "type": "argv",
+    "group": "One model across Macs (kind = distributed)",
+    "default": null,
+    "min": null,
+    "max": null,
+    "options": [],
+    "suggest": [
+      "local",
+      "studio-2"
+    ],
+    "kinds": [
+      "distributed"
+    ],
+    "absent": null,
+    "help": "The ranks, one per line: `local` (this Mac) or a name from [hosts]; a name repeated runs that many ranks there. Rank 0 (the first) serves the API."
+  },
+  {
+    "section": "services",
+    "key": "backend",
+    "type": "enum",
+    "group": "One model across Macs (kind = distributed)",
+    "default": "ring",
+    "min": null,
+    "max": null,
+    "options": [
+      "ring",
+      "jaccl"
+    ],
+    "suggest": [],
+    "kinds": [
+      "distributed"
+    ],
+    "absent": null,
+    "help": "mlx.launch's backend: ring (Ethernet, Thunderbolt over TCP) or jaccl (Thunderbolt 5 RDMA)."
+  },
+  {
+    "section": "services",
+    "key": "pipeline",
+    "type": "bool",
+    "group": "One model across Macs (kind = distributed)",
+    "default": false,
+    "min": null,
+    "max": null,
+    "options": [],
+    "suggest": [],
+    "kinds": [
+      "distributed"
+    ],
+    "absent": null,
+    "help": "Split the model by layers (mlx_lm.server --pipeline) instead of tensor parallel."
   },
   {
     "section": "services",
@@ -937,7 +992,8 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "kinds": [
       "chat",
       "ocr",
-      "command"
+      "command",
+      "distributed"
     ],
     "absent": null,
     "help": "chat/ocr: minimum generation tok/s of one request."
@@ -955,7 +1011,8 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "kinds": [
       "chat",
       "ocr",
-      "command"
+      "command",
+      "distributed"
     ],
     "absent": null,
     "help": "chat/ocr: maximum time to first token (ms)."
@@ -973,7 +1030,8 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "kinds": [
       "chat",
       "ocr",
-      "command"
+      "command",
+      "distributed"
     ],
     "absent": null,
     "help": "chat/ocr: minimum output tok/s at the highest concurrency measured."
@@ -991,7 +1049,8 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "kinds": [
       "chat",
       "ocr",
-      "command"
+      "command",
+      "distributed"
     ],
     "absent": null,
     "help": "chat/ocr: minimum share of linear scaling across concurrency (0–1)."

@@ -31,6 +31,8 @@ export function service(name: string, over: Partial<ServiceStatus> = {}): Servic
     crash_loop: false,
     adopted: false,
     on_demand: false,
+    ranks: [],
+    hostfile: null,
     ...over,
   };
 }

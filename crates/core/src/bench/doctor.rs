@@ -155,7 +155,7 @@ pub async fn doctor(input: DoctorInput, opts: &DoctorOptions) -> DoctorReport {
             );
         }
 
-        if spec.kind == Kind::Chat {
+        if spec.kind.is_chat() {
             if ready {
                 let t = checks::thinking(&http, &base, spec.disable_thinking_tags, 256).await;
                 push("thinking", Some(name), t.status, t.reason);
@@ -171,7 +171,10 @@ pub async fn doctor(input: DoctorInput, opts: &DoctorOptions) -> DoctorReport {
             }
         }
 
-        if matches!(spec.kind, Kind::Chat | Kind::Embedding | Kind::Ocr) {
+        if matches!(
+            spec.kind,
+            Kind::Chat | Kind::Distributed | Kind::Embedding | Kind::Ocr
+        ) {
             if ready && measurable {
                 let (s, r) = concurrent(&http, &base, spec.kind, opts.concurrent).await;
                 push("concurrent", Some(name), s, r);

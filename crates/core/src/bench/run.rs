@@ -63,7 +63,7 @@ impl Target {
         let skipped = skipped.or_else(|| {
             (!matches!(
                 spec.kind,
-                Kind::Chat | Kind::Ocr | Kind::Embedding | Kind::Command
+                Kind::Chat | Kind::Distributed | Kind::Ocr | Kind::Embedding | Kind::Command
             ))
             .then(|| {
                 format!(
@@ -117,7 +117,7 @@ fn planned(opts: &BenchOptions, t: &Target) -> u32 {
                 } else {
                     0
                 }
-                + u32::from(opts.thinking_check && t.spec.kind == Kind::Chat)
+                + u32::from(opts.thinking_check && t.spec.kind.is_chat())
                 + if opts.long_context { 3 } else { 0 }
         }
     }
@@ -384,7 +384,7 @@ async fn chat_service(
             base.and_then(|b| parallel_efficiency(l.output_tok_s, l.concurrency, b));
     }
     r.throttling_suspected = throttled;
-    if opts.thinking_check && t.spec.kind == Kind::Chat && !cancel.load(Ordering::SeqCst) {
+    if opts.thinking_check && t.spec.kind.is_chat() && !cancel.load(Ordering::SeqCst) {
         let c = checks::thinking(
             http,
             &t.base_url,

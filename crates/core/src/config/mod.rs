@@ -61,7 +61,7 @@ pub enum Probe {
 impl Probe {
     pub fn for_kind(kind: Kind) -> Probe {
         match kind {
-            Kind::Chat | Kind::Ocr => Probe::Chat,
+            Kind::Chat | Kind::Ocr | Kind::Distributed => Probe::Chat,
             Kind::Embedding => Probe::Embedding,
             Kind::Tts | Kind::Stt | Kind::Command => Probe::Tcp,
         }
@@ -165,9 +165,41 @@ pub struct ServiceSpec {
     /// Past this footprint (bytes) the server is drained and restarted.
     #[serde(default)]
     pub max_footprint_bytes: Option<u64>,
+    /// `kind = "distributed"`: its ranks and how `mlx.launch` joins them.
+    #[serde(default)]
+    pub distributed: Option<DistributedSpec>,
     /// Where keys of this service sit in the file, for messages that point at them.
     #[serde(skip)]
     pub positions: Positions,
+}
+
+/// One chat model across ranks (`kind = "distributed"`), launched by `mlx.launch`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistributedSpec {
+    /// Per rank, in order (rank 0 serves the API): where it runs.
+    pub ranks: Vec<RankHost>,
+    /// `ring` or `jaccl`.
+    pub backend: String,
+    pub pipeline: bool,
+}
+
+/// Where one rank runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RankHost {
+    /// This Mac.
+    Local,
+    /// A Mac of `[hosts]`, reached by ssh at its address (the host part of its `address`).
+    Host { name: String, address: String },
+}
+
+impl RankHost {
+    /// The name `mlx.launch` ssh's into, and the IP its ring connects to (127.0.0.1 here).
+    pub fn address(&self) -> &str {
+        match self {
+            RankHost::Local => "127.0.0.1",
+            RankHost::Host { address, .. } => address,
+        }
+    }
 }
 
 fn default_load_timeout_s() -> f64 {

@@ -160,7 +160,13 @@ impl BenchService {
             settings
                 .services
                 .iter()
-                .filter(|s| s.enabled && matches!(s.kind, Kind::Chat | Kind::Ocr | Kind::Embedding))
+                .filter(|s| {
+                    s.enabled
+                        && matches!(
+                            s.kind,
+                            Kind::Chat | Kind::Distributed | Kind::Ocr | Kind::Embedding
+                        )
+                })
                 .collect()
         } else {
             names.iter().filter_map(|n| settings.service(n)).collect()

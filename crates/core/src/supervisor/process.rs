@@ -56,6 +56,12 @@ pub fn spawn(plan: &LaunchPlan, log: &std::path::Path) -> Result<Proc, SpawnErro
             source: e,
         })
     };
+    for (path, text) in &plan.files {
+        crate::paths::write_no_follow(path, text.as_bytes()).map_err(|e| SpawnError::Log {
+            path: path.display().to_string(),
+            source: e,
+        })?;
+    }
     let out: File = open()?;
     let err: File = open()?;
     let mut cmd = Command::new(&plan.argv[0]);
@@ -472,6 +478,7 @@ mod tests {
             cwd: None,
             host: "127.0.0.1".into(),
             port: 1,
+            files: Default::default(),
         };
         let mut p = spawn(&plan, &log).unwrap();
         let pgid = p.pgid;

@@ -443,6 +443,31 @@ impl Runner {
             crash_loop: self.machine.crash_loop(),
             adopted: self.adopted,
             on_demand: self.spec.on_demand,
+            ranks: self
+                .spec
+                .distributed
+                .as_ref()
+                .map(|d| {
+                    d.ranks
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| match r {
+                            crate::config::RankHost::Local => {
+                                format!("rank {i}: local (127.0.0.1)")
+                            }
+                            crate::config::RankHost::Host { name, address } => {
+                                format!("rank {i}: {name} ({address})")
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            hostfile: self
+                .plan
+                .as_ref()
+                .ok()
+                .and_then(|p| p.files.keys().next())
+                .map(|p| p.display().to_string()),
         }
     }
 

@@ -404,7 +404,8 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
                     let span = t.key(name).and_then(|k| k.span());
                     match item.as_table_like() {
                         Some(st) => {
-                            if let Some(s) = parse_service(&mut cx, name, st, span, &server) {
+                            if let Some(s) = parse_service(&mut cx, name, st, span, &server, &hosts)
+                            {
                                 services.push(s);
                             }
                         }
@@ -577,7 +578,7 @@ port = 9001
             vec![
                 "settings.toml:5:8: error: `port` in [services.a] must be an integer port, found a string (for example `port = 8090`)",
                 "settings.toml:9:8: error: `port` = 70000 in [services.b] is not a TCP port (use a number from 1024 to 65535)",
-                "settings.toml:11:8: error: unknown kind `banana` in [services.b] (use one of: chat, embedding, ocr, tts, stt, command)",
+                "settings.toml:11:8: error: unknown kind `banana` in [services.b] (use one of: chat, embedding, ocr, tts, stt, command, distributed)",
                 "settings.toml:17:1: warning: unknown key `temprature` in [services.c] (ignored) (did you mean `temperature`?)",
                 "settings.toml:19:11: error: [services.d] has no `model` (add `model = \"mlx-community/Qwen3-0.6B-4bit\"` (a Hugging Face id or a local path))",
                 "settings.toml:20:8: error: port 9001 of `services.d.port` is already used by `services.c.backend_port` (give every service its own port)",

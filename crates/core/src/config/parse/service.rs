@@ -2,7 +2,10 @@
 //! thresholds), and the check that no two services share a port.
 
 use super::{value_span, Ctx, TableView};
-use crate::config::{Kind, Pos, Positions, Probe, RestartPolicy, ServerSettings, ServiceSpec};
+use crate::config::{
+    DistributedSpec, HostSpec, Kind, Pos, Positions, Probe, RankHost, RestartPolicy,
+    ServerSettings, ServiceSpec,
+};
 use mlxbox_api::settings::{self as schema, Section};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -17,6 +20,7 @@ pub(super) fn parse_service(
     t: &dyn TableLike,
     name_span: Option<Range<usize>>,
     _server: &ServerSettings,
+    hosts: &[HostSpec],
 ) -> Option<ServiceSpec> {
     let where_ = format!("[services.{name}]");
     let v = TableView {
@@ -179,6 +183,9 @@ pub(super) fn parse_service(
     };
 
     let restart = match v.str(cx, "restart") {
+        // mlx.launch exits with status 0 when a rank dies (it stops the others and returns): for a
+        // distributed unit, any exit is a failure.
+        None if kind == Kind::Distributed => RestartPolicy::Always,
         None => RestartPolicy::OnFailure,
         Some(r) => RestartPolicy::parse(&r).unwrap_or_else(|| {
             cx.error(
@@ -216,6 +223,10 @@ pub(super) fn parse_service(
             Some("add `on_demand = true`, or remove exclusive_group".to_string()),
         );
     }
+
+    let distributed = (kind == Kind::Distributed)
+        .then(|| parse_distributed(cx, &v, hosts, backend_port.is_some()))
+        .flatten();
 
     let spec = ServiceSpec {
         name: name.to_string(),
@@ -264,9 +275,89 @@ pub(super) fn parse_service(
         max_footprint_bytes: v
             .float(cx, "max_footprint_gb")
             .map(|gb| (gb * super::app::GB) as u64),
+        distributed,
         positions: Positions(positions),
     };
     Some(spec)
+}
+
+/// Ranks at most: two Mac Studios to a handful, each maybe with a few ranks.
+const MAX_RANKS: usize = 64;
+
+/// `hosts`, `backend`, `pipeline` of a `kind = "distributed"` service.
+fn parse_distributed(
+    cx: &mut Ctx,
+    v: &TableView,
+    hosts: &[HostSpec],
+    proxied: bool,
+) -> Option<DistributedSpec> {
+    let where_ = &v.where_;
+    let names = v.str_list(cx, "hosts").unwrap_or_default();
+    let span = v.get("hosts").and_then(value_span).or(v.key_span("kind"));
+    if names.len() < 2 || names.len() > MAX_RANKS {
+        cx.error(
+            span,
+            format!(
+                "{where_} is distributed over {} ranks: it needs 2 to {MAX_RANKS}",
+                names.len()
+            ),
+            Some("hosts = [\"local\", \"studio-2\"] (or [\"local\", \"local\"] to try it on one Mac)".into()),
+        );
+        return None;
+    }
+    let mut ranks = vec![];
+    for n in &names {
+        if n == "local" || n == "localhost" {
+            ranks.push(RankHost::Local);
+            continue;
+        }
+        let Some(h) = hosts.iter().find(|h| &h.name == n) else {
+            cx.error(
+                span.clone(),
+                format!("{where_} hosts: no host `{n}` in [hosts] (or `local` for this Mac)"),
+                Some(format!("`mlx-box hosts add {n} ADDRESS` adds it")),
+            );
+            return None;
+        };
+        let address = h
+            .address
+            .rsplit_once(':')
+            .map_or(h.address.as_str(), |(a, _)| a)
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_string();
+        if address.parse::<std::net::IpAddr>().is_err() {
+            cx.warn(
+                span.clone(),
+                format!("{where_}: host `{n}` has the address `{address}`, not an IP: the ring backend connects to IPs"),
+                Some(format!("give [hosts.{n}] address as IP:PORT")),
+            );
+        }
+        ranks.push(RankHost::Host {
+            name: n.clone(),
+            address,
+        });
+    }
+    if !proxied {
+        cx.warn(
+            v.key_span("kind"),
+            format!("{where_} has no backend_port: rank 0 serves the API on `port` itself"),
+            None,
+        );
+    }
+    let backend = v.str(cx, "backend").unwrap_or_else(|| "ring".into());
+    if !matches!(backend.as_str(), "ring" | "jaccl") {
+        cx.error(
+            v.get("backend").and_then(value_span),
+            format!("{where_} backend = \"{backend}\": mlx.launch's backends for Macs are ring and jaccl"),
+            Some("ring (TCP: Ethernet, Thunderbolt bridge) or jaccl (Thunderbolt 5 RDMA)".into()),
+        );
+        return None;
+    }
+    Some(DistributedSpec {
+        ranks,
+        backend,
+        pipeline: v.bool(cx, "pipeline").unwrap_or(false),
+    })
 }
 
 /// The `expect_*` thresholds; one that cannot apply to the service's kind (its declaration's `kinds`) is
