@@ -457,6 +457,30 @@ fn print_tables(r: &BenchResult) {
         m.max_thermal.as_str(),
         m.max_pressure.as_str()
     );
+    if let Some(p) = &r.pool {
+        println!();
+        let eff = match (p.parallel_efficiency, &p.solo_member, p.solo_output_tok_s) {
+            (Some(e), Some(m), Some(solo)) => format!(
+                "; {m} alone {solo:.1} out tok/s → parallel efficiency {e:.2} ({:.2}× one member)",
+                p.combined_output_tok_s / solo
+            ),
+            _ => "; no member of this Mac to measure alone".into(),
+        };
+        println!(
+            "pool {}: {:.1} out tok/s combined at the highest concurrency{eff}",
+            p.name, p.combined_output_tok_s
+        );
+        for m in &p.members {
+            println!(
+                "  {:<24} {:>6} requests  {:>5.1} %  {} errors  {} affinity hits",
+                m.member,
+                m.requests,
+                m.share * 100.0,
+                m.errors,
+                m.affinity_hits
+            );
+        }
+    }
     println!(
         "TTFT = first content or reasoning chunk · TPOT = (E2E−TTFT)/(N−1) · ITL = gaps between text chunks · \
          EFF = out tok/s at N / (N × at 1) · docs/BENCHMARK.md"

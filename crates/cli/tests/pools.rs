@@ -17,7 +17,7 @@ const KEY: &str = "pool-test-key-0123456789";
 
 fn chat_service(port: u16, backend: u16) -> String {
     format!(
-        "[services.chat]\nkind = \"command\"\nport = {port}\nbackend_port = {backend}\nmodel = \"m\"\nprobe = \"chat\"\ncommand = [\"python3\", \"{}\", \"--mode\", \"slow\", \"--delay\", \"0.05\", \"--usage\", \"--host\", \"{{host}}\", \"--port\", \"{{port}}\"]\n",
+        "[services.chat]\nkind = \"command\"\nport = {port}\nbackend_port = {backend}\nmodel = \"m\"\nprobe = \"chat\"\ncommand = [\"python3\", \"{}\", \"--mode\", \"slow\", \"--delay\", \"0.05\", \"--think\", \"--usage\", \"--host\", \"{{host}}\", \"--port\", \"{{port}}\"]\n",
         fault_server()
     )
 }
@@ -244,6 +244,37 @@ fn a_pool_across_two_hosts_balances_sticks_and_fails_over() {
     let p = pool_of(&b);
     assert!(requests(&p, "chat") > before, "rejoined: {p}");
     assert_eq!(member(&p, "chat")["health"], "in", "{p}");
+
+    // `bench POOL`: the pool through its port beside its member of this Mac alone, with each member's
+    // share of the requests.
+    let out = ok(&b.cli(&[
+        "bench",
+        "p",
+        "--concurrency",
+        "1,4",
+        "--requests",
+        "8",
+        "--no-thinking-check",
+    ]));
+    eprintln!("{out}");
+    assert!(
+        out.contains("pool p:") && out.contains("out tok/s combined"),
+        "{out}"
+    );
+    assert!(
+        out.contains("chat alone") && out.contains("parallel efficiency"),
+        "{out}"
+    );
+    let last: Value =
+        serde_json::from_str(&ok(&b.cli(&["bench", "--show", "last", "--json"]))).unwrap();
+    let shares = last["pool"]["members"].as_array().unwrap();
+    assert_eq!(shares.len(), 2, "{last}");
+    let sent: u64 = shares.iter().map(|m| m["requests"].as_u64().unwrap()).sum();
+    assert!(sent >= 16, "{last}");
+    assert!(
+        shares.iter().all(|m| m["requests"].as_u64().unwrap() > 0),
+        "both members served: {last}"
+    );
 
     // The one endpoint is not on here; a wrong model is refused with what the pool serves.
     let (code, _, body) = http(

@@ -378,6 +378,40 @@ pub struct BenchResult {
     pub samples: Vec<Sample>,
     pub verdict: CheckStatus,
     pub cancelled: bool,
+    /// `mlx-box bench POOL`: how the load spread over the pool's members, and how close the pool came to
+    /// its members' sum.
+    #[serde(default)]
+    pub pool: Option<PoolBench>,
+}
+
+/// A pool measured through its frontend, beside one of its members measured alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct PoolBench {
+    pub name: String,
+    /// Output tok/s through the pool at the highest concurrency.
+    pub combined_output_tok_s: f64,
+    /// The member measured alone (its own server, the same load), and its output tok/s.
+    pub solo_member: Option<String>,
+    pub solo_output_tok_s: Option<f64>,
+    /// combined / (members × solo): 1.0 = every member added a whole member's throughput.
+    pub parallel_efficiency: Option<f64>,
+    pub members: Vec<PoolMemberShare>,
+}
+
+/// One member's part of a pool run (the pool's counters over the run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct PoolMemberShare {
+    pub member: String,
+    #[ts(type = "number")]
+    pub requests: u64,
+    /// requests / all the pool's requests in the run.
+    pub share: f64,
+    #[ts(type = "number")]
+    pub errors: u64,
+    #[ts(type = "number")]
+    pub affinity_hits: u64,
 }
 
 /// A line of the history (`GET /v1/bench/history`): enough for a chart over time.
@@ -645,6 +679,7 @@ pub(crate) mod tests {
             samples: vec![],
             verdict: CheckStatus::Skip,
             cancelled: false,
+            pool: None,
         }
     }
 

@@ -9,8 +9,20 @@ use std::time::{Duration, Instant};
 /// One HTTP client for a whole run: keep-alive connections, no proxy from the environment, no pool cap
 /// (256 concurrent streams must not queue inside the client).
 pub fn http_client(timeout: Duration) -> reqwest::Client {
+    http_client_with_key(timeout, None)
+}
+
+/// The same, sending `Authorization: Bearer KEY` on every request (a pool's frontend asks for one).
+pub fn http_client_with_key(timeout: Duration, key: Option<&str>) -> reqwest::Client {
     crate::tls::install_crypto_provider();
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(v) =
+        key.and_then(|k| reqwest::header::HeaderValue::from_str(&format!("Bearer {k}")).ok())
+    {
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
     reqwest::Client::builder()
+        .default_headers(headers)
         .no_proxy()
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)

@@ -2,7 +2,7 @@
 //! the machine sampled once a second, and assembles the result.
 
 use super::checks;
-use super::client::{embed, http_client, stream_chat, EmbedRecord};
+use super::client::{embed, stream_chat, EmbedRecord};
 use super::load::{drive, prompt, Load};
 use super::machine;
 use super::metrics::{goodput, length_figures, level_figures, parallel_efficiency, Record, Stats};
@@ -51,6 +51,8 @@ pub struct Target {
     pub base_url: String,
     /// Why it cannot be measured (not ready…); it is then listed with this reason.
     pub skipped: Option<String>,
+    /// An API key to send (a pool is measured through its frontend, which asks for one).
+    pub key: Option<String>,
 }
 
 impl Target {
@@ -76,6 +78,7 @@ impl Target {
             spec: spec.clone(),
             base_url,
             skipped,
+            key: None,
         }
     }
 }
@@ -155,7 +158,10 @@ pub async fn run(
             }
         })
     };
-    let http = http_client(Duration::from_secs_f64(opts.request_timeout_s.max(1.0)));
+    let http = super::client::http_client_with_key(
+        Duration::from_secs_f64(opts.request_timeout_s.max(1.0)),
+        targets.iter().find_map(|t| t.key.as_deref()),
+    );
     // The dataset is read once for every service (its errors name the line).
     let dataset = match opts.dataset.clone() {
         None => Ok(None),
@@ -199,6 +205,7 @@ pub async fn run(
         app_version: env!("CARGO_PKG_VERSION").into(),
         machine: machine::machine_info(),
         verdict: CheckStatus::worst(services.iter().map(|s| s.verdict)),
+        pool: None,
         load: {
             let mut l = opts.load_description();
             if let Ok(Some(d)) = &dataset {

@@ -246,6 +246,7 @@ fn bench_refused(e: BenchRefused) -> Response {
         BenchRefused::Unknown(_) => StatusCode::NOT_FOUND,
         BenchRefused::NoSettings | BenchRefused::Nothing => StatusCode::CONFLICT,
         BenchRefused::Invalid(_) => StatusCode::BAD_REQUEST,
+        BenchRefused::Pool(..) => StatusCode::CONFLICT,
     };
     err(code, e.to_string())
 }

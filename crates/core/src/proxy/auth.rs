@@ -17,6 +17,14 @@ pub struct KeySet {
 }
 
 impl KeySet {
+    /// A key good for `scope` (the daemon's own benchmark of a pool sends it through the pool's port).
+    pub fn secret_for(&self, scope: &str) -> Option<String> {
+        self.keys
+            .iter()
+            .find(|k| k.info.allows(scope))
+            .map(|k| k.secret.to_string())
+    }
+
     /// Keys from the keyring plus the plaintext ones of settings.toml (which open every service). An empty
     /// or blank secret is never a key (validation refuses it too): it would match a request without one.
     pub fn new(keyring: Result<Vec<ApiKey>, String>, plaintext: &[String]) -> KeySet {

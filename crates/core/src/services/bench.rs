@@ -13,8 +13,68 @@ use crate::supervisor::{State, Supervisor};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::broadcast;
+
+/// What a pool run says beside its two service results: each member's share of the requests (the
+/// pool's counters over the run) and the pool's throughput against `members ×` one member's alone.
+fn pool_result(
+    r: &bench::BenchResult,
+    pool: &config::PoolSpec,
+    before: &[(String, u64, u64, u64)],
+    after: &[(String, u64, u64, u64)],
+) -> mlxbox_api::bench::PoolBench {
+    let top = |name: &str| {
+        r.services
+            .iter()
+            .find(|s| s.name == name)
+            .and_then(|s| s.levels.iter().max_by_key(|l| l.concurrency))
+            .map(|l| l.output_tok_s)
+    };
+    let combined = top(&pool.name).unwrap_or(0.0);
+    let solo_member = r
+        .services
+        .iter()
+        .find(|s| s.name != pool.name)
+        .map(|s| s.name.clone());
+    let solo = solo_member.as_deref().and_then(top);
+    let delta: Vec<(String, u64, u64, u64)> = after
+        .iter()
+        .map(|(m, q, e, a)| {
+            let b = before.iter().find(|x| &x.0 == m);
+            let d = |now: u64, f: fn(&(String, u64, u64, u64)) -> u64| {
+                now.saturating_sub(b.map(f).unwrap_or(0))
+            };
+            (m.clone(), d(*q, |x| x.1), d(*e, |x| x.2), d(*a, |x| x.3))
+        })
+        .collect();
+    let total: u64 = delta.iter().map(|d| d.1).sum();
+    mlxbox_api::bench::PoolBench {
+        name: pool.name.clone(),
+        combined_output_tok_s: combined,
+        parallel_efficiency: solo
+            .filter(|s| *s > 0.0)
+            .map(|s| combined / (pool.members.len() as f64 * s)),
+        solo_member,
+        solo_output_tok_s: solo,
+        members: delta
+            .into_iter()
+            .map(
+                |(member, requests, errors, affinity_hits)| mlxbox_api::bench::PoolMemberShare {
+                    member,
+                    share: if total > 0 {
+                        requests as f64 / total as f64
+                    } else {
+                        0.0
+                    },
+                    requests,
+                    errors,
+                    affinity_hits,
+                },
+            )
+            .collect(),
+    }
+}
 
 /// Why a benchmark or doctor run was not started.
 #[derive(Debug, thiserror::Error)]
@@ -23,8 +83,10 @@ pub enum BenchRefused {
         "a benchmark is already running ({0}); wait for it, or cancel it (`POST /v1/bench/cancel`)"
     )]
     Busy(String),
-    #[error("no service named `{0}` in settings.toml (see `mlx-box status`)")]
+    #[error("no service or pool named `{0}` in settings.toml (see `mlx-box status`)")]
     Unknown(String),
+    #[error("pool `{0}` cannot be measured: {1}")]
+    Pool(String, String),
     #[error("no valid settings are loaded; fix settings.toml first (`mlx-box validate`)")]
     NoSettings,
     #[error("nothing to measure: no enabled chat, ocr or embedding service (name one explicitly)")]
@@ -47,6 +109,8 @@ pub struct BenchService {
     running: Mutex<Option<Running>>,
     /// The last saved run (read from the history at start), for `/metrics`.
     last: Mutex<Option<Arc<bench::BenchResult>>>,
+    /// A pool is measured through its frontend: its members' counters and a key it takes.
+    pools: OnceLock<(Arc<super::proxy_host::ProxyHost>, crate::proxy::SharedKeys)>,
 }
 
 impl BenchService {
@@ -66,7 +130,32 @@ impl BenchService {
             state_dir,
             running: Mutex::new(None),
             last: Mutex::new(last),
+            pools: OnceLock::new(),
         }
+    }
+
+    /// What `bench POOL` needs: the pools' counters and the keys (set once the proxy host exists).
+    pub fn set_pools(
+        &self,
+        proxy: Arc<super::proxy_host::ProxyHost>,
+        keys: crate::proxy::SharedKeys,
+    ) {
+        let _ = self.pools.set((proxy, keys));
+    }
+
+    /// Each pool member's (requests, errors, affinity hits), to subtract a run's start from its end.
+    async fn pool_counts(&self, pool: &str) -> Vec<(String, u64, u64, u64)> {
+        let Some((proxy, _)) = self.pools.get() else {
+            return vec![];
+        };
+        proxy
+            .pools()
+            .await
+            .into_iter()
+            .filter(|p| p.name == pool)
+            .flat_map(|p| p.members)
+            .map(|m| (m.member, m.requests, m.errors, m.affinity_hits))
+            .collect()
     }
 
     pub fn state_dir(&self) -> &std::path::Path {
@@ -78,7 +167,14 @@ impl BenchService {
     pub async fn start(self: &Arc<Self>, opts: BenchOptions) -> Result<String, BenchRefused> {
         check_options(&opts)?;
         check_dataset(&opts).await?;
-        let targets = self.targets(&opts.services).await?;
+        let (targets, pool) = match self.pool_targets(&opts.services).await? {
+            Some((t, p)) => (t, Some(p)),
+            None => (self.targets(&opts.services).await?, None),
+        };
+        let before = match &pool {
+            Some(p) => self.pool_counts(&p.name).await,
+            None => vec![],
+        };
         let id = bench::history::new_id(crate::api::now_ms());
         let cancel = Arc::new(AtomicBool::new(false));
         {
@@ -107,7 +203,11 @@ impl BenchService {
                 sample,
                 ..bench::Hooks::default()
             };
-            let r = bench::run(run_id.clone(), opts, targets, hooks).await;
+            let mut r = bench::run(run_id.clone(), opts, targets, hooks).await;
+            if let Some(p) = &pool {
+                let after = me.pool_counts(&p.name).await;
+                r.pool = Some(pool_result(&r, p, &before, &after));
+            }
             let saved = bench::history::save(&me.state_dir, &r);
             me.throttling_alert(&r);
             let verdict = r.verdict;
@@ -140,6 +240,63 @@ impl BenchService {
         let b = slot.as_ref()?;
         b.cancel.store(true, Ordering::SeqCst);
         Some(b.id.clone())
+    }
+
+    /// `bench POOL`: the pool through its frontend (its own port, else the one endpoint), then its
+    /// first member of this Mac alone (its own server, the same load) for the parallel efficiency.
+    /// `None` when the run names no pool.
+    async fn pool_targets(
+        &self,
+        names: &[String],
+    ) -> Result<Option<(Vec<Target>, config::PoolSpec)>, BenchRefused> {
+        let Some(settings) = self.supervisor.settings().await else {
+            return Ok(None);
+        };
+        let [name] = names else { return Ok(None) };
+        let Some(pool) = settings.pools.iter().find(|p| &p.name == name).cloned() else {
+            return Ok(None);
+        };
+        let refuse = |why: &str| BenchRefused::Pool(pool.name.clone(), why.to_string());
+        let port = pool
+            .port
+            .or(settings.server.port)
+            .ok_or_else(|| refuse("it has no port and [server] port is off"))?;
+        let solo = pool.members.iter().find_map(|(m, _)| match m {
+            config::MemberRef::Local(s) => settings.service(s),
+            config::MemberRef::Remote { .. } => None,
+        });
+        // A chat target named after the pool: the requests carry no `model`, which the pool fills in
+        // for each member.
+        let mut spec = match solo {
+            Some(s) => s.clone(),
+            None => {
+                let text = format!(
+                    "[services.{}]\nkind = \"chat\"\nport = {port}\nmodel = \"pool\"\n",
+                    pool.name
+                );
+                config::parse_settings(&settings.path, &text)
+                    .0
+                    .and_then(|s| s.services.into_iter().next())
+                    .ok_or_else(|| refuse("no chat spec"))?
+            }
+        };
+        spec.name = pool.name.clone();
+        spec.model = Some(pool.name.clone());
+        spec.expect = Default::default();
+        let key = self
+            .pools
+            .get()
+            .and_then(|(_, keys)| keys.read().unwrap().secret_for(&pool.name));
+        let mut targets = vec![Target {
+            spec,
+            base_url: format!("http://127.0.0.1:{port}"),
+            skipped: None,
+            key,
+        }];
+        if let Some(s) = solo {
+            targets.extend(self.targets(std::slice::from_ref(&s.name)).await?);
+        }
+        Ok(Some((targets, pool)))
     }
 
     /// The services a run measures: the named ones, or every enabled chat / ocr / embedding service.

@@ -116,6 +116,14 @@ impl Services {
         let fleet = fleet::Fleet::new(alerts.source("fleet"), events.clone());
         let directory: Arc<dyn crate::proxy::Directory> = fleet.clone();
         proxy.set_directory(Arc::downgrade(&directory));
+        let bench = Arc::new(BenchService::new(
+            supervisor.clone(),
+            monitor.clone(),
+            events.clone(),
+            alerts.source("bench"),
+            state_dir.clone(),
+        ));
+        bench.set_pools(proxy.clone(), keys.shared());
         Arc::new(Services {
             config: ConfigService::new(
                 config_path,
@@ -128,13 +136,7 @@ impl Services {
             budget,
             demand,
             _loader: loader,
-            bench: Arc::new(BenchService::new(
-                supervisor.clone(),
-                monitor.clone(),
-                events.clone(),
-                alerts.source("bench"),
-                state_dir.clone(),
-            )),
+            bench,
             monitor,
             supervisor,
             fleet,
