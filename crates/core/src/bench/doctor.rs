@@ -59,6 +59,7 @@ pub async fn doctor(input: DoctorInput, opts: &DoctorOptions) -> DoctorReport {
         format!("swap used {mb:.1} MB (must stay under 100 MB)"),
     );
 
+    let cpu = super::machine::machine_info().cpu;
     for spec in specs {
         let name = spec.name.as_str();
         let st = input.statuses.iter().find(|s| s.name == name);
@@ -101,24 +102,30 @@ pub async fn doctor(input: DoctorInput, opts: &DoctorOptions) -> DoctorReport {
             ),
             None => {}
         }
-        let target = Target::new(spec);
+        let mut target = Target::new(spec);
         let measurable = target.skipped.is_none();
         let base = target.base_url.clone();
         let not_ready = || "skipped: the service is not ready".to_string();
 
-        // Thresholds: a short benchmark of the levels the expect_* keys need.
+        // Thresholds: a short benchmark of the levels the expect_* keys need; without them, on Apple
+        // silicon, the seed's figures for a service of that name.
+        let mut defaulted = None;
         if spec.expect.is_empty() {
-            push(
-                "thresholds",
-                Some(name),
-                CheckStatus::Skip,
-                "no expect_* keys in settings.toml".into(),
-            );
+            match default_expectations(name, spec.kind, &cpu) {
+                Ok((e, why)) => {
+                    target.spec.expect = e;
+                    defaulted = Some(why);
+                }
+                Err(why) => push("thresholds", Some(name), CheckStatus::Skip, why),
+            }
+        }
+        let expect = target.spec.expect.clone();
+        if expect.is_empty() {
+            // said above
         } else if !ready || !measurable {
             push("thresholds", Some(name), CheckStatus::Skip, not_ready());
         } else {
-            let needs_top =
-                spec.expect.output_tok_s.is_some() || spec.expect.parallel_efficiency.is_some();
+            let needs_top = expect.output_tok_s.is_some() || expect.parallel_efficiency.is_some();
             let bopts = BenchOptions {
                 concurrency: if needs_top { vec![1, 4] } else { vec![1] },
                 requests: 4,
@@ -142,6 +149,10 @@ pub async fn doctor(input: DoctorInput, opts: &DoctorOptions) -> DoctorReport {
                     .map(|t| format!("{} {}", t.status.mark(), t.detail))
                     .collect::<Vec<_>>()
                     .join("; "),
+            };
+            let reason = match &defaulted {
+                Some(why) => format!("{reason} ({why})"),
+                None => reason,
             };
             push(
                 "thresholds",
@@ -192,6 +203,71 @@ pub async fn doctor(input: DoctorInput, opts: &DoctorOptions) -> DoctorReport {
         checks: out,
         finished_ms: crate::api::now_ms(),
     }
+}
+
+/// The seed's expected generation speeds (an M2 Ultra: router 300+, fast 100+, thinking 50+ tok/s),
+/// for a chat service named like one of those, on Apple silicon, scaled by the chip's memory bandwidth
+/// against the M2 Ultra's (decoding is bound by it) when the chip is known. `Err` says why none applies.
+pub fn default_expectations(
+    name: &str,
+    kind: Kind,
+    cpu: &str,
+) -> Result<(crate::config::Expectations, String), String> {
+    const SEED_GB_S: f64 = 800.0;
+    if !cpu.starts_with("Apple") {
+        return Err(format!(
+            "no expect_* keys in settings.toml; the seed's figures (router 300, fast 100, thinking 50 tok/s) are for Apple silicon, and this is {cpu}"
+        ));
+    }
+    let n = name.to_ascii_lowercase();
+    let seed = [("router", 300.0), ("thinking", 50.0), ("fast", 100.0)]
+        .into_iter()
+        .find(|(k, _)| n.contains(k));
+    let Some((role, tok_s)) = seed.filter(|_| kind.is_chat()) else {
+        return Err(
+            "no expect_* keys in settings.toml (and no seed figure for a service of this name)"
+                .into(),
+        );
+    };
+    // Memory bandwidth (GB/s) of the chips people run models on.
+    let chips: [(&str, f64); 15] = [
+        ("M1 Ultra", 800.0),
+        ("M2 Ultra", 800.0),
+        ("M3 Ultra", 819.0),
+        ("M1 Max", 400.0),
+        ("M2 Max", 400.0),
+        ("M3 Max", 400.0),
+        ("M4 Max", 546.0),
+        ("M1 Pro", 200.0),
+        ("M2 Pro", 200.0),
+        ("M3 Pro", 150.0),
+        ("M4 Pro", 273.0),
+        ("M1", 68.0),
+        ("M2", 100.0),
+        ("M3", 100.0),
+        ("M4", 120.0),
+    ];
+    let chip = chips.iter().find(|(c, _)| {
+        cpu.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .ends_with(c)
+    });
+    let (scale, what) = match chip {
+        Some((c, gb_s)) => (
+            gb_s / SEED_GB_S,
+            format!("scaled to the {c}, {gb_s:.0} GB/s"),
+        ),
+        None => (1.0, "the chip is not known: unscaled".to_string()),
+    };
+    let want = (tok_s * scale).round();
+    Ok((
+        crate::config::Expectations {
+            gen_tok_s: Some(want),
+            ..Default::default()
+        },
+        format!("the seed's {role} figure, {tok_s:.0} tok/s on an M2 Ultra, {what}: ≥ {want:.0} tok/s; set expect_gen_tok_s to change it"),
+    ))
 }
 
 /// `n` requests at once; every one must succeed.
@@ -315,6 +391,25 @@ fn is_5xx(l: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_seeds_figures_apply_on_apple_silicon_scaled_to_the_chip() {
+        let (e, why) = default_expectations("fast", Kind::Chat, "Apple M2 Ultra").unwrap();
+        assert_eq!(e.gen_tok_s, Some(100.0));
+        assert!(why.contains("M2 Ultra"), "{why}");
+        let (e, _) = default_expectations("router", Kind::Chat, "Apple M4 Max").unwrap();
+        assert_eq!(e.gen_tok_s, Some(205.0), "300 × 546 / 800");
+        let (e, _) = default_expectations("thinking", Kind::Chat, "Apple M3").unwrap();
+        assert_eq!(e.gen_tok_s, Some(6.0), "50 × 100 / 800");
+        let (e, why) = default_expectations("thinking-2", Kind::Chat, "Apple M9 Hyper").unwrap();
+        assert_eq!(e.gen_tok_s, Some(50.0));
+        assert!(why.contains("unscaled"), "{why}");
+        // Elsewhere, or another name or kind: skipped, saying why.
+        let no = default_expectations("fast", Kind::Chat, "Intel(R) Xeon(R)").unwrap_err();
+        assert!(no.contains("Apple silicon") && no.contains("Xeon"), "{no}");
+        assert!(default_expectations("coder", Kind::Chat, "Apple M2 Ultra").is_err());
+        assert!(default_expectations("fast-embed", Kind::Embedding, "Apple M2 Ultra").is_err());
+    }
 
     #[test]
     fn log_scan() {
