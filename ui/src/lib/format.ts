@@ -34,3 +34,13 @@ export function clock(ms: number): string {
 export function day(unixSeconds: number): string {
   return new Date(unixSeconds * 1000).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
 }
+
+/** A model as the tables show it: a Hugging Face id as it is; a local path by its last two parts (the
+ * directories above it say where this machine keeps files, not what the model is). The full text stays
+ * in the cell's title. */
+export function modelName(model: string | null | undefined): string {
+  if (!model) return "—";
+  if (!model.startsWith("/") && !model.startsWith("~") && !model.startsWith(".")) return model;
+  const parts = model.split("/").filter((p) => p && p !== "." && p !== "~");
+  return parts.length <= 2 ? model : `…/${parts.slice(-2).join("/")}`;
+}
