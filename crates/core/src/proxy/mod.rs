@@ -669,25 +669,44 @@ impl Front {
 /// backend. The service's port and the one endpoint both end here.
 async fn serve(
     f: &Front,
+    parts: axum::http::request::Parts,
+    incoming: Incoming,
+    origin: Option<HeaderValue>,
+    started: std::time::Instant,
+) -> Response {
+    let Incoming { bytes, _permit } = incoming;
+    let mut streaming = false;
+    let body = match bytes {
+        None => None,
+        Some(bytes) if parts.method == Method::POST => match f.check_body(bytes) {
+            Ok((b, s)) => {
+                streaming = s;
+                Some(b)
+            }
+            Err((code, msg)) => return f.bad_request(code, &msg),
+        },
+        Some(bytes) => Some(bytes),
+    };
+    let incoming = Incoming {
+        bytes: body,
+        _permit,
+    };
+    admit(f, parts, incoming, streaming, origin, started).await
+}
+
+/// The on-demand load, the `max_concurrency` queue, then the backend, for a body whose model policy was
+/// applied (by [`serve`], or by a pool, which spliced its member's model id).
+async fn admit(
+    f: &Front,
     mut parts: axum::http::request::Parts,
     incoming: Incoming,
+    streaming: bool,
     origin: Option<HeaderValue>,
     started: std::time::Instant,
 ) -> Response {
     f.counters.touch();
     let Incoming { bytes, _permit } = incoming;
-    let mut streaming = false;
-    let body = match bytes {
-        None => Body::empty(),
-        Some(bytes) if parts.method == Method::POST => match f.check_body(bytes) {
-            Ok((b, s)) => {
-                streaming = s;
-                Body::from(b)
-            }
-            Err((code, msg)) => return f.bad_request(code, &msg),
-        },
-        Some(bytes) => Body::from(bytes),
-    };
+    let body = bytes.map(Body::from).unwrap_or_else(Body::empty);
     if let Some(r) = f.load().await {
         return r;
     }

@@ -20,7 +20,7 @@ use super::backend::{self, Upstream};
 use super::relay::{InFlight, Meter, Relay};
 use super::stats::Counters;
 use super::{
-    auth, body, gate, openai_error, openai_error_with, read_incoming, serve, strip_hop_by_hop,
+    admit, auth, body, gate, openai_error, openai_error_with, read_incoming, strip_hop_by_hop,
     Auth, Cors, Front, Incoming, KeySet, SharedKeys,
 };
 use crate::api::{MemberHealth, PoolMemberStatus, PoolStatus};
@@ -31,7 +31,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -94,6 +94,8 @@ pub(super) struct Pool {
     stall_timeout: Duration,
     members: Vec<Member>,
     affinity: Mutex<Affinity>,
+    /// Seeds the conversation hashes (per pool, at random: nobody outside can aim at a collision).
+    hashing: foldhash::quality::RandomState,
     directory: Option<Weak<dyn Directory>>,
     turn: AtomicUsize,
     pub(super) counters: Arc<Counters>,
@@ -151,6 +153,7 @@ impl Pool {
             keys,
             members,
             affinity: Mutex::new(Affinity::default()),
+            hashing: foldhash::quality::RandomState::default(),
             directory,
             turn: AtomicUsize::new(0),
             counters,
@@ -357,7 +360,7 @@ impl Affinity {
 
 /// The hashes of a request's message prefixes: `[h(m0), h(m0,m1), …]` (the last one is the whole
 /// conversation so far).
-fn prefix_hashes(bytes: &[u8], p: &body::Peek) -> Vec<u64> {
+fn prefix_hashes(bytes: &[u8], p: &body::Peek, hashing: &impl BuildHasher) -> Vec<u64> {
     let Some(range) = p.messages.clone() else {
         return vec![];
     };
@@ -367,11 +370,13 @@ fn prefix_hashes(bytes: &[u8], p: &body::Peek) -> Vec<u64> {
     else {
         return vec![];
     };
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = hashing.build_hasher();
     items
         .into_iter()
         .map(|r| {
-            bytes[range.start + r.start..range.start + r.end].hash(&mut h);
+            let m = &bytes[range.start + r.start..range.start + r.end];
+            h.write(m);
+            h.write_usize(m.len()); // so that ["ab","c"] and ["a","bc"] differ
             h.finish()
         })
         .collect()
@@ -488,10 +493,28 @@ pub(super) async fn route(
             }
             _ => {}
         }
+        // What would load another model is refused here, for every member, unless every member of
+        // this Mac allows any model (another Mac's member applies its own policy too).
+        if let Some(field) = p.loads_other.first() {
+            let allowed = pool
+                .members
+                .iter()
+                .filter_map(|m| m.local.as_ref())
+                .all(|f| f.cfg.spec.allow_any_model);
+            if !allowed {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    &format!(
+                        "`{field}` asks the server to load another model, which pool `{}` does not allow",
+                        pool.spec.name
+                    ),
+                );
+            }
+        }
         peek = Some(p);
     }
     let hashes = match (&bytes, &peek) {
-        (Some(b), Some(p)) if pool.spec.affinity => prefix_hashes(b, p),
+        (Some(b), Some(p)) if pool.spec.affinity => prefix_hashes(b, p, &pool.hashing),
         _ => vec![],
     };
     // The longest earlier conversation this one continues (not this very request sent again).
@@ -549,11 +572,18 @@ pub(super) async fn route(
             (Some(b), Some(p)) => Some(Bytes::from(body::with_model(b, p, service))),
             (b, _) => b.clone(),
         };
-        let attempt = tokio::time::timeout(
-            pool.member_timeout,
-            attempt(pool, m, upstream, &parts, body, guard, started),
-        )
-        .await;
+        let bounded_by_front = m
+            .local
+            .as_ref()
+            .is_some_and(|f| f.cfg.timeout <= pool.member_timeout);
+        let streaming = parts.method == Method::POST && peek.as_ref().is_some_and(|p| p.stream);
+        let attempt = attempt(pool, m, upstream, &parts, (body, streaming), guard, started);
+        // A member of this Mac is bounded by its own request timeout already: no second timer.
+        let attempt = if bounded_by_front {
+            Ok(attempt.await)
+        } else {
+            tokio::time::timeout(pool.member_timeout, attempt).await
+        };
         let outcome = match attempt {
             Ok(Ok(r)) if matches!(r.status().as_u16(), 502..=504) => {
                 Err((format!("answered {}", r.status().as_u16()), Some(r)))
@@ -619,7 +649,7 @@ async fn attempt(
     m: &Member,
     upstream: Option<Upstream>,
     parts: &axum::http::request::Parts,
-    body: Option<Bytes>,
+    (body, streaming): (Option<Bytes>, bool),
     guard: InFlight,
     started: Instant,
 ) -> Result<Response, String> {
@@ -629,7 +659,9 @@ async fn attempt(
             bytes: body,
             _permit: None,
         };
-        let r = serve(front, parts, incoming, None, started).await;
+        // The body's `model` is already this member's (spliced above) and what it may not load was
+        // refused: its front need not read the body again.
+        let r = admit(front, parts, incoming, streaming, None, started).await;
         let (head, b) = r.into_parts();
         return Ok(Response::from_parts(
             head,
@@ -650,11 +682,6 @@ async fn attempt(
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::ORIGIN);
     parts.version = axum::http::Version::HTTP_11;
-    let streaming = parts.method == Method::POST
-        && body
-            .as_ref()
-            .and_then(|b| body::peek(b).ok())
-            .is_some_and(|p| p.stream);
     let host = HeaderValue::from_str(&upstream.to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
     let req = axum::http::Request::from_parts(parts, body.map(Body::from).unwrap_or_default());
@@ -722,13 +749,14 @@ mod tests {
     fn messages_prefixes_hash_the_same_way_whatever_follows() {
         let a = br#"{"model":"p","messages":[{"role":"user","content":"hi"}]}"#;
         let b = br#"{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"},{"role":"user","content":"more"}],"stream":true}"#;
-        let ha = prefix_hashes(a, &body::peek(a).unwrap());
-        let hb = prefix_hashes(b, &body::peek(b).unwrap());
+        let seed = foldhash::quality::RandomState::default();
+        let ha = prefix_hashes(a, &body::peek(a).unwrap(), &seed);
+        let hb = prefix_hashes(b, &body::peek(b).unwrap(), &seed);
         assert_eq!(ha.len(), 1);
         assert_eq!(hb.len(), 3);
         assert_eq!(ha[0], hb[0], "the same first message");
         assert_ne!(hb[1], hb[2]);
-        assert!(prefix_hashes(b"{}", &body::peek(b"{}").unwrap()).is_empty());
+        assert!(prefix_hashes(b"{}", &body::peek(b"{}").unwrap(), &seed).is_empty());
     }
 
     #[test]
