@@ -517,8 +517,9 @@ pub(super) async fn route(
         (Some(b), Some(p)) if pool.spec.affinity => prefix_hashes(b, p, &pool.hashing),
         _ => vec![],
     };
-    // The longest earlier conversation this one continues (not this very request sent again).
-    let prefer = {
+    // The longest earlier conversation this one continues (not this very request sent again; a first
+    // turn continues nothing).
+    let prefer = if hashes.len() > 1 {
         let a = pool.affinity.lock().unwrap();
         hashes
             .iter()
@@ -526,6 +527,8 @@ pub(super) async fn route(
             .skip(1)
             .find_map(|h| a.get(*h))
             .filter(|&i| i < pool.members.len())
+    } else {
+        None
     };
     let mut tried: Vec<usize> = vec![];
     let mut last: Option<Response> = None;
