@@ -63,15 +63,20 @@ fn logs_path_names_the_files() {
     d.wait_state("svc", "ready", 20 * std::time::Duration::from_secs(1));
     let out = d.cli(&["logs", "svc", "--path"]);
     assert!(out.status.success(), "{out:?}");
-    let first = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let files: Vec<&str> = text.lines().collect();
+    // stderr (with mlx-box's lines), then stdout: two files, as launchd kept them.
+    assert!(files[0].ends_with("logs/svc.log"), "{text}");
+    assert!(files[1].ends_with("logs/svc.stdout.log"), "{text}");
+    assert!(std::fs::read_to_string(files[0])
         .unwrap()
-        .to_string();
-    assert!(first.ends_with("logs/svc.log"), "{first}");
-    assert!(std::fs::read_to_string(&first)
+        .contains("] starting: "));
+    assert!(std::fs::read_to_string(files[1])
         .unwrap()
         .contains("fault_server mode=ok"));
+    // The tail the daemon serves has both, stdout's marked.
+    let tail = String::from_utf8_lossy(&d.cli(&["logs", "svc"]).stdout).into_owned();
+    assert!(tail.contains("[stdout] fault_server mode=ok"), "{tail}");
     let out = d.cli(&["logs", "nope", "--path"]);
     assert_eq!(out.status.code(), Some(1));
 }

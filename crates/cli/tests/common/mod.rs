@@ -304,9 +304,12 @@ impl Daemon {
         self.wait_service(name, timeout, |s| s["state"] == state)
     }
 
+    /// The service's stderr log (with mlx-box's lines about it), then its stdout log.
     pub fn service_log(&self, name: &str) -> String {
-        std::fs::read_to_string(self.state.join("logs").join(format!("{name}.log")))
-            .unwrap_or_default()
+        let read = |f: String| {
+            std::fs::read_to_string(self.state.join("logs").join(f)).unwrap_or_default()
+        };
+        read(format!("{name}.log")) + &read(format!("{name}.stdout.log"))
     }
 
     pub fn write_config(&self, text: &str) {

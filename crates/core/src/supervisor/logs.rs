@@ -1,5 +1,8 @@
-//! Service logs: the server writes (O_APPEND) straight into `logs/<name>.log`; the daemon follows the file
-//! into an in-memory tail and a live broadcast, and rotates it when it passes the size cap.
+//! Service logs: the server writes (O_APPEND) straight into two files, its stderr (where servers log, and
+//! where mlx-box's own lines about it go) into `logs/<name>.log` and its stdout into
+//! `logs/<name>.stdout.log`, as launchd's `StandardErrorPath` / `StandardOutPath` kept them apart. The
+//! daemon follows both into one in-memory tail and live broadcast, stdout's lines marked `[stdout] `, and
+//! rotates each when it passes the size cap.
 //!
 //! Bounds: a line is cut at `MAX_LINE` bytes (progress bars written with `\r` and no `\n` end a line at
 //! each `\r`, so they never pile up into one huge "line"); one poll reads at most `MAX_POLL` bytes and skips
@@ -21,7 +24,11 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// Most bytes one poll reads; an older backlog is skipped.
 const MAX_POLL: u64 = 4 << 20;
 
+/// What marks a line the server wrote to its stdout, in the tail and the live lines.
+pub const STDOUT_MARK: &str = "[stdout] ";
+
 pub struct LogTail {
+    /// The stderr log (the service's main log).
     pub path: PathBuf,
     max_bytes: u64,
     files: u32,
@@ -32,29 +39,70 @@ pub struct LogTail {
 
 struct Inner {
     lines: VecDeque<String>,
+    /// stderr, then stdout.
+    streams: [Stream; 2],
+}
+
+/// One file being followed.
+struct Stream {
+    path: PathBuf,
+    mark: &'static str,
     offset: u64,
     partial: Vec<u8>,
     /// The current line passed MAX_LINE: drop the rest of it.
     cutting: bool,
 }
 
-impl Inner {
-    fn push_line(&mut self, line: String, cap: usize, live: &broadcast::Sender<String>) {
+impl Stream {
+    fn new(path: PathBuf, mark: &'static str) -> Stream {
+        let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        Stream {
+            path,
+            mark,
+            offset,
+            partial: Vec::new(),
+            cutting: false,
+        }
+    }
+
+    fn push_line(
+        &mut self,
+        line: String,
+        lines: &mut VecDeque<String>,
+        cap: usize,
+        live: &broadcast::Sender<String>,
+    ) {
+        let line = if self.mark.is_empty() {
+            line
+        } else {
+            format!("{}{line}", self.mark)
+        };
         let _ = live.send(line.clone());
-        self.lines.push_back(line);
-        if self.lines.len() > cap {
-            self.lines.pop_front();
+        lines.push_back(line);
+        if lines.len() > cap {
+            lines.pop_front();
         }
     }
 
     /// Splits new bytes into lines at `\n`, `\r\n` or a lone `\r`, each at most MAX_LINE bytes.
-    fn feed(&mut self, bytes: &[u8], cap: usize, live: &broadcast::Sender<String>) {
+    fn feed(
+        &mut self,
+        bytes: &[u8],
+        lines: &mut VecDeque<String>,
+        cap: usize,
+        live: &broadcast::Sender<String>,
+    ) {
         let mut rest = bytes;
         while let Some(i) = memchr::memchr2(b'\n', b'\r', rest) {
-            self.add_partial(&rest[..i], cap, live);
+            self.add_partial(&rest[..i], lines, cap, live);
             let line = std::mem::take(&mut self.partial);
             if !std::mem::replace(&mut self.cutting, false) || !line.is_empty() {
-                self.push_line(String::from_utf8_lossy(&line).into_owned(), cap, live);
+                self.push_line(
+                    String::from_utf8_lossy(&line).into_owned(),
+                    lines,
+                    cap,
+                    live,
+                );
             }
             // `\r\n` is one line end.
             let skip = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') {
@@ -64,10 +112,16 @@ impl Inner {
             };
             rest = &rest[i + skip..];
         }
-        self.add_partial(rest, cap, live);
+        self.add_partial(rest, lines, cap, live);
     }
 
-    fn add_partial(&mut self, bytes: &[u8], cap: usize, live: &broadcast::Sender<String>) {
+    fn add_partial(
+        &mut self,
+        bytes: &[u8],
+        lines: &mut VecDeque<String>,
+        cap: usize,
+        live: &broadcast::Sender<String>,
+    ) {
         if self.cutting {
             return;
         }
@@ -79,55 +133,40 @@ impl Inner {
         self.partial.extend_from_slice(&bytes[..room]);
         let mut line = String::from_utf8_lossy(&std::mem::take(&mut self.partial)).into_owned();
         line.push_str(" [… line cut by mlx-box]");
-        self.push_line(line, cap, live);
+        self.push_line(line, lines, cap, live);
         self.cutting = true;
     }
-}
 
-impl LogTail {
-    pub fn new(path: PathBuf, max_bytes: u64, files: u32, cap: usize) -> Arc<Self> {
-        // Start at the end of an existing file, but keep its last lines in the tail.
-        let lines = last_lines(&path, cap);
-        let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        Arc::new(LogTail {
-            path,
-            max_bytes,
-            files,
-            cap,
-            inner: Mutex::new(Inner {
-                lines: lines.into(),
-                offset,
-                partial: Vec::new(),
-                cutting: false,
-            }),
-            live: broadcast::channel(1024).0,
-        })
-    }
-
-    /// Reads what was appended since the last call (at most MAX_POLL bytes: an older backlog is skipped);
-    /// rotates when over the cap. Cheap when nothing changed (one `stat`).
-    pub fn poll(&self) {
-        let mut inner = self.inner.lock().unwrap();
+    /// Reads what was appended since the last call (at most MAX_POLL bytes: an older backlog is
+    /// skipped); rotates when over the cap. Cheap when nothing changed (one `stat`).
+    fn poll(
+        &mut self,
+        lines: &mut VecDeque<String>,
+        t: (u64, u32, usize),
+        live: &broadcast::Sender<String>,
+    ) {
+        let (max_bytes, files, cap) = t;
         let Ok(meta) = std::fs::symlink_metadata(&self.path) else {
             return;
         };
         let len = meta.len();
-        if len < inner.offset {
-            inner.offset = 0; // truncated behind our back
+        if len < self.offset {
+            self.offset = 0; // truncated behind our back
         }
-        if len > inner.offset {
-            let mut from = inner.offset;
+        if len > self.offset {
+            let mut from = self.offset;
             if len - from > MAX_POLL {
                 from = len - MAX_POLL;
-                let skipped = from - inner.offset;
-                inner.partial.clear();
-                inner.cutting = true; // we are mid-line
-                inner.push_line(
+                let skipped = from - self.offset;
+                self.partial.clear();
+                self.cutting = true; // we are mid-line
+                self.push_line(
                     format!(
                         "[mlx-box] … {skipped} bytes of log skipped (written faster than read)"
                     ),
-                    self.cap,
-                    &self.live,
+                    lines,
+                    cap,
+                    live,
                 );
             }
             if let Ok(mut f) = std::fs::File::open(&self.path) {
@@ -141,19 +180,47 @@ impl LogTail {
                             Ok(n) => n,
                         };
                         left -= n as u64;
-                        let (cap, live) = (self.cap, &self.live);
-                        inner.feed(&buf[..n], cap, live);
+                        self.feed(&buf[..n], lines, cap, live);
                     }
-                    inner.offset = len - left;
+                    self.offset = len - left;
                 }
             }
         }
-        if inner.offset >= self.max_bytes {
+        if self.offset >= max_bytes {
             // Rotated even when the copy fails (a full disk): losing old lines beats filling the disk.
-            if let Err(e) = rotate(&self.path, self.files) {
+            if let Err(e) = rotate(&self.path, files) {
                 tracing::warn!(path = %self.path.display(), "log rotation: {e}");
             }
-            inner.offset = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+            self.offset = std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
+        }
+    }
+}
+
+impl LogTail {
+    /// Follows the stderr log at `path` and the stdout log beside it ([`stdout_path`]).
+    pub fn new(path: PathBuf, max_bytes: u64, files: u32, cap: usize) -> Arc<Self> {
+        // Start at the end of an existing file, but keep its last lines in the tail.
+        let lines = last_lines(&path, cap);
+        let out = stdout_path(&path);
+        Arc::new(LogTail {
+            inner: Mutex::new(Inner {
+                lines: lines.into(),
+                streams: [Stream::new(path.clone(), ""), Stream::new(out, STDOUT_MARK)],
+            }),
+            path,
+            max_bytes,
+            files,
+            cap,
+            live: broadcast::channel(1024).0,
+        })
+    }
+
+    /// Reads what both files got since the last call; rotates each that passed the cap.
+    pub fn poll(&self) {
+        let mut inner = self.inner.lock().unwrap();
+        let Inner { lines, streams } = &mut *inner;
+        for s in streams.iter_mut() {
+            s.poll(lines, (self.max_bytes, self.files, self.cap), &self.live);
         }
     }
 
@@ -177,9 +244,15 @@ impl LogTail {
     }
 }
 
-/// The log file of service `name` in `logs_dir` (the supervisor writes it, `logs --path` names it).
+/// The log file of service `name` in `logs_dir`: its stderr, and mlx-box's lines about it (the supervisor
+/// writes it, `logs --path` names it).
 pub fn log_path(logs_dir: &Path, name: &str) -> PathBuf {
     logs_dir.join(format!("{name}.log"))
+}
+
+/// Where the server's stdout goes, beside its stderr log `x.log`: `x.stdout.log`.
+pub fn stdout_path(log: &Path) -> PathBuf {
+    log.with_extension("stdout.log")
 }
 
 /// Rotated file `i` of a log (`x.log.1`, `x.log.2`, …).
@@ -189,15 +262,21 @@ fn rotated(path: &Path, i: u32) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// The files of service `name`'s log that exist: the current one, then the rotated ones, newest first.
+/// The files of service `name`'s logs that exist: stderr's current one and its rotated ones (newest
+/// first), then stdout's.
 pub fn log_files(logs_dir: &Path, name: &str) -> Vec<PathBuf> {
-    let current = log_path(logs_dir, name);
-    let mut out: Vec<PathBuf> = (1..=100)
-        .map(|i| rotated(&current, i))
-        .take_while(|p| p.exists())
-        .collect();
-    if current.exists() {
-        out.insert(0, current);
+    let stderr = log_path(logs_dir, name);
+    let stdout = stdout_path(&stderr);
+    let mut out = vec![];
+    for current in [stderr, stdout] {
+        if current.exists() {
+            out.push(current.clone());
+        }
+        out.extend(
+            (1..=100)
+                .map(|i| rotated(&current, i))
+                .take_while(|p| p.exists()),
+        );
     }
     out
 }
@@ -241,6 +320,19 @@ fn last_lines(path: &Path, n: usize) -> Vec<String> {
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn stdout_and_stderr_are_two_files_and_one_marked_tail() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("svc.log");
+        let t = LogTail::new(p.clone(), 1 << 20, 2, 100);
+        std::fs::write(&p, "INFO starting\n").unwrap();
+        std::fs::write(stdout_path(&p), "listening on 8080\n").unwrap();
+        assert_eq!(stdout_path(&p), d.path().join("svc.stdout.log"));
+        assert_eq!(t.tail(10), ["INFO starting", "[stdout] listening on 8080"]);
+        let files = log_files(d.path(), "svc");
+        assert_eq!(files, [p.clone(), stdout_path(&p)]);
+    }
 
     #[test]
     fn follows_appends_and_rotates_at_the_cap() {

@@ -62,7 +62,12 @@ pub fn spawn(plan: &LaunchPlan, log: &std::path::Path) -> Result<Proc, SpawnErro
             source: e,
         })?;
     }
-    let out: File = open()?;
+    // stdout beside the stderr log, as launchd kept them apart (`logs.rs` follows both).
+    let stdout_log = super::logs::stdout_path(log);
+    let out: File = crate::paths::append_no_follow(&stdout_log).map_err(|e| SpawnError::Log {
+        path: stdout_log.display().to_string(),
+        source: e,
+    })?;
     let err: File = open()?;
     let mut cmd = Command::new(&plan.argv[0]);
     cmd.args(&plan.argv[1..])
