@@ -281,16 +281,15 @@ pub const KEYS: &[Key] = &[
     key(Services, "top_p", Float, "→ --top-p (0–1).")
         .group(GENERATION)
         .range(0.0, 1.0, "0.95"),
-    key(Services, "context_length", Int, "Used by `mlx-box estimate` for the KV-cache size.")
+    key(Services, "context_length", Int, "The context (tokens): ocr → --max-kv-size of mlx_vlm.server; used by `mlx-box estimate` for the KV-cache size (mlx_lm.server has no such option).")
         .group(GENERATION)
         .range(1.0, 100_000_000.0, "8192"),
     key(Services, "disable_thinking_tags", Bool, "true → --chat-template-args '{\"enable_thinking\":false}'.")
         .group(GENERATION)
         .default(B(false)),
-    key(Services, "thinking_budget", Int, "Kept for the proxy / future use.")
+    key(Services, "thinking_budget", Int, "Most tokens inside a thinking block: ocr → --thinking-budget of mlx_vlm.server, which closes the block there and lets the model answer. mlx_lm.server (chat) cannot enforce one: validate says so.")
         .group(GENERATION)
-        .range(0.0, 10_000_000.0, "8192")
-        .unused("nothing enforces it yet; disable_thinking_tags turns thinking off"),
+        .range(0.0, 10_000_000.0, "8192"),
     key(Services, "frequency_penalty", Float, "Accepted, not supported by mlx_lm.server (−2–2).")
         .group(GENERATION)
         .range(-2.0, 2.0, "0.0")

@@ -193,6 +193,13 @@ pub fn plan(
                 if let Some(n) = spec.max_tokens {
                     a.extend(["--max-tokens".into(), n.to_string()]);
                 }
+                // mlx-vlm >= 0.7.10: the context as a KV-cache bound, and a thinking budget it enforces.
+                if let Some(n) = spec.context_length {
+                    a.extend(["--max-kv-size".into(), n.to_string()]);
+                }
+                if let Some(n) = spec.thinking_budget {
+                    a.extend(["--thinking-budget".into(), n.to_string()]);
+                }
                 a
             }
             Kind::Tts | Kind::Stt | Kind::Command => {
@@ -333,6 +340,30 @@ mod tests {
     fn settings(text: &str) -> Settings {
         let (s, d) = parse_settings(Path::new("s.toml"), text);
         s.unwrap_or_else(|| panic!("{d:?}"))
+    }
+
+    #[test]
+    fn ocr_gets_the_context_and_the_thinking_budget() {
+        let s = settings(
+            "[services.ocr]\nport = 8085\nmodel = \"org/vlm\"\ncontext_length = 16384\nthinking_budget = 512\nmax_tokens = 100\n",
+        );
+        let p = plan(s.service("ocr").unwrap(), &s, &rt()).unwrap();
+        let a = p.argv.join(" ");
+        assert!(a.contains("-m mlx_vlm.server --model org/vlm"), "{a}");
+        assert!(
+            a.contains("--max-kv-size 16384") && a.contains("--thinking-budget 512"),
+            "{a}"
+        );
+        // On an mlx_lm chat service the budget cannot be enforced: a warning at its line.
+        let (_, d) = parse_settings(
+            Path::new("s.toml"),
+            "[services.chat]\nport = 8080\nmodel = \"m\"\nthinking_budget = 512\n",
+        );
+        assert!(
+            d.iter()
+                .any(|d| d.line == 4 && d.message.contains("not enforced")),
+            "{d:?}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@ import type { CheckStatus } from "./CheckStatus";
 import type { DatasetInfo } from "./DatasetInfo";
 import type { MachineInfo } from "./MachineInfo";
 import type { MonitorSummary } from "./MonitorSummary";
+import type { PoolBench } from "./PoolBench";
 import type { Sample } from "./Sample";
 import type { ServiceResult } from "./ServiceResult";
 
@@ -26,4 +27,9 @@ dataset: DatasetInfo | null, services: Array<ServiceResult>, monitor: MonitorSum
 /**
  * Memory, swap and thermal once a second during the run.
  */
-samples: Array<Sample>, verdict: CheckStatus, cancelled: boolean, };
+samples: Array<Sample>, verdict: CheckStatus, cancelled: boolean, 
+/**
+ * `mlx-box bench POOL`: how the load spread over the pool's members, and how close the pool came to
+ * its members' sum.
+ */
+pool: PoolBench | null, };

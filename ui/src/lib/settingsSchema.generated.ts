@@ -781,7 +781,7 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "suggest": [],
     "kinds": [],
     "absent": null,
-    "help": "Used by `mlx-box estimate` for the KV-cache size."
+    "help": "The context (tokens): ocr → --max-kv-size of mlx_vlm.server; used by `mlx-box estimate` for the KV-cache size (mlx_lm.server has no such option)."
   },
   {
     "section": "services",
@@ -809,7 +809,7 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "suggest": [],
     "kinds": [],
     "absent": null,
-    "help": "Kept for the proxy / future use."
+    "help": "Most tokens inside a thinking block: ocr → --thinking-budget of mlx_vlm.server, which closes the block there and lets the model answer. mlx_lm.server (chat) cannot enforce one: validate says so."
   },
   {
     "section": "services",

@@ -127,6 +127,7 @@ export function benchResult(id: string, over: Partial<BenchResult> = {}): BenchR
     samples: [],
     verdict: "pass",
     cancelled: false,
+    pool: null,
     ...over,
   };
 }

@@ -224,6 +224,14 @@ pub(super) fn parse_service(
         );
     }
 
+    // A thinking budget is enforced by mlx_vlm.server (ocr); mlx_lm.server has no such option.
+    if v.get("thinking_budget").is_some() && kind.is_chat() && command.is_none() {
+        cx.warn(
+            v.key_span("thinking_budget"),
+            format!("thinking_budget in {where_} is not enforced: mlx_lm.server has no thinking budget"),
+            Some("disable_thinking_tags = true turns thinking off; mlx_vlm.server (kind = \"ocr\") enforces a budget".to_string()),
+        );
+    }
     let distributed = (kind == Kind::Distributed)
         .then(|| parse_distributed(cx, &v, hosts, backend_port.is_some()))
         .flatten();
