@@ -173,6 +173,32 @@ describe("benchmark window", () => {
     expect(await screen.findByTestId("history-r1")).toBeInTheDocument();
   });
 
+  it("shows a pool run: efficiency and each member's share", async () => {
+    await bench({
+      bench_start: () => ({ id: "r1" }),
+      bench_result: () =>
+        benchResult("r1", {
+          pool: {
+            name: "p",
+            combined_output_tok_s: 717.8,
+            solo_member: "a",
+            solo_output_tok_s: 852.5,
+            parallel_efficiency: 0.42,
+            members: [
+              { member: "a", requests: 25, share: 0.51, errors: 0, affinity_hits: 0 },
+              { member: "studio-2/a", requests: 24, share: 0.49, errors: 1, affinity_hits: 3 },
+            ],
+          },
+        }),
+    });
+    await fireEvent.click(screen.getByTestId("bench-run"));
+    await send("daemon-event", { type: "bench_done", id: "r1", verdict: "pass", error: null });
+    const pool = await screen.findByTestId("bench-pool");
+    expect(within(pool).getByTestId("bench-pool-efficiency")).toHaveTextContent("0.42");
+    expect(pool).toHaveTextContent("0.84× one member");
+    expect(within(pool).getByTestId("bench-pool-member-studio-2/a")).toHaveTextContent("49.0 %");
+  });
+
   it("shows a failed service, throttling, long context and a run's error", async () => {
     await bench({
       bench_start: () => ({ id: "r1" }),
