@@ -62,12 +62,7 @@ fn a_model_on_two_ranks_answers_restarts_as_a_unit_and_stops_whole() {
     if !in_keyring_session("a_model_on_two_ranks_answers_restarts_as_a_unit_and_stops_whole") {
         return;
     }
-    if std::env::var_os("MLXBOX_CACHE_DIR").is_none() {
-        let dflt = format!("{}/../../target/mlxbox-cache", env!("CARGO_MANIFEST_DIR"));
-        // SAFETY: set before any thread of this test reads the environment.
-        unsafe { std::env::set_var("MLXBOX_CACHE_DIR", dflt) };
-    }
-    let env = mlxbox_core::demo::ensure_env(&|m| eprintln!("demo env: {m}")).unwrap();
+    let env = demo_env();
     let python = env.python.display().to_string();
     // A copy of the tiny model at a path of its own: the test finds its ranks by it.
     let model_dir = tempfile::tempdir().unwrap();

@@ -54,7 +54,7 @@ fn vectors(v: &Value) -> Vec<Vec<f64>> {
 
 #[test]
 fn embeddings_follow_the_models_sentence_transformers_pooling() {
-    let env = mlxbox_core::demo::ensure_env(&|m| eprintln!("demo env: {m}")).unwrap();
+    let env = demo_env();
     let python = env.python.display().to_string();
     // The tiny model as a sentence-transformers model with Qwen3-Embedding's modules.
     let dir = tempfile::tempdir().unwrap();

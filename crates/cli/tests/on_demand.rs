@@ -318,7 +318,7 @@ fn the_one_endpoint_routes_by_name_model_id_and_alias() {
 /// the model's answer; concurrent first requests cause one spawn.
 #[test]
 fn on_demand_real_mlx_lm_server() {
-    let env = mlxbox_core::demo::ensure_env(&|m| eprintln!("demo env: {m}")).unwrap();
+    let env = demo_env();
     let python = env.python.display().to_string();
     let model = env.models.join("chat").display().to_string();
     let (front, back) = (free_port(), free_port());

@@ -160,12 +160,7 @@ fn live_from_events(d: &Daemon, service: &str) -> Value {
 
 #[test]
 fn prometheus_reads_what_the_proxy_served_to_real_mlx_lm() {
-    if std::env::var_os("MLXBOX_CACHE_DIR").is_none() {
-        let dflt = format!("{}/../../target/mlxbox-cache", env!("CARGO_MANIFEST_DIR"));
-        // SAFETY: set before any thread of this test reads the environment.
-        unsafe { std::env::set_var("MLXBOX_CACHE_DIR", dflt) };
-    }
-    let env = mlxbox_core::demo::ensure_env(&|m| eprintln!("demo env: {m}")).unwrap();
+    let env = demo_env();
     let model = env.models.join("chat").display().to_string();
     let (front, back, scrape_port) = (free_port(), free_port(), free_port());
     let config = format!(

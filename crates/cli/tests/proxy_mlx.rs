@@ -116,12 +116,7 @@ fn openai_client_and_curl_through_the_proxy_to_real_mlx_lm() {
     if !in_keyring_session("openai_client_and_curl_through_the_proxy_to_real_mlx_lm") {
         return;
     }
-    if std::env::var_os("MLXBOX_CACHE_DIR").is_none() {
-        let dflt = format!("{}/../../target/mlxbox-cache", env!("CARGO_MANIFEST_DIR"));
-        // SAFETY: set before any thread of this test reads the environment.
-        unsafe { std::env::set_var("MLXBOX_CACHE_DIR", dflt) };
-    }
-    let env = mlxbox_core::demo::ensure_env(&|m| eprintln!("demo env: {m}")).unwrap();
+    let env = demo_env();
     let python = env.python.display().to_string();
     let model = env.models.join("chat").display().to_string();
     let (f1, b1, f2, b2) = (free_port(), free_port(), free_port(), free_port());

@@ -38,6 +38,17 @@ pub fn cli_stdin(d: &Daemon, args: &[&str], input: &str) -> Output {
     c.wait_with_output().unwrap()
 }
 
+/// The demo's environment (a venv with mlx-lm and the tiny models), cached in MLXBOX_CACHE_DIR (the
+/// repository's target/mlxbox-cache unless set).
+pub fn demo_env() -> mlxbox_core::demo::DemoEnv {
+    if std::env::var_os("MLXBOX_CACHE_DIR").is_none() {
+        let dflt = format!("{}/../../target/mlxbox-cache", env!("CARGO_MANIFEST_DIR"));
+        // SAFETY: set before any thread of this test reads the environment.
+        unsafe { std::env::set_var("MLXBOX_CACHE_DIR", dflt) };
+    }
+    mlxbox_core::demo::ensure_env(&|m| eprintln!("demo env: {m}")).unwrap()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -563,32 +563,38 @@ async fn read_incoming(
     }
 }
 
+/// The answer to a key check that did not pass (counted), or `None` when it passed.
+fn refusal(auth: Auth, counters: &Counters) -> Option<Response> {
+    match auth {
+        Auth::Ok => None,
+        Auth::Denied => {
+            counters.unauthorized.fetch_add(1, Ordering::Relaxed);
+            Some(openai_error_with(
+                StatusCode::UNAUTHORIZED,
+                "invalid_request_error",
+                "missing or invalid API key: send Authorization: Bearer <key>",
+                header::WWW_AUTHENTICATE,
+                "Bearer",
+            ))
+        }
+        Auth::KeysUnknown => {
+            counters.unavailable.fetch_add(1, Ordering::Relaxed);
+            Some(openai_error_with(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "service_unavailable",
+                "the API keys cannot be read from the OS keyring (see `mlx-box status`); unlock it, then `mlx-box keys reload`",
+                header::RETRY_AFTER,
+                "30",
+            ))
+        }
+    }
+}
+
 impl Front {
     /// The key check for this service; `Some` is the refusal.
     fn authorize(&self, keys: &KeySet, headers: &HeaderMap) -> Option<Response> {
-        match auth::authorize(keys, &self.cfg.spec.name, self.cfg.loopback, headers) {
-            Auth::Ok => None,
-            Auth::Denied => {
-                self.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-                Some(openai_error_with(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_request_error",
-                    "missing or invalid API key: send Authorization: Bearer <key>",
-                    header::WWW_AUTHENTICATE,
-                    "Bearer",
-                ))
-            }
-            Auth::KeysUnknown => {
-                self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-                Some(openai_error_with(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "service_unavailable",
-                    "the API keys cannot be read from the OS keyring (see `mlx-box status`); unlock it, then `mlx-box keys reload`",
-                    header::RETRY_AFTER,
-                    "30",
-                ))
-            }
-        }
+        let auth = auth::authorize(keys, &self.cfg.spec.name, self.cfg.loopback, headers);
+        refusal(auth, &self.counters)
     }
 
     fn state(&self) -> Option<State> {

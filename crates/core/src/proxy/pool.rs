@@ -423,28 +423,8 @@ pub(super) async fn handle(pool: Arc<Pool>, req: Request) -> Response {
         return r;
     }
     let origin = req.headers().get(header::ORIGIN).cloned();
-    match pool.authorize(&keys, req.headers()) {
-        Auth::Ok => {}
-        Auth::Denied => {
-            pool.counters.unauthorized.fetch_add(1, Ordering::Relaxed);
-            return openai_error_with(
-                StatusCode::UNAUTHORIZED,
-                "invalid_request_error",
-                "missing or invalid API key: send Authorization: Bearer <key>",
-                header::WWW_AUTHENTICATE,
-                "Bearer",
-            );
-        }
-        Auth::KeysUnknown => {
-            pool.counters.unavailable.fetch_add(1, Ordering::Relaxed);
-            return openai_error_with(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "service_unavailable",
-                "the API keys cannot be read from the OS keyring (see `mlx-box status`)",
-                header::RETRY_AFTER,
-                "30",
-            );
-        }
+    if let Some(r) = super::refusal(pool.authorize(&keys, req.headers()), &pool.counters) {
+        return r;
     }
     drop(keys);
     let (parts, body) = req.into_parts();
