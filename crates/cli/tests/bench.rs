@@ -278,7 +278,7 @@ fn bench_compare_and_doctor_on_the_demo_profile() {
     // Mistakes say what to do.
     let out = d.cli(&["bench", "nosuch"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no service named `nosuch`"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no service or pool named `nosuch`"));
     let out = d.cli(&["bench", "--show", "19990101"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no benchmark run `19990101`"));
 

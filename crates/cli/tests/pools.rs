@@ -1,7 +1,8 @@
 //! A pool across two Macs: one member on this daemon, one on a daemon in its own network namespace
 //! (behind a veth pair, reached through delaying relays: one for its control API, one for its frontend
-//! port). Balance at equal weights, affinity for a conversation, a slow member getting fewer requests,
-//! and a member SIGKILLed under load losing no request that had not started streaming.
+//! port). Both members are the real `mlx_lm.server` on the demo's tiny chat model. Balance at equal
+//! weights, affinity for a conversation, a slow member getting fewer requests, a member SIGKILLed under
+//! load losing no request that had not started streaming, and `bench POOL`.
 
 mod common;
 use common::netns::{Netns, Relay};
@@ -15,10 +16,12 @@ use std::time::Duration;
 const S: Duration = Duration::from_secs(1);
 const KEY: &str = "pool-test-key-0123456789";
 
-fn chat_service(port: u16, backend: u16) -> String {
+/// The real `mlx_lm.server` on the demo's tiny chat model (the same on both hosts).
+fn chat_service(env: &mlxbox_core::demo::DemoEnv, port: u16, backend: u16) -> String {
     format!(
-        "[services.chat]\nkind = \"command\"\nport = {port}\nbackend_port = {backend}\nmodel = \"m\"\nprobe = \"chat\"\ncommand = [\"python3\", \"{}\", \"--mode\", \"slow\", \"--delay\", \"0.05\", \"--think\", \"--usage\", \"--host\", \"{{host}}\", \"--port\", \"{{port}}\"]\n",
-        fault_server()
+        "[services.chat]\nkind = \"chat\"\nport = {port}\nbackend_port = {backend}\nmodel = \"{}\"\npython = \"{}\"\nmax_tokens = 32\nready_timeout_s = 180\nenv = {{ HF_HUB_OFFLINE = \"1\" }}\n",
+        env.models.join("chat").display(),
+        env.python.display()
     )
 }
 
@@ -41,7 +44,8 @@ fn requests(pool: &Value, name: &str) -> u64 {
 
 /// One chat request through the pool: (status, the member that answered).
 fn ask(port: u16, messages: &Value) -> (u16, String) {
-    let body = serde_json::json!({"model": "p", "messages": messages, "max_tokens": 4}).to_string();
+    let body =
+        serde_json::json!({"model": "p", "messages": messages, "max_tokens": 24}).to_string();
     let auth = format!("Bearer {KEY}");
     let (code, head, _) = http(
         port,
@@ -96,6 +100,7 @@ fn a_pool_across_two_hosts_balances_sticks_and_fails_over() {
         );
         return;
     }
+    let env = demo_env();
     let ns = Netns::new();
     let remote = ns.addrs.1.clone();
     // A's frontend port: free on this side too, where the data relay takes it.
@@ -104,7 +109,7 @@ fn a_pool_across_two_hosts_balances_sticks_and_fails_over() {
     let a = Daemon::start_in_netns(
         &format!(
             "[server]\nhost = \"0.0.0.0\"\napi_keys = [\"{KEY}\"]\n[control]\nlisten = \"{remote}:9443\"\n{}",
-            chat_service(front_a, 18081)
+            chat_service(&env, front_a, 18081)
         ),
         &ns.name,
     );
@@ -117,7 +122,7 @@ fn a_pool_across_two_hosts_balances_sticks_and_fails_over() {
     let (front_b, pool_port) = (free_port(), free_port());
     let b_base = format!(
         "[server]\nhost = \"127.0.0.1\"\napi_keys = [\"{KEY}\"]\n{}",
-        chat_service(front_b, free_port())
+        chat_service(&env, front_b, free_port())
     );
     let b = Daemon::start(&b_base);
     b.wait_state("chat", "ready", 30 * S);
@@ -190,9 +195,9 @@ fn a_pool_across_two_hosts_balances_sticks_and_fails_over() {
         + member(&p, "a/chat")["affinity_hits"].as_u64().unwrap();
     assert_eq!(hits, 16, "{p}");
 
-    // 3. A slow member (100 ms more each way through the relay) gets fewer requests.
+    // 3. A slow member (250 ms more each way through the relay) gets fewer requests.
     let before = (requests(&p, "chat"), requests(&p, "a/chat"));
-    slow.set_delay(100);
+    slow.set_delay(250);
     let codes = load(pool_port, 8, 15, "slow");
     slow.set_delay(0);
     assert!(codes.iter().all(|&c| c == 200), "{codes:?}");
