@@ -119,9 +119,9 @@ fn a_pool_across_two_hosts_balances_sticks_and_fails_over() {
     let control = Relay::start(format!("{remote}:9443"));
     let slow = Relay::start_on(data, format!("{remote}:{front_a}"));
 
-    let (front_b, pool_port) = (free_port(), free_port());
+    let (front_b, pool_port, endpoint) = (free_port(), free_port(), free_port());
     let b_base = format!(
-        "[server]\nhost = \"127.0.0.1\"\napi_keys = [\"{KEY}\"]\n{}",
+        "[server]\nhost = \"127.0.0.1\"\nport = {endpoint}\napi_keys = [\"{KEY}\"]\n{}",
         chat_service(&env, front_b, free_port())
     );
     let b = Daemon::start(&b_base);
@@ -281,7 +281,27 @@ fn a_pool_across_two_hosts_balances_sticks_and_fails_over() {
         "both members served: {last}"
     );
 
-    // The one endpoint is not on here; a wrong model is refused with what the pool serves.
+    // Through the one endpoint ([server] port), by the pool's name: listed, and routed to a member.
+    let auth = format!("Bearer {KEY}");
+    let (code, _, body) = http(
+        endpoint,
+        "GET",
+        "/v1/models",
+        &[("Authorization", &auth)],
+        "",
+    );
+    assert!(
+        code == 200 && body.contains("\"id\":\"p\""),
+        "{code} {body}"
+    );
+    let (code, who) = ask(
+        endpoint,
+        &serde_json::json!([{"role": "user", "content": "via the endpoint"}]),
+    );
+    assert_eq!(code, 200);
+    assert!(who == "chat" || who == "a/chat", "{who}");
+
+    // A wrong model is refused with what the pool serves.
     let (code, _, body) = http(
         pool_port,
         "POST",
