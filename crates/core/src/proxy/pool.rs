@@ -14,7 +14,8 @@
 //!   same request sent again is spread like any other.
 //! - Otherwise the least outstanding requests per unit of weight; ties go round-robin.
 //! - A failed attempt goes to another member only while nothing was sent to the client: the pool holds
-//!   the reply until its head is in, and never retries once a byte has streamed.
+//!   the reply until its head is in, and never retries once a byte has streamed. A member that answers
+//!   429 (its `max_concurrency` queue is full) is busy, not failing: the next member is tried.
 
 use super::backend::{self, Upstream};
 use super::relay::{InFlight, Meter, Relay};
@@ -568,6 +569,11 @@ pub(super) async fn route(
             tokio::time::timeout(pool.member_timeout, attempt).await
         };
         let outcome = match attempt {
+            // Busy (its max_concurrency queue is full): not a failure, but another member may be free.
+            Ok(Ok(r)) if r.status() == StatusCode::TOO_MANY_REQUESTS => {
+                last = Some(r);
+                continue;
+            }
             Ok(Ok(r)) if matches!(r.status().as_u16(), 502..=504) => {
                 Err((format!("answered {}", r.status().as_u16()), Some(r)))
             }
@@ -831,6 +837,103 @@ mod tests {
         assert_eq!(p.pick(&[1], None).unwrap().0, 0);
         p.succeeded(0);
         assert_eq!(p.status().members[0].health, MemberHealth::In);
+    }
+
+    /// A member that always answers `status` (HTTP/1.1, keep-alive), on 127.0.0.1.
+    fn member_answering(status: u16) -> u16 {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut c) = c else { return };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    let mut got = Vec::new();
+                    loop {
+                        match c.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                        // One request: its head and its Content-Length's worth of body.
+                        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length: "))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if got.len() < end + 4 + len {
+                            continue;
+                        }
+                        got.drain(..end + 4 + len);
+                        let body = format!("{{\"status\":{status}}}");
+                        let _ = write!(
+                            c,
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                });
+            }
+        });
+        port
+    }
+
+    struct Ports(u16, u16);
+    impl Directory for Ports {
+        fn locate(&self, host: &str, _: &str) -> Result<String, String> {
+            Ok(format!(
+                "127.0.0.1:{}",
+                if host == "a" { self.0 } else { self.1 }
+            ))
+        }
+    }
+
+    async fn send(p: &Pool) -> (u16, String) {
+        let req = axum::http::Request::post("/v1/chat/completions")
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let body =
+            Bytes::from_static(br#"{"model":"p","messages":[{"role":"user","content":"hi"}]}"#);
+        let incoming = Incoming {
+            bytes: Some(body),
+            _permit: None,
+        };
+        let r = route(p, parts, incoming, None, Instant::now()).await;
+        let who = r
+            .headers()
+            .get("x-mlx-box-member")
+            .map(|v| v.to_str().unwrap_or("").to_string())
+            .unwrap_or_default();
+        (r.status().as_u16(), who)
+    }
+
+    /// Before a byte reached the client: a member that answers 503 fails and the request goes to the
+    /// other; one that answers 429 is busy (tried elsewhere, not counted as failing).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failing_or_busy_member_hands_the_request_to_another() {
+        let toml = format!(
+            "{HOSTS}[services.x]\nport = 9000\nmodel = \"m\"\n[pools.p]\nport = 9100\nmembers = [\"a/chat\", \"b/chat\"]\nmax_failures = 5\n"
+        );
+        for (status, counts_as_failure) in [(503u16, true), (429, false)] {
+            let dir: Arc<dyn Directory> =
+                Arc::new(Ports(member_answering(status), member_answering(200)));
+            let mut p = pool(&toml);
+            p.directory = Some(Arc::downgrade(&dir));
+            for _ in 0..4 {
+                assert_eq!(send(&p).await, (200, "b/chat".to_string()), "{status}");
+            }
+            let s = p.status();
+            let a = &s.members[0];
+            assert_eq!(a.errors > 0, counts_as_failure, "{status}: {a:?}");
+            assert!(s.retries >= 1, "{s:?}");
+            assert_eq!(s.members[1].requests, 4);
+        }
     }
 
     #[test]
