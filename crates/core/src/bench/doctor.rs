@@ -247,12 +247,8 @@ pub fn default_expectations(
         ("M3", 100.0),
         ("M4", 120.0),
     ];
-    let chip = chips.iter().find(|(c, _)| {
-        cpu.split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
-            .ends_with(c)
-    });
+    let cpu = cpu.split_whitespace().collect::<Vec<_>>().join(" ");
+    let chip = chips.iter().find(|(c, _)| cpu.ends_with(c));
     let (scale, what) = match chip {
         Some((c, gb_s)) => (
             gb_s / SEED_GB_S,

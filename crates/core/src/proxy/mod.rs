@@ -764,6 +764,33 @@ async fn admit(
     out
 }
 
+/// The request head as it goes upstream: origin-form (`/path?query`: the connection says where), no
+/// hop-by-hop headers, no `Origin` (CORS is decided here), HTTP/1.1.
+fn upstream_head(parts: &mut axum::http::request::Parts) {
+    parts.uri = match parts.uri.path_and_query() {
+        Some(pq) => axum::http::Uri::from(pq.clone()),
+        None => axum::http::Uri::from_static("/"),
+    };
+    strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::ORIGIN);
+    parts.version = axum::http::Version::HTTP_11;
+}
+
+/// A reply's headers as they go to the client: no hop-by-hop ones, its Content-Length kept when
+/// `keep_length` (the body passes unchanged: hyper's length-delimited path, no chunking). Returns
+/// whether the reply is an SSE stream.
+fn downstream_head(headers: &mut HeaderMap, keep_length: bool) -> bool {
+    let length = headers.get(header::CONTENT_LENGTH).cloned();
+    strip_hop_by_hop(headers);
+    if let Some(l) = length.filter(|_| keep_length) {
+        headers.insert(header::CONTENT_LENGTH, l);
+    }
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"))
+}
+
 async fn forward(
     f: &Front,
     mut parts: axum::http::request::Parts,
@@ -772,17 +799,9 @@ async fn forward(
     guard: InFlight,
     started: std::time::Instant,
 ) -> Response {
-    // Origin-form to the backend (`/path?query`); the connection says where.
-    parts.uri = match parts.uri.path_and_query() {
-        Some(pq) => axum::http::Uri::from(pq.clone()),
-        None => axum::http::Uri::from_static("/"),
-    };
-    // The client's headers go on as they are, minus hop-by-hop ones, its key and its origin (CORS was
-    // decided here).
-    strip_hop_by_hop(&mut parts.headers);
+    // The client's headers go on as they are, minus hop-by-hop ones, its key and its origin.
+    upstream_head(&mut parts);
     parts.headers.remove(header::AUTHORIZATION);
-    parts.headers.remove(header::ORIGIN);
-    parts.version = axum::http::Version::HTTP_11;
     let req = axum::http::Request::from_parts(parts, body);
     let timeout = f.cfg.timeout;
     let resp = match tokio::time::timeout(timeout, backend::send(&f.upstream, &f.backend_host, req))
@@ -812,18 +831,9 @@ async fn forward(
     let (rparts, incoming) = resp.into_parts();
     let status = rparts.status;
     let mut headers = rparts.headers;
-    // An unchanged body keeps its Content-Length (hyper's length-delimited path, no chunking).
-    let length = headers.get(header::CONTENT_LENGTH).cloned();
-    strip_hop_by_hop(&mut headers);
     let filter = f.cfg.spec.filter_reasoning && status.is_success();
-    if let Some(l) = length.filter(|_| !filter) {
-        headers.insert(header::CONTENT_LENGTH, l);
-    }
     // What the reply is decides how it is filtered (a "stream": true request may get plain JSON back).
-    let sse = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let sse = downstream_head(&mut headers, !filter);
     let mut meter = Meter::new(f.counters.clone(), sse || streaming, guard);
     if let Some(m) = f.metrics.as_ref().filter(|_| status.is_success()) {
         meter.measure(m.clone(), started);

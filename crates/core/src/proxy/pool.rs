@@ -21,8 +21,8 @@ use super::backend::{self, Upstream};
 use super::relay::{InFlight, Meter, Relay};
 use super::stats::Counters;
 use super::{
-    admit, auth, body, gate, openai_error, openai_error_with, read_incoming, strip_hop_by_hop,
-    Auth, Cors, Front, Incoming, KeySet, SharedKeys,
+    admit, auth, body, gate, openai_error, openai_error_with, read_incoming, Auth, Cors, Front,
+    Incoming, KeySet, SharedKeys,
 };
 use crate::api::{MemberHealth, PoolMemberStatus, PoolStatus};
 use crate::config::{MemberRef, PoolSpec};
@@ -663,14 +663,8 @@ async fn attempt(
     let Some(upstream) = upstream else {
         return Err("no address".into());
     };
-    // Origin-form; the client's key goes on (the member checks it too), its hop-by-hop headers do not.
-    parts.uri = match parts.uri.path_and_query() {
-        Some(pq) => axum::http::Uri::from(pq.clone()),
-        None => axum::http::Uri::from_static("/"),
-    };
-    strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(header::ORIGIN);
-    parts.version = axum::http::Version::HTTP_11;
+    // The client's key goes on (the member checks it too).
+    super::upstream_head(&mut parts);
     let host = HeaderValue::from_str(&upstream.to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
     let req = axum::http::Request::from_parts(parts, body.map(Body::from).unwrap_or_default());
@@ -679,15 +673,7 @@ async fn attempt(
         .map_err(|e| e.to_string())?;
     let (rparts, incoming) = resp.into_parts();
     let mut headers = rparts.headers;
-    let length = headers.get(header::CONTENT_LENGTH).cloned();
-    strip_hop_by_hop(&mut headers);
-    if let Some(l) = length {
-        headers.insert(header::CONTENT_LENGTH, l);
-    }
-    let sse = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let sse = super::downstream_head(&mut headers, true);
     let meter = Meter::new(m.state.counters.clone(), sse || streaming, guard);
     let relay = Relay {
         inner: incoming,
