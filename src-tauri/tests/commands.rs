@@ -16,6 +16,10 @@ use tauri::test::{
 use tauri::webview::InvokeRequest;
 use tauri::WebviewWindow;
 
+#[path = "../../crates/cli/tests/common/ports.rs"]
+#[allow(dead_code)]
+mod ports;
+
 fn app(state_dir: &Path) -> (tauri::App<MockRuntime>, WebviewWindow<MockRuntime>) {
     let app = with_commands(mock_builder(), AppState::new(state_dir.to_path_buf()))
         .build(mock_context(noop_assets()))
@@ -135,11 +139,7 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 #[test]
 fn commands_drive_a_real_daemon() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = ports::free_port();
     let fault = Path::new(env!("CARGO_MANIFEST_DIR")).join("../python/fault_server.py");
     let text = format!(
         "# kept: the user's comment\n[services.svc]\nkind = \"command\"\nport = {port}\nprobe = \"chat\"\ncommand = [\"python3\", \"{}\", \"--host\", \"{{host}}\", \"--port\", \"{{port}}\"]\nready_timeout_s = 20 # kept too\n",

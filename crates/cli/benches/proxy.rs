@@ -23,6 +23,7 @@
 
 use mlxbox_core::proxy::SseFilter;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -30,8 +31,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_mlx-box");
 
 mod common;
 use common::{
-    chat_body, daemon, free_port, nginx_conf, quick, secs_and_rounds, upstream_conf, wait_port,
-    wrk, Case, Group, Wrk,
+    chat_body, daemon, free_port, nginx_conf, quick, secs_and_rounds, upstream_conf,
+    wait_port_or_show, wrk, Case, Group, Wrk,
 };
 
 fn cases() -> Vec<Case> {
@@ -169,8 +170,16 @@ fn main() {
             .spawn()
             .expect("nginx (apt-get install nginx-light)"),
     );
-    for p in [up, up2, up3, ngx, front, front2, front3] {
-        wait_port(p);
+    let logs = [
+        d.join("daemon.log"),
+        d.join("daemon3.log"),
+        d.join("proxy.err"),
+        d.join("upstream.err"),
+        d.join("state/logs/fast.log"),
+    ];
+    let logs: Vec<&Path> = logs.iter().map(|p| p.as_path()).collect();
+    for p in [up, up2, up3, ngx, front, front2, front3, poolp] {
+        wait_port_or_show(p, &logs);
     }
     // The frontend answers 503 until the supervisor has seen the backend ready.
     let t0 = Instant::now();

@@ -25,23 +25,10 @@ pub fn secs_and_rounds() -> (u64, usize) {
 /// A fixed chat completion, as an upstream answers it.
 pub const BODY: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"Hello from a fast upstream."}}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#;
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `n` distinct free ports (held together while chosen, so none is handed out twice).
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    held.iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
+#[path = "../../tests/common/ports.rs"]
+mod ports;
+#[allow(unused_imports)] // each bench uses its share
+pub use ports::{free_port, free_ports};
 
 /// A release `mlx-box up` on `config` and `state` (logging warnings to `log`, no keyring), in a group of its
 /// own that dies with the bench.
@@ -98,12 +85,26 @@ pub fn nginx_conf(dir: &Path, name: &str, workers: &str, server: &str) -> std::p
 }
 
 pub fn wait_port(port: u16) {
+    wait_port_or_show(port, &[]);
+}
+
+/// Waits up to 60 s for `port` to accept; if it never does, the panic shows the tail of each of `logs`
+/// (the daemon's, nginx's), so a CI failure says why.
+pub fn wait_port_or_show(port: u16, logs: &[&Path]) {
     let t0 = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "port {port} never opened"
-        );
+        if t0.elapsed() > Duration::from_secs(60) {
+            let tails: Vec<String> = logs
+                .iter()
+                .map(|p| {
+                    let text = std::fs::read_to_string(p).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(20).collect();
+                    let tail: Vec<&str> = tail.into_iter().rev().collect();
+                    format!("--- {}\n{}", p.display(), tail.join("\n"))
+                })
+                .collect();
+            panic!("port {port} never opened\n{}", tails.join("\n"));
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
