@@ -305,12 +305,9 @@ pub const KEYS: &[Key] = &[
         .group(GENERATION)
         .range(1.0, 10_000_000.0, "1024"),
     key(Services, "quantization", Scalar, "Accepted (the original mlx-box's int8 switch): true/false, a number or a string.").group(GENERATION),
-    key(Services, "default_voice", Str, "tts (original mlx-box).").group(GENERATION)
-        .unused("mlx-box has no built-in TTS server: pass it in your `command`"),
-    key(Services, "voice", Str, "tts (original mlx-box).").group(GENERATION)
-        .unused("mlx-box has no built-in TTS server: pass it in your `command`"),
-    key(Services, "language", Str, "stt (original mlx-box).").group(GENERATION)
-        .unused("mlx-box has no built-in TTS or speech-to-text server: pass it in your `command`"),
+    key(Services, "default_voice", Str, "tts: the voice of a request that names none (e.g. \"serena\").").group(GENERATION),
+    key(Services, "voice", Str, "tts: the same as default_voice.").group(GENERATION),
+    key(Services, "language", Str, "tts: the language of a request that names none (Qwen3-TTS: \"auto\", \"english\"…); stt: the spoken language (\"en\").").group(GENERATION),
     // process
     key(Services, "command", Argv, "argv, one argument per line. Placeholders: {python} {model} {host} {port} {max_tokens}.").group(PROCESS),
     key(Services, "python", Str, "Interpreter for this service only.").group(PROCESS),

@@ -59,6 +59,9 @@ impl Runtime {
     pub fn embed_server(&self) -> PathBuf {
         self.scripts_dir.join("embed_server.py")
     }
+    pub fn vlm_server(&self) -> PathBuf {
+        self.scripts_dir.join("vlm_server.py")
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -181,9 +184,11 @@ pub fn plan(
                 a
             }
             Kind::Ocr => {
-                // mlx-vlm >= 0.7: `python -m mlx_vlm.server --model M --host H --port P [--max-tokens N]`.
-                let mut a = vec![python, "-m".into(), "mlx_vlm.server".into()];
+                // mlx-vlm >= 0.7: `mlx_vlm.server --model M --host H --port P [--max-tokens N]`, through
+                // vlm_server.py, which closes its hard-coded `*` CORS.
+                let mut a = vec![python, rt.vlm_server().to_string_lossy().into_owned()];
                 a.extend(["--model".into(), need_model()?]);
+                a.extend(["--allowed-origins".into(), allowed_origins(spec, settings)]);
                 a.extend([
                     "--host".into(),
                     host.clone(),
@@ -202,7 +207,28 @@ pub fn plan(
                 }
                 a
             }
-            Kind::Tts | Kind::Stt | Kind::Command => {
+            // mlx-audio's OpenAI-compatible server: /v1/audio/speech and /v1/audio/transcriptions, the
+            // model named by each request (the proxy holds requests to this service's model).
+            Kind::Tts | Kind::Stt => {
+                let mut a = vec![python, "-m".into(), "mlx_audio.server".into()];
+                a.extend([
+                    "--host".into(),
+                    host.clone(),
+                    "--port".into(),
+                    port.to_string(),
+                    // Its Studio UI's logs (not started): kept out of the daemon's working directory.
+                    "--log-dir".into(),
+                    rt.scripts_dir
+                        .join(format!("{}.mlx-audio", spec.name))
+                        .to_string_lossy()
+                        .into_owned(),
+                ]);
+                // One argument per origin (argparse nargs="+").
+                a.push("--allowed-origins".into());
+                a.extend(allowed_origins(spec, settings).split(',').map(String::from));
+                a
+            }
+            Kind::Command => {
                 return Err(LaunchError::NotLaunchable {
                     name: spec.name.clone(),
                     reason: spec
@@ -247,17 +273,7 @@ fn chat_argv(
         port.to_string(),
     ]);
     a.extend(["--max-tokens".into(), max_tokens]);
-    // CORS closed: mlx_lm answers `Access-Control-Allow-Origin: *` by default, which lets any web page
-    // the user visits read its replies. Behind the proxy no real origin equals the one it is given
-    // (`.invalid` is reserved): the proxy answers CORS from [server] cors_origins. Without a proxy, the
-    // server itself gets that list.
-    let origins = &settings.server.cors_origins;
-    let allowed = if spec.backend_port.is_none() && !origins.is_empty() {
-        origins.join(",")
-    } else {
-        NO_ORIGIN.to_string()
-    };
-    a.extend(["--allowed-origins".into(), allowed]);
+    a.extend(["--allowed-origins".into(), allowed_origins(spec, settings)]);
     if let Some(t) = spec.temperature {
         a.extend(["--temp".into(), fmt_num(t)]);
     }
@@ -271,6 +287,19 @@ fn chat_argv(
         ]);
     }
     a
+}
+
+/// CORS closed: mlx_lm and mlx_audio answer `Access-Control-Allow-Origin: *` by default (mlx_vlm
+/// always), which lets any web page the user visits read their replies. Behind the proxy no real origin
+/// equals the one they are given (`.invalid` is reserved): the proxy answers CORS from [server]
+/// cors_origins. Without a proxy, the server itself gets that list.
+fn allowed_origins(spec: &ServiceSpec, settings: &Settings) -> String {
+    let origins = &settings.server.cors_origins;
+    if spec.backend_port.is_none() && !origins.is_empty() {
+        origins.join(",")
+    } else {
+        NO_ORIGIN.to_string()
+    }
 }
 
 /// `mlx.launch` beside the interpreter (the venv's), else on PATH.

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod audio;
 pub mod autostart;
 pub mod bench;
 pub mod config;

@@ -52,6 +52,11 @@ pub enum Probe {
     Chat,
     /// A real one-input `/v1/embeddings` request.
     Embedding,
+    /// A real short `/v1/audio/speech` synthesis with the service's model, voice and language
+    /// (mlx_audio.server loads the model on its first request).
+    Speech,
+    /// A real `/v1/audio/transcriptions` of a second of generated audio with the service's model.
+    Transcription,
     /// HTTP GET on this path answers 2xx.
     Http(String),
     /// The port accepts a TCP connection.
@@ -63,7 +68,9 @@ impl Probe {
         match kind {
             Kind::Chat | Kind::Ocr | Kind::Distributed => Probe::Chat,
             Kind::Embedding => Probe::Embedding,
-            Kind::Tts | Kind::Stt | Kind::Command => Probe::Tcp,
+            Kind::Tts => Probe::Speech,
+            Kind::Stt => Probe::Transcription,
+            Kind::Command => Probe::Tcp,
         }
     }
 
@@ -71,6 +78,8 @@ impl Probe {
         Some(match s {
             "chat" => Probe::Chat,
             "embedding" => Probe::Embedding,
+            "speech" => Probe::Speech,
+            "transcription" => Probe::Transcription,
             "tcp" => Probe::Tcp,
             p if p.starts_with('/') => Probe::Http(p.to_string()),
             p if p.starts_with("http:") => Probe::Http(p["http:".len()..].to_string()),
@@ -129,6 +138,13 @@ pub struct ServiceSpec {
     pub max_seq_length: Option<u32>,
     pub quantization: Option<String>,
     pub context_length: Option<u32>,
+    /// tts: the voice of a request that names none (`voice`, or the original mlx-box's `default_voice`).
+    #[serde(default)]
+    pub default_voice: Option<String>,
+    /// tts: the language of a request that names none (`lang_code`); stt: the spoken language
+    /// (`language`).
+    #[serde(default)]
+    pub language: Option<String>,
     pub max_concurrency: Option<u32>,
     /// The proxy's request timeout for this service (else `[server] request_timeout_s`).
     pub request_timeout_s: Option<f64>,

@@ -23,6 +23,9 @@ pub(crate) struct Peek {
     pub loads_other: Vec<&'static str>,
     /// The byte range of `messages`' value (a pool's conversation affinity reads it).
     pub messages: Option<Range<usize>>,
+    /// `voice` / `lang_code` present (a speech request; a service's defaults fill them in otherwise).
+    pub voice: bool,
+    pub lang_code: bool,
     /// Where the object's first byte after `{` is, and whether it has any member (for an insertion).
     pub open: usize,
     pub empty: bool,
@@ -197,6 +200,8 @@ pub(crate) fn peek(body: &[u8]) -> Result<Peek, BodyError> {
                 }
                 b"stream" => p.stream = value == b"true",
                 b"messages" => p.messages = Some(v0..s.i),
+                b"voice" => p.voice = value != b"null",
+                b"lang_code" => p.lang_code = value != b"null",
                 b"adapters" | b"draft_model" => {
                     let name = if key == b"adapters" {
                         "adapters"
@@ -260,23 +265,44 @@ pub(crate) fn items(array: &[u8], max: usize) -> Option<Vec<Range<usize>>> {
 
 /// The body with `model` set to `model`: the old value's bytes replaced, or the field inserted first.
 pub(crate) fn with_model(body: &[u8], p: &Peek, model: &str) -> Vec<u8> {
-    let value = serde_json::to_string(model).unwrap_or_else(|_| "\"\"".into());
-    let mut out = Vec::with_capacity(body.len() + value.len() + 10);
-    match &p.model {
-        Some((range, _)) => {
-            out.extend_from_slice(&body[..range.start]);
+    rewrite(body, p, Some(model), &[])
+}
+
+/// The body with `model` set (when given) and the fields of `add` inserted first, as strings. The rest
+/// of the bytes are the client's.
+pub(crate) fn rewrite(body: &[u8], p: &Peek, model: Option<&str>, add: &[(&str, &str)]) -> Vec<u8> {
+    let json = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    let mut head = Vec::new();
+    for (k, v) in add {
+        head.extend_from_slice(json(k).as_bytes());
+        head.push(b':');
+        head.extend_from_slice(json(v).as_bytes());
+        head.push(b',');
+    }
+    let mut replace = None;
+    if let Some(m) = model {
+        match &p.model {
+            Some((range, _)) => replace = Some((range.clone(), json(m))),
+            None => {
+                head.extend_from_slice(b"\"model\":");
+                head.extend_from_slice(json(m).as_bytes());
+                head.push(b',');
+            }
+        }
+    }
+    if p.empty {
+        head.pop();
+    }
+    let mut out = Vec::with_capacity(body.len() + head.len() + 64);
+    out.extend_from_slice(&body[..p.open]);
+    out.extend_from_slice(&head);
+    match replace {
+        Some((range, value)) => {
+            out.extend_from_slice(&body[p.open..range.start]);
             out.extend_from_slice(value.as_bytes());
             out.extend_from_slice(&body[range.end..]);
         }
-        None => {
-            out.extend_from_slice(&body[..p.open]);
-            out.extend_from_slice(b"\"model\":");
-            out.extend_from_slice(value.as_bytes());
-            if !p.empty {
-                out.push(b',');
-            }
-            out.extend_from_slice(&body[p.open..]);
-        }
+        None => out.extend_from_slice(&body[p.open..]),
     }
     out
 }

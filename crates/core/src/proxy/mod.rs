@@ -24,6 +24,7 @@ mod auth;
 mod backend;
 pub(crate) mod body;
 mod endpoint;
+mod form;
 mod listen;
 mod pool;
 mod relay;
@@ -424,21 +425,80 @@ impl Front {
         gate(self.cfg.door(), &self.counters, req, open)
     }
 
-    /// The model policy over a JSON object body: the body to forward (rewritten for an alias), whether it
+    /// The model policy over a request body (a JSON object, or a multipart upload's fields): the body to
+    /// forward (the model id spliced in for a name or an alias, the service's defaults added), whether it
     /// asks for a stream, or the refusal.
-    fn check_body(&self, bytes: Bytes) -> Result<(Bytes, bool), (StatusCode, String)> {
+    fn check_body(
+        &self,
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<(Bytes, bool), (StatusCode, String)> {
+        let bad = |e: &dyn std::fmt::Display| (StatusCode::BAD_REQUEST, e.to_string());
+        if let Some(b) = content_type.and_then(form::boundary) {
+            let b = b.map_err(|e| bad(&e))?;
+            let f = form::parse(&bytes, &b).map_err(|e| bad(&e))?;
+            let asked = f.text(&bytes, "model").map_err(|e| bad(&e))?;
+            let set = self.model_to_set(asked, &[])?;
+            let mut add = vec![];
+            if self.cfg.spec.kind == crate::config::Kind::Stt {
+                if let (Some(l), false) = (&self.cfg.spec.language, f.has("language")) {
+                    add.push(("language", l.as_str()));
+                }
+                // OpenAI's default reply is JSON; mlx_audio's own is NDJSON.
+                if !f.has("response_format") {
+                    add.push(("response_format", "json"));
+                }
+            }
+            if set.is_none() && add.is_empty() {
+                return Ok((bytes, false));
+            }
+            let out = f.rewrite(&bytes, set.map(|m| ("model", m)), &add);
+            return Ok((Bytes::from(out), false));
+        }
         if !body::is_json_object(&bytes) {
             return Ok((bytes, false));
         }
-        let p = body::peek(&bytes).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-        let spec = &self.cfg.spec;
-        let Some(model) = &spec.model else {
-            return Ok((bytes, p.stream));
+        let p = body::peek(&bytes).map_err(|e| bad(&e))?;
+        let asked = match &p.model {
+            None => None,
+            Some((_, Some(text))) => Some(text.as_str()),
+            Some((range, None)) if &bytes[range.clone()] == b"null" => None,
+            // Not a string: the backend's business when any model may pass.
+            Some(_) if self.cfg.spec.model.is_none() || self.cfg.spec.allow_any_model => None,
+            Some(_) => return Err((StatusCode::BAD_REQUEST, "`model` must be a string".into())),
         };
-        if spec.allow_any_model {
+        let set = self.model_to_set(asked, &p.loads_other)?;
+        let spec = &self.cfg.spec;
+        let mut add = vec![];
+        if spec.kind == crate::config::Kind::Tts {
+            if let (Some(v), false) = (&spec.default_voice, p.voice) {
+                add.push(("voice", v.as_str()));
+            }
+            if let (Some(l), false) = (&spec.language, p.lang_code) {
+                add.push(("lang_code", l.as_str()));
+            }
+        }
+        if set.is_none() && add.is_empty() {
             return Ok((bytes, p.stream));
         }
-        if let Some(field) = p.loads_other.first() {
+        Ok((Bytes::from(body::rewrite(&bytes, &p, set, &add)), p.stream))
+    }
+
+    /// The model policy: `Ok(Some(id))` when the body must name the service's model id (it named none,
+    /// the service's name or an alias), `Ok(None)` when it may pass as it is, or the refusal.
+    fn model_to_set(
+        &self,
+        asked: Option<&str>,
+        loads_other: &[&'static str],
+    ) -> Result<Option<&str>, (StatusCode, String)> {
+        let spec = &self.cfg.spec;
+        let Some(model) = &spec.model else {
+            return Ok(None);
+        };
+        if spec.allow_any_model {
+            return Ok(None);
+        }
+        if let Some(field) = loads_other.first() {
             let msg = format!(
                 "`{field}` asks the server to load another model, which [services.{}] does not allow \
                  (set allow_any_model = true to permit it)",
@@ -446,14 +506,8 @@ impl Front {
             );
             return Err((StatusCode::BAD_REQUEST, msg));
         }
-        let asked = match &p.model {
-            None => None,
-            Some((_, Some(text))) => Some(text.as_str()).filter(|t| !t.is_empty()),
-            Some((range, None)) if &bytes[range.clone()] == b"null" => None,
-            Some(_) => return Err((StatusCode::BAD_REQUEST, "`model` must be a string".into())),
-        };
-        match asked {
-            Some(m) if m == model => Ok((bytes, p.stream)),
+        match asked.filter(|t| !t.is_empty()) {
+            Some(m) if m == model => Ok(None),
             Some(m) if m != spec.name && !spec.aliases.iter().any(|a| a == m) => {
                 let mut names = vec![format!("`{model}`"), format!("`{}`", spec.name)];
                 names.extend(spec.aliases.iter().map(|a| format!("`{a}`")));
@@ -466,8 +520,41 @@ impl Front {
                 Err((StatusCode::BAD_REQUEST, msg))
             }
             // No model, the service's name or an alias: the configured model id, spliced in.
-            _ => Ok((Bytes::from(body::with_model(&bytes, &p, model)), p.stream)),
+            _ => Ok(Some(model.as_str())),
         }
+    }
+
+    /// Routes of the servers that load or unload models, or change their settings, outside a request's
+    /// `model`: mlx_audio's `POST|DELETE /v1/models?model_name=…`, mlx_vlm's `/unload`, `/v1/settings`,
+    /// `/v1/cache/reset`. A key holder may use the service's model, not swap it.
+    fn refuses_management(&self, method: &Method, path: &str) -> Option<Response> {
+        let spec = &self.cfg.spec;
+        if spec.allow_any_model || spec.model.is_none() {
+            return None;
+        }
+        let path = path.trim_end_matches('/');
+        let management = match spec.kind {
+            crate::config::Kind::Tts | crate::config::Kind::Stt => {
+                path == "/v1/models" && (method == Method::POST || method == Method::DELETE)
+            }
+            crate::config::Kind::Ocr => {
+                matches!(
+                    path,
+                    "/unload" | "/v1/settings" | "/v1/cache/reset" | "/settings"
+                ) && method != Method::GET
+            }
+            _ => false,
+        };
+        management.then(|| {
+            self.bad_request(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "{method} {path} would change what [services.{}] serves: mlx-box manages its model \
+                     (set allow_any_model = true to permit it)",
+                    spec.name
+                ),
+            )
+        })
     }
 }
 
@@ -680,11 +767,20 @@ async fn serve(
     origin: Option<HeaderValue>,
     started: std::time::Instant,
 ) -> Response {
+    if let Some(r) = f.refuses_management(&parts.method, parts.uri.path()) {
+        return r;
+    }
     let Incoming { bytes, _permit } = incoming;
     let mut streaming = false;
     let body = match bytes {
         None => None,
-        Some(bytes) if parts.method == Method::POST => match f.check_body(bytes) {
+        Some(bytes) if parts.method == Method::POST => match f.check_body(
+            parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            bytes,
+        ) {
             Ok((b, s)) => {
                 streaming = s;
                 Some(b)
@@ -1168,7 +1264,10 @@ mod tests {
     #[test]
     fn the_model_policy() {
         let f = front(CHAT);
-        let ok = |b: &[u8]| f.check_body(Bytes::copy_from_slice(b)).map_err(|r| r.0);
+        let ok = |b: &[u8]| {
+            f.check_body(None, Bytes::copy_from_slice(b))
+                .map_err(|r| r.0)
+        };
         let (b, st) = ok(br#"{"model":"org/real-model","stream":true}"#).unwrap();
         assert!(st);
         assert_eq!(
@@ -1208,8 +1307,102 @@ mod tests {
         assert!(ok(b"--boundary\r\n").is_ok());
         let any = front(&format!("{CHAT}allow_any_model = true\n"));
         assert!(any
-            .check_body(Bytes::from_static(br#"{"model":"other","adapters":"a"}"#))
+            .check_body(
+                None,
+                Bytes::from_static(br#"{"model":"other","adapters":"a"}"#)
+            )
             .is_ok());
+    }
+
+    /// Issue 17: a speech request gets the service's voice and language when it names none; an upload
+    /// to a transcription service is held to its model like a JSON body, and gets its language and
+    /// OpenAI's JSON reply.
+    #[test]
+    fn audio_requests_get_the_services_defaults_and_its_model() {
+        let tts = front("[services.tts]\nkind = \"tts\"\nport = 9100\nbackend_port = 9101\nmodel = \"org/tts\"\ndefault_voice = \"serena\"\nlanguage = \"auto\"\n");
+        let json = |f: &Front, b: &str| -> serde_json::Value {
+            let (out, _) = f
+                .check_body(
+                    Some("application/json"),
+                    Bytes::copy_from_slice(b.as_bytes()),
+                )
+                .unwrap();
+            serde_json::from_slice(&out).unwrap()
+        };
+        let v = json(&tts, r#"{"input":"hi"}"#);
+        assert_eq!(
+            (
+                v["model"].as_str(),
+                v["voice"].as_str(),
+                v["lang_code"].as_str()
+            ),
+            (Some("org/tts"), Some("serena"), Some("auto"))
+        );
+        let v = json(
+            &tts,
+            r#"{"model":"tts","input":"hi","voice":"ryan","lang_code":"english"}"#,
+        );
+        assert_eq!(
+            (
+                v["model"].as_str(),
+                v["voice"].as_str(),
+                v["lang_code"].as_str()
+            ),
+            (Some("org/tts"), Some("ryan"), Some("english"))
+        );
+        assert_eq!(json(&tts, "{}")["voice"], "serena");
+
+        let stt = front("[services.stt]\nkind = \"stt\"\nport = 9100\nbackend_port = 9101\nmodel = \"org/whisper\"\nlanguage = \"en\"\n");
+        let ct = "multipart/form-data; boundary=B0";
+        let upload = |model: &str, extra: &str| {
+            format!("--B0\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF....\r\n--B0\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\n{model}\r\n{extra}--B0--\r\n")
+        };
+        let (out, _) = stt
+            .check_body(Some(ct), Bytes::from(upload("stt", "")))
+            .unwrap();
+        let f = form::parse(&out, "B0").unwrap();
+        assert_eq!(f.text(&out, "model").unwrap(), Some("org/whisper"));
+        assert_eq!(f.text(&out, "language").unwrap(), Some("en"));
+        assert_eq!(f.text(&out, "response_format").unwrap(), Some("json"));
+        assert_eq!(f.text(&out, "file").unwrap(), Some("RIFF...."));
+        let mine = upload("org/whisper", "--B0\r\nContent-Disposition: form-data; name=\"language\"\r\n\r\nde\r\n--B0\r\nContent-Disposition: form-data; name=\"response_format\"\r\n\r\ntext\r\n");
+        let (out, _) = stt.check_body(Some(ct), Bytes::from(mine.clone())).unwrap();
+        assert_eq!(
+            &out[..],
+            mine.as_bytes(),
+            "nothing to change: the client's bytes"
+        );
+        let refused = stt
+            .check_body(Some(ct), Bytes::from(upload("openai/whisper-large", "")))
+            .unwrap_err();
+        assert_eq!(refused.0, StatusCode::BAD_REQUEST);
+        assert!(refused.1.contains("`org/whisper`"), "{}", refused.1);
+        assert!(stt
+            .check_body(Some(ct), Bytes::from_static(b"--B0\r\nbroken"))
+            .is_err());
+        assert!(stt
+            .check_body(Some("multipart/form-data"), Bytes::from(upload("stt", "")))
+            .is_err());
+
+        // Loading another model by a route, not a body.
+        assert!(stt
+            .refuses_management(&Method::POST, "/v1/models")
+            .is_some());
+        assert!(stt
+            .refuses_management(&Method::DELETE, "/v1/models/")
+            .is_some());
+        assert!(stt.refuses_management(&Method::GET, "/v1/models").is_none());
+        assert!(stt
+            .refuses_management(&Method::POST, "/v1/audio/transcriptions")
+            .is_none());
+        let ocr = front("[services.ocr]\nkind = \"ocr\"\nport = 9100\nbackend_port = 9101\nmodel = \"org/vlm\"\n");
+        assert!(ocr.refuses_management(&Method::POST, "/unload").is_some());
+        assert!(ocr
+            .refuses_management(&Method::PATCH, "/v1/settings")
+            .is_some());
+        assert!(ocr
+            .refuses_management(&Method::POST, "/v1/chat/completions")
+            .is_none());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Readiness and liveness probes. Readiness of a model server is a real 1-token request: mlx_lm.server
 //! answers `/health` before the model is loaded (it loads on the first request).
 
-use crate::config::Probe;
+use crate::config::{Probe, ServiceSpec};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -28,6 +28,30 @@ fn connect_addr(host: &str, port: u16) -> String {
     u.trim_start_matches("http://").to_string()
 }
 
+/// What a speech or transcription probe asks for: the service's model (mlx_audio.server loads the one a
+/// request names), voice and language.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeArgs {
+    pub model: Option<String>,
+    pub voice: Option<String>,
+    pub language: Option<String>,
+}
+
+impl ProbeArgs {
+    pub fn of(spec: &ServiceSpec) -> ProbeArgs {
+        ProbeArgs {
+            model: spec.model.clone(),
+            voice: spec.default_voice.clone(),
+            language: spec.language.clone(),
+        }
+    }
+}
+
+/// The sentence a speech probe synthesises; bounded to 100 codec tokens (about 8 s at Qwen3-TTS's 12 Hz):
+/// a model that never stops still answers.
+const SPEECH_PROBE_TEXT: &str = "Ready.";
+const SPEECH_PROBE_MAX_TOKENS: u32 = 100;
+
 /// Why a readiness attempt failed.
 enum NotReady {
     /// Worth polling again (not listening yet, still loading).
@@ -40,11 +64,12 @@ enum NotReady {
 async fn ready_once(
     client: &reqwest::Client,
     probe: &Probe,
+    args: &ProbeArgs,
     host: &str,
     port: u16,
     timeout: Duration,
 ) -> Result<(), NotReady> {
-    ready_attempt(client, probe, host, port, timeout)
+    ready_attempt(client, probe, args, host, port, timeout)
         .await
         .map_err(|e| {
             if e.contains("generation thread died") {
@@ -58,6 +83,7 @@ async fn ready_once(
 async fn ready_attempt(
     client: &reqwest::Client,
     probe: &Probe,
+    args: &ProbeArgs,
     host: &str,
     port: u16,
     timeout: Duration,
@@ -87,6 +113,16 @@ async fn ready_attempt(
         Probe::Embedding => client
             .post(url(host, port, "/v1/embeddings"))
             .json(&serde_json::json!({"input": "hi"})),
+        Probe::Speech => client
+            .post(url(host, port, "/v1/audio/speech"))
+            .json(&speech_request(
+                args,
+                SPEECH_PROBE_TEXT,
+                SPEECH_PROBE_MAX_TOKENS,
+            )),
+        Probe::Transcription => client
+            .post(url(host, port, "/v1/audio/transcriptions"))
+            .multipart(transcription_form(args, crate::audio::tone_wav(1.0))),
         Probe::Http(path) => client.get(url(host, port, path)),
     };
     let resp = req
@@ -95,7 +131,20 @@ async fn ready_attempt(
         .await
         .map_err(|e| format!("probe request failed: {e}"))?;
     let status = resp.status();
-    if status.is_success() {
+    if status.is_success() && *probe == Probe::Speech {
+        // A speech server that answers 200 without audio has not synthesised anything.
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| format!("probe reply: {e}"))?;
+        match crate::audio::wav_seconds(&body) {
+            Some(s) if s > 0.0 => Ok(()),
+            _ => Err(format!(
+                "the speech probe got {} bytes that are not a WAV with sound",
+                body.len()
+            )),
+        }
+    } else if status.is_success() {
         Ok(())
     } else {
         let body = resp.text().await.unwrap_or_default();
@@ -106,10 +155,49 @@ async fn ready_attempt(
     }
 }
 
+/// A `/v1/audio/speech` body: the service's model, voice and language (Qwen3-TTS's `lang_code`), WAV out.
+pub fn speech_request(args: &ProbeArgs, input: &str, max_tokens: u32) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "input": input,
+        "response_format": "wav",
+        "max_tokens": max_tokens,
+    });
+    if let Some(m) = &args.model {
+        body["model"] = m.clone().into();
+    }
+    if let Some(v) = &args.voice {
+        body["voice"] = v.clone().into();
+    }
+    if let Some(l) = &args.language {
+        body["lang_code"] = l.clone().into();
+    }
+    body
+}
+
+/// A `/v1/audio/transcriptions` form: the WAV, the service's model and language, JSON out (OpenAI's
+/// default; mlx_audio's own is NDJSON).
+pub fn transcription_form(args: &ProbeArgs, wav: Vec<u8>) -> reqwest::multipart::Form {
+    let file = reqwest::multipart::Part::bytes(wav)
+        .file_name("probe.wav")
+        .mime_str("audio/wav")
+        .unwrap_or_else(|_| reqwest::multipart::Part::bytes(vec![]));
+    let mut form = reqwest::multipart::Form::new()
+        .part("file", file)
+        .text("response_format", "json");
+    if let Some(m) = &args.model {
+        form = form.text("model", m.clone());
+    }
+    if let Some(l) = &args.language {
+        form = form.text("language", l.clone());
+    }
+    form
+}
+
 /// Polls until the server is ready or `deadline` passes; returns the last failure on timeout.
 pub async fn wait_ready(
     client: reqwest::Client,
     probe: Probe,
+    args: ProbeArgs,
     host: String,
     port: u16,
     deadline: Instant,
@@ -123,7 +211,7 @@ pub async fn wait_ready(
         if now >= deadline {
             return Err(last);
         }
-        match ready_once(&client, &probe, &host, port, deadline - now).await {
+        match ready_once(&client, &probe, &args, &host, port, deadline - now).await {
             Ok(()) => return Ok(()),
             Err(NotReady::Fatal(e)) => return Err(e),
             Err(NotReady::Retry(e)) => last = e,
@@ -145,6 +233,8 @@ pub async fn liveness(
     // safe (it throws when the Hugging Face cache folder is missing).
     let path = match &probe {
         Probe::Chat | Probe::Embedding => "/health",
+        // mlx_audio.server's welcome page: no generation, no scan of the model cache.
+        Probe::Speech | Probe::Transcription => "/",
         Probe::Http(p) => p.as_str(),
         Probe::Tcp => {
             return match tokio::time::timeout(

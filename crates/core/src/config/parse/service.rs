@@ -125,7 +125,7 @@ pub(super) fn parse_service(
 
     let mut enabled = v.bool(cx, "enabled").unwrap_or(true);
     let mut disabled_reason = (!enabled).then(|| "enabled = false in settings.toml".to_string());
-    if command.is_none() && matches!(kind, Kind::Tts | Kind::Stt | Kind::Command) {
+    if command.is_none() && kind == Kind::Command {
         cx.warn(
             name_span.clone(),
             format!("{where_} ({}) has no `command`, so mlx-box cannot launch it", kind.as_str()),
@@ -133,6 +133,22 @@ pub(super) fn parse_service(
         );
         enabled = false;
         disabled_reason = Some(format!("no `command` for this {} service", kind.as_str()));
+    }
+    // mlx_audio.server loads what a request's `model` names: a Hugging Face id or a local directory.
+    // The original mlx-box's short names ("small.en") were its own server's.
+    if let (Some(m), true, None) = (&model, matches!(kind, Kind::Tts | Kind::Stt), &command) {
+        if !m.contains('/') && !std::path::Path::new(m).is_dir() {
+            let example = if kind == Kind::Tts {
+                "mlx-community/Qwen3-TTS-12Hz-0.6B-CustomVoice-8bit"
+            } else {
+                "mlx-community/whisper-large-v3-turbo-asr-fp16"
+            };
+            cx.warn(
+                v.get("model").and_then(value_span),
+                format!("model `{m}` in {where_} is neither a Hugging Face id nor a local directory: mlx_audio.server cannot load it"),
+                Some(format!("use an MLX conversion such as `{example}`, or the path of a downloaded model")),
+            );
+        }
     }
 
     let env = match v.get("env") {
@@ -258,6 +274,8 @@ pub(super) fn parse_service(
         max_seq_length: v.int(cx, "max_seq_length").map(|n| n as u32),
         quantization,
         context_length: v.int(cx, "context_length").map(|n| n as u32),
+        default_voice: v.str(cx, "default_voice").or_else(|| v.str(cx, "voice")),
+        language: v.str(cx, "language").filter(|l| !l.is_empty()),
         max_concurrency: v.int(cx, "max_concurrency").map(|n| n as u32),
         request_timeout_s: v.float(cx, "request_timeout_s"),
         expect,
