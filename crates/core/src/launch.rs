@@ -372,13 +372,34 @@ mod tests {
     }
 
     #[test]
+    fn audio_services_run_mlx_audio_with_cors_closed() {
+        let s = settings(
+            "[server]\ncors_origins = [\"https://a.example\", \"https://b.example\"]\n[services.tts]\nkind = \"tts\"\nport = 8086\nbackend_port = 8096\nmodel = \"org/tts\"\n[services.stt]\nkind = \"stt\"\nport = 8087\nmodel = \"org/whisper\"\n",
+        );
+        let a = plan(s.service("tts").unwrap(), &s, &rt()).unwrap().argv.join(" ");
+        assert!(
+            a.contains("-m mlx_audio.server --host 127.0.0.1 --port 8096 --log-dir /rt/tts.mlx-audio --allowed-origins https://no-cross-origin.invalid"),
+            "behind the proxy: no origin ({a})"
+        );
+        // Without a proxy the server answers CORS itself, one argument per origin.
+        let a = plan(s.service("stt").unwrap(), &s, &rt()).unwrap().argv;
+        assert_eq!(
+            a[a.len() - 3..],
+            ["--allowed-origins", "https://a.example", "https://b.example"]
+        );
+    }
+
+    #[test]
     fn ocr_gets_the_context_and_the_thinking_budget() {
         let s = settings(
             "[services.ocr]\nport = 8085\nmodel = \"org/vlm\"\ncontext_length = 16384\nthinking_budget = 512\nmax_tokens = 100\n",
         );
         let p = plan(s.service("ocr").unwrap(), &s, &rt()).unwrap();
         let a = p.argv.join(" ");
-        assert!(a.contains("-m mlx_vlm.server --model org/vlm"), "{a}");
+        assert!(
+            a.contains("/rt/vlm_server.py --model org/vlm --allowed-origins https://no-cross-origin.invalid"),
+            "{a}"
+        );
         assert!(
             a.contains("--max-kv-size 16384") && a.contains("--thinking-budget 512"),
             "{a}"

@@ -508,7 +508,7 @@ mod tests {
                 && d.message.contains("not enforced")),
             "{d:#?}"
         );
-        for key in ["frequency_penalty", "default_voice"] {
+        for key in ["frequency_penalty"] {
             assert!(
                 notes
                     .iter()
@@ -526,15 +526,24 @@ mod tests {
         assert_eq!(s.service("ocr").unwrap().kind, Kind::Ocr);
         let tts = s.service("tts").unwrap();
         assert_eq!(tts.kind, Kind::Tts);
-        assert!(!tts.enabled, "tts has no command: not launchable");
+        assert!(tts.enabled, "tts runs on mlx_audio.server");
+        assert_eq!(
+            (tts.default_voice.as_deref(), tts.language.as_deref()),
+            (Some("serena"), Some("Auto"))
+        );
+        assert_eq!(tts.probe, Probe::Speech);
+        let whisper = s.service("whisper").unwrap();
+        assert_eq!((whisper.probe.clone(), whisper.language.as_deref()), (Probe::Transcription, Some("en")));
         assert_eq!(s.server.api_keys.len(), 2);
-        // ssh noted, tts/whisper warned
+        // ssh noted; the short model names of the original's audio servers warned, where they are.
         let all = lines(&d).join("\n");
         assert!(all.contains("[services.ssh] is the SSH port"), "{all}");
         assert!(
-            all.contains("[services.tts] (tts) has no `command`"),
+            all.contains(":135:")
+                && all.contains("model `Qwen3-TTS-12Hz-0.6B-CustomVoice` in [services.tts] is neither"),
             "{all}"
         );
+        assert!(all.contains("model `small.en` in [services.whisper]"), "{all}");
         assert!(all.contains("frequency_penalty"), "{all}");
     }
 
