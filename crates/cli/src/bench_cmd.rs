@@ -13,7 +13,7 @@ use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Services to measure (default: every enabled chat, ocr and embedding service).
+    /// Services to measure (default: every enabled chat, ocr, embedding, tts and stt service).
     pub services: Vec<String>,
     /// Closed-loop levels: requests in flight at once.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
@@ -65,6 +65,9 @@ pub struct BenchArgs {
     /// Seed of the dataset's sampling and of the prompt lengths.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// A WAV for the speech-to-text services to transcribe (default: five seconds of a generated tone).
+    #[arg(long, value_name = "FILE.wav")]
+    pub audio: Option<std::path::PathBuf>,
     /// Goodput: the requests that meet these, e.g. `ttft_ms=500,tpot_ms=50` (vLLM's --goodput).
     #[arg(long, value_name = "ttft_ms=X,tpot_ms=Y", value_parser = parse_slo)]
     pub slo: Option<(Option<f64>, Option<f64>)>,
@@ -199,6 +202,12 @@ pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
                 .to_string()
         }),
         seed: a.seed,
+        audio_file: a.audio.as_ref().map(|p| {
+            std::path::absolute(p)
+                .unwrap_or(p.clone())
+                .display()
+                .to_string()
+        }),
         slo_ttft_ms: a.slo.and_then(|s| s.0),
         slo_tpot_ms: a.slo.and_then(|s| s.1),
         ..BenchOptions::default()
@@ -422,6 +431,49 @@ fn print_tables(r: &BenchResult) {
                 if let Some(e) = &l.first_error {
                     println!("  {:<9} first error: {e}", "");
                 }
+            }
+        }
+        if !s.audio.is_empty() {
+            println!(
+                "  {:<9} {:>5} {:>4} {:>8} {:>17} {:>8} {:>13} {:>10}",
+                "LEVEL",
+                "REQS",
+                "ERR",
+                "REQ/s",
+                "LATENCY p50/p99",
+                "AUDIO s",
+                "RTF p50/p99",
+                "AUDIO s/s"
+            );
+            for l in &s.audio {
+                println!(
+                    "  {:<9} {:>5} {:>4} {:>8.2} {:>17} {:>8} {:>13} {:>10}",
+                    format!("c={}", l.concurrency),
+                    l.requests,
+                    l.errors,
+                    l.request_s,
+                    format!(
+                        "{}/{}",
+                        st(l.latency_ms, |s| s.p50),
+                        st(l.latency_ms, |s| s.p99)
+                    ),
+                    l.audio_s
+                        .map(|a| format!("{a:.2}"))
+                        .unwrap_or_else(|| "–".into()),
+                    match l.rtf {
+                        Some(r) => format!("{:.3}/{:.3}", r.p50, r.p99),
+                        None => "–".into(),
+                    },
+                    l.audio_s_per_s
+                        .map(|a| format!("{a:.2}"))
+                        .unwrap_or_else(|| "–".into()),
+                );
+                if let Some(e) = &l.first_error {
+                    println!("  {:<9} first error: {e}", "");
+                }
+            }
+            if let Some(x) = s.audio.iter().find_map(|l| l.sample.as_ref()) {
+                println!("  an answer: {x}");
             }
         }
         if let Some(t) = &s.thinking {

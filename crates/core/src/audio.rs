@@ -2,7 +2,65 @@
 //! transcription probe needs no file), and the length of a WAV a speech server answered (the benchmark's
 //! real-time factor).
 
+use crate::config::ServiceSpec;
 use std::io::Cursor;
+
+/// What a speech or transcription request to the server itself asks for: the service's model
+/// (mlx_audio.server loads the one a request names), voice and language. (Through the proxy, a request
+/// gets these from the service.)
+#[derive(Debug, Clone, Default)]
+pub struct AudioArgs {
+    pub model: Option<String>,
+    pub voice: Option<String>,
+    pub language: Option<String>,
+}
+
+impl AudioArgs {
+    pub fn of(spec: &ServiceSpec) -> AudioArgs {
+        AudioArgs {
+            model: spec.model.clone(),
+            voice: spec.default_voice.clone(),
+            language: spec.language.clone(),
+        }
+    }
+}
+
+/// A `/v1/audio/speech` body: the service's model, voice and language (Qwen3-TTS's `lang_code`), WAV out.
+pub fn speech_request(args: &AudioArgs, input: &str, max_tokens: u32) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "input": input,
+        "response_format": "wav",
+        "max_tokens": max_tokens,
+    });
+    if let Some(m) = &args.model {
+        body["model"] = m.clone().into();
+    }
+    if let Some(v) = &args.voice {
+        body["voice"] = v.clone().into();
+    }
+    if let Some(l) = &args.language {
+        body["lang_code"] = l.clone().into();
+    }
+    body
+}
+
+/// A `/v1/audio/transcriptions` form: the WAV, the service's model and language, JSON out (OpenAI's
+/// default; mlx_audio's own is NDJSON).
+pub fn transcription_form(args: &AudioArgs, wav: Vec<u8>) -> reqwest::multipart::Form {
+    let mut form = reqwest::multipart::Form::new()
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(wav).file_name("audio.wav"),
+        )
+        .text("response_format", "json");
+    if let Some(m) = &args.model {
+        form = form.text("model", m.clone());
+    }
+    if let Some(l) = &args.language {
+        form = form.text("language", l.clone());
+    }
+    form
+}
 
 /// `secs` seconds of a 440 Hz tone, 16 kHz mono 16-bit PCM (what Whisper resamples everything to).
 pub fn tone_wav(secs: f64) -> Vec<u8> {

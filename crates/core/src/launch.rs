@@ -376,7 +376,10 @@ mod tests {
         let s = settings(
             "[server]\ncors_origins = [\"https://a.example\", \"https://b.example\"]\n[services.tts]\nkind = \"tts\"\nport = 8086\nbackend_port = 8096\nmodel = \"org/tts\"\n[services.stt]\nkind = \"stt\"\nport = 8087\nmodel = \"org/whisper\"\n",
         );
-        let a = plan(s.service("tts").unwrap(), &s, &rt()).unwrap().argv.join(" ");
+        let a = plan(s.service("tts").unwrap(), &s, &rt())
+            .unwrap()
+            .argv
+            .join(" ");
         assert!(
             a.contains("-m mlx_audio.server --host 127.0.0.1 --port 8096 --log-dir /rt/tts.mlx-audio --allowed-origins https://no-cross-origin.invalid"),
             "behind the proxy: no origin ({a})"
@@ -385,7 +388,11 @@ mod tests {
         let a = plan(s.service("stt").unwrap(), &s, &rt()).unwrap().argv;
         assert_eq!(
             a[a.len() - 3..],
-            ["--allowed-origins", "https://a.example", "https://b.example"]
+            [
+                "--allowed-origins",
+                "https://a.example",
+                "https://b.example"
+            ]
         );
     }
 

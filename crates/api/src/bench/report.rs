@@ -12,7 +12,7 @@ use ts_rs::TS;
 #[ts(export)]
 #[serde(default)]
 pub struct BenchOptions {
-    /// Services to measure; empty = every enabled chat / ocr / embedding service.
+    /// Services to measure; empty = every enabled chat / ocr / embedding / tts / stt service.
     pub services: Vec<String>,
     /// Closed-loop levels: this many requests in flight at once.
     pub concurrency: Vec<u32>,
@@ -58,6 +58,9 @@ pub struct BenchOptions {
     /// … and its TPOT at most this (ms).
     #[serde(default)]
     pub slo_tpot_ms: Option<f64>,
+    /// A WAV to transcribe (stt services); `null`: five seconds of a generated tone.
+    #[serde(default)]
+    pub audio_file: Option<String>,
 }
 
 impl BenchOptions {
@@ -101,6 +104,7 @@ impl Default for BenchOptions {
             seed: 0,
             slo_ttft_ms: None,
             slo_tpot_ms: None,
+            audio_file: None,
         }
     }
 }
@@ -239,6 +243,29 @@ pub struct EmbedLevelResult {
     pub prompt_tok_s: Option<f64>,
 }
 
+/// One level of a speech (tts) or transcription (stt) service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct AudioLevelResult {
+    pub concurrency: u32,
+    pub requests: u32,
+    pub errors: u32,
+    pub first_error: Option<String>,
+    pub duration_s: f64,
+    pub request_s: f64,
+    /// Request latency (send → whole answer).
+    pub latency_ms: Option<Stats>,
+    /// Seconds of audio per request: synthesised (tts: the WAV's length) or transcribed (stt: the input's).
+    pub audio_s: Option<f64>,
+    /// Real-time factor of each request: its latency / its audio's length (below 1: faster than real
+    /// time).
+    pub rtf: Option<Stats>,
+    /// Seconds of audio processed per second of wall time, all requests together.
+    pub audio_s_per_s: Option<f64>,
+    /// The start of one answer: the transcript (stt), or the WAV's length and size (tts).
+    pub sample: Option<String>,
+}
+
 /// The seed's test-thinking-toggle, with the evidence.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[ts(export)]
@@ -295,6 +322,9 @@ pub struct ServiceResult {
     pub skipped: Option<String>,
     pub levels: Vec<LevelResult>,
     pub embedding: Vec<EmbedLevelResult>,
+    /// Speech and transcription services, per level.
+    #[serde(default)]
+    pub audio: Vec<AudioLevelResult>,
     pub long_context: Option<LongContextResult>,
     pub thinking: Option<ThinkingCheck>,
     pub thresholds: Vec<ThresholdResult>,
@@ -648,6 +678,7 @@ pub(crate) mod tests {
             skipped: None,
             levels,
             embedding: vec![],
+            audio: vec![],
             long_context: None,
             thinking: None,
             thresholds: vec![],

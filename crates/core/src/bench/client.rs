@@ -4,6 +4,7 @@
 use super::metrics::Record;
 use futures_util::StreamExt;
 use serde::Deserialize;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One HTTP client for a whole run: keep-alive connections, no proxy from the environment, no pool cap
@@ -261,6 +262,96 @@ pub async fn embed(http: &reqwest::Client, base: &str, inputs: &[String]) -> Emb
             ))
         }
         Err(e) => rec.error = Some(e),
+    }
+    rec
+}
+
+/// One speech or transcription request.
+#[derive(Debug, Clone, Default)]
+pub struct AudioRecord {
+    pub sent_at_ms: f64,
+    pub latency_ms: f64,
+    /// Seconds of audio synthesised (the reply's WAV) or transcribed (the input).
+    pub audio_s: Option<f64>,
+    /// The transcript's start, or the WAV's length and size.
+    pub sample: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What an audio request sends.
+#[derive(Clone)]
+pub enum AudioJob {
+    /// Synthesise this text (up to `max_tokens` codec tokens).
+    Speak { text: String, max_tokens: u32 },
+    /// Transcribe this WAV of `seconds`.
+    Transcribe { wav: Arc<Vec<u8>>, seconds: f64 },
+}
+
+pub async fn audio(
+    http: &reqwest::Client,
+    base: &str,
+    args: &crate::audio::AudioArgs,
+    job: &AudioJob,
+) -> AudioRecord {
+    let t0 = Instant::now();
+    let req = match job {
+        AudioJob::Speak { text, max_tokens } => http
+            .post(format!("{base}/v1/audio/speech"))
+            .json(&crate::audio::speech_request(args, text, *max_tokens)),
+        AudioJob::Transcribe { wav, .. } => http
+            .post(format!("{base}/v1/audio/transcriptions"))
+            .multipart(crate::audio::transcription_form(args, wav.as_ref().clone())),
+    };
+    let reply = match req.send().await {
+        Err(e) => Err(format!("request failed: {e}")),
+        Ok(r) if !r.status().is_success() => {
+            let status = r.status();
+            Err(format!(
+                "HTTP {status}: {}",
+                excerpt(&r.text().await.unwrap_or_default(), 200)
+            ))
+        }
+        Ok(r) => r
+            .bytes()
+            .await
+            .map_err(|e| format!("reading the reply: {e}")),
+    };
+    let mut rec = AudioRecord {
+        latency_ms: t0.elapsed().as_secs_f64() * 1000.0,
+        ..Default::default()
+    };
+    match (reply, job) {
+        (Err(e), _) => rec.error = Some(e),
+        (Ok(b), AudioJob::Speak { .. }) => match crate::audio::wav_seconds(&b) {
+            Some(s) if s > 0.0 => {
+                rec.audio_s = Some(s);
+                rec.sample = Some(format!("{s:.2} s of audio, {} bytes", b.len()));
+            }
+            _ => {
+                rec.error = Some(format!(
+                    "the reply ({} bytes) is not a WAV with sound",
+                    b.len()
+                ))
+            }
+        },
+        (Ok(b), AudioJob::Transcribe { seconds, .. }) => {
+            #[derive(Deserialize)]
+            struct Transcript {
+                text: String,
+            }
+            match serde_json::from_slice::<Transcript>(&b) {
+                Ok(t) => {
+                    rec.audio_s = Some(*seconds);
+                    rec.sample = Some(excerpt(&t.text, 80));
+                }
+                Err(e) => {
+                    rec.error = Some(format!(
+                        "not a transcription ({e}): {}",
+                        excerpt(&String::from_utf8_lossy(&b), 120)
+                    ))
+                }
+            }
+        }
     }
     rec
 }

@@ -2,7 +2,7 @@
 //! the machine sampled once a second, and assembles the result.
 
 use super::checks;
-use super::client::{embed, stream_chat, EmbedRecord};
+use super::client::{self, embed, stream_chat, AudioJob, EmbedRecord};
 use super::load::{drive, prompt, Load};
 use super::machine;
 use super::metrics::{goodput, length_figures, level_figures, parallel_efficiency, Record, Stats};
@@ -65,11 +65,17 @@ impl Target {
         let skipped = skipped.or_else(|| {
             (!matches!(
                 spec.kind,
-                Kind::Chat | Kind::Distributed | Kind::Ocr | Kind::Embedding | Kind::Command
+                Kind::Chat
+                    | Kind::Distributed
+                    | Kind::Ocr
+                    | Kind::Embedding
+                    | Kind::Command
+                    | Kind::Tts
+                    | Kind::Stt
             ))
             .then(|| {
                 format!(
-                    "a {} service: the benchmark measures chat and embedding servers",
+                    "a {} service: the benchmark does not know how to measure it",
                     spec.kind.as_str()
                 )
             })
@@ -111,7 +117,7 @@ fn planned(opts: &BenchOptions, t: &Target) -> u32 {
     }
     let levels = opts.concurrency.len() as u32 * opts.requests;
     match t.spec.kind {
-        Kind::Embedding => opts.warmup + levels,
+        Kind::Embedding | Kind::Tts | Kind::Stt => opts.warmup + levels,
         _ => {
             opts.warmup
                 + levels
@@ -181,6 +187,8 @@ pub async fn run(
             skipped(t, why.clone())
         } else if t.spec.kind == Kind::Embedding {
             embedding_service(&http, &opts, t, &tracker, &cancel).await
+        } else if matches!(t.spec.kind, Kind::Tts | Kind::Stt) {
+            audio_service(&http, &opts, t, &tracker, &cancel).await
         } else {
             match dataset
                 .clone()
@@ -249,6 +257,7 @@ fn base_result(t: &Target) -> ServiceResult {
         skipped: None,
         levels: vec![],
         embedding: vec![],
+        audio: vec![],
         long_context: None,
         thinking: None,
         thresholds: vec![],
@@ -267,8 +276,9 @@ fn skipped(t: &Target, why: String) -> ServiceResult {
 
 /// Fail when a check or threshold failed or a request failed; else pass.
 fn verdict(r: &ServiceResult) -> CheckStatus {
-    let requests_ok =
-        r.levels.iter().all(|l| l.errors == 0) && r.embedding.iter().all(|l| l.errors == 0);
+    let requests_ok = r.levels.iter().all(|l| l.errors == 0)
+        && r.embedding.iter().all(|l| l.errors == 0)
+        && r.audio.iter().all(|l| l.errors == 0);
     CheckStatus::worst(
         r.thresholds
             .iter()
@@ -508,21 +518,149 @@ async fn embedding_service(
     r
 }
 
+/// The sentence a speech service synthesises (a dozen words: a typical assistant reply's first line).
+const SPEECH_TEXT: &str =
+    "The quick brown fox jumps over the lazy dog, then rests in the warm afternoon sun.";
+/// Seconds of the generated tone a transcription service gets when no `audio_file` is given.
+const TONE_SECONDS: f64 = 5.0;
+
+/// A speech (tts) or transcription (stt) service: closed-loop levels of real syntheses or
+/// transcriptions; latency and the real-time factor (latency / audio length) per request.
+async fn audio_service(
+    http: &reqwest::Client,
+    opts: &BenchOptions,
+    t: &Target,
+    tracker: &Arc<Tracker>,
+    cancel: &Arc<AtomicBool>,
+) -> ServiceResult {
+    let mut r = base_result(t);
+    let name = t.spec.name.clone();
+    let job = if t.spec.kind == Kind::Tts {
+        // Qwen3-TTS makes 12 codec tokens a second: `max_tokens` bounds the audio, not the text.
+        AudioJob::Speak {
+            text: SPEECH_TEXT.to_string(),
+            max_tokens: opts.max_tokens.max(1) * 4,
+        }
+    } else {
+        let wav = match &opts.audio_file {
+            None => crate::audio::tone_wav(TONE_SECONDS),
+            Some(path) => match read_wav(path) {
+                Ok(w) => w,
+                Err(why) => {
+                    r.skipped = Some(why);
+                    r.verdict = CheckStatus::Fail;
+                    return r;
+                }
+            },
+        };
+        let seconds = crate::audio::wav_seconds(&wav).unwrap_or(0.0);
+        AudioJob::Transcribe {
+            wav: Arc::new(wav),
+            seconds,
+        }
+    };
+    let args = Arc::new(crate::audio::AudioArgs::of(&t.spec));
+    for _ in 0..opts.warmup {
+        let rec = client::audio(http, &t.base_url, &args, &job).await;
+        tracker.tick(&name, "warmup", &format!("{name}: warm-up"));
+        if let Some(e) = rec.error {
+            r.skipped = Some(format!("the warm-up request failed: {e}"));
+            r.verdict = CheckStatus::Fail;
+            return r;
+        }
+    }
+    for &c in &opts.concurrency {
+        if cancel.load(Ordering::SeqCst) {
+            break;
+        }
+        let (http, base, args, job) = (http.clone(), t.base_url.clone(), args.clone(), job.clone());
+        let (tr, n2, msg) = (
+            tracker.clone(),
+            name.clone(),
+            format!("{name}: concurrency {c}"),
+        );
+        let d = drive(
+            Load::Closed(c),
+            opts.requests,
+            move |_, sent_at| {
+                let (http, base, args, job) =
+                    (http.clone(), base.clone(), args.clone(), job.clone());
+                async move {
+                    let mut rec = client::audio(&http, &base, &args, &job).await;
+                    rec.sent_at_ms = sent_at;
+                    rec
+                }
+            },
+            Arc::new(move || tr.tick(&n2, "audio", &msg)),
+            cancel.clone(),
+        )
+        .await;
+        r.audio.push(audio_level(c, &d.outputs));
+    }
+    r.thresholds = r.check_thresholds(&t.spec.expect);
+    r.verdict = verdict(&r);
+    r
+}
+
+/// A WAV file for the transcription bench (bounded: 64 MiB, about 30 minutes of 16 kHz audio).
+fn read_wav(path: &str) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("audio file {path}: {e}"))?;
+    if meta.len() > 64 * 1024 * 1024 {
+        return Err(format!("audio file {path} is over 64 MiB"));
+    }
+    let wav = std::fs::read(path).map_err(|e| format!("audio file {path}: {e}"))?;
+    match crate::audio::wav_seconds(&wav) {
+        Some(s) if s > 0.0 => Ok(wav),
+        _ => Err(format!("audio file {path} is not a WAV with sound")),
+    }
+}
+
+fn audio_level(concurrency: u32, recs: &[client::AudioRecord]) -> AudioLevelResult {
+    let ok: Vec<&client::AudioRecord> = recs.iter().filter(|r| r.error.is_none()).collect();
+    let wall_s = wall_seconds(recs.iter().map(|r| (r.sent_at_ms, r.latency_ms)));
+    let per_s = |x: f64| if wall_s > 0.0 { x / wall_s } else { 0.0 };
+    let audio: Vec<f64> = ok.iter().filter_map(|r| r.audio_s).collect();
+    let rtf: Vec<f64> = ok
+        .iter()
+        .filter_map(|r| {
+            r.audio_s
+                .filter(|a| *a > 0.0)
+                .map(|a| r.latency_ms / 1000.0 / a)
+        })
+        .collect();
+    AudioLevelResult {
+        concurrency,
+        requests: ok.len() as u32,
+        errors: (recs.len() - ok.len()) as u32,
+        first_error: recs.iter().find_map(|r| r.error.clone()),
+        duration_s: wall_s,
+        request_s: per_s(ok.len() as f64),
+        latency_ms: Stats::of(&ok.iter().map(|r| r.latency_ms).collect::<Vec<_>>()),
+        audio_s: (!audio.is_empty()).then(|| audio.iter().sum::<f64>() / audio.len() as f64),
+        rtf: Stats::of(&rtf),
+        audio_s_per_s: (!audio.is_empty()).then(|| per_s(audio.iter().sum())),
+        sample: ok.iter().find_map(|r| r.sample.clone()),
+    }
+}
+
+/// The wall time a level took: from its first send to its last answer.
+fn wall_seconds(recs: impl Iterator<Item = (f64, f64)>) -> f64 {
+    let (mut start, mut end, mut any) = (f64::INFINITY, f64::NEG_INFINITY, false);
+    for (sent, latency) in recs {
+        start = start.min(sent);
+        end = end.max(sent + latency);
+        any = true;
+    }
+    if any {
+        ((end - start) / 1000.0).max(0.0)
+    } else {
+        0.0
+    }
+}
+
 fn embed_level(concurrency: u32, batch: u32, recs: &[EmbedRecord]) -> EmbedLevelResult {
     let ok: Vec<&EmbedRecord> = recs.iter().filter(|r| r.error.is_none()).collect();
-    let start = recs
-        .iter()
-        .map(|r| r.sent_at_ms)
-        .fold(f64::INFINITY, f64::min);
-    let end = recs
-        .iter()
-        .map(|r| r.sent_at_ms + r.latency_ms)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let wall_s = if recs.is_empty() {
-        0.0
-    } else {
-        ((end - start) / 1000.0).max(0.0)
-    };
+    let wall_s = wall_seconds(recs.iter().map(|r| (r.sent_at_ms, r.latency_ms)));
     let per_s = |x: f64| if wall_s > 0.0 { x / wall_s } else { 0.0 };
     let tokens: Vec<u64> = ok.iter().filter_map(|r| r.prompt_tokens).collect();
     EmbedLevelResult {

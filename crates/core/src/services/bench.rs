@@ -321,7 +321,12 @@ impl BenchService {
                     s.enabled
                         && matches!(
                             s.kind,
-                            Kind::Chat | Kind::Distributed | Kind::Ocr | Kind::Embedding
+                            Kind::Chat
+                                | Kind::Distributed
+                                | Kind::Ocr
+                                | Kind::Embedding
+                                | Kind::Tts
+                                | Kind::Stt
                         )
                 })
                 .collect()

@@ -1,7 +1,8 @@
 //! Readiness and liveness probes. Readiness of a model server is a real 1-token request: mlx_lm.server
 //! answers `/health` before the model is loaded (it loads on the first request).
 
-use crate::config::{Probe, ServiceSpec};
+use crate::audio::{speech_request, transcription_form, AudioArgs as ProbeArgs};
+use crate::config::Probe;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -26,25 +27,6 @@ fn url(host: &str, port: u16, path: &str) -> String {
 fn connect_addr(host: &str, port: u16) -> String {
     let u = url(host, port, "");
     u.trim_start_matches("http://").to_string()
-}
-
-/// What a speech or transcription probe asks for: the service's model (mlx_audio.server loads the one a
-/// request names), voice and language.
-#[derive(Debug, Clone, Default)]
-pub struct ProbeArgs {
-    pub model: Option<String>,
-    pub voice: Option<String>,
-    pub language: Option<String>,
-}
-
-impl ProbeArgs {
-    pub fn of(spec: &ServiceSpec) -> ProbeArgs {
-        ProbeArgs {
-            model: spec.model.clone(),
-            voice: spec.default_voice.clone(),
-            language: spec.language.clone(),
-        }
-    }
 }
 
 /// The sentence a speech probe synthesises; bounded to 100 codec tokens (about 8 s at Qwen3-TTS's 12 Hz):
@@ -153,44 +135,6 @@ async fn ready_attempt(
             body.chars().take(200).collect::<String>()
         ))
     }
-}
-
-/// A `/v1/audio/speech` body: the service's model, voice and language (Qwen3-TTS's `lang_code`), WAV out.
-pub fn speech_request(args: &ProbeArgs, input: &str, max_tokens: u32) -> serde_json::Value {
-    let mut body = serde_json::json!({
-        "input": input,
-        "response_format": "wav",
-        "max_tokens": max_tokens,
-    });
-    if let Some(m) = &args.model {
-        body["model"] = m.clone().into();
-    }
-    if let Some(v) = &args.voice {
-        body["voice"] = v.clone().into();
-    }
-    if let Some(l) = &args.language {
-        body["lang_code"] = l.clone().into();
-    }
-    body
-}
-
-/// A `/v1/audio/transcriptions` form: the WAV, the service's model and language, JSON out (OpenAI's
-/// default; mlx_audio's own is NDJSON).
-pub fn transcription_form(args: &ProbeArgs, wav: Vec<u8>) -> reqwest::multipart::Form {
-    let file = reqwest::multipart::Part::bytes(wav)
-        .file_name("probe.wav")
-        .mime_str("audio/wav")
-        .unwrap_or_else(|_| reqwest::multipart::Part::bytes(vec![]));
-    let mut form = reqwest::multipart::Form::new()
-        .part("file", file)
-        .text("response_format", "json");
-    if let Some(m) = &args.model {
-        form = form.text("model", m.clone());
-    }
-    if let Some(l) = &args.language {
-        form = form.text("language", l.clone());
-    }
-    form
 }
 
 /// Polls until the server is ready or `deadline` passes; returns the last failure on timeout.

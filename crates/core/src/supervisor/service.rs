@@ -303,7 +303,7 @@ impl Runner {
                 let h = tokio::spawn(super::probe::wait_ready(
                     self.shared.client.clone(),
                     self.spec.probe.clone(),
-                    super::probe::ProbeArgs::of(&self.spec),
+                    crate::audio::AudioArgs::of(&self.spec),
                     host,
                     port,
                     deadline,

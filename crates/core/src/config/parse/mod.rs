@@ -533,17 +533,25 @@ mod tests {
         );
         assert_eq!(tts.probe, Probe::Speech);
         let whisper = s.service("whisper").unwrap();
-        assert_eq!((whisper.probe.clone(), whisper.language.as_deref()), (Probe::Transcription, Some("en")));
+        assert_eq!(
+            (whisper.probe.clone(), whisper.language.as_deref()),
+            (Probe::Transcription, Some("en"))
+        );
         assert_eq!(s.server.api_keys.len(), 2);
         // ssh noted; the short model names of the original's audio servers warned, where they are.
         let all = lines(&d).join("\n");
         assert!(all.contains("[services.ssh] is the SSH port"), "{all}");
         assert!(
             all.contains(":135:")
-                && all.contains("model `Qwen3-TTS-12Hz-0.6B-CustomVoice` in [services.tts] is neither"),
+                && all.contains(
+                    "model `Qwen3-TTS-12Hz-0.6B-CustomVoice` in [services.tts] is neither"
+                ),
             "{all}"
         );
-        assert!(all.contains("model `small.en` in [services.whisper]"), "{all}");
+        assert!(
+            all.contains("model `small.en` in [services.whisper]"),
+            "{all}"
+        );
         assert!(all.contains("frequency_penalty"), "{all}");
     }
 
