@@ -96,6 +96,10 @@ pub struct Expectations {
     pub parallel_efficiency: Option<f64>,
     /// `expect_inputs_s`: embedding services, minimum inputs/s at the highest concurrency measured.
     pub inputs_s: Option<f64>,
+    /// `expect_rtf`: tts/stt services, maximum p50 real-time factor (processing time / audio length) of
+    /// a request alone.
+    #[serde(default)]
+    pub rtf: Option<f64>,
 }
 
 impl Expectations {

@@ -334,6 +334,10 @@ pub const KEYS: &[Key] = &[
         .group(THRESHOLDS)
         .range(0.0, 1e9, "200")
         .kinds(&[Kind::Embedding]),
+    key(Services, "expect_rtf", Float, "tts/stt: maximum real-time factor (processing time / audio length, p50 of a request alone); below 1 is faster than real time.")
+        .group(THRESHOLDS)
+        .range(0.0, 1000.0, "0.5")
+        .kinds(&[Kind::Tts, Kind::Stt]),
     // on demand
     key(Services, "on_demand", Bool, "Idle until a request names it, then loaded (the request waits); unloaded after idle_stop_s, or to make room for another model (least recently used first). Needs backend_port.")
         .group(ON_DEMAND)

@@ -577,6 +577,17 @@ impl ServiceResult {
             true,
             "inputs/s",
         );
+        check(
+            "expect_rtf",
+            e.rtf,
+            self.audio
+                .iter()
+                .find(|l| l.concurrency == 1)
+                .and_then(|l| l.rtf)
+                .map(|s| s.p50),
+            false,
+            "real-time factor (p50, concurrency 1)",
+        );
         out
     }
 }
@@ -723,6 +734,7 @@ pub(crate) mod tests {
             output_tok_s: Some(150.0),
             parallel_efficiency: Some(0.6),
             inputs_s: None,
+            rtf: None,
         };
         let t = s.check_thresholds(&e);
         let st: Vec<(&str, CheckStatus)> = t.iter().map(|t| (t.key.as_str(), t.status)).collect();

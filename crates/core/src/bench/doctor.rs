@@ -182,12 +182,26 @@ pub async fn doctor(input: DoctorInput, opts: &DoctorOptions) -> DoctorReport {
             }
         }
 
+        if matches!(spec.kind, Kind::Tts | Kind::Stt) {
+            let check = if spec.kind == Kind::Tts {
+                "speech"
+            } else {
+                "transcription"
+            };
+            if ready && measurable {
+                let (s, r) = audio_once(&http, &base, spec).await;
+                push(check, Some(name), s, r);
+            } else {
+                push(check, Some(name), CheckStatus::Skip, not_ready());
+            }
+        }
+
         if matches!(
             spec.kind,
-            Kind::Chat | Kind::Distributed | Kind::Embedding | Kind::Ocr
+            Kind::Chat | Kind::Distributed | Kind::Embedding | Kind::Ocr | Kind::Tts | Kind::Stt
         ) {
             if ready && measurable {
-                let (s, r) = concurrent(&http, &base, spec.kind, opts.concurrent).await;
+                let (s, r) = concurrent(&http, &base, spec, opts.concurrent).await;
                 push("concurrent", Some(name), s, r);
             } else {
                 push("concurrent", Some(name), CheckStatus::Skip, not_ready());
@@ -266,19 +280,57 @@ pub fn default_expectations(
     ))
 }
 
+/// One real synthesis or transcription, with its latency and real-time factor.
+async fn audio_once(
+    http: &reqwest::Client,
+    base: &str,
+    spec: &crate::config::ServiceSpec,
+) -> (CheckStatus, String) {
+    let job = match super::run::audio_job(spec.kind, &BenchOptions::default()) {
+        Ok(j) => j,
+        Err(e) => return (CheckStatus::Fail, e),
+    };
+    let rec = super::client::audio(http, base, &crate::audio::AudioArgs::of(spec), &job).await;
+    match (rec.error, rec.audio_s) {
+        (Some(e), _) => (CheckStatus::Fail, e),
+        (None, Some(a)) => (
+            CheckStatus::Pass,
+            format!(
+                "{}: {:.0} ms for {a:.2} s of audio (real-time factor {:.3}); {}",
+                if spec.kind == Kind::Tts {
+                    "synthesised"
+                } else {
+                    "transcribed"
+                },
+                rec.latency_ms,
+                rec.latency_ms / 1000.0 / a.max(1e-9),
+                rec.sample.unwrap_or_default()
+            ),
+        ),
+        (None, None) => (CheckStatus::Fail, "no audio in the answer".into()),
+    }
+}
+
 /// `n` requests at once; every one must succeed.
 async fn concurrent(
     http: &reqwest::Client,
     base: &str,
-    kind: Kind,
+    spec: &crate::config::ServiceSpec,
     n: u32,
 ) -> (CheckStatus, String) {
     let t0 = Instant::now();
+    let kind = spec.kind;
+    let audio = matches!(kind, Kind::Tts | Kind::Stt)
+        .then(|| super::run::audio_job(kind, &BenchOptions::default()).ok())
+        .flatten()
+        .map(|j| (j, crate::audio::AudioArgs::of(spec)));
     let tasks: Vec<_> = (0..n as usize)
         .map(|i| {
-            let (http, base) = (http.clone(), base.to_string());
+            let (http, base, audio) = (http.clone(), base.to_string(), audio.clone());
             tokio::spawn(async move {
-                if kind == Kind::Embedding {
+                if let Some((job, args)) = &audio {
+                    super::client::audio(&http, &base, args, job).await.error
+                } else if kind == Kind::Embedding {
                     embed(&http, &base, &[prompt(i)]).await.error
                 } else {
                     stream_chat(&http, &base, &chat_body(&prompt(i), 32))

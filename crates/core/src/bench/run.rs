@@ -535,28 +535,12 @@ async fn audio_service(
 ) -> ServiceResult {
     let mut r = base_result(t);
     let name = t.spec.name.clone();
-    let job = if t.spec.kind == Kind::Tts {
-        // Qwen3-TTS makes 12 codec tokens a second: `max_tokens` bounds the audio, not the text.
-        AudioJob::Speak {
-            text: SPEECH_TEXT.to_string(),
-            max_tokens: opts.max_tokens.max(1) * 4,
-        }
-    } else {
-        let wav = match &opts.audio_file {
-            None => crate::audio::tone_wav(TONE_SECONDS),
-            Some(path) => match read_wav(path) {
-                Ok(w) => w,
-                Err(why) => {
-                    r.skipped = Some(why);
-                    r.verdict = CheckStatus::Fail;
-                    return r;
-                }
-            },
-        };
-        let seconds = crate::audio::wav_seconds(&wav).unwrap_or(0.0);
-        AudioJob::Transcribe {
-            wav: Arc::new(wav),
-            seconds,
+    let job = match audio_job(t.spec.kind, opts) {
+        Ok(j) => j,
+        Err(why) => {
+            r.skipped = Some(why);
+            r.verdict = CheckStatus::Fail;
+            return r;
         }
     };
     let args = Arc::new(crate::audio::AudioArgs::of(&t.spec));
@@ -600,6 +584,26 @@ async fn audio_service(
     r.thresholds = r.check_thresholds(&t.spec.expect);
     r.verdict = verdict(&r);
     r
+}
+
+/// What each request of a speech (tts) or transcription (stt) service sends.
+pub(super) fn audio_job(kind: Kind, opts: &BenchOptions) -> Result<AudioJob, String> {
+    if kind == Kind::Tts {
+        // Qwen3-TTS makes 12 codec tokens a second: `max_tokens` bounds the audio, not the text.
+        return Ok(AudioJob::Speak {
+            text: SPEECH_TEXT.to_string(),
+            max_tokens: opts.max_tokens.max(1) * 4,
+        });
+    }
+    let wav = match &opts.audio_file {
+        None => crate::audio::tone_wav(TONE_SECONDS),
+        Some(path) => read_wav(path)?,
+    };
+    let seconds = crate::audio::wav_seconds(&wav).unwrap_or(0.0);
+    Ok(AudioJob::Transcribe {
+        wav: Arc::new(wav),
+        seconds,
+    })
 }
 
 /// A WAV file for the transcription bench (bounded: 64 MiB, about 30 minutes of 16 kHz audio).

@@ -404,6 +404,8 @@ fn parse_expectations(cx: &mut Ctx, v: &TableView, kind: Kind) -> crate::config:
                 ),
                 Some(if kind == Kind::Embedding {
                     "embedding services take `expect_inputs_s`".to_string()
+                } else if matches!(kind, Kind::Tts | Kind::Stt) {
+                    "tts and stt services take `expect_rtf`".to_string()
                 } else {
                     "chat services take expect_gen_tok_s, expect_ttft_ms, expect_output_tok_s, expect_parallel_efficiency".to_string()
                 }),
@@ -428,6 +430,7 @@ fn parse_expectations(cx: &mut Ctx, v: &TableView, kind: Kind) -> crate::config:
         output_tok_s: get("expect_output_tok_s"),
         parallel_efficiency: get("expect_parallel_efficiency"),
         inputs_s: get("expect_inputs_s"),
+        rtf: get("expect_rtf"),
     }
 }
 
