@@ -508,7 +508,7 @@ mod tests {
                 && d.message.contains("not enforced")),
             "{d:#?}"
         );
-        for key in ["frequency_penalty"] {
+        for key in ["frequency_penalty", "presence_penalty"] {
             assert!(
                 notes
                     .iter()
