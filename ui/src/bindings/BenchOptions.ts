@@ -5,7 +5,7 @@
  */
 export type BenchOptions = { 
 /**
- * Services to measure; empty = every enabled chat / ocr / embedding service.
+ * Services to measure; empty = every enabled chat / ocr / embedding / tts / stt service.
  */
 services: Array<string>, 
 /**
@@ -77,4 +77,8 @@ slo_ttft_ms: number | null,
 /**
  * … and its TPOT at most this (ms).
  */
-slo_tpot_ms: number | null, };
+slo_tpot_ms: number | null, 
+/**
+ * A WAV to transcribe (stt services); `null`: five seconds of a generated tone.
+ */
+audio_file: string | null, };

@@ -1,7 +1,7 @@
 import { fireEvent, render, screen, waitFor, within } from "@testing-library/svelte";
 import { describe, expect, it } from "vitest";
 import App from "../App.svelte";
-import { benchResult, comparison, doctorReport, summary } from "../test/benchFixtures";
+import { benchResult, comparison, doctorReport, speechService, summary } from "../test/benchFixtures";
 import { backend, send, type Call, type Handler } from "../test/fixtures";
 import { openView } from "../test/view";
 
@@ -171,6 +171,26 @@ describe("benchmark window", () => {
     expect(screen.getByTestId("chart-inputs").querySelectorAll("polyline")).toHaveLength(1);
     // the history is re-read with the new run
     expect(await screen.findByTestId("history-r1")).toBeInTheDocument();
+  });
+
+  it("shows a speech service: latency, real-time factor and an answer", async () => {
+    const calls = await bench({
+      bench_start: () => ({ id: "r1" }),
+      bench_result: () => benchResult("r1", { services: [speechService("tts")] }),
+    });
+    await fireEvent.input(screen.getByTestId("bench-audio-file"), { target: { value: "speech.mp3" } });
+    expect(screen.getByTestId("bench-run")).toBeDisabled();
+    await fireEvent.input(screen.getByTestId("bench-audio-file"), { target: { value: "/tmp/speech.wav" } });
+    await fireEvent.click(screen.getByTestId("bench-run"));
+    expect(of(calls, "bench_start")[0].args).toMatchObject({ opts: { audio_file: "/tmp/speech.wav" } });
+    await send("daemon-event", { type: "bench_done", id: "r1", verdict: "pass", error: null });
+    const table = await screen.findByTestId("bench-audio-tts");
+    const c1 = within(table).getByTestId("bench-audio-tts-0");
+    expect(c1.children[5]).toHaveTextContent("4.2"); // audio s
+    expect(c1.children[6]).toHaveTextContent("0.210"); // RTF p50
+    expect(within(table).getByText("RTF p50")).toHaveAttribute("title", expect.stringContaining("faster than real time"));
+    expect(screen.getByTestId("bench-audio-sample-tts")).toHaveTextContent("4.20 s of audio");
+    expect(screen.getByTestId("bench-threshold-tts-expect_rtf")).toHaveTextContent("PASS");
   });
 
   it("shows a pool run: efficiency and each member's share", async () => {

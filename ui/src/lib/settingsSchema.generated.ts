@@ -893,7 +893,7 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "suggest": [],
     "kinds": [],
     "absent": null,
-    "help": "tts (original mlx-box)."
+    "help": "tts: the voice of a request that names none (e.g. \"serena\")."
   },
   {
     "section": "services",
@@ -907,7 +907,7 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "suggest": [],
     "kinds": [],
     "absent": null,
-    "help": "tts (original mlx-box)."
+    "help": "tts: the same as default_voice."
   },
   {
     "section": "services",
@@ -921,7 +921,7 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "suggest": [],
     "kinds": [],
     "absent": null,
-    "help": "stt (original mlx-box)."
+    "help": "tts: the language of a request that names none (Qwen3-TTS: \"auto\", \"english\"…); stt: the spoken language (\"en\")."
   },
   {
     "section": "services",
@@ -1070,6 +1070,23 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     ],
     "absent": null,
     "help": "embedding: minimum inputs/s at the highest concurrency measured."
+  },
+  {
+    "section": "services",
+    "key": "expect_rtf",
+    "type": "float",
+    "group": "Benchmark thresholds (mlx-box doctor)",
+    "default": null,
+    "min": 0.0,
+    "max": 1000.0,
+    "options": [],
+    "suggest": [],
+    "kinds": [
+      "tts",
+      "stt"
+    ],
+    "absent": null,
+    "help": "tts/stt: maximum real-time factor (processing time / audio length, p50 of a request alone); below 1 is faster than real time."
   },
   {
     "section": "services",

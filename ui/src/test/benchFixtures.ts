@@ -52,6 +52,7 @@ export function chatService(name: string, over: Partial<ServiceResult> = {}): Se
     skipped: null,
     levels: [1, 2, 4, 8].map((c) => level(c)),
     embedding: [],
+    audio: [],
     long_context: null,
     thinking: {
       expect_thinking: true,
@@ -93,6 +94,32 @@ export function embedService(name: string): ServiceResult {
   };
 }
 
+export function speechService(name: string): ServiceResult {
+  return {
+    ...chatService(name),
+    kind: "tts",
+    quantization: null,
+    fingerprint: null,
+    levels: [],
+    thinking: null,
+    thresholds: [{ key: "expect_rtf", expected: 0.5, measured: 0.21, status: "pass", detail: "real-time factor (p50, concurrency 1) 0.21, expected at most 0.5" }],
+    verdict: "pass",
+    audio: [1, 2].map((c) => ({
+      concurrency: c,
+      requests: 8,
+      errors: 0,
+      first_error: null,
+      duration_s: 4,
+      request_s: 2 * c ** 0.8,
+      latency_ms: stats(900 * c),
+      audio_s: 4.2,
+      rtf: stats(0.21 * c),
+      audio_s_per_s: 8.4 * c ** 0.8,
+      sample: "4.20 s of audio, 201644 bytes",
+    })),
+  };
+}
+
 export function benchResult(id: string, over: Partial<BenchResult> = {}): BenchResult {
   return {
     id,
@@ -119,6 +146,7 @@ export function benchResult(id: string, over: Partial<BenchResult> = {}): BenchR
       seed: 0,
       slo_ttft_ms: null,
       slo_tpot_ms: null,
+      audio_file: null,
     },
     load: "built-in prompts, up to 128 output tokens",
     dataset: null,
