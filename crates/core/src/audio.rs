@@ -5,14 +5,16 @@
 use crate::config::ServiceSpec;
 use std::io::Cursor;
 
-/// What a speech or transcription request to the server itself asks for: the service's model
-/// (mlx_audio.server loads the one a request names), voice and language. (Through the proxy, a request
-/// gets these from the service.)
+/// What a request sent straight to the server (a probe, the benchmark) names that the proxy would add
+/// to one passing through it: the service's model (mlx_audio.server and mlx_vlm.server load the one a
+/// request names), voice and language.
 #[derive(Debug, Clone, Default)]
 pub struct AudioArgs {
     pub model: Option<String>,
     pub voice: Option<String>,
     pub language: Option<String>,
+    /// The `model` a chat request must name ([`crate::launch::direct_model`]: mlx_vlm's).
+    pub chat_model: Option<String>,
 }
 
 impl AudioArgs {
@@ -21,6 +23,7 @@ impl AudioArgs {
             model: spec.model.clone(),
             voice: spec.default_voice.clone(),
             language: spec.language.clone(),
+            chat_model: crate::launch::direct_model(spec).map(str::to_string),
         }
     }
 }

@@ -15,6 +15,8 @@ use tokio::sync::{mpsc, Notify};
 
 /// The embedding server mlx-box ships (the original mlx-box had `models/embed-server.py`).
 pub const EMBED_SERVER_PY: &str = include_str!("../../../python/embed_server.py");
+/// mlx_audio.server, with GPU streams made on the CPU where MLX has none (`kind = "tts" | "stt"`).
+pub const AUDIO_SERVER_PY: &str = include_str!("../../../python/audio_server.py");
 /// mlx_vlm.server with its hard-coded `*` CORS removed (`kind = "ocr"`).
 pub const VLM_SERVER_PY: &str = include_str!("../../../python/vlm_server.py");
 
@@ -152,6 +154,7 @@ pub async fn run(
     std::fs::create_dir_all(&scripts_dir).map_err(sd)?;
     std::fs::write(scripts_dir.join("embed_server.py"), EMBED_SERVER_PY).map_err(sd)?;
     std::fs::write(scripts_dir.join("vlm_server.py"), VLM_SERVER_PY).map_err(sd)?;
+    std::fs::write(scripts_dir.join("audio_server.py"), AUDIO_SERVER_PY).map_err(sd)?;
     let rt = Runtime {
         scripts_dir,
         default_python: opts

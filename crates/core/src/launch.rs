@@ -62,6 +62,9 @@ impl Runtime {
     pub fn vlm_server(&self) -> PathBuf {
         self.scripts_dir.join("vlm_server.py")
     }
+    pub fn audio_server(&self) -> PathBuf {
+        self.scripts_dir.join("audio_server.py")
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -208,9 +211,10 @@ pub fn plan(
                 a
             }
             // mlx-audio's OpenAI-compatible server: /v1/audio/speech and /v1/audio/transcriptions, the
-            // model named by each request (the proxy holds requests to this service's model).
+            // model named by each request (the proxy holds requests to this service's model). Through
+            // audio_server.py, which lets it run where MLX has no GPU.
             Kind::Tts | Kind::Stt => {
-                let mut a = vec![python, "-m".into(), "mlx_audio.server".into()];
+                let mut a = vec![python, rt.audio_server().to_string_lossy().into_owned()];
                 a.extend([
                     "--host".into(),
                     host.clone(),
@@ -287,6 +291,17 @@ fn chat_argv(
         ]);
     }
     a
+}
+
+/// The `model` a chat request sent straight to the server (the readiness probe, the benchmark; the
+/// proxy splices it into what passes through it) must name: mlx_vlm.server requires one and loads
+/// another model for any other value; mlx_lm.server uses its own when a request names none.
+pub fn direct_model(spec: &ServiceSpec) -> Option<&str> {
+    if spec.kind == Kind::Ocr && spec.command.is_none() {
+        spec.model.as_deref()
+    } else {
+        None
+    }
 }
 
 /// CORS closed: mlx_lm and mlx_audio answer `Access-Control-Allow-Origin: *` by default (mlx_vlm
@@ -381,7 +396,7 @@ mod tests {
             .argv
             .join(" ");
         assert!(
-            a.contains("-m mlx_audio.server --host 127.0.0.1 --port 8096 --log-dir /rt/tts.mlx-audio --allowed-origins https://no-cross-origin.invalid"),
+            a.contains("/rt/audio_server.py --host 127.0.0.1 --port 8096 --log-dir /rt/tts.mlx-audio --allowed-origins https://no-cross-origin.invalid"),
             "behind the proxy: no origin ({a})"
         );
         // Without a proxy the server answers CORS itself, one argument per origin.

@@ -39,6 +39,58 @@ pub fn cli_stdin(d: &Daemon, args: &[&str], input: &str) -> Output {
     c.wait_with_output().unwrap()
 }
 
+/// Tiny models for the OCR, text-to-speech and speech-to-text services, made locally from the
+/// libraries' own model classes with random weights (python/make_tiny_*.py) in the demo's environment,
+/// which has mlx-vlm and mlx-audio among its test packages. Made once per content of the scripts.
+pub struct MediaModels {
+    pub env: mlxbox_core::demo::DemoEnv,
+    pub vlm: PathBuf,
+    pub whisper: PathBuf,
+    pub tts: PathBuf,
+}
+
+pub fn media_models() -> MediaModels {
+    let env = demo_env();
+    let python_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python");
+    let scripts = [
+        ("vlm", "make_tiny_vlm.py"),
+        ("whisper", "make_tiny_whisper.py"),
+        ("tts", "make_tiny_tts.py"),
+    ];
+    let mut text = Vec::new();
+    for (_, s) in scripts {
+        text.extend(std::fs::read(python_dir.join(s)).unwrap());
+    }
+    let key = &mlxbox_core::config::content_hash(&text)[..12];
+    let dir = env.dir.join(format!("media-{key}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Tests in parallel: the first makes them, the others wait on the lock.
+    let lock = std::fs::File::create(dir.join(".lock")).unwrap();
+    lock.lock().unwrap();
+    if !dir.join("READY").exists() {
+        for (name, script) in scripts {
+            let out = Command::new(&env.python)
+                .arg(python_dir.join(script))
+                .arg(dir.join(name))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{script}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::fs::write(dir.join("READY"), key).unwrap();
+    }
+    drop(lock);
+    MediaModels {
+        vlm: dir.join("vlm"),
+        whisper: dir.join("whisper"),
+        tts: dir.join("tts"),
+        env,
+    }
+}
+
 /// The demo's environment (a venv with mlx-lm and the tiny models), cached in MLXBOX_CACHE_DIR (the
 /// repository's target/mlxbox-cache unless set).
 pub fn demo_env() -> mlxbox_core::demo::DemoEnv {

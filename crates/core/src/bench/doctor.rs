@@ -324,19 +324,22 @@ async fn concurrent(
         .then(|| super::run::audio_job(kind, &BenchOptions::default()).ok())
         .flatten()
         .map(|j| (j, crate::audio::AudioArgs::of(spec)));
+    let model = crate::launch::direct_model(spec).map(str::to_string);
     let tasks: Vec<_> = (0..n as usize)
         .map(|i| {
-            let (http, base, audio) = (http.clone(), base.to_string(), audio.clone());
+            let (http, base, audio, model) =
+                (http.clone(), base.to_string(), audio.clone(), model.clone());
             tokio::spawn(async move {
                 if let Some((job, args)) = &audio {
                     super::client::audio(&http, &base, args, job).await.error
                 } else if kind == Kind::Embedding {
                     embed(&http, &base, &[prompt(i)]).await.error
                 } else {
-                    stream_chat(&http, &base, &chat_body(&prompt(i), 32))
-                        .await
-                        .record
-                        .error
+                    let mut body = chat_body(&prompt(i), 32);
+                    if let Some(m) = &model {
+                        body["model"] = m.clone().into();
+                    }
+                    stream_chat(&http, &base, &body).await.record.error
                 }
             })
         })

@@ -186,6 +186,8 @@ pub struct Workload {
     /// The model's end-of-sequence token ids, biased away for an exact output length.
     eos_ids: Vec<u32>,
     seed: u64,
+    /// The `model` each request names ([`crate::launch::direct_model`]).
+    model: Option<String>,
 }
 
 impl Workload {
@@ -235,6 +237,7 @@ impl Workload {
             output_tokens: opts.output_tokens,
             eos_ids,
             seed: opts.seed,
+            model: crate::launch::direct_model(spec).map(str::to_string),
         })
     }
 
@@ -246,6 +249,7 @@ impl Workload {
             output_tokens: None,
             eos_ids: vec![],
             seed: 0,
+            model: None,
         }
     }
 
@@ -313,6 +317,9 @@ impl Workload {
             "stream": true,
             "stream_options": {"include_usage": true},
         });
+        if let Some(m) = &self.model {
+            b["model"] = m.clone().into();
+        }
         if self.output_tokens.is_some() && max_tokens > 16 {
             b["ignore_eos"] = true.into();
             if !self.eos_ids.is_empty() {

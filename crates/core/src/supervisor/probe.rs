@@ -84,13 +84,17 @@ async fn ready_attempt(
     let req = match probe {
         Probe::Tcp => return Ok(()),
         Probe::Chat => {
+            let mut body = serde_json::json!({
+                "messages": [{"role": "user", "content": "hi"}],
+                "max_tokens": 1,
+                "stream": false,
+            });
+            if let Some(m) = &args.chat_model {
+                body["model"] = m.clone().into();
+            }
             client
                 .post(url(host, port, "/v1/chat/completions"))
-                .json(&serde_json::json!({
-                    "messages": [{"role": "user", "content": "hi"}],
-                    "max_tokens": 1,
-                    "stream": false,
-                }))
+                .json(&body)
         }
         Probe::Embedding => client
             .post(url(host, port, "/v1/embeddings"))
