@@ -215,11 +215,20 @@ impl Runner {
             p.child = None; // reaped by wait()
         }
         let excerpt = self.log.excerpt(5);
-        let detail = if excerpt.is_empty() {
+        let mut detail = if excerpt.is_empty() {
             what.clone()
         } else {
             format!("{what}; last output:\n{excerpt}")
         };
+        if let Some(hint) = missing_module_hint(&excerpt) {
+            let python = self
+                .plan
+                .as_ref()
+                .ok()
+                .and_then(|p| p.argv.first().cloned())
+                .unwrap_or_else(|| "python3".into());
+            detail.push_str(&format!("\n{}", hint.replace("{python}", &python)));
+        }
         tracing::warn!(service = %self.spec.name, "server {what}");
         self.feed(Input::Exited { clean, detail }).await;
     }
@@ -583,4 +592,38 @@ fn shell_words(argv: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// What to install when a server died of a missing Python package (the built-in kinds' servers are
+/// not in every environment: mlx-audio for tts/stt, mlx-vlm for ocr).
+fn missing_module_hint(output: &str) -> Option<String> {
+    let at = output.find("No module named '")? + "No module named '".len();
+    let module = output[at..].split(['\'', '.']).next()?;
+    let package = match module {
+        "mlx_audio" | "webrtcvad" => "\"mlx-audio[server]\"",
+        "mlx_vlm" => "mlx-vlm",
+        "mlx_lm" => "mlx-lm",
+        "mlx" => "mlx",
+        _ => return None,
+    };
+    Some(format!(
+        "the server's Python has no `{module}`: install it with `{{python}} -m pip install {package}`, or set `python` for this service"
+    ))
+}
+
+#[cfg(test)]
+mod hint_tests {
+    #[test]
+    fn a_missing_server_package_says_what_to_install() {
+        let h = super::missing_module_hint(
+            "Traceback …\nModuleNotFoundError: No module named 'mlx_audio.server'",
+        )
+        .unwrap();
+        assert!(h.contains("pip install \"mlx-audio[server]\""), "{h}");
+        assert!(super::missing_module_hint("No module named 'webrtcvad'")
+            .unwrap()
+            .contains("mlx-audio[server]"));
+        assert_eq!(super::missing_module_hint("No module named 'numpy'"), None);
+        assert_eq!(super::missing_module_hint("all fine"), None);
+    }
 }
