@@ -13,6 +13,12 @@ sentence-transformers tokenizes.  A model without modules.json gets the mean
 over its tokens, L2-normalised.  --quantize-bits 8 quantizes the weights after
 loading (the original mlx-box's `quantization = true`).  If loading fails the
 process exits with 1.
+
+Why not a maintained library's server: mlx-embeddings (0.1.0) is a library with no
+server; mlx_vlm.server (>= 0.7) serves its model classes at /v1/embeddings
+(--embedding-model), pooled as each class does, not as the model's own
+modules.json says. This one reads modules.json and is held to a reference
+computed from the same weights (crates/cli/tests/embeddings.rs, cosine >= 0.999).
 """
 
 import argparse
