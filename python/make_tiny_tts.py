@@ -25,7 +25,7 @@ Weights are random noise, EXCEPT a small hand-wired "length head" in the talker
 so generation stops by itself: the codec EOS logit is K*(THETA - m), where m is
 a uniform-attention average of a per-token "text indicator" over all positions
 seen so far. Result: an utterance of n text tokens (byte-level, ~1 per ASCII
-char) stops after about n+10 codec frames (0.08 s each), i.e. it terminates
+char) stops after about n+4 codec frames (0.08 s each), i.e. it terminates
 quickly even when the client does not send max_tokens (server default 1200).
 The audio itself is noise.
 """
@@ -219,7 +219,7 @@ def _random_fill(params: dict[str, tuple], rng: np.random.Generator) -> dict[str
 
 
 def _wire_length_head(w: dict[str, np.ndarray], config: dict, tok_ids: dict) -> None:
-    """Hand-set a few talker weights so the codec EOS fires after ~n+10 frames."""
+    """Hand-set a few talker weights so the codec EOS fires after ~n+4 frames."""
     t = config["talker_config"]
     n_layers, d = t["num_hidden_layers"], HIDDEN
     sqrt_d = math.sqrt(d)
@@ -285,6 +285,7 @@ def _save(weights: dict[str, np.ndarray], path: Path) -> None:
     from safetensors.numpy import save_file
     save_file({k: weights[k] for k in sorted(weights)}, str(path),
               metadata={"format": "mlx"})
+    path.chmod(0o644)  # safetensors writes 0600
 
 
 def make_tiny_tts(out_dir: Path, seed: int = 0) -> Path:
