@@ -194,6 +194,18 @@ pub async fn doctor(input: DoctorInput, opts: &DoctorOptions) -> DoctorReport {
             } else {
                 push(check, Some(name), CheckStatus::Skip, not_ready());
             }
+            if spec.kind == Kind::Tts {
+                // OpenAI's default format is mp3; mlx-audio encodes it with ffmpeg and, without it,
+                // aborts the reply after its head.
+                let (s, r) = match crate::launch::which("ffmpeg") {
+                    Some(p) => (CheckStatus::Pass, format!("ffmpeg at {} (mp3, opus, aac replies)", p.display())),
+                    None => (
+                        CheckStatus::Fail,
+                        "no ffmpeg on the daemon's PATH: requests without `response_format: \"wav\"` (OpenAI's default is mp3) fail; install it (brew install ffmpeg)".to_string(),
+                    ),
+                };
+                push("ffmpeg", Some(name), s, r);
+            }
         }
 
         if matches!(

@@ -556,6 +556,22 @@ mod tests {
     }
 
     #[test]
+    fn a_speech_service_without_a_voice_is_warned() {
+        let (s, d) = parse_settings(
+            Path::new("s.toml"),
+            "[services.t]\nkind = \"tts\"\nport = 8086\nmodel = \"org/tts\"\n",
+        );
+        assert!(s.is_some());
+        let all = lines(&d).join("\n");
+        assert!(all.contains("s.toml:1:11: warning: [services.t] has no `default_voice`"), "{all}");
+        let (_, d) = parse_settings(
+            Path::new("s.toml"),
+            "[services.t]\nkind = \"tts\"\nport = 8086\nmodel = \"org/tts\"\nvoice = \"ryan\"\n",
+        );
+        assert!(d.is_empty(), "{:?}", lines(&d));
+    }
+
+    #[test]
     fn documented_example_is_valid_without_warnings() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/settings.toml.example");
         let text = std::fs::read_to_string(&path).unwrap();

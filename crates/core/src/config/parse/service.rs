@@ -134,6 +134,18 @@ pub(super) fn parse_service(
         enabled = false;
         disabled_reason = Some(format!("no `command` for this {} service", kind.as_str()));
     }
+    // Models with named voices (Qwen3-TTS CustomVoice) refuse a request that names none.
+    if kind == Kind::Tts
+        && command.is_none()
+        && v.get("default_voice").is_none()
+        && v.get("voice").is_none()
+    {
+        cx.warn(
+            name_span.clone(),
+            format!("{where_} has no `default_voice`: a request that names no voice fails on models with named voices (Qwen3-TTS CustomVoice), and so does the readiness check"),
+            Some("add `default_voice = \"serena\"` (one of the model's voices)".to_string()),
+        );
+    }
     // mlx_audio.server loads what a request's `model` names: a Hugging Face id or a local directory.
     // The original mlx-box's short names ("small.en") were its own server's.
     if let (Some(m), true, None) = (&model, matches!(kind, Kind::Tts | Kind::Stt), &command) {
