@@ -563,7 +563,10 @@ mod tests {
         );
         assert!(s.is_some());
         let all = lines(&d).join("\n");
-        assert!(all.contains("s.toml:1:11: warning: [services.t] has no `default_voice`"), "{all}");
+        assert!(
+            all.contains("s.toml:1:11: warning: [services.t] has no `default_voice`"),
+            "{all}"
+        );
         let (_, d) = parse_settings(
             Path::new("s.toml"),
             "[services.t]\nkind = \"tts\"\nport = 8086\nmodel = \"org/tts\"\nvoice = \"ryan\"\n",
