@@ -342,7 +342,11 @@ pub async fn audio(
             match serde_json::from_slice::<Transcript>(&b) {
                 Ok(t) => {
                     rec.audio_s = Some(*seconds);
-                    rec.sample = Some(excerpt(&t.text, 80));
+                    rec.sample = Some(if t.text.trim().is_empty() {
+                        "(an empty transcript)".into()
+                    } else {
+                        excerpt(&t.text, 80)
+                    });
                 }
                 Err(e) => {
                     rec.error = Some(format!(

@@ -240,6 +240,19 @@ pub fn default_expectations(
     cpu: &str,
 ) -> Result<(crate::config::Expectations, String), String> {
     const SEED_GB_S: f64 = 800.0;
+    if !kind.is_chat() {
+        let keys = match kind {
+            Kind::Embedding => "expect_inputs_s",
+            Kind::Tts | Kind::Stt => "expect_rtf",
+            _ => {
+                "expect_gen_tok_s, expect_ttft_ms, expect_output_tok_s, expect_parallel_efficiency"
+            }
+        };
+        return Err(format!(
+            "no expect_* keys in settings.toml ({} services take {keys})",
+            kind.as_str()
+        ));
+    }
     if !cpu.starts_with("Apple") {
         return Err(format!(
             "no expect_* keys in settings.toml; the seed's figures (router 300, fast 100, thinking 50 tok/s) are for Apple silicon, and this is {cpu}"
@@ -472,6 +485,11 @@ mod tests {
         assert!(no.contains("Apple silicon") && no.contains("Xeon"), "{no}");
         assert!(default_expectations("coder", Kind::Chat, "Apple M2 Ultra").is_err());
         assert!(default_expectations("fast-embed", Kind::Embedding, "Apple M2 Ultra").is_err());
+        let why = default_expectations("tts", Kind::Tts, "Intel(R) Xeon(R)").unwrap_err();
+        assert_eq!(
+            why,
+            "no expect_* keys in settings.toml (tts services take expect_rtf)"
+        );
     }
 
     #[test]
