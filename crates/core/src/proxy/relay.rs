@@ -338,9 +338,9 @@ impl HttpBody for FilteredRelay {
                     let Ok(data) = frame.into_data() else {
                         continue; // trailers: not for an SSE reply
                     };
-                    match this.filter.push(&data) {
+                    match this.filter.push_bytes(data) {
                         Ok(out) if out.is_empty() => continue,
-                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out))))),
+                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
                         Err(e) => {
                             this.done = true;
                             return Poll::Ready(Some(Err(std::io::Error::other(e))));

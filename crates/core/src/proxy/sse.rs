@@ -22,27 +22,60 @@ pub struct EventTooLong;
 
 impl SseFilter {
     pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<u8>, EventTooLong> {
+        let mut out = Vec::with_capacity(chunk.len());
+        self.push_into(chunk, &mut out)?;
+        Ok(out)
+    }
+
+    /// One chunk of the stream through the filter: the chunk itself when every event in it is whole and
+    /// passes unchanged (the usual token event: no copy), else the filtered bytes.
+    pub fn push_bytes(&mut self, chunk: bytes::Bytes) -> Result<bytes::Bytes, EventTooLong> {
+        if self.buf.is_empty() && self.filter.is_idle() && !might_change(&chunk) {
+            if let Some(last) = last_event_end(&chunk) {
+                if last == chunk.len() {
+                    return Ok(chunk);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(chunk.len());
+        self.push_into(&chunk, &mut out)?;
+        Ok(out.into())
+    }
+
+    fn push_into(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), EventTooLong> {
+        if self.buf.is_empty() {
+            // Events straight from the chunk; only an unfinished last one is kept.
+            let mut start = 0;
+            while let Some(end) = find_event_end(&chunk[start..], 0) {
+                filter_event(&chunk[start..start + end], &mut self.filter, out);
+                start += end;
+            }
+            self.buf.extend_from_slice(&chunk[start..]);
+            return self.held();
+        }
         self.buf.extend_from_slice(chunk);
-        let mut out = Vec::new();
         let mut start = 0;
         // Events end with a blank line.
         while let Some(end) = find_event_end(&self.buf[start..], self.scanned.saturating_sub(start))
         {
-            out.extend(filter_event(
-                &self.buf[start..start + end],
-                &mut self.filter,
-            ));
+            filter_event(&self.buf[start..start + end], &mut self.filter, out);
             start += end;
             self.scanned = start;
         }
         self.buf.drain(..start);
+        self.held()
+    }
+
+    /// The start of an event is held until its end comes, up to `MAX_EVENT`.
+    fn held(&mut self) -> Result<(), EventTooLong> {
         if self.buf.len() > MAX_EVENT {
             self.buf = Vec::new();
+            self.scanned = 0;
             return Err(EventTooLong);
         }
         // Resume a few bytes back: a terminator may straddle two chunks.
         self.scanned = self.buf.len().saturating_sub(3);
-        Ok(out)
+        Ok(())
     }
 
     /// End of stream: what is left is the last event, without its blank line; it is filtered like any
@@ -50,11 +83,23 @@ impl SseFilter {
     pub fn finish(&mut self) -> Vec<u8> {
         let rest = std::mem::take(&mut self.buf);
         self.scanned = 0;
-        if rest.is_empty() {
-            return rest;
+        let mut out = Vec::new();
+        if !rest.is_empty() {
+            filter_event(&rest, &mut self.filter, &mut out);
         }
-        filter_event(&rest, &mut self.filter)
+        out
     }
+}
+
+/// Where the last whole event of `buf` ends (after its blank line).
+fn last_event_end(buf: &[u8]) -> Option<usize> {
+    let mut at = None;
+    let mut i = 0;
+    while let Some(end) = find_event_end(&buf[i..], 0) {
+        i += end;
+        at = Some(i);
+    }
+    at
 }
 
 static REASONING: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
@@ -87,45 +132,76 @@ pub(super) fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
     None
 }
 
-/// One event through the filter: each `data:` JSON is filtered; an event left empty is dropped; comments,
-/// `[DONE]` and what is not JSON pass as they are.
-pub(super) fn filter_event(event: &[u8], filter: &mut StreamFilter) -> Vec<u8> {
+/// One event through the filter, appended to `out`: each `data:` JSON is filtered; an event left empty
+/// is dropped; comments, `[DONE]` and what is not JSON pass as they are.
+pub(super) fn filter_event(event: &[u8], filter: &mut StreamFilter, out: &mut Vec<u8>) {
     // The usual event, a token with no tag and no reasoning field: a byte scan, not a JSON round trip.
     if filter.is_idle() && !might_change(event) {
-        return event.to_vec();
+        out.extend_from_slice(event);
+        return;
     }
     let text = String::from_utf8_lossy(event);
-    let mut out = String::new();
+    let mut ev = String::new();
     for line in text.split_inclusive('\n') {
         let bare = line.trim_end_matches(['\r', '\n']);
         if let Some(data) = bare.strip_prefix("data:") {
             let data = data.trim_start();
             if data == "[DONE]" {
-                out.push_str(line);
+                ev.push_str(line);
                 continue;
             }
             match serde_json::from_str::<serde_json::Value>(data) {
                 Ok(mut v) => {
                     if !filter.filter_chunk(&mut v) {
-                        return Vec::new(); // nothing left in this event
+                        return; // nothing left in this event
                     }
-                    out.push_str("data: ");
-                    out.push_str(&v.to_string());
-                    out.push('\n');
+                    ev.push_str("data: ");
+                    ev.push_str(&v.to_string());
+                    ev.push('\n');
                 }
-                Err(_) => out.push_str(line),
+                Err(_) => ev.push_str(line),
             }
         } else {
-            out.push_str(line);
+            ev.push_str(line);
         }
     }
-    out.into_bytes()
+    out.extend_from_slice(ev.as_bytes());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn fe(event: &[u8], f: &mut StreamFilter) -> Vec<u8> {
+        let mut out = Vec::new();
+        filter_event(event, f, &mut out);
+        out
+    }
+
+    /// The same stream through `push_bytes`, as the proxy sends it.
+    fn through_bytes(chunks: &[&[u8]]) -> Vec<u8> {
+        let mut f = SseFilter::default();
+        let mut out: Vec<u8> = vec![];
+        for c in chunks {
+            out.extend_from_slice(&f.push_bytes(bytes::Bytes::copy_from_slice(c)).unwrap());
+        }
+        out.extend(f.finish());
+        out
+    }
+
+    #[test]
+    fn whole_unchanged_events_pass_without_a_copy() {
+        let mut f = SseFilter::default();
+        let chunk = bytes::Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n");
+        let out = f.push_bytes(chunk.clone()).unwrap();
+        assert_eq!(out.as_ptr(), chunk.as_ptr(), "the same bytes");
+        // Half an event is held, and comes out whole with its end.
+        let a = f.push_bytes(chunk.slice(..10)).unwrap();
+        let b = f.push_bytes(chunk.slice(10..)).unwrap();
+        assert!(a.is_empty());
+        assert_eq!(b, chunk);
+    }
 
     fn through(chunks: &[&[u8]]) -> Vec<u8> {
         let mut f = SseFilter::default();
@@ -154,11 +230,11 @@ mod tests {
         let mut out = Vec::new();
         let mut rest = data;
         while let Some(end) = find_event_end(rest, 0) {
-            out.extend(filter_event(&rest[..end], &mut f));
+            out.extend(fe(&rest[..end], &mut f));
             rest = &rest[end..];
         }
         if !rest.is_empty() {
-            out.extend(filter_event(rest, &mut f));
+            out.extend(fe(rest, &mut f));
         }
         out
     }
@@ -167,20 +243,20 @@ mod tests {
     fn events_are_filtered_as_they_complete() {
         let mut f = StreamFilter::default();
         let ev = |d: &str| format!("data: {d}\n\n");
-        let r = filter_event(
+        let r = fe(
             ev(r#"{"choices":[{"index":0,"finish_reason":null,"delta":{"reasoning":"hmm"}}]}"#)
                 .as_bytes(),
             &mut f,
         );
         assert!(r.is_empty(), "a reasoning-only event is dropped");
-        let r = filter_event(ev(r#"{"choices":[{"index":0,"finish_reason":null,"delta":{"content":"Hi <think>x</think>there"}}]}"#).as_bytes(), &mut f);
+        let r = fe(ev(r#"{"choices":[{"index":0,"finish_reason":null,"delta":{"content":"Hi <think>x</think>there"}}]}"#).as_bytes(), &mut f);
         assert_eq!(String::from_utf8(r).unwrap(), "data: {\"choices\":[{\"delta\":{\"content\":\"Hi there\"},\"finish_reason\":null,\"index\":0}]}\n\n");
         assert_eq!(
-            filter_event(b"data: [DONE]\n\n", &mut f),
+            fe(b"data: [DONE]\n\n", &mut f),
             b"data: [DONE]\n\n"
         );
         assert_eq!(
-            filter_event(b": keepalive 1/1\n\n", &mut f),
+            fe(b": keepalive 1/1\n\n", &mut f),
             b": keepalive 1/1\n\n"
         );
         assert_eq!(find_event_end(b"data: x\n\ndata: y", 0), Some(9));
@@ -200,7 +276,7 @@ mod tests {
         ));
         // An escaped tag is still removed: the event goes the JSON way.
         let mut f = StreamFilter::default();
-        let out = filter_event(
+        let out = fe(
             b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\\u003cthink>s\\u003c/think>ok\"}}]}\n\n",
             &mut f,
         );
@@ -270,6 +346,8 @@ mod tests {
             let data = text.as_bytes();
             let want = reference(data);
             prop_assert_eq!(through(&[data]), want.clone());
+            prop_assert_eq!(through_bytes(&[data]), want.clone());
+            prop_assert_eq!(through_bytes(&cut(data, cuts.clone())), want.clone());
             prop_assert_eq!(through(&cut(data, cuts)), want);
         }
     }
