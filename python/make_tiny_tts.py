@@ -37,6 +37,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from byte_level import bytes_to_unicode  # beside this script
 
 # ---------------------------------------------------------------- dimensions
 CODEBOOK = 64                  # codec codebook size (real model: 2048)
@@ -76,26 +77,13 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>",
                   "<tts_pad>", "<tts_text_bos>", "<tts_text_eod>"]
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    bs = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-          + list(range(ord("®"), ord("ÿ") + 1)))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
-
-
 def build_tokenizer(out_dir: Path) -> dict[str, int]:
     """Byte-level BPE: 256 byte tokens + merges that make 'assistant' one token
     (Qwen3-TTS slices the chat template by token position, so
     '<|im_start|>assistant\\n' must be exactly 3 tokens) + special tokens."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
-    b2u = _bytes_to_unicode()
+    b2u = bytes_to_unicode()
     vocab = {b2u[b]: b for b in range(256)}
     for a, b in ASSISTANT_MERGES:
         vocab[a + b] = len(vocab)

@@ -31,6 +31,7 @@ import struct
 import sys
 
 import numpy as np
+from byte_level import bytes_to_unicode  # beside this script
 
 # --------------------------------------------------------------------------
 # Tiny dimensions
@@ -136,25 +137,8 @@ CHAT_TEMPLATE = (
 )
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2 / Qwen byte-level alphabet (byte value -> printable unicode char)."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("\xa1"), ord("\xac") + 1))
-        + list(range(ord("\xae"), ord("\xff") + 1))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs)}
-
-
 def _tokenizer_json() -> dict:
-    b2u = _bytes_to_unicode()
+    b2u = bytes_to_unicode()
     vocab = {b2u[b]: b for b in range(256)}
     byte_level = {
         "type": "ByteLevel",

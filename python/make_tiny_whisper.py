@@ -47,6 +47,7 @@ import struct
 import sys
 
 import numpy as np
+from byte_level import bytes_to_unicode  # beside this script
 
 # Whisper language codes in token order (first 99 = multilingual v1/v2 models).
 LANGUAGE_CODES = (
@@ -60,26 +61,9 @@ assert len(LANGUAGE_CODES) == 99
 N_TIMESTAMPS = 1501  # <|0.00|> .. <|30.00|>
 
 
-def _bytes_to_unicode():
-    """GPT-2 / Whisper byte -> printable unicode char mapping."""
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs)))
-
-
 def _token_layout(multilingual: bool):
     """Return (vocab dict token->id, special token list, timestamp token list, n_vocab)."""
-    byte_enc = _bytes_to_unicode()
+    byte_enc = bytes_to_unicode()
     vocab = {byte_enc[b]: b for b in range(256)}  # ids 0..255, one per byte
 
     if multilingual:

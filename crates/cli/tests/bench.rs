@@ -9,19 +9,6 @@ use std::time::Duration;
 
 const S: Duration = Duration::from_secs(1);
 
-/// Runs the CLI; returns (exit code, parsed stdout).
-fn json(d: &Daemon, args: &[&str]) -> (i32, Value) {
-    let out = d.cli(args);
-    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{args:?}: {e}\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), v)
-}
-
 fn service<'a>(r: &'a Value, name: &str) -> &'a Value {
     r["services"]
         .as_array()
@@ -45,7 +32,7 @@ fn bench_compare_and_doctor_on_the_demo_profile() {
     }
 
     // A chat and an embedding service, two levels, a long-context request the tiny model can take.
-    let (code, r) = json(
+    let (code, r) = cli_json(
         &d,
         &[
             "bench",
@@ -168,7 +155,7 @@ fn bench_compare_and_doctor_on_the_demo_profile() {
     assert!(d.state.join(format!("bench/{id1}.json")).exists());
 
     // Thinking off (disable_thinking_tags): no <think>, no reasoning field, and the check passes.
-    let (code, r) = json(
+    let (code, r) = cli_json(
         &d,
         &[
             "bench",
@@ -199,7 +186,7 @@ fn bench_compare_and_doctor_on_the_demo_profile() {
         1,
     ));
     std::thread::sleep(2 * S);
-    let (code, r) = json(
+    let (code, r) = cli_json(
         &d,
         &[
             "bench",
@@ -224,7 +211,7 @@ fn bench_compare_and_doctor_on_the_demo_profile() {
     );
 
     // Before / after: the first and the last run, metric by metric.
-    let (code, c) = json(&d, &["bench", "--compare", &id1, "last", "--json"]);
+    let (code, c) = cli_json(&d, &["bench", "--compare", &id1, "last", "--json"]);
     assert_eq!(code, 0);
     let row = c["rows"]
         .as_array()
@@ -239,12 +226,12 @@ fn bench_compare_and_doctor_on_the_demo_profile() {
     );
     let text = d.cli(&["bench", "--compare", "last-2", "last"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("output_tok_s"));
-    let (_, h) = json(&d, &["bench", "--history", "--json"]);
+    let (_, h) = cli_json(&d, &["bench", "--history", "--json"]);
     assert_eq!(h["runs"].as_array().unwrap().len(), 3);
 
     // The checklist: the failing threshold is the only failure; the 20k-token request is skipped with
     // the reason (the tiny model takes 4,096).
-    let (code, doc) = json(&d, &["doctor", "--json"]);
+    let (code, doc) = cli_json(&d, &["doctor", "--json"]);
     assert_eq!(code, 1, "{doc:#}");
     let checks = doc["checks"].as_array().unwrap();
     let failed: Vec<String> = checks
@@ -332,11 +319,11 @@ fn bench_compare_and_doctor_on_the_demo_profile() {
     let st = wait_timeout(&mut long, 30 * S).expect("the CLI exits on Ctrl-C");
     assert_eq!(st.code(), Some(130));
     let saved = wait_until(30 * S, || {
-        let (_, r) = json(&d, &["bench", "--show", "last", "--json"]);
+        let (_, r) = cli_json(&d, &["bench", "--show", "last", "--json"]);
         r["cancelled"] == true
     });
     assert!(saved, "the cancelled run is saved");
-    let (_, r) = json(&d, &["bench", "--show", "last", "--json"]);
+    let (_, r) = cli_json(&d, &["bench", "--show", "last", "--json"]);
     assert_eq!(r["id"], current["id"]);
     assert_eq!(d.control_get("/v1/bench/current").0, 404);
     let n = service(&r, "chat")["levels"][0]["requests"]
@@ -353,7 +340,7 @@ fn bench_loads_of_exact_lengths_a_dataset_and_goodput() {
     let _turn = ONE_DEMO_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let d = Daemon::start_demo();
     d.wait_state("chat", "ready", 180 * S);
-    let (code, r) = json(
+    let (code, r) = cli_json(
         &d,
         &[
             "bench",
@@ -404,7 +391,7 @@ fn bench_loads_of_exact_lengths_a_dataset_and_goodput() {
         "{\"messages\":[{\"role\":\"user\",\"content\":\"Name a colour.\"}]}\n{\"conversations\":[{\"from\":\"human\",\"value\":\"Count to three.\"},{\"from\":\"gpt\",\"value\":\"1 2 3\"}]}\n",
     )
     .unwrap();
-    let (code, r2) = json(
+    let (code, r2) = cli_json(
         &d,
         &[
             "bench",

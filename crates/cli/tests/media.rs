@@ -9,8 +9,6 @@
 
 mod common;
 use common::*;
-use serde_json::Value;
-use std::process::Command;
 use std::time::Duration;
 
 const KEY: &str = "media-key";
@@ -52,33 +50,6 @@ t = c.audio.transcriptions.create(model="whisper", file=open(sys.argv[3], "rb"))
 print(json.dumps({"text": t.text}))
 "#;
 
-fn python(env: &mlxbox_core::demo::DemoEnv, code: &str, args: &[&str]) -> Value {
-    let out = Command::new(&env.python)
-        .args(["-c", code])
-        .args(args)
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn json_of(d: &Daemon, args: &[&str]) -> (i32, Value) {
-    let out = d.cli(args);
-    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{args:?}: {e}\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), v)
-}
-
 #[test]
 fn ocr_and_speech_services_run_on_the_real_servers() {
     let m = media_models();
@@ -110,7 +81,7 @@ fn ocr_and_speech_services_run_on_the_real_servers() {
 
     // OCR: an image in, text out, through the frontend (the service's name as the model).
     let base = format!("http://127.0.0.1:{ocr}/v1");
-    let r = python(&m.env, OCR_PY, &[&base, KEY]);
+    let r = python_json(&m.env.python, OCR_PY, &[&base, KEY]);
     let content = r["content"].as_str().unwrap();
     assert!(!content.is_empty(), "{r:#}");
     assert_eq!(r["completion_tokens"], 16, "{r:#}");
@@ -156,7 +127,7 @@ fn ocr_and_speech_services_run_on_the_real_servers() {
     let wav = dir.path().join("tone.wav");
     std::fs::write(&wav, mlxbox_core::audio::tone_wav(1.0)).unwrap();
     let base = format!("http://127.0.0.1:{stt}/v1");
-    let t = python(&m.env, STT_PY, &[&base, KEY, wav.to_str().unwrap()]);
+    let t = python_json(&m.env.python, STT_PY, &[&base, KEY, wav.to_str().unwrap()]);
     assert!(t["text"].is_string(), "{t:#}");
     // Another model, in the form or by the route that loads models: refused before the server.
     let form = |model: &str| {
@@ -190,8 +161,8 @@ fn ocr_and_speech_services_run_on_the_real_servers() {
     // Qwen3-TTS, like the real CustomVoice models, fails one that has none): the service's voice and
     // language are added. The reply is a WAV with sound either way.
     let out = dir.path().join("speech.wav");
-    let r = python(
-        &m.env,
+    let r = python_json(
+        &m.env.python,
         TTS_PY,
         &[
             &format!("http://127.0.0.1:{tts}/v1"),
@@ -231,7 +202,7 @@ fn ocr_and_speech_services_run_on_the_real_servers() {
     assert!(secs.is_some_and(|s| s > 0.0), "{head} {} bytes", body.len());
 
     // The benchmark measures them: the real-time factors; OCR as a chat service.
-    let (code, r) = json_of(
+    let (code, r) = cli_json(
         &d,
         &[
             "bench",
@@ -282,7 +253,7 @@ fn ocr_and_speech_services_run_on_the_real_servers() {
     assert_eq!(svc("ocr")["levels"][0]["requests"], 2);
 
     // The doctor: a real transcription, and concurrent ones.
-    let (_, doc) = json_of(&d, &["doctor", "--json"]);
+    let (_, doc) = cli_json(&d, &["doctor", "--json"]);
     let find = |check: &str, svc: &str| {
         doc["checks"]
             .as_array()

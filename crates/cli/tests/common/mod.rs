@@ -57,7 +57,7 @@ pub fn media_models() -> MediaModels {
         ("whisper", "make_tiny_whisper.py"),
         ("tts", "make_tiny_tts.py"),
     ];
-    let mut text = Vec::new();
+    let mut text = std::fs::read(python_dir.join("byte_level.py")).unwrap();
     for (_, s) in scripts {
         text.extend(std::fs::read(python_dir.join(s)).unwrap());
     }
@@ -89,6 +89,35 @@ pub fn media_models() -> MediaModels {
         tts: dir.join("tts"),
         env,
     }
+}
+
+/// `mlx-box ARGS --json` against `d`: its exit code and the JSON it printed.
+pub fn cli_json(d: &Daemon, args: &[&str]) -> (i32, Value) {
+    let out = d.cli(args);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: {e}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+/// Runs `python -c CODE ARGS…` (offline: no hub) and reads the JSON it prints.
+pub fn python_json(python: &Path, code: &str, args: &[&str]) -> Value {
+    let out = Command::new(python)
+        .args(["-c", code])
+        .args(args)
+        .env("HF_HUB_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// The demo's environment (a venv with mlx-lm and the tiny models), cached in MLXBOX_CACHE_DIR (the

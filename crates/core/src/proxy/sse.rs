@@ -193,7 +193,9 @@ mod tests {
     #[test]
     fn whole_unchanged_events_pass_without_a_copy() {
         let mut f = SseFilter::default();
-        let chunk = bytes::Bytes::from_static(b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n");
+        let chunk = bytes::Bytes::from_static(
+            b"data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\n",
+        );
         let out = f.push_bytes(chunk.clone()).unwrap();
         assert_eq!(out.as_ptr(), chunk.as_ptr(), "the same bytes");
         // Half an event is held, and comes out whole with its end.
@@ -251,14 +253,8 @@ mod tests {
         assert!(r.is_empty(), "a reasoning-only event is dropped");
         let r = fe(ev(r#"{"choices":[{"index":0,"finish_reason":null,"delta":{"content":"Hi <think>x</think>there"}}]}"#).as_bytes(), &mut f);
         assert_eq!(String::from_utf8(r).unwrap(), "data: {\"choices\":[{\"delta\":{\"content\":\"Hi there\"},\"finish_reason\":null,\"index\":0}]}\n\n");
-        assert_eq!(
-            fe(b"data: [DONE]\n\n", &mut f),
-            b"data: [DONE]\n\n"
-        );
-        assert_eq!(
-            fe(b": keepalive 1/1\n\n", &mut f),
-            b": keepalive 1/1\n\n"
-        );
+        assert_eq!(fe(b"data: [DONE]\n\n", &mut f), b"data: [DONE]\n\n");
+        assert_eq!(fe(b": keepalive 1/1\n\n", &mut f), b": keepalive 1/1\n\n");
         assert_eq!(find_event_end(b"data: x\n\ndata: y", 0), Some(9));
         assert_eq!(find_event_end(b"data: x\r\n\r\ndata: y", 0), Some(11));
         assert_eq!(find_event_end(b"data: x\ndata: y\n", 0), None);
