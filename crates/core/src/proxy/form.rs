@@ -135,7 +135,8 @@ impl Form {
         self.parts.iter().any(|(n, _)| n == name)
     }
 
-    /// The body with field `set.0`'s content replaced (when present) and `add`'s fields appended.
+    /// The body with field `set.0` set to `set.1` (its content replaced, or the field appended, as a JSON
+    /// body gets its `model` inserted) and `add`'s fields appended.
     pub(crate) fn rewrite(
         &self,
         body: &[u8],
@@ -144,15 +145,20 @@ impl Form {
     ) -> Vec<u8> {
         let mut out = Vec::with_capacity(body.len() + 128 * (add.len() + 1));
         let mut from = 0;
+        let mut append: Vec<(&str, &str)> = vec![];
         if let Some((name, value)) = set {
-            if let Some((_, r)) = self.parts.iter().find(|(n, _)| n == name) {
-                out.extend_from_slice(&body[..r.start]);
-                out.extend_from_slice(value.as_bytes());
-                from = r.end;
+            match self.parts.iter().find(|(n, _)| n == name) {
+                Some((_, r)) => {
+                    out.extend_from_slice(&body[..r.start]);
+                    out.extend_from_slice(value.as_bytes());
+                    from = r.end;
+                }
+                None => append.push((name, value)),
             }
         }
+        append.extend_from_slice(add);
         out.extend_from_slice(&body[from..self.close]);
-        for (name, value) in add {
+        for (name, value) in &append {
             out.extend_from_slice(b"\r\n--");
             out.extend_from_slice(&self.boundary);
             out.extend_from_slice(b"\r\nContent-Disposition: form-data; name=\"");
@@ -212,6 +218,13 @@ mod tests {
         );
         // Nothing to do: the same bytes.
         assert_eq!(f.rewrite(&body, None, &[]), body);
+        // A form without the field gets it, as a JSON body gets its model.
+        let bare = form(&[("file", "RIFF")]);
+        let f = parse(&bare, "XyZ").unwrap();
+        let out = f.rewrite(&bare, Some(("model", "org/whisper")), &[]);
+        let g = parse(&out, "XyZ").unwrap();
+        assert_eq!(g.text(&out, "model").unwrap(), Some("org/whisper"));
+        assert_eq!(g.text(&out, "file").unwrap(), Some("RIFF"));
     }
 
     #[test]

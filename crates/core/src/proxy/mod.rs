@@ -532,7 +532,9 @@ impl Front {
         if spec.allow_any_model || spec.model.is_none() {
             return None;
         }
-        let path = path.trim_end_matches('/');
+        // The servers route on the decoded path (`/v1/model%73` is `/v1/models` to Starlette).
+        let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+        let path = decoded.trim_end_matches('/');
         let management = match spec.kind {
             crate::config::Kind::Tts | crate::config::Kind::Stt => {
                 path == "/v1/models" && (method == Method::POST || method == Method::DELETE)
@@ -1392,6 +1394,9 @@ mod tests {
             .refuses_management(&Method::DELETE, "/v1/models/")
             .is_some());
         assert!(stt.refuses_management(&Method::GET, "/v1/models").is_none());
+        assert!(stt
+            .refuses_management(&Method::POST, "/v1/model%73")
+            .is_some());
         assert!(stt
             .refuses_management(&Method::POST, "/v1/audio/transcriptions")
             .is_none());
