@@ -207,6 +207,57 @@ fn nothing_evictable_is_a_503_naming_what_holds_the_memory() {
     );
 }
 
+/// A pinned service started by hand makes room as an on-demand load does: the least recently used idle
+/// on-demand service is unloaded first, so the start fits the budget (without that, refused under
+/// `refuse_over_budget`).
+#[test]
+fn a_manual_start_of_a_pinned_service_unloads_idle_on_demand_ones() {
+    let [fp, bp, f1, b1, f2, b2] = [
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    ];
+    let pinned = format!(
+        "[services.big]\nkind = \"command\"\nport = {fp}\nbackend_port = {bp}\nprobe = \"chat\"\nmemory_gb = 0.6\nstop_timeout_s = 2\ncommand = [\"python3\", \"{}\", \"--mode\", \"ok\", \"--host\", \"{{host}}\", \"--port\", \"{{port}}\"]\n",
+        fault_server()
+    );
+    // Pinned 0.6 + the largest on-demand 0.3 fit 1.0; all three loaded (1.2) do not.
+    let cfg = format!(
+        "{SERVER}[app]\nmemory_budget_gb = 1.0\nrefuse_over_budget = true\n[alerts]\nheadroom_warn_percent = 0\n{pinned}{}{}",
+        od_service("one", f1, b1, "memory_gb = 0.3"),
+        od_service("two", f2, b2, "memory_gb = 0.3")
+    );
+    let d = Daemon::start(&cfg);
+    d.wait_state("big", "ready", 20 * S);
+    assert!(d.cli(&["stop", "big"]).status.success());
+    d.wait_state("big", "stopped", 10 * S);
+    // Both load into the room `big` left and go idle (no request in flight); `one` is the older.
+    for (name, port) in [("one", f1), ("two", f2)] {
+        let (code, body) = chat(port, name);
+        assert_eq!(code, 200, "{name}: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let one_pid = spawns(&d, "one").last().unwrap().0;
+    let out = d.cli(&["start", "big"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.wait_state("big", "ready", 20 * S);
+    assert_eq!(
+        state(&d, "one"),
+        "idle",
+        "the least recently used was unloaded"
+    );
+    assert!(!pid_alive(one_pid), "its server is gone");
+    assert_eq!(state(&d, "two"), "ready", "only as much as needed");
+    assert!(d.daemon_log().contains("unloading (least recently used)"));
+}
+
 #[test]
 fn an_exclusive_group_runs_one_at_a_time() {
     let (fa, ba, fb, bb) = (free_port(), free_port(), free_port(), free_port());

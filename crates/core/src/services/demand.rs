@@ -178,6 +178,28 @@ impl Demand {
         self.admit_and_start(&settings, &spec, deadline).await
     }
 
+    /// Before a manual start of a pinned service: idle on-demand services are unloaded, least recently
+    /// used first and never a busy one, until it fits, as for an on-demand load. When even that cannot
+    /// make room nothing is unloaded, and the caller's budget check decides (an over-budget alert, or a
+    /// refusal under `refuse_over_budget`).
+    pub async fn make_room_for_pinned(&self, name: &str) {
+        let Some(settings) = self.supervisor.settings().await else {
+            return;
+        };
+        let Some(spec) = settings.service(name).filter(|s| !s.on_demand).cloned() else {
+            return;
+        };
+        let deadline = Instant::now() + Duration::from_secs_f64(spec.load_timeout_s);
+        let Ok(_turn) = tokio::time::timeout_at(deadline, self.turn.lock()).await else {
+            return;
+        };
+        if let Err(why) = self.make_room(&settings, &spec, deadline).await {
+            // Not this service's alert to keep: the budget check says it, for a pinned service.
+            self.alerts.clear(&format!("cannot-load:{name}"));
+            tracing::info!(service = %name, "no room made before a manual start: {why}");
+        }
+    }
+
     /// Makes room for `spec` and starts it, unless it is already up or on its way.
     async fn admit_and_start(
         &self,

@@ -180,9 +180,13 @@ impl Services {
         }
     }
 
-    /// Before a manual start: would what then runs (what runs now + `target`) fit? Raises the over-budget
+    /// Before a manual start: idle on-demand services make room for a pinned `target` (least recently
+    /// used first); then, would what then runs (what runs now + `target`) fit? Raises the over-budget
     /// alert when not; refuses (Err) under `[app] refuse_over_budget`.
     pub async fn admit_start(&self, target: &str) -> Result<(), String> {
+        if target != "all" {
+            self.demand.make_room_for_pinned(target).await;
+        }
         let Some(mut plan) = self.supervisor.settings().await else {
             return Ok(());
         };
