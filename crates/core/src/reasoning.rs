@@ -113,6 +113,20 @@ impl StreamFilter {
             .all(|f| !f.inside && f.pending.is_empty())
     }
 
+    /// The text of choice `index`'s `content` delta with think spans removed (the choice's state carried
+    /// to its next delta); `finished`: its last delta, a held-back partial tag was just text.
+    pub fn feed_content(&mut self, index: u64, content: &str, finished: bool) -> String {
+        let idx = index.min(MAX_CHOICES as u64 - 1) as usize;
+        if self.per_choice.len() <= idx {
+            self.per_choice.resize_with(idx + 1, ThinkFilter::new);
+        }
+        let mut text = self.per_choice[idx].feed(content);
+        if finished {
+            text.push_str(&self.per_choice[idx].finish());
+        }
+        text
+    }
+
     /// Filters the JSON of one `data:` event in place. Returns false when the event carries nothing left
     /// to send (a reasoning-only delta), so the proxy can drop it.
     pub fn filter_chunk(&mut self, v: &mut Value) -> bool {
@@ -121,26 +135,17 @@ impl StreamFilter {
         };
         let mut keep = choices.is_empty();
         for c in choices {
-            let idx = c
-                .get("index")
-                .and_then(Value::as_u64)
-                .unwrap_or(0)
-                .min(MAX_CHOICES as u64 - 1) as usize;
-            if self.per_choice.len() <= idx {
-                self.per_choice.resize_with(idx + 1, ThinkFilter::new);
-            }
+            let idx = c.get("index").and_then(Value::as_u64).unwrap_or(0);
             let finished = c.get("finish_reason").is_some_and(|f| !f.is_null());
             if let Some(d) = c.get_mut("delta").and_then(Value::as_object_mut) {
                 let had_reasoning =
                     d.remove("reasoning").is_some() | d.remove("reasoning_content").is_some();
                 let had_content = d.contains_key("content");
-                let mut text = match d.get("content") {
-                    Some(Value::String(s)) => self.per_choice[idx].feed(s),
-                    _ => String::new(),
+                let content = match d.get("content") {
+                    Some(Value::String(s)) => s.as_str(),
+                    _ => "",
                 };
-                if finished {
-                    text.push_str(&self.per_choice[idx].finish());
-                }
+                let text = self.feed_content(idx, content, finished);
                 let other = d.keys().any(|k| k != "content" && k != "role");
                 // Keep: text to send, the end, tool calls and the like, or a role-only first chunk.
                 keep |= !text.is_empty() || finished || other || (!had_reasoning && !had_content);

@@ -150,6 +150,17 @@ pub(super) fn filter_event(event: &[u8], filter: &mut StreamFilter, out: &mut Ve
                 ev.push_str(line);
                 continue;
             }
+            if let Some(fast) = content_event(data, filter) {
+                match fast {
+                    Some(filtered) => {
+                        ev.push_str("data: ");
+                        ev.push_str(&filtered);
+                        ev.push('\n');
+                    }
+                    None => return, // nothing left in this event
+                }
+                continue;
+            }
             match serde_json::from_str::<serde_json::Value>(data) {
                 Ok(mut v) => {
                     if !filter.filter_chunk(&mut v) {
@@ -166,6 +177,59 @@ pub(super) fn filter_event(event: &[u8], filter: &mut StreamFilter, out: &mut Ve
         }
     }
     out.extend_from_slice(ev.as_bytes());
+}
+
+/// One choice of a chunk, as far as the filter reads it (borrowed: the text is not copied).
+#[derive(serde::Deserialize)]
+struct ChoiceRef<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    finish_reason: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    delta: Option<std::collections::HashMap<&'a str, &'a serde_json::value::RawValue>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChunkRef<'a> {
+    #[serde(borrow)]
+    choices: Vec<ChoiceRef<'a>>,
+}
+
+/// The usual event the filter changes — one choice whose delta's `content` holds (part of) a think span,
+/// with no escape anywhere and no reasoning field — filtered without building a JSON tree: the content's
+/// string is found in the bytes and replaced, the rest of the event is the backend's. `None` when the
+/// event is not of that shape (the JSON tree does it); `Some(None)` when nothing is left to send.
+fn content_event(data: &str, filter: &mut StreamFilter) -> Option<Option<String>> {
+    if data.contains('\\') || REASONING.find(data.as_bytes()).is_some() {
+        return None;
+    }
+    let chunk: ChunkRef = serde_json::from_str(data).ok()?;
+    let [choice] = chunk.choices.as_slice() else {
+        return None;
+    };
+    let delta = choice.delta.as_ref()?;
+    let raw = delta.get("content")?.get();
+    // A string without escapes: its text is what is between the quotes.
+    let content = raw.strip_prefix('"')?.strip_suffix('"')?;
+    let finished = choice.finish_reason.is_some();
+    let text = filter.feed_content(choice.index.unwrap_or(0), content, finished);
+    let other = delta.keys().any(|k| *k != "content" && *k != "role");
+    if text.is_empty() && !finished && !other {
+        return Some(None);
+    }
+    // Where the content's literal sits in `data` (it borrows from it).
+    let start = (raw.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
+    let end = start.checked_add(raw.len())?;
+    if end > data.len() {
+        return None;
+    }
+    let literal = serde_json::to_string(&text).ok()?;
+    let mut out = String::with_capacity(data.len() + literal.len());
+    out.push_str(&data[..start]);
+    out.push_str(&literal);
+    out.push_str(&data[end..]);
+    Some(Some(out))
 }
 
 #[cfg(test)]
@@ -252,12 +316,55 @@ mod tests {
         );
         assert!(r.is_empty(), "a reasoning-only event is dropped");
         let r = fe(ev(r#"{"choices":[{"index":0,"finish_reason":null,"delta":{"content":"Hi <think>x</think>there"}}]}"#).as_bytes(), &mut f);
-        assert_eq!(String::from_utf8(r).unwrap(), "data: {\"choices\":[{\"delta\":{\"content\":\"Hi there\"},\"finish_reason\":null,\"index\":0}]}\n\n");
+        // The content's string replaced in the event's own bytes (key order and all).
+        assert_eq!(String::from_utf8(r).unwrap(), "data: {\"choices\":[{\"index\":0,\"finish_reason\":null,\"delta\":{\"content\":\"Hi there\"}}]}\n\n");
         assert_eq!(fe(b"data: [DONE]\n\n", &mut f), b"data: [DONE]\n\n");
         assert_eq!(fe(b": keepalive 1/1\n\n", &mut f), b": keepalive 1/1\n\n");
         assert_eq!(find_event_end(b"data: x\n\ndata: y", 0), Some(9));
         assert_eq!(find_event_end(b"data: x\r\n\r\ndata: y", 0), Some(11));
         assert_eq!(find_event_end(b"data: x\ndata: y\n", 0), None);
+    }
+
+    /// The byte-level path for a content event means what the JSON tree path means: the same JSON out
+    /// (or both drop the event), event after event, the think state carried alike.
+    #[test]
+    fn the_content_fast_path_agrees_with_the_json_tree() {
+        let events = [
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"<think>"}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"hmm"},"finish_reason":null}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"</think>\n\nHi <"}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"b>there"},"logprobs":null}]}"#,
+            r#"{"id":"c1","choices":[{"index":3,"delta":{"content":"<think>x","tool_calls":[]}}]}"#,
+            r#"{"id":"c1","choices":[{"index":3,"delta":{"content":"y</think>z"}}]}"#,
+            r#"{"id":"c1","choices":[{"index":0,"delta":{"content":"<thi"},"finish_reason":"stop"}],"usage":{"completion_tokens":9}}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":"<think>a"}},{"index":1,"delta":{"content":"b"}}]}"#,
+            r#"{"choices":[{"index":-1,"delta":{"content":"<think>a"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"content":null}}]}"#,
+        ];
+        let (mut fast, mut tree) = (StreamFilter::default(), StreamFilter::default());
+        for e in events {
+            let via_tree = {
+                let mut v: serde_json::Value = serde_json::from_str(e).unwrap();
+                tree.filter_chunk(&mut v).then_some(v)
+            };
+            let via_fast = match content_event(e, &mut fast) {
+                Some(out) => out.map(|o| serde_json::from_str::<serde_json::Value>(&o).unwrap()),
+                None => {
+                    let mut v: serde_json::Value = serde_json::from_str(e).unwrap();
+                    fast.filter_chunk(&mut v).then_some(v)
+                }
+            };
+            assert_eq!(via_fast, via_tree, "{e}");
+        }
+        // Escapes and reasoning fields are the tree's.
+        let mut f = StreamFilter::default();
+        assert!(content_event(r#"{"choices":[{"delta":{"content":"a"b"}}]}"#, &mut f).is_none());
+        assert!(content_event(
+            r#"{"choices":[{"delta":{"content":"a","reasoning":"r"}}]}"#,
+            &mut f
+        )
+        .is_none());
     }
 
     #[test]
@@ -289,7 +396,7 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         assert!(
             text.trim_end()
-                .ends_with(r#""content":"bye"},"finish_reason":"stop","index":0}]}"#),
+                .ends_with(r#""finish_reason":"stop","delta":{"content":"bye"}}]}"#),
             "{text}"
         );
     }
