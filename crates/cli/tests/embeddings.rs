@@ -8,7 +8,6 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::process::Command;
 use std::time::Duration;
 
 const INPUTS: [&str; 3] = [
@@ -113,19 +112,14 @@ fn embeddings_follow_the_models_sentence_transformers_pooling() {
             .collect::<Vec<_>>()
     };
     let served = embed(p1);
-    let out = Command::new(&python)
-        .args(["-c", REFERENCE_PY])
-        .arg(&st)
-        .arg(serde_json::to_string(&INPUTS).unwrap())
-        .env("HF_HUB_OFFLINE", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let reference = python_json(
+        &env.python,
+        REFERENCE_PY,
+        &[
+            st.to_str().unwrap(),
+            &serde_json::to_string(&INPUTS).unwrap(),
+        ],
     );
-    let reference: Value = serde_json::from_slice(&out.stdout).unwrap();
     let (last, mean) = (vectors(&reference["last"]), vectors(&reference["mean"]));
     let mut mean_differs = false;
     for i in 0..INPUTS.len() {

@@ -461,6 +461,93 @@ async fn chat_level(
     (d.outputs, d.peak_in_flight)
 }
 
+/// A request of a closed-loop service level (embeddings, audio): when it was sent, and how it failed.
+trait LevelRecord: Send + 'static {
+    fn sent_at(&mut self, ms: f64);
+    fn error(&self) -> Option<&String>;
+}
+
+impl LevelRecord for EmbedRecord {
+    fn sent_at(&mut self, ms: f64) {
+        self.sent_at_ms = ms;
+    }
+    fn error(&self) -> Option<&String> {
+        self.error.as_ref()
+    }
+}
+
+impl LevelRecord for client::AudioRecord {
+    fn sent_at(&mut self, ms: f64) {
+        self.sent_at_ms = ms;
+    }
+    fn error(&self) -> Option<&String> {
+        self.error.as_ref()
+    }
+}
+
+/// The warm-up requests, then one closed-loop level per `opts.concurrency` of `opts.requests` requests,
+/// `send(i)` making request `i`: what the embedding and audio services share. Each level's concurrency
+/// and records; `Err` when a warm-up request failed.
+async fn closed_levels<R, F, Fut>(
+    opts: &BenchOptions,
+    t: &Target,
+    tracker: &Arc<Tracker>,
+    cancel: &Arc<AtomicBool>,
+    phase: &'static str,
+    send: F,
+) -> Result<Vec<(u32, Vec<R>)>, String>
+where
+    R: LevelRecord,
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = R> + Send + 'static,
+{
+    let name = t.spec.name.clone();
+    let send = Arc::new(send);
+    for _ in 0..opts.warmup {
+        let rec = send(0).await;
+        tracker.tick(&name, "warmup", &format!("{name}: warm-up"));
+        if let Some(e) = rec.error() {
+            return Err(format!("the warm-up request failed: {e}"));
+        }
+    }
+    let mut levels = vec![];
+    for &c in &opts.concurrency {
+        if cancel.load(Ordering::SeqCst) {
+            break;
+        }
+        let (tr, n2, msg) = (
+            tracker.clone(),
+            name.clone(),
+            format!("{name}: concurrency {c}"),
+        );
+        let send = send.clone();
+        let d = drive(
+            Load::Closed(c),
+            opts.requests,
+            move |i, sent_at| {
+                let request = send(i);
+                async move {
+                    let mut rec = request.await;
+                    rec.sent_at(sent_at);
+                    rec
+                }
+            },
+            Arc::new(move || tr.tick(&n2, phase, &msg)),
+            cancel.clone(),
+        )
+        .await;
+        levels.push((c, d.outputs));
+    }
+    Ok(levels)
+}
+
+/// A service whose warm-up failed: failed, with why.
+fn warmup_failed(mut r: ServiceResult, why: String) -> ServiceResult {
+    r.skipped = Some(why);
+    r.verdict = CheckStatus::Fail;
+    r
+}
+
 async fn embedding_service(
     http: &reqwest::Client,
     opts: &BenchOptions,
@@ -469,49 +556,23 @@ async fn embedding_service(
     cancel: &Arc<AtomicBool>,
 ) -> ServiceResult {
     let mut r = base_result(t);
-    let name = t.spec.name.clone();
     let batch = opts.embed_batch.or(t.spec.batch_size).unwrap_or(16).max(1);
-    let inputs = move |i: usize| -> Vec<String> {
-        (0..batch as usize)
+    let (http, base) = (http.clone(), t.base_url.clone());
+    let send = move |i: usize| {
+        let inputs: Vec<String> = (0..batch as usize)
             .map(|j| prompt(i * batch as usize + j))
-            .collect()
+            .collect();
+        let (http, base) = (http.clone(), base.clone());
+        async move { embed(&http, &base, &inputs).await }
     };
-    for _ in 0..opts.warmup {
-        let rec = embed(http, &t.base_url, &inputs(0)).await;
-        tracker.tick(&name, "warmup", &format!("{name}: warm-up"));
-        if let Some(e) = rec.error {
-            r.skipped = Some(format!("the warm-up request failed: {e}"));
-            r.verdict = CheckStatus::Fail;
-            return r;
+    match closed_levels(opts, t, tracker, cancel, "embedding", send).await {
+        Ok(levels) => {
+            r.embedding = levels
+                .iter()
+                .map(|(c, recs)| embed_level(*c, batch, recs))
+                .collect()
         }
-    }
-    for &c in &opts.concurrency {
-        if cancel.load(Ordering::SeqCst) {
-            break;
-        }
-        let (http, base) = (http.clone(), t.base_url.clone());
-        let (tr, n2, msg) = (
-            tracker.clone(),
-            name.clone(),
-            format!("{name}: concurrency {c}"),
-        );
-
-        let d = drive(
-            Load::Closed(c),
-            opts.requests,
-            move |i, sent_at| {
-                let (http, base, inputs) = (http.clone(), base.clone(), inputs(i));
-                async move {
-                    let mut rec = embed(&http, &base, &inputs).await;
-                    rec.sent_at_ms = sent_at;
-                    rec
-                }
-            },
-            Arc::new(move || tr.tick(&n2, "embedding", &msg)),
-            cancel.clone(),
-        )
-        .await;
-        r.embedding.push(embed_level(c, batch, &d.outputs));
+        Err(why) => return warmup_failed(r, why),
     }
     r.thresholds = r.check_thresholds(&t.spec.expect);
     r.verdict = verdict(&r);
@@ -534,52 +595,24 @@ async fn audio_service(
     cancel: &Arc<AtomicBool>,
 ) -> ServiceResult {
     let mut r = base_result(t);
-    let name = t.spec.name.clone();
     let job = match audio_job(t.spec.kind, opts) {
-        Ok(j) => j,
-        Err(why) => {
-            r.skipped = Some(why);
-            r.verdict = CheckStatus::Fail;
-            return r;
-        }
+        Ok(j) => Arc::new(j),
+        Err(why) => return warmup_failed(r, why),
     };
     let args = Arc::new(crate::audio::AudioArgs::of(&t.spec));
-    for _ in 0..opts.warmup {
-        let rec = client::audio(http, &t.base_url, &args, &job).await;
-        tracker.tick(&name, "warmup", &format!("{name}: warm-up"));
-        if let Some(e) = rec.error {
-            r.skipped = Some(format!("the warm-up request failed: {e}"));
-            r.verdict = CheckStatus::Fail;
-            return r;
+    let (http, base) = (http.clone(), t.base_url.clone());
+    let send = move |_: usize| {
+        let (http, base, args, job) = (http.clone(), base.clone(), args.clone(), job.clone());
+        async move { client::audio(&http, &base, &args, &job).await }
+    };
+    match closed_levels(opts, t, tracker, cancel, "audio", send).await {
+        Ok(levels) => {
+            r.audio = levels
+                .iter()
+                .map(|(c, recs)| audio_level(*c, recs))
+                .collect()
         }
-    }
-    for &c in &opts.concurrency {
-        if cancel.load(Ordering::SeqCst) {
-            break;
-        }
-        let (http, base, args, job) = (http.clone(), t.base_url.clone(), args.clone(), job.clone());
-        let (tr, n2, msg) = (
-            tracker.clone(),
-            name.clone(),
-            format!("{name}: concurrency {c}"),
-        );
-        let d = drive(
-            Load::Closed(c),
-            opts.requests,
-            move |_, sent_at| {
-                let (http, base, args, job) =
-                    (http.clone(), base.clone(), args.clone(), job.clone());
-                async move {
-                    let mut rec = client::audio(&http, &base, &args, &job).await;
-                    rec.sent_at_ms = sent_at;
-                    rec
-                }
-            },
-            Arc::new(move || tr.tick(&n2, "audio", &msg)),
-            cancel.clone(),
-        )
-        .await;
-        r.audio.push(audio_level(c, &d.outputs));
+        Err(why) => return warmup_failed(r, why),
     }
     r.thresholds = r.check_thresholds(&t.spec.expect);
     r.verdict = verdict(&r);
