@@ -529,23 +529,27 @@ impl Front {
     /// `/v1/cache/reset`. A key holder may use the service's model, not swap it.
     fn refuses_management(&self, method: &Method, path: &str) -> Option<Response> {
         let spec = &self.cfg.spec;
-        if spec.allow_any_model || spec.model.is_none() {
+        // Only the servers that load models by route; a chat request pays one comparison.
+        let audio = matches!(
+            spec.kind,
+            crate::config::Kind::Tts | crate::config::Kind::Stt
+        );
+        if spec.allow_any_model
+            || spec.model.is_none()
+            || !(audio || spec.kind == crate::config::Kind::Ocr)
+        {
             return None;
         }
         // The servers route on the decoded path (`/v1/model%73` is `/v1/models` to Starlette).
         let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
         let path = decoded.trim_end_matches('/');
-        let management = match spec.kind {
-            crate::config::Kind::Tts | crate::config::Kind::Stt => {
-                path == "/v1/models" && (method == Method::POST || method == Method::DELETE)
-            }
-            crate::config::Kind::Ocr => {
-                matches!(
-                    path,
-                    "/unload" | "/v1/settings" | "/v1/cache/reset" | "/settings"
-                ) && method != Method::GET
-            }
-            _ => false,
+        let management = if audio {
+            path == "/v1/models" && (method == Method::POST || method == Method::DELETE)
+        } else {
+            matches!(
+                path,
+                "/unload" | "/v1/settings" | "/v1/cache/reset" | "/settings"
+            ) && method != Method::GET
         };
         management.then(|| {
             self.bad_request(
