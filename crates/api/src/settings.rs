@@ -392,6 +392,16 @@ pub const KEYS: &[Key] = &[
 ];
 
 /// The declaration of `name` in `section`.
+/// The benchmark thresholds (`expect_*`) a service of `kind` takes.
+pub fn expect_keys(kind: Kind) -> Vec<&'static str> {
+    KEYS.iter()
+        .filter(|k| {
+            k.section == Section::Services && k.name.starts_with("expect_") && k.applies_to(kind)
+        })
+        .map(|k| k.name)
+        .collect()
+}
+
 pub fn find(section: Section, name: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.section == section && k.name == name)
 }

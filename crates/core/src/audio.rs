@@ -9,7 +9,7 @@ use std::io::Cursor;
 /// to one passing through it: the service's model (mlx_audio.server and mlx_vlm.server load the one a
 /// request names), voice and language.
 #[derive(Debug, Clone, Default)]
-pub struct AudioArgs {
+pub struct DirectArgs {
     pub model: Option<String>,
     pub voice: Option<String>,
     pub language: Option<String>,
@@ -17,9 +17,9 @@ pub struct AudioArgs {
     pub chat_model: Option<String>,
 }
 
-impl AudioArgs {
-    pub fn of(spec: &ServiceSpec) -> AudioArgs {
-        AudioArgs {
+impl DirectArgs {
+    pub fn of(spec: &ServiceSpec) -> DirectArgs {
+        DirectArgs {
             model: spec.model.clone(),
             voice: spec.default_voice.clone(),
             language: spec.language.clone(),
@@ -29,7 +29,7 @@ impl AudioArgs {
 }
 
 /// A `/v1/audio/speech` body: the service's model, voice and language (Qwen3-TTS's `lang_code`), WAV out.
-pub fn speech_request(args: &AudioArgs, input: &str, max_tokens: u32) -> serde_json::Value {
+pub fn speech_request(args: &DirectArgs, input: &str, max_tokens: u32) -> serde_json::Value {
     let mut body = serde_json::json!({
         "input": input,
         "response_format": "wav",
@@ -49,7 +49,7 @@ pub fn speech_request(args: &AudioArgs, input: &str, max_tokens: u32) -> serde_j
 
 /// A `/v1/audio/transcriptions` form: the WAV, the service's model and language, JSON out (OpenAI's
 /// default; mlx_audio's own is NDJSON).
-pub fn transcription_form(args: &AudioArgs, wav: Vec<u8>) -> reqwest::multipart::Form {
+pub fn transcription_form(args: &DirectArgs, wav: Vec<u8>) -> reqwest::multipart::Form {
     let mut form = reqwest::multipart::Form::new()
         .part(
             "file",

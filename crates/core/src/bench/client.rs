@@ -290,7 +290,7 @@ pub enum AudioJob {
 pub async fn audio(
     http: &reqwest::Client,
     base: &str,
-    args: &crate::audio::AudioArgs,
+    args: &crate::audio::DirectArgs,
     job: &AudioJob,
 ) -> AudioRecord {
     let t0 = Instant::now();

@@ -241,13 +241,7 @@ pub fn default_expectations(
 ) -> Result<(crate::config::Expectations, String), String> {
     const SEED_GB_S: f64 = 800.0;
     if !kind.is_chat() {
-        let keys = match kind {
-            Kind::Embedding => "expect_inputs_s",
-            Kind::Tts | Kind::Stt => "expect_rtf",
-            _ => {
-                "expect_gen_tok_s, expect_ttft_ms, expect_output_tok_s, expect_parallel_efficiency"
-            }
-        };
+        let keys = mlxbox_api::settings::expect_keys(kind).join(", ");
         return Err(format!(
             "no expect_* keys in settings.toml ({} services take {keys})",
             kind.as_str()
@@ -315,7 +309,7 @@ async fn audio_once(
         Ok(j) => j,
         Err(e) => return (CheckStatus::Fail, e),
     };
-    let rec = super::client::audio(http, base, &crate::audio::AudioArgs::of(spec), &job).await;
+    let rec = super::client::audio(http, base, &crate::audio::DirectArgs::of(spec), &job).await;
     match (rec.error, rec.audio_s) {
         (Some(e), _) => (CheckStatus::Fail, e),
         (None, Some(a)) => (
@@ -348,7 +342,7 @@ async fn concurrent(
     let audio = matches!(kind, Kind::Tts | Kind::Stt)
         .then(|| super::run::audio_job(kind, &BenchOptions::default()).ok())
         .flatten()
-        .map(|j| (j, crate::audio::AudioArgs::of(spec)));
+        .map(|j| (j, crate::audio::DirectArgs::of(spec)));
     let model = crate::launch::direct_model(spec).map(str::to_string);
     let tasks: Vec<_> = (0..n as usize)
         .map(|i| {

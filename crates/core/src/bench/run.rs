@@ -599,7 +599,7 @@ async fn audio_service(
         Ok(j) => Arc::new(j),
         Err(why) => return warmup_failed(r, why),
     };
-    let args = Arc::new(crate::audio::AudioArgs::of(&t.spec));
+    let args = Arc::new(crate::audio::DirectArgs::of(&t.spec));
     let (http, base) = (http.clone(), t.base_url.clone());
     let send = move |_: usize| {
         let (http, base, args, job) = (http.clone(), base.clone(), args.clone(), job.clone());

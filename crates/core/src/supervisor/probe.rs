@@ -1,7 +1,7 @@
 //! Readiness and liveness probes. Readiness of a model server is a real 1-token request: mlx_lm.server
 //! answers `/health` before the model is loaded (it loads on the first request).
 
-use crate::audio::{speech_request, transcription_form, AudioArgs};
+use crate::audio::{speech_request, transcription_form, DirectArgs};
 use crate::config::Probe;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -46,7 +46,7 @@ enum NotReady {
 async fn ready_once(
     client: &reqwest::Client,
     probe: &Probe,
-    args: &AudioArgs,
+    args: &DirectArgs,
     host: &str,
     port: u16,
     timeout: Duration,
@@ -65,7 +65,7 @@ async fn ready_once(
 async fn ready_attempt(
     client: &reqwest::Client,
     probe: &Probe,
-    args: &AudioArgs,
+    args: &DirectArgs,
     host: &str,
     port: u16,
     timeout: Duration,
@@ -145,7 +145,7 @@ async fn ready_attempt(
 pub async fn wait_ready(
     client: reqwest::Client,
     probe: Probe,
-    args: AudioArgs,
+    args: DirectArgs,
     host: String,
     port: u16,
     deadline: Instant,

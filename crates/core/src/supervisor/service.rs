@@ -312,7 +312,7 @@ impl Runner {
                 let h = tokio::spawn(super::probe::wait_ready(
                     self.shared.client.clone(),
                     self.spec.probe.clone(),
-                    crate::audio::AudioArgs::of(&self.spec),
+                    crate::audio::DirectArgs::of(&self.spec),
                     host,
                     port,
                     deadline,

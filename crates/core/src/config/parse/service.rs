@@ -414,13 +414,11 @@ fn parse_expectations(cx: &mut Ctx, v: &TableView, kind: Kind) -> crate::config:
                     v.where_,
                     kind.as_str()
                 ),
-                Some(if kind == Kind::Embedding {
-                    "embedding services take `expect_inputs_s`".to_string()
-                } else if matches!(kind, Kind::Tts | Kind::Stt) {
-                    "tts and stt services take `expect_rtf`".to_string()
-                } else {
-                    "chat services take expect_gen_tok_s, expect_ttft_ms, expect_output_tok_s, expect_parallel_efficiency".to_string()
-                }),
+                Some(format!(
+                    "{} services take {}",
+                    kind.as_str(),
+                    schema::expect_keys(kind).join(", ")
+                )),
             );
         }
     }
