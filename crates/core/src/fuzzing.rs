@@ -62,3 +62,16 @@ pub fn config_edit(data: &[u8]) {
         let _ = crate::config::parse_settings(std::path::Path::new("s.toml"), &out);
     }
 }
+
+/// A backend's reply (head and body) read as the proxy reads it: never a panic, and the same outcome
+/// whether it arrives whole or cut into reads of the first byte's size.
+pub fn backend_reply(data: &[u8]) {
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
+    let whole = crate::proxy::read_reply(rest, rest.len(), false);
+    assert_eq!(crate::proxy::read_reply(rest, n as usize, false), whole);
+    if let Ok((_, body)) = whole {
+        assert!(body.len() <= rest.len());
+    }
+}

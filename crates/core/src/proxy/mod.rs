@@ -32,6 +32,8 @@ mod sse;
 mod stats;
 
 pub use auth::{Cors, KeySet, SharedKeys};
+#[cfg(feature = "fuzzing")]
+pub(crate) use backend::read_reply;
 pub use pool::Directory;
 pub use sse::SseFilter;
 pub use stats::ProxyStats;
@@ -310,35 +312,54 @@ const HOP_BY_HOP: [header::HeaderName; 11] = [
     header::CONTENT_LENGTH,
 ];
 
-/// Removes the hop-by-hop headers, and those the `Connection` header names (RFC 9110 §7.6.1).
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // The usual single `Connection: keep-alive` / `close` names nothing else: no list is built for it.
-    let mut values = headers.get_all(header::CONNECTION).iter();
-    let simple = match (values.next(), values.next()) {
-        (None, _) => true,
-        (Some(v), None) => {
-            v.as_bytes().eq_ignore_ascii_case(b"keep-alive")
-                || v.as_bytes().eq_ignore_ascii_case(b"close")
+/// The headers of one message that belong to its connection, not to it (RFC 9110 §7.6.1): the hop-by-hop
+/// ones, and those its `Connection` header names.
+pub(super) struct HopByHop {
+    /// Named by `Connection`: none (and no allocation) for the usual `keep-alive` or `close`.
+    named: Vec<header::HeaderName>,
+}
+
+impl HopByHop {
+    pub(super) fn of(headers: &HeaderMap) -> HopByHop {
+        let mut values = headers.get_all(header::CONNECTION).iter();
+        let simple = match (values.next(), values.next()) {
+            (None, _) => true,
+            (Some(v), None) => {
+                v.as_bytes().eq_ignore_ascii_case(b"keep-alive")
+                    || v.as_bytes().eq_ignore_ascii_case(b"close")
+            }
+            _ => false,
+        };
+        if simple {
+            return HopByHop { named: vec![] };
         }
-        _ => false,
-    };
-    let named: Vec<header::HeaderName> = if simple {
-        vec![]
-    } else {
-        headers
+        let named = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .take(32)
             .filter_map(|n| header::HeaderName::from_bytes(n.trim().as_bytes()).ok())
-            .collect()
-    };
-    for n in named {
-        headers.remove(n);
+            .collect();
+        HopByHop { named }
     }
-    for h in &HOP_BY_HOP {
-        headers.remove(h);
+
+    pub(super) fn contains(&self, name: &header::HeaderName) -> bool {
+        HOP_BY_HOP.contains(name) || self.named.contains(name)
+    }
+}
+
+/// Removes the hop-by-hop headers. The names present are found in one pass: removing each of the list
+/// by name cost a hash per name on every reply.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let hop = HopByHop::of(headers);
+    let found: Vec<header::HeaderName> = headers
+        .keys()
+        .filter(|k| hop.contains(k))
+        .cloned()
+        .collect();
+    for n in found {
+        headers.remove(n);
     }
 }
 
@@ -806,7 +827,7 @@ async fn serve(
 /// applied (by [`serve`], or by a pool, which spliced its member's model id).
 async fn admit(
     f: &Front,
-    mut parts: axum::http::request::Parts,
+    parts: axum::http::request::Parts,
     incoming: Incoming,
     streaming: bool,
     origin: Option<HeaderValue>,
@@ -814,7 +835,6 @@ async fn admit(
 ) -> Response {
     f.counters.touch();
     let Incoming { bytes, _permit } = incoming;
-    let body = bytes.map(Body::from).unwrap_or_else(Body::empty);
     if let Some(r) = f.load().await {
         return r;
     }
@@ -855,8 +875,7 @@ async fn admit(
         _slot: slot,
         _admitted: admitted,
     };
-    parts.extensions = Default::default();
-    let mut out = forward(f, parts, body, streaming, guard, started).await;
+    let mut out = forward(f, parts, bytes, streaming, guard, started).await;
     if !out.status().is_success() {
         f.counters.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -864,18 +883,6 @@ async fn admit(
         .cors
         .answer_headers(origin.as_ref(), out.headers_mut());
     out
-}
-
-/// The request head as it goes upstream: origin-form (`/path?query`: the connection says where), no
-/// hop-by-hop headers, no `Origin` (CORS is decided here), HTTP/1.1.
-fn upstream_head(parts: &mut axum::http::request::Parts) {
-    parts.uri = match parts.uri.path_and_query() {
-        Some(pq) => axum::http::Uri::from(pq.clone()),
-        None => axum::http::Uri::from_static("/"),
-    };
-    strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(header::ORIGIN);
-    parts.version = axum::http::Version::HTTP_11;
 }
 
 /// A reply's headers as they go to the client: no hop-by-hop ones, its Content-Length kept when
@@ -896,19 +903,17 @@ fn downstream_head(headers: &mut HeaderMap, keep_length: bool) -> bool {
 async fn forward(
     f: &Front,
     mut parts: axum::http::request::Parts,
-    body: Body,
+    body: Option<Bytes>,
     streaming: bool,
     guard: InFlight,
     started: std::time::Instant,
 ) -> Response {
-    // The client's headers go on as they are, minus hop-by-hop ones, its key and its origin.
-    upstream_head(&mut parts);
+    // The client's headers go on as they are, minus hop-by-hop ones (`backend::send`), its origin and
+    // its key.
     parts.headers.remove(header::AUTHORIZATION);
-    let req = axum::http::Request::from_parts(parts, body);
     let timeout = f.cfg.timeout;
-    let resp = match tokio::time::timeout(timeout, backend::send(&f.upstream, &f.backend_host, req))
-        .await
-    {
+    let sent = backend::send(&f.upstream, &f.backend_host, &parts, body);
+    let resp = match tokio::time::timeout(timeout, sent).await {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             return openai_error(

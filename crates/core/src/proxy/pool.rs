@@ -642,7 +642,6 @@ async fn attempt(
     guard: InFlight,
     started: Instant,
 ) -> Result<Response, String> {
-    let mut parts = copy_parts(parts);
     if let Some(front) = &m.local {
         let incoming = Incoming {
             bytes: body,
@@ -650,7 +649,7 @@ async fn attempt(
         };
         // The body's `model` is already this member's (spliced above) and what it may not load was
         // refused: its front need not read the body again.
-        let r = admit(front, parts, incoming, streaming, None, started).await;
+        let r = admit(front, copy_parts(parts), incoming, streaming, None, started).await;
         let (head, b) = r.into_parts();
         return Ok(Response::from_parts(
             head,
@@ -664,11 +663,9 @@ async fn attempt(
         return Err("no address".into());
     };
     // The client's key goes on (the member checks it too).
-    super::upstream_head(&mut parts);
     let host = HeaderValue::from_str(&upstream.to_string())
         .unwrap_or_else(|_| HeaderValue::from_static("localhost"));
-    let req = axum::http::Request::from_parts(parts, body.map(Body::from).unwrap_or_default());
-    let resp = backend::send(&upstream, &host, req)
+    let resp = backend::send(&upstream, &host, parts, body)
         .await
         .map_err(|e| e.to_string())?;
     let (rparts, incoming) = resp.into_parts();

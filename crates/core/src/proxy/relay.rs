@@ -32,7 +32,7 @@ impl Drop for InFlight {
 /// passes; a backend silent for longer than the request timeout ends the body with an error. The stall
 /// timer is armed only while the backend has nothing to give (a reply already in hand costs no timer).
 pub(super) struct Relay {
-    pub(super) inner: hyper::body::Incoming,
+    pub(super) inner: super::backend::Reply,
     pub(super) meter: Meter,
     pub(super) timeout: Duration,
     pub(super) stall: Option<Pin<Box<tokio::time::Sleep>>>,
