@@ -436,7 +436,11 @@ fn framing(
     if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
         return Ok((Framing::Done, keep_alive));
     }
-    if let Some(te) = headers.get_all(header::TRANSFER_ENCODING).iter().next_back() {
+    if let Some(te) = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+    {
         let chunked = te
             .as_bytes()
             .rsplit(|&b| b == b',')

@@ -349,13 +349,13 @@ impl HopByHop {
     }
 }
 
-/// Removes the hop-by-hop headers. The names present are found in one pass: removing each of the list
-/// by name cost a hash per name on every reply.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
+/// Removes the hop-by-hop headers, `Content-Length` too unless `keep_length`. The names present are found
+/// in one pass: removing each of the list by name cost a hash per name on every reply.
+fn strip_hop_by_hop(headers: &mut HeaderMap, keep_length: bool) {
     let hop = HopByHop::of(headers);
     let found: Vec<header::HeaderName> = headers
         .keys()
-        .filter(|k| hop.contains(k))
+        .filter(|k| hop.contains(k) && !(keep_length && *k == header::CONTENT_LENGTH))
         .cloned()
         .collect();
     for n in found {
@@ -858,16 +858,18 @@ async fn admit(
         },
         None => None,
     };
-    let queued = std::time::Instant::now();
-    let slot = match &f.slots {
+    // Without max_concurrency there is no queue: its time is 0, and the clock is not read for it.
+    let (slot, queued_s) = match &f.slots {
         Some(sem) => {
+            let queued = std::time::Instant::now();
             let _waiting = Waiting::new(&f.counters.waiting);
-            sem.clone().acquire_owned().await.ok()
+            let slot = sem.clone().acquire_owned().await.ok();
+            (slot, queued.elapsed().as_secs_f64())
         }
-        None => None,
+        None => (None, 0.0),
     };
     if let Some(m) = &f.metrics {
-        m.queue.observe(queued.elapsed().as_secs_f64());
+        m.queue.observe(queued_s);
     }
     f.counters.in_flight.fetch_add(1, Ordering::Relaxed);
     let guard = InFlight {
@@ -889,11 +891,7 @@ async fn admit(
 /// `keep_length` (the body passes unchanged: hyper's length-delimited path, no chunking). Returns
 /// whether the reply is an SSE stream.
 fn downstream_head(headers: &mut HeaderMap, keep_length: bool) -> bool {
-    let length = headers.get(header::CONTENT_LENGTH).cloned();
-    strip_hop_by_hop(headers);
-    if let Some(l) = length.filter(|_| keep_length) {
-        headers.insert(header::CONTENT_LENGTH, l);
-    }
+    strip_hop_by_hop(headers, keep_length);
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -1430,8 +1428,14 @@ mod tests {
         h.insert("x-kept", HeaderValue::from_static("1"));
         h.append(header::CONNECTION, HeaderValue::from_static("close"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
-        strip_hop_by_hop(&mut h);
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        let mut kept = h.clone();
+        strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+        // A reply that passes unchanged keeps its length.
+        strip_hop_by_hop(&mut kept, true);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[header::CONTENT_LENGTH], "2");
     }
 }
