@@ -6,7 +6,10 @@
 # Each binary runs `mlx-box up` with one service whose backend is a fast nginx upstream of its own (the same
 # config: a fixed chat completion); wrk (1 thread, 32 connections) sends GET /v1/models and a ~400-byte
 # POST /v1/chat/completions to each frontend in alternating rounds. Prints the best round of each and the
-# ratio new/old. Loopback only; everything it starts is stopped on exit. Needs nginx, wrk, curl.
+# ratio new/old, and each daemon's CPU time per request (user + system, all its threads, from /proc;
+# median of the rounds): on this shared machine requests/s swing by ±20 % with the neighbours' load, the
+# CPU a request costs much less. Loopback only; everything it starts is stopped on exit. Needs nginx,
+# wrk, curl.
 set -euo pipefail
 OLD=$(realpath "$1")
 NEW=$(realpath "$2")
@@ -57,20 +60,34 @@ printf '%s\n' 'wrk.method = "POST"' 'wrk.headers["Authorization"] = "Bearer benc
   'wrk.body = [==[{"model":"bench/model","messages":[{"role":"system","content":"You are a careful assistant. Answer in two short paragraphs, cite nothing you cannot check, and say so when you do not know."},{"role":"user","content":"Explain why the memory a model needs grows with the context length, and what the KV cache is."}],"max_tokens":256,"stream":false}]==]' \
   > "$T/post.lua"
 
-rps() { wrk -t1 -c32 -d"${SECS}s" -s "$T/$2.lua" "http://127.0.0.1:$1/v1/$3" | awk '/Requests\/sec/ {print $2}'; }
-echo "| request | old req/s | new req/s | new / old |"
-echo "|---|---|---|---|"
+# CPU ticks (user + system) of a daemon, all its threads.
+ticks() { awk '{s += $14 + $15} END {print s}' /proc/"$(cat "$T/$1.pid")"/task/*/stat; }
+# One round against daemon NAME at PORT: prints "req/s µs-per-request".
+round() {
+  local before after out
+  before=$(ticks "$1")
+  out=$(wrk -t1 -c32 -d"${SECS}s" -s "$T/$3.lua" "http://127.0.0.1:$2/v1/$4")
+  after=$(ticks "$1")
+  echo "$out" | awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" \
+    '/Requests\/sec/ {r = $2} /requests in/ {n = $1} END {printf "%s %.2f\n", r, t * 1e6 / hz / n}'
+}
+echo "| request | old req/s | new req/s | new / old | old µs/req | new µs/req | new / old |"
+echo "|---|---|---|---|---|---|---|"
 for req in "get models" "post chat/completions"; do
   set -- $req
-  best_a=0
-  best_b=0
-  rps "$FA" "$1" "$2" >/dev/null
-  rps "$FB" "$1" "$2" >/dev/null
+  round a "$FA" "$1" "$2" >/dev/null
+  round b "$FB" "$1" "$2" >/dev/null
+  : > "$T/rounds"
   for _ in $(seq "$ROUNDS"); do
-    a=$(rps "$FA" "$1" "$2")
-    b=$(rps "$FB" "$1" "$2")
-    best_a=$(python3 -c "print(max($best_a, $a))")
-    best_b=$(python3 -c "print(max($best_b, $b))")
+    echo "a $(round a "$FA" "$1" "$2")" >> "$T/rounds"
+    echo "b $(round b "$FB" "$1" "$2")" >> "$T/rounds"
   done
-  python3 -c "print('| ${1^^} /v1/$2 | %.0f | %.0f | %.3f |' % ($best_a, $best_b, $best_b / $best_a))"
+  python3 - "$T/rounds" "${1^^} /v1/$2" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+rps = {w: max(float(r[1]) for r in rows if r[0] == w) for w in "ab"}
+cpu = {w: statistics.median(float(r[2]) for r in rows if r[0] == w) for w in "ab"}
+print("| %s | %.0f | %.0f | %.3f | %.2f | %.2f | %.3f |" % (
+    sys.argv[2], rps["a"], rps["b"], rps["b"] / rps["a"], cpu["a"], cpu["b"], cpu["b"] / cpu["a"]))
+PY
 done
