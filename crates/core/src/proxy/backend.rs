@@ -13,7 +13,8 @@
 //!
 //! Reuse: a connection goes back to its thread's pool when its reply has been read to the end, the backend
 //! did not ask to close, and nothing unasked followed the reply. One the backend closed while it sat idle is
-//! readable, which checkout notices without a system call. A request that could not be written to a
+//! readable, which checkout notices without a system call; every 5 s each thread also closes those, and
+//! those idle for a minute, so no descriptor is held for a backend that is gone. A request that could not be written to a
 //! pooled connection is retried once on a new one (nothing reached the backend), and so is an idempotent
 //! request (GET, HEAD, OPTIONS) whose pooled connection closed before a byte of the reply came (the backend
 //! closed it as the request went out, nginx's `proxy_next_upstream error`). Nothing else is retried.
@@ -79,14 +80,46 @@ pub(super) enum BackendError {
     Malformed(String),
 }
 
+/// How often each proxy thread sweeps its idle connections.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Sweeps a connection may sit idle through before it is closed: 60 s (nginx's `keepalive_timeout`).
+const IDLE_SWEEPS: u64 = 12;
+
 /// A connection to a backend and the bytes read from it that nothing has used yet (none while it is idle).
 struct Conn {
     io: TcpStream,
     buf: BytesMut,
+    /// The sweep it was put back in the pool after.
+    idle_since: u64,
 }
 
 thread_local! {
     static POOL: RefCell<HashMap<Upstream, Vec<Conn>>> = RefCell::new(HashMap::new());
+    /// Sweeps done on this thread: the pool's clock, read without a system call.
+    static SWEEPS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs on each proxy thread for its life: every 5 s, closes the idle connections the backend closed
+/// (each holds a descriptor until it is dropped, and a service that is gone is never asked for again),
+/// those idle for a minute, and forgets upstreams with none left.
+pub(super) async fn sweep_idle() {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        sweep();
+    }
+}
+
+fn sweep() {
+    let now = SWEEPS.get() + 1;
+    SWEEPS.set(now);
+    POOL.with(|p| {
+        p.borrow_mut().retain(|_, list| {
+            list.retain(|c| now - c.idle_since < IDLE_SWEEPS && c.still_open());
+            !list.is_empty()
+        })
+    });
 }
 
 impl Conn {
@@ -131,7 +164,8 @@ fn checkout(to: &Upstream) -> Option<Conn> {
     })
 }
 
-fn checkin(to: &Upstream, c: Conn) {
+fn checkin(to: &Upstream, mut c: Conn) {
+    c.idle_since = SWEEPS.get();
     POOL.with(|p| {
         let mut p = p.borrow_mut();
         match p.get_mut(to) {
@@ -166,6 +200,7 @@ async fn connect(to: &Upstream) -> Result<Conn, BackendError> {
     Ok(Conn {
         io,
         buf: BytesMut::with_capacity(READ_CHUNK),
+        idle_since: 0,
     })
 }
 
@@ -842,6 +877,32 @@ mod tests {
         // 9 requests, 3 per connection: 3 connections, maybe one more where a close raced a request.
         let n = conns.load(SeqCst);
         assert!((3..=5).contains(&n), "{n} connections");
+    }
+
+    fn idle(to: &Upstream) -> usize {
+        POOL.with(|p| p.borrow().get(to).map_or(0, Vec::len))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_sweep_closes_what_the_backend_closed_and_what_sat_idle() {
+        // Closed by the backend after one answer: swept at once, its descriptor released.
+        let (port, _, _) = backend(1, ok_with_host);
+        let to = Upstream::Local(port);
+        assert_eq!(get(port).await.unwrap(), "ok");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(idle(&to), 1, "kept alive by the reply's framing");
+        sweep();
+        assert_eq!(idle(&to), 0);
+        // Kept open by the backend: kept through 11 sweeps (55 s), closed at the 12th.
+        let (port, _, _) = backend(10, ok_with_host);
+        let to = Upstream::Local(port);
+        assert_eq!(get(port).await.unwrap(), "ok");
+        for _ in 0..IDLE_SWEEPS - 1 {
+            sweep();
+        }
+        assert_eq!(idle(&to), 1);
+        sweep();
+        assert_eq!(idle(&to), 0);
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -133,7 +133,7 @@ fn proxy_runtimes() -> &'static [tokio::runtime::Handle] {
                             .build()
                             .expect("proxy runtime");
                         let _ = tx.send(rt.handle().clone());
-                        rt.block_on(std::future::pending::<()>());
+                        rt.block_on(backend::sweep_idle());
                     })
                     .expect("proxy thread");
                 rx.recv().expect("proxy runtime handle")
