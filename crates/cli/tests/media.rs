@@ -54,14 +54,7 @@ print(json.dumps({"text": t.text}))
 fn ocr_and_speech_services_run_on_the_real_servers() {
     let m = media_models();
     let py = m.env.python.display().to_string();
-    let [ocr, ocr_b, stt, stt_b, tts, tts_b] = [
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    ];
+    let [ocr, ocr_b, stt, stt_b, tts, tts_b] = std::array::from_fn(|_| free_port());
     let d = Daemon::start(&format!(
         "[app]\npython = \"{py}\"\n[server]\napi_keys = [\"{KEY}\"]\n\
          [services.ocr]\nkind = \"ocr\"\nport = {ocr}\nbackend_port = {ocr_b}\nmodel = \"{}\"\n\

@@ -212,14 +212,7 @@ fn nothing_evictable_is_a_503_naming_what_holds_the_memory() {
 /// `refuse_over_budget`).
 #[test]
 fn a_manual_start_of_a_pinned_service_unloads_idle_on_demand_ones() {
-    let [fp, bp, f1, b1, f2, b2] = [
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    ];
+    let [fp, bp, f1, b1, f2, b2] = std::array::from_fn(|_| free_port());
     let pinned = format!(
         "[services.big]\nkind = \"command\"\nport = {fp}\nbackend_port = {bp}\nprobe = \"chat\"\nmemory_gb = 0.6\nstop_timeout_s = 2\ncommand = [\"python3\", \"{}\", \"--mode\", \"ok\", \"--host\", \"{{host}}\", \"--port\", \"{{port}}\"]\n",
         fault_server()

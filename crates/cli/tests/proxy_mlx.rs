@@ -28,18 +28,13 @@ except openai.AuthenticationError as e:
 print(json.dumps({"message": r.choices[0].message.model_dump(), "chunks": chunks, "denied": denied}))
 "#;
 
-fn py_client(python: &str, script: &std::path::Path, port: u16, key: &str, model: &str) -> Value {
-    let out = Command::new(python)
-        .arg(script)
-        .args([&port.to_string(), key, model, PROMPT])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openai client: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+/// The OpenAI Python client's answer through `port` (the script's JSON).
+fn py_client(python: &str, port: u16, key: &str, model: &str) -> Value {
+    python_json(
+        std::path::Path::new(python),
+        CLIENT_PY,
+        &[&port.to_string(), key, model, PROMPT],
+    )
 }
 
 fn curl(port: u16, key: &str, body: &Value) -> String {
@@ -140,13 +135,11 @@ fn openai_client_and_curl_through_the_proxy_to_real_mlx_lm() {
     let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
     d.wait_state("chat", "ready", 240 * S);
     d.wait_state("raw", "ready", 240 * S);
-    let script = d.dir.path().join("client.py");
-    std::fs::write(&script, CLIENT_PY).unwrap();
 
     // The backend itself (no key: it is the model server), then both frontend ports.
-    let backend = py_client(&python, &script, b2, "unused", &model);
-    let raw = py_client(&python, &script, f2, &key, &model);
-    let filtered = py_client(&python, &script, f1, &key, "chat"); // the alias: service name → model
+    let backend = py_client(&python, b2, "unused", &model);
+    let raw = py_client(&python, f2, &key, &model);
+    let filtered = py_client(&python, f1, &key, "chat"); // the alias: service name → model
     assert_eq!(raw["denied"], 401, "a wrong key through the proxy");
     assert_eq!(filtered["denied"], 401);
 

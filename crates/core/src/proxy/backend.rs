@@ -25,7 +25,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -234,7 +234,8 @@ fn encode(head: &Parts, host: &HeaderValue, body: Option<&Bytes>) -> Vec<u8> {
         None => None,
     };
     if let Some(n) = length {
-        w.extend_from_slice(format!("content-length: {n}\r\n").as_bytes());
+        // Written into the buffer: no string allocated per request.
+        let _ = write!(w, "content-length: {n}\r\n");
     }
     w.extend_from_slice(b"\r\n");
     if let Some(b) = body.filter(|b| b.len() <= COALESCE) {
