@@ -14,8 +14,10 @@
 
 use super::Target;
 use axum::body::Body;
+use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
@@ -162,10 +164,28 @@ async fn serve_connection(
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
     tokio::pin!(conn);
-    tokio::select! {
-        _ = conn.as_mut() => return,
-        // Drain asked for, or the listener is gone.
-        _ = drain.wait_for(|d| *d) => {}
+    // The drain signal (the listener is gone) is waited for once, and then read as one atomic load each
+    // time the connection wakes: its waiter keeps the task's waker, and a `select!` would lock its list
+    // on every wake-up of every request.
+    let probe = drain.clone();
+    let mut signal = std::pin::pin!(drain.changed());
+    let mut waiting = false;
+    let finished = std::future::poll_fn(|cx| {
+        if conn.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(true);
+        }
+        if !waiting {
+            waiting = true;
+            return signal.as_mut().poll(cx).map(|_| false);
+        }
+        match probe.has_changed() {
+            Ok(false) => Poll::Pending,
+            _ => Poll::Ready(false),
+        }
+    })
+    .await;
+    if finished {
+        return;
     }
     conn.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(DRAIN_DEADLINE, conn).await;

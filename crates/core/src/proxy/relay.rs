@@ -339,6 +339,16 @@ impl HttpBody for FilteredRelay {
                         continue; // trailers: not for an SSE reply
                     };
                     match this.filter.push_bytes(data) {
+                        // The backend's last bytes (its length reached): the flush goes with them, and
+                        // hyper, told the body has ended, writes them with the end of the reply.
+                        Ok(out) if this.relay.is_end_stream() => {
+                            this.done = true;
+                            let out = with_rest(out, this.filter.finish());
+                            if out.is_empty() {
+                                return Poll::Ready(None);
+                            }
+                            return Poll::Ready(Some(Ok(Frame::data(out))));
+                        }
                         Ok(out) if out.is_empty() => continue,
                         Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
                         Err(e) => {
@@ -367,6 +377,17 @@ impl HttpBody for FilteredRelay {
     fn is_end_stream(&self) -> bool {
         self.done
     }
+}
+
+/// A filtered chunk and what the filter flushed at the end of the stream, as one frame.
+fn with_rest(out: Bytes, rest: Vec<u8>) -> Bytes {
+    if rest.is_empty() {
+        return out;
+    }
+    let mut all = Vec::with_capacity(out.len() + rest.len());
+    all.extend_from_slice(&out);
+    all.extend_from_slice(&rest);
+    all.into()
 }
 
 #[cfg(test)]

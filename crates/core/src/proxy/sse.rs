@@ -133,50 +133,52 @@ pub(super) fn find_event_end(buf: &[u8], from: usize) -> Option<usize> {
 }
 
 /// One event through the filter, appended to `out`: each `data:` JSON is filtered; an event left empty
-/// is dropped; comments, `[DONE]` and what is not JSON pass as they are.
+/// is dropped; comments, `[DONE]` and what is not JSON pass as they are (bytes, not text: nothing is
+/// re-encoded on the way).
 pub(super) fn filter_event(event: &[u8], filter: &mut StreamFilter, out: &mut Vec<u8>) {
     // The usual event, a token with no tag and no reasoning field: a byte scan, not a JSON round trip.
     if filter.is_idle() && !might_change(event) {
         out.extend_from_slice(event);
         return;
     }
-    let text = String::from_utf8_lossy(event);
-    let mut ev = String::new();
-    for line in text.split_inclusive('\n') {
-        let bare = line.trim_end_matches(['\r', '\n']);
-        if let Some(data) = bare.strip_prefix("data:") {
-            let data = data.trim_start();
-            if data == "[DONE]" {
-                ev.push_str(line);
-                continue;
-            }
-            if let Some(fast) = content_event(data, filter) {
-                match fast {
-                    Some(filtered) => {
-                        ev.push_str("data: ");
-                        ev.push_str(&filtered);
-                        ev.push('\n');
-                    }
-                    None => return, // nothing left in this event
-                }
-                continue;
-            }
-            match serde_json::from_str::<serde_json::Value>(data) {
+    let mark = out.len();
+    for line in event.split_inclusive(|&b| b == b'\n') {
+        let bare = line
+            .strip_suffix(b"\n")
+            .map_or(line, |l| l.strip_suffix(b"\r").unwrap_or(l));
+        let Some(data) = bare.strip_prefix(b"data:") else {
+            out.extend_from_slice(line);
+            continue;
+        };
+        let data = data.trim_ascii_start();
+        if data == b"[DONE]" {
+            out.extend_from_slice(line);
+            continue;
+        }
+        let kept = match content_event(data, filter, out) {
+            Some(kept) => kept,
+            None => match serde_json::from_slice::<serde_json::Value>(data) {
                 Ok(mut v) => {
-                    if !filter.filter_chunk(&mut v) {
-                        return; // nothing left in this event
+                    let kept = filter.filter_chunk(&mut v);
+                    if kept {
+                        out.extend_from_slice(b"data: ");
+                        // Writing a `Value` into a Vec cannot fail.
+                        let _ = serde_json::to_writer(&mut *out, &v);
+                        out.push(b'\n');
                     }
-                    ev.push_str("data: ");
-                    ev.push_str(&v.to_string());
-                    ev.push('\n');
+                    kept
                 }
-                Err(_) => ev.push_str(line),
-            }
-        } else {
-            ev.push_str(line);
+                Err(_) => {
+                    out.extend_from_slice(line);
+                    true
+                }
+            },
+        };
+        if !kept {
+            out.truncate(mark); // nothing left in this event
+            return;
         }
     }
-    out.extend_from_slice(ev.as_bytes());
 }
 
 /// One choice of a chunk, as far as the filter reads it (borrowed: the text is not copied).
@@ -187,49 +189,118 @@ struct ChoiceRef<'a> {
     #[serde(borrow, default)]
     finish_reason: Option<&'a serde_json::value::RawValue>,
     #[serde(borrow, default)]
-    delta: Option<std::collections::HashMap<&'a str, &'a serde_json::value::RawValue>>,
+    delta: Option<DeltaRef<'a>>,
 }
 
 #[derive(serde::Deserialize)]
 struct ChunkRef<'a> {
     #[serde(borrow)]
-    choices: Vec<ChoiceRef<'a>>,
+    choices: OneChoice<'a>,
+}
+
+/// `choices` when it holds exactly one choice (`None` otherwise: the JSON tree does the rest).
+struct OneChoice<'a>(Option<ChoiceRef<'a>>);
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for OneChoice<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Seq;
+        impl<'de> serde::de::Visitor<'de> for Seq {
+            type Value = OneChoice<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of choices")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Self::Value, A::Error> {
+                let first = seq.next_element::<ChoiceRef<'de>>()?;
+                let mut more = false;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    more = true;
+                }
+                Ok(OneChoice(first.filter(|_| !more)))
+            }
+        }
+        d.deserialize_seq(Seq)
+    }
+}
+
+/// A choice's `delta` as the filter reads it: its `content` (raw), and whether it holds anything but
+/// `content` and `role`. A key named twice is an error (the JSON tree keeps the last; the bytes would
+/// keep both).
+struct DeltaRef<'a> {
+    content: Option<&'a serde_json::value::RawValue>,
+    other: bool,
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for DeltaRef<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Map;
+        impl<'de> serde::de::Visitor<'de> for Map {
+            type Value = DeltaRef<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a delta object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                use serde::de::{Error, IgnoredAny};
+                let (mut content, mut role, mut other) = (None, false, false);
+                while let Some(key) = map.next_key::<&'de str>()? {
+                    match key {
+                        "content" if content.is_none() => content = Some(map.next_value()?),
+                        "role" if !role => {
+                            role = true;
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                        "content" | "role" => return Err(A::Error::custom("a key named twice")),
+                        _ => {
+                            other = true;
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(DeltaRef { content, other })
+            }
+        }
+        d.deserialize_map(Map)
+    }
 }
 
 /// The usual event the filter changes — one choice whose delta's `content` holds (part of) a think span,
 /// with no escape anywhere and no reasoning field — filtered without building a JSON tree: the content's
-/// string is found in the bytes and replaced, the rest of the event is the backend's. `None` when the
-/// event is not of that shape (the JSON tree does it); `Some(None)` when nothing is left to send.
-fn content_event(data: &str, filter: &mut StreamFilter) -> Option<Option<String>> {
-    if data.contains('\\') || REASONING.find(data.as_bytes()).is_some() {
+/// string is found in the bytes and replaced, the rest of the event is the backend's, written to `out`
+/// as a `data:` line. `None` when the event is not of that shape (the JSON tree does it); `Some(false)`
+/// when nothing is left to send.
+fn content_event(data: &[u8], filter: &mut StreamFilter, out: &mut Vec<u8>) -> Option<bool> {
+    if memchr::memchr(b'\\', data).is_some() || REASONING.find(data).is_some() {
         return None;
     }
-    let chunk: ChunkRef = serde_json::from_str(data).ok()?;
-    let [choice] = chunk.choices.as_slice() else {
-        return None;
-    };
-    let delta = choice.delta.as_ref()?;
-    let raw = delta.get("content")?.get();
+    let chunk: ChunkRef = serde_json::from_slice(data).ok()?;
+    let choice = chunk.choices.0?;
+    let delta = choice.delta?;
+    let raw = delta.content?.get();
     // A string without escapes: its text is what is between the quotes.
     let content = raw.strip_prefix('"')?.strip_suffix('"')?;
     let finished = choice.finish_reason.is_some();
-    let text = filter.feed_content(choice.index.unwrap_or(0), content, finished);
-    let other = delta.keys().any(|k| *k != "content" && *k != "role");
-    if text.is_empty() && !finished && !other {
-        return Some(None);
-    }
     // Where the content's literal sits in `data` (it borrows from it).
     let start = (raw.as_ptr() as usize).checked_sub(data.as_ptr() as usize)?;
     let end = start.checked_add(raw.len())?;
     if end > data.len() {
         return None;
     }
-    let literal = serde_json::to_string(&text).ok()?;
-    let mut out = String::with_capacity(data.len() + literal.len());
-    out.push_str(&data[..start]);
-    out.push_str(&literal);
-    out.push_str(&data[end..]);
-    Some(Some(out))
+    let text = filter.feed_content(choice.index.unwrap_or(0), content, finished);
+    if text.is_empty() && !finished && !delta.other {
+        return Some(false);
+    }
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&data[..start]);
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, &text);
+    out.extend_from_slice(&data[end..]);
+    out.push(b'\n');
+    Some(true)
 }
 
 #[cfg(test)]
@@ -348,8 +419,16 @@ mod tests {
                 let mut v: serde_json::Value = serde_json::from_str(e).unwrap();
                 tree.filter_chunk(&mut v).then_some(v)
             };
-            let via_fast = match content_event(e, &mut fast) {
-                Some(out) => out.map(|o| serde_json::from_str::<serde_json::Value>(&o).unwrap()),
+            let mut out = vec![];
+            let via_fast = match content_event(e.as_bytes(), &mut fast, &mut out) {
+                Some(kept) => kept.then(|| {
+                    let line = out
+                        .strip_prefix(b"data: ")
+                        .unwrap()
+                        .strip_suffix(b"\n")
+                        .unwrap();
+                    serde_json::from_slice::<serde_json::Value>(line).unwrap()
+                }),
                 None => {
                     let mut v: serde_json::Value = serde_json::from_str(e).unwrap();
                     fast.filter_chunk(&mut v).then_some(v)
@@ -359,12 +438,20 @@ mod tests {
         }
         // Escapes and reasoning fields are the tree's.
         let mut f = StreamFilter::default();
-        assert!(content_event(r#"{"choices":[{"delta":{"content":"a"b"}}]}"#, &mut f).is_none());
-        assert!(content_event(
+        let mut out = vec![];
+        for e in [
+            r#"{"choices":[{"delta":{"content":"a\"<think>b"}}]}"#,
             r#"{"choices":[{"delta":{"content":"a","reasoning":"r"}}]}"#,
-            &mut f
-        )
-        .is_none());
+            // A key named twice: the tree keeps the last one, the bytes would keep both.
+            r#"{"choices":[{"delta":{"content":"<think>x</think>","content":"y"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"a"}},{"delta":{"content":"b"}}]}"#,
+        ] {
+            assert!(
+                content_event(e.as_bytes(), &mut f, &mut out).is_none(),
+                "{e}"
+            );
+        }
+        assert!(out.is_empty());
     }
 
     #[test]
@@ -422,6 +509,53 @@ mod tests {
         fn never_panics(data in proptest::collection::vec(any::<u8>(), 0..2048),
                         cuts in proptest::collection::vec(0usize..2048, 0..16)) {
             let _ = through(&cut(&data, cuts));
+        }
+
+        /// What the user reads is the stream's text without its think spans, whichever path (the bytes,
+        /// the JSON tree) each event took and wherever the chunks were cut: escapes, non-ASCII text, tags
+        /// split over events, a role key, a delta with another key.
+        #[test]
+        fn the_text_read_is_the_text_without_think_spans(
+            events in proptest::collection::vec((
+                proptest::collection::vec(prop_oneof![
+                    Just("<think>"), Just("</think>"), Just("<th"), Just("ink>"), Just("</"),
+                    Just("a"), Just(" "), Just("\n"), Just("é"), Just("\""), Just("<"),
+                ], 0..5),
+                any::<bool>(),
+                any::<bool>(),
+            ), 1..10),
+            cuts in proptest::collection::vec(0usize..2048, 0..8)) {
+            let mut stream = String::new();
+            let mut said = String::new();
+            let last = events.len() - 1;
+            for (i, (pieces, role, extra)) in events.iter().enumerate() {
+                let text: String = pieces.concat();
+                said.push_str(&text);
+                let mut delta = serde_json::json!({ "content": text });
+                if *role {
+                    delta["role"] = "assistant".into();
+                }
+                if *extra {
+                    delta["tool_calls"] = serde_json::json!([]);
+                }
+                let finish = if i == last { "\"stop\"" } else { "null" };
+                stream.push_str(&format!(
+                    "data: {{\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":{finish}}}]}}\n\n"
+                ));
+            }
+            stream.push_str("data: [DONE]\n\n");
+            let out = through_bytes(&cut(stream.as_bytes(), cuts));
+            let out = String::from_utf8(out).unwrap();
+            let mut read = String::new();
+            for event in out.split("\n\n").filter(|e| !e.is_empty()) {
+                let data = event.strip_prefix("data: ").unwrap();
+                if data == "[DONE]" {
+                    continue;
+                }
+                let v: serde_json::Value = serde_json::from_str(data).unwrap();
+                read.push_str(v["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
+            }
+            prop_assert_eq!(read, crate::reasoning::strip_think(&said));
         }
 
         /// SSE-shaped input (events of JSON with think tags, CRLF, comments, garbage, a last event with
