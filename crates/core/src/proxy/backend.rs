@@ -331,10 +331,7 @@ async fn exchange(
         match conn.fill().await {
             Ok(0) => {
                 return Err(Failure {
-                    error: BackendError::Io(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the backend closed the connection before its reply was complete",
-                    )),
+                    error: BackendError::Io(cut_short()),
                     retry: idempotent && !received,
                 })
             }
@@ -449,12 +446,17 @@ impl Framing {
                 *self = Framing::Done;
                 Ok(())
             }
-            _ => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the backend closed the connection before its reply was complete",
-            )),
+            _ => Err(cut_short()),
         }
     }
+}
+
+/// The backend closed its connection before the end of its reply (of the head or of a framed body).
+fn cut_short() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the backend closed the connection before its reply was complete",
+    )
 }
 
 /// The reply body's framing and whether its connection may be reused after it. A `Content-Length` beside
