@@ -4,12 +4,13 @@
 #   scripts/proxy_ab.sh OLD_BIN NEW_BIN [SECONDS] [ROUNDS]
 #
 # Each binary runs `mlx-box up` with one service whose backend is a fast nginx upstream of its own (the same
-# config: a fixed chat completion); wrk (1 thread, 32 connections) sends GET /v1/models and a ~400-byte
-# POST /v1/chat/completions to each frontend in alternating rounds. Prints the best round of each and the
-# ratio new/old, and each daemon's CPU time per request (user + system, all its threads, from /proc;
-# median of the rounds): on this shared machine requests/s swing by ±20 % with the neighbours' load, the
-# CPU a request costs much less. Loopback only; everything it starts is stopped on exit. Needs nginx,
-# wrk, curl.
+# config: a fixed chat completion, or for `?stream=1` a fixed SSE stream with a think span); wrk (1 thread,
+# 32 connections) sends GET /v1/models, a ~400-byte POST /v1/chat/completions and the same POST streamed to
+# each frontend in alternating rounds; MLXBOX_AB_FILTER=true turns the service's `filter_reasoning` on.
+# Prints the best round of each and the ratio new/old, and each daemon's CPU time per request (user +
+# system, all its threads, from /proc; median of the rounds): on this shared machine requests/s swing by
+# ±20 % with the neighbours' load, the CPU a request costs much less. Loopback only; everything it starts
+# is stopped on exit. Needs nginx, wrk, curl.
 set -euo pipefail
 OLD=$(realpath "$1")
 NEW=$(realpath "$2")
@@ -19,6 +20,7 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/mlxbox-ab.XXXXXX")
 chmod 700 "$T"
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 BODY='{"id":"chatcmpl-1","object":"chat.completion","model":"m","choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"Hello from a fast upstream."}}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}'
+SSE=$'data: {"choices":[{"index":0,"delta":{"content":"<think>hmm</think>"}}]}\n\ndata: {"choices":[{"index":0,"delta":{"content":"Hello from a fast upstream."}}]}\n\ndata: {"choices":[{"index":0,"finish_reason":"stop","delta":{}}],"usage":{"completion_tokens":7}}\n\ndata: [DONE]\n\n'
 
 cleanup() {
   for d in a b; do
@@ -34,10 +36,16 @@ start() {
   local up
   up=$(port)
   mkdir -m 700 "$T/$1"
-  printf 'worker_processes 1; pid %s; error_log %s warn; events { worker_connections 1024; }\nhttp { access_log off; client_body_temp_path %s; keepalive_requests 1000000;\n  server { listen 127.0.0.1:%s; default_type application/json; location / { return 200 %s; } } }\n' \
-    "$T/$1-up.pid" "$T/$1-up.err" "$T/$1-tmp" "$up" "'$BODY'" > "$T/$1-up.conf"
-  printf '[server]\nhost = "127.0.0.1"\napi_keys = ["bench-key"]\n[services.fast]\nkind = "command"\nport = %s\nbackend_port = %s\nmodel = "bench/model"\nprobe = "/v1/models"\ncommand = ["nginx", "-c", "%s", "-g", "daemon off;"]\n' \
-    "$3" "$up" "$T/$1-up.conf" > "$T/$1.toml"
+  cat > "$T/$1-up.conf" <<NGINX
+worker_processes 1; pid $T/$1-up.pid; error_log $T/$1-up.err warn; events { worker_connections 1024; }
+http { access_log off; client_body_temp_path $T/$1-tmp; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$up; default_type application/json;
+    location = /v1/chat/completions { if (\$arg_stream) { rewrite ^ /sse last; } return 200 '$BODY'; }
+    location = /sse { internal; default_type text/event-stream; return 200 '$SSE'; }
+    location / { return 200 '$BODY'; } } }
+NGINX
+  printf '[server]\nhost = "127.0.0.1"\napi_keys = ["bench-key"]\n[services.fast]\nkind = "command"\nport = %s\nbackend_port = %s\nmodel = "bench/model"\nprobe = "/v1/models"\nfilter_reasoning = %s\ncommand = ["nginx", "-c", "%s", "-g", "daemon off;"]\n' \
+    "$3" "$up" "${MLXBOX_AB_FILTER:-false}" "$T/$1-up.conf" > "$T/$1.toml"
   DBUS_SESSION_BUS_ADDRESS=disabled: MLXBOX_LOG=warn setsid "$2" up --config "$T/$1.toml" --state-dir "$T/$1/state" >"$T/$1.log" 2>&1 &
   echo $! > "$T/$1.pid"
 }
@@ -73,7 +81,7 @@ round() {
 }
 echo "| request | old req/s | new req/s | new / old | old µs/req | new µs/req | new / old |"
 echo "|---|---|---|---|---|---|---|"
-for req in "get models" "post chat/completions"; do
+for req in "get models" "post chat/completions" "post chat/completions?stream=1"; do
   set -- $req
   round a "$FA" "$1" "$2" >/dev/null
   round b "$FB" "$1" "$2" >/dev/null
