@@ -212,18 +212,10 @@ impl Client {
         Ok(r.json().await?)
     }
 
-    /// Sends any request and returns the daemon's status and JSON answer as they are (an error answer
-    /// too): what a daemon forwarding a request to another host passes back.
-    pub async fn call_raw(&self, req: &Request) -> Result<(u16, serde_json::Value), ClientError> {
-        let r = self
-            .request(req)
-            .send()
-            .await
-            .map_err(|e| self.map_err(e))?;
-        let code = r.status().as_u16();
-        let text = r.text().await?;
-        let v = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
-        Ok((code, v))
+    /// Sends any request and returns the daemon's answer as it comes (an error answer too), its body not
+    /// yet read: what a daemon forwarding a request to another host streams back.
+    pub async fn call_raw(&self, req: &Request) -> Result<reqwest::Response, ClientError> {
+        self.request(req).send().await.map_err(|e| self.map_err(e))
     }
 
     fn request(&self, req: &Request) -> reqwest::RequestBuilder {

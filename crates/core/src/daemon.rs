@@ -175,11 +175,7 @@ pub async fn run(
     })?;
     let _ = std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600));
     let app = crate::control::server::router(services.clone());
-    let server = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!("control API stopped: {e}");
-        }
-    });
+    let server = tokio::spawn(crate::gate::serve_unix(listener, app));
 
     // The watcher only pokes; the reload task reads, validates and applies, one change at a time.
     let poke = reload_tx.clone();

@@ -548,15 +548,16 @@ disable_thinking_tags = true
 
     #[test]
     fn no_backend_port_binds_server_host_and_port() {
-        let s = settings("[server]\nhost = \"0.0.0.0\"\n[services.fast]\nport = 8081\nmodel = \"m\"\n[app]\npython = \"/opt/py/bin/python\"\n");
+        // (On a non-loopback host a model server needs a backend_port: validation refuses it.)
+        let s = settings("[server]\nhost = \"127.0.0.2\"\n[services.fast]\nport = 8081\nmodel = \"m\"\n[app]\npython = \"/opt/py/bin/python\"\n");
         let p = plan(&s.services[0], &s, &rt()).unwrap();
         assert_eq!(p.argv[0], "/opt/py/bin/python");
-        assert_eq!((p.host.as_str(), p.port), ("0.0.0.0", 8081));
+        assert_eq!((p.host.as_str(), p.port), ("127.0.0.2", 8081));
         assert!(p.argv.windows(2).any(|w| w == ["--max-tokens", "512"]));
         assert!(p
             .argv
             .ends_with(&["--allowed-origins".into(), NO_ORIGIN.into()]));
-        let s = settings("[server]\nhost = \"0.0.0.0\"\ncors_origins = [\"http://localhost:3000\", \"https://app.example\"]\n[services.fast]\nport = 8081\nmodel = \"m\"\n");
+        let s = settings("[server]\nhost = \"127.0.0.2\"\ncors_origins = [\"http://localhost:3000\", \"https://app.example\"]\n[services.fast]\nport = 8081\nmodel = \"m\"\n");
         let p = plan(&s.services[0], &s, &rt()).unwrap();
         assert!(
             p.argv.ends_with(&[

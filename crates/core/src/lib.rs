@@ -15,6 +15,7 @@ pub mod estimate;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod gate;
 pub mod keys;
 pub mod launch;
 pub mod limits;

@@ -5,8 +5,8 @@ use crate::services::Services;
 use std::sync::Arc;
 
 /// What a TCP face serves on a listener: made before the bind (blocking work such as the certificate
-/// happens there), then started on the bound listener.
-type Starter = Box<dyn FnOnce(tokio::net::TcpListener) -> tokio::task::JoinHandle<()> + Send>;
+/// happens there), then started on the bound listener, through the gate.
+type Starter = Box<dyn FnOnce(std::net::TcpListener) -> crate::gate::Listener + Send>;
 
 /// A TCP face of the daemon, bound where the settings say and rebound when they change (the old port
 /// closes first). Owns one alert: the face cannot be set up or its port bound.
@@ -18,7 +18,7 @@ pub struct TcpFace {
     setting: &'static str,
     addr_of: fn(&crate::config::Settings) -> Option<std::net::SocketAddr>,
     prepare: fn(&Arc<Services>, std::net::SocketAddr) -> Result<Starter, String>,
-    serving: Option<(std::net::SocketAddr, crate::task::AbortOnDrop)>,
+    serving: Option<(std::net::SocketAddr, crate::gate::Listener)>,
 }
 
 impl TcpFace {
@@ -33,14 +33,12 @@ impl TcpFace {
             setting: "[metrics] listen",
             addr_of: |s| s.metrics.listen,
             prepare: |services, addr| {
-                let app = crate::control::server::metrics_router(
+                let face = crate::control::server::MetricsFace::new(
                     services.clone(),
                     addr.ip().is_loopback(),
                 );
                 Ok(Box::new(move |l| {
-                    tokio::spawn(async move {
-                        let _ = axum::serve(l, app).await;
-                    })
+                    crate::gate::Listener::start(l, crate::gate::Spec::metrics(), face)
                 }))
             },
             serving: None,
@@ -61,12 +59,12 @@ impl TcpFace {
                 let id = crate::remote::identity::load_or_make(&services.state_dir)
                     .map_err(|e| e.to_string())?;
                 let tls = crate::remote::identity::server_config(&id).map_err(|e| e.to_string())?;
-                let (app, tokens) = (
+                let face = crate::remote::listen::ControlFace::new(
                     crate::control::server::router(services.clone()),
                     services.keys.tokens(),
                 );
                 Ok(Box::new(move |l| {
-                    tokio::spawn(crate::remote::listen::serve(l, Arc::new(tls), app, tokens))
+                    crate::gate::Listener::start(l, crate::gate::Spec::control(Arc::new(tls)), face)
                 }))
             },
             serving: None,
@@ -82,7 +80,9 @@ impl TcpFace {
         if self.serving.as_ref().map(|s| s.0) == want {
             return;
         }
-        self.serving = None; // the old port closes before the new one binds
+        if let Some((_, old)) = self.serving.take() {
+            old.close().await; // the old port closes before the new one binds
+        }
         let Some(addr) = want else {
             self.alerts.clear(self.alert);
             return;
@@ -93,11 +93,11 @@ impl TcpFace {
             Ok(Err(e)) => return self.raise(addr, e),
             Err(e) => return self.raise(addr, e.to_string()),
         };
-        match tokio::net::TcpListener::bind(addr).await {
+        match crate::gate::bind(&addr.to_string()) {
             Ok(l) => {
                 self.alerts.clear(self.alert);
                 tracing::info!(%addr, setting = self.setting, "listening");
-                self.serving = Some((addr, crate::task::AbortOnDrop(start(l))));
+                self.serving = Some((addr, start(l)));
             }
             Err(e) => self.raise(
                 addr,

@@ -323,3 +323,94 @@ mod tests {
         );
     }
 }
+
+/// What a redacted secret reads as.
+pub const REDACTED: &str = "<redacted>";
+
+/// Is a key of this name a secret wherever it stands (`api_key`, `hf_token`, `password`…)?
+fn secret_name(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k == "api_key"
+        || k == "api_keys"
+        || ["key", "token", "secret", "password", "passwd"]
+            .iter()
+            .any(|w| k == *w || k.ends_with(&format!("_{w}")) || k.ends_with(&format!("-{w}")))
+}
+
+/// settings.toml with every secret replaced by [`REDACTED`]: `[server] api_key(s)`, every value of an
+/// `env` table (`HF_TOKEN`…), and any key named like a secret. Comments and layout stay. A file that does
+/// not parse is not shown at all (its secrets cannot be found in it).
+pub fn redact(text: &str) -> String {
+    let Ok(mut doc) = text.parse::<DocumentMut>() else {
+        return format!(
+            "# {REDACTED}: the file does not parse, so it is not shown to a read-only token\n"
+        );
+    };
+    redact_table(doc.as_table_mut(), false);
+    doc.to_string()
+}
+
+fn redact_table(t: &mut dyn toml_edit::TableLike, all: bool) {
+    for (k, item) in t.iter_mut() {
+        let secret = all || secret_name(k.get());
+        let env = k.get() == "env";
+        redact_item(item, secret, env);
+    }
+}
+
+fn redact_item(item: &mut Item, secret: bool, env: bool) {
+    match item {
+        Item::Table(t) => redact_table(t, secret || env),
+        Item::ArrayOfTables(a) => {
+            for t in a.iter_mut() {
+                redact_table(t, secret);
+            }
+        }
+        Item::Value(v) => redact_value(v, secret, env),
+        Item::None => {}
+    }
+}
+
+fn redact_value(v: &mut Value, secret: bool, env: bool) {
+    match v {
+        Value::InlineTable(t) => redact_table(t, secret || env),
+        Value::Array(a) => {
+            for x in a.iter_mut() {
+                redact_value(x, secret, false);
+            }
+        }
+        Value::String(_) if secret => {
+            let decor = v.decor().clone();
+            *v = Value::from(REDACTED);
+            *v.decor_mut() = decor;
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::*;
+
+    /// Issue 27, item 9: a read token sees the settings without a key, a token or an `env` value.
+    #[test]
+    fn secrets_are_redacted_and_the_rest_kept() {
+        let text = "# mine\n[server]\napi_key = \"sk-1\" # the key\napi_keys = [\"sk-2\", \"sk-3\"]\nhost = \"0.0.0.0\"\n\n[services.chat]\nmodel = \"org/m\"\nenv = { HF_TOKEN = \"hf_x\", HF_HOME = \"/v\" }\n\n[services.tts.env]\nOPENAI_API_KEY = \"sk-4\"\n\n[hosts.b]\naddress = \"198.18.0.2:9300\"\nhub_token = \"t-5\"\n";
+        let out = redact(text);
+        for secret in ["sk-1", "sk-2", "sk-3", "hf_x", "/v", "sk-4", "t-5"] {
+            assert!(!out.contains(secret), "{secret} in\n{out}");
+        }
+        for kept in [
+            "# mine",
+            "# the key",
+            "org/m",
+            "0.0.0.0",
+            "198.18.0.2:9300",
+            "HF_TOKEN",
+        ] {
+            assert!(out.contains(kept), "{kept} gone from\n{out}");
+        }
+        assert!(to_json(&out).is_ok());
+        assert!(!redact("api_key = \"sk-1\"\n[[[").contains("sk-1"));
+    }
+}

@@ -10,7 +10,15 @@ mod parse;
 pub mod precision;
 mod watch;
 
-pub use document::{apply_edits, to_json, EditError};
+pub use document::{apply_edits, redact, to_json, EditError, REDACTED};
+
+/// A settings document as a `read` token may see it: the text and its JSON with every secret redacted
+/// (`document::redact`); the hash stays the file's.
+pub fn redact_document(mut d: crate::api::ConfigDocument) -> crate::api::ConfigDocument {
+    d.text = redact(&d.text);
+    d.document = to_json(&d.text).ok();
+    d
+}
 pub use edit::{atomic_write, backup_path, edit_target, write_with_backup};
 pub use parse::{parse_settings, readable_by_others, readable_keys_warning, validate_file};
 pub use watch::{watch_file, FileWatcher};

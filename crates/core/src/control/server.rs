@@ -13,6 +13,7 @@
 use crate::api::{ActionReply, BenchHistory, ErrorReply, Event, MonitorHistory};
 use crate::bench::{history, BenchStarted};
 use crate::keys::{KeyError, KeyList, NewKey};
+use crate::remote::Role;
 use crate::services::{BenchRefused, EditRefused, Services};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -52,8 +53,90 @@ fn ok<T: serde::Serialize>(v: T) -> Response {
     Json(v).into_response()
 }
 
-/// Any request but the streams: decode, then dispatch.
+/// Forwards at once, all hosts together: each holds a connection and a stream, never the answer.
+const MAX_FORWARDS: usize = 16;
+/// The largest answer passed on from another host (a link test's 256 MiB, streamed).
+const MAX_FORWARD_BYTES: u64 = 257 << 20;
+
+/// `req` answered by host `host`'s daemon, streamed back as it comes (status, type and bytes), bounded in
+/// size and in how many run at once. A `read` caller gets another host's settings redacted too.
+async fn forward_to(s: &Arc<Services>, host: &str, req: &Request, role: Role) -> Response {
+    static SLOTS: std::sync::OnceLock<Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDS)));
+    let Ok(slot) = slots.clone().try_acquire_owned() else {
+        return err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_FORWARDS} requests to other hosts are in flight already; retry shortly"),
+        );
+    };
+    let resp = match s.fleet.forward(host, req).await {
+        Ok(r) => r,
+        Err(e @ crate::services::fleet::ForwardError::Unknown(_)) => {
+            return err(StatusCode::NOT_FOUND, e.to_string())
+        }
+        Err(e) => return err(StatusCode::BAD_GATEWAY, e.to_string()),
+    };
+    let code = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    if resp.content_length().is_some_and(|n| n > MAX_FORWARD_BYTES) {
+        return err(
+            StatusCode::BAD_GATEWAY,
+            format!("host `{host}` answered with more than {MAX_FORWARD_BYTES} bytes"),
+        );
+    }
+    let kind = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| axum::http::HeaderValue::from_bytes(v.as_bytes()).ok());
+    if role == Role::Read && reads_settings(req) && code.is_success() {
+        // Read whole (the settings are small: 16 MiB at most) to take the secrets out.
+        let Ok(bytes) = resp.bytes().await else {
+            return err(
+                StatusCode::BAD_GATEWAY,
+                format!("host `{host}`'s answer was cut off"),
+            );
+        };
+        return match serde_json::from_slice::<crate::api::ConfigDocument>(&bytes) {
+            Ok(doc) => ok(crate::config::redact_document(doc)),
+            Err(_) => err(
+                StatusCode::BAD_GATEWAY,
+                format!("host `{host}` sent settings this daemon cannot read"),
+            ),
+        };
+    }
+    // Streamed, counted: an answer that runs past the bound is cut (the client sees a short body).
+    let mut left = MAX_FORWARD_BYTES;
+    let stream = resp.bytes_stream().map_while(move |chunk| {
+        let _slot = &slot;
+        let chunk = chunk.ok()?;
+        left = left.checked_sub(chunk.len() as u64)?;
+        Some(Ok::<_, Infallible>(chunk))
+    });
+    let mut out = axum::body::Body::from_stream(stream).into_response();
+    *out.status_mut() = code;
+    if let Some(k) = kind {
+        out.headers_mut()
+            .insert(axum::http::header::CONTENT_TYPE, k);
+    }
+    out
+}
+
+/// Does `req` (or the request it forwards) read a settings file?
+fn reads_settings(req: &Request) -> bool {
+    match req {
+        Request::GetConfig => true,
+        Request::Host { forward, .. } => reads_settings(forward),
+        _ => false,
+    }
+}
+
+/// Any request but the streams: decode, then dispatch. A caller with the `read` role (a token of the TLS
+/// face; the Unix socket's owner is admin) reads the settings with their secrets redacted.
 async fn request(State(s): S, req: axum::extract::Request) -> Response {
+    let role = req
+        .extensions()
+        .get::<Role>()
+        .copied()
+        .unwrap_or(Role::Admin);
     let (parts, body) = req.into_parts();
     let Some(method) = Method::parse(parts.method.as_str()) else {
         return err(
@@ -68,6 +151,10 @@ async fn request(State(s): S, req: axum::extract::Request) -> Response {
         );
     };
     match Request::decode(method, parts.uri.path(), parts.uri.query(), &body) {
+        Ok(Request::GetConfig) if role == Role::Read => {
+            ok(crate::config::redact_document(s.config.document()))
+        }
+        Ok(Request::Host { host, forward }) => forward_to(&s, &host, &forward, role).await,
         Ok(r) => dispatch(&s, r).await,
         Err(e) => decode_error(e),
     }
@@ -84,17 +171,7 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
         Request::Status => ok(s.status().await),
         Request::Ping => ok(Done { ok: true }),
         Request::LinkTest { bytes } => link_test(bytes),
-        Request::Host { host, forward } => match s.fleet.forward(&host, &forward).await {
-            Ok((code, v)) => (
-                StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_GATEWAY),
-                Json(v),
-            )
-                .into_response(),
-            Err(e @ crate::services::fleet::ForwardError::Unknown(_)) => {
-                err(StatusCode::NOT_FOUND, e.to_string())
-            }
-            Err(e) => err(StatusCode::BAD_GATEWAY, e.to_string()),
-        },
+        Request::Host { host, forward } => forward_to(s, &host, &forward, Role::Admin).await,
         Request::Action { target, verb } => {
             use crate::supervisor::Verb;
             let on_demand = s
@@ -290,27 +367,62 @@ async fn follow(State(s): S, Path(name): Path<String>) -> Response {
         .into_response()
 }
 
-/// `/metrics` alone, for the `[metrics] listen` TCP port. Off loopback every scrape needs an API key
-/// allowed the scope `metrics` (a key for every service, or one made with `--service metrics`).
-pub fn metrics_router(s: Arc<Services>, loopback: bool) -> Router {
-    let r = Router::new().route("/metrics", get(metrics));
-    let r = if loopback {
-        r
-    } else {
-        r.route_layer(axum::middleware::from_fn_with_state(s.clone(), scrape_auth))
-    };
-    r.with_state(s)
+/// `[metrics] listen`: `GET /metrics` alone, served through the gate (`crate::gate`). On loopback it is
+/// open (and the door checks `Host`); elsewhere every scrape needs an API key allowed the scope `metrics`
+/// (a key for every service, or one made with `--service metrics`).
+#[derive(Clone)]
+pub struct MetricsFace {
+    services: Arc<Services>,
+    loopback: bool,
+    cors: crate::gate::Cors,
 }
 
-async fn scrape_auth(
-    State(s): S,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+impl MetricsFace {
+    pub fn new(services: Arc<Services>, loopback: bool) -> Self {
+        MetricsFace {
+            services,
+            loopback,
+            cors: Default::default(),
+        }
+    }
+}
+
+impl crate::gate::Handler for MetricsFace {
+    fn door(&self) -> crate::gate::Door<'_> {
+        crate::gate::Door {
+            loopback: self.loopback,
+            open: self.loopback,
+            cors: &self.cors,
+            domain_name: None,
+        }
+    }
+
+    fn refuse(&self, status: StatusCode, msg: &str) -> Response {
+        err(status, msg)
+    }
+
+    async fn handle(self, req: axum::extract::Request, _peer: std::net::SocketAddr) -> Response {
+        if req.uri().path() != "/metrics" {
+            return err(StatusCode::NOT_FOUND, "this port serves GET /metrics only");
+        }
+        if req.method() != axum::http::Method::GET {
+            return err(StatusCode::METHOD_NOT_ALLOWED, "use GET /metrics");
+        }
+        if !self.loopback {
+            if let Some(r) = scrape_auth(&self.services, req.headers()) {
+                return r;
+            }
+        }
+        metrics(State(self.services)).await
+    }
+}
+
+/// The key check of a scrape off loopback; `Some` is the refusal.
+fn scrape_auth(s: &Services, headers: &axum::http::HeaderMap) -> Option<Response> {
     use crate::proxy::{authorize, Auth};
     let keys = s.keys.shared().read().unwrap().clone();
-    let (code, hint) = match authorize(&keys, "metrics", false, req.headers()) {
-        Auth::Ok => return next.run(req).await,
+    let (code, hint) = match authorize(&keys, "metrics", false, headers) {
+        Auth::Ok => return None,
         Auth::Denied => (
             StatusCode::UNAUTHORIZED,
             "a key is needed off loopback: send Authorization: Bearer <key> (Prometheus: `authorization: {credentials: …}` in the scrape config); make one with `mlx-box keys add --service metrics`",
@@ -327,7 +439,7 @@ async fn scrape_auth(
             axum::http::HeaderValue::from_static("Bearer"),
         );
     }
-    r
+    Some(r)
 }
 
 async fn metrics(State(s): S) -> Response {
@@ -535,14 +647,12 @@ mod tests {
         )
         .await;
         let serve = |loopback: bool| {
-            let app = metrics_router(s.clone(), loopback);
+            let face = MetricsFace::new(s.clone(), loopback);
             async move {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let l = crate::gate::bind("127.0.0.1:0").unwrap();
                 let url = format!("http://{}/metrics", l.local_addr().unwrap());
-                let task = tokio::spawn(async move {
-                    let _ = axum::serve(l, app).await;
-                });
-                (url, crate::task::AbortOnDrop(task))
+                let listener = crate::gate::Listener::start(l, crate::gate::Spec::metrics(), face);
+                (url, listener)
             }
         };
         crate::tls::install_crypto_provider();
@@ -551,6 +661,16 @@ mod tests {
         let r = http.get(&open).send().await.unwrap();
         assert_eq!(r.status(), 200);
         assert!(r.text().await.unwrap().contains("mlxbox_up 1"));
+        // Issue 27, item 13: a page whose name was rebound to 127.0.0.1 reads nothing on loopback.
+        let r = http
+            .get(&open)
+            .header("Host", "rebound.example")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let other = open.replace("/metrics", "/v1/status");
+        assert_eq!(http.get(&other).send().await.unwrap().status(), 404);
 
         let (keyed, _b) = serve(false).await;
         for auth in [None, Some("Bearer nope"), Some("Basic k-metrics")] {

@@ -1,9 +1,9 @@
-//! Who may use a frontend: API keys (constant-time, never logged), the `Host` a request names (against DNS
-//! rebinding on an open loopback listener) and the `Origin` a browser names (CORS, answered here and never
-//! by the backend).
+//! Who may use a frontend: API keys (constant-time, never logged), sent as `Authorization: Bearer` or
+//! `x-api-key`. The `Host`, `Origin` and `Sec-Fetch-Site` checks every listener shares are the gate's
+//! (`crate::gate::door`).
 
 use crate::keys::ApiKey;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap};
 use std::sync::{Arc, RwLock};
 
 /// The keys the proxy accepts. Swapped as a whole when they change (`mlx-box keys add/remove`, an edit of
@@ -78,17 +78,23 @@ pub(crate) enum Auth {
     KeysUnknown,
 }
 
-/// The bearer token of a request: `Authorization: Bearer <token>` (scheme case-insensitive, as RFC 7235
-/// says). Anything else, or an empty token, is no token.
+/// The key a request presents: `Authorization: Bearer <key>` (scheme case-insensitive, as RFC 7235 says)
+/// or, as Anthropic's clients send it, `x-api-key: <key>`. Anything else, or an empty key, is no key.
+/// A request that sends both is judged by its `Authorization`.
 pub(crate) fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
-    let v = headers.get(header::AUTHORIZATION)?.as_bytes();
-    let (scheme, rest) = v.split_at_checked(7)?;
-    if !scheme.eq_ignore_ascii_case(b"bearer ") {
-        return None;
+    if let Some(v) = headers.get(header::AUTHORIZATION) {
+        let (scheme, rest) = v.as_bytes().split_at_checked(7)?;
+        if !scheme.eq_ignore_ascii_case(b"bearer ") {
+            return None;
+        }
+        let token = rest.trim_ascii();
+        return (!token.is_empty()).then_some(token);
     }
-    let token = rest.trim_ascii();
+    let token = headers.get(X_API_KEY)?.as_bytes().trim_ascii();
     (!token.is_empty()).then_some(token)
 }
+
+const X_API_KEY: header::HeaderName = header::HeaderName::from_static("x-api-key");
 
 /// The auth decision. No key at all = open, but only on a loopback listener and only when the keyring
 /// was readable; otherwise a request passes only with a real key that is allowed this service.
@@ -114,93 +120,10 @@ pub(crate) fn authorize(set: &KeySet, service: &str, loopback: bool, headers: &H
     }
 }
 
-/// Is `host` (a `Host` header: name or address, optional port) this machine's loopback or the configured
-/// `domain_name`? An open loopback listener serves only those, so a page on another site that rebinds its
-/// DNS name to 127.0.0.1 is refused (its requests carry its own name).
-pub(super) fn host_is_local(host: &str, domain_name: Option<&str>) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        // [v6]:port
-        match rest.split_once(']') {
-            Some((addr, _)) => addr,
-            None => return false,
-        }
-    } else {
-        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-    };
-    let name = name.trim_end_matches('.');
-    if name.eq_ignore_ascii_case("localhost")
-        || name.len() > 10 && name[name.len() - 10..].eq_ignore_ascii_case(".localhost")
-    {
-        return true;
-    }
-    if let Ok(ip) = name.parse::<std::net::IpAddr>() {
-        return ip.is_loopback();
-    }
-    domain_name.is_some_and(|d| d.trim_end_matches('.').eq_ignore_ascii_case(name))
-}
-
-/// The `Origin`s a browser page may call this frontend from (`[server] cors_origins`). Empty = none: the
-/// proxy answers preflights itself and never lets a backend's `Access-Control-*` headers through.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Cors {
-    pub origins: Vec<String>,
-}
-
-impl Cors {
-    pub(super) fn allows(&self, origin: &[u8]) -> bool {
-        self.origins
-            .iter()
-            .any(|o| o == "*" || o.as_bytes().eq_ignore_ascii_case(origin))
-    }
-
-    /// The headers that let the page at `origin` read an answer (nothing when it may not).
-    pub(super) fn answer_headers(&self, origin: Option<&HeaderValue>, out: &mut HeaderMap) {
-        let backend_cors = out
-            .keys()
-            .any(|k| k.as_str().starts_with("access-control-"));
-        if origin.is_none() && !backend_cors {
-            return; // the usual case: nothing to remove or add
-        }
-        // A backend's own CORS answer (mlx_lm says `*`) is never passed on.
-        out.remove(header::ACCESS_CONTROL_ALLOW_ORIGIN);
-        out.remove(header::ACCESS_CONTROL_ALLOW_METHODS);
-        out.remove(header::ACCESS_CONTROL_ALLOW_HEADERS);
-        out.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
-        out.remove(header::ACCESS_CONTROL_EXPOSE_HEADERS);
-        out.remove(header::ACCESS_CONTROL_MAX_AGE);
-        if let Some(o) = origin.filter(|o| self.allows(o.as_bytes())) {
-            out.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o.clone());
-            out.append(header::VARY, HeaderValue::from_static("Origin"));
-        }
-    }
-
-    /// The answer to a preflight (`OPTIONS` with `Origin`), made here: 204 with the grant, or 403.
-    pub(super) fn preflight(&self, headers: &HeaderMap) -> (bool, HeaderMap) {
-        let mut out = HeaderMap::new();
-        let origin = headers.get(header::ORIGIN);
-        let ok = origin.is_some_and(|o| self.allows(o.as_bytes()));
-        if ok {
-            self.answer_headers(origin, &mut out);
-            out.insert(
-                header::ACCESS_CONTROL_ALLOW_METHODS,
-                HeaderValue::from_static("GET, POST, OPTIONS"),
-            );
-            out.insert(
-                header::ACCESS_CONTROL_ALLOW_HEADERS,
-                HeaderValue::from_static("authorization, content-type"),
-            );
-            out.insert(
-                header::ACCESS_CONTROL_MAX_AGE,
-                HeaderValue::from_static("600"),
-            );
-        }
-        (ok, out)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
     use proptest::prelude::*;
 
     fn scoped(secret: &str, services: &[&str]) -> ApiKey {
@@ -247,6 +170,21 @@ mod tests {
             Auth::Ok
         );
         assert!(!ct_eq(&[0; 256], &[0; 512]), "lengths differing by 256");
+        let mut x = HeaderMap::new();
+        x.insert("x-api-key", HeaderValue::from_static("beta-key"));
+        assert_eq!(auth(&x), Auth::Ok, "Anthropic's header");
+        x.insert("x-api-key", HeaderValue::from_static(" "));
+        assert_eq!(auth(&x), Auth::Denied, "a blank x-api-key is no key");
+        x.insert("x-api-key", HeaderValue::from_static("beta-key"));
+        x.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer wrong"),
+        );
+        assert_eq!(
+            auth(&x),
+            Auth::Denied,
+            "Authorization decides when both are sent"
+        );
 
         let none = KeySet::new(Ok(vec![]), &[]);
         assert_eq!(authorize(&none, "chat", true, &HeaderMap::new()), Auth::Ok);
@@ -282,68 +220,6 @@ mod tests {
         for v in ["Bearer ", "Bearer", "", "Bearer  ", "Basic x"] {
             assert_eq!(authorize(&set, "chat", true, &h(v)), Auth::Denied, "{v:?}");
         }
-    }
-
-    #[test]
-    fn local_hosts() {
-        for ok in [
-            "localhost",
-            "localhost:8080",
-            "LOCALHOST.",
-            "api.localhost:1",
-            "127.0.0.1",
-            "127.3.2.1:80",
-            "[::1]:8080",
-            "[::1]",
-            "studio.lan",
-        ] {
-            assert!(host_is_local(ok, Some("studio.lan")), "{ok}");
-        }
-        for bad in [
-            "evil.example",
-            "evil.example:8080",
-            "127.0.0.1.evil.example",
-            "localhost.evil.example",
-            "[::2]:80",
-            "198.18.0.1",
-            "[::1",
-            "",
-        ] {
-            assert!(!host_is_local(bad, Some("studio.lan")), "{bad}");
-        }
-    }
-
-    #[test]
-    fn cors_is_answered_here_and_closed_by_default() {
-        let origin = |o: &str| {
-            let mut m = HeaderMap::new();
-            m.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
-            m
-        };
-        let closed = Cors::default();
-        assert!(!closed.preflight(&origin("https://evil.example")).0);
-        let mut reply = HeaderMap::new();
-        reply.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
-        closed.answer_headers(
-            origin("https://evil.example").get(header::ORIGIN),
-            &mut reply,
-        );
-        assert!(reply.is_empty(), "the backend's `*` is dropped");
-
-        let open = Cors {
-            origins: vec!["https://app.example".into()],
-        };
-        let (ok, hs) = open.preflight(&origin("https://APP.example"));
-        assert!(ok);
-        assert_eq!(
-            hs[header::ACCESS_CONTROL_ALLOW_ORIGIN],
-            "https://APP.example"
-        );
-        assert!(!open.preflight(&origin("https://app.example.evil")).0);
-        assert!(!open.preflight(&HeaderMap::new()).0);
     }
 
     fn auth_header() -> impl Strategy<Value = Option<String>> {

@@ -46,7 +46,7 @@ pub(crate) fn is_json_object(body: &[u8]) -> bool {
     body.iter().find(|b| !is_ws(**b)) == Some(&b'{')
 }
 
-fn is_ws(b: u8) -> bool {
+pub(crate) fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 

@@ -8,10 +8,9 @@
 
 use super::pool::Pool;
 use super::{
-    auth, gate, openai_error, read_incoming, serve, Auth, Counters, Front, ListenerConfig,
-    SharedKeys,
+    auth, openai_error, read_incoming, serve, Auth, Counters, Front, ListenerConfig, SharedKeys,
 };
-use axum::body::Body;
+use crate::gate;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -124,10 +123,6 @@ pub(super) async fn handle(e: Arc<Endpoint>, req: Request) -> Response {
     let started = std::time::Instant::now();
     e.counters.requests.fetch_add(1, Ordering::Relaxed);
     let keys = e.keys.read().unwrap().clone();
-    let open = keys.is_empty() && keys.keyring_error.is_none();
-    if let Some(r) = gate(e.door.door(), &e.counters, &req, open) {
-        return r;
-    }
     let origin = req.headers().get(header::ORIGIN).cloned();
     let allowed = e.allowed(&keys, req.headers());
     let pools: Vec<&Arc<Pool>> = e
@@ -239,12 +234,18 @@ pub(super) async fn handle(e: Arc<Endpoint>, req: Request) -> Response {
     serve(f, parts, incoming, origin, started).await
 }
 
-/// What a listener serves: one service, or the one endpoint.
+/// What a frontend listener serves: one service, a pool, or the one endpoint.
 #[derive(Clone)]
 pub(super) enum Target {
     Service(Arc<Front>),
     Endpoint(Arc<Endpoint>),
     Pool(Arc<Pool>),
+}
+
+/// No key at all (and the keyring readable): the listener serves without one, on loopback only.
+fn open(keys: &SharedKeys) -> bool {
+    let k = keys.read().unwrap();
+    k.is_empty() && k.keyring_error.is_none()
 }
 
 impl Target {
@@ -256,7 +257,39 @@ impl Target {
         }
     }
 
-    pub(super) async fn handle(self, req: Request<Body>) -> Response {
+    /// Serves this frontend on `listener` through the gate.
+    pub(super) fn start(self, listener: std::net::TcpListener, name: String) -> gate::Listener {
+        let spec = gate::Spec::frontend(name, super::proxy_runtimes());
+        gate::Listener::start(listener, spec, self)
+    }
+}
+
+impl gate::Handler for Target {
+    fn door(&self) -> gate::Door<'_> {
+        match self {
+            Target::Service(f) => f.cfg.door(open(&f.keys)),
+            Target::Endpoint(e) => e.door.door(open(&e.keys)),
+            Target::Pool(p) => gate::Door {
+                loopback: p.loopback,
+                open: open(&p.keys),
+                cors: &p.cors,
+                domain_name: p.domain_name.as_deref(),
+            },
+        }
+    }
+
+    fn refuse(&self, status: StatusCode, msg: &str) -> Response {
+        self.counters().bad_requests.fetch_add(1, Ordering::Relaxed);
+        openai_error(status, "invalid_request_error", msg)
+    }
+
+    fn refused_connection(&self) {
+        self.counters()
+            .refused_connections
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    async fn handle(self, req: Request, _peer: std::net::SocketAddr) -> Response {
         match self {
             Target::Service(f) => super::handle(f, req).await,
             Target::Endpoint(e) => handle(e, req).await,

@@ -25,13 +25,13 @@ mod backend;
 pub(crate) mod body;
 mod endpoint;
 mod form;
-mod listen;
 mod pool;
 mod relay;
 mod sse;
 mod stats;
 
-pub use auth::{Cors, KeySet, SharedKeys};
+pub use crate::gate::Cors;
+pub use auth::{KeySet, SharedKeys};
 #[cfg(feature = "fuzzing")]
 pub(crate) use backend::read_reply;
 pub use pool::Directory;
@@ -296,6 +296,9 @@ fn openai_error_with(
     r
 }
 
+/// Anthropic's key header: a credential for mlx-box, never passed to a backend.
+const X_API_KEY: header::HeaderName = header::HeaderName::from_static("x-api-key");
+
 /// Headers that belong to one connection, not to the request: never forwarded either way. (Names, not
 /// strings: removing by a `&str` parses it on every request.)
 const HOP_BY_HOP: [header::HeaderName; 11] = [
@@ -363,87 +366,22 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_length: bool) {
     }
 }
 
-/// What the Host and Origin gates of a listener read (the `[server]` settings every listener shares).
-struct Door<'a> {
-    loopback: bool,
-    cors: &'a Cors,
-    domain_name: Option<&'a str>,
-}
-
 impl ListenerConfig {
-    fn door(&self) -> Door<'_> {
-        Door {
+    /// What the gate's door checks for this listener (`open`: no key is needed now).
+    fn door(&self, open: bool) -> crate::gate::Door<'_> {
+        crate::gate::Door {
             loopback: self.loopback,
+            open,
             cors: &self.cors,
             domain_name: self.domain_name.as_deref(),
         }
     }
 }
 
-/// The Host and Origin gates of a listener (a service's port, a pool's or the one endpoint);
-/// `Some` is the answer when the request goes no further.
-fn gate(cfg: Door, counters: &Counters, req: &Request, open: bool) -> Option<Response> {
-    let bad_request = |status, msg: &str| {
-        counters.bad_requests.fetch_add(1, Ordering::Relaxed);
-        openai_error(status, "invalid_request_error", msg)
-    };
-    let headers = req.headers();
-    if open && cfg.loopback {
-        // Every Host header (a second one must not slip past) and an absolute-form target.
-        let domain = cfg.domain_name;
-        let named = headers
-            .get_all(header::HOST)
-            .iter()
-            .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
-            .chain(req.uri().authority().map(|a| a.to_string()));
-        for h in named {
-            if !auth::host_is_local(&h, domain) {
-                return Some(bad_request(
-                    StatusCode::FORBIDDEN,
-                    &format!("Host `{h}` is not this machine: an open loopback frontend serves only localhost (or [server] domain_name)"),
-                ));
-            }
-        }
-    }
-    if req.method() == Method::OPTIONS {
-        // Preflights are answered here (a backend would say `*`).
-        let (ok, grant) = cfg.cors.preflight(headers);
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = if ok || !headers.contains_key(header::ORIGIN) {
-            StatusCode::NO_CONTENT
-        } else {
-            StatusCode::FORBIDDEN
-        };
-        *r.headers_mut() = grant;
-        r.headers_mut().insert(
-            header::ALLOW,
-            HeaderValue::from_static("GET, POST, OPTIONS"),
-        );
-        return Some(r);
-    }
-    if let Some(o) = headers.get(header::ORIGIN) {
-        if !cfg.cors.allows(o.as_bytes()) {
-            return Some(bad_request(
-                StatusCode::FORBIDDEN,
-                &format!(
-                    "origin `{}` may not use this API: add it to [server] cors_origins",
-                    String::from_utf8_lossy(o.as_bytes())
-                ),
-            ));
-        }
-    }
-    None
-}
-
 impl Front {
     fn bad_request(&self, status: StatusCode, msg: &str) -> Response {
         self.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
         openai_error(status, "invalid_request_error", msg)
-    }
-
-    /// The Host and Origin gates; `Some` is the answer when the request goes no further.
-    fn gate(&self, req: &Request, open: bool) -> Option<Response> {
-        gate(self.cfg.door(), &self.counters, req, open)
     }
 
     /// The model policy over a request body (a JSON object, or a multipart upload's fields): the body to
@@ -477,6 +415,17 @@ impl Front {
             return Ok((Bytes::from(out), false));
         }
         if !body::is_json_object(&bytes) {
+            // A server's `json.loads` also reads a BOM, UTF-16 or UTF-32: a body the policy cannot read
+            // must not reach a server it would steer.
+            if self.holds_model() && bytes.iter().any(|b| !body::is_ws(*b)) {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the request body must be a UTF-8 JSON object (or a multipart form): [services.{}] checks the model it names",
+                        self.cfg.spec.name
+                    ),
+                ));
+            }
             return Ok((bytes, false));
         }
         let p = body::peek(&bytes).map_err(|e| bad(&e))?;
@@ -503,6 +452,11 @@ impl Front {
             return Ok((bytes, p.stream));
         }
         Ok((Bytes::from(body::rewrite(&bytes, &p, set, &add)), p.stream))
+    }
+
+    /// Does the service hold requests to its model (a model set, `allow_any_model` off)?
+    fn holds_model(&self) -> bool {
+        self.cfg.spec.model.is_some() && !self.cfg.spec.allow_any_model
     }
 
     /// The model policy: `Ok(Some(id))` when the body must name the service's model id (it named none,
@@ -543,6 +497,24 @@ impl Front {
             // No model, the service's name or an alias: the configured model id, spliced in.
             _ => Ok(Some(model.as_str())),
         }
+    }
+
+    /// A service that holds requests to its model takes GET, HEAD and POST (what the OpenAI API uses);
+    /// a PUT, PATCH or DELETE would carry a body past the model policy.
+    fn refuses_method(&self, method: &Method) -> Option<Response> {
+        if !self.holds_model() || matches!(*method, Method::GET | Method::HEAD | Method::POST) {
+            return None;
+        }
+        let mut r = self.bad_request(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!(
+                "{method} is not served here: [services.{}] takes GET and POST (set allow_any_model = true to pass any request)",
+                self.cfg.spec.name
+            ),
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST"));
+        Some(r)
     }
 
     /// Routes of the servers that load or unload models, or change their settings, outside a request's
@@ -590,9 +562,6 @@ async fn handle(f: Arc<Front>, req: Request) -> Response {
     let started = std::time::Instant::now();
     f.counters.requests.fetch_add(1, Ordering::Relaxed);
     let keys = f.keys.read().unwrap().clone();
-    if let Some(r) = f.gate(&req, keys.is_empty() && keys.keyring_error.is_none()) {
-        return r;
-    }
     let origin = req.headers().get(header::ORIGIN).cloned();
     if let Some(r) = f.authorize(&keys, req.headers()) {
         return r;
@@ -759,11 +728,16 @@ impl Front {
 
     /// On demand, or held: waits (counted as loading) until the service is ready, loading it if it is
     /// idle.
-    async fn load(&self) -> Option<Response> {
+    async fn load(&self, parts: &axum::http::request::Parts) -> Option<Response> {
         let held = self.held();
         let ready = matches!(self.state(), Some(State::Ready | State::Unhealthy));
         if !held && (!self.cfg.spec.on_demand || ready) {
             return None;
+        }
+        if !held && parts.method != Method::POST {
+            // Only an inference request (a POST) loads a model: a GET anyone can make (an `<img>`, a
+            // health check) must not start a server and evict others.
+            return Some(self.idle_answer(parts));
         }
         let Some(loader) = self.loader.as_ref().and_then(|l| l.upgrade()) else {
             return self.unavailable();
@@ -785,6 +759,34 @@ impl Front {
     }
 }
 
+impl Front {
+    /// What an idle on-demand service answers to a request that does not load it: its model list (as
+    /// its server would answer), or a 503 that says what loads it.
+    fn idle_answer(&self, parts: &axum::http::request::Parts) -> Response {
+        let spec = &self.cfg.spec;
+        let path = parts.uri.path().trim_end_matches('/');
+        if parts.method == Method::GET && path == "/v1/models" {
+            let id = spec.model.as_deref().unwrap_or(&spec.name);
+            return axum::Json(serde_json::json!({
+                "object": "list",
+                "data": [{"id": id, "object": "model", "created": 0, "owned_by": "mlx-box"}],
+            }))
+            .into_response();
+        }
+        self.counters.unavailable.fetch_add(1, Ordering::Relaxed);
+        openai_error_with(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            &format!(
+                "service `{}` is idle (on demand): an inference request (a POST) loads it",
+                spec.name
+            ),
+            header::RETRY_AFTER,
+            "5",
+        )
+    }
+}
+
 /// An authorized request with its body in hand: the model policy, the on-demand load, the queue, the
 /// backend. The service's port and the one endpoint both end here.
 async fn serve(
@@ -795,6 +797,9 @@ async fn serve(
     started: std::time::Instant,
 ) -> Response {
     if let Some(r) = f.refuses_management(&parts.method, parts.uri.path()) {
+        return r;
+    }
+    if let Some(r) = f.refuses_method(&parts.method) {
         return r;
     }
     let Incoming { bytes, _permit } = incoming;
@@ -835,7 +840,7 @@ async fn admit(
 ) -> Response {
     f.counters.touch();
     let Incoming { bytes, _permit } = incoming;
-    if let Some(r) = f.load().await {
+    if let Some(r) = f.load(&parts).await {
         return r;
     }
     // Admission: a bounded queue in front of max_concurrency slots.
@@ -909,6 +914,7 @@ async fn forward(
     // The client's headers go on as they are, minus hop-by-hop ones (`backend::send`), its origin and
     // its key.
     parts.headers.remove(header::AUTHORIZATION);
+    parts.headers.remove(X_API_KEY);
     let timeout = f.cfg.timeout;
     let sent = backend::send(&f.upstream, &f.backend_host, &parts, body);
     let resp = match tokio::time::timeout(timeout, sent).await {
@@ -990,16 +996,9 @@ async fn forward(
     out
 }
 
-/// A std listener, non-blocking, that each proxy thread's runtime adopts.
-fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
-    let l = std::net::TcpListener::bind(addr)?;
-    l.set_nonblocking(true)?;
-    Ok(l)
-}
-
 /// Runs the frontend listeners for a set of settings; replaced as a whole when the settings change.
 pub struct Proxies {
-    listeners: Vec<listen::Listener>,
+    listeners: Vec<crate::gate::Listener>,
     counters: BTreeMap<String, Arc<Counters>>,
     configs: Vec<ListenerConfig>,
     pools: Vec<Arc<pool::Pool>>,
@@ -1099,10 +1098,11 @@ impl Proxies {
             });
             p.counters.insert(spec.name.clone(), counters);
             if let (Some(addr), Some(port)) = (&cfg.addr, cfg.port) {
-                match bind(addr) {
-                    Ok(l) => p
-                        .listeners
-                        .push(listen::Listener::start(l, Target::Service(front.clone()))),
+                match crate::gate::bind(addr) {
+                    Ok(l) => p.listeners.push(
+                        Target::Service(front.clone())
+                            .start(l, format!("[services.{}] port", spec.name)),
+                    ),
                     Err(e) => errors.push(ProxyError::Bind {
                         service: format!("[services.{}]", spec.name),
                         addr: addr.clone(),
@@ -1157,10 +1157,10 @@ impl Proxies {
             }
             if let Some(port) = spec.port {
                 let addr = join_host_port(&settings.server.host, port);
-                match bind(&addr) {
-                    Ok(l) => p
-                        .listeners
-                        .push(listen::Listener::start(l, Target::Pool(pool.clone()))),
+                match crate::gate::bind(&addr) {
+                    Ok(l) => p.listeners.push(
+                        Target::Pool(pool.clone()).start(l, format!("[pools.{}] port", spec.name)),
+                    ),
                     Err(e) => errors.push(ProxyError::Bind {
                         service: format!("[pools.{}]", spec.name),
                         addr,
@@ -1174,10 +1174,13 @@ impl Proxies {
         p.pools = pools.clone();
         if let Some(addr) = endpoint_addr(settings) {
             let port = settings.server.port.unwrap_or_default();
-            match (endpoint::Endpoint::new(fronts, pools, keys), bind(&addr)) {
+            match (
+                endpoint::Endpoint::new(fronts, pools, keys),
+                crate::gate::bind(&addr),
+            ) {
                 (Some(e), Ok(l)) => p
                     .listeners
-                    .push(listen::Listener::start(l, Target::Endpoint(Arc::new(e)))),
+                    .push(Target::Endpoint(Arc::new(e)).start(l, "[server] port".into())),
                 (None, _) => {}
                 (Some(_), Err(e)) => errors.push(ProxyError::Bind {
                     service: "[server] port".into(),
@@ -1312,9 +1315,25 @@ mod tests {
                 String::from_utf8_lossy(refused)
             );
         }
-        // Not a JSON object (a multipart upload, say): not ours to read.
-        assert!(ok(b"--boundary\r\n").is_ok());
+        // Issue 27, item 5: a body the policy cannot read (not a UTF-8 JSON object: a BOM, UTF-16, a
+        // multipart body without its content type) does not pass a service that holds its model.
+        for unread in [
+            &b"--boundary\r\n"[..],
+            b"\xef\xbb\xbf{\"model\":\"other/model\"}",
+            b"\xff\xfe{\x00\"\x00m\x00",
+            b"[{\"model\":\"other/model\"}]",
+        ] {
+            assert_eq!(ok(unread).unwrap_err(), StatusCode::BAD_REQUEST);
+        }
+        assert!(ok(b" \n").is_ok(), "a blank body is no body");
         let any = front(&format!("{CHAT}allow_any_model = true\n"));
+        assert!(any
+            .check_body(None, Bytes::from_static(b"\xef\xbb\xbf{}"))
+            .is_ok());
+        assert!(f.refuses_method(&Method::PUT).is_some());
+        assert!(f.refuses_method(&Method::DELETE).is_some());
+        assert!(f.refuses_method(&Method::POST).is_none());
+        assert!(any.refuses_method(&Method::PUT).is_none());
         assert!(any
             .check_body(
                 None,

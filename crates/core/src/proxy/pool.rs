@@ -21,8 +21,8 @@ use super::backend::{self, Upstream};
 use super::relay::{InFlight, Meter, Relay};
 use super::stats::Counters;
 use super::{
-    admit, auth, body, gate, openai_error, openai_error_with, read_incoming, Auth, Cors, Front,
-    Incoming, KeySet, SharedKeys,
+    auth, body, openai_error, openai_error_with, read_incoming, Auth, Cors, Front, Incoming,
+    KeySet, SharedKeys,
 };
 use crate::api::{MemberHealth, PoolMemberStatus, PoolStatus};
 use crate::config::{MemberRef, PoolSpec};
@@ -86,10 +86,10 @@ struct Member {
 
 pub(super) struct Pool {
     pub(super) spec: PoolSpec,
-    loopback: bool,
-    cors: Cors,
-    domain_name: Option<String>,
-    keys: SharedKeys,
+    pub(super) loopback: bool,
+    pub(super) cors: Cors,
+    pub(super) domain_name: Option<String>,
+    pub(super) keys: SharedKeys,
     member_timeout: Duration,
     /// A stream silent this long is cut (as on a service's port).
     stall_timeout: Duration,
@@ -414,15 +414,6 @@ pub(super) async fn handle(pool: Arc<Pool>, req: Request) -> Response {
     let started = Instant::now();
     pool.counters.requests.fetch_add(1, Ordering::Relaxed);
     let keys = pool.keys.read().unwrap().clone();
-    let open = keys.is_empty() && keys.keyring_error.is_none();
-    let door = super::Door {
-        loopback: pool.loopback,
-        cors: &pool.cors,
-        domain_name: pool.domain_name.as_deref(),
-    };
-    if let Some(r) = gate(door, &pool.counters, &req, open) {
-        return r;
-    }
     let origin = req.headers().get(header::ORIGIN).cloned();
     if let Some(r) = super::refusal(pool.authorize(&keys, req.headers()), &pool.counters) {
         return r;
@@ -647,9 +638,9 @@ async fn attempt(
             bytes: body,
             _permit: None,
         };
-        // The body's `model` is already this member's (spliced above) and what it may not load was
-        // refused: its front need not read the body again.
-        let r = admit(front, copy_parts(parts), incoming, streaming, None, started).await;
+        // The member's own request policy applies, as on its port: its methods and management routes,
+        // the body's shape and its model (spliced above to its model id), its defaults.
+        let r = super::serve(front, copy_parts(parts), incoming, None, started).await;
         let (head, b) = r.into_parts();
         return Ok(Response::from_parts(
             head,

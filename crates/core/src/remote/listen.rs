@@ -1,7 +1,9 @@
-//! The remote control API's listener: TLS on every connection (a handshake has 10 s), at most
-//! `MAX_CONNECTIONS` at once, a header-read timeout, then the token check before the control router.
-//! A `read` token passes every GET (status, logs, events, config, history, metrics) and the requests
-//! that change nothing (`Request::changes`); anything else needs `admin`.
+//! The remote control API's face: served by the gate (`crate::gate`: TLS with a 5 s handshake, a
+//! connection cap per listener and per peer, a header-read timeout), then the token check before the
+//! control router. A `read` token passes every GET (status, logs, events, config, history, metrics) and
+//! the requests that change nothing (`Request::changes`); anything else needs `admin`. The router sees
+//! the caller's role (`Role` in the request's extensions), so what a `read` token reads is redacted
+//! (keys, tokens, `env` values: `control::server`).
 
 use super::tokens::{Check, Tokens};
 use super::Role;
@@ -12,64 +14,47 @@ use axum::Router;
 use mlxbox_api::control::{Method, Request};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use std::time::Instant;
 use tower::ServiceExt;
 
-const MAX_CONNECTIONS: usize = 256;
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest body read to decide what a request is (the control API's own limit).
 const MAX_BODY: usize = 16 << 20;
 
-/// Serves `app` on `listener` until the task is dropped.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
+/// What the `[control] listen` port serves.
+#[derive(Clone)]
+pub struct ControlFace {
     app: Router,
     tokens: Arc<Tokens>,
-) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // EMFILE and the like: wait rather than spin.
-                tracing::warn!(error = %e, "remote control API: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            drop(tcp); // over the cap: closed at once
-            continue;
-        };
-        let (acceptor, app, tokens) = (acceptor.clone(), app.clone(), tokens.clone());
-        tokio::spawn(async move {
-            let _permit = permit;
-            let _ = tcp.set_nodelay(true);
-            let Ok(Ok(stream)) =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            else {
-                return;
-            };
-            let svc =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let (app, tokens) = (app.clone(), tokens.clone());
-                    async move {
-                        Ok::<_, std::convert::Infallible>(
-                            handle(app, &tokens, peer, req.map(Body::new)).await,
-                        )
-                    }
-                });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
-        });
+    cors: crate::gate::Cors,
+}
+
+impl ControlFace {
+    pub fn new(app: Router, tokens: Arc<Tokens>) -> Self {
+        ControlFace {
+            app,
+            tokens,
+            cors: Default::default(),
+        }
+    }
+}
+
+impl crate::gate::Handler for ControlFace {
+    fn door(&self) -> crate::gate::Door<'_> {
+        // Never open: every request carries a token. No browser page may call it (no CORS origin).
+        crate::gate::Door {
+            loopback: false,
+            open: false,
+            cors: &self.cors,
+            domain_name: None,
+        }
+    }
+
+    fn refuse(&self, status: StatusCode, msg: &str) -> Response {
+        refuse(status, msg)
+    }
+
+    async fn handle(self, req: axum::extract::Request, peer: SocketAddr) -> Response {
+        handle(self.app, &self.tokens, peer, req).await
     }
 }
 
@@ -107,7 +92,7 @@ async fn handle(
             )
         }
     };
-    let req = if role == Role::Admin || req.method() == axum::http::Method::GET {
+    let mut req = if role == Role::Admin || req.method() == axum::http::Method::GET {
         req
     } else {
         // Anything but a GET is read whole to see which request it is.
@@ -129,6 +114,7 @@ async fn handle(
         }
         axum::extract::Request::from_parts(parts, Body::from(bytes))
     };
+    req.extensions_mut().insert(role);
     match app.oneshot(req).await {
         Ok(r) => r,
         Err(never) => match never {},

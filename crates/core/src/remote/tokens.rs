@@ -1,7 +1,11 @@
 //! Access tokens of the remote control API: kept in the control keyring (`Keyring::open_control`, their
 //! scope is their role), held here in memory, checked in constant time. Failed attempts are counted per
-//! peer address, as fail2ban counts them: 5 within a minute and that address is refused (429) for a
-//! minute, good token or not; each failure is logged with the peer, never with what it sent.
+//! peer address, as fail2ban counts them (5 within a minute and that address is blocked for a minute),
+//! and for all peers together ([`GLOBAL_MAX_FAILURES`] a minute: guessing from many addresses gains
+//! nothing). A blocked address, or any address while the global budget is spent, is refused (429) without
+//! its token being checked, unless it presented a valid token before ([`KNOWN_GOOD`]): an admin behind the
+//! same address as a guesser (a NAT, this machine) is never locked out. Each failure is logged with the
+//! peer, never with what it sent.
 
 use super::Role;
 use crate::keys::ApiKey;
@@ -16,6 +20,10 @@ const WINDOW: Duration = Duration::from_secs(60);
 const BLOCK: Duration = Duration::from_secs(60);
 /// Peers remembered at most (a flood of addresses cannot grow the table without bound).
 const MAX_PEERS: usize = 4096;
+/// Failed checks a minute from all peers together; past it, only known-good peers are checked.
+pub const GLOBAL_MAX_FAILURES: u32 = 60;
+/// How long an address that presented a valid token stays known-good.
+pub const KNOWN_GOOD: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, PartialEq, Clone, Copy)]
 pub enum Check {
@@ -39,9 +47,18 @@ struct Failures {
 type TokenSet = (Vec<(String, Role)>, Option<String>);
 
 #[derive(Default)]
+struct Ledger {
+    peers: HashMap<IpAddr, Failures>,
+    /// Failed checks of all peers in the window that started at `since`.
+    global: Option<Failures>,
+    /// Addresses that presented a valid token, and when they last did.
+    good: HashMap<IpAddr, Instant>,
+}
+
+#[derive(Default)]
 pub struct Tokens {
     set: RwLock<TokenSet>,
-    failures: Mutex<HashMap<IpAddr, Failures>>,
+    failures: Mutex<Ledger>,
 }
 
 impl Tokens {
@@ -60,11 +77,11 @@ impl Tokens {
             ),
             Err(e) => (vec![], Some(e)),
         };
-        *self.set.write().unwrap() = next;
+        *self.set.write().unwrap_or_else(|e| e.into_inner()) = next;
     }
 
     pub fn len(&self) -> usize {
-        self.set.read().unwrap().0.len()
+        self.set.read().unwrap_or_else(|e| e.into_inner()).0.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -73,14 +90,10 @@ impl Tokens {
 
     /// Who sends these headers from `peer`.
     pub fn check(&self, peer: IpAddr, headers: &HeaderMap, now: Instant) -> Check {
-        if let Some(f) = self.failures.lock().unwrap().get(&peer) {
-            if let Some(until) = f.blocked_until.filter(|u| *u > now) {
-                return Check::Limited {
-                    retry_after_s: (until - now).as_secs().max(1),
-                };
-            }
+        if let Some(retry_after_s) = self.limited(peer, now) {
+            return Check::Limited { retry_after_s };
         }
-        let set = self.set.read().unwrap();
+        let set = self.set.read().unwrap_or_else(|e| e.into_inner());
         if set.0.is_empty() && set.1.is_some() {
             return Check::KeysUnknown;
         }
@@ -96,41 +109,110 @@ impl Tokens {
         // A success does not wipe the failures: several clients may share an address (a NAT, this
         // machine), and a guesser must not be let off by a neighbour's good token.
         match role {
-            Some(r) => Check::Ok(r),
-            None => {
-                self.failed(peer, now);
-                Check::Denied
+            Some(r) => {
+                self.good(peer, now);
+                Check::Ok(r)
             }
+            None => match self.failed(peer, now) {
+                Some(retry_after_s) => Check::Limited { retry_after_s },
+                None => Check::Denied,
+            },
         }
     }
 
-    fn failed(&self, peer: IpAddr, now: Instant) {
-        let mut map = self.failures.lock().unwrap();
-        if map.len() >= MAX_PEERS && !map.contains_key(&peer) {
-            // Forget the peer whose window started first.
-            if let Some(oldest) = map.iter().min_by_key(|(_, f)| f.since).map(|(p, _)| *p) {
-                map.remove(&oldest);
+    /// Seconds to wait when `peer` is refused without a look at its token: blocked itself, or any peer
+    /// while the global budget is spent; never a peer that presented a valid token lately.
+    fn limited(&self, peer: IpAddr, now: Instant) -> Option<u64> {
+        let ledger = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if ledger
+            .good
+            .get(&peer)
+            .is_some_and(|t| now.duration_since(*t) < KNOWN_GOOD)
+        {
+            return None;
+        }
+        let blocked = |f: &Failures| f.blocked_until.filter(|u| *u > now);
+        let until = ledger
+            .peers
+            .get(&peer)
+            .and_then(blocked)
+            .into_iter()
+            .chain(ledger.global.as_ref().and_then(blocked))
+            .max()?;
+        Some((until - now).as_secs().max(1))
+    }
+
+    fn good(&self, peer: IpAddr, now: Instant) {
+        let mut ledger = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if ledger.good.len() >= MAX_PEERS && !ledger.good.contains_key(&peer) {
+            if let Some(oldest) = ledger.good.iter().min_by_key(|(_, t)| **t).map(|(p, _)| *p) {
+                ledger.good.remove(&oldest);
             }
         }
-        let f = map.entry(peer).or_insert(Failures {
+        ledger.good.insert(peer, now);
+    }
+
+    /// Counts a failure of `peer` (and of all peers); `Some` when this one blocked it.
+    fn failed(&self, peer: IpAddr, now: Instant) -> Option<u64> {
+        let mut ledger = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let global = ledger.global.get_or_insert(Failures {
             count: 0,
             since: now,
             blocked_until: None,
         });
-        if now.duration_since(f.since) > WINDOW {
-            *f = Failures {
-                count: 0,
-                since: now,
-                blocked_until: None,
-            };
+        if count(global, now, GLOBAL_MAX_FAILURES) {
+            tracing::warn!(
+                "remote control API: {GLOBAL_MAX_FAILURES} failed token checks within a minute from all addresses; only addresses that presented a valid token are checked for 60 s"
+            );
         }
-        f.count += 1;
+        let global_blocked = global.blocked_until.is_some_and(|u| u > now);
+        if ledger.peers.len() >= MAX_PEERS && !ledger.peers.contains_key(&peer) {
+            // Forget the unblocked peer whose window started first; a blocked one stays blocked. When
+            // every one is blocked, this peer is held by the global budget alone.
+            let oldest = ledger
+                .peers
+                .iter()
+                .filter(|(_, f)| f.blocked_until.is_none_or(|u| u <= now))
+                .min_by_key(|(_, f)| f.since)
+                .map(|(p, _)| *p);
+            match oldest {
+                Some(p) => {
+                    ledger.peers.remove(&p);
+                }
+                None => return global_blocked.then_some(BLOCK.as_secs()),
+            }
+        }
+        let f = ledger.peers.entry(peer).or_insert(Failures {
+            count: 0,
+            since: now,
+            blocked_until: None,
+        });
+        let blocked = count(f, now, MAX_FAILURES);
+        let blocked_now = f.blocked_until.is_some_and(|u| u > now);
         tracing::warn!(%peer, failures = f.count, "remote control API: missing or wrong access token");
-        if f.count >= MAX_FAILURES {
-            f.blocked_until = Some(now + BLOCK);
+        if blocked {
             tracing::warn!(%peer, "remote control API: too many failed attempts; refused for 60 s");
         }
+        (blocked_now || global_blocked).then_some(BLOCK.as_secs())
     }
+}
+
+/// Adds a failure to `f` (a new window after [`WINDOW`]); true when it reaches `max` and `f` is blocked
+/// now.
+fn count(f: &mut Failures, now: Instant, max: u32) -> bool {
+    if now.duration_since(f.since) > WINDOW && f.blocked_until.is_none_or(|u| u <= now) {
+        *f = Failures {
+            count: 0,
+            since: now,
+            blocked_until: None,
+        };
+    }
+    f.count += 1;
+    if f.count == max {
+        f.blocked_until = Some(now + BLOCK);
+        return true;
+    }
+    false
 }
 
 #[cfg(test)]
@@ -166,44 +248,120 @@ mod tests {
             token("x-secret", "metrics"),
         ]));
         assert_eq!(t.len(), 2, "a scope that is not a role is no token");
-        let (me, other) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let (me, guesser) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
         let now = Instant::now();
         assert_eq!(t.check(me, &bearer("r-secret"), now), Check::Ok(Role::Read));
         assert_eq!(
             t.check(me, &bearer("a-secret"), now),
             Check::Ok(Role::Admin)
         );
-        assert_eq!(t.check(me, &HeaderMap::new(), now), Check::Denied);
-        for _ in 1..MAX_FAILURES {
-            assert_eq!(t.check(me, &bearer("wrong"), now), Check::Denied);
+        assert_eq!(t.check(guesser, &HeaderMap::new(), now), Check::Denied);
+        for _ in 2..MAX_FAILURES {
+            assert_eq!(t.check(guesser, &bearer("wrong"), now), Check::Denied);
         }
-        // Blocked: even the right token waits, so guessing gains nothing; other peers are not.
         assert!(matches!(
-            t.check(me, &bearer("a-secret"), now),
+            t.check(guesser, &bearer("wrong"), now),
             Check::Limited { retry_after_s: 60 }
         ));
-        assert_eq!(
-            t.check(other, &bearer("a-secret"), now),
-            Check::Ok(Role::Admin)
-        );
+        // Blocked: its next guess is not even checked (the right token waits too), so guessing gains
+        // nothing; after the block it is checked again.
+        assert!(matches!(
+            t.check(guesser, &bearer("a-secret"), now),
+            Check::Limited { .. }
+        ));
         let later = now + BLOCK + Duration::from_secs(1);
         assert_eq!(
-            t.check(me, &bearer("a-secret"), later),
+            t.check(guesser, &bearer("a-secret"), later),
             Check::Ok(Role::Admin)
         );
         // An unreadable keyring with no token known: not "denied" (the token may exist).
         t.replace(Err("locked".into()));
-        assert_eq!(t.check(other, &bearer("a-secret"), now), Check::KeysUnknown);
+        assert_eq!(
+            t.check("192.0.2.3".parse().unwrap(), &bearer("a-secret"), now),
+            Check::KeysUnknown
+        );
     }
 
+    /// Issue 27, item 11: a guesser behind the admin's address does not lock the admin out.
     #[test]
-    fn the_failure_table_is_bounded() {
+    fn a_valid_token_is_never_locked_out_by_its_neighbour() {
+        let t = Tokens::default();
+        t.replace(Ok(vec![token("a-secret", "admin")]));
+        let nat: IpAddr = "192.0.2.9".parse().unwrap();
+        let now = Instant::now();
+        assert_eq!(
+            t.check(nat, &bearer("a-secret"), now),
+            Check::Ok(Role::Admin)
+        );
+        for _ in 0..MAX_FAILURES + 3 {
+            t.check(nat, &bearer("guess"), now);
+        }
+        assert!(matches!(
+            t.check(nat, &bearer("guess"), now),
+            Check::Limited { .. }
+        ));
+        assert_eq!(
+            t.check(nat, &bearer("a-secret"), now),
+            Check::Ok(Role::Admin)
+        );
+    }
+
+    /// Issue 27, item 11: guesses from many addresses share one budget; past it, an address that never
+    /// presented a valid token is refused unchecked, and a known one is still served.
+    #[test]
+    fn guesses_from_many_addresses_share_one_budget() {
+        let t = Tokens::default();
+        t.replace(Ok(vec![token("a-secret", "admin")]));
+        let now = Instant::now();
+        let admin: IpAddr = "198.18.0.1".parse().unwrap();
+        assert_eq!(
+            t.check(admin, &bearer("a-secret"), now),
+            Check::Ok(Role::Admin)
+        );
+        let mut checked = 0;
+        for i in 0..4200u32 {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0xC613_0000 + i));
+            if t.check(ip, &bearer("guess"), now) == Check::Denied {
+                checked += 1;
+            }
+        }
+        assert!(
+            checked < GLOBAL_MAX_FAILURES,
+            "{checked} guesses were answered 401"
+        );
+        let fresh: IpAddr = "198.18.9.9".parse().unwrap();
+        assert!(matches!(
+            t.check(fresh, &bearer("a-secret"), now),
+            Check::Limited { .. }
+        ));
+        assert_eq!(
+            t.check(admin, &bearer("a-secret"), now),
+            Check::Ok(Role::Admin)
+        );
+    }
+
+    /// Issue 27, item 11: a full table forgets an unblocked peer, never a blocked one.
+    #[test]
+    fn the_failure_table_is_bounded_and_keeps_blocked_peers() {
         let t = Tokens::default();
         let now = Instant::now();
-        for i in 0..(MAX_PEERS as u32 + 10) {
-            let ip = IpAddr::from(std::net::Ipv4Addr::from(0xC612_0000 + i));
-            t.check(ip, &HeaderMap::new(), now);
+        {
+            let mut l = t.failures.lock().unwrap();
+            for i in 0..MAX_PEERS as u32 {
+                l.peers.insert(
+                    IpAddr::from(std::net::Ipv4Addr::from(0xC612_0000 + i)),
+                    Failures {
+                        count: MAX_FAILURES,
+                        since: now,
+                        blocked_until: Some(now + BLOCK),
+                    },
+                );
+            }
         }
-        assert!(t.failures.lock().unwrap().len() <= MAX_PEERS);
+        let newcomer: IpAddr = "203.0.113.1".parse().unwrap();
+        t.check(newcomer, &HeaderMap::new(), now);
+        let l = t.failures.lock().unwrap();
+        assert_eq!(l.peers.len(), MAX_PEERS);
+        assert!(l.peers.values().all(|f| f.blocked_until.is_some()));
     }
 }

@@ -54,7 +54,13 @@ pub struct Demand {
     watched: Mutex<Vec<ServiceSpec>>,
     /// When each service was last restarted for its footprint (one restart a minute at most).
     capped_at: Mutex<HashMap<String, Instant>>,
+    /// When a request's load of each service last ended `failed`: requests do not load it again before
+    /// [`FAILED_LOAD_RETRY`] (each load may evict others); a manual start does.
+    failed_at: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long after a failed load requests wait before they load the service again.
+const FAILED_LOAD_RETRY: Duration = Duration::from_secs(30);
 
 /// What one service holds or needs, for the budget.
 #[derive(Debug, Clone)]
@@ -87,6 +93,7 @@ impl Demand {
             live: Mutex::new((0, BTreeMap::new())),
             held: Mutex::new(Default::default()),
             capped_at: Mutex::new(HashMap::new()),
+            failed_at: Mutex::new(HashMap::new()),
             watched: Mutex::new(vec![]),
         })
     }
@@ -158,11 +165,36 @@ impl Demand {
         let Some(spec) = settings.service(name).cloned() else {
             return Err(format!("`{name}` is no longer in settings.toml"));
         };
+        if let Some(why) = self.failed_recently(name) {
+            return Err(why);
+        }
         let deadline = Instant::now() + Duration::from_secs_f64(spec.load_timeout_s);
         let events = self.supervisor.shared.events.subscribe();
         self.admit_and_start(&settings, &spec, deadline).await?;
-        self.wait_ready(name, events, deadline, spec.load_timeout_s)
-            .await
+        let r = self
+            .wait_ready(name, events, deadline, spec.load_timeout_s)
+            .await;
+        if r.is_err() && self.status(name).is_some_and(|s| s.state == State::Failed) {
+            self.failed_at
+                .lock()
+                .unwrap()
+                .insert(name.to_string(), Instant::now());
+        }
+        r
+    }
+
+    /// Why a request must not load `name` now: it failed, and its last load by a request ended so less
+    /// than [`FAILED_LOAD_RETRY`] ago.
+    fn failed_recently(&self, name: &str) -> Option<String> {
+        let st = self.status(name).filter(|s| s.state == State::Failed)?;
+        let since = self.failed_at.lock().unwrap().get(name)?.elapsed();
+        let wait = FAILED_LOAD_RETRY.checked_sub(since)?;
+        Some(format!(
+            "`{name}` failed to load {} s ago ({}); requests load it again in {} s, or start it now with `mlx-box start {name}`",
+            since.as_secs(),
+            st.last_error.unwrap_or_else(|| "see `mlx-box logs`".into()),
+            wait.as_secs().max(1)
+        ))
     }
 
     /// A manual start of an on-demand service: room is made as for a request, then it starts (its
@@ -175,6 +207,7 @@ impl Demand {
             return Ok(()); // the supervisor names the unknown service
         };
         let deadline = Instant::now() + Duration::from_secs_f64(spec.load_timeout_s);
+        self.failed_at.lock().unwrap().remove(name);
         self.admit_and_start(&settings, &spec, deadline).await
     }
 

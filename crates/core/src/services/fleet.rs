@@ -230,12 +230,13 @@ impl Fleet {
         }
     }
 
-    /// Sends `req` to host `name`'s daemon; its status and JSON answer come back as they are.
+    /// Sends `req` to host `name`'s daemon; its answer comes back as it is, its body unread (the caller
+    /// streams it, bounded: nothing the size of the answer is held here).
     pub async fn forward(
         &self,
         name: &str,
         req: &mlxbox_api::control::Request,
-    ) -> Result<(u16, serde_json::Value), ForwardError> {
+    ) -> Result<reqwest::Response, ForwardError> {
         let spec = self
             .pollers
             .lock()

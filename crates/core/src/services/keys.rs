@@ -73,11 +73,10 @@ impl KeyService {
         let (plaintext, proxied) = {
             let mut g = self.plaintext.lock().unwrap();
             if let Some(s) = settings {
-                // A `/metrics` port off loopback checks the keys too.
-                let proxied = s
-                    .services
-                    .iter()
-                    .any(|x| x.enabled && x.port.is_some() && x.backend_port.is_some())
+                // Every listener that checks keys: a service's port, the one endpoint, a pool's port,
+                // a `/metrics` port off loopback.
+                let proxied = !crate::proxy::ListenerConfig::all(s).is_empty()
+                    || s.pools.iter().any(|p| p.port.is_some())
                     || s.metrics.listen.is_some_and(|a| !a.ip().is_loopback());
                 *g = (s.server.api_keys.clone(), proxied);
             }

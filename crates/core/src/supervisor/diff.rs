@@ -117,7 +117,7 @@ model = "m4"
     #[test]
     fn server_host_restarts_only_services_without_backend_port() {
         let old = "[server]\nhost=\"127.0.0.1\"\n[services.a]\nport=1\nbackend_port=2\nmodel=\"m\"\n[services.b]\nport=3\nmodel=\"m\"\n";
-        let new = old.replace("127.0.0.1", "0.0.0.0");
+        let new = old.replace("127.0.0.1", "127.0.0.2");
         let d = diff_settings(&s(old), &s(&new), &rt());
         assert_eq!(d.changes, vec![ServiceChange::Restart("b".into())]);
     }

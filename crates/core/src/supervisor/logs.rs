@@ -246,6 +246,18 @@ impl LogTail {
 
 /// The log file of service `name` in `logs_dir`: its stderr, and mlx-box's lines about it (the supervisor
 /// writes it, `logs --path` names it).
+/// `name` when it can name a log file in the logs dir and nothing else: letters, digits, `-`, `_`, `.`,
+/// not starting with a dot, 128 bytes at most.
+pub fn file_name(name: &str) -> Option<&str> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    ok.then_some(name)
+}
+
 pub fn log_path(logs_dir: &Path, name: &str) -> PathBuf {
     logs_dir.join(format!("{name}.log"))
 }
@@ -318,6 +330,28 @@ fn last_lines(path: &Path, n: usize) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    /// Issue 27, item 3: a name from a URL never names a file outside the logs dir.
+    #[test]
+    fn only_plain_names_name_a_log_file() {
+        for ok in ["chat", "fast-chat", "embed_2", "qwen3.5"] {
+            assert_eq!(super::file_name(ok), Some(ok));
+        }
+        for bad in [
+            "",
+            "../x",
+            "..",
+            ".hidden",
+            "a/b",
+            "/etc/x",
+            "a\\b",
+            "a%2Fb",
+            "a\0b",
+            &"x".repeat(129),
+        ] {
+            assert_eq!(super::file_name(bad), None, "{bad:?}");
+        }
+    }
+
     use super::*;
     use std::io::Write;
 

@@ -277,9 +277,10 @@ impl Supervisor {
             .ok()
             .and_then(|i| i.handles.get(name).map(|h| h.log.clone()))
             .or_else(|| {
-                // Busy applying a config: the log file path is still known.
-                let path = logs::log_path(&self.shared.logs_dir, name);
-                path.exists()
+                // Busy applying a config, or a service removed: its log file, if the name is one a
+                // service may have (a name from a URL is never a path: no `/`, no `..`, no `%2F`).
+                let path = logs::log_path(&self.shared.logs_dir, logs::file_name(name)?);
+                path.is_file()
                     .then(|| LogTail::new(path, u64::MAX, 1, 10_000))
             })
     }

@@ -423,6 +423,7 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
         },
     }
     check_ports(&mut cx, root.get("services"), &services);
+    check_unproxied(&mut cx, root.get("services"), &server, &services);
     if let Some(p) = server.port {
         let taken = services
             .iter()
@@ -458,6 +459,50 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
         pools,
     });
     (settings, cx.diags)
+}
+
+/// A model server mlx-box launches with `port` and no `backend_port` listens on `[server] host` itself,
+/// with no proxy in front: no key check, and a request may name any model. On loopback that is the
+/// original mlx-box's layout; on any other address it would serve the LAN unguarded, so it is refused.
+fn check_unproxied(
+    cx: &mut Ctx,
+    table: Option<&Item>,
+    server: &crate::config::ServerSettings,
+    services: &[crate::config::ServiceSpec],
+) {
+    let host = server.host.trim_matches(['[', ']']);
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return;
+    }
+    for s in services.iter().filter(|s| s.enabled) {
+        let (Some(port), None) = (s.port, s.backend_port) else {
+            continue;
+        };
+        if s.kind == crate::config::Kind::Command {
+            continue; // the operator's own program: its own business
+        }
+        let span = table
+            .and_then(|t| t.as_table_like())
+            .and_then(|t| t.get(&s.name))
+            .and_then(|t| t.as_table_like())
+            .and_then(|t| t.get("port"))
+            .and_then(value_span);
+        cx.error(
+            span,
+            format!(
+                "[services.{}] port {port} without backend_port would put its server on {} with no API-key check, and any request could make it load another model",
+                s.name, server.host
+            ),
+            Some(format!(
+                "add backend_port = {} (the server then listens on 127.0.0.1 and mlx-box's proxy serves port {port} with the keys), or set [server] host = \"127.0.0.1\"",
+                port.saturating_add(10)
+            )),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -626,6 +671,26 @@ port = 9001
                 "settings.toml:19:11: error: [services.d] has no `model` (add `model = \"mlx-community/Qwen3-0.6B-4bit\"` (a Hugging Face id or a local path))",
                 "settings.toml:20:8: error: port 9001 of `services.d.port` is already used by `services.c.backend_port` (give every service its own port)",
             ],
+        );
+    }
+
+    /// Issue 27, item 8: a model server with `port` and no `backend_port` on a LAN address would serve
+    /// with no key check; on loopback (the original layout) and for a command of the operator's, it may.
+    #[test]
+    fn a_model_server_without_its_proxy_is_refused_off_loopback() {
+        let lan = "[server]\nhost = \"0.0.0.0\"\napi_key = \"k\"\n[services.chat]\nport = 8080\nmodel = \"m\"\n";
+        let (s, d) = parse(lan);
+        assert!(s.is_none());
+        let e = d.iter().find(|d| d.severity == Severity::Error).unwrap();
+        assert_eq!(e.line, 5, "{e}");
+        assert!(e.message.contains("no API-key check"), "{e}");
+        assert!(e.hint.as_deref().unwrap().contains("backend_port = 8090"));
+        assert!(parse(&lan.replace("0.0.0.0", "127.0.0.1")).0.is_some());
+        assert!(parse(&format!("{lan}backend_port = 8090\n")).0.is_some());
+        assert!(
+            parse(&lan.replace("model = \"m\"", "kind = \"command\"\ncommand = [\"x\"]"))
+                .0
+                .is_some()
         );
     }
 
