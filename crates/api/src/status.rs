@@ -133,6 +133,20 @@ pub struct StatusReport {
     /// The `[pools]` this daemon serves, with their members' health and counters.
     #[serde(default)]
     pub pools: Vec<crate::proxy::PoolStatus>,
+    /// Every TCP port the daemon listens on now (each through the one gate), in the order they opened.
+    #[serde(default)]
+    pub listeners: Vec<Listening>,
+}
+
+/// One TCP listener of the daemon: what it serves and where.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct Listening {
+    /// The setting that opened it: `[services.chat] port`, `[server] port`, `[pools.p] port`,
+    /// `[metrics] listen`, `[control] listen`.
+    pub name: String,
+    pub address: String,
+    pub tls: bool,
 }
 
 /// Another host's daemon as this one sees it over the remote control API (polled every second).

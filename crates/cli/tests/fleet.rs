@@ -78,8 +78,13 @@ fn hosts_over_tls_with_pins_tokens_and_roles() {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let a = Daemon::start(&format!(
-        "[control]\nlisten = \"{addr}\"\n{}",
-        fault_service("chat", free_port(), "ok", "")
+        "[server]\napi_key = \"sk-a-secret\"\n[control]\nlisten = \"{addr}\"\n{}",
+        fault_service(
+            "chat",
+            free_port(),
+            "ok",
+            "env = { HF_TOKEN = \"hf-a-secret\" }"
+        )
     ));
     a.wait_state("chat", "ready", 20 * S);
     let info: Value = serde_json::from_str(&ok(&a.cli(&["control", "info", "--json"]))).unwrap();
@@ -203,6 +208,60 @@ fn hosts_over_tls_with_pins_tokens_and_roles() {
     assert!(std::fs::read_to_string(&a.config)
         .unwrap()
         .contains("backoff_max_s = 45"));
+
+    // Issue 27, item 9: what a read token reads holds no secret (keys, `env` values), from the host
+    // itself and forwarded through this Mac; an admin reads the file as it is.
+    let https_body = |token: &str, path: &str| {
+        let o = Command::new("curl")
+            .args(["-sk", "--max-time", "20", "-H"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(format!("https://{addr}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let secrets = ["sk-a-secret", "hf-a-secret"];
+    let doc = https_body(read, "/v1/config");
+    assert!(
+        doc.contains("<redacted>") && doc.contains("HF_TOKEN"),
+        "{doc}"
+    );
+    assert!(secrets.iter().all(|x| !doc.contains(x)), "{doc}");
+    let doc = https_body(admin, "/v1/config");
+    assert!(secrets.iter().all(|x| doc.contains(x)), "{doc}");
+    let (code, doc) = b.control(
+        "POST",
+        "/v1/hosts/a-read/forward",
+        r#"{"request":"get_config"}"#,
+    );
+    assert_eq!(code, 200, "{doc}");
+    assert!(secrets.iter().all(|x| !doc.contains(x)), "{doc}");
+    // Issue 27, item 2: a forwarded answer is streamed, never held: a 128 MiB link test through a read
+    // token leaves this daemon's peak memory where it was (it was 6× the answer).
+    let peak = |d: &Daemon| -> u64 {
+        let st = std::fs::read_to_string(format!("/proc/{}/status", d.daemon_pid())).unwrap();
+        st.lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    let before = peak(&b);
+    let (code, text) = b.control(
+        "POST",
+        "/v1/hosts/a-read/forward",
+        r#"{"request":"link_test","bytes":134217728}"#,
+    );
+    assert_eq!(code, 200);
+    assert!(
+        text.len() > 128 << 20,
+        "the whole answer came: {}",
+        text.len()
+    );
+    let grew_mb = (peak(&b).saturating_sub(before)) / 1024;
+    assert!(
+        grew_mb < 48,
+        "the daemon's peak memory grew by {grew_mb} MB"
+    );
 
     // status --all: one block per host.
     let all = ok(&b.cli(&["status", "--all"]));

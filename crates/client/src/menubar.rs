@@ -471,6 +471,7 @@ mod tests {
                 services,
                 hosts: vec![],
                 pools: vec![],
+                listeners: vec![],
                 memory: MemoryStatus {
                     total_bytes: 1 << 34,
                     used_bytes: 1 << 33,

@@ -2,6 +2,7 @@
 import type { Alert } from "./Alert";
 import type { ConfigStatus } from "./ConfigStatus";
 import type { HostStatus } from "./HostStatus";
+import type { Listening } from "./Listening";
 import type { MemoryStatus } from "./MemoryStatus";
 import type { PoolStatus } from "./PoolStatus";
 import type { ServiceStatus } from "./ServiceStatus";
@@ -15,4 +16,8 @@ hosts: Array<HostStatus>,
 /**
  * The `[pools]` this daemon serves, with their members' health and counters.
  */
-pools: Array<PoolStatus>, };
+pools: Array<PoolStatus>, 
+/**
+ * Every TCP port the daemon listens on now (each through the one gate), in the order they opened.
+ */
+listeners: Array<Listening>, };

@@ -74,6 +74,7 @@ export function status(over: Partial<StatusReport> = {}): StatusReport {
     alerts: [],
     hosts: [],
     pools: [],
+    listeners: [],
     ...over,
   };
 }

@@ -188,16 +188,47 @@ impl Drop for PeerSlot {
 /// A connection's places: in the process budget, the listener's cap and its peer's share.
 type Permits = (OwnedSemaphorePermit, OwnedSemaphorePermit, PeerSlot);
 
+/// Every listener open now, by a number of its own (the daemon's status lists them).
+fn registry() -> &'static Mutex<std::collections::BTreeMap<u64, crate::api::Listening>> {
+    static R: OnceLock<Mutex<std::collections::BTreeMap<u64, crate::api::Listening>>> =
+        OnceLock::new();
+    R.get_or_init(Default::default)
+}
+
+/// The TCP listeners open now, in the order they opened.
+pub fn listening() -> Vec<crate::api::Listening> {
+    registry()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect()
+}
+
 /// One bound listener. Dropping it stops accepting at once and drains its connections.
 pub struct Listener {
     accept: Vec<tokio::task::JoinHandle<()>>,
     _drain: watch::Sender<bool>,
+    id: u64,
 }
 
 impl Listener {
     /// Serves `listener` (from [`bind`]) with `handler`, on the threads `spec` names.
     pub fn start<H: Handler>(listener: std::net::TcpListener, spec: Spec, handler: H) -> Listener {
         let (drain, rx) = watch::channel(false);
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        registry().lock().unwrap_or_else(|e| e.into_inner()).insert(
+            id,
+            crate::api::Listening {
+                name: spec.name.clone(),
+                address: listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                tls: spec.tls.is_some(),
+            },
+        );
         let gate = Arc::new(Gate {
             per_listener: Arc::new(Semaphore::new(spec.max_connections)),
             peers: Default::default(),
@@ -223,6 +254,7 @@ impl Listener {
         Listener {
             accept,
             _drain: drain,
+            id,
         }
     }
 
@@ -241,6 +273,10 @@ impl Drop for Listener {
         for t in &self.accept {
             t.abort();
         }
+        registry()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
     }
 }
 
@@ -370,7 +406,7 @@ async fn serve_connection<H, IO>(
     builder
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEAD)
+        .max_header_size(MAX_HEAD)
         .writev(false);
     let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), svc);
     tokio::pin!(conn);

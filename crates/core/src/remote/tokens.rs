@@ -21,7 +21,7 @@ const BLOCK: Duration = Duration::from_secs(60);
 /// Peers remembered at most (a flood of addresses cannot grow the table without bound).
 const MAX_PEERS: usize = 4096;
 /// Failed checks a minute from all peers together; past it, only known-good peers are checked.
-pub const GLOBAL_MAX_FAILURES: u32 = 60;
+pub const GLOBAL_MAX_FAILURES: u32 = 300;
 /// How long an address that presented a valid token stays known-good.
 pub const KNOWN_GOOD: Duration = Duration::from_secs(24 * 3600);
 
