@@ -5,7 +5,8 @@
 # A real `mlx-box up` supervises three fault servers (python/fault_server.py, mode ok: one plain, one with
 # --think and filter_reasoning, one with --think and max_concurrency = 2), each behind the proxy. For
 # MINUTES, scripts/soak_load.py sends mixed load through the frontends (chat, SSE streams, bad keys,
-# slowloris, > 64 MiB bodies, idle keep-alive connections) while a chaos loop SIGKILLs a server's process
+# slowloris, > 64 MiB bodies, idle keep-alive connections; and, through the one gate's other listeners, the
+# one endpoint, /metrics on [metrics] listen and silent sockets to the TLS [control] port) while a chaos loop SIGKILLs a server's process
 # group every 10-20 s and edits settings.toml every ~30 s. It fails (exit 1) on any request LOST (no
 # status), a wrong answer, an fd climb (end > start + 16), an RSS climb (end > 1.5 x start + 20 MB), or
 # "panicked" in the daemon's log. Exit 2: no binary (build it first: cargo build -p mlx-box).
@@ -108,10 +109,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
 
-# Ports: six free high loopback ports, held together while chosen so they differ.
-read -r P1 B1 P2 B2 P3 B3 < <("$PY" -c '
+# Ports: nine free high loopback ports, held together while chosen so they differ.
+read -r P1 B1 P2 B2 P3 B3 EP MP CP < <("$PY" -c '
 import socket
-ss = [socket.socket() for _ in range(6)]
+ss = [socket.socket() for _ in range(9)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])')
 KEY=soak-$("$PY" -c 'import secrets; print(secrets.token_hex(16))')
@@ -138,6 +139,13 @@ EOF
 host = "127.0.0.1"
 api_key = "$KEY"
 request_timeout_s = 10
+port = $EP
+
+[metrics]
+listen = "127.0.0.1:$MP"
+
+[control]
+listen = "127.0.0.1:$CP"
 
 [app]
 python = "$PY"
@@ -186,6 +194,7 @@ set +e
 "$PY" scripts/soak_load.py --bin "$BIN" --state-dir "$STATE" --config "$CONFIG" \
   --daemon-pid "$DAEMON_PID" --key "$KEY" --minutes "$MINUTES" --workers "${SOAK_WORKERS:-4}" \
   --service "plain:$P1:0:0" --service "think:$P2:1:1" --service "limited:$P3:1:0" \
+  --face "endpoint:$EP" --face "metrics:$MP" --face "control:$CP" \
   --edit-every-s "${SOAK_EDIT_EVERY_S:-30}" --oversize-every-s "${SOAK_OVERSIZE_EVERY_S:-10}" \
   --progress-s "${SOAK_PROGRESS_S:-60}" --report "$TMP/report.json" ${opts[@]+"${opts[@]}"} &
 LOAD_PID=$!

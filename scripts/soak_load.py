@@ -360,6 +360,39 @@ def worker(i, services, key, timeout, pace):
         time.sleep(rnd.uniform(0.5, 1.5) * pace)
 
 
+def faces(faces, key, timeout):
+    """The daemon's other listeners (issue 27: every one is built by the gate): `/metrics` is scraped, a chat
+    goes through the one endpoint by model name, and a silent socket to each face must be closed by the
+    gate (a request head within 10 s, a TLS handshake within 5 s), never held."""
+    rnd = random.Random(5000)
+    by = {f.name: f for f in faces}
+    while not STOP.wait(rnd.uniform(0.5, 1.5)):
+        if "metrics" in by:
+            one_shot("scrape", by["metrics"], "GET", "/metrics", [], b"", timeout)
+        if "endpoint" in by:
+            body = json.dumps({"model": "plain", "messages": [{"role": "user", "content": "hi"}],
+                               "max_tokens": 8}).encode()
+            one_shot("endpoint", by["endpoint"], "POST", "/v1/chat/completions", auth(key), body, timeout)
+        f = rnd.choice(faces)
+        t0 = now()
+        try:
+            sock = connect(f.port)
+        except OSError as e:
+            TALLY.add("LOST", f"face-connect-{type(e).__name__}", False, f"silent {f.name}: {e}")
+            continue
+        try:
+            # Readable within 16 s: closed by the gate (or answered, then closed).
+            r, _, _ = select.select([sock], [], [], 16)
+        except OSError:
+            r = [sock]
+        finally:
+            sock.close()
+        if r:
+            TALLY.add("defined", f"silent-{f.name}-closed", False)
+        else:
+            TALLY.add("LOST", f"silent-{f.name}-held", False, f"silent {f.name}: open {now() - t0:.1f} s")
+
+
 def slowloris(i, services, limit):
     """Opens a connection, sends a request head a byte a second, never finishing it. The proxy must close it
     (or answer 408) within `limit` seconds."""
@@ -693,6 +726,8 @@ def main():
     ap.add_argument("--key", required=True)
     ap.add_argument("--service", action="append", required=True,
                     help="NAME:PORT:think(0|1):filtered(0|1)")
+    ap.add_argument("--face", action="append", default=[],
+                    help="NAME:PORT of another listener (metrics, endpoint, control): scraped, used, held silent")
     ap.add_argument("--minutes", type=float, default=10)
     ap.add_argument("--warmup-s", type=float, default=None)
     ap.add_argument("--workers", type=int, default=4)
@@ -746,6 +781,12 @@ def main():
              for i in range(a.slowloris)]
     extra += [threading.Thread(target=guarded(idle_keepalive), args=(i, services, a.key, a.timeout_s),
                                daemon=True) for i in range(a.idle)]
+    gate_faces = [Svc(n, int(p), False, False) for n, p in (f.split(":") for f in a.face)]
+    if gate_faces:
+        extra.append(threading.Thread(target=guarded(faces), args=(gate_faces, a.key, a.timeout_s), daemon=True))
+        # Slowloris on them too (the TLS face closes a plaintext head at once).
+        extra += [threading.Thread(target=guarded(slowloris), args=(100 + i, gate_faces, a.slowloris_s), daemon=True)
+                  for i in range(1)]
     if a.oversize_every_s > 0:
         extra.append(threading.Thread(target=guarded(oversize), args=(services, a.key, a.oversize_every_s),
                                       daemon=True))

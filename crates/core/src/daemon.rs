@@ -169,7 +169,7 @@ pub async fn run(
     // Control socket first, so clients can watch the services come up.
     let sock = paths::socket_path(dir);
     let _ = std::fs::remove_file(&sock); // stale: the lock proves no daemon owns it
-    let listener = tokio::net::UnixListener::bind(&sock).map_err(|e| DaemonError::Socket {
+    let listener = crate::gate::bind_unix(&sock).map_err(|e| DaemonError::Socket {
         path: sock.clone(),
         source: e,
     })?;

@@ -437,8 +437,13 @@ async fn serve_connection<H, IO>(
     let _ = tokio::time::timeout(DRAIN_DEADLINE, conn).await;
 }
 
-/// The control socket (a Unix socket, mode 0600 in the state dir: only its owner reaches it). Served
-/// here so that every listener of the daemon is found in this module.
+/// Binds the control socket (a Unix socket in the state dir; the daemon makes it mode 0600).
+pub fn bind_unix(path: &std::path::Path) -> std::io::Result<tokio::net::UnixListener> {
+    tokio::net::UnixListener::bind(path)
+}
+
+/// Serves the control socket (mode 0600 in the state dir: only its owner reaches it, so no door and no
+/// token). Served here so that every listener of the daemon is found in this module.
 pub async fn serve_unix(listener: tokio::net::UnixListener, app: axum::Router) {
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("control API stopped: {e}");

@@ -2,11 +2,12 @@
 //! `[server] host:port` and forwards to `127.0.0.1:backend_port` while the service is ready.
 //!
 //! A request passes these gates, in order (each refusal is an OpenAI-style JSON error):
-//! - `Host` (open loopback listener only): a name that is not this machine's → 403 (DNS rebinding).
-//! - `Origin` (a browser): preflights are answered here from `cors_origins` and never forwarded; a request
-//!   from an origin not listed → 403 (`auth.rs`).
-//! - Auth: `Authorization: Bearer <key>` against the configured keys, compared in constant time, never
-//!   logged; 401 + `WWW-Authenticate: Bearer` otherwise. No key configured = open, but only on loopback.
+//! - The gate's door (`crate::gate::door`, before any of this): `Host` on an open loopback listener (DNS
+//!   rebinding), `Origin` against `cors_origins` (preflights answered there, never forwarded),
+//!   `Sec-Fetch-Site` of another site → 403.
+//! - Auth: `Authorization: Bearer <key>` or `x-api-key: <key>` against the configured keys, compared in
+//!   constant time, never logged, never forwarded; 401 + `WWW-Authenticate: Bearer` otherwise. No key
+//!   configured = open, but only on loopback.
 //! - 503 + Retry-After while the service is not ready (starting, restarting): never a hang.
 //! - The body: read within 60 s and 64 MiB (408/413); a JSON object's `model` must be one the service
 //!   serves (its model id, its name, an alias; name and aliases become the model id), and `adapters` /
@@ -16,7 +17,10 @@
 //! - `filter_reasoning`: think spans and reasoning fields removed, in JSON replies and in SSE streams,
 //!   event by event (`sse.rs`, `reasoning.rs`).
 //!
-//! Connections are capped, timed out and drained in `listen.rs`; requests go to the backend over a
+//! Connections are capped, timed out and drained by the gate (`crate::gate`, which `endpoint.rs`'s
+//! `Target` serves through); the request policy (`serve`: management routes, methods, the body's shape,
+//! the model) is the one way to a backend for a service's port, the endpoint and a pool's local member;
+//! requests go to the backend over a
 //! per-thread connection pool in `backend.rs`; the reply is relayed and metered in `relay.rs`; counters
 //! live in `stats.rs`.
 

@@ -160,12 +160,13 @@ impl Tokens {
             since: now,
             blocked_until: None,
         });
+        // The failure that reaches a limit is answered as checked (401); the next ones are refused.
+        let global_blocked = global.blocked_until.is_some_and(|u| u > now);
         if count(global, now, GLOBAL_MAX_FAILURES) {
             tracing::warn!(
                 "remote control API: {GLOBAL_MAX_FAILURES} failed token checks within a minute from all addresses; only addresses that presented a valid token are checked for 60 s"
             );
         }
-        let global_blocked = global.blocked_until.is_some_and(|u| u > now);
         if ledger.peers.len() >= MAX_PEERS && !ledger.peers.contains_key(&peer) {
             // Forget the unblocked peer whose window started first; a blocked one stays blocked. When
             // every one is blocked, this peer is held by the global budget alone.
@@ -187,13 +188,13 @@ impl Tokens {
             since: now,
             blocked_until: None,
         });
+        let was_blocked = f.blocked_until.is_some_and(|u| u > now);
         let blocked = count(f, now, MAX_FAILURES);
-        let blocked_now = f.blocked_until.is_some_and(|u| u > now);
         tracing::warn!(%peer, failures = f.count, "remote control API: missing or wrong access token");
         if blocked {
             tracing::warn!(%peer, "remote control API: too many failed attempts; refused for 60 s");
         }
-        (blocked_now || global_blocked).then_some(BLOCK.as_secs())
+        (was_blocked || global_blocked).then_some(BLOCK.as_secs())
     }
 }
 
@@ -256,7 +257,7 @@ mod tests {
             Check::Ok(Role::Admin)
         );
         assert_eq!(t.check(guesser, &HeaderMap::new(), now), Check::Denied);
-        for _ in 2..MAX_FAILURES {
+        for _ in 2..=MAX_FAILURES {
             assert_eq!(t.check(guesser, &bearer("wrong"), now), Check::Denied);
         }
         assert!(matches!(
@@ -326,7 +327,7 @@ mod tests {
             }
         }
         assert!(
-            checked < GLOBAL_MAX_FAILURES,
+            checked <= GLOBAL_MAX_FAILURES,
             "{checked} guesses were answered 401"
         );
         let fresh: IpAddr = "198.18.9.9".parse().unwrap();

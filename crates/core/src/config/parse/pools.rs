@@ -147,6 +147,17 @@ pub(super) fn parse_pools(
                 Some("add `port = ...` to the pool, or [server] port".into()),
             );
         }
+        if let Some(MemberRef::Remote { host, .. }) = members
+            .iter()
+            .map(|(m, _)| m)
+            .find(|m| matches!(m, MemberRef::Remote { .. }))
+        {
+            // The member's own proxy checks the client's key, so the key travels with the request.
+            cx.note(
+                span.clone(),
+                format!("[pools.{name}] sends requests to `{host}` over plain HTTP, with the client's API key: keep the link between the Macs private (a Thunderbolt bridge, a VPN)"),
+            );
+        }
         let pool = PoolSpec {
             name: name.to_string(),
             members,
