@@ -172,7 +172,11 @@ fn request_timeout_is_504_and_restart_is_503() {
     );
     assert_eq!(code, 503, "{head}");
     assert!(head.to_ascii_lowercase().contains("retry-after"), "{head}");
-    assert!(t0.elapsed() < S);
+    assert!(
+        t0.elapsed() < 5 * S,
+        "answered at once, not held: {:?}",
+        t0.elapsed()
+    );
     d.wait_state("chat", "ready", 40 * S);
 }
 

@@ -2,7 +2,7 @@
 //! long-context request.
 
 use super::client::{chat_body, excerpt, stream_chat};
-use super::report::{CheckStatus, LongContextResult, ThinkingCheck};
+use mlxbox_api::bench::report::{CheckStatus, LongContextResult, ThinkingCheck};
 
 pub const THINKING_PROMPT: &str =
     "What is 17 multiplied by 23? Think it through step by step, then give the answer.";

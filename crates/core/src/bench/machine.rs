@@ -1,7 +1,7 @@
 //! What a result records about where it ran: the machine, and the model's quantization.
 
-use super::report::MachineInfo;
 use crate::config::ServiceSpec;
+use mlxbox_api::bench::report::MachineInfo;
 
 /// CPU (Apple silicon: the chip), cores, RAM, OS.
 pub fn machine_info() -> MachineInfo {

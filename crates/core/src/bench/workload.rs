@@ -9,8 +9,8 @@
 //!   vLLM and llama.cpp take, and `logit_bias` on the model's EOS ids, which mlx_lm.server takes).
 
 use super::load::{prompt, random_prefix};
-use super::report::{BenchOptions, DatasetInfo};
 use crate::config::ServiceSpec;
+use mlxbox_api::bench::report::{BenchOptions, DatasetInfo};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use sha2::Digest;

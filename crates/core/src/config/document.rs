@@ -2,7 +2,7 @@
 //! edits addressed by key path applied with `toml_edit`, so the user's comments, order and layout survive
 //! everything but the value that changed.
 
-use super::ConfigEdit;
+use mlxbox_api::config::ConfigEdit;
 use serde_json::Value as Json;
 use toml_edit::{DocumentMut, Item, Table, Value};
 

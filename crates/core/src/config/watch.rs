@@ -26,7 +26,7 @@ pub fn watch_file(
     let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
     // A symlinked settings.toml: edits land on its target, so the target's directory is watched too
     // (and the link's, for the link itself being replaced).
-    let target = super::edit_target(&file);
+    let target = super::edit::edit_target(&file);
     let target_dir = target.parent().map(Path::to_path_buf).filter(|d| *d != dir);
     let names: Vec<std::ffi::OsString> = [file.file_name(), target.file_name()]
         .into_iter()

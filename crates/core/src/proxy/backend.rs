@@ -218,7 +218,7 @@ fn encode(head: &Parts, host: &HeaderValue, body: Option<&Bytes>) -> Vec<u8> {
     w.extend_from_slice(b"\r\n");
     // The client's headers go on, minus those of its connection (its framing among them: this hop has
     // its own, written below) and its `Origin` (CORS is decided by the proxy).
-    let hop = super::HopByHop::of(&head.headers);
+    let hop = super::headers::HopByHop::of(&head.headers);
     for (name, value) in &head.headers {
         if hop.contains(name) || name == header::ORIGIN {
             continue;

@@ -6,10 +6,11 @@
 //! The key is checked against every service before a byte of the body is read (a key good for none is
 //! refused at the door), and again against the service the body names.
 
+use super::auth::{self, Auth, KeySet, SharedKeys};
+use super::front::{openai_error, read_incoming, serve, Front};
+use super::listener::ListenerConfig;
 use super::pool::Pool;
-use super::{
-    auth, openai_error, read_incoming, serve, Auth, Counters, Front, ListenerConfig, SharedKeys,
-};
+use super::stats::Counters;
 use crate::gate;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -70,7 +71,7 @@ impl Endpoint {
     }
 
     /// The services a request with these headers may use.
-    fn allowed(&self, keys: &super::KeySet, headers: &HeaderMap) -> Vec<&Arc<Front>> {
+    fn allowed(&self, keys: &KeySet, headers: &HeaderMap) -> Vec<&Arc<Front>> {
         self.fronts
             .iter()
             .filter(|f| {
@@ -259,7 +260,7 @@ impl Target {
 
     /// Serves this frontend on `listener` through the gate.
     pub(super) fn start(self, listener: std::net::TcpListener, name: String) -> gate::Listener {
-        let spec = gate::Spec::frontend(name, super::proxy_runtimes());
+        let spec = gate::Spec::frontend(name, super::runtime::proxy_runtimes());
         gate::Listener::start(listener, spec, self)
     }
 }
@@ -291,7 +292,7 @@ impl gate::Handler for Target {
 
     async fn handle(self, req: Request, _peer: std::net::SocketAddr) -> Response {
         match self {
-            Target::Service(f) => super::handle(f, req).await,
+            Target::Service(f) => super::front::handle(f, req).await,
             Target::Endpoint(e) => handle(e, req).await,
             Target::Pool(p) => super::pool::handle(p, req).await,
         }

@@ -17,15 +17,18 @@
 //!   the reply until its head is in, and never retries once a byte has streamed. A member that answers
 //!   429 (its `max_concurrency` queue is full) is busy, not failing: the next member is tried.
 
+use super::auth::{self, Auth, KeySet, SharedKeys};
 use super::backend::{self, Upstream};
+use super::body;
+use super::front::{
+    openai_error, openai_error_with, read_incoming, refusal, serve, Front, Incoming,
+};
+use super::headers::downstream_head;
 use super::relay::{InFlight, Meter, Relay};
 use super::stats::Counters;
-use super::{
-    auth, body, openai_error, openai_error_with, read_incoming, Auth, Cors, Front, Incoming,
-    KeySet, SharedKeys,
-};
 use crate::api::{MemberHealth, PoolMemberStatus, PoolStatus};
 use crate::config::{MemberRef, PoolSpec};
+use crate::gate::Cors;
 use crate::supervisor::State;
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -415,7 +418,7 @@ pub(super) async fn handle(pool: Arc<Pool>, req: Request) -> Response {
     pool.counters.requests.fetch_add(1, Ordering::Relaxed);
     let keys = pool.keys.read().unwrap().clone();
     let origin = req.headers().get(header::ORIGIN).cloned();
-    if let Some(r) = super::refusal(pool.authorize(&keys, req.headers()), &pool.counters) {
+    if let Some(r) = refusal(pool.authorize(&keys, req.headers()), &pool.counters) {
         return r;
     }
     drop(keys);
@@ -640,7 +643,7 @@ async fn attempt(
         };
         // The member's own request policy applies, as on its port: its methods and management routes,
         // the body's shape and its model (spliced above to its model id), its defaults.
-        let r = super::serve(front, copy_parts(parts), incoming, None, started).await;
+        let r = serve(front, copy_parts(parts), incoming, None, started).await;
         let (head, b) = r.into_parts();
         return Ok(Response::from_parts(
             head,
@@ -661,7 +664,7 @@ async fn attempt(
         .map_err(|e| e.to_string())?;
     let (rparts, incoming) = resp.into_parts();
     let mut headers = rparts.headers;
-    let sse = super::downstream_head(&mut headers, true);
+    let sse = downstream_head(&mut headers, true);
     let meter = Meter::new(m.state.counters.clone(), sse || streaming, guard);
     let relay = Relay {
         inner: incoming,

@@ -3,10 +3,29 @@
 //! fingerprint stays the same across restarts. There is no CA: clients pin the SHA-256 fingerprint, which
 //! `mlx-box control info` shows.
 
-use super::RemoteError;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RemoteError {
+    #[error("cannot {what} {path}: {source}; check the state directory's permissions")]
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a usable {what} ({detail}); remove it and restart the daemon to make a new one (clients must then pin the new fingerprint)")]
+    BadPem {
+        what: &'static str,
+        path: std::path::PathBuf,
+        detail: String,
+    },
+    #[error("cannot make a certificate: {0}")]
+    Generate(String),
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+}
 
 pub const CERT_FILE: &str = "control-cert.pem";
 pub const KEY_FILE: &str = "control-key.pem";
@@ -41,7 +60,7 @@ pub fn stored_fingerprint(state_dir: &Path) -> Result<Option<String>, RemoteErro
         path,
         detail: e.to_string(),
     })?;
-    Ok(Some(super::fingerprint(&cert)))
+    Ok(Some(mlxbox_api::remote::fingerprint(&cert)))
 }
 
 /// The stored identity, or a new one (written before it is used) when there is none.
@@ -61,7 +80,7 @@ pub fn load_or_make(state_dir: &Path) -> Result<Identity, RemoteError> {
     let cert = CertificateDer::from_pem_file(&cert_path).map_err(bad("certificate", &cert_path))?;
     let key = PrivateKeyDer::from_pem_file(&key_path).map_err(bad("private key", &key_path))?;
     Ok(Identity {
-        fingerprint: super::fingerprint(&cert),
+        fingerprint: mlxbox_api::remote::fingerprint(&cert),
         cert,
         key,
     })
@@ -81,7 +100,7 @@ fn make(cert_path: &Path, key_path: &Path) -> Result<(), RemoteError> {
         .map_err(io("write", key_path))?;
     crate::config::atomic_write(cert_path, ck.cert.pem().as_bytes())
         .map_err(io("write", cert_path))?;
-    tracing::info!(fingerprint = %super::fingerprint(ck.cert.der()), "made the remote control API's certificate");
+    tracing::info!(fingerprint = %mlxbox_api::remote::fingerprint(ck.cert.der()), "made the remote control API's certificate");
     Ok(())
 }
 

@@ -14,25 +14,5 @@ pub mod identity;
 pub mod listen;
 pub mod tokens;
 
-pub use identity::Identity;
+pub use identity::{Identity, RemoteError};
 pub use mlxbox_api::remote::{fingerprint, parse_fingerprint, ControlInfo, Role};
-
-#[derive(Debug, thiserror::Error)]
-pub enum RemoteError {
-    #[error("cannot {what} {path}: {source}; check the state directory's permissions")]
-    Io {
-        what: &'static str,
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} is not a usable {what} ({detail}); remove it and restart the daemon to make a new one (clients must then pin the new fingerprint)")]
-    BadPem {
-        what: &'static str,
-        path: std::path::PathBuf,
-        detail: String,
-    },
-    #[error("cannot make a certificate: {0}")]
-    Generate(String),
-    #[error("TLS setup failed: {0}")]
-    Tls(String),
-}

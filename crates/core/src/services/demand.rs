@@ -19,7 +19,8 @@
 //! (bounded by `load_timeout_s`), the server is restarted, the held requests go to the new one, and an
 //! info alert (`footprint:NAME`) gives the footprint before and after.
 
-use super::{Budget, ProxyHost};
+use super::budget::Budget;
+use super::proxy_host::ProxyHost;
 use crate::alerts::AlertSource;
 use crate::api::{AlertSeverity, ServiceStatus};
 use crate::config::{ServiceSpec, Settings};

@@ -31,7 +31,7 @@ pub struct Shared {
 pub enum Cmd {
     /// start / stop / restart; `done` fires once the machine has taken the command (for stop: once the
     /// process group is gone), so a client never reads the state from before its own command.
-    Verb(super::Verb, oneshot::Sender<()>),
+    Verb(mlxbox_api::service::Verb, oneshot::Sender<()>),
     /// New settings for this service; `restart` when the process itself must change.
     Replace {
         spec: Box<ServiceSpec>,
@@ -157,10 +157,10 @@ impl Runner {
         match cmd {
             Cmd::Verb(verb, done) => {
                 let input = match verb {
-                    super::Verb::Start => Input::Start,
-                    super::Verb::Stop => Input::Stop,
-                    super::Verb::Restart => Input::Restart,
-                    super::Verb::Unload => Input::Unload,
+                    mlxbox_api::service::Verb::Start => Input::Start,
+                    mlxbox_api::service::Verb::Stop => Input::Stop,
+                    mlxbox_api::service::Verb::Restart => Input::Restart,
+                    mlxbox_api::service::Verb::Unload => Input::Unload,
                 };
                 self.feed(input).await;
                 self.publish();

@@ -1,7 +1,7 @@
 //! `[alerts]`: the monitor's thresholds, hysteresis and cooldown.
 
-use super::{Ctx, TableView};
-use crate::config::AlertSettings;
+use super::ctx::{Ctx, TableView};
+use crate::config::settings::AlertSettings;
 use mlxbox_api::settings::{self as schema, Section};
 use toml_edit::Item;
 

@@ -1,7 +1,7 @@
 //! `[app]`: the interpreter, log rotation, restart stability, the menu-bar app's preferences.
 
-use super::{value_span, Ctx, TableView};
-use crate::config::AppSettings;
+use super::ctx::{value_span, Ctx, TableView};
+use crate::config::settings::AppSettings;
 use mlxbox_api::settings::{self as schema, Section};
 use toml_edit::Item;
 

@@ -1,8 +1,8 @@
 //! `[metrics]`: a TCP address that serves `/metrics` besides the control socket (off loopback, behind the
 //! API keys).
 
-use super::{value_span, Ctx, TableView};
-use crate::config::MetricsSettings;
+use super::ctx::{value_span, Ctx, TableView};
+use crate::config::settings::MetricsSettings;
 use mlxbox_api::settings::{self as schema, Section};
 use toml_edit::Item;
 

@@ -5,311 +5,25 @@
 
 mod alerts;
 mod app;
+mod ctx;
 mod metrics;
 mod pools;
 mod remote;
 mod server;
 mod service;
 
-use super::{Diagnostic, Pos, Settings, Severity};
+use crate::config::settings::Settings;
 use alerts::parse_alerts;
 use app::parse_app;
+use ctx::{type_name, value_span, Ctx, TableView};
 use metrics::parse_metrics;
-use mlxbox_api::settings::{self as schema, Section};
+use mlxbox_api::config::{Diagnostic, Severity};
 use pools::parse_pools;
 use remote::{parse_control, parse_hosts};
 use server::parse_server;
 use service::{check_ports, parse_service};
-use std::ops::Range;
 use std::path::Path;
-use toml_edit::{Document, Item, TableLike, Value};
-
-struct Ctx<'a> {
-    path: &'a Path,
-    text: &'a str,
-    diags: Vec<Diagnostic>,
-}
-
-impl Ctx<'_> {
-    fn pos(&self, span: Option<Range<usize>>) -> Pos {
-        let off = span.map(|s| s.start).unwrap_or(0).min(self.text.len());
-        let before = &self.text[..off];
-        let line = before.matches('\n').count() + 1;
-        let col = before
-            .rsplit('\n')
-            .next()
-            .map(|l| l.chars().count())
-            .unwrap_or(0)
-            + 1;
-        Pos { line, col }
-    }
-
-    fn push(
-        &mut self,
-        sev: Severity,
-        span: Option<Range<usize>>,
-        msg: String,
-        hint: Option<String>,
-    ) {
-        let p = self.pos(span);
-        self.diags.push(Diagnostic {
-            path: self.path.to_path_buf(),
-            line: p.line,
-            col: p.col,
-            severity: sev,
-            message: msg,
-            hint,
-        });
-    }
-    fn error(
-        &mut self,
-        span: Option<Range<usize>>,
-        msg: impl Into<String>,
-        hint: impl Into<Option<String>>,
-    ) {
-        self.push(Severity::Error, span, msg.into(), hint.into());
-    }
-    fn warn(
-        &mut self,
-        span: Option<Range<usize>>,
-        msg: impl Into<String>,
-        hint: impl Into<Option<String>>,
-    ) {
-        self.push(Severity::Warning, span, msg.into(), hint.into());
-    }
-    fn note(&mut self, span: Option<Range<usize>>, msg: impl Into<String>) {
-        self.push(Severity::Note, span, msg.into(), None);
-    }
-}
-
-/// A typed view of one table with span-aware getters that record problems instead of stopping.
-struct TableView<'t> {
-    table: &'t dyn TableLike,
-    where_: String,
-    /// Which section's declarations (`mlxbox_api::settings`) give the keys, ranges and examples.
-    section: Option<Section>,
-}
-
-fn value_span(item: &Item) -> Option<Range<usize>> {
-    match item {
-        Item::Value(v) => v.span(),
-        other => other.span(),
-    }
-}
-
-fn type_name(item: &Item) -> &'static str {
-    match item {
-        Item::Value(Value::String(_)) => "a string",
-        Item::Value(Value::Integer(_)) => "an integer",
-        Item::Value(Value::Float(_)) => "a float",
-        Item::Value(Value::Boolean(_)) => "a boolean",
-        Item::Value(Value::Datetime(_)) => "a datetime",
-        Item::Value(Value::Array(_)) => "an array",
-        Item::Value(Value::InlineTable(_)) | Item::Table(_) => "a table",
-        Item::ArrayOfTables(_) => "an array of tables",
-        Item::None => "nothing",
-    }
-}
-
-impl<'t> TableView<'t> {
-    fn get(&self, key: &str) -> Option<&'t Item> {
-        self.table.get(key).filter(|i| !i.is_none())
-    }
-
-    fn key_span(&self, key: &str) -> Option<Range<usize>> {
-        self.table.key(key).and_then(|k| k.span())
-    }
-
-    fn mismatch(&self, cx: &mut Ctx, key: &str, item: &Item, want: &str, example: &str) {
-        cx.error(
-            value_span(item),
-            format!(
-                "`{key}` in {} must be {want}, found {}",
-                self.where_,
-                type_name(item)
-            ),
-            Some(format!("for example `{key} = {example}`")),
-        );
-    }
-
-    fn str(&self, cx: &mut Ctx, key: &str) -> Option<String> {
-        let item = self.get(key)?;
-        match item.as_str() {
-            Some(s) => Some(s.to_string()),
-            None => {
-                self.mismatch(cx, key, item, "a string", "\"...\"");
-                None
-            }
-        }
-    }
-
-    fn bool(&self, cx: &mut Ctx, key: &str) -> Option<bool> {
-        let item = self.get(key)?;
-        match item.as_bool() {
-            Some(b) => Some(b),
-            None => {
-                self.mismatch(cx, key, item, "true or false", "true");
-                None
-            }
-        }
-    }
-
-    /// The declared range and example of a number key (see `mlxbox_api::settings`).
-    fn bounds(&self, key: &str) -> (f64, f64, &'static str) {
-        let k = self.section.and_then(|s| schema::find(s, key));
-        debug_assert!(
-            k.is_some(),
-            "`{key}` is read but not declared in mlxbox_api::settings"
-        );
-        k.and_then(|k| k.range.map(|r| (r.0, r.1, k.example)))
-            .unwrap_or((f64::MIN, f64::MAX, "1"))
-    }
-
-    fn int(&self, cx: &mut Ctx, key: &str) -> Option<i64> {
-        let (min, max, example) = self.bounds(key);
-        let (min, max) = (min as i64, max as i64);
-        let item = self.get(key)?;
-        match item.as_integer() {
-            Some(n) if n >= min && n <= max => Some(n),
-            Some(n) => {
-                cx.error(
-                    value_span(item),
-                    format!(
-                        "`{key}` = {n} in {} is out of range {min}..={max}",
-                        self.where_
-                    ),
-                    Some(format!("for example `{key} = {example}`")),
-                );
-                None
-            }
-            None => {
-                self.mismatch(cx, key, item, "an integer", example);
-                None
-            }
-        }
-    }
-
-    fn float(&self, cx: &mut Ctx, key: &str) -> Option<f64> {
-        let (min, max, example) = self.bounds(key);
-        let item = self.get(key)?;
-        let v = item
-            .as_float()
-            .or_else(|| item.as_integer().map(|i| i as f64));
-        match v {
-            Some(x) if x >= min && x <= max => Some(x),
-            Some(x) => {
-                cx.error(
-                    value_span(item),
-                    format!(
-                        "`{key}` = {x} in {} is out of range {min}..={max}",
-                        self.where_
-                    ),
-                    Some(format!("for example `{key} = {example}`")),
-                );
-                None
-            }
-            None => {
-                self.mismatch(cx, key, item, "a number", example);
-                None
-            }
-        }
-    }
-
-    fn port(&self, cx: &mut Ctx, key: &str) -> Option<u16> {
-        let item = self.get(key)?;
-        match item.as_integer() {
-            Some(n) if (1..=65535).contains(&n) => Some(n as u16),
-            Some(n) => {
-                cx.error(
-                    value_span(item),
-                    format!("`{key}` = {n} in {} is not a TCP port", self.where_),
-                    Some("use a number from 1024 to 65535".to_string()),
-                );
-                None
-            }
-            None => {
-                self.mismatch(cx, key, item, "an integer port", "8090");
-                None
-            }
-        }
-    }
-
-    fn str_list(&self, cx: &mut Ctx, key: &str) -> Option<Vec<String>> {
-        let item = self.get(key)?;
-        let Some(arr) = item.as_array() else {
-            self.mismatch(cx, key, item, "an array of strings", "[\"a\", \"b\"]");
-            return None;
-        };
-        let mut out = Vec::new();
-        for v in arr.iter() {
-            match v.as_str() {
-                Some(s) => out.push(s.to_string()),
-                None => cx.error(
-                    v.span(),
-                    format!(
-                        "every element of `{key}` in {} must be a string",
-                        self.where_
-                    ),
-                    Some("quote it: \"...\"".to_string()),
-                ),
-            }
-        }
-        Some(out)
-    }
-
-    /// Unknown keys are warnings (with the likely intended one); keys accepted for the original mlx-box
-    /// but not used are notes saying so.
-    fn unknown_keys(&self, cx: &mut Ctx, known: &[&str]) {
-        for (k, _) in self.table.iter() {
-            if !known.contains(&k) {
-                let hint = closest(k, known).map(|c| format!("did you mean `{c}`?"));
-                cx.warn(
-                    self.key_span(k),
-                    format!("unknown key `{k}` in {} (ignored)", self.where_),
-                    hint,
-                );
-            } else if let Some(why) = self
-                .section
-                .and_then(|sec| schema::find(sec, k))
-                .and_then(|key| key.unused)
-            {
-                cx.note(
-                    self.key_span(k),
-                    format!(
-                        "`{k}` in {} is accepted but not used by mlx-box: {why}",
-                        self.where_
-                    ),
-                );
-            }
-        }
-    }
-}
-
-/// The known key nearest to a misspelt one, if it is near enough to be a likely typo.
-fn closest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
-    fn lev(a: &str, b: &str) -> usize {
-        let b: Vec<char> = b.chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.chars().enumerate() {
-            let mut cur = vec![i + 1];
-            for (j, cb) in b.iter().enumerate() {
-                cur.push(
-                    (prev[j] + usize::from(ca != *cb))
-                        .min(prev[j + 1] + 1)
-                        .min(cur[j] + 1),
-                );
-            }
-            prev = cur;
-        }
-        prev[b.len()]
-    }
-    known
-        .iter()
-        .map(|k| (lev(word, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
-        .min()
-        .map(|(_, k)| k)
-}
+use toml_edit::{Document, Item};
 
 /// The mode of the file at `path` when users other than its owner can read it.
 pub fn readable_by_others(path: &Path) -> Option<u32> {
@@ -467,8 +181,8 @@ pub fn parse_settings(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnos
 fn check_unproxied(
     cx: &mut Ctx,
     table: Option<&Item>,
-    server: &crate::config::ServerSettings,
-    services: &[crate::config::ServiceSpec],
+    server: &crate::config::settings::ServerSettings,
+    services: &[crate::config::settings::ServiceSpec],
 ) {
     let host = server.host.trim_matches(['[', ']']);
     let loopback = host == "localhost"
@@ -482,7 +196,7 @@ fn check_unproxied(
         let (Some(port), None) = (s.port, s.backend_port) else {
             continue;
         };
-        if s.kind == crate::config::Kind::Command {
+        if s.kind == mlxbox_api::config::Kind::Command {
             continue; // the operator's own program: its own business
         }
         let span = table
@@ -509,6 +223,7 @@ fn check_unproxied(
 mod tests {
     use super::*;
     use crate::config::{Kind, Probe};
+    use mlxbox_api::settings::{self as schema, Section};
     use std::collections::BTreeMap;
 
     fn parse(text: &str) -> (Option<Settings>, Vec<Diagnostic>) {

@@ -1,8 +1,8 @@
 //! `[pools.NAME]`: one frontend over the same model served by several members (this Mac's services, or
 //! `HOST/SERVICE` on the Macs of `[hosts]`).
 
-use super::{type_name, value_span, Ctx, TableView};
-use crate::config::{HostSpec, MemberRef, PoolSpec, ServerSettings, ServiceSpec};
+use super::ctx::{type_name, value_span, Ctx, TableView};
+use crate::config::settings::{HostSpec, MemberRef, PoolSpec, ServerSettings, ServiceSpec};
 use mlxbox_api::settings::{self as schema, Section};
 use toml_edit::Item;
 

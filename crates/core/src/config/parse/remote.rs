@@ -1,8 +1,8 @@
 //! `[control]` (the remote control API's address) and `[hosts.NAME]` (other Macs' daemons: an address
 //! and the fingerprint pinned for it).
 
-use super::{type_name, value_span, Ctx, TableView};
-use crate::config::{ControlSettings, HostSpec};
+use super::ctx::{type_name, value_span, Ctx, TableView};
+use crate::config::settings::{ControlSettings, HostSpec};
 use mlxbox_api::settings::{self as schema, Section};
 use toml_edit::Item;
 

@@ -1,7 +1,7 @@
 //! `[server]`: the bind address, the proxy's timeout, CORS origins, the domain name, plaintext API keys.
 
-use super::{value_span, Ctx, TableView};
-use crate::config::ServerSettings;
+use super::ctx::{value_span, Ctx, TableView};
+use crate::config::settings::ServerSettings;
 use mlxbox_api::settings::{self as schema, Section};
 use toml_edit::Item;
 

@@ -1,11 +1,12 @@
 //! `[services.NAME]`: one service (kind, model, ports, generation flags, command, supervision, benchmark
 //! thresholds), and the check that no two services share a port.
 
-use super::{value_span, Ctx, TableView};
-use crate::config::{
-    DistributedSpec, HostSpec, Kind, Pos, Positions, Probe, RankHost, RestartPolicy,
-    ServerSettings, ServiceSpec,
+use super::ctx::{value_span, Ctx, TableView};
+use crate::config::settings::{
+    DistributedSpec, HostSpec, Pos, Positions, Probe, RankHost, RestartPolicy, ServerSettings,
+    ServiceSpec,
 };
+use mlxbox_api::config::Kind;
 use mlxbox_api::settings::{self as schema, Section};
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
@@ -400,7 +401,7 @@ fn parse_distributed(
 
 /// The `expect_*` thresholds; one that cannot apply to the service's kind (its declaration's `kinds`) is
 /// a warning (it is ignored).
-fn parse_expectations(cx: &mut Ctx, v: &TableView, kind: Kind) -> crate::config::Expectations {
+fn parse_expectations(cx: &mut Ctx, v: &TableView, kind: Kind) -> mlxbox_api::config::Expectations {
     let expect = schema::KEYS
         .iter()
         .filter(|k| k.section == Section::Services && k.name.starts_with("expect_"));
@@ -434,7 +435,7 @@ fn parse_expectations(cx: &mut Ctx, v: &TableView, kind: Kind) -> crate::config:
         }
         x.filter(|_| applies)
     };
-    crate::config::Expectations {
+    mlxbox_api::config::Expectations {
         gen_tok_s: get("expect_gen_tok_s"),
         ttft_ms: get("expect_ttft_ms"),
         output_tok_s: get("expect_output_tok_s"),
