@@ -12,6 +12,7 @@ pub mod notify;
 pub mod tray;
 pub mod windows;
 
+use mlxbox_api::call;
 use mlxbox_api::{Alert, Event, StatusReport};
 use mlxbox_client::app::{self, AppCore, AppPrefs, AppSink, Connection, FocusAlert};
 use mlxbox_client::menubar::{Snapshot, TrayLevel};
@@ -173,7 +174,7 @@ pub fn run() {
             let (core, shared) = (state.core.clone(), state.shared.clone());
             tauri::async_runtime::spawn(async move {
                 // Start the daemon when none runs on our state dir, then follow it for as long as we run.
-                if core.client.status().await.is_err() {
+                if core.client.call(call::Status {}).await.is_err() {
                     let _ = core
                         .start_daemon(&app::daemon_binary(), Duration::from_secs(5))
                         .await;

@@ -3,6 +3,7 @@
 
 use crate::windows::{self, View};
 use crate::AppState;
+use mlxbox_api::call;
 use mlxbox_api::service::Verb;
 use mlxbox_client::app::daemon_binary;
 use mlxbox_client::menubar::{self, MenuAction, MenuEntry, Snapshot, TrayLevel};
@@ -203,7 +204,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
             tauri::async_runtime::spawn(async move {
                 if stop {
                     // The daemon stops every server (process groups emptied) before it exits.
-                    let _ = core.client.shutdown().await;
+                    let _ = core.client.call(call::Shutdown {}).await;
                 }
                 app.exit(0);
             });

@@ -73,9 +73,51 @@ pub enum Request {
     Doctor { options: DoctorOptions },
     /// Stop every service, then the daemon → `Done`.
     Shutdown,
+    /// Every TCP port the daemon listens on → `ListenerList`.
+    Listeners,
     /// Any other request, answered by the daemon of `[hosts.NAME]` `host` (this daemon forwards it over
     /// its pinned TLS connection with the host's token) → what that request answers, with its status.
     Host { host: String, forward: Box<Request> },
+}
+
+// Each request's answer: `mlxbox_api::call::Status {}` is `Request::Status`, answered by a
+// `StatusReport` (`Call::Reply`). `LinkTest` (bytes, not JSON) and `Host` (generic: `call::Host<C>`) are
+// not in this table.
+crate::call::calls! {
+    /// → the whole status.
+    Status {} => crate::StatusReport;
+    /// → at once: what a client times for the link's round trip.
+    Ping {} => crate::control::Done;
+    /// start / stop / restart / unload a service, or "all".
+    Action { target: String, verb: crate::service::Verb } => crate::ActionReply;
+    /// The last `lines` log lines of a service.
+    Logs { name: String, lines: usize } => crate::control::LogLines;
+    GetConfig {} => crate::ConfigDocument;
+    /// Replace settings.toml with `text` (validated first).
+    PutConfig { text: String } => crate::control::Done;
+    /// What `mlx-box validate` says of `text`.
+    ValidateConfig { text: String } => crate::control::Diagnostics;
+    PreviewConfig { edit: crate::ConfigEditRequest } => crate::ConfigPreview;
+    EditConfig { edit: crate::ConfigEditRequest } => crate::ConfigPreview;
+    MonitorHistory {} => crate::MonitorHistory;
+    /// Each service's proxy counters, by name.
+    ProxyStats {} => std::collections::BTreeMap<String, crate::proxy::ProxyStats>;
+    ListKeys {} => crate::keys::KeyList;
+    /// The only answer that holds a key's secret.
+    AddKey { key: crate::keys::NewKeyRequest } => crate::keys::NewKey;
+    RemoveKey { id: String } => crate::keys::KeyInfo;
+    ReloadKeys {} => crate::control::KeyCount;
+    ImportKeys {} => crate::keys::ImportReport;
+    BenchStart { options: crate::bench::BenchOptions } => crate::bench::BenchStarted;
+    BenchCancel {} => crate::bench::BenchStarted;
+    BenchCurrent {} => crate::bench::BenchStarted;
+    BenchHistory {} => crate::BenchHistory;
+    BenchResult { id: String } => crate::bench::BenchResult;
+    BenchCompare { a: String, b: String } => crate::bench::Comparison;
+    Doctor { options: crate::bench::DoctorOptions } => crate::bench::DoctorReport;
+    Shutdown {} => crate::control::Done;
+    /// Every TCP port the daemon listens on, each through its one gate.
+    Listeners {} => crate::control::ListenerList;
 }
 
 /// HTTP methods the control API uses.
@@ -133,12 +175,16 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    pub fn status(&self) -> u16 {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            DecodeError::NotFound(_) => 404,
-            DecodeError::Method(_) => 405,
-            DecodeError::Bad(_) => 400,
+            DecodeError::NotFound(_) => ErrorKind::NotFound,
+            DecodeError::Method(_) => ErrorKind::MethodNotAllowed,
+            DecodeError::Bad(_) => ErrorKind::BadRequest,
         }
+    }
+
+    pub fn status(&self) -> u16 {
+        self.kind().status()
     }
 }
 
@@ -174,7 +220,8 @@ impl Request {
             | Request::BenchCurrent
             | Request::BenchHistory
             | Request::BenchResult { .. }
-            | Request::BenchCompare { .. } => false,
+            | Request::BenchCompare { .. }
+            | Request::Listeners => false,
             Request::Action { .. }
             | Request::PutConfig { .. }
             | Request::EditConfig { .. }
@@ -236,6 +283,7 @@ impl Request {
             ),
             Request::Doctor { options } => (Post, "/v1/doctor".into(), json(options)),
             Request::Shutdown => (Post, "/v1/shutdown".into(), Body::None),
+            Request::Listeners => (Get, "/v1/listeners".into(), Body::None),
             Request::Host { host, forward } => (
                 Post,
                 format!("/v1/hosts/{}/forward", encode(host)),
@@ -296,9 +344,11 @@ impl Request {
                     verb,
                 },
                 None => {
+                    let verbs: Vec<&str> = Verb::ALL.iter().map(|v| v.as_str()).collect();
                     return Err(DecodeError::NotFound(format!(
-                        "unknown action `{verb}`: use start, stop or restart"
-                    )))
+                        "unknown action `{verb}`: use {}",
+                        verbs.join(", ")
+                    )));
                 }
             },
             (["services", name, "logs"], Get) => Request::Logs {
@@ -344,6 +394,7 @@ impl Request {
                 options: from_json(body)?,
             },
             (["shutdown"], Post) => Request::Shutdown,
+            (["listeners"], Get) => Request::Listeners,
             (["hosts", host, "forward"], Post) => {
                 let forward: Request = from_json(body)?;
                 if matches!(forward, Request::Host { .. }) {
@@ -369,6 +420,7 @@ impl Request {
                 | ["bench", _]
                 | ["doctor"]
                 | ["shutdown"]
+                | ["listeners"]
                 | ["hosts", _, "forward"],
                 _,
             ) => return Err(wrong()),
@@ -455,6 +507,133 @@ pub struct KeyCount {
     pub keys: u32,
 }
 
+/// `GET /v1/listeners`: every TCP port the daemon listens on now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ListenerList {
+    pub listeners: Vec<crate::Listening>,
+}
+
+/// Why the daemon refused a request, as every endpoint of the control API answers it: its kind (whose
+/// HTTP status is defined once, [`ErrorKind::status`]), one sentence that says what happened, and what to
+/// do when that is not in the sentence. On the wire: `{"error": "...", "kind": "not_found", "hint": ...}`
+/// (`error` as before, so older clients read it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct ApiError {
+    #[serde(default)]
+    pub kind: ErrorKind,
+    #[serde(rename = "error")]
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> ApiError {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.hint {
+            Some(h) => write!(f, "{}; {h}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// What kind of refusal an [`ApiError`] is; each has one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, TS)]
+#[ts(export)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request does not say what the endpoint needs.
+    #[default]
+    BadRequest,
+    /// A credential is missing or wrong.
+    Unauthorized,
+    /// The caller may not do this (a `read` token asking for a change).
+    Forbidden,
+    /// No such endpoint, service, key or run.
+    NotFound,
+    MethodNotAllowed,
+    /// The state does not allow it now (a benchmark runs, the file changed meanwhile, over budget).
+    Conflict,
+    TooLarge,
+    /// Settings that do not validate (the answer carries the diagnostics).
+    Invalid,
+    TooManyRequests,
+    Internal,
+    /// Another host did not answer, or answered nonsense.
+    BadGateway,
+    /// Not now (the keyring cannot be read, too many forwards in flight).
+    Unavailable,
+}
+
+impl ErrorKind {
+    /// The HTTP status of this kind: the one place it is defined.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::BadRequest => 400,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::Conflict => 409,
+            ErrorKind::TooLarge => 413,
+            ErrorKind::Invalid => 422,
+            ErrorKind::TooManyRequests => 429,
+            ErrorKind::Internal => 500,
+            ErrorKind::BadGateway => 502,
+            ErrorKind::Unavailable => 503,
+        }
+    }
+
+    /// The kind of an HTTP status (what a client reads from an answer of an older daemon).
+    pub fn of_status(status: u16) -> ErrorKind {
+        const ALL: [ErrorKind; 12] = [
+            ErrorKind::BadRequest,
+            ErrorKind::Unauthorized,
+            ErrorKind::Forbidden,
+            ErrorKind::NotFound,
+            ErrorKind::MethodNotAllowed,
+            ErrorKind::Conflict,
+            ErrorKind::TooLarge,
+            ErrorKind::Invalid,
+            ErrorKind::TooManyRequests,
+            ErrorKind::Internal,
+            ErrorKind::BadGateway,
+            ErrorKind::Unavailable,
+        ];
+        ALL.into_iter()
+            .find(|k| k.status() == status)
+            .unwrap_or(if status >= 500 {
+                ErrorKind::Internal
+            } else {
+                ErrorKind::BadRequest
+            })
+    }
+}
+
+impl From<DecodeError> for ApiError {
+    fn from(e: DecodeError) -> ApiError {
+        ApiError::new(e.kind(), e.to_string())
+    }
+}
+
 /// The answer of a request that returns nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, TS)]
 #[ts(export)]
@@ -535,6 +714,7 @@ mod tests {
                 options: DoctorOptions::default(),
             },
             Request::Shutdown,
+            Request::Listeners,
         ]
     }
 

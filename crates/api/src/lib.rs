@@ -5,6 +5,7 @@
 //! `ui/src/bindings`; CI fails on drift).
 
 pub mod bench;
+pub mod call;
 pub mod config;
 pub mod control;
 pub mod keys;

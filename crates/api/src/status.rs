@@ -133,9 +133,6 @@ pub struct StatusReport {
     /// The `[pools]` this daemon serves, with their members' health and counters.
     #[serde(default)]
     pub pools: Vec<crate::proxy::PoolStatus>,
-    /// Every TCP port the daemon listens on now (each through the one gate), in the order they opened.
-    #[serde(default)]
-    pub listeners: Vec<Listening>,
 }
 
 /// One TCP listener of the daemon: what it serves and where.

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressStyle};
+use mlxbox_api::call;
 
 use mlxbox_core::api::Event;
 use mlxbox_core::bench::doctor::{DoctorOptions, DoctorReport};
@@ -135,7 +136,12 @@ fn parse_slo(s: &str) -> Result<(Option<f64>, Option<f64>), String> {
 pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
     let c = crate::fleet::client(state_dir).await?;
     if let Some(ids) = &a.compare {
-        let cmp = c.bench_compare(&ids[0], &ids[1]).await?;
+        let cmp = c
+            .call(call::BenchCompare {
+                a: ids[0].clone(),
+                b: ids[1].clone(),
+            })
+            .await?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&cmp)?);
         } else {
@@ -144,7 +150,7 @@ pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if a.history {
-        let h = c.bench_history().await?;
+        let h = c.call(call::BenchHistory {}).await?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&h)?);
         } else {
@@ -177,7 +183,7 @@ pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(id) = &a.show {
-        let r = c.bench_result(id).await?;
+        let r = c.call(call::BenchResult { id: id.to_string() }).await?;
         return print_result(&r, a.json);
     }
 
@@ -223,7 +229,12 @@ pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
         let _ = listener.events(|e| tx.send(e).is_ok()).await;
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let id = c.bench_start(&opts).await?.id;
+    let id = c
+        .call(call::BenchStart {
+            options: opts.clone(),
+        })
+        .await?
+        .id;
     let bar = if a.json {
         ProgressBar::hidden()
     } else {
@@ -251,16 +262,16 @@ pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
                         bar.abandon();
                         anyhow::bail!("benchmark {id} ended with an error: {e}");
                     }
-                    break c.bench_result(&id).await?;
+                    break c.call(call::BenchResult { id: id.clone() }).await?;
                 }
                 Some(Event::Shutdown) => anyhow::bail!("the daemon shut down during the benchmark"),
                 _ => {}
             },
             _ = poll.tick() => {
-                if let Ok(r) = c.bench_result(&id).await { break r; }
+                if let Ok(r) = c.call(call::BenchResult { id: id.clone() }).await { break r; }
             }
             _ = tokio::signal::ctrl_c() => {
-                let _ = c.bench_cancel().await;
+                let _ = c.call(call::BenchCancel {}).await;
                 bar.abandon_with_message("cancelled: the requests in flight finish, the partial result is saved");
                 return Ok(ExitCode::from(130));
             }
@@ -588,7 +599,12 @@ pub async fn doctor(state_dir: &Path, opts: DoctorOptions, json: bool) -> Result
     };
     spinner.set_message("running the checklist (thresholds, thinking, long context, 5 at once)…");
     spinner.enable_steady_tick(Duration::from_millis(200));
-    let r = crate::fleet::client(state_dir).await?.doctor(&opts).await;
+    let r = crate::fleet::client(state_dir)
+        .await?
+        .call(call::Doctor {
+            options: opts.clone(),
+        })
+        .await;
     spinner.finish_and_clear();
     let r = r?;
     if json {

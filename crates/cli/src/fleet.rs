@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use mlxbox_api::call;
 use mlxbox_client::control::Client;
 use mlxbox_core::config;
 use mlxbox_core::keys::{KeyInfo, Keyring};
@@ -90,7 +91,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 /// The settings.toml that lists the hosts: the running daemon's, else the platform's.
 async fn settings_path(state_dir: &Path) -> PathBuf {
-    match Client::new(state_dir).status().await {
+    match Client::new(state_dir).call(call::Status {}).await {
         Ok(s) => PathBuf::from(s.config_path),
         Err(_) => paths::default_config(),
     }
@@ -201,7 +202,7 @@ pub async fn tokens(state_dir: &Path, cmd: TokensCmd) -> Result<()> {
         }
     }
     // A running daemon reads its tokens again at once (a removed token stops working now).
-    let _ = Client::new(state_dir).reload_keys().await;
+    let _ = Client::new(state_dir).call(call::ReloadKeys {}).await;
     Ok(())
 }
 
@@ -240,7 +241,7 @@ pub async fn hosts_cmd(state_dir: &Path, cmd: HostsCmd) -> Result<()> {
             let mut rtt = vec![];
             for _ in 0..21 {
                 let t = std::time::Instant::now();
-                c.ping().await?;
+                c.call(call::Ping {}).await?;
                 rtt.push(t.elapsed().as_secs_f64() * 1000.0);
             }
             rtt.remove(0); // the first one may open the connection
@@ -339,7 +340,7 @@ async fn add_host(
     }
     // Both checked before anything is kept: the pin, and the token (a status over it).
     let status = Client::remote(name, address, &pinned, &token)?
-        .status()
+        .call(call::Status {})
         .await
         .with_context(|| format!("checking the token against {name}"))?;
     let (n, t) = (name.to_string(), token);
@@ -383,10 +384,12 @@ pub async fn bench_hosts(
     }
     // Started together, so the hosts carry the load at the same time.
     let started = futures_util::future::join_all(clients.iter().map(|(h, c)| async move {
-        c.bench_start(opts)
-            .await
-            .map(|s| s.id)
-            .with_context(|| format!("starting the benchmark on {h}"))
+        c.call(call::BenchStart {
+            options: opts.clone(),
+        })
+        .await
+        .map(|s| s.id)
+        .with_context(|| format!("starting the benchmark on {h}"))
     }))
     .await;
     let ids: Vec<String> = started.into_iter().collect::<Result<_>>()?;
@@ -399,7 +402,7 @@ pub async fn bench_hosts(
         futures_util::future::join_all(clients.iter().zip(&ids).map(|((h, c), id)| async move {
             let t0 = std::time::Instant::now();
             loop {
-                if let Ok(r) = c.bench_result(id).await {
+                if let Ok(r) = c.call(call::BenchResult { id: id.to_string() }).await {
                     eprintln!("{h}: done in {:.0} s", t0.elapsed().as_secs_f64());
                     return Ok(r);
                 }
@@ -533,13 +536,13 @@ pub async fn status_all(state_dir: &Path, json: bool) -> Result<bool> {
     let mut all = vec![(
         "this machine".to_string(),
         Client::new(state_dir)
-            .status()
+            .call(call::Status {})
             .await
             .map_err(anyhow::Error::from),
     )];
     for h in &hosts {
         let r = match remote_client(state_dir, &h.name).await {
-            Ok(c) => c.status().await.map_err(anyhow::Error::from),
+            Ok(c) => c.call(call::Status {}).await.map_err(anyhow::Error::from),
             Err(e) => Err(e),
         };
         all.push((h.name.clone(), r));

@@ -5,6 +5,7 @@ mod fleet;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use mlxbox_api::call;
 use mlxbox_client::control::{Client, ClientError};
 use mlxbox_core::api::{ServiceStatus, StatusReport};
 use mlxbox_core::config::{self, Severity};
@@ -100,6 +101,12 @@ enum Cmd {
     },
     /// Ask the daemon to stop every service and exit.
     Down,
+    /// Every TCP port the daemon listens on (service and pool ports, the one endpoint, /metrics, the
+    /// control API for other Macs), each served through the one gate.
+    Listeners {
+        #[arg(long)]
+        json: bool,
+    },
     /// API keys of the proxy, kept in the OS keyring (macOS Keychain, Linux Secret Service).
     #[command(subcommand)]
     Keys(KeysCmd),
@@ -196,7 +203,10 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             ExitCode::from(1)
         }),
         Cmd::Status { json, all: false } => {
-            let s = fleet::client(&state_dir).await?.status().await?;
+            let s = fleet::client(&state_dir)
+                .await?
+                .call(call::Status {})
+                .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
@@ -237,7 +247,11 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             ..
         } => {
             let c = fleet::client(&state_dir).await?;
-            for l in c.logs(&name, lines).await? {
+            let logs = call::Logs {
+                name: name.clone(),
+                lines,
+            };
+            for l in c.call(logs).await?.lines {
                 println!("{l}");
             }
             if follow {
@@ -286,8 +300,27 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             };
             bench_cmd::doctor(&state_dir, opts, json).await
         }
+        Cmd::Listeners { json } => {
+            let l = fleet::client(&state_dir)
+                .await?
+                .call(call::Listeners {})
+                .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&l)?);
+            } else if l.listeners.is_empty() {
+                println!("no TCP listener (the control socket only)");
+            }
+            for x in &l.listeners {
+                let tls = if x.tls { "  (TLS)" } else { "" };
+                println!("{:<28} {}{tls}", x.name, x.address);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Down => {
-            fleet::client(&state_dir).await?.shutdown().await?;
+            fleet::client(&state_dir)
+                .await?
+                .call(call::Shutdown {})
+                .await?;
             // Wait until the socket is gone: every service is stopped by then.
             let sock = paths::socket_path(&state_dir);
             let t0 = Instant::now();
@@ -423,8 +456,9 @@ fn service(c: ServiceCmd, state_dir: &std::path::Path) -> Result<ExitCode> {
 
 async fn action(state_dir: &std::path::Path, verb: Verb, a: ActionArgs) -> Result<ExitCode> {
     let c = fleet::client(state_dir).await?;
-    let before = c.status().await?;
-    let reply = c.action(&a.name, verb).await?;
+    let before = c.call(call::Status {}).await?;
+    let target = a.name.clone();
+    let reply = c.call(call::Action { target, verb }).await?;
     if a.no_wait || reply.services.is_empty() {
         println!("{verb}: {}", reply.services.join(", "));
         return Ok(ExitCode::SUCCESS);
@@ -440,7 +474,7 @@ async fn action(state_dir: &std::path::Path, verb: Verb, a: ActionArgs) -> Resul
     let deadline = Instant::now() + Duration::from_secs_f64(a.timeout);
     let mut failed = vec![];
     loop {
-        let s = c.status().await?;
+        let s = c.call(call::Status {}).await?;
         let mine: Vec<&ServiceStatus> = s
             .services
             .iter()
@@ -536,7 +570,7 @@ async fn keys(state_dir: &std::path::Path, cmd: KeysCmd) -> Result<ExitCode> {
                 name: name.clone(),
                 services: services.clone(),
             };
-            let (k, via) = via_daemon(c.add_key(&req), || async move {
+            let (k, via) = via_daemon(c.call(call::AddKey { key: req }), || async move {
                 let (key, secret) =
                     with_keyring(move |k| k.add(name.as_deref(), &services)).await?;
                 Ok(keys::NewKey { key, secret })
@@ -558,7 +592,7 @@ async fn keys(state_dir: &std::path::Path, cmd: KeysCmd) -> Result<ExitCode> {
         KeysCmd::List { json } => {
             let (list, _) = via_daemon(
                 async {
-                    let l = c.keys().await?;
+                    let l = c.call(call::ListKeys {}).await?;
                     match l.keyring_error {
                         Some(e) => Err(ClientError::Api(e)),
                         None => Ok(l.keys),
@@ -594,8 +628,10 @@ async fn keys(state_dir: &std::path::Path, cmd: KeysCmd) -> Result<ExitCode> {
         }
         KeysCmd::Remove { id } => {
             let id2 = id.clone();
-            let (info, via) =
-                via_daemon(c.remove_key(&id), || with_keyring(move |k| k.remove(&id2))).await?;
+            let (info, via) = via_daemon(c.call(call::RemoveKey { id: id.clone() }), || {
+                with_keyring(move |k| k.remove(&id2))
+            })
+            .await?;
             eprintln!(
                 "key {} ({}…{}) removed",
                 info.id,
@@ -607,7 +643,11 @@ async fn keys(state_dir: &std::path::Path, cmd: KeysCmd) -> Result<ExitCode> {
         KeysCmd::Import { config } => {
             // The daemon's own file is imported by the daemon (the only writer of it while it runs);
             // another file, or any file when no daemon runs, here.
-            let daemon_config = c.status().await.ok().map(|s| PathBuf::from(s.config_path));
+            let daemon_config = c
+                .call(call::Status {})
+                .await
+                .ok()
+                .map(|s| PathBuf::from(s.config_path));
             let same = |p: &std::path::Path| {
                 daemon_config
                     .as_deref()
@@ -618,7 +658,7 @@ async fn keys(state_dir: &std::path::Path, cmd: KeysCmd) -> Result<ExitCode> {
                 .or(daemon_config.clone())
                 .unwrap_or_else(paths::default_config);
             let (report, via) = if daemon_config.is_some() && same(&path) {
-                (c.import_keys().await?, Via::Daemon)
+                (c.call(call::ImportKeys {}).await?, Via::Daemon)
             } else {
                 let p = path.clone();
                 let r = with_keyring(move |k| keys::import_from_settings(k, &p)).await?;
@@ -660,7 +700,7 @@ async fn keys(state_dir: &std::path::Path, cmd: KeysCmd) -> Result<ExitCode> {
             }
         }
         KeysCmd::Reload => {
-            let n = c.reload_keys().await?;
+            let n = u64::from(c.call(call::ReloadKeys {}).await?.keys);
             eprintln!("the daemon now accepts {n} key(s)");
         }
     }
@@ -669,8 +709,8 @@ async fn keys(state_dir: &std::path::Path, cmd: KeysCmd) -> Result<ExitCode> {
 
 /// Tells a running daemon that the keys changed; no daemon is fine (it reads them when it starts).
 async fn poke_daemon(state_dir: &std::path::Path) {
-    match Client::new(state_dir).reload_keys().await {
-        Ok(n) => eprintln!("the running daemon now accepts {n} key(s)"),
+    match Client::new(state_dir).call(call::ReloadKeys {}).await {
+        Ok(n) => eprintln!("the running daemon now accepts {} key(s)", n.keys),
         Err(ClientError::NotRunning { .. }) => {}
         Err(e) => eprintln!(
             "warning: the daemon did not reload its keys ({e}); run `mlx-box keys reload`"

@@ -1,7 +1,8 @@
 //! Issue 27: one gate for every listener. Each test reproduces a defect found on 905ed5f against a real
 //! daemon and the fault server. `every_listener_faces_every_attack` runs the attack matrix against every
-//! TCP listener the daemon reports (`status.listeners`, filled by the gate itself), so a listener added
-//! later faces it without anyone writing its cells (docs/RELIABILITY.md lists the matrix).
+//! TCP listener the daemon reports (`GET /v1/listeners`, `mlx-box listeners`: the gate's own registry),
+//! so a listener added later faces it without anyone writing its cells (docs/RELIABILITY.md lists the
+//! matrix).
 
 mod common;
 use common::*;
@@ -140,7 +141,7 @@ fn every_listener_faces_every_attack() {
         let mut found = vec![];
         assert!(
             wait_until(20 * S, || {
-                found = d.status()["listeners"]
+                found = d.control_json("/v1/listeners")["listeners"]
                     .as_array()
                     .cloned()
                     .unwrap_or_default()

@@ -35,6 +35,7 @@ use crate::control::{Client, ClientError};
 use crate::menubar::{self, NotificationGate, Snapshot, TrayLevel};
 use mlxbox_api::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
 use mlxbox_api::bench::{DoctorOptions, DoctorReport};
+use mlxbox_api::call;
 use mlxbox_api::config::ConfigEdit;
 use mlxbox_api::control::Request;
 use mlxbox_api::paths;
@@ -98,6 +99,14 @@ impl From<ClientError> for CommandError {
             ClientError::FingerprintMismatch { .. } => CommandError::new(Refused, e.to_string()),
             ClientError::Http(_) => CommandError::new(Unreachable, e.to_string()),
             ClientError::Api(m) => CommandError::new(Refused, m),
+            ClientError::Refused(e) => CommandError::new(
+                if e.kind == mlxbox_api::control::ErrorKind::Conflict {
+                    Conflict
+                } else {
+                    Refused
+                },
+                e.to_string(),
+            ),
             ClientError::Invalid(d) => CommandError {
                 kind: Invalid,
                 message: d
@@ -167,11 +176,11 @@ impl AppCore {
     /// Any request of the control API (`mlxbox_api::control::Request`), its answer as JSON: a window can
     /// use a new endpoint without a command of its own.
     pub async fn call(&self, req: Request) -> Result<serde_json::Value, CommandError> {
-        Ok(self.client.call(&req).await?)
+        Ok(self.client.call_json(&req).await?)
     }
 
     pub async fn status(&self) -> Result<StatusReport, CommandError> {
-        Ok(self.client.status().await?)
+        Ok(self.client.call(call::Status {}).await?)
     }
 
     pub async fn service_action(
@@ -179,21 +188,29 @@ impl AppCore {
         name: &str,
         verb: Verb,
     ) -> Result<ActionReply, CommandError> {
-        Ok(self.client.action(name, verb).await?)
+        let target = name.to_string();
+        Ok(self.client.call(call::Action { target, verb }).await?)
     }
 
     pub async fn logs(&self, name: &str, lines: usize) -> Result<Vec<String>, CommandError> {
-        Ok(self.client.logs(name, lines).await?)
+        let name = name.to_string();
+        Ok(self.client.call(call::Logs { name, lines }).await?.lines)
     }
 
     pub async fn history(&self) -> Result<MonitorHistory, CommandError> {
-        Ok(self.client.history().await?)
+        Ok(self.client.call(call::MonitorHistory {}).await?)
     }
 
     /// settings.toml of this Mac, or of a `[hosts]` Mac (`host`: forwarded by this Mac's daemon, which
     /// holds its token; that host's daemon validates and writes it with the same rules).
     pub async fn config(&self, host: Option<String>) -> Result<ConfigDocument, CommandError> {
-        Ok(self.client.call(&on_host(host, Request::GetConfig)).await?)
+        Ok(match host {
+            Some(host) => {
+                let forward = call::GetConfig {};
+                self.client.call(call::Host { host, forward }).await?
+            }
+            None => self.client.call(call::GetConfig {}).await?,
+        })
     }
 
     pub async fn preview_config(
@@ -224,11 +241,11 @@ impl AppCore {
         &self,
     ) -> Result<std::collections::BTreeMap<String, mlxbox_api::proxy::ProxyStats>, CommandError>
     {
-        Ok(self.client.proxy_stats().await?)
+        Ok(self.client.call(call::ProxyStats {}).await?)
     }
 
     pub async fn keys(&self) -> Result<mlxbox_api::keys::KeyList, CommandError> {
-        Ok(self.client.keys().await?)
+        Ok(self.client.call(call::ListKeys {}).await?)
     }
 
     pub async fn add_key(
@@ -237,15 +254,16 @@ impl AppCore {
         services: Vec<String>,
     ) -> Result<mlxbox_api::keys::NewKey, CommandError> {
         let req = mlxbox_api::keys::NewKeyRequest { name, services };
-        Ok(self.client.add_key(&req).await?)
+        Ok(self.client.call(call::AddKey { key: req }).await?)
     }
 
     pub async fn remove_key(&self, id: &str) -> Result<mlxbox_api::keys::KeyInfo, CommandError> {
-        Ok(self.client.remove_key(id).await?)
+        let id = id.to_string();
+        Ok(self.client.call(call::RemoveKey { id }).await?)
     }
 
     pub async fn bench_start(&self, opts: BenchOptions) -> Result<BenchStarted, CommandError> {
-        Ok(self.client.bench_start(&opts).await?)
+        Ok(self.client.call(call::BenchStart { options: opts }).await?)
     }
 
     pub async fn bench_current(&self) -> Result<Option<BenchStarted>, CommandError> {
@@ -253,23 +271,25 @@ impl AppCore {
     }
 
     pub async fn bench_cancel(&self) -> Result<BenchStarted, CommandError> {
-        Ok(self.client.bench_cancel().await?)
+        Ok(self.client.call(call::BenchCancel {}).await?)
     }
 
     pub async fn bench_result(&self, id: &str) -> Result<BenchResult, CommandError> {
-        Ok(self.client.bench_result(id).await?)
+        let id = id.to_string();
+        Ok(self.client.call(call::BenchResult { id }).await?)
     }
 
     pub async fn bench_history(&self) -> Result<BenchHistory, CommandError> {
-        Ok(self.client.bench_history().await?)
+        Ok(self.client.call(call::BenchHistory {}).await?)
     }
 
     pub async fn bench_compare(&self, a: &str, b: &str) -> Result<Comparison, CommandError> {
-        Ok(self.client.bench_compare(a, b).await?)
+        let (a, b) = (a.to_string(), b.to_string());
+        Ok(self.client.call(call::BenchCompare { a, b }).await?)
     }
 
     pub async fn doctor(&self, opts: DoctorOptions) -> Result<DoctorReport, CommandError> {
-        Ok(self.client.doctor(&opts).await?)
+        Ok(self.client.call(call::Doctor { options: opts }).await?)
     }
 
     /// The menu's "Run benchmark…": a run with the defaults (every chat / embedding service), unless one
@@ -282,7 +302,7 @@ impl AppCore {
     }
 
     pub async fn connection(&self) -> Connection {
-        match self.client.status().await {
+        match self.client.call(call::Status {}).await {
             Ok(_) => self.connection_ok(),
             Err(e) => self.connection_err(e.to_string()),
         }
@@ -312,7 +332,7 @@ impl AppCore {
         cmd.arg("service");
         if on {
             cmd.arg("install");
-            if let Ok(st) = self.client.status().await {
+            if let Ok(st) = self.client.call(call::Status {}).await {
                 cmd.arg("--config").arg(&st.config_path);
             }
         } else {
@@ -348,13 +368,13 @@ impl AppCore {
         bin: &Path,
         wait: Duration,
     ) -> Result<Connection, CommandError> {
-        if self.client.status().await.is_ok() {
+        if self.client.call(call::Status {}).await.is_ok() {
             return Ok(self.connection_ok());
         }
         spawn_daemon(bin, &self.state_dir, None)?;
         let t0 = Instant::now();
         loop {
-            if self.client.status().await.is_ok() {
+            if self.client.call(call::Status {}).await.is_ok() {
                 return Ok(self.connection_ok());
             }
             if t0.elapsed() > wait {
@@ -436,12 +456,12 @@ pub async fn watch_daemon(
     // Set when the daemon died: the settings file it ran, until a daemon answers again.
     let mut died: Option<Option<PathBuf>> = None;
     loop {
-        match core.client.status().await {
+        match core.client.call(call::Status {}).await {
             Ok(status) => {
                 died = None;
                 let prefs = core
                     .client
-                    .config()
+                    .call(call::GetConfig {})
                     .await
                     .map(|d| AppPrefs::from_document(d.document.as_ref()))
                     .unwrap_or_default();
@@ -516,7 +536,7 @@ async fn follow_events(
             sink.event(&ev);
             if let Event::Config(c) = &ev {
                 if c.valid {
-                    if let Ok(d) = core.client.config().await {
+                    if let Ok(d) = core.client.call(call::GetConfig {}).await {
                         shared.lock().unwrap().1 = AppPrefs::from_document(d.document.as_ref());
                     }
                 }

@@ -2,16 +2,11 @@
 //! certificate pinned, an access token sent). Used by the CLI and the menu-bar app.
 
 use futures_util::StreamExt;
-use mlxbox_api::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
-use mlxbox_api::bench::{DoctorOptions, DoctorReport};
+use mlxbox_api::bench::BenchStarted;
+use mlxbox_api::call::{self, Call};
 use mlxbox_api::config::Diagnostic;
-use mlxbox_api::control::{encode, Body, Diagnostics, Done, KeyCount, LogLines, Method, Request};
-use mlxbox_api::service::Verb;
-use mlxbox_api::{
-    ActionReply, BenchHistory, ConfigDocument, ConfigEditRequest, ConfigPreview, ErrorReply, Event,
-    MonitorHistory, StatusReport,
-};
-use serde::de::DeserializeOwned;
+use mlxbox_api::control::{encode, ApiError, Body, ErrorKind, Method, Request};
+use mlxbox_api::{ConfigPreview, Event};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +28,12 @@ pub enum ClientError {
     },
     #[error("the daemon did not answer: {0}")]
     Http(#[from] reqwest::Error),
+    /// Something on this side went wrong (TLS set-up, a short link test).
     #[error("{0}")]
     Api(String),
+    /// The daemon refused the request, and said why.
+    #[error("{0}")]
+    Refused(ApiError),
     #[error("settings are invalid")]
     Invalid(Vec<Diagnostic>),
     /// A config edit was refused: 409 (the file changed meanwhile) or 422 (the result does not validate).
@@ -194,10 +193,7 @@ impl Client {
                 }
             }
         }
-        let msg = serde_json::from_str::<ErrorReply>(&text)
-            .map(|e| e.error)
-            .unwrap_or(format!("HTTP {status}: {text}"));
-        Err(ClientError::Api(msg))
+        Err(ClientError::Refused(refusal(status.as_u16(), &text)))
     }
 
     /// Sends a request to the daemon and turns a non-2xx answer into a typed error.
@@ -206,8 +202,16 @@ impl Client {
         Self::check(r).await
     }
 
-    /// Sends any request of the control API and reads its answer as `T` (the type its variant names).
-    pub async fn call<T: DeserializeOwned>(&self, req: &Request) -> Result<T, ClientError> {
+    /// Sends a request of the control API and reads its answer, of the type the request names: the one
+    /// way to call a daemon, this Mac's or another's (`call::Host` forwards through this one).
+    pub async fn call<C: Call>(&self, c: C) -> Result<C::Reply, ClientError> {
+        let r = self.send(self.request(&c.into())).await?;
+        Ok(r.json().await?)
+    }
+
+    /// Any request as JSON, its answer as JSON (the app's one Tauri command, which the windows type with
+    /// the generated `Replies` map).
+    pub async fn call_json(&self, req: &Request) -> Result<serde_json::Value, ClientError> {
         let r = self.send(self.request(req)).await?;
         Ok(r.json().await?)
     }
@@ -234,10 +238,6 @@ impl Client {
         }
     }
 
-    pub async fn status(&self) -> Result<StatusReport, ClientError> {
-        self.call(&Request::Status).await
-    }
-
     /// Downloads `bytes` from the daemon and returns the link's throughput in MB/s (10^6 bytes), timed
     /// from the request to the last byte.
     pub async fn link_throughput(&self, bytes: u64) -> Result<f64, ClientError> {
@@ -256,22 +256,6 @@ impl Client {
             )));
         }
         Ok(bytes as f64 / 1e6 / t0.elapsed().as_secs_f64().max(1e-9))
-    }
-
-    /// A round trip and nothing else (the link check times it).
-    pub async fn ping(&self) -> Result<(), ClientError> {
-        self.call::<Done>(&Request::Ping).await.map(|_| ())
-    }
-
-    pub async fn action(&self, target: &str, verb: Verb) -> Result<ActionReply, ClientError> {
-        let target = target.to_string();
-        self.call(&Request::Action { target, verb }).await
-    }
-
-    pub async fn logs(&self, name: &str, lines: usize) -> Result<Vec<String>, ClientError> {
-        let name = name.to_string();
-        let r: LogLines = self.call(&Request::Logs { name, lines }).await?;
-        Ok(r.lines)
     }
 
     /// Calls `on_line` for each new log line until the daemon goes away.
@@ -300,54 +284,6 @@ impl Client {
         .await
     }
 
-    pub async fn put_config(&self, text: &str) -> Result<(), ClientError> {
-        let text = text.to_string();
-        let _: Done = self.call(&Request::PutConfig { text }).await?;
-        Ok(())
-    }
-
-    pub async fn validate_config(&self, text: &str) -> Result<Vec<Diagnostic>, ClientError> {
-        let text = text.to_string();
-        let r: Diagnostics = self.call(&Request::ValidateConfig { text }).await?;
-        Ok(r.diagnostics)
-    }
-
-    pub async fn history(&self) -> Result<MonitorHistory, ClientError> {
-        self.call(&Request::MonitorHistory).await
-    }
-
-    pub async fn config(&self) -> Result<ConfigDocument, ClientError> {
-        self.call(&Request::GetConfig).await
-    }
-
-    /// Asks the daemon to read the keys again; returns how many it serves.
-    pub async fn reload_keys(&self) -> Result<u64, ClientError> {
-        let r: KeyCount = self.call(&Request::ReloadKeys).await?;
-        Ok(u64::from(r.keys))
-    }
-
-    pub async fn proxy_stats(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, mlxbox_api::proxy::ProxyStats>, ClientError>
-    {
-        self.call(&Request::ProxyStats).await
-    }
-
-    /// What the edits would make of settings.toml; nothing is written.
-    pub async fn preview_config(
-        &self,
-        req: &ConfigEditRequest,
-    ) -> Result<ConfigPreview, ClientError> {
-        self.config_edit(&Request::PreviewConfig { edit: req.clone() })
-            .await
-    }
-
-    /// Applies the edits (the daemon writes with toml_edit, keeps a .bak, and applies through its watcher).
-    pub async fn edit_config(&self, req: &ConfigEditRequest) -> Result<ConfigPreview, ClientError> {
-        self.config_edit(&Request::EditConfig { edit: req.clone() })
-            .await
-    }
-
     /// A preview or an edit of settings.toml (or one forwarded to another host, `Request::Host`): 409
     /// and 422 come back as `EditRefused`, with the preview when there is one.
     pub async fn config_edit(&self, req: &Request) -> Result<ConfigPreview, ClientError> {
@@ -364,10 +300,9 @@ impl Client {
         let preview = serde_json::from_str::<ConfigPreview>(&text)
             .ok()
             .map(Box::new);
-        let message = match (&preview, serde_json::from_str::<ErrorReply>(&text)) {
-            (Some(_), _) => "the edited settings do not validate; nothing was written".to_string(),
-            (None, Ok(e)) => e.error,
-            (None, Err(_)) => format!("HTTP {status}: {text}"),
+        let message = match &preview {
+            Some(_) => "the edited settings do not validate; nothing was written".to_string(),
+            None => refusal(status.as_u16(), &text).to_string(),
         };
         Err(ClientError::EditRefused {
             conflict: status == reqwest::StatusCode::CONFLICT,
@@ -376,75 +311,29 @@ impl Client {
         })
     }
 
-    /// The API keys the daemon knows (never their secrets).
-    pub async fn keys(&self) -> Result<mlxbox_api::keys::KeyList, ClientError> {
-        self.call(&Request::ListKeys).await
-    }
-
-    /// Makes a key in the keyring; the answer is the only time its secret is shown.
-    pub async fn add_key(
-        &self,
-        req: &mlxbox_api::keys::NewKeyRequest,
-    ) -> Result<mlxbox_api::keys::NewKey, ClientError> {
-        self.call(&Request::AddKey { key: req.clone() }).await
-    }
-
-    /// Moves the plaintext keys of the daemon's settings.toml into the keyring.
-    pub async fn import_keys(&self) -> Result<mlxbox_api::keys::ImportReport, ClientError> {
-        self.call(&Request::ImportKeys).await
-    }
-
-    pub async fn remove_key(&self, id: &str) -> Result<mlxbox_api::keys::KeyInfo, ClientError> {
-        self.call(&Request::RemoveKey { id: id.to_string() }).await
-    }
-
-    /// Starts a benchmark in the daemon; follow it with [`events`](Self::events).
-    pub async fn bench_start(&self, opts: &BenchOptions) -> Result<BenchStarted, ClientError> {
-        let options = opts.clone();
-        self.call(&Request::BenchStart { options }).await
-    }
-
-    /// The run in progress, if any (a window opened mid-run follows it).
+    /// The run in progress, if any (a window opened mid-run follows it): `BenchCurrent`, whose 404 is
+    /// "none".
     pub async fn bench_current(&self) -> Result<Option<BenchStarted>, ClientError> {
-        let r = self
-            .request(&Request::BenchCurrent)
-            .send()
-            .await
-            .map_err(|e| self.map_err(e))?;
-        if r.status() == reqwest::StatusCode::NOT_FOUND {
-            return Ok(None);
+        match self.call(call::BenchCurrent {}).await {
+            Ok(b) => Ok(Some(b)),
+            Err(ClientError::Refused(e)) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
-        Ok(Some(Self::check(r).await?.json().await?))
     }
+}
 
-    pub async fn bench_cancel(&self) -> Result<BenchStarted, ClientError> {
-        self.call(&Request::BenchCancel).await
-    }
-
-    /// A saved run: an id, a unique prefix, `last` or `last-N`.
-    pub async fn bench_result(&self, id: &str) -> Result<BenchResult, ClientError> {
-        self.call(&Request::BenchResult { id: id.to_string() })
-            .await
-    }
-
-    pub async fn bench_history(&self) -> Result<BenchHistory, ClientError> {
-        self.call(&Request::BenchHistory).await
-    }
-
-    pub async fn bench_compare(&self, a: &str, b: &str) -> Result<Comparison, ClientError> {
-        let (a, b) = (a.to_string(), b.to_string());
-        self.call(&Request::BenchCompare { a, b }).await
-    }
-
-    pub async fn doctor(&self, opts: &DoctorOptions) -> Result<DoctorReport, ClientError> {
-        let options = opts.clone();
-        self.call(&Request::Doctor { options }).await
-    }
-
-    pub async fn shutdown(&self) -> Result<(), ClientError> {
-        let _: Done = self.call(&Request::Shutdown).await?;
-        Ok(())
-    }
+/// A daemon's refusal as it answered it (`ApiError`), or, from a daemon that does not send one, made from
+/// the status and the text.
+fn refusal(status: u16, text: &str) -> ApiError {
+    serde_json::from_str::<ApiError>(text).unwrap_or_else(|_| {
+        ApiError::new(
+            ErrorKind::of_status(status),
+            format!(
+                "HTTP {status}: {}",
+                text.chars().take(500).collect::<String>()
+            ),
+        )
+    })
 }
 
 fn pin_want(pin: &crate::pin::Pinned) -> Option<String> {

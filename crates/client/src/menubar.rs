@@ -471,7 +471,6 @@ mod tests {
                 services,
                 hosts: vec![],
                 pools: vec![],
-                listeners: vec![],
                 memory: MemoryStatus {
                     total_bytes: 1 << 34,
                     used_bytes: 1 << 33,

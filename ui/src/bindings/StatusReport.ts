@@ -2,7 +2,6 @@
 import type { Alert } from "./Alert";
 import type { ConfigStatus } from "./ConfigStatus";
 import type { HostStatus } from "./HostStatus";
-import type { Listening } from "./Listening";
 import type { MemoryStatus } from "./MemoryStatus";
 import type { PoolStatus } from "./PoolStatus";
 import type { ServiceStatus } from "./ServiceStatus";
@@ -16,8 +15,4 @@ hosts: Array<HostStatus>,
 /**
  * The `[pools]` this daemon serves, with their members' health and counters.
  */
-pools: Array<PoolStatus>, 
-/**
- * Every TCP port the daemon listens on now (each through the one gate), in the order they opened.
- */
-listeners: Array<Listening>, };
+pools: Array<PoolStatus>, };

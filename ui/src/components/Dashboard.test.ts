@@ -192,7 +192,7 @@ describe("dashboard", () => {
     });
     const calls = backend({
       get_status: () => status({ hosts: [remote("studio-2", true), remote("studio-3", false)] }),
-      call: () => ({ services: ["fast"] }),
+      call: (a) => ((a.request as { request: string }).request === "host" ? { services: ["fast"] } : { listeners: [] }),
     });
     await dashboard();
     const tabs = screen.getByTestId("host-switcher");
@@ -206,8 +206,9 @@ describe("dashboard", () => {
     expect(screen.queryByTestId("service-chat")).toBeNull();
     // Its services are toggled through this Mac's daemon, which forwards the request.
     await fireEvent.click(within(view).getByTestId("host-toggle-fast"));
-    await waitFor(() => expect(calls.some((c) => c.cmd === "call")).toBe(true));
-    expect(calls.find((c) => c.cmd === "call")!.args.request).toEqual({
+    const forwarded = () => calls.find((c) => c.cmd === "call" && (c.args.request as { request: string }).request === "host");
+    await waitFor(() => expect(forwarded()).toBeDefined());
+    expect(forwarded()!.args.request).toEqual({
       request: "host",
       host: "studio-2",
       forward: { request: "action", target: "fast", verb: "stop" },
@@ -280,6 +281,21 @@ describe("dashboard", () => {
     expect(banner).toHaveTextContent(
       "/cfg/settings.toml:7:9: error: `port` = 0 in [services.chat] is not a TCP port (use a number from 1024 to 65535)",
     );
+  });
+
+  it("says where the daemon listens (the `listeners` request)", async () => {
+    backend({
+      call: () => ({
+        listeners: [
+          { name: "[server] port", address: "127.0.0.1:8080", tls: false },
+          { name: "[control] listen", address: "0.0.0.0:9300", tls: true },
+        ],
+      }),
+    });
+    await dashboard();
+    const line = await screen.findByTestId("listening");
+    expect(line).toHaveTextContent("[server] port 127.0.0.1:8080");
+    expect(line).toHaveTextContent("[control] listen 0.0.0.0:9300 (TLS)");
   });
 
   it("shows proxy stats when there are any", async () => {

@@ -24,6 +24,7 @@ import type { LogLine } from "../bindings/LogLine";
 import type { MonitorHistory } from "../bindings/MonitorHistory";
 import type { NewKey } from "../bindings/NewKey";
 import type { ProxyStats } from "../bindings/ProxyStats";
+import type { Replies } from "../bindings/Replies";
 import type { Request } from "../bindings/Request";
 import type { StatusReport } from "../bindings/StatusReport";
 
@@ -31,9 +32,11 @@ import type { Verb } from "../bindings/Verb";
 
 export type { DaemonEvent, Verb };
 
-/** Any request of the control API (the `Request` enum, generated from Rust); `T` is the type its variant
- *  names. A new endpoint needs no command of its own: its variant, the daemon's handler, and this. */
-export const call = <T>(request: Request) => invoke<T>("call", { request });
+/** Any request of the control API (the `Request` enum, generated from Rust), answered with the type that
+ *  request names (the generated `Replies` map): `call({ request: "listeners" })` is a `ListenerList`. A
+ *  new endpoint needs no command of its own: its variant, the daemon's handler, and this. */
+export const call = <K extends keyof Replies & Request["request"]>(request: Extract<Request, { request: K }>) =>
+  invoke<Replies[K]>("call", { request });
 export const getStatus = () => invoke<StatusReport>("get_status");
 export const serviceAction = (name: string, verb: Verb) =>
   invoke<ActionReply>("service_action", { name, verb });

@@ -74,7 +74,6 @@ export function status(over: Partial<StatusReport> = {}): StatusReport {
     alerts: [],
     hosts: [],
     pools: [],
-    listeners: [],
     ...over,
   };
 }
@@ -160,6 +159,12 @@ export function backend(handlers: Record<string, Handler> = {}): Call[] {
     remove_key: (a) => keyInfo(a.id as string),
     bench_current: () => null,
     bench_history: () => ({ runs: [] }),
+    // The one generic command, by the request it carries.
+    call: (a) => {
+      const r = a.request as { request: string };
+      if (r.request === "listeners") return { listeners: [] };
+      throw new Error(`unmocked request ${r.request}`);
+    },
   };
   const all = { ...defaults, ...handlers };
   mockIPC(

@@ -10,7 +10,7 @@
 //!
 //! The other endpoints, and the type each answers with, are listed on `mlxbox_api::control::Request`.
 
-use crate::api::{ActionReply, BenchHistory, ErrorReply, Event, MonitorHistory};
+use crate::api::{ActionReply, BenchHistory, Event, MonitorHistory};
 use crate::bench::{history, BenchStarted};
 use crate::keys::{KeyError, KeyList, NewKey};
 use crate::remote::Role;
@@ -22,7 +22,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::stream::Stream;
-use mlxbox_api::control::{DecodeError, Diagnostics, Done, KeyCount, LogLines, Method, Request};
+use mlxbox_api::control::{
+    ApiError, DecodeError, Diagnostics, Done, ErrorKind, KeyCount, ListenerList, LogLines, Method,
+    Request,
+};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,8 +48,15 @@ pub fn router(s: Arc<Services>) -> Router {
         .with_state(s)
 }
 
-fn err(code: StatusCode, msg: impl Into<String>) -> Response {
-    (code, Json(ErrorReply { error: msg.into() })).into_response()
+/// A refusal: its kind decides its status (`ErrorKind::status`, the one place statuses are defined).
+fn err(kind: ErrorKind, msg: impl Into<String>) -> Response {
+    fail(ApiError::new(kind, msg))
+}
+
+/// The answer of a refusal: `{"error", "kind", "hint"}` with its kind's status.
+pub fn fail(e: ApiError) -> Response {
+    let code = StatusCode::from_u16(e.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, Json(e)).into_response()
 }
 
 fn ok<T: serde::Serialize>(v: T) -> Response {
@@ -65,21 +75,21 @@ async fn forward_to(s: &Arc<Services>, host: &str, req: &Request, role: Role) ->
     let slots = SLOTS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDS)));
     let Ok(slot) = slots.clone().try_acquire_owned() else {
         return err(
-            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Unavailable,
             format!("{MAX_FORWARDS} requests to other hosts are in flight already; retry shortly"),
         );
     };
     let resp = match s.fleet.forward(host, req).await {
         Ok(r) => r,
         Err(e @ crate::services::fleet::ForwardError::Unknown(_)) => {
-            return err(StatusCode::NOT_FOUND, e.to_string())
+            return err(ErrorKind::NotFound, e.to_string())
         }
-        Err(e) => return err(StatusCode::BAD_GATEWAY, e.to_string()),
+        Err(e) => return err(ErrorKind::BadGateway, e.to_string()),
     };
     let code = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     if resp.content_length().is_some_and(|n| n > MAX_FORWARD_BYTES) {
         return err(
-            StatusCode::BAD_GATEWAY,
+            ErrorKind::BadGateway,
             format!("host `{host}` answered with more than {MAX_FORWARD_BYTES} bytes"),
         );
     }
@@ -91,14 +101,14 @@ async fn forward_to(s: &Arc<Services>, host: &str, req: &Request, role: Role) ->
         // Read whole (the settings are small: 16 MiB at most) to take the secrets out.
         let Ok(bytes) = resp.bytes().await else {
             return err(
-                StatusCode::BAD_GATEWAY,
+                ErrorKind::BadGateway,
                 format!("host `{host}`'s answer was cut off"),
             );
         };
         return match serde_json::from_slice::<crate::api::ConfigDocument>(&bytes) {
             Ok(doc) => ok(crate::config::redact_document(doc)),
             Err(_) => err(
-                StatusCode::BAD_GATEWAY,
+                ErrorKind::BadGateway,
                 format!("host `{host}` sent settings this daemon cannot read"),
             ),
         };
@@ -139,14 +149,11 @@ async fn request(State(s): S, req: axum::extract::Request) -> Response {
         .unwrap_or(Role::Admin);
     let (parts, body) = req.into_parts();
     let Some(method) = Method::parse(parts.method.as_str()) else {
-        return err(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "use GET, POST, PUT or DELETE",
-        );
+        return err(ErrorKind::MethodNotAllowed, "use GET, POST, PUT or DELETE");
     };
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
         return err(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::TooLarge,
             "request body too large (16 MiB at most) or cut off",
         );
     };
@@ -161,8 +168,7 @@ async fn request(State(s): S, req: axum::extract::Request) -> Response {
 }
 
 fn decode_error(e: DecodeError) -> Response {
-    let code = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    err(code, e.to_string())
+    fail(e.into())
 }
 
 /// Answers one request by calling the service that owns what it asks about.
@@ -186,17 +192,17 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
                     Ok(()) => ok(ActionReply {
                         services: vec![target],
                     }),
-                    Err(e) => err(StatusCode::CONFLICT, e),
+                    Err(e) => err(ErrorKind::Conflict, e),
                 };
             }
             if matches!(verb, Verb::Start | Verb::Restart) {
                 if let Err(e) = s.admit_start(&target).await {
-                    return err(StatusCode::CONFLICT, e);
+                    return err(ErrorKind::Conflict, e);
                 }
             }
             match s.supervisor.command(&target, verb).await {
                 Ok(services) => ok(ActionReply { services }),
-                Err(e) => err(StatusCode::NOT_FOUND, e.to_string()),
+                Err(e) => err(ErrorKind::NotFound, e.to_string()),
             }
         }
         Request::Logs { name, lines } => match s.supervisor.log_tail(&name) {
@@ -204,7 +210,7 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
                 lines: t.tail(lines),
             }),
             None => err(
-                StatusCode::NOT_FOUND,
+                ErrorKind::NotFound,
                 format!("no service named `{name}` (and no log file for it)"),
             ),
         },
@@ -266,11 +272,11 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
         },
         Request::BenchCancel => match s.bench.cancel() {
             Some(id) => ok(BenchStarted { id }),
-            None => err(StatusCode::NOT_FOUND, "no benchmark is running"),
+            None => err(ErrorKind::NotFound, "no benchmark is running"),
         },
         Request::BenchCurrent => match s.bench.current() {
             Some(id) => ok(BenchStarted { id }),
-            None => err(StatusCode::NOT_FOUND, "no benchmark is running"),
+            None => err(ErrorKind::NotFound, "no benchmark is running"),
         },
         Request::BenchHistory => {
             let dir = s.state_dir.clone();
@@ -298,49 +304,52 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
             s.request_shutdown();
             ok(Done { ok: true })
         }
+        Request::Listeners => ok(ListenerList {
+            listeners: crate::gate::listening(),
+        }),
     }
 }
 
 fn refused(e: EditRefused) -> Response {
     match e {
-        EditRefused::Conflict => err(StatusCode::CONFLICT, e.to_string()),
-        EditRefused::Edit(_) => err(StatusCode::BAD_REQUEST, e.to_string()),
+        EditRefused::Conflict => err(ErrorKind::Conflict, e.to_string()),
+        EditRefused::Edit(_) => err(ErrorKind::BadRequest, e.to_string()),
         EditRefused::Invalid(p) => (StatusCode::UNPROCESSABLE_ENTITY, Json(p)).into_response(),
     }
 }
 
 fn key_error(e: KeyError) -> Response {
-    let code = match e {
-        KeyError::NotFound(_) => StatusCode::NOT_FOUND,
-        _ => StatusCode::SERVICE_UNAVAILABLE,
+    let kind = match e {
+        KeyError::NotFound(_) => ErrorKind::NotFound,
+        _ => ErrorKind::Unavailable,
     };
-    err(code, e.to_string())
+    err(kind, e.to_string())
 }
 
 fn bench_refused(e: BenchRefused) -> Response {
-    let code = match e {
-        BenchRefused::Busy(_) => StatusCode::CONFLICT,
-        BenchRefused::Unknown(_) => StatusCode::NOT_FOUND,
-        BenchRefused::NoSettings | BenchRefused::Nothing => StatusCode::CONFLICT,
-        BenchRefused::Invalid(_) => StatusCode::BAD_REQUEST,
-        BenchRefused::Pool(..) => StatusCode::CONFLICT,
+    let kind = match e {
+        BenchRefused::Busy(_) => ErrorKind::Conflict,
+        BenchRefused::Unknown(_) => ErrorKind::NotFound,
+        BenchRefused::NoSettings | BenchRefused::Nothing => ErrorKind::Conflict,
+        BenchRefused::Invalid(_) => ErrorKind::BadRequest,
+        BenchRefused::Pool(..) => ErrorKind::Conflict,
     };
-    err(code, e.to_string())
+    err(kind, e.to_string())
 }
 
 fn history_err(e: history::HistoryError) -> Response {
-    let code = match e {
+    let kind = match e {
         history::HistoryError::NotFound { .. }
         | history::HistoryError::Empty(_)
-        | history::HistoryError::Ambiguous { .. } => StatusCode::NOT_FOUND,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
+        | history::HistoryError::Ambiguous { .. } => ErrorKind::NotFound,
+        _ => ErrorKind::Internal,
     };
-    err(code, e.to_string())
+    err(kind, e.to_string())
 }
 
 async fn follow(State(s): S, Path(name): Path<String>) -> Response {
     let Some(t) = s.supervisor.log_tail(&name) else {
-        return err(StatusCode::NOT_FOUND, format!("no service named `{name}`"));
+        return err(ErrorKind::NotFound, format!("no service named `{name}`"));
     };
     let rx = t.live.subscribe();
     // The service task polls the file; a follower of an adopted/unknown tail polls it itself.
@@ -398,15 +407,15 @@ impl crate::gate::Handler for MetricsFace {
     }
 
     fn refuse(&self, status: StatusCode, msg: &str) -> Response {
-        err(status, msg)
+        err(ErrorKind::of_status(status.as_u16()), msg)
     }
 
     async fn handle(self, req: axum::extract::Request, _peer: std::net::SocketAddr) -> Response {
         if req.uri().path() != "/metrics" {
-            return err(StatusCode::NOT_FOUND, "this port serves GET /metrics only");
+            return err(ErrorKind::NotFound, "this port serves GET /metrics only");
         }
         if req.method() != axum::http::Method::GET {
-            return err(StatusCode::METHOD_NOT_ALLOWED, "use GET /metrics");
+            return err(ErrorKind::MethodNotAllowed, "use GET /metrics");
         }
         if !self.loopback {
             if let Some(r) = scrape_auth(&self.services, req.headers()) {

@@ -9,7 +9,7 @@ use super::tokens::{Check, Tokens};
 use super::Role;
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Router;
 use mlxbox_api::control::{Method, Request};
 use std::net::SocketAddr;
@@ -122,9 +122,6 @@ async fn handle(
 }
 
 fn refuse(code: StatusCode, msg: &str) -> Response {
-    (
-        code,
-        axum::Json(mlxbox_api::ErrorReply { error: msg.into() }),
-    )
-        .into_response()
+    use mlxbox_api::control::{ApiError, ErrorKind};
+    crate::control::server::fail(ApiError::new(ErrorKind::of_status(code.as_u16()), msg))
 }

@@ -10,6 +10,7 @@ use crate::api::{AlertSeverity, Event, HostStatus};
 use crate::config::HostSpec;
 use crate::keys::Keyring;
 use crate::task::AbortOnDrop;
+use mlxbox_api::call;
 use mlxbox_client::control::Client;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -166,15 +167,15 @@ impl Fleet {
             }
             if let Some(c) = &client {
                 let t0 = Instant::now();
-                match tokio::time::timeout(PING_TIMEOUT, c.ping()).await {
-                    Ok(Ok(())) => {
+                match tokio::time::timeout(PING_TIMEOUT, c.call(call::Ping {})).await {
+                    Ok(Ok(_)) => {
                         if rtt.len() == RTT_WINDOW {
                             rtt.pop_front();
                         }
                         rtt.push_back(t0.elapsed().as_secs_f64() * 1000.0);
                         misses = 0;
                         st.error = None;
-                        match tokio::time::timeout(STATUS_TIMEOUT, c.status()).await {
+                        match tokio::time::timeout(STATUS_TIMEOUT, c.call(call::Status {})).await {
                             Ok(Ok(s)) => {
                                 st.services = s.services;
                                 st.alerts = s.alerts;

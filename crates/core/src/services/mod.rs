@@ -273,7 +273,6 @@ impl Services {
             alerts: self.alerts.active(),
             hosts: self.fleet.statuses(),
             pools: self.proxy.pools().await,
-            listeners: crate::gate::listening(),
         }
     }
 
