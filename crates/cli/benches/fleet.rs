@@ -12,6 +12,7 @@
 //!
 //! Figures go to docs/PERFORMANCE.md.
 
+use mlxbox_api::call;
 use mlxbox_client::control::Client;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -171,19 +172,19 @@ fn main() {
     let remote = Client::remote("a0", &addr, &fp(&a.state), &token).unwrap();
     let (l_status, r_status, l_ping, r_ping) = rt.block_on(async {
         let ls = time(calls, || async {
-            local.status().await.unwrap();
+            local.call(call::Status {}).await.unwrap();
         })
         .await;
         let rs = time(calls, || async {
-            remote.status().await.unwrap();
+            remote.call(call::Status {}).await.unwrap();
         })
         .await;
         let lp = time(calls, || async {
-            local.ping().await.unwrap();
+            local.call(call::Ping {}).await.unwrap();
         })
         .await;
         let rp = time(calls, || async {
-            remote.ping().await.unwrap();
+            remote.call(call::Ping {}).await.unwrap();
         })
         .await;
         (ls, rs, lp, rp)

@@ -101,7 +101,7 @@ impl Drop for Daemon {
 
 async fn wait_ready(c: &Client, name: &str) -> u32 {
     loop {
-        if let Ok(s) = c.status().await {
+        if let Ok(s) = c.call(mlxbox_api::call::Status {}).await {
             if let Some(x) = s
                 .services
                 .iter()
@@ -226,9 +226,11 @@ async fn main() {
             || {
                 let c2 = Client::new(&d.state());
                 tokio::spawn(async move {
-                    c2.action("slow", mlxbox_api::service::Verb::Restart)
-                        .await
-                        .unwrap()
+                    let restart = mlxbox_api::call::Action {
+                        target: "slow".into(),
+                        verb: mlxbox_api::service::Verb::Restart,
+                    };
+                    c2.call(restart).await.unwrap()
                 });
             },
             |e| matches!(e, Event::Service(s) if s.name == "slow" && s.state == State::Ready),
