@@ -7,7 +7,9 @@ use mlxbox_api::call;
 
 use mlxbox_core::api::Event;
 use mlxbox_core::bench::doctor::{DoctorOptions, DoctorReport};
-use mlxbox_core::bench::{BenchOptions, BenchResult, CheckStatus, Comparison, Stats};
+use mlxbox_core::bench::{
+    BenchOptions, BenchResult, CheckStatus, Comparison, ServiceResult, Stats,
+};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -338,178 +340,192 @@ fn print_tables(r: &BenchResult) {
             continue;
         }
         if !s.levels.is_empty() {
-            println!(
-                "  {:<9} {:>5} {:>4} {:>17} {:>9} {:>9} {:>10} {:>9} {:>10} {:>7} {:>6}",
-                "LEVEL",
-                "REQS",
-                "ERR",
-                "TTFT ms p50/p99",
-                "TPOT p50",
-                "ITL p50",
-                "E2E p50",
-                "GEN tok/s",
-                "OUT tok/s",
-                "REQ/s",
-                "EFF"
-            );
-            for l in &s.levels {
-                let level = match l.rate {
-                    Some(rate) => format!("rate={rate}"),
-                    None => format!("c={}", l.concurrency),
-                };
-                println!(
-                    "  {:<9} {:>5} {:>4} {:>17} {:>9} {:>9} {:>10} {:>9} {:>10.1} {:>7.2} {:>6}",
-                    level,
-                    l.requests,
-                    l.errors,
-                    format!("{}/{}", st(l.ttft_ms, |s| s.p50), st(l.ttft_ms, |s| s.p99)),
-                    st(l.tpot_ms, |s| s.p50),
-                    st(l.itl_ms, |s| s.p50),
-                    st(l.e2e_ms, |s| s.p50),
-                    st(l.gen_tok_s, |s| s.mean),
-                    l.output_tok_s,
-                    l.request_s,
-                    opt(l.parallel_efficiency, 2),
-                );
-                // What was really sent and got, and the goodput.
-                let mut lens = format!(
-                    "  {:<9} in/out tokens mean {}/{}",
-                    "",
-                    st(l.prompt_len, |s| s.mean),
-                    st(l.output_len, |s| s.mean)
-                );
-                if let Some(g) = l.goodput {
-                    lens.push_str(&format!(
-                        " · goodput {:.0} % ({:.2} req/s)",
-                        g.share * 100.0,
-                        g.request_s
-                    ));
-                }
-                println!("{lens}");
-                if l.prompt_len_mismatches > 0 {
-                    println!(
-                        "  {:<9} ! {} prompt(s) counted differently by the server than asked",
-                        "", l.prompt_len_mismatches
-                    );
-                }
-                if l.ended_early > 0 {
-                    println!(
-                        "  {:<9} ! {} of {} outputs ended before the {} tokens asked: tok/s comes from shorter outputs",
-                        "",
-                        l.ended_early,
-                        l.requests,
-                        r.options.output_tokens.unwrap_or(0)
-                    );
-                }
-                if let Some(e) = &l.first_error {
-                    println!("  {:<9} first error: {e}", "");
-                }
-            }
-            if let Some(t) = s.prompt_template_tokens {
-                println!(
-                    "  the chat template adds {t} tokens to each prompt (measured on the warm-up)"
-                );
-            }
-            if let Some(c) = s
-                .levels
-                .iter()
-                .filter_map(|l| l.cached_tokens)
-                .reduce(|a, b| a + b)
-            {
-                println!("  cached prompt tokens reported by the server: {c}");
-            }
+            print_chat_levels(r, s);
         }
         if !s.embedding.is_empty() {
-            println!(
-                "  {:<9} {:>5} {:>4} {:>6} {:>10} {:>8} {:>17}",
-                "LEVEL", "REQS", "ERR", "BATCH", "INPUTS/s", "REQ/s", "LATENCY p50/p99"
-            );
-            for l in &s.embedding {
-                println!(
-                    "  {:<9} {:>5} {:>4} {:>6} {:>10.1} {:>8.2} {:>17}",
-                    format!("c={}", l.concurrency),
-                    l.requests,
-                    l.errors,
-                    l.batch_size,
-                    l.inputs_s,
-                    l.request_s,
-                    format!(
-                        "{}/{}",
-                        st(l.latency_ms, |s| s.p50),
-                        st(l.latency_ms, |s| s.p99)
-                    ),
-                );
-                if let Some(e) = &l.first_error {
-                    println!("  {:<9} first error: {e}", "");
-                }
-            }
+            print_embedding_levels(s);
         }
         if !s.audio.is_empty() {
+            print_audio_levels(s);
+        }
+        print_checks(s);
+    }
+    print_monitor_and_pool(r);
+}
+
+/// A chat service's levels: latency and throughput, what was really sent, goodput, what went wrong.
+fn print_chat_levels(r: &BenchResult, s: &ServiceResult) {
+    println!(
+        "  {:<9} {:>5} {:>4} {:>17} {:>9} {:>9} {:>10} {:>9} {:>10} {:>7} {:>6}",
+        "LEVEL",
+        "REQS",
+        "ERR",
+        "TTFT ms p50/p99",
+        "TPOT p50",
+        "ITL p50",
+        "E2E p50",
+        "GEN tok/s",
+        "OUT tok/s",
+        "REQ/s",
+        "EFF"
+    );
+    for l in &s.levels {
+        let level = match l.rate {
+            Some(rate) => format!("rate={rate}"),
+            None => format!("c={}", l.concurrency),
+        };
+        println!(
+            "  {:<9} {:>5} {:>4} {:>17} {:>9} {:>9} {:>10} {:>9} {:>10.1} {:>7.2} {:>6}",
+            level,
+            l.requests,
+            l.errors,
+            format!("{}/{}", st(l.ttft_ms, |s| s.p50), st(l.ttft_ms, |s| s.p99)),
+            st(l.tpot_ms, |s| s.p50),
+            st(l.itl_ms, |s| s.p50),
+            st(l.e2e_ms, |s| s.p50),
+            st(l.gen_tok_s, |s| s.mean),
+            l.output_tok_s,
+            l.request_s,
+            opt(l.parallel_efficiency, 2),
+        );
+        // What was really sent and got, and the goodput.
+        let mut lens = format!(
+            "  {:<9} in/out tokens mean {}/{}",
+            "",
+            st(l.prompt_len, |s| s.mean),
+            st(l.output_len, |s| s.mean)
+        );
+        if let Some(g) = l.goodput {
+            lens.push_str(&format!(
+                " · goodput {:.0} % ({:.2} req/s)",
+                g.share * 100.0,
+                g.request_s
+            ));
+        }
+        println!("{lens}");
+        if l.prompt_len_mismatches > 0 {
             println!(
-                "  {:<9} {:>5} {:>4} {:>8} {:>17} {:>8} {:>13} {:>10}",
-                "LEVEL",
-                "REQS",
-                "ERR",
-                "REQ/s",
-                "LATENCY p50/p99",
-                "AUDIO s",
-                "RTF p50/p99",
-                "AUDIO s/s"
+                "  {:<9} ! {} prompt(s) counted differently by the server than asked",
+                "", l.prompt_len_mismatches
             );
-            for l in &s.audio {
-                println!(
-                    "  {:<9} {:>5} {:>4} {:>8.2} {:>17} {:>8} {:>13} {:>10}",
-                    format!("c={}", l.concurrency),
-                    l.requests,
-                    l.errors,
-                    l.request_s,
-                    format!(
-                        "{}/{}",
-                        st(l.latency_ms, |s| s.p50),
-                        st(l.latency_ms, |s| s.p99)
-                    ),
-                    l.audio_s
-                        .map(|a| format!("{a:.2}"))
-                        .unwrap_or_else(|| "–".into()),
-                    match l.rtf {
-                        Some(r) => format!("{:.3}/{:.3}", r.p50, r.p99),
-                        None => "–".into(),
-                    },
-                    l.audio_s_per_s
-                        .map(|a| format!("{a:.2}"))
-                        .unwrap_or_else(|| "–".into()),
-                );
-                if let Some(e) = &l.first_error {
-                    println!("  {:<9} first error: {e}", "");
-                }
-            }
-            if let Some(x) = s.audio.iter().find_map(|l| l.sample.as_ref()) {
-                println!("  an answer: {x}");
-            }
         }
-        if let Some(t) = &s.thinking {
-            println!("  {} thinking: {}", t.status.mark(), t.reason);
-        }
-        if let Some(l) = &s.long_context {
+        if l.ended_early > 0 {
             println!(
-                "  {} long context ({} tokens): {}",
-                l.status.mark(),
-                l.target_tokens,
-                l.reason
+                "  {:<9} ! {} of {} outputs ended before the {} tokens asked: tok/s comes from shorter outputs",
+                "",
+                l.ended_early,
+                l.requests,
+                r.options.output_tokens.unwrap_or(0)
             );
         }
-        for t in &s.thresholds {
-            println!("  {} {}: {}", t.status.mark(), t.key, t.detail);
-        }
-        if s.throttling_suspected {
-            println!(
-                "  ! generation speed fell while the thermal state rose: throttling suspected"
-            );
-        }
-        if let Some(f) = &s.fingerprint {
-            println!("  server: {f}");
+        if let Some(e) = &l.first_error {
+            println!("  {:<9} first error: {e}", "");
         }
     }
+    if let Some(t) = s.prompt_template_tokens {
+        println!("  the chat template adds {t} tokens to each prompt (measured on the warm-up)");
+    }
+    if let Some(c) = s
+        .levels
+        .iter()
+        .filter_map(|l| l.cached_tokens)
+        .reduce(|a, b| a + b)
+    {
+        println!("  cached prompt tokens reported by the server: {c}");
+    }
+}
+
+/// An embedding service's levels.
+fn print_embedding_levels(s: &ServiceResult) {
+    println!(
+        "  {:<9} {:>5} {:>4} {:>6} {:>10} {:>8} {:>17}",
+        "LEVEL", "REQS", "ERR", "BATCH", "INPUTS/s", "REQ/s", "LATENCY p50/p99"
+    );
+    for l in &s.embedding {
+        println!(
+            "  {:<9} {:>5} {:>4} {:>6} {:>10.1} {:>8.2} {:>17}",
+            format!("c={}", l.concurrency),
+            l.requests,
+            l.errors,
+            l.batch_size,
+            l.inputs_s,
+            l.request_s,
+            format!(
+                "{}/{}",
+                st(l.latency_ms, |s| s.p50),
+                st(l.latency_ms, |s| s.p99)
+            ),
+        );
+        if let Some(e) = &l.first_error {
+            println!("  {:<9} first error: {e}", "");
+        }
+    }
+}
+
+/// A speech or transcription service's levels (real-time factor, audio seconds).
+fn print_audio_levels(s: &ServiceResult) {
+    println!(
+        "  {:<9} {:>5} {:>4} {:>8} {:>17} {:>8} {:>13} {:>10}",
+        "LEVEL", "REQS", "ERR", "REQ/s", "LATENCY p50/p99", "AUDIO s", "RTF p50/p99", "AUDIO s/s"
+    );
+    for l in &s.audio {
+        println!(
+            "  {:<9} {:>5} {:>4} {:>8.2} {:>17} {:>8} {:>13} {:>10}",
+            format!("c={}", l.concurrency),
+            l.requests,
+            l.errors,
+            l.request_s,
+            format!(
+                "{}/{}",
+                st(l.latency_ms, |s| s.p50),
+                st(l.latency_ms, |s| s.p99)
+            ),
+            l.audio_s
+                .map(|a| format!("{a:.2}"))
+                .unwrap_or_else(|| "–".into()),
+            match l.rtf {
+                Some(r) => format!("{:.3}/{:.3}", r.p50, r.p99),
+                None => "–".into(),
+            },
+            l.audio_s_per_s
+                .map(|a| format!("{a:.2}"))
+                .unwrap_or_else(|| "–".into()),
+        );
+        if let Some(e) = &l.first_error {
+            println!("  {:<9} first error: {e}", "");
+        }
+    }
+    if let Some(x) = s.audio.iter().find_map(|l| l.sample.as_ref()) {
+        println!("  an answer: {x}");
+    }
+}
+
+/// The checks of one service: thinking, long context, its thresholds, throttling, its server.
+fn print_checks(s: &ServiceResult) {
+    if let Some(t) = &s.thinking {
+        println!("  {} thinking: {}", t.status.mark(), t.reason);
+    }
+    if let Some(l) = &s.long_context {
+        println!(
+            "  {} long context ({} tokens): {}",
+            l.status.mark(),
+            l.target_tokens,
+            l.reason
+        );
+    }
+    for t in &s.thresholds {
+        println!("  {} {}: {}", t.status.mark(), t.key, t.detail);
+    }
+    if s.throttling_suspected {
+        println!("  ! generation speed fell while the thermal state rose: throttling suspected");
+    }
+    if let Some(f) = &s.fingerprint {
+        println!("  server: {f}");
+    }
+}
+
+/// What the monitor saw during the run, the pool's figures, the legend and the verdict.
+fn print_monitor_and_pool(r: &BenchResult) {
     println!();
     let m = &r.monitor;
     println!(
