@@ -421,6 +421,9 @@ def slowloris(i, services, limit):
                         d = b""
                     if not d:
                         outcome = ("defined", "slowloris-closed", False)
+                    elif svc.name == "control" and not d.startswith(b"HTTP/"):
+                        # A TLS port answers a plaintext head with a TLS alert, then closes.
+                        outcome = ("defined", "slowloris-tls-alert", False)
                     else:
                         code = d.split(b" ", 2)[1].decode("latin-1", "replace") if d.startswith(b"HTTP/") else "?"
                         outcome = ("defined", f"slowloris-{code}", True) if code.isdigit() and int(code) in DEFINED \
