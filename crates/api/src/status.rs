@@ -239,12 +239,6 @@ pub struct ActionReply {
     pub services: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
-#[ts(export)]
-pub struct ErrorReply {
-    pub error: String,
-}
-
 /// `GET /v1/config`: the file as text and as JSON (for the Settings window), and its validation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[ts(export)]

@@ -250,6 +250,16 @@ pub struct ServerSettings {
 }
 
 impl ServerSettings {
+    /// Is `host` a loopback address (or `localhost`)? Then a listener on it is reached from this machine
+    /// only.
+    pub fn is_loopback(&self) -> bool {
+        let host = self.host.trim_matches(['[', ']']);
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
     pub fn new(host: &str) -> Self {
         ServerSettings {
             host: host.into(),

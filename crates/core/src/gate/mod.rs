@@ -63,10 +63,10 @@ fn connection_budget() -> &'static Arc<Semaphore> {
 }
 
 /// Where a listener's connections are served.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy)]
 pub enum Threads {
-    /// The proxy threads (`proxy::proxy_runtimes`), dealt round-robin.
-    Proxy,
+    /// These runtimes (the proxy threads), each accepting, connections dealt round-robin; never empty.
+    Dealt(&'static [tokio::runtime::Handle]),
     /// The runtime that started the listener (the daemon's).
     Here,
 }
@@ -83,8 +83,6 @@ pub struct Spec {
     /// Served over TLS (the handshake is timed out by the gate).
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub threads: Threads,
-    /// The proxy threads' runtimes, when `threads` is `Proxy`.
-    pub runtimes: &'static [tokio::runtime::Handle],
 }
 
 impl Spec {
@@ -96,8 +94,7 @@ impl Spec {
             max_connections: 512,
             per_peer: 256,
             tls: None,
-            threads: Threads::Proxy,
-            runtimes,
+            threads: Threads::Dealt(runtimes),
         }
     }
 
@@ -109,7 +106,6 @@ impl Spec {
             per_peer: 16,
             tls: None,
             threads: Threads::Here,
-            runtimes: &[],
         }
     }
 
@@ -121,7 +117,6 @@ impl Spec {
             per_peer: 32,
             tls: Some(tls),
             threads: Threads::Here,
-            runtimes: &[],
         }
     }
 }
@@ -237,7 +232,7 @@ impl Listener {
         });
         let mut accept = vec![];
         let runtimes: Vec<tokio::runtime::Handle> = match gate.spec.threads {
-            Threads::Proxy => gate.spec.runtimes.to_vec(),
+            Threads::Dealt(all) => all.to_vec(),
             Threads::Here => vec![tokio::runtime::Handle::current()],
         };
         for rt in runtimes {
@@ -315,20 +310,20 @@ impl Gate {
             let _ = stream.set_nodelay(true);
             let (gate, handler, drain) = (self.clone(), handler.clone(), drain.clone());
             match self.spec.threads {
-                Threads::Here => {
-                    tokio::spawn(gate.serve(stream, peer, handler, drain, permits));
-                }
-                Threads::Proxy => {
+                Threads::Dealt(all) if !all.is_empty() => {
                     // Dealt round-robin: the thread that wins the accepts (often one takes a whole
                     // burst) would otherwise serve them all while the others idle.
                     let Ok(std) = stream.into_std() else {
                         continue;
                     };
-                    next_runtime(self.spec.runtimes).spawn(async move {
+                    next_runtime(all).spawn(async move {
                         if let Ok(stream) = tokio::net::TcpStream::from_std(std) {
                             gate.serve(stream, peer, handler, drain, permits).await;
                         }
                     });
+                }
+                Threads::Here | Threads::Dealt(_) => {
+                    tokio::spawn(gate.serve(stream, peer, handler, drain, permits));
                 }
             }
         }

@@ -243,10 +243,13 @@ pub(super) enum Target {
     Pool(Arc<Pool>),
 }
 
-/// No key at all (and the keyring readable): the listener serves without one, on loopback only.
-fn open(keys: &SharedKeys) -> bool {
-    let k = keys.read().unwrap();
-    k.is_empty() && k.keyring_error.is_none()
+/// No key at all (and the keyring readable): the listener serves without one. Only a loopback listener
+/// may, and only there does the door ask (the key set's lock is not taken for the others).
+fn open(loopback: bool, keys: &SharedKeys) -> bool {
+    loopback && {
+        let k = keys.read().unwrap();
+        k.is_empty() && k.keyring_error.is_none()
+    }
 }
 
 impl Target {
@@ -268,11 +271,11 @@ impl Target {
 impl gate::Handler for Target {
     fn door(&self) -> gate::Door<'_> {
         match self {
-            Target::Service(f) => f.cfg.door(open(&f.keys)),
-            Target::Endpoint(e) => e.door.door(open(&e.keys)),
+            Target::Service(f) => f.cfg.door(open(f.cfg.loopback, &f.keys)),
+            Target::Endpoint(e) => e.door.door(open(e.door.loopback, &e.keys)),
             Target::Pool(p) => gate::Door {
                 loopback: p.loopback,
-                open: open(&p.keys),
+                open: open(p.loopback, &p.keys),
                 cors: &p.cors,
                 domain_name: p.domain_name.as_deref(),
             },

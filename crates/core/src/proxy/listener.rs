@@ -4,7 +4,7 @@
 use crate::config::{ServiceSpec, Settings};
 use std::time::Duration;
 
-pub use crate::gate::Cors;
+use crate::gate::Cors;
 
 /// What one frontend listener is made of. Listeners are replaced when this changes (and only then).
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +28,7 @@ impl ListenerConfig {
     /// `backend_port`: the one endpoint reaches it).
     pub fn all(settings: &Settings) -> Vec<ListenerConfig> {
         let host = &settings.server.host;
-        let loopback = is_loopback(host);
+        let loopback = settings.server.is_loopback();
         let endpoint = settings.server.port.is_some();
         let pooled = |name: &str| {
             settings.pools.iter().any(|p| {
@@ -73,12 +73,6 @@ pub fn endpoint_addr(settings: &Settings) -> Option<String> {
         .server
         .port
         .map(|p| join_host_port(&settings.server.host, p))
-}
-
-pub(super) fn is_loopback(host: &str) -> bool {
-    host.parse::<std::net::IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(host == "localhost")
 }
 
 pub(super) fn join_host_port(host: &str, port: u16) -> String {

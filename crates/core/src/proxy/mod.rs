@@ -59,7 +59,7 @@ pub(crate) use auth::{authorize, bearer, ct_eq, Auth};
 use axum::http::HeaderValue;
 use endpoint::Target;
 use front::Front;
-use listener::{is_loopback, join_host_port};
+use listener::join_host_port;
 use stats::Counters;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -186,7 +186,7 @@ impl Proxies {
         }
         let mut pools = vec![];
         for spec in &settings.pools {
-            let loopback = is_loopback(&settings.server.host);
+            let loopback = settings.server.is_loopback();
             if no_keys && !loopback {
                 errors.push(ProxyError::OpenOnPublicHost {
                     service: spec.name.clone(),

@@ -184,12 +184,7 @@ fn check_unproxied(
     server: &crate::config::settings::ServerSettings,
     services: &[crate::config::settings::ServiceSpec],
 ) {
-    let host = server.host.trim_matches(['[', ']']);
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
+    if server.is_loopback() {
         return;
     }
     for s in services.iter().filter(|s| s.enabled) {
