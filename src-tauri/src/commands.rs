@@ -1,131 +1,19 @@
-//! The commands the windows call. Each is one line over `mlxbox_client::app::AppCore` (see its module doc for
-//! the table); only log following, which emits events, has a few lines of its own.
+//! The commands the windows call: `call` carries any request of the control API to the daemon (see
+//! `mlxbox_client::app`'s module doc); the rest are the app's own (its connection, log following, which
+//! emits events, and the first-frame timing).
 
 use crate::AppState;
-use mlxbox_api::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
-use mlxbox_api::bench::{DoctorOptions, DoctorReport};
-use mlxbox_api::config::ConfigEdit;
 use mlxbox_api::control::Request;
-use mlxbox_api::keys::{KeyInfo, KeyList, NewKey};
-use mlxbox_api::service::Verb;
-use mlxbox_api::{
-    ActionReply, BenchHistory, ConfigDocument, ConfigPreview, MonitorHistory, StatusReport,
-};
 use mlxbox_client::app::{daemon_binary, CommandError, Connection, LogLine};
 use std::time::Duration;
 use tauri::{AppHandle, Emitter, Runtime, State};
 
 type R<T> = Result<T, CommandError>;
 
+/// Any `Request` (for another Mac, a `Request::Host` around it), its reply as the daemon sent it.
 #[tauri::command]
 pub async fn call(s: State<'_, AppState>, request: Request) -> R<serde_json::Value> {
-    s.core.call(request).await
-}
-
-#[tauri::command]
-pub async fn get_status(s: State<'_, AppState>) -> R<StatusReport> {
-    s.core.status().await
-}
-
-#[tauri::command]
-pub async fn service_action(s: State<'_, AppState>, name: String, verb: Verb) -> R<ActionReply> {
-    s.core.service_action(&name, verb).await
-}
-
-#[tauri::command]
-pub async fn get_logs(s: State<'_, AppState>, name: String, lines: usize) -> R<Vec<String>> {
-    s.core.logs(&name, lines).await
-}
-
-#[tauri::command]
-pub async fn get_history(s: State<'_, AppState>) -> R<MonitorHistory> {
-    s.core.history().await
-}
-
-/// `host`: a `[hosts]` Mac's settings.toml, through this Mac's daemon; none: this Mac's.
-#[tauri::command]
-pub async fn get_config(s: State<'_, AppState>, host: Option<String>) -> R<ConfigDocument> {
-    s.core.config(host).await
-}
-
-#[tauri::command]
-pub async fn preview_config(
-    s: State<'_, AppState>,
-    edits: Vec<ConfigEdit>,
-    host: Option<String>,
-) -> R<ConfigPreview> {
-    s.core.preview_config(edits, host).await
-}
-
-#[tauri::command]
-pub async fn save_config(
-    s: State<'_, AppState>,
-    edits: Vec<ConfigEdit>,
-    base_hash: Option<String>,
-    host: Option<String>,
-) -> R<ConfigPreview> {
-    s.core.save_config(edits, base_hash, host).await
-}
-
-#[tauri::command]
-pub async fn get_proxy_stats(
-    s: State<'_, AppState>,
-) -> R<std::collections::BTreeMap<String, mlxbox_api::proxy::ProxyStats>> {
-    s.core.proxy_stats().await
-}
-
-#[tauri::command]
-pub async fn list_keys(s: State<'_, AppState>) -> R<KeyList> {
-    s.core.keys().await
-}
-
-#[tauri::command]
-pub async fn add_key(
-    s: State<'_, AppState>,
-    name: Option<String>,
-    services: Vec<String>,
-) -> R<NewKey> {
-    s.core.add_key(name, services).await
-}
-
-#[tauri::command]
-pub async fn remove_key(s: State<'_, AppState>, id: String) -> R<KeyInfo> {
-    s.core.remove_key(&id).await
-}
-
-#[tauri::command]
-pub async fn bench_start(s: State<'_, AppState>, opts: BenchOptions) -> R<BenchStarted> {
-    s.core.bench_start(opts).await
-}
-
-#[tauri::command]
-pub async fn bench_current(s: State<'_, AppState>) -> R<Option<BenchStarted>> {
-    s.core.bench_current().await
-}
-
-#[tauri::command]
-pub async fn bench_cancel(s: State<'_, AppState>) -> R<BenchStarted> {
-    s.core.bench_cancel().await
-}
-
-#[tauri::command]
-pub async fn bench_result(s: State<'_, AppState>, id: String) -> R<BenchResult> {
-    s.core.bench_result(&id).await
-}
-
-#[tauri::command]
-pub async fn bench_history(s: State<'_, AppState>) -> R<BenchHistory> {
-    s.core.bench_history().await
-}
-
-#[tauri::command]
-pub async fn bench_compare(s: State<'_, AppState>, a: String, b: String) -> R<Comparison> {
-    s.core.bench_compare(&a, &b).await
-}
-
-#[tauri::command]
-pub async fn run_doctor(s: State<'_, AppState>, opts: DoctorOptions) -> R<DoctorReport> {
-    s.core.doctor(opts).await
+    s.core.call_json(request).await
 }
 
 #[tauri::command]

@@ -140,20 +140,18 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         MenuAction::ToggleService(name) => {
             if let Some(verb) = menubar::toggle_verb(&snap, &name) {
                 tauri::async_runtime::spawn(async move {
-                    let _ = core.service_action(&name, verb).await;
+                    let _ = core.call(call::Action { target: name, verb }).await;
                 });
             }
         }
         MenuAction::ToggleHostService { host, service } => {
             if let Some(verb) = menubar::toggle_host_verb(&snap, &host, &service) {
                 tauri::async_runtime::spawn(async move {
-                    let forward = Box::new(mlxbox_api::control::Request::Action {
+                    let forward = call::Action {
                         target: service,
                         verb,
-                    });
-                    let _ = core
-                        .call(mlxbox_api::control::Request::Host { host, forward })
-                        .await;
+                    };
+                    let _ = core.call(call::Host { host, forward }).await;
                 });
             }
         }
@@ -164,7 +162,8 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
                 _ => Verb::Restart,
             };
             tauri::async_runtime::spawn(async move {
-                let _ = core.service_action("all", verb).await;
+                let target = "all".to_string();
+                let _ = core.call(call::Action { target, verb }).await;
             });
         }
         MenuAction::RunBenchmark => {

@@ -47,23 +47,29 @@ fn invoke(w: &WebviewWindow<MockRuntime>, cmd: &str, args: Value) -> Result<Valu
     .map(|b| b.deserialize::<Value>().unwrap())
 }
 
+/// The windows' one way to the daemon: `invoke("call", {request})`.
+fn call(w: &WebviewWindow<MockRuntime>, request: Value) -> Result<Value, Value> {
+    invoke(w, "call", json!({ "request": request }))
+}
+
 #[test]
 fn without_a_daemon_every_command_says_unreachable() {
     let dir = tempfile::tempdir().unwrap();
     let (_app, w) = app(dir.path());
-    let e = invoke(&w, "get_status", json!({})).unwrap_err();
+    let e = call(&w, json!({"request": "status"})).unwrap_err();
     assert_eq!(e["kind"], "unreachable", "{e}");
     assert!(e["message"].as_str().unwrap().contains("mlx-box up"), "{e}");
     let c = invoke(&w, "get_connection", json!({})).unwrap();
     assert_eq!(c["connected"], false);
     assert_eq!(c["state_dir"], dir.path().display().to_string());
-    let e = invoke(
+    let e = call(
         &w,
-        "service_action",
-        json!({"name": "x", "verb": "explode"}),
+        json!({"request": "action", "target": "x", "verb": "explode"}),
     )
     .unwrap_err();
-    // A typed `Verb`: an unknown one is refused where the window's JSON is read, naming it.
+    // A typed `Request`: an unknown verb (or request) is refused where the window's JSON is read, naming it.
+    assert!(e.to_string().contains("explode"), "{e}");
+    let e = call(&w, json!({"request": "explode"})).unwrap_err();
     assert!(e.to_string().contains("explode"), "{e}");
 }
 
@@ -80,7 +86,10 @@ fn every_command_the_front_end_calls_is_registered() {
         .filter_map(|rest| rest.split('"').nth(1))
         .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
         .collect();
-    assert!(names.len() >= 20, "found {names:?}");
+    assert!(
+        names.contains(&"call") && names.len() >= 5,
+        "found {names:?}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let (_app, w) = app(dir.path());
     for name in names {
@@ -163,80 +172,80 @@ fn commands_drive_a_real_daemon() {
     );
     let (_app, w) = app(&state);
     let state_of = |w: &WebviewWindow<MockRuntime>| {
-        invoke(w, "get_status", json!({}))
+        call(w, json!({"request": "status"}))
             .ok()
             .and_then(|s| s["services"][0]["state"].as_str().map(str::to_string))
     };
     assert!(
         wait_until(Duration::from_secs(20), || state_of(&w).as_deref()
             == Some("ready")),
-        "service ready through get_status"
+        "service ready through call(status)"
     );
     assert_eq!(
         invoke(&w, "get_connection", json!({})).unwrap()["connected"],
         true
     );
 
-    invoke(&w, "service_action", json!({"name": "svc", "verb": "stop"})).unwrap();
+    let action = |target: &str, verb: &str| {
+        call(
+            &w,
+            json!({"request": "action", "target": target, "verb": verb}),
+        )
+    };
+    action("svc", "stop").unwrap();
     assert_eq!(
         state_of(&w).as_deref(),
         Some("stopped"),
         "acknowledged stop"
     );
-    invoke(
-        &w,
-        "service_action",
-        json!({"name": "all", "verb": "start"}),
-    )
-    .unwrap();
+    action("all", "start").unwrap();
     assert!(wait_until(Duration::from_secs(20), || state_of(&w)
         .as_deref()
         == Some("ready")));
-    let logs = invoke(&w, "get_logs", json!({"name": "svc", "lines": 50})).unwrap();
-    assert!(logs
+    let logs = call(&w, json!({"request": "logs", "name": "svc", "lines": 50})).unwrap();
+    assert!(logs["lines"]
         .as_array()
         .unwrap()
         .iter()
         .any(|l| l.as_str().unwrap().contains("fault_server")));
-    let hist = invoke(&w, "get_history", json!({})).unwrap();
+    let hist = call(&w, json!({"request": "monitor_history"})).unwrap();
     assert!(hist["samples"].is_array());
-    assert_eq!(invoke(&w, "bench_current", json!({})).unwrap(), Value::Null);
+    let e = call(&w, json!({"request": "bench_current"})).unwrap_err();
+    assert_eq!(e["kind"], "not_found", "no run going: {e}");
     assert_eq!(
-        invoke(&w, "bench_history", json!({})).unwrap()["runs"],
+        call(&w, json!({"request": "bench_history"})).unwrap()["runs"],
         json!([])
     );
-    let e = invoke(&w, "bench_result", json!({"id": "last"})).unwrap_err();
-    assert_eq!(e["kind"], "refused", "no run yet: {e}");
+    let e = call(&w, json!({"request": "bench_result", "id": "last"})).unwrap_err();
+    assert_eq!(e["kind"], "not_found", "no run yet: {e}");
 
     // Settings: the document, a preview with the validator's diagnostics, a save that keeps comments.
-    let doc = invoke(&w, "get_config", json!({})).unwrap();
+    let doc = call(&w, json!({"request": "get_config"})).unwrap();
+    let edit = |request: &str, path: [&str; 3], value: Value, base: &Value| {
+        let edit = json!({"edits": [{"path": path, "value": value}], "base_hash": base});
+        call(&w, json!({"request": request, "edit": edit}))
+    };
     assert_eq!(doc["document"]["services"]["svc"]["ready_timeout_s"], 20);
-    let bad = invoke(
-        &w,
+    let bad = edit(
         "preview_config",
-        json!({"edits": [{"path": ["services", "svc", "port"], "value": 0}]}),
+        ["services", "svc", "port"],
+        json!(0),
+        &Value::Null,
     )
     .unwrap();
     assert_eq!(bad["valid"], false);
     assert_eq!(bad["diagnostics"][0]["line"], 4, "{bad}");
-    let e = invoke(
-        &w,
-        "save_config",
-        json!({"edits": [{"path": ["services", "svc", "port"], "value": 0}], "baseHash": doc["content_hash"]}),
-    )
-    .unwrap_err();
+    let hash = &doc["content_hash"];
+    let e = edit("edit_config", ["services", "svc", "port"], json!(0), hash).unwrap_err();
     assert_eq!(e["kind"], "invalid", "{e}");
+    assert_eq!(e["preview"]["diagnostics"][0]["line"], 4, "{e}");
     assert_eq!(
         std::fs::read_to_string(&config).unwrap(),
         text,
         "nothing written"
     );
-    let saved = invoke(
-        &w,
-        "save_config",
-        json!({"edits": [{"path": ["services", "svc", "ready_timeout_s"], "value": 25}], "baseHash": doc["content_hash"]}),
-    )
-    .unwrap();
+    let timeout = ["services", "svc", "ready_timeout_s"];
+    let saved = edit("edit_config", timeout, json!(25), hash).unwrap();
     assert_eq!(saved["valid"], true);
     let on_disk = std::fs::read_to_string(&config).unwrap();
     assert_eq!(
@@ -246,12 +255,7 @@ fn commands_drive_a_real_daemon() {
             "ready_timeout_s = 25 # kept too"
         )
     );
-    let e = invoke(
-        &w,
-        "save_config",
-        json!({"edits": [{"path": ["services", "svc", "ready_timeout_s"], "value": 26}], "baseHash": doc["content_hash"]}),
-    )
-    .unwrap_err();
+    let e = edit("edit_config", timeout, json!(26), hash).unwrap_err();
     assert_eq!(
         e["kind"], "conflict",
         "the file changed since it was read: {e}"

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use mlxbox_api::call;
 use mlxbox_api::service::Verb;
 use mlxbox_client::app::{watch_daemon, AppCore, AppPrefs, AppSink, CommandErrorKind, Connection};
 use mlxbox_client::menubar::{Snapshot, TrayLevel};
@@ -45,6 +46,17 @@ impl Recorder {
     fn level(&self) -> Option<TrayLevel> {
         self.levels.lock().unwrap().last().copied()
     }
+}
+
+fn action(target: &str, verb: Verb) -> call::Action {
+    let target = target.to_string();
+    call::Action { target, verb }
+}
+
+/// The Settings window's save: its edits against the hash it read.
+fn save(edits: Vec<ConfigEdit>, base_hash: Option<String>) -> call::EditConfig {
+    let edit = mlxbox_api::ConfigEditRequest { edits, base_hash };
+    call::EditConfig { edit }
 }
 
 fn edit(path: &[&str], value: serde_json::Value) -> ConfigEdit {
@@ -94,15 +106,15 @@ fn app_follows_the_daemon_draws_the_tray_and_notifies_once() {
 
     // The generic command reaches any endpoint.
     let st = rt
-        .block_on(core.call(mlxbox_api::control::Request::Status))
+        .block_on(core.call_json(mlxbox_api::control::Request::Status))
         .unwrap();
     assert_eq!(st["services"].as_array().map(Vec::len), Some(2), "{st}");
 
     // Stopping from the app stops the server; the tray follows the events.
-    rt.block_on(core.service_action("b", Verb::Stop)).unwrap();
+    rt.block_on(core.call(action("b", Verb::Stop))).unwrap();
     d.wait_state("b", "stopped", Duration::from_secs(10));
     assert!(wait_until(Duration::from_secs(5), || port_free(pb)));
-    rt.block_on(core.service_action("a", Verb::Stop)).unwrap();
+    rt.block_on(core.call(action("a", Verb::Stop))).unwrap();
     wait("everything stopped", &|| {
         rec.level() == Some(TrayLevel::Stopped)
     });
@@ -114,31 +126,28 @@ fn app_follows_the_daemon_draws_the_tray_and_notifies_once() {
                 .all(|x| x.state == mlxbox_core::supervisor::State::Stopped)
         })
     });
-    rt.block_on(core.service_action("all", Verb::Start))
-        .unwrap();
+    rt.block_on(core.call(action("all", Verb::Start))).unwrap();
     wait("ready again", &|| rec.level() == Some(TrayLevel::Ready));
 
     // The Settings window's save: toml_edit keeps comments; a stale base hash is a conflict; an invalid
     // value is refused with the validator's diagnostics and writes nothing.
-    let doc = rt.block_on(core.config(None)).unwrap();
+    let doc = rt.block_on(core.call(call::GetConfig {})).unwrap();
     assert_eq!(
         doc.document.as_ref().unwrap()["services"]["b"]["ready_timeout_s"],
         30
     );
     let stale = rt
-        .block_on(core.save_config(
+        .block_on(core.call(save(
             vec![edit(&["services", "b", "ready_timeout_s"], 31.into())],
             Some("0".repeat(64)),
-            None,
-        ))
+        )))
         .unwrap_err();
     assert_eq!(stale.kind, CommandErrorKind::Conflict, "{stale:?}");
     let bad = rt
-        .block_on(core.save_config(
+        .block_on(core.call(save(
             vec![edit(&["services", "b", "port"], "eighty".into())],
             Some(doc.content_hash.clone()),
-            None,
-        ))
+        )))
         .unwrap_err();
     assert_eq!(bad.kind, CommandErrorKind::Invalid, "{bad:?}");
     let diag = &bad.preview.as_ref().unwrap().diagnostics[0];
@@ -147,11 +156,10 @@ fn app_follows_the_daemon_draws_the_tray_and_notifies_once() {
 
     // A threshold above current usage raises an alert: one notification, the tray says so.
     let saved = rt
-        .block_on(core.save_config(
+        .block_on(core.call(save(
             vec![edit(&["alerts", "headroom_warn_percent"], 99.9.into())],
             Some(doc.content_hash.clone()),
-            None,
-        ))
+        )))
         .unwrap();
     assert!(saved.valid);
     let on_disk = std::fs::read_to_string(&d.config).unwrap();

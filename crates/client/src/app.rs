@@ -1,31 +1,18 @@
-//! The menu-bar app's commands, written against the control client and free of Tauri, so every one runs (and
-//! is tested) without a desktop. `src-tauri` wraps each in a one-line `#[tauri::command]`; the web front end
-//! calls them by these names (its TypeScript types are generated from the types here).
+//! The menu-bar app's side of the daemon, written against the control client and free of Tauri, so all of it
+//! runs (and is tested) without a desktop. `src-tauri` wraps it in a handful of `#[tauri::command]`s; the
+//! web front end calls them by these names (its TypeScript types are generated from the types here).
+//!
+//! The windows reach the daemon one way: the `call` command carries any `Request` of the control API (for
+//! another Mac, a `Request::Host` wrapping it) and answers with the type that request names (the generated
+//! `Replies` map types it on the TypeScript side). The other commands are the app's own:
 //!
 //! | command | arguments | returns |
 //! |---|---|---|
-//! | `call` | `request` (any `Request` of the control API) | its answer (the type the variant names) |
-//! | `get_status` | | `StatusReport` |
-//! | `service_action` | `name` (or "all"), `verb` start/stop/restart | `ActionReply` |
-//! | `get_logs` | `name`, `lines` | `string[]` |
+//! | `call` | `request` (any `Request`) | its reply |
 //! | `follow_logs` / `unfollow_logs` | `name` | emits `log-line` events (`LogLine`) |
-//! | `get_history` | | `MonitorHistory` |
-//! | `get_config` | | `ConfigDocument` |
-//! | `preview_config` | `edits` | `ConfigPreview` |
-//! | `save_config` | `edits`, `baseHash` | `ConfigPreview` |
-//! | `get_proxy_stats` | | `{[service]: ProxyStats}` |
-//! | `list_keys` | | `KeyList` (no secrets) |
-//! | `add_key` | `name`, `services` | `NewKey` (the only time a secret is shown) |
-//! | `remove_key` | `id` | `KeyInfo` |
-//! | `bench_start` | `opts` (a partial `BenchOptions`: the daemon fills the rest) | `BenchStarted`; then `bench_progress` / `bench_done` daemon events |
-//! | `bench_current` | | `BenchStarted \| null` |
-//! | `bench_cancel` | | `BenchStarted` |
-//! | `bench_result` | `id` (or `last`) | `BenchResult` |
-//! | `bench_history` | | `BenchHistory` |
-//! | `bench_compare` | `a`, `b` | `Comparison` |
-//! | `run_doctor` | `opts` (partial `DoctorOptions`) | `DoctorReport` |
 //! | `get_connection` | | `Connection` |
 //! | `start_daemon` | | `Connection` |
+//! | `window_ready` | | (the app times open → drawn) |
 //!
 //! Every error is a `CommandError`. Events to the windows: `daemon-event` (`Event`), `connection`
 //! (`Connection`), `daemon-status` (`StatusReport`, the fold of the events: windows render it and fold
@@ -33,47 +20,45 @@
 
 use crate::control::{Client, ClientError};
 use crate::menubar::{self, NotificationGate, Snapshot, TrayLevel};
-use mlxbox_api::bench::{BenchOptions, BenchResult, BenchStarted, Comparison};
-use mlxbox_api::bench::{DoctorOptions, DoctorReport};
-use mlxbox_api::call;
-use mlxbox_api::config::ConfigEdit;
-use mlxbox_api::control::Request;
+use mlxbox_api::bench::{BenchOptions, BenchStarted};
+use mlxbox_api::call::{self, Call};
+use mlxbox_api::control::{ErrorKind, Request};
 use mlxbox_api::paths;
-use mlxbox_api::service::Verb;
-use mlxbox_api::BenchHistory;
-use mlxbox_api::{
-    ActionReply, Alert, AlertSeverity, ConfigDocument, ConfigEditRequest, ConfigPreview, Event,
-    MonitorHistory, StatusReport,
-};
+use mlxbox_api::{Alert, AlertSeverity, ConfigPreview, Event, StatusReport};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use ts_rs::TS;
 
-/// Why a command failed, in a form the front end can act on.
+/// Why a command failed, in a form the front end can act on: the daemon's own `ApiError` (its kind folded
+/// into the few a window acts on, its message and hint as the daemon said them), or what this side found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS, thiserror::Error)]
 #[ts(export)]
 #[error("{message}")]
 pub struct CommandError {
     pub kind: CommandErrorKind,
-    /// One sentence that says what happened and what to do.
+    /// One sentence that says what happened.
     pub message: String,
+    /// What to do about it, when the daemon said.
+    pub hint: Option<String>,
     /// For `invalid`: the edited file and its diagnostics (the same as `mlx-box validate`).
-    pub preview: Option<ConfigPreview>,
+    pub preview: Option<Box<ConfigPreview>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
 #[ts(export)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum CommandErrorKind {
-    /// No daemon answers on the state dir.
+    /// No daemon answers on the state dir (or the other Mac does not).
     Unreachable,
-    /// settings.toml changed since the window read it.
+    /// settings.toml changed since the window read it (or another state forbids it now: a run going).
     Conflict,
     /// The edit does not validate; nothing was written.
     Invalid,
-    /// The daemon refused (unknown service, over budget…).
+    /// No such service, key or run (`bench_current` when none runs).
+    NotFound,
+    /// The daemon refused (bad request, not allowed, over budget…).
     Refused,
     /// Anything else (I/O, a daemon that would not start).
     Failed,
@@ -84,6 +69,7 @@ impl CommandError {
         CommandError {
             kind,
             message: message.into(),
+            hint: None,
             preview: None,
         }
     }
@@ -92,43 +78,35 @@ impl CommandError {
 impl From<ClientError> for CommandError {
     fn from(e: ClientError) -> Self {
         use CommandErrorKind::*;
+        let message = e.to_string();
         match e {
-            ClientError::NotRunning { .. } | ClientError::Unreachable { .. } => {
-                CommandError::new(Unreachable, e.to_string())
+            ClientError::NotRunning { .. }
+            | ClientError::Unreachable { .. }
+            | ClientError::Http(_) => CommandError::new(Unreachable, message),
+            ClientError::FingerprintMismatch { .. } | ClientError::Api(_) => {
+                CommandError::new(Refused, message)
             }
-            ClientError::FingerprintMismatch { .. } => CommandError::new(Refused, e.to_string()),
-            ClientError::Http(_) => CommandError::new(Unreachable, e.to_string()),
-            ClientError::Api(m) => CommandError::new(Refused, m),
-            ClientError::Refused(e) => CommandError::new(
-                if e.kind == mlxbox_api::control::ErrorKind::Conflict {
-                    Conflict
-                } else {
-                    Refused
+            ClientError::Refused(e) => CommandError {
+                kind: match e.kind {
+                    ErrorKind::Conflict => Conflict,
+                    ErrorKind::NotFound => NotFound,
+                    ErrorKind::Invalid => Invalid,
+                    ErrorKind::BadGateway => Unreachable,
+                    _ => Refused,
                 },
-                e.to_string(),
-            ),
-            ClientError::Invalid(d) => CommandError {
-                kind: Invalid,
-                message: d
-                    .first()
-                    .map(|d| d.to_string())
-                    .unwrap_or_else(|| "settings are invalid".into()),
+                message: e.message,
+                hint: e.hint,
                 preview: None,
             },
-            ClientError::EditRefused {
-                conflict,
-                message,
-                preview,
-            } => CommandError {
-                kind: if conflict {
-                    Conflict
-                } else if preview.is_some() {
-                    Invalid
-                } else {
-                    Refused
-                },
-                message,
-                preview: preview.map(|p| *p),
+            ClientError::Invalid(d) => CommandError::new(
+                Invalid,
+                d.first()
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| "settings are invalid".into()),
+            ),
+            ClientError::InvalidEdit(preview) => CommandError {
+                preview: Some(preview),
+                ..CommandError::new(Invalid, message)
             },
         }
     }
@@ -173,123 +151,14 @@ impl AppCore {
         }
     }
 
-    /// Any request of the control API (`mlxbox_api::control::Request`), its answer as JSON: a window can
-    /// use a new endpoint without a command of its own.
-    pub async fn call(&self, req: Request) -> Result<serde_json::Value, CommandError> {
+    /// A request of the control API, answered with the type it names (the tray's and the tests' way in).
+    pub async fn call<C: Call>(&self, c: C) -> Result<C::Reply, CommandError> {
+        Ok(self.client.call(c).await?)
+    }
+
+    /// Any request as the windows send it, its answer as JSON: the app's one command to the daemon.
+    pub async fn call_json(&self, req: Request) -> Result<serde_json::Value, CommandError> {
         Ok(self.client.call_json(&req).await?)
-    }
-
-    pub async fn status(&self) -> Result<StatusReport, CommandError> {
-        Ok(self.client.call(call::Status {}).await?)
-    }
-
-    pub async fn service_action(
-        &self,
-        name: &str,
-        verb: Verb,
-    ) -> Result<ActionReply, CommandError> {
-        let target = name.to_string();
-        Ok(self.client.call(call::Action { target, verb }).await?)
-    }
-
-    pub async fn logs(&self, name: &str, lines: usize) -> Result<Vec<String>, CommandError> {
-        let name = name.to_string();
-        Ok(self.client.call(call::Logs { name, lines }).await?.lines)
-    }
-
-    pub async fn history(&self) -> Result<MonitorHistory, CommandError> {
-        Ok(self.client.call(call::MonitorHistory {}).await?)
-    }
-
-    /// settings.toml of this Mac, or of a `[hosts]` Mac (`host`: forwarded by this Mac's daemon, which
-    /// holds its token; that host's daemon validates and writes it with the same rules).
-    pub async fn config(&self, host: Option<String>) -> Result<ConfigDocument, CommandError> {
-        Ok(match host {
-            Some(host) => {
-                let forward = call::GetConfig {};
-                self.client.call(call::Host { host, forward }).await?
-            }
-            None => self.client.call(call::GetConfig {}).await?,
-        })
-    }
-
-    pub async fn preview_config(
-        &self,
-        edits: Vec<ConfigEdit>,
-        host: Option<String>,
-    ) -> Result<ConfigPreview, CommandError> {
-        let edit = ConfigEditRequest {
-            edits,
-            base_hash: None,
-        };
-        let req = on_host(host, Request::PreviewConfig { edit });
-        Ok(self.client.config_edit(&req).await?)
-    }
-
-    pub async fn save_config(
-        &self,
-        edits: Vec<ConfigEdit>,
-        base_hash: Option<String>,
-        host: Option<String>,
-    ) -> Result<ConfigPreview, CommandError> {
-        let edit = ConfigEditRequest { edits, base_hash };
-        let req = on_host(host, Request::EditConfig { edit });
-        Ok(self.client.config_edit(&req).await?)
-    }
-
-    pub async fn proxy_stats(
-        &self,
-    ) -> Result<std::collections::BTreeMap<String, mlxbox_api::proxy::ProxyStats>, CommandError>
-    {
-        Ok(self.client.call(call::ProxyStats {}).await?)
-    }
-
-    pub async fn keys(&self) -> Result<mlxbox_api::keys::KeyList, CommandError> {
-        Ok(self.client.call(call::ListKeys {}).await?)
-    }
-
-    pub async fn add_key(
-        &self,
-        name: Option<String>,
-        services: Vec<String>,
-    ) -> Result<mlxbox_api::keys::NewKey, CommandError> {
-        let req = mlxbox_api::keys::NewKeyRequest { name, services };
-        Ok(self.client.call(call::AddKey { key: req }).await?)
-    }
-
-    pub async fn remove_key(&self, id: &str) -> Result<mlxbox_api::keys::KeyInfo, CommandError> {
-        let id = id.to_string();
-        Ok(self.client.call(call::RemoveKey { id }).await?)
-    }
-
-    pub async fn bench_start(&self, opts: BenchOptions) -> Result<BenchStarted, CommandError> {
-        Ok(self.client.call(call::BenchStart { options: opts }).await?)
-    }
-
-    pub async fn bench_current(&self) -> Result<Option<BenchStarted>, CommandError> {
-        Ok(self.client.bench_current().await?)
-    }
-
-    pub async fn bench_cancel(&self) -> Result<BenchStarted, CommandError> {
-        Ok(self.client.call(call::BenchCancel {}).await?)
-    }
-
-    pub async fn bench_result(&self, id: &str) -> Result<BenchResult, CommandError> {
-        let id = id.to_string();
-        Ok(self.client.call(call::BenchResult { id }).await?)
-    }
-
-    pub async fn bench_history(&self) -> Result<BenchHistory, CommandError> {
-        Ok(self.client.call(call::BenchHistory {}).await?)
-    }
-
-    pub async fn bench_compare(&self, a: &str, b: &str) -> Result<Comparison, CommandError> {
-        let (a, b) = (a.to_string(), b.to_string());
-        Ok(self.client.call(call::BenchCompare { a, b }).await?)
-    }
-
-    pub async fn doctor(&self, opts: DoctorOptions) -> Result<DoctorReport, CommandError> {
-        Ok(self.client.call(call::Doctor { options: opts }).await?)
     }
 
     /// The menu's "Run benchmark…": a run with the defaults (every chat / embedding service), unless one
@@ -298,7 +167,8 @@ impl AppCore {
         if let Some(current) = self.client.bench_current().await? {
             return Ok(current);
         }
-        self.bench_start(BenchOptions::default()).await
+        let options = BenchOptions::default();
+        self.call(call::BenchStart { options }).await
     }
 
     pub async fn connection(&self) -> Connection {
@@ -612,16 +482,6 @@ async fn follow_events(
 }
 
 /// `req` as it is, or forwarded to `host` by this Mac's daemon.
-fn on_host(host: Option<String>, req: Request) -> Request {
-    match host {
-        Some(host) => Request::Host {
-            host,
-            forward: Box::new(req),
-        },
-        None => req,
-    }
-}
-
 /// `mlx-box up` on `state_dir`, detached; `config` when the daemon must supervise that file (a restart
 /// after a crash: the one the dead daemon ran), else the default (the user's, or the demo).
 fn spawn_daemon(bin: &Path, state_dir: &Path, config: Option<&Path>) -> Result<(), CommandError> {
@@ -701,13 +561,13 @@ mod tests {
     async fn unreachable_daemon_is_a_typed_error() {
         let dir = tempfile::tempdir().unwrap();
         let core = AppCore::new(dir.path().to_path_buf());
-        let e = core.status().await.unwrap_err();
+        let e = core.call(call::Status {}).await.unwrap_err();
         assert_eq!(e.kind, CommandErrorKind::Unreachable);
         assert!(e.message.contains("mlx-box up"), "{}", e.message);
         let c = core.connection().await;
         assert!(!c.connected && c.error.is_some());
         // An unknown verb cannot reach a command: the window's JSON does not deserialize into a `Verb`.
-        assert!(serde_json::from_str::<Verb>("\"explode\"").is_err());
+        assert!(serde_json::from_str::<mlxbox_api::service::Verb>("\"explode\"").is_err());
     }
 
     #[tokio::test]

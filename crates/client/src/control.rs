@@ -36,13 +36,10 @@ pub enum ClientError {
     Refused(ApiError),
     #[error("settings are invalid")]
     Invalid(Vec<Diagnostic>),
-    /// A config edit was refused: 409 (the file changed meanwhile) or 422 (the result does not validate).
-    #[error("{message}")]
-    EditRefused {
-        conflict: bool,
-        message: String,
-        preview: Option<Box<ConfigPreview>>,
-    },
+    /// A preview or an edit of settings.toml whose result does not validate (422): nothing was written;
+    /// the preview shows the edited text and its diagnostics.
+    #[error("the edited settings do not validate; nothing was written")]
+    InvalidEdit(Box<ConfigPreview>),
 }
 
 pub struct Client {
@@ -186,11 +183,12 @@ impl Client {
         }
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-            if let Some(d) = v.get("diagnostics") {
-                if let Ok(d) = serde_json::from_value(d.clone()) {
-                    return Err(ClientError::Invalid(d));
-                }
+        if status == reqwest::StatusCode::UNPROCESSABLE_ENTITY {
+            if let Ok(p) = serde_json::from_str::<ConfigPreview>(&text) {
+                return Err(ClientError::InvalidEdit(Box::new(p)));
+            }
+            if let Ok(d) = serde_json::from_str::<mlxbox_api::control::Diagnostics>(&text) {
+                return Err(ClientError::Invalid(d.diagnostics));
             }
         }
         Err(ClientError::Refused(refusal(status.as_u16(), &text)))
@@ -282,33 +280,6 @@ impl Client {
             Err(_) => true,
         })
         .await
-    }
-
-    /// A preview or an edit of settings.toml (or one forwarded to another host, `Request::Host`): 409
-    /// and 422 come back as `EditRefused`, with the preview when there is one.
-    pub async fn config_edit(&self, req: &Request) -> Result<ConfigPreview, ClientError> {
-        let r = self
-            .request(req)
-            .send()
-            .await
-            .map_err(|e| self.map_err(e))?;
-        let status = r.status();
-        if status.is_success() {
-            return Ok(r.json().await?);
-        }
-        let text = r.text().await.unwrap_or_default();
-        let preview = serde_json::from_str::<ConfigPreview>(&text)
-            .ok()
-            .map(Box::new);
-        let message = match &preview {
-            Some(_) => "the edited settings do not validate; nothing was written".to_string(),
-            None => refusal(status.as_u16(), &text).to_string(),
-        };
-        Err(ClientError::EditRefused {
-            conflict: status == reqwest::StatusCode::CONFLICT,
-            message,
-            preview,
-        })
     }
 
     /// The run in progress, if any (a window opened mid-run follows it): `BenchCurrent`, whose 404 is

@@ -3,13 +3,18 @@ import type { CommandErrorKind } from "./CommandErrorKind";
 import type { ConfigPreview } from "./ConfigPreview";
 
 /**
- * Why a command failed, in a form the front end can act on.
+ * Why a command failed, in a form the front end can act on: the daemon's own `ApiError` (its kind folded
+ * into the few a window acts on, its message and hint as the daemon said them), or what this side found.
  */
 export type CommandError = { kind: CommandErrorKind, 
 /**
- * One sentence that says what happened and what to do.
+ * One sentence that says what happened.
  */
 message: string, 
+/**
+ * What to do about it, when the daemon said.
+ */
+hint: string | null, 
 /**
  * For `invalid`: the edited file and its diagnostics (the same as `mlx-box validate`).
  */

@@ -2,7 +2,7 @@ import { fireEvent, render, screen, waitFor, within } from "@testing-library/sve
 import { describe, expect, it } from "vitest";
 import App from "../App.svelte";
 import { benchResult, comparison, doctorReport, speechService, summary } from "../test/benchFixtures";
-import { backend, send, type Call, type Handler } from "../test/fixtures";
+import { backend, notFound, send, type Call, type Handler } from "../test/fixtures";
 import { openView } from "../test/view";
 
 /** The Benchmark view against the fake backend; resolves once the form is there. */
@@ -19,7 +19,7 @@ describe("benchmark window", () => {
     expect(screen.getByTestId("bench-service-embed-pick")).toBeInTheDocument();
     await fireEvent.click(screen.getByTestId("bench-run"));
     await waitFor(() => expect(of(calls, "bench_start")).toHaveLength(1));
-    expect(of(calls, "bench_start")[0].args).toEqual({ opts: {} });
+    expect(of(calls, "bench_start")[0].args).toEqual({ options: {} });
     // following it now: progress shown, Run disabled, Cancel offered
     expect(await screen.findByTestId("bench-progress")).toHaveTextContent("r1");
     expect(screen.getByTestId("bench-run")).toBeDisabled();
@@ -39,7 +39,7 @@ describe("benchmark window", () => {
     await fireEvent.click(screen.getByTestId("bench-run"));
     await waitFor(() => expect(of(calls, "bench_start")).toHaveLength(1));
     expect(of(calls, "bench_start")[0].args).toEqual({
-      opts: {
+      options: {
         services: ["chat"],
         concurrency: [1, 4, 16],
         requests: 32,
@@ -63,7 +63,7 @@ describe("benchmark window", () => {
     await fireEvent.click(screen.getByTestId("bench-run"));
     await waitFor(() => expect(of(calls, "bench_start")).toHaveLength(1));
     expect(of(calls, "bench_start")[0].args).toEqual({
-      opts: {
+      options: {
         prompt_tokens: 512,
         prompt_tokens_spread: 64,
         output_tokens: 128,
@@ -182,7 +182,7 @@ describe("benchmark window", () => {
     expect(screen.getByTestId("bench-run")).toBeDisabled();
     await fireEvent.input(screen.getByTestId("bench-audio-file"), { target: { value: "/tmp/speech.wav" } });
     await fireEvent.click(screen.getByTestId("bench-run"));
-    expect(of(calls, "bench_start")[0].args).toMatchObject({ opts: { audio_file: "/tmp/speech.wav" } });
+    expect(of(calls, "bench_start")[0].args).toMatchObject({ options: { audio_file: "/tmp/speech.wav" } });
     await send("daemon-event", { type: "bench_done", id: "r1", verdict: "pass", error: null });
     const table = await screen.findByTestId("bench-audio-tts");
     const c1 = within(table).getByTestId("bench-audio-tts-0");
@@ -341,7 +341,7 @@ describe("benchmark window", () => {
       bench_history: () => ({ runs: [summary("r1", 0), summary("r2", 1)] }),
       bench_result: (a) => benchResult(a.id as string),
       bench_compare: () => {
-        throw { kind: "failed", message: "no run r1", preview: null };
+        throw { kind: "not_found", message: "no run r1", hint: null, preview: null };
       },
     });
     await waitFor(() => expect(screen.getByTestId("compare-run")).toBeEnabled());
@@ -351,11 +351,11 @@ describe("benchmark window", () => {
 
   it("doctor renders every check with its status and reason", async () => {
     let release!: () => void;
-    const calls = await bench({ run_doctor: () => new Promise((r) => (release = () => r(doctorReport()))) });
+    const calls = await bench({ doctor: () => new Promise((r) => (release = () => r(doctorReport()))) });
     expect(screen.queryByTestId("doctor-report")).toBeNull();
     await fireEvent.click(screen.getByTestId("doctor-run"));
     await waitFor(() => expect(screen.getByTestId("doctor-run")).toBeDisabled());
-    expect(of(calls, "run_doctor").map((c) => c.args)).toEqual([{ opts: {} }]);
+    expect(of(calls, "doctor").map((c) => c.args)).toEqual([{ options: {} }]);
     release();
     const report = await screen.findByTestId("doctor-report");
     expect(report).toHaveAttribute("data-ok", "false");
@@ -370,8 +370,8 @@ describe("benchmark window", () => {
 
   it("a refused doctor shows the error inline; it waits while a benchmark runs", async () => {
     await bench({
-      run_doctor: () => {
-        throw { kind: "refused", message: "a benchmark is running", preview: null };
+      doctor: () => {
+        throw { kind: "conflict", message: "a benchmark is running", hint: null, preview: null };
       },
     });
     await fireEvent.click(screen.getByTestId("doctor-run"));
@@ -381,7 +381,7 @@ describe("benchmark window", () => {
   });
 
   it("the dashboard's Doctor button opens the Benchmark view and runs the doctor", async () => {
-    const calls = backend({ run_doctor: () => doctorReport() });
+    const calls = backend({ doctor: () => doctorReport() });
     render(App);
     await screen.findByTestId("service-chat");
     await fireEvent.click(screen.getByTestId("dashboard-doctor"));
@@ -389,11 +389,11 @@ describe("benchmark window", () => {
     window.location.hash = (screen.getByTestId("dashboard-doctor") as HTMLAnchorElement).getAttribute("href")!;
     expect(await screen.findByTestId("doctor-report")).toBeInTheDocument();
     expect(screen.getByTestId("bench")).toBeInTheDocument();
-    expect(of(calls, "run_doctor")).toHaveLength(1);
+    expect(of(calls, "doctor")).toHaveLength(1);
     expect(window.location.hash).toBe("#bench");
   });
 
-  it("a window opened mid-run follows bench_current; Cancel calls bench_cancel", async () => {
+  it("a window opened mid-run follows bench_current; Cancel sends bench_cancel", async () => {
     const calls = await bench({ bench_current: () => ({ id: "r7" }), bench_cancel: () => ({ id: "r7" }), bench_result: (a) => benchResult(a.id as string, { cancelled: true }) });
     const box = await screen.findByTestId("bench-progress");
     expect(box).toHaveTextContent("r7");
@@ -421,10 +421,10 @@ describe("benchmark window", () => {
   it("Run refused while one runs follows the running one", async () => {
     let current: { id: string } | null = null;
     await bench({
-      bench_current: () => current,
+      bench_current: () => current ?? notFound(),
       bench_start: () => {
         current = { id: "r5" };
-        throw { kind: "refused", message: "a benchmark is already running (r5)", preview: null };
+        throw { kind: "conflict", message: "a benchmark is already running (r5)", hint: null, preview: null };
       },
     });
     await fireEvent.click(screen.getByTestId("bench-run"));
@@ -436,7 +436,7 @@ describe("benchmark window", () => {
     let current: { id: string } | null = { id: "r8" };
     let runs = [summary("r1", 0)];
     const calls = await bench({
-      bench_current: () => current,
+      bench_current: () => current ?? notFound(),
       bench_history: () => ({ runs }),
       bench_result: (a) => benchResult(a.id as string),
     });

@@ -23,8 +23,8 @@ describe("dashboard", () => {
     expect(chat).toHaveTextContent("1m 2s");
     expect(screen.getByTestId("summary")).toHaveTextContent("1/2 ready");
     // fetched once, no polling
-    expect(calls.filter((c) => c.cmd === "get_status")).toHaveLength(1);
-    expect(calls.filter((c) => c.cmd === "get_history")).toHaveLength(1);
+    expect(calls.filter((c) => c.cmd === "status")).toHaveLength(1);
+    expect(calls.filter((c) => c.cmd === "monitor_history")).toHaveLength(1);
   });
 
   it("disables buttons by state", async () => {
@@ -58,14 +58,14 @@ describe("dashboard", () => {
     expect(screen.getByTestId("service-chat")).toHaveAttribute("data-state", "failed");
   });
 
-  it("stop invokes service_action with the service and verb", async () => {
+  it("stop sends the action request with the service and verb", async () => {
     let release!: () => void;
     const calls = backend({
-      service_action: (a) => new Promise((r) => (release = () => r({ services: [a.name as string] }))),
+      action: (a) => new Promise((r) => (release = () => r({ services: [a.target as string] }))),
     });
     await dashboard();
     await fireEvent.click(screen.getByTestId("stop-chat"));
-    expect(calls.find((c) => c.cmd === "service_action")?.args).toEqual({ name: "chat", verb: "stop" });
+    expect(calls.find((c) => c.cmd === "action")?.args).toEqual({ target: "chat", verb: "stop" });
     // in progress: the buttons wait
     await waitFor(() => expect(screen.getByTestId("stop-chat")).toHaveTextContent("Stopping…"));
     expect(screen.getByTestId("restart-chat")).toBeDisabled();
@@ -87,15 +87,15 @@ describe("dashboard", () => {
     await send("daemon-status", status({ services: [service("chat", { on_demand: true }), embed] }));
     await waitFor(() => expect(screen.getByTestId("unload-chat")).toBeEnabled());
     await fireEvent.click(screen.getByTestId("unload-chat"));
-    expect(calls.find((c) => c.cmd === "service_action")?.args).toEqual({ name: "chat", verb: "unload" });
+    expect(calls.find((c) => c.cmd === "action")?.args).toEqual({ target: "chat", verb: "unload" });
     // a pinned service has no Unload button
     expect(screen.queryByTestId("unload-embed")).toBeNull();
   });
 
   it("shows an action's error inline", async () => {
     backend({
-      service_action: () => {
-        throw { kind: "refused", message: "over budget: 70 GB > 64 GB", preview: null };
+      action: () => {
+        throw { kind: "refused", message: "over budget: 70 GB > 64 GB", hint: null, preview: null };
       },
     });
     await dashboard();
@@ -108,7 +108,7 @@ describe("dashboard", () => {
     await dashboard();
     await fireEvent.click(screen.getByTestId("start-all"));
     await waitFor(() =>
-      expect(calls.find((c) => c.cmd === "service_action")?.args).toEqual({ name: "all", verb: "start" }),
+      expect(calls.find((c) => c.cmd === "action")?.args).toEqual({ target: "all", verb: "start" }),
     );
   });
 
@@ -121,7 +121,7 @@ describe("dashboard", () => {
 
   it("renders alerts and highlights the focused one", async () => {
     backend({
-      get_status: () =>
+      status: () =>
         status({
           alerts: [
             { id: "swap", severity: "warning", title: "Swap in use", body: "Stop a model.", since: T0 - 5000, cleared: null },
@@ -191,7 +191,7 @@ describe("dashboard", () => {
       version: "0.1.0",
     });
     const calls = backend({
-      get_status: () => status({ hosts: [remote("studio-2", true), remote("studio-3", false)] }),
+      status: () => status({ hosts: [remote("studio-2", true), remote("studio-3", false)] }),
       call: (a) => ((a.request as { request: string }).request === "host" ? { services: ["fast"] } : { listeners: [] }),
     });
     await dashboard();
@@ -206,13 +206,9 @@ describe("dashboard", () => {
     expect(screen.queryByTestId("service-chat")).toBeNull();
     // Its services are toggled through this Mac's daemon, which forwards the request.
     await fireEvent.click(within(view).getByTestId("host-toggle-fast"));
-    const forwarded = () => calls.find((c) => c.cmd === "call" && (c.args.request as { request: string }).request === "host");
+    const forwarded = () => calls.find((c) => c.cmd === "action" && c.args.host !== undefined);
     await waitFor(() => expect(forwarded()).toBeDefined());
-    expect(forwarded()!.args.request).toEqual({
-      request: "host",
-      host: "studio-2",
-      forward: { request: "action", target: "fast", verb: "stop" },
-    });
+    expect(forwarded()!.args).toEqual({ target: "fast", verb: "stop", host: "studio-2" });
     await fireEvent.click(screen.getByTestId("host-tab-studio-3"));
     expect(await screen.findByTestId("host-unreachable")).toHaveTextContent("no answer within 2 s");
     expect(screen.getByTestId("host-toggle-fast")).toBeDisabled();
@@ -234,7 +230,7 @@ describe("dashboard", () => {
       output_tok_s: 12.5,
     });
     backend({
-      get_status: () =>
+      status: () =>
         status({
           pools: [
             {
@@ -258,7 +254,7 @@ describe("dashboard", () => {
   });
 
   it("keeps at most 10 minutes of samples", async () => {
-    backend({ get_history: () => ({ samples: Array.from({ length: 600 }, (_, i) => sample(i)) }) });
+    backend({ monitor_history: () => ({ samples: Array.from({ length: 600 }, (_, i) => sample(i)) }) });
     await dashboard();
     expect(screen.getByTestId("spark-swap")).toHaveAttribute("data-points", "600");
     await send("daemon-event", { type: "monitor", sample: sample(600), service_memory: null, live: {} });
@@ -285,7 +281,7 @@ describe("dashboard", () => {
 
   it("says where the daemon listens (the `listeners` request)", async () => {
     backend({
-      call: () => ({
+      listeners: () => ({
         listeners: [
           { name: "[server] port", address: "127.0.0.1:8080", tls: false },
           { name: "[control] listen", address: "0.0.0.0:9300", tls: true },
@@ -300,7 +296,7 @@ describe("dashboard", () => {
 
   it("shows proxy stats when there are any", async () => {
     backend({
-      get_proxy_stats: () => ({ chat: { requests: 12, errors: 1, unauthorized: 2, rejected_busy: 0, unavailable: 0, in_flight: 1 } }),
+      proxy_stats: () => ({ chat: { requests: 12, errors: 1, unauthorized: 2, rejected_busy: 0, unavailable: 0, in_flight: 1 } }),
     });
     await dashboard();
     expect(await screen.findByTestId("proxy-chat")).toHaveTextContent("12 requests");
@@ -313,7 +309,7 @@ describe("unreachable daemon", () => {
     let up = false;
     const calls = backend({
       get_connection: () => ({ connected: up, state_dir: "/state", error: up ? null : "no daemon answers on /state/control.sock" }),
-      get_status: () => (up ? status() : unreachable()),
+      status: () => (up ? status() : unreachable()),
       start_daemon: () => {
         up = true;
         return { connected: true, state_dir: "/state", error: null };
@@ -336,11 +332,11 @@ describe("unreachable daemon", () => {
     expect(await screen.findByTestId("daemon-unreachable")).toHaveTextContent("daemon went away");
     await send("connection", { connected: true, state_dir: "/state", error: null });
     await screen.findByTestId("service-chat");
-    expect(calls.filter((c) => c.cmd === "get_status")).toHaveLength(2);
+    expect(calls.filter((c) => c.cmd === "status")).toHaveLength(2);
   });
 
-  it("an unreachable get_status shows the view", async () => {
-    backend({ get_status: () => unreachable("connection refused") });
+  it("an unreachable status shows the view", async () => {
+    backend({ status: () => unreachable("connection refused") });
     render(App);
     expect(await screen.findByTestId("daemon-unreachable")).toHaveTextContent("connection refused");
   });
@@ -350,7 +346,7 @@ describe("routing", () => {
   it("#dashboard?alert=ID focuses that alert", async () => {
     window.location.hash = "#dashboard?alert=swap";
     backend({
-      get_status: () =>
+      status: () =>
         status({ alerts: [{ id: "swap", severity: "warning", title: "Swap", body: "b", since: T0, cleared: null }] }),
     });
     render(App);

@@ -16,7 +16,8 @@ async function settings(handlers: Record<string, Handler> = {}, keys: KeyInfo[] 
   return openView("#settings", "field-services.chat.max_tokens", {
     list_keys: () => ({ keys: held, keyring_error: null }),
     add_key: (a) => {
-      const key = keyInfo("k3", { name: (a.name as string | null) ?? null, services: a.services as string[], last4: "wxyz" });
+      const req = a.key as { name: string | null; services: string[] };
+      const key = keyInfo("k3", { name: req.name, services: req.services, last4: "wxyz" });
       held = [...held, key];
       return { key, secret: "sk-mlxbox-TOPSECRETwxyz" };
     },
@@ -72,7 +73,7 @@ describe("keys section", () => {
     await fireEvent.click(screen.getByTestId("key-add"));
 
     const box = await screen.findByTestId("key-secret");
-    expect(calls.filter((c) => c.cmd === "add_key").map((c) => c.args)).toEqual([{ name: "ci", services: ["embed"] }]);
+    expect(calls.filter((c) => c.cmd === "add_key").map((c) => c.args)).toEqual([{ key: { name: "ci", services: ["embed"] } }]);
     expect(box).toHaveTextContent("sk-mlxbox-TOPSECRETwxyz");
     expect(box).toHaveTextContent("Copy it now: it will not be shown again.");
     // the list is re-read and shows the new key without its secret
@@ -97,7 +98,7 @@ describe("keys section", () => {
     await waitFor(() => expect(screen.getByTestId("key-add")).toBeEnabled());
     await fireEvent.click(screen.getByTestId("key-add"));
     await screen.findByTestId("key-secret");
-    expect(calls.find((c) => c.cmd === "add_key")?.args).toEqual({ name: null, services: [] });
+    expect(calls.find((c) => c.cmd === "add_key")?.args).toEqual({ key: { name: null, services: [] } });
   });
 
   it("Copy writes the secret to the clipboard", async () => {
@@ -125,7 +126,7 @@ describe("keys section", () => {
   it("a failed add shows the error inline and no secret", async () => {
     await settings({
       add_key: () => {
-        throw { kind: "failed", message: "keyring: locked", preview: null };
+        throw { kind: "refused", message: "keyring: locked", hint: null, preview: null };
       },
     });
     await waitFor(() => expect(screen.getByTestId("key-add")).toBeEnabled());
@@ -134,7 +135,7 @@ describe("keys section", () => {
     expect(screen.queryByTestId("key-secret")).toBeNull();
   });
 
-  it("remove asks to confirm, then calls remove_key with the id and re-reads the list", async () => {
+  it("remove asks to confirm, then sends remove_key with the id and re-reads the list", async () => {
     const calls = await settings();
     await fireEvent.click(await screen.findByTestId("key-remove-k1"));
     expect(count(calls, "remove_key")).toBe(0);
@@ -154,7 +155,7 @@ describe("keys section", () => {
   it("a failed remove shows the error inline", async () => {
     await settings({
       remove_key: () => {
-        throw { kind: "failed", message: "no key k1", preview: null };
+        throw { kind: "not_found", message: "no key k1", hint: null, preview: null };
       },
     });
     await fireEvent.click(await screen.findByTestId("key-remove-k1"));

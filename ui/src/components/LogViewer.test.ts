@@ -10,7 +10,7 @@ describe("log viewer", () => {
     const calls = backend();
     render(LogViewer, { services: ["chat", "embed"] });
     await waitFor(() => expect(text()).toEqual(["line one", "error: two", "line three"]));
-    expect(calls.find((c) => c.cmd === "get_logs")?.args).toEqual({ name: "chat", lines: 500 });
+    expect(calls.find((c) => c.cmd === "logs")?.args).toEqual({ name: "chat", lines: 500 });
     await waitFor(() => expect(calls.find((c) => c.cmd === "follow_logs")?.args).toEqual({ name: "chat" }));
     await send("log-line", { name: "chat", line: "fresh line" });
     await send("log-line", { name: "embed", line: "not mine" });
@@ -30,7 +30,7 @@ describe("log viewer", () => {
   });
 
   it("unfollow stops appending; switching service unfollows the old one", async () => {
-    const calls = backend({ get_logs: (a) => [`${a.name} tail`] });
+    const calls = backend({ logs: (a) => ({ lines: [`${a.name} tail`] }) });
     render(LogViewer, { services: ["chat", "embed"] });
     await waitFor(() => expect(calls.some((c) => c.cmd === "follow_logs")).toBe(true));
     await fireEvent.click(screen.getByTestId("log-follow"));

@@ -8,7 +8,7 @@ import { openView } from "../test/view";
 const settings = (handlers: Record<string, Handler> = {}) => openView("#settings", "field-services.chat.max_tokens", handlers);
 const field = (k: string) => screen.getByTestId(`field-${k}`) as HTMLInputElement;
 const edits = (calls: { cmd: string; args: Record<string, unknown> }[], cmd: string) =>
-  calls.filter((c) => c.cmd === cmd).map((c) => c.args.edits as ConfigEdit[]);
+  calls.filter((c) => c.cmd === cmd).map((c) => (c.args.edit as { edits: ConfigEdit[] }).edits);
 
 // The preview text with max_tokens = -5 on line 16 (as the daemon would return it).
 const BAD_TEXT = SETTINGS_TEXT.replace("max_tokens = 2048", "max_tokens = -5");
@@ -137,9 +137,9 @@ describe("settings", () => {
     };
     const remoteDoc = configDoc({ path: "/studio-2/settings.toml", content_hash: "r1" });
     const calls = await settings({
-      get_status: () => status({ hosts: [host] }),
+      status: () => status({ hosts: [host] }),
       get_config: (a) => (a.host === "studio-2" ? remoteDoc : configDoc()),
-      save_config: () => ({ text: SETTINGS_TEXT, document: null, diagnostics: [], valid: true }),
+      edit_config: () => ({ text: SETTINGS_TEXT, document: null, diagnostics: [], valid: true }),
     });
     expect(screen.getByTestId("keys-section")).toBeInTheDocument();
     await fireEvent.change(await screen.findByTestId("settings-host"), { target: { value: "studio-2" } });
@@ -151,10 +151,9 @@ describe("settings", () => {
     await fireEvent.input(field("services.chat.max_tokens"), { target: { value: "4096" } });
     await waitFor(() => expect(calls.some((c) => c.cmd === "preview_config" && c.args.host === "studio-2")).toBe(true));
     await fireEvent.click(screen.getByTestId("settings-save"));
-    await waitFor(() => expect(calls.some((c) => c.cmd === "save_config")).toBe(true));
-    expect(calls.find((c) => c.cmd === "save_config")?.args).toEqual({
-      edits: [{ path: ["services", "chat", "max_tokens"], value: 4096 }],
-      baseHash: "r1",
+    await waitFor(() => expect(calls.some((c) => c.cmd === "edit_config")).toBe(true));
+    expect(calls.find((c) => c.cmd === "edit_config")?.args).toEqual({
+      edit: { edits: [{ path: ["services", "chat", "max_tokens"], value: 4096 }], base_hash: "r1" },
       host: "studio-2",
     });
   });
@@ -162,7 +161,7 @@ describe("settings", () => {
   it("save sends the edits and the base hash, then says what restarts", async () => {
     let saved = false;
     const calls = await settings({
-      save_config: () => {
+      edit_config: () => {
         saved = true;
         return { text: SETTINGS_TEXT, document: null, diagnostics: [], valid: true };
       },
@@ -171,14 +170,15 @@ describe("settings", () => {
     await fireEvent.input(field("services.chat.max_tokens"), { target: { value: "4096" } });
     await fireEvent.input(field("app.log_files"), { target: { value: "5" } });
     await fireEvent.click(screen.getByTestId("settings-save"));
-    await waitFor(() => expect(calls.some((c) => c.cmd === "save_config")).toBe(true));
-    expect(calls.find((c) => c.cmd === "save_config")?.args).toEqual({
-      edits: [
-        { path: ["services", "chat", "max_tokens"], value: 4096 },
-        { path: ["app", "log_files"], value: 5 },
-      ],
-      baseHash: "h1",
-      host: null,
+    await waitFor(() => expect(calls.some((c) => c.cmd === "edit_config")).toBe(true));
+    expect(calls.find((c) => c.cmd === "edit_config")?.args).toEqual({
+      edit: {
+        edits: [
+          { path: ["services", "chat", "max_tokens"], value: 4096 },
+          { path: ["app", "log_files"], value: 5 },
+        ],
+        base_hash: "h1",
+      },
     });
     const notice = await screen.findByTestId("settings-notice");
     expect(notice).toHaveTextContent("Restarting only the changed service: chat");
@@ -191,9 +191,9 @@ describe("settings", () => {
   it("a conflict reloads the file and keeps the edits on top", async () => {
     let version = 1;
     const calls = await settings({
-      save_config: () => {
+      edit_config: () => {
         version = 2;
-        throw { kind: "conflict", message: "settings.toml changed since it was read", preview: null };
+        throw { kind: "conflict", message: "settings.toml changed since it was read", hint: null, preview: null };
       },
       get_config: () =>
         version === 1
@@ -209,13 +209,13 @@ describe("settings", () => {
     // saving again uses the new hash
     await waitFor(() => expect(screen.getByTestId("settings-save")).toBeEnabled());
     await fireEvent.click(screen.getByTestId("settings-save"));
-    await waitFor(() => expect(calls.filter((c) => c.cmd === "save_config").at(-1)?.args.baseHash).toBe("h2"));
+    await waitFor(() => expect(calls.filter((c) => c.cmd === "edit_config").at(-1)?.args.edit).toMatchObject({ base_hash: "h2" }));
   });
 
   it("an invalid save shows the daemon's diagnostics", async () => {
     await settings({
-      save_config: () => {
-        throw { kind: "invalid", message: "the edit does not validate", preview: { text: BAD_TEXT, document: null, diagnostics: [badDiag], valid: false } };
+      edit_config: () => {
+        throw { kind: "invalid", message: "the edit does not validate", hint: null, preview: { text: BAD_TEXT, document: null, diagnostics: [badDiag], valid: false } };
       },
     });
     await fireEvent.input(field("services.chat.max_tokens"), { target: { value: "-5" } });

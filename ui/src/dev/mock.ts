@@ -2,7 +2,7 @@
 // (never part of a normal build: main.ts imports it only under that variable).
 import type { KeyInfo } from "../bindings/KeyInfo";
 import { benchResult, comparison, doctorReport, summary } from "../test/benchFixtures";
-import { backend, configDoc, keyInfo, sample, send, service, status, T0 } from "../test/fixtures";
+import { backend, configDoc, keyInfo, notFound, sample, send, service, status, T0 } from "../test/fixtures";
 
 const history = Array.from({ length: 600 }, (_, i) =>
   sample(i, {
@@ -44,16 +44,16 @@ export function installMock(): void {
   // `#bench?running`: the window opens mid-run.
   if (window.location.hash.includes("running")) fakeRun("run-at-open");
   backend({
-    bench_current: () => current,
+    bench_current: () => current ?? notFound(),
     bench_start: () => {
-      if (current) throw { kind: "refused", message: `a benchmark is already running (${current.id})`, preview: null };
+      if (current) throw { kind: "conflict", message: `a benchmark is already running (${current.id})`, hint: null, preview: null };
       const id = `run-${Date.now()}`;
       fakeRun(id);
       return { id };
     },
     bench_cancel: () => {
       const c = current;
-      if (!c) throw { kind: "failed", message: "no benchmark is running", preview: null };
+      if (!c) return notFound();
       current = null;
       runs = [...runs, summary(c.id, 0)];
       setTimeout(() => void send("daemon-event", { type: "bench_done", id: c.id, verdict: "skip", error: null }), 300);
@@ -62,7 +62,7 @@ export function installMock(): void {
     bench_history: () => ({ runs }),
     bench_result: (a) => benchResult(a.id === "last" ? runs[runs.length - 1].id : (a.id as string)),
     bench_compare: (a) => comparison(a.a as string, a.b as string),
-    run_doctor: () => new Promise((r) => setTimeout(() => r(doctorReport()), 800)),
+    doctor: () => new Promise((r) => setTimeout(() => r(doctorReport()), 800)),
     get_config: () => {
       const doc = configDoc();
       const d = doc.document as { server: Record<string, unknown> };
@@ -72,17 +72,18 @@ export function installMock(): void {
     list_keys: () => ({ keys, keyring_error: null }),
     add_key: (a) => {
       const secret = `sk-mlxbox-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`;
-      const key = keyInfo(`k${n++}`, { name: (a.name as string | null) ?? null, created: Math.floor(Date.now() / 1000), last4: secret.slice(-4), services: (a.services as string[]) ?? [] });
+      const req = a.key as { name: string | null; services: string[] };
+      const key = keyInfo(`k${n++}`, { name: req.name, created: Math.floor(Date.now() / 1000), last4: secret.slice(-4), services: req.services });
       keys = [...keys, key];
       return { key, secret };
     },
     remove_key: (a) => {
       const k = keys.find((x) => x.id === a.id);
-      if (!k) throw { kind: "failed", message: `no key ${String(a.id)}`, preview: null };
+      if (!k) return notFound(`no key ${String(a.id)}`);
       keys = keys.filter((x) => x !== k);
       return k;
     },
-    get_status: () =>
+    status: () =>
       status({
         services: [
           service("fast", { model: "mlx-community/Qwen3-30B-A3B-4bit", memory_bytes: 17.2 * 2 ** 30, restarts: 1 }),
@@ -96,9 +97,9 @@ export function installMock(): void {
           { id: "service-failed:ocr", severity: "critical", title: "ocr keeps crashing", body: "Open its log: the server exits during load.", since: T0 + 560_000, cleared: null },
         ],
       }),
-    get_history: () => ({ samples: history }),
-    get_logs: () => Array.from({ length: 40 }, (_, i) => `2025-01-01T10:00:${String(i).padStart(2, "0")} INFO request ${i} done in ${20 + i} ms`),
-    get_proxy_stats: () => ({ fast: { requests: 1284, errors: 2, unauthorized: 5, rejected_busy: 0, unavailable: 1, in_flight: 2 } }),
+    monitor_history: () => ({ samples: history }),
+    logs: () => ({ lines: Array.from({ length: 40 }, (_, i) => `2025-01-01T10:00:${String(i).padStart(2, "0")} INFO request ${i} done in ${20 + i} ms`) }),
+    proxy_stats: () => ({ fast: { requests: 1284, errors: 2, unauthorized: 5, rejected_busy: 0, unavailable: 1, in_flight: 2 } }),
   });
   let i = 600;
   setInterval(() => {

@@ -57,7 +57,7 @@ export class BenchState {
         else this.unlisten.push(un);
       }
     } catch (e) {
-      if (!this.stopped) this.actionError = api.asCommandError(e).message;
+      if (!this.stopped) this.actionError = api.errorText(e);
     }
     if (!this.stopped) await this.sync(true);
   }
@@ -73,7 +73,7 @@ export class BenchState {
   async sync(first = false): Promise<void> {
     const was = this.running;
     try {
-      const current = await api.benchCurrent();
+      const current = await api.callOrNull({ request: "bench_current" });
       if (current) this.follow(current.id);
       else if (was && this.running === was) {
         // It ended while the window was hidden (its bench_done never reached us).
@@ -81,7 +81,7 @@ export class BenchState {
         void this.show(was);
       }
     } catch (e) {
-      this.actionError = api.asCommandError(e).message;
+      this.actionError = api.errorText(e);
     }
     await this.refreshHistory();
     if (first && !this.running && !this.result && this.history.length) {
@@ -91,10 +91,10 @@ export class BenchState {
 
   async refreshHistory(): Promise<void> {
     try {
-      this.history = (await api.benchHistory()).runs;
+      this.history = (await api.call({ request: "bench_history" })).runs;
       this.historyError = null;
     } catch (e) {
-      this.historyError = api.asCommandError(e).message;
+      this.historyError = api.errorText(e);
     }
   }
 
@@ -104,15 +104,14 @@ export class BenchState {
     this.actionError = null;
     this.runError = null;
     try {
-      const started = await api.benchStart(opts);
+      const started = await api.call({ request: "bench_start", options: opts as BenchOptions });
       this.follow(started.id);
     } catch (e) {
-      const err = api.asCommandError(e);
-      this.actionError = err.message;
-      // One runs already (started from the menu or the CLI): follow it.
-      if (err.kind === "refused") {
+      this.actionError = api.errorText(e);
+      // One runs already (started from the menu or the CLI; the daemon says "conflict"): follow it.
+      if (api.asCommandError(e).kind === "conflict") {
         try {
-          const current = await api.benchCurrent();
+          const current = await api.callOrNull({ request: "bench_current" });
           if (current) this.follow(current.id);
         } catch {
           // the error above says enough
@@ -127,10 +126,10 @@ export class BenchState {
     this.cancelling = true;
     this.actionError = null;
     try {
-      await api.benchCancel();
+      await api.call({ request: "bench_cancel" });
       // bench_done follows (the requests in flight finish first).
     } catch (e) {
-      this.actionError = api.asCommandError(e).message;
+      this.actionError = api.errorText(e);
       this.cancelling = false;
     }
   }
@@ -141,10 +140,10 @@ export class BenchState {
     this.loadingResult = true;
     this.resultError = null;
     try {
-      const r = await api.benchResult(id);
+      const r = await api.call({ request: "bench_result", id });
       if (seq === this.resultSeq) this.result = r;
     } catch (e) {
-      if (seq === this.resultSeq) this.resultError = api.asCommandError(e).message;
+      if (seq === this.resultSeq) this.resultError = api.errorText(e);
     } finally {
       if (seq === this.resultSeq) this.loadingResult = false;
     }
@@ -154,10 +153,10 @@ export class BenchState {
     this.comparing = true;
     this.compareError = null;
     try {
-      this.comparison = await api.benchCompare(a, b);
+      this.comparison = await api.call({ request: "bench_compare", a, b });
     } catch (e) {
       this.comparison = null;
-      this.compareError = api.asCommandError(e).message;
+      this.compareError = api.errorText(e);
     } finally {
       this.comparing = false;
     }

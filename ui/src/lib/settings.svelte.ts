@@ -149,13 +149,13 @@ export class SettingsForm {
   async load(): Promise<void> {
     this.loading = true;
     try {
-      this.doc = await api.getConfig(this.host);
+      this.doc = await api.call({ request: "get_config" }, this.host);
       this.externalChange = null;
       // Edits that the file now already has are no longer edits.
       const doc = this.doc.document;
       this.edits = this.edits.filter((e) => !same(e.value ?? undefined, getIn(doc, e.path)));
     } catch (e) {
-      this.notice = { kind: "error", text: api.asCommandError(e).message };
+      this.notice = { kind: "error", text: api.errorText(e) };
     } finally {
       this.loading = false;
     }
@@ -202,13 +202,13 @@ export class SettingsForm {
     }
     this.previewing = true;
     try {
-      const p = await api.previewConfig(edits, this.host);
+      const p = await api.call({ request: "preview_config", edit: { edits, base_hash: null } }, this.host);
       if (seq === this.seq) this.preview = p;
     } catch (e) {
       if (seq !== this.seq) return;
       const err = api.asCommandError(e);
       if (err.preview) this.preview = err.preview;
-      else this.notice = { kind: "error", text: err.message };
+      else this.notice = { kind: "error", text: api.errorText(e) };
     } finally {
       if (seq === this.seq) this.previewing = false;
     }
@@ -221,7 +221,7 @@ export class SettingsForm {
     this.saving = true;
     this.notice = null;
     try {
-      await api.saveConfig(edits, this.doc.content_hash, this.host);
+      await api.call({ request: "edit_config", edit: { edits, base_hash: this.doc.content_hash } }, this.host);
       const touched = servicesTouched(edits);
       this.edits = [];
       this.preview = null;
@@ -251,7 +251,7 @@ export class SettingsForm {
         this.preview = err.preview;
         this.notice = { kind: "error", text: err.message };
       } else {
-        this.notice = { kind: "error", text: err.message };
+        this.notice = { kind: "error", text: api.errorText(e) };
       }
     } finally {
       this.saving = false;

@@ -1,6 +1,7 @@
 // The live state of the daemon as the windows see it: fetched once on load (and on every reconnect), then
 // replaced by each `daemon-status` (the app folds the daemon's events into it, in Rust:
 // mlxbox_client::menubar::Snapshot). Only the monitor samples, a time series, are appended here. No polling.
+import type { Replies } from "../bindings/Replies";
 import type { UnlistenFn } from "@tauri-apps/api/event";
 import type { Alert } from "../bindings/Alert";
 import type { ConfigStatus } from "../bindings/ConfigStatus";
@@ -23,7 +24,7 @@ export class LiveStore {
   alerts = $state<Alert[]>([]);
   config = $state<ConfigStatus | null>(null);
   samples = $state<Sample[]>([]);
-  proxyStats = $state<Record<string, ProxyStats>>({});
+  proxyStats = $state<Replies["proxy_stats"]>({});
   /** Each service's last minute of requests (TTFT p50/p95, tok/s), from the daemon's /metrics histograms. */
   live = $state<Record<string, LiveRequests | undefined>>({});
   /** Alert to highlight (set by a notification click). */
@@ -67,7 +68,7 @@ export class LiveStore {
       }
     } catch (e) {
       if (this.stopped) return;
-      this.error = api.asCommandError(e).message;
+      this.error = api.errorText(e);
     }
     if (this.stopped) return;
     try {
@@ -89,7 +90,7 @@ export class LiveStore {
   /** Re-fetches status and history (on load and on every reconnect). */
   async refresh(): Promise<void> {
     try {
-      const [report, history] = await Promise.all([api.getStatus(), api.getHistory()]);
+      const [report, history] = await Promise.all([api.call({ request: "status" }), api.call({ request: "monitor_history" })]);
       this.setStatus(report, false);
       this.samples = history.samples.slice(-HISTORY_LEN);
       this.now = this.latest?.t_ms ?? Date.now();
@@ -104,7 +105,7 @@ export class LiveStore {
 
   async fetchProxyStats(): Promise<void> {
     try {
-      this.proxyStats = (await api.getProxyStats()) ?? {};
+      this.proxyStats = (await api.call({ request: "proxy_stats" })) ?? {};
     } catch {
       // Optional figures: the dashboard just leaves them out.
     }
@@ -128,7 +129,7 @@ export class LiveStore {
         error: err.message,
       };
     } else {
-      this.error = err.message;
+      this.error = api.errorText(e);
     }
   }
 

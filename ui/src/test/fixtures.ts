@@ -8,6 +8,8 @@ import type { Sample } from "../bindings/Sample";
 import type { ServiceStatus } from "../bindings/ServiceStatus";
 import type { StatusReport } from "../bindings/StatusReport";
 
+/** One recorded call: an app command by its name, or a daemon request (the `call` command) by its request
+ *  tag, its fields as `args` (and `host` when it was forwarded to another Mac). */
 export type Call = { cmd: string; args: Record<string, unknown> };
 export type Handler = (args: Record<string, unknown>) => unknown;
 
@@ -135,44 +137,62 @@ export function keyInfo(id: string, over: Partial<KeyInfo> = {}): KeyInfo {
   return { id, name: null, created: 1_700_000_000, last4: "abcd", services: [], ...over };
 }
 
-/** Installs the fake backend; `handlers` override the defaults. Returns the recorded calls. */
+/** The rejection a daemon's 404 becomes (`bench_current` when no run is going). */
+export const notFound = (message = "no benchmark is running") => {
+  throw { kind: "not_found", message, hint: null, preview: null };
+};
+
+/** Installs the fake backend; `handlers` override the defaults. Handlers are keyed by the app command's
+ *  name, or for a request to the daemon by its request tag (`status`, `action`, …: what `call` carries).
+ *  Returns the recorded calls. */
 export function backend(handlers: Record<string, Handler> = {}): Call[] {
   const calls: Call[] = [];
+  const doc = { text: SETTINGS_TEXT, document: null, diagnostics: [], valid: true };
   const defaults: Record<string, Handler> = {
+    // The app's own commands.
     get_connection: () => ({ connected: true, state_dir: "/state", error: null }),
-    get_status: () => status(),
-    get_history: () => ({ samples: [0, 1, 2].map((i) => sample(i)) }),
-    get_proxy_stats: () => ({}),
-    get_logs: () => ["line one", "error: two", "line three"],
+    start_daemon: () => ({ connected: true, state_dir: "/state", error: null }),
     follow_logs: () => null,
     unfollow_logs: () => null,
-    service_action: (a) => ({ services: [a.name as string] }),
+    window_ready: () => null,
+    // Requests to the daemon, by tag.
+    status: () => status(),
+    monitor_history: () => ({ samples: [0, 1, 2].map((i) => sample(i)) }),
+    proxy_stats: () => ({}),
+    logs: () => ({ lines: ["line one", "error: two", "line three"] }),
+    action: (a) => ({ services: [a.target as string] }),
     get_config: () => configDoc(),
-    preview_config: () => ({ text: SETTINGS_TEXT, document: null, diagnostics: [], valid: true }),
-    save_config: () => ({ text: SETTINGS_TEXT, document: null, diagnostics: [], valid: true }),
-    start_daemon: () => ({ connected: true, state_dir: "/state", error: null }),
+    preview_config: () => doc,
+    edit_config: () => doc,
     list_keys: () => ({ keys: [], keyring_error: null }),
-    add_key: (a) => ({
-      key: keyInfo("k-new", { name: (a.name as string | null) ?? null, services: (a.services as string[]) ?? [], last4: "wxyz" }),
-      secret: "sk-mlxbox-secretwxyz",
-    }),
-    remove_key: (a) => keyInfo(a.id as string),
-    bench_current: () => null,
-    bench_history: () => ({ runs: [] }),
-    // The one generic command, by the request it carries.
-    call: (a) => {
-      const r = a.request as { request: string };
-      if (r.request === "listeners") return { listeners: [] };
-      throw new Error(`unmocked request ${r.request}`);
+    add_key: (a) => {
+      const k = a.key as { name: string | null; services: string[] };
+      return { key: keyInfo("k-new", { name: k.name, services: k.services, last4: "wxyz" }), secret: "sk-mlxbox-secretwxyz" };
     },
+    remove_key: (a) => keyInfo(a.id as string),
+    bench_current: () => notFound(),
+    bench_history: () => ({ runs: [] }),
+    listeners: () => ({ listeners: [] }),
   };
   const all = { ...defaults, ...handlers };
   mockIPC(
     (cmd, args) => {
-      const a = (args ?? {}) as Record<string, unknown>;
+      let a = (args ?? {}) as Record<string, unknown>;
+      if (cmd === "call") {
+        // The one command to the daemon: record and answer it as the request it carries.
+        let req = a.request as { request: string; [k: string]: unknown };
+        let host: string | undefined;
+        if (req.request === "host") {
+          host = req.host as string;
+          req = req.forward as typeof req;
+        }
+        const { request: tag, ...fields } = req;
+        cmd = tag;
+        a = host === undefined ? fields : { ...fields, host };
+      }
       calls.push({ cmd, args: a });
       const h = all[cmd];
-      if (!h) throw new Error(`unmocked command ${cmd}`);
+      if (!h) throw new Error(`unmocked command or request ${cmd}`);
       return h(a);
     },
     { shouldMockEvents: true },
@@ -184,5 +204,5 @@ export const send = (event: string, payload: unknown) => emit(event, payload);
 
 export const unreachable = (message = "no daemon on /state (run `mlx-box up`)") => {
   // A rejected invoke: mockIPC turns a thrown value into the rejection.
-  throw { kind: "unreachable", message, preview: null };
+  throw { kind: "unreachable", message, hint: null, preview: null };
 };
