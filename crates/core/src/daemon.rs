@@ -186,22 +186,20 @@ pub async fn run(
         path: config_path.clone(),
         source: e,
     })?;
+    services
+        .add_face(Box::new(TcpFace::metrics(&services)))
+        .await;
+    services
+        .add_face(Box::new(TcpFace::remote_control(&services)))
+        .await;
     services.reload().await;
-    let mut scrape = TcpFace::metrics(&services);
-    scrape.apply().await;
-    let mut remote = TcpFace::remote_control(&services);
-    remote.apply().await;
     let stop_reloading = Arc::new(Notify::new());
     let (s2, stop2) = (services.clone(), stop_reloading.clone());
     let reloader = tokio::spawn(async move {
         loop {
             tokio::select! {
                 r = reload_rx.recv() => match r {
-                    Some(()) => {
-                        s2.reload().await;
-                        scrape.apply().await;
-                        remote.apply().await;
-                    }
+                    Some(()) => s2.reload().await,
                     None => break,
                 },
                 _ = stop2.notified() => break,
@@ -234,6 +232,7 @@ pub async fn run(
     stop_reloading.notify_one();
     let _ = reloader.await;
     monitor.abort();
+    services.close_faces().await;
     services.supervisor.shutdown().await;
     let _ = services.events.send(crate::api::Event::Shutdown);
     server.abort();

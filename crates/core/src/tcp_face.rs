@@ -21,6 +21,15 @@ pub struct TcpFace {
     serving: Option<(std::net::SocketAddr, crate::gate::Listener)>,
 }
 
+impl crate::services::Face for TcpFace {
+    fn apply<'a>(
+        &'a mut self,
+        settings: &'a crate::config::Settings,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(self.apply_now(settings))
+    }
+}
+
 impl TcpFace {
     /// `[metrics] listen`: `/metrics` for Prometheus (the control socket always has it), open on
     /// loopback and behind the API keys elsewhere.
@@ -71,12 +80,9 @@ impl TcpFace {
         }
     }
 
-    /// Binds, rebinds or closes the face to match the settings now applied.
-    pub async fn apply(&mut self) {
-        let want = match self.services.supervisor.settings().await {
-            Some(s) => (self.addr_of)(&s),
-            None => return,
-        };
+    /// Binds, rebinds or closes the face to match `settings`.
+    async fn apply_now(&mut self, settings: &crate::config::Settings) {
+        let want = (self.addr_of)(settings);
         if self.serving.as_ref().map(|s| s.0) == want {
             return;
         }

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 /// What the daemon knows that the checklist needs.
 pub struct DoctorInput {
-    pub settings: Settings,
+    pub settings: std::sync::Arc<Settings>,
     pub statuses: Vec<ServiceStatus>,
     pub swap_used_bytes: u64,
     /// The recent log lines of each service.

@@ -183,7 +183,6 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
             let on_demand = s
                 .supervisor
                 .settings()
-                .await
                 .and_then(|st| st.service(&target).map(|x| x.on_demand))
                 .unwrap_or(false);
             if verb == Verb::Start && on_demand {
@@ -192,7 +191,7 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
                     Ok(()) => ok(ActionReply {
                         services: vec![target],
                     }),
-                    Err(e) => err(ErrorKind::Conflict, e),
+                    Err(e) => err(ErrorKind::Conflict, e.to_string()),
                 };
             }
             if matches!(verb, Verb::Start | Verb::Restart) {

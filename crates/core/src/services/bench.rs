@@ -249,7 +249,7 @@ impl BenchService {
         &self,
         names: &[String],
     ) -> Result<Option<(Vec<Target>, config::PoolSpec)>, BenchRefused> {
-        let Some(settings) = self.supervisor.settings().await else {
+        let Some(settings) = self.supervisor.settings() else {
             return Ok(None);
         };
         let [name] = names else { return Ok(None) };
@@ -302,11 +302,7 @@ impl BenchService {
     /// The services a run measures: the named ones, or every enabled chat / ocr / embedding service.
     /// One that is not ready is listed as skipped, with its state.
     async fn targets(&self, names: &[String]) -> Result<Vec<Target>, BenchRefused> {
-        let settings = self
-            .supervisor
-            .settings()
-            .await
-            .ok_or(BenchRefused::NoSettings)?;
+        let settings = self.supervisor.settings().ok_or(BenchRefused::NoSettings)?;
         for n in names {
             if settings.service(n).is_none() {
                 return Err(BenchRefused::Unknown(n.clone()));
@@ -391,11 +387,7 @@ impl BenchService {
         if let Some(id) = self.current() {
             return Err(BenchRefused::Busy(id));
         }
-        let settings = self
-            .supervisor
-            .settings()
-            .await
-            .ok_or(BenchRefused::NoSettings)?;
+        let settings = self.supervisor.settings().ok_or(BenchRefused::NoSettings)?;
         for n in &opts.services {
             if settings.service(n).is_none() {
                 return Err(BenchRefused::Unknown(n.clone()));

@@ -69,6 +69,17 @@ pub struct Services {
     _loader: Arc<dyn crate::proxy::Loader>,
     /// Memory per process group from the last process scan (see `services_with_memory`).
     group_memory: tokio::sync::Mutex<Option<(u64, BTreeMap<u32, u64>)>>,
+    /// The daemon's TCP faces (`[metrics] listen`, `[control] listen`), applied with the rest.
+    faces: tokio::sync::Mutex<Vec<Box<dyn Face>>>,
+}
+
+/// A listener of the daemon's own (not a service's) that follows the applied settings: bound, rebound or
+/// closed by [`Services::reload`], the one place that applies settings.
+pub trait Face: Send {
+    fn apply<'a>(
+        &'a mut self,
+        settings: &'a crate::config::Settings,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
 }
 
 impl Services {
@@ -147,22 +158,40 @@ impl Services {
             state_dir,
             live: Default::default(),
             group_memory: Default::default(),
+            faces: Default::default(),
         })
     }
 
-    /// Re-reads settings.toml and applies it when it is valid and differs from what runs.
+    /// Re-reads settings.toml and applies it when it is valid and differs from what runs: the one place
+    /// that applies settings (config → monitor rules → keys → hosts → budget → proxy → on-demand watch →
+    /// supervisor → the daemon's TCP faces). The faces are applied every time, so one that could not bind
+    /// tries again.
     pub async fn reload(&self) {
-        let Loaded::Changed(s) = self.config.load() else {
-            return;
-        };
-        self.monitor.set_rules(s.alerts.clone());
-        self.keys.load(Some(&s)).await;
-        self.fleet.apply(&s.hosts, s.alerts.link_rtt_warn_ms);
-        if self.budget.check(&s).await {
-            self.proxy.apply(&s).await;
-            self.demand.watch(&s);
-            self.supervisor.apply(*s).await;
+        if let Loaded::Changed(s) = self.config.load() {
+            self.monitor.set_rules(s.alerts.clone());
+            self.keys.load(Some(&s)).await;
+            self.fleet.apply(&s.hosts, s.alerts.link_rtt_warn_ms);
+            if self.budget.check(&s).await {
+                self.proxy.apply(&s).await;
+                self.demand.watch(&s);
+                self.supervisor.apply(*s).await;
+            }
         }
+        if let Some(applied) = self.supervisor.settings() {
+            for face in self.faces.lock().await.iter_mut() {
+                face.apply(&applied).await;
+            }
+        }
+    }
+
+    /// Adds a TCP face; the next [`Services::reload`] binds it.
+    pub async fn add_face(&self, face: Box<dyn Face>) {
+        self.faces.lock().await.push(face);
+    }
+
+    /// Closes the TCP faces (at shutdown: their handlers hold the services).
+    pub async fn close_faces(&self) {
+        self.faces.lock().await.clear();
     }
 
     /// After a change of the keys: reload them, and restart the listeners when the first key came or the
@@ -175,7 +204,7 @@ impl Services {
 
     /// The listeners for the settings that run (after a key was added or removed).
     pub async fn apply_proxies(&self) {
-        if let Some(s) = self.supervisor.settings().await {
+        if let Some(s) = self.supervisor.settings() {
             self.proxy.apply(&s).await;
         }
     }
@@ -187,9 +216,11 @@ impl Services {
         if target != "all" {
             self.demand.make_room_for_pinned(target).await;
         }
-        let Some(mut plan) = self.supervisor.settings().await else {
+        let Some(applied) = self.supervisor.settings() else {
             return Ok(());
         };
+        // A copy, trimmed to what would run: the budget's input, never the applied settings.
+        let mut plan = (*applied).clone();
         let running: Vec<String> = self
             .supervisor
             .statuses()
@@ -288,9 +319,7 @@ impl Services {
         // What each server really runs against the settings, every 10 s.
         if n % 10 == 5 {
             let statuses = self.supervisor.statuses().await;
-            self.served
-                .run(self.supervisor.settings().await, statuses)
-                .await;
+            self.served.run(self.supervisor.settings(), statuses).await;
         }
         // The process scan, every few ticks, off the path of statuses and scrapes.
         let service_memory: Option<BTreeMap<String, u64>> =

@@ -31,7 +31,11 @@ impl ServedCheck {
         self.last.lock().unwrap().clone()
     }
 
-    pub async fn run(&self, settings: Option<Settings>, statuses: Vec<ServiceStatus>) {
+    pub async fn run(
+        &self,
+        settings: Option<std::sync::Arc<Settings>>,
+        statuses: Vec<ServiceStatus>,
+    ) {
         let Some(settings) = settings else { return };
         let ready: Vec<(String, u32)> = statuses
             .iter()

@@ -44,10 +44,12 @@ pub struct Supervisor {
     inner: Mutex<Inner>,
     /// Service names in file order; outside `inner` so listings never wait for a config apply.
     order: std::sync::RwLock<Vec<String>>,
+    /// The settings applied last: the one owner of them. Swapped whole when an apply has handed every
+    /// runner its spec; readers take the `Arc` (no copy, no wait behind an apply in progress).
+    applied: std::sync::RwLock<Option<Arc<Settings>>>,
 }
 
 struct Inner {
-    settings: Option<Settings>,
     handles: BTreeMap<String, Handle>,
     /// The order of the config file, for listings.
     order: Vec<String>,
@@ -59,11 +61,11 @@ impl Supervisor {
             shared,
             rt,
             inner: Mutex::new(Inner {
-                settings: None,
                 handles: BTreeMap::new(),
                 order: vec![],
             }),
             order: Default::default(),
+            applied: Default::default(),
         }
     }
 
@@ -75,7 +77,7 @@ impl Supervisor {
     /// service; later, only what the diff names is touched.
     pub async fn apply(&self, new: Settings) {
         let mut inner = self.inner.lock().await;
-        let old = inner.settings.take();
+        let old = self.settings();
         inner.order = new.services.iter().map(|s| s.name.clone()).collect();
         *self.order.write().unwrap() = inner.order.clone();
         let mut removed = vec![];
@@ -121,7 +123,7 @@ impl Supervisor {
                 }
             }
         }
-        inner.settings = Some(new);
+        *self.applied.write().unwrap() = Some(Arc::new(new));
         drop(inner);
         // Removed services are stopped outside the lock (a stubborn one may take its stop timeout), in
         // parallel; status and commands keep answering meanwhile.
@@ -226,13 +228,14 @@ impl Supervisor {
     /// start / stop / restart one service, or `all`.
     pub async fn command(&self, target: &str, verb: Verb) -> Result<Vec<String>, SupervisorError> {
         let inner = self.inner.lock().await;
+        let settings = self.settings();
         let names: Vec<String> = if target == "all" {
             inner
                 .order
                 .iter()
                 .filter(|n| {
                     // `start all` leaves alone what cannot be launched, and what loads on demand.
-                    let spec = inner.settings.as_ref().and_then(|s| s.service(n));
+                    let spec = settings.as_ref().and_then(|s| s.service(n));
                     match verb {
                         Verb::Stop | Verb::Unload => true,
                         Verb::Start | Verb::Restart => {
@@ -292,8 +295,19 @@ impl Supervisor {
         order.iter().filter_map(|n| map.get(n).cloned()).collect()
     }
 
-    pub async fn settings(&self) -> Option<Settings> {
-        self.inner.lock().await.settings.clone()
+    /// One service's status now (none: not supervised).
+    pub fn status_of(&self, name: &str) -> Option<ServiceStatus> {
+        self.shared.statuses.read().unwrap().get(name).cloned()
+    }
+
+    /// The supervisor's events from now on (state changes: what a waiter for readiness watches).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::api::Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// The settings applied last (none before the first valid file).
+    pub fn settings(&self) -> Option<Arc<Settings>> {
+        self.applied.read().unwrap().clone()
     }
 
     /// Stops every service (in parallel) and waits until every process group is gone. When no valid
@@ -301,7 +315,7 @@ impl Supervisor {
     /// them otherwise.
     pub async fn shutdown(&self) {
         let mut inner = self.inner.lock().await;
-        if inner.settings.is_none() {
+        if self.settings().is_none() {
             let none = Settings {
                 path: Default::default(),
                 server: crate::config::ServerSettings::new("127.0.0.1"),

@@ -19,6 +19,9 @@
 //! (bounded by `load_timeout_s`), the server is restarted, the held requests go to the new one, and an
 //! info alert (`footprint:NAME`) gives the footprint before and after.
 
+mod coalesce;
+mod room;
+
 use super::budget::Budget;
 use super::proxy_host::ProxyHost;
 use crate::alerts::AlertSource;
@@ -26,16 +29,66 @@ use crate::api::{AlertSeverity, ServiceStatus};
 use crate::config::{ServiceSpec, Settings};
 use crate::proxy::ProxyStats;
 use crate::supervisor::{State, Supervisor, Verb};
+use coalesce::Coalesce;
+use room::{Holder, Room};
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// A load's outcome, shared by every request that waits for it.
-type Outcome = Option<Result<(), String>>;
+/// Why a service was not loaded; the message says what to do. Shared by every request that waited.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LoadError {
+    #[error("the daemon has no settings yet; retry")]
+    NoSettings,
+    #[error("`{0}` is no longer in settings.toml")]
+    NotInSettings(String),
+    #[error("`{name}` failed to load {since_s} s ago ({why}); requests load it again in {wait_s} s, or start it now with `mlx-box start {name}`")]
+    FailedRecently {
+        name: String,
+        since_s: u64,
+        why: String,
+        wait_s: u64,
+    },
+    #[error("`{name}` could not be loaded within load_timeout_s = {timeout_s} s: other loads and unloads took the time")]
+    NoTurn { name: String, timeout_s: f64 },
+    #[error("`{0}` is stopped; start it with `mlx-box start {0}`")]
+    Stopped(String),
+    #[error("`{0}` is not supervised")]
+    NotSupervised(String),
+    #[error("`{name}` failed to load: {why}")]
+    Failed { name: String, why: String },
+    #[error("`{0}` was stopped while it loaded")]
+    StoppedWhileLoading(String),
+    #[error("`{name}` did not get ready within load_timeout_s = {timeout_s} s")]
+    NotReady { name: String, timeout_s: f64 },
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+    #[error("`{other}` (exclusive_group \"{group}\" with `{name}`) still had requests in flight after load_timeout_s = {timeout_s} s")]
+    GroupBusy {
+        name: String,
+        other: String,
+        group: String,
+        timeout_s: f64,
+    },
+    /// Even unloading every idle on-demand service would not make room (the message names what holds).
+    #[error("{0}")]
+    NoRoom(String),
+    #[error("not enough memory to load `{name}` ({need}): a service it would have unloaded got a request meanwhile; retry")]
+    Raced { name: String, need: String },
+    #[error("the load of `{0}` was abandoned; retry")]
+    Abandoned(String),
+    #[error("{0}")]
+    Supervisor(String),
+}
+
+impl From<crate::supervisor::SupervisorError> for LoadError {
+    fn from(e: crate::supervisor::SupervisorError) -> Self {
+        LoadError::Supervisor(e.to_string())
+    }
+}
 
 pub struct Demand {
     supervisor: Arc<Supervisor>,
@@ -44,7 +97,8 @@ pub struct Demand {
     alerts: AlertSource,
     /// The daemon's runtime: loads run there, whichever proxy thread asked.
     rt: tokio::runtime::Handle,
-    loads: Mutex<HashMap<String, watch::Receiver<Outcome>>>,
+    /// One load (or footprint restart) per service at a time; requests wait on it.
+    loads: Coalesce<LoadError>,
     /// One admission (make room + start) or idle unload at a time.
     turn: tokio::sync::Mutex<()>,
     /// Each service's footprint from the last process scan (bytes), and how many scans there were.
@@ -63,13 +117,9 @@ pub struct Demand {
 /// How long after a failed load requests wait before they load the service again.
 const FAILED_LOAD_RETRY: Duration = Duration::from_secs(30);
 
-/// What one service holds or needs, for the budget.
-#[derive(Debug, Clone)]
-struct Holder {
-    name: String,
-    bytes: u64,
-    evictable: bool,
-    last_used_ms: u64,
+/// A service in this state holds (or is about to give back) its memory.
+fn holds_memory(state: State) -> bool {
+    state.is_running() || matches!(state, State::Stopping | State::Backoff)
 }
 
 fn gb(b: u64) -> String {
@@ -89,7 +139,7 @@ impl Demand {
             budget,
             alerts,
             rt: tokio::runtime::Handle::current(),
-            loads: Mutex::new(HashMap::new()),
+            loads: Coalesce::default(),
             turn: tokio::sync::Mutex::new(()),
             live: Mutex::new((0, BTreeMap::new())),
             held: Mutex::new(Default::default()),
@@ -122,55 +172,36 @@ impl Demand {
     }
 
     fn status(&self, name: &str) -> Option<ServiceStatus> {
-        self.supervisor
-            .shared
-            .statuses
-            .read()
-            .unwrap()
-            .get(name)
-            .cloned()
+        self.supervisor.status_of(name)
     }
 
     /// Loads `name` for a request: one load per service however many wait; resolves when it is ready.
-    pub async fn load(self: &Arc<Self>, name: &str) -> Result<(), String> {
-        let mut rx = {
-            let mut loads = self.loads.lock().unwrap();
-            match loads.get(name) {
-                Some(rx) => rx.clone(),
-                None => {
-                    let (tx, rx) = watch::channel(None);
-                    loads.insert(name.to_string(), rx.clone());
-                    let (me, n) = (self.clone(), name.to_string());
-                    // On the daemon's runtime, and not tied to the request: a client that goes away
-                    // does not cancel the load the others wait for.
-                    self.rt.spawn(async move {
-                        let r = me.load_now(&n).await;
-                        me.loads.lock().unwrap().remove(&n);
-                        let _ = tx.send(Some(r));
-                    });
-                    rx
-                }
-            }
-        };
-        let outcome = rx.wait_for(|o| o.is_some()).await;
-        match outcome {
-            Ok(o) => o.clone().unwrap_or(Ok(())),
-            Err(_) => Err(format!("the load of `{name}` was abandoned; retry")),
-        }
+    pub async fn load(self: &Arc<Self>, name: &str) -> Result<(), LoadError> {
+        let waiter = self.loads.join_or_start(name, |finish| {
+            let (me, n) = (self.clone(), name.to_string());
+            // On the daemon's runtime, and not tied to the request: a client that goes away does not
+            // cancel the load the others wait for.
+            self.rt
+                .spawn(async move { finish.send(me.load_now(&n).await) });
+        });
+        waiter
+            .outcome()
+            .await
+            .unwrap_or_else(|| Err(LoadError::Abandoned(name.to_string())))
     }
 
-    async fn load_now(&self, name: &str) -> Result<(), String> {
-        let Some(settings) = self.supervisor.settings().await else {
-            return Err("the daemon has no settings yet; retry".into());
+    async fn load_now(&self, name: &str) -> Result<(), LoadError> {
+        let Some(settings) = self.supervisor.settings() else {
+            return Err(LoadError::NoSettings);
         };
         let Some(spec) = settings.service(name).cloned() else {
-            return Err(format!("`{name}` is no longer in settings.toml"));
+            return Err(LoadError::NotInSettings(name.to_string()));
         };
         if let Some(why) = self.failed_recently(name) {
             return Err(why);
         }
         let deadline = Instant::now() + Duration::from_secs_f64(spec.load_timeout_s);
-        let events = self.supervisor.shared.events.subscribe();
+        let events = self.supervisor.subscribe();
         self.admit_and_start(&settings, &spec, deadline).await?;
         let r = self
             .wait_ready(name, events, deadline, spec.load_timeout_s)
@@ -186,22 +217,22 @@ impl Demand {
 
     /// Why a request must not load `name` now: it failed, and its last load by a request ended so less
     /// than [`FAILED_LOAD_RETRY`] ago.
-    fn failed_recently(&self, name: &str) -> Option<String> {
+    fn failed_recently(&self, name: &str) -> Option<LoadError> {
         let st = self.status(name).filter(|s| s.state == State::Failed)?;
         let since = self.failed_at.lock().unwrap().get(name)?.elapsed();
         let wait = FAILED_LOAD_RETRY.checked_sub(since)?;
-        Some(format!(
-            "`{name}` failed to load {} s ago ({}); requests load it again in {} s, or start it now with `mlx-box start {name}`",
-            since.as_secs(),
-            st.last_error.unwrap_or_else(|| "see `mlx-box logs`".into()),
-            wait.as_secs().max(1)
-        ))
+        Some(LoadError::FailedRecently {
+            name: name.to_string(),
+            since_s: since.as_secs(),
+            why: st.last_error.unwrap_or_else(|| "see `mlx-box logs`".into()),
+            wait_s: wait.as_secs().max(1),
+        })
     }
 
     /// A manual start of an on-demand service: room is made as for a request, then it starts (its
     /// readiness is not waited for).
-    pub async fn start(&self, name: &str) -> Result<(), String> {
-        let Some(settings) = self.supervisor.settings().await else {
+    pub async fn start(&self, name: &str) -> Result<(), LoadError> {
+        let Some(settings) = self.supervisor.settings() else {
             return Ok(());
         };
         let Some(spec) = settings.service(name).cloned() else {
@@ -217,7 +248,7 @@ impl Demand {
     /// make room nothing is unloaded, and the caller's budget check decides (an over-budget alert, or a
     /// refusal under `refuse_over_budget`).
     pub async fn make_room_for_pinned(&self, name: &str) {
-        let Some(settings) = self.supervisor.settings().await else {
+        let Some(settings) = self.supervisor.settings() else {
             return;
         };
         let Some(spec) = settings.service(name).filter(|s| !s.on_demand).cloned() else {
@@ -240,13 +271,11 @@ impl Demand {
         settings: &Settings,
         spec: &ServiceSpec,
         deadline: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), LoadError> {
         let name = &spec.name;
-        let timeout = || {
-            format!(
-                "`{name}` could not be loaded within load_timeout_s = {} s: other loads and unloads took the time",
-                spec.load_timeout_s
-            )
+        let timeout = || LoadError::NoTurn {
+            name: name.clone(),
+            timeout_s: spec.load_timeout_s,
         };
         let _turn = tokio::time::timeout_at(deadline, self.turn.lock())
             .await
@@ -263,20 +292,13 @@ impl Demand {
         }
         match self.status(name).map(|s| s.state) {
             Some(State::Starting | State::Ready | State::Unhealthy) => return Ok(()),
-            Some(State::Stopped) => {
-                return Err(format!(
-                    "`{name}` is stopped; start it with `mlx-box start {name}`"
-                ))
-            }
-            None => return Err(format!("`{name}` is not supervised")),
+            Some(State::Stopped) => return Err(LoadError::Stopped(name.clone())),
+            None => return Err(LoadError::NotSupervised(name.clone())),
             _ => {}
         }
         self.unload_group(settings, spec, deadline).await?;
         self.make_room(settings, spec, deadline).await?;
-        self.supervisor
-            .command(name, Verb::Start)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.supervisor.command(name, Verb::Start).await?;
         Ok(())
     }
 
@@ -287,7 +309,8 @@ impl Demand {
         mut events: tokio::sync::broadcast::Receiver<crate::api::Event>,
         deadline: Instant,
         timeout_s: f64,
-    ) -> Result<(), String> {
+    ) -> Result<(), LoadError> {
+        let name_ = || name.to_string();
         loop {
             let st = self.status(name);
             match st.as_ref().map(|s| s.state) {
@@ -297,22 +320,23 @@ impl Demand {
                 }
                 Some(State::Failed) => {
                     let why = st.and_then(|s| s.last_error).unwrap_or_default();
-                    return Err(format!("`{name}` failed to load: {why}"));
+                    return Err(LoadError::Failed { name: name_(), why });
                 }
                 Some(State::Stopped | State::Idle) | None => {
-                    return Err(format!("`{name}` was stopped while it loaded"));
+                    return Err(LoadError::StoppedWhileLoading(name_()));
                 }
                 _ => {}
             }
             // Any event (or a lag) is a reason to look again; statuses are cheap to read.
             match tokio::time::timeout_at(deadline, events.recv()).await {
                 Err(_) => {
-                    return Err(format!(
-                        "`{name}` did not get ready within load_timeout_s = {timeout_s} s"
-                    ))
+                    return Err(LoadError::NotReady {
+                        name: name_(),
+                        timeout_s,
+                    })
                 }
                 Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
-                    return Err("the daemon is shutting down".into())
+                    return Err(LoadError::ShuttingDown)
                 }
                 Ok(_) => {}
             }
@@ -331,45 +355,40 @@ impl Demand {
         settings: &Settings,
         spec: &ServiceSpec,
         deadline: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), LoadError> {
         let Some(group) = &spec.exclusive_group else {
             return Ok(());
         };
-        for other in settings.services.iter().filter(|o| {
-            o.name != spec.name && o.exclusive_group.as_ref() == Some(group) && o.enabled
-        }) {
-            let running = self
-                .status(&other.name)
-                .is_some_and(|s| s.state.is_running() || s.state == State::Backoff);
-            if !running {
-                continue;
-            }
+        let running = |n: &str| {
+            self.status(n)
+                .is_some_and(|s| s.state.is_running() || s.state == State::Backoff)
+        };
+        for other in room::rivals(settings, spec, running) {
             while Self::busy(&self.proxy.stats().await, &other.name) {
                 if Instant::now() >= deadline {
-                    return Err(format!(
-                        "`{}` (exclusive_group \"{group}\" with `{}`) still had requests in flight after load_timeout_s = {} s",
-                        other.name, spec.name, spec.load_timeout_s
-                    ));
+                    return Err(LoadError::GroupBusy {
+                        name: spec.name.clone(),
+                        other: other.name.clone(),
+                        group: group.clone(),
+                        timeout_s: spec.load_timeout_s,
+                    });
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             tracing::info!(service = %other.name, for_ = %spec.name, %group, "unloading (exclusive group)");
-            self.supervisor
-                .command(&other.name, Verb::Unload)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.supervisor.command(&other.name, Verb::Unload).await?;
         }
         Ok(())
     }
 
     /// Unloads least-recently-used idle on-demand services until `spec` fits the budget; refuses (and
-    /// unloads nothing) when even all of them would not make room.
+    /// unloads nothing) when even all of them would not make room (the plan: [`room::plan`]).
     async fn make_room(
         &self,
         settings: &Settings,
         spec: &ServiceSpec,
         deadline: Instant,
-    ) -> Result<(), String> {
+    ) -> Result<(), LoadError> {
         let Some(estimate) = self.budget.applied() else {
             return Ok(());
         };
@@ -387,15 +406,13 @@ impl Demand {
         let need = estimated(&spec.name).unwrap_or(0);
         let stats = self.proxy.stats().await;
         let live = self.live.lock().unwrap().1.clone();
-        let mut holders: Vec<Holder> = settings
+        let holders: Vec<Holder> = settings
             .services
             .iter()
             .filter(|o| o.name != spec.name)
             .filter_map(|o| {
                 let st = self.status(&o.name)?;
-                let holds =
-                    st.state.is_running() || matches!(st.state, State::Stopping | State::Backoff);
-                if !holds {
+                if !holds_memory(st.state) {
                     return None;
                 }
                 let bytes = estimated(&o.name)
@@ -415,51 +432,38 @@ impl Demand {
                 })
             })
             .collect();
-        let held: u64 = holders.iter().map(|h| h.bytes).sum();
-        if held + need + reserve <= budget {
-            return Ok(());
-        }
-        // Least recently used first; take as many as it needs.
-        holders.sort_by_key(|h| h.last_used_ms);
-        let mut freed = 0;
-        let mut victims = vec![];
-        for h in holders.iter().filter(|h| h.evictable) {
-            if held - freed + need + reserve <= budget {
-                break;
+        let victims = match room::plan(holders.clone(), need, reserve, budget) {
+            Room::Fits { unload } => unload,
+            Room::NoRoom { held, held_bytes } => {
+                let others: Vec<String> = held
+                    .iter()
+                    .map(|h| {
+                        let why = match settings.service(&h.name) {
+                            Some(s) if !s.on_demand => "pinned",
+                            _ => "busy",
+                        };
+                        format!("`{}` {} ({why})", h.name, gb(h.bytes))
+                    })
+                    .collect();
+                let msg = format!(
+                    "not enough memory to load `{}` ({}): the budget is {} ({}) with {} kept free, and {} held by {}; unload one (mlx-box unload NAME), make it on_demand, or lower a context_length",
+                    spec.name,
+                    gb(need),
+                    gb(budget),
+                    estimate.budget_source.as_deref().unwrap_or("memory"),
+                    gb(reserve),
+                    gb(held_bytes),
+                    if others.is_empty() { "nothing".to_string() } else { others.join(", ") },
+                );
+                self.alerts.raise(
+                    &format!("cannot-load:{}", spec.name),
+                    AlertSeverity::Warning,
+                    format!("Not enough memory to load {}", spec.name),
+                    msg.clone(),
+                );
+                return Err(LoadError::NoRoom(msg));
             }
-            freed += h.bytes;
-            victims.push(h.clone());
-        }
-        if held - freed + need + reserve > budget {
-            let others: Vec<String> = holders
-                .iter()
-                .filter(|h| !victims.iter().any(|v| v.name == h.name))
-                .map(|h| {
-                    let why = match settings.service(&h.name) {
-                        Some(s) if !s.on_demand => "pinned",
-                        _ => "busy",
-                    };
-                    format!("`{}` {} ({why})", h.name, gb(h.bytes))
-                })
-                .collect();
-            let msg = format!(
-                "not enough memory to load `{}` ({}): the budget is {} ({}) with {} kept free, and {} held by {}; unload one (mlx-box unload NAME), make it on_demand, or lower a context_length",
-                spec.name,
-                gb(need),
-                gb(budget),
-                estimate.budget_source.as_deref().unwrap_or("memory"),
-                gb(reserve),
-                gb(held - freed),
-                if others.is_empty() { "nothing".to_string() } else { others.join(", ") },
-            );
-            self.alerts.raise(
-                &format!("cannot-load:{}", spec.name),
-                AlertSeverity::Warning,
-                format!("Not enough memory to load {}", spec.name),
-                msg.clone(),
-            );
-            return Err(msg);
-        }
+        };
         for v in victims {
             // It may have been asked for since the plan was made: then it stays, and the check below
             // decides.
@@ -470,27 +474,19 @@ impl Demand {
                 break;
             }
             tracing::info!(service = %v.name, for_ = %spec.name, bytes = v.bytes, "unloading (least recently used) to make room");
-            self.supervisor
-                .command(&v.name, Verb::Unload)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.supervisor.command(&v.name, Verb::Unload).await?;
         }
         // What was not unloaded (busy again, or the deadline) is still held.
         let still: u64 = holders
             .iter()
-            .filter(|h| {
-                self.status(&h.name).is_some_and(|s| {
-                    s.state.is_running() || matches!(s.state, State::Stopping | State::Backoff)
-                })
-            })
+            .filter(|h| self.status(&h.name).is_some_and(|s| holds_memory(s.state)))
             .map(|h| h.bytes)
             .sum();
-        if still + need + reserve > budget {
-            return Err(format!(
-                "not enough memory to load `{}` ({}): a service it would have unloaded got a request meanwhile; retry",
-                spec.name,
-                gb(need)
-            ));
+        if still.saturating_add(need).saturating_add(reserve) > budget {
+            return Err(LoadError::Raced {
+                name: spec.name.clone(),
+                need: gb(need),
+            });
         }
         Ok(())
     }
@@ -547,8 +543,7 @@ impl Demand {
             return;
         }
         let name = spec.name.clone();
-        let (tx, rx) = watch::channel(None);
-        {
+        let finish = {
             let mut capped = self.capped_at.lock().unwrap();
             if capped
                 .get(&name)
@@ -556,23 +551,21 @@ impl Demand {
             {
                 return;
             }
-            let mut loads = self.loads.lock().unwrap();
-            if loads.contains_key(&name) {
+            // The job first: a held request waits on it as on a load.
+            let Some(finish) = self.loads.start_if_idle(&name) else {
                 return;
-            }
-            // The load entry first: a held request waits on it.
-            loads.insert(name.clone(), rx);
+            };
             capped.insert(name.clone(), Instant::now());
             self.held.lock().unwrap().insert(name.clone());
             crate::proxy::HELD_SERVICES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
+            finish
+        };
         let (me, spec) = (self.clone(), spec.clone());
         tokio::spawn(async move {
             let r = me.drain_and_restart(&spec, cap, before).await;
             me.held.lock().unwrap().remove(&name);
             crate::proxy::HELD_SERVICES.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-            me.loads.lock().unwrap().remove(&name);
-            let _ = tx.send(Some(r));
+            finish.send(r);
         });
     }
 
@@ -581,7 +574,7 @@ impl Demand {
         spec: &ServiceSpec,
         cap: u64,
         before: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), LoadError> {
         let name = &spec.name;
         let budget = Duration::from_secs_f64(spec.load_timeout_s);
         tracing::info!(service = %name, before, cap, "past max_footprint_gb: draining, then restarting");
@@ -597,11 +590,8 @@ impl Demand {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let events = self.supervisor.shared.events.subscribe();
-        self.supervisor
-            .command(name, Verb::Restart)
-            .await
-            .map_err(|e| e.to_string())?;
+        let events = self.supervisor.subscribe();
+        self.supervisor.command(name, Verb::Restart).await?;
         let r = self
             .wait_ready(name, events, Instant::now() + budget, spec.load_timeout_s)
             .await;
@@ -663,7 +653,7 @@ impl crate::proxy::Loader for DemandLoader {
         self: Arc<Self>,
         service: String,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> {
-        Box::pin(async move { self.0.load(&service).await })
+        Box::pin(async move { self.0.load(&service).await.map_err(|e| e.to_string()) })
     }
 
     fn holds(&self, service: &str) -> bool {
