@@ -29,6 +29,7 @@
 //! `stats`, `headers`, `backend`, `relay` → `listener` → `front` (the request path) → `pool` → `endpoint`
 //! (what a listener serves, through the gate) → this file (the listeners of a set of settings).
 
+mod agents;
 mod auth;
 mod backend;
 pub(crate) mod body;
