@@ -217,3 +217,6 @@ impl StreamTranslator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
