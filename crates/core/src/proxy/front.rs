@@ -2,7 +2,8 @@
 //! that is the one way to its backend (a service's port, the one endpoint and a pool's local member all
 //! end there).
 //!
-//! A request passes these gates, in order (each refusal is an OpenAI-style JSON error):
+//! A request passes these gates, in order (each refusal is an OpenAI-style JSON error; on `/v1/messages`
+//! and `/v1/responses`, in that API's shape, `in_shape`):
 //! - The gate's door (`crate::gate::door`, before any of this): `Host` on an open loopback listener (DNS
 //!   rebinding), `Origin` against `cors_origins` (preflights answered there, never forwarded),
 //!   `Sec-Fetch-Site` of another site → 403.
