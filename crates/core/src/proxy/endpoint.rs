@@ -6,8 +6,11 @@
 //! The key is checked against every service before a byte of the body is read (a key good for none is
 //! refused at the door), and again against the service the body names.
 
+use super::agents::Api;
 use super::auth::{self, Auth, KeySet, SharedKeys};
-use super::front::{openai_error, read_incoming, serve, Front};
+use super::front::{
+    agent_refusal, in_shape, openai_error, read_incoming, serve, translated, Front,
+};
 use super::listener::ListenerConfig;
 use super::pool::Pool;
 use super::stats::Counters;
@@ -121,6 +124,15 @@ impl Endpoint {
 }
 
 pub(super) async fn handle(e: Arc<Endpoint>, req: Request) -> Response {
+    match Api::of(req.uri().path()) {
+        None => handle_request(e, req, None).await,
+        Some(agent) => in_shape(agent.0, handle_request(e, req, Some(agent)).await).await,
+    }
+}
+
+/// One request: an agent request (`agent`) is translated around the policy of the service or pool its
+/// `model` names.
+async fn handle_request(e: Arc<Endpoint>, req: Request, agent: Option<(Api, bool)>) -> Response {
     let started = std::time::Instant::now();
     e.counters.requests.fetch_add(1, Ordering::Relaxed);
     let keys = e.keys.read().unwrap().clone();
@@ -177,6 +189,12 @@ pub(super) async fn handle(e: Arc<Endpoint>, req: Request) -> Response {
         }
     }
     let (parts, body) = req.into_parts();
+    if let Some((api, served)) = agent {
+        if let Some(r) = agent_refusal(api, served, &parts.method) {
+            e.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+            return r;
+        }
+    }
     let incoming = match read_incoming(&e.counters, &parts, body).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -212,6 +230,13 @@ pub(super) async fn handle(e: Arc<Endpoint>, req: Request) -> Response {
         }
         drop(keys);
         p.counters.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some((api, _)) = agent {
+            let call = p.agent_call(api);
+            return translated(call, parts, incoming, move |pp, i| {
+                super::pool::route(p, pp, i, origin, started)
+            })
+            .await;
+        }
         return super::pool::route(p, parts, incoming, origin, started).await;
     }
     let Some(f) = e.route(&asked) else {
@@ -231,6 +256,16 @@ pub(super) async fn handle(e: Arc<Endpoint>, req: Request) -> Response {
     drop(keys);
     if let Some(r) = f.unavailable() {
         return r;
+    }
+    if let Some((api, _)) = agent {
+        if let Some(r) = f.refuses_agent(api) {
+            return r;
+        }
+        let fr: &Front = f;
+        return translated(fr.agent_call(api), parts, incoming, move |p, i| {
+            serve(fr, p, i, origin, started)
+        })
+        .await;
     }
     serve(f, parts, incoming, origin, started).await
 }

@@ -2,7 +2,8 @@
 //! that is the one way to its backend (a service's port, the one endpoint and a pool's local member all
 //! end there).
 //!
-//! A request passes these gates, in order (each refusal is an OpenAI-style JSON error):
+//! A request passes these gates, in order (each refusal is an OpenAI-style JSON error; on `/v1/messages`
+//! and `/v1/responses`, in that API's shape, `in_shape`):
 //! - The gate's door (`crate::gate::door`, before any of this): `Host` on an open loopback listener (DNS
 //!   rebinding), `Origin` against `cors_origins` (preflights answered there, never forwarded),
 //!   `Sec-Fetch-Site` of another site → 403.
@@ -25,13 +26,14 @@
 //! per-thread connection pool in `backend.rs`; the reply is relayed and metered in `relay.rs`; counters
 //! live in `stats.rs`.
 
+use super::agents::{self, Api};
 use super::auth::{self, Auth, KeySet, SharedKeys};
 use super::backend;
 use super::body;
 use super::form;
 use super::headers::{downstream_head, X_API_KEY};
 use super::listener::ListenerConfig;
-use super::relay::{FilteredRelay, InFlight, Meter, Relay};
+use super::relay::{AgentStream, FilteredRelay, InFlight, Meter, Relay};
 use super::sse::{self, SseFilter};
 use super::stats::Counters;
 use crate::api::ServiceStatus;
@@ -152,10 +154,236 @@ pub(super) struct Front {
     pub(super) loader: Option<std::sync::Weak<dyn Loader>>,
 }
 
+/// A refusal mlx-box wrote, with its message: an agent route (`in_shape`) writes it again in its API's
+/// shape.
+#[derive(Clone)]
+pub(super) struct Refusal(String);
+
+/// An answer already in an agent API's shape.
+#[derive(Clone)]
+struct Shaped;
+
 pub(super) fn openai_error(status: StatusCode, kind: &str, msg: &str) -> Response {
     let body =
         serde_json::json!({"error": {"message": msg, "type": kind, "code": status.as_u16()}});
-    (status, axum::Json(body)).into_response()
+    let mut r = (status, axum::Json(body)).into_response();
+    r.extensions_mut().insert(Refusal(msg.to_string()));
+    r
+}
+
+/// An error in an agent API's shape (Anthropic's or OpenAI's, `agents::error_body`).
+pub(super) fn agent_error(
+    api: Api,
+    status: StatusCode,
+    msg: &str,
+    param: Option<&str>,
+) -> Response {
+    let body = agents::error_body(api, status.as_u16(), msg, param);
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.extensions_mut().insert(Shaped);
+    r
+}
+
+/// An error answer on an agent route, in that API's shape, its status and headers kept (`Retry-After`,
+/// `WWW-Authenticate`, CORS): mlx-box's own refusals keep their message, a backend's error is read
+/// (64 KiB at most) for its message. Any other answer passes as it is.
+pub(super) async fn in_shape(api: Api, resp: Response) -> Response {
+    let status = resp.status();
+    if status.is_success()
+        || status.is_informational()
+        || resp.extensions().get::<Shaped>().is_some()
+    {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let msg = match parts.extensions.remove::<Refusal>() {
+        Some(Refusal(m)) => m,
+        None => {
+            let read = axum::body::to_bytes(body, 64 << 10);
+            let b = match tokio::time::timeout(Duration::from_secs(30), read).await {
+                Ok(Ok(b)) => b,
+                _ => Bytes::new(),
+            };
+            message_of(status, &b)
+        }
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.remove(header::CONTENT_ENCODING);
+    let mut r = agent_error(api, status, &msg, None);
+    std::mem::swap(r.headers_mut(), &mut parts.headers);
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// The message of a backend's error body: OpenAI's `error.message`, FastAPI's `detail`, or its text.
+fn message_of(status: StatusCode, b: &[u8]) -> String {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(b) {
+        let m = v
+            .pointer("/error/message")
+            .or_else(|| v.get("error"))
+            .or_else(|| v.get("message"))
+            .or_else(|| v.get("detail"));
+        match m {
+            Some(serde_json::Value::String(s)) => return s.clone(),
+            Some(m) if !m.is_null() => return m.to_string(),
+            _ => {}
+        }
+    }
+    let text = String::from_utf8_lossy(b);
+    match text.trim() {
+        "" => format!("the backend answered {status}"),
+        t => t.chars().take(1000).collect(),
+    }
+}
+
+/// The refusal of an agent route before its body is read: a route under `/v1/messages` or
+/// `/v1/responses` mlx-box does not serve (404), a method other than POST (405).
+pub(super) fn agent_refusal(api: Api, served: bool, method: &Method) -> Option<Response> {
+    if !served {
+        let msg = match api {
+            Api::Anthropic => "not served here: mlx-box serves POST /v1/messages",
+            Api::Responses => {
+                "not served here: mlx-box serves POST /v1/responses and keeps no responses"
+            }
+        };
+        return Some(agent_error(api, StatusCode::NOT_FOUND, msg, None));
+    }
+    if method != Method::POST {
+        let mut r = agent_error(
+            api,
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("{method} is not served here: {} takes POST", api.path()),
+            None,
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return Some(r);
+    }
+    None
+}
+
+/// How an agent request is translated for the service (or pool) it goes to.
+pub(super) struct AgentCall<'a> {
+    pub(super) api: Api,
+    /// The operator has not turned the service's thinking off (`disable_thinking_tags`).
+    pub(super) thinking_allowed: bool,
+    /// The model the reply names when the request named none.
+    pub(super) default_model: &'a str,
+    pub(super) counters: &'a Counters,
+}
+
+/// Random ids for one reply (`msg_…`, `resp_…`): 96 bits, hex.
+fn reply_ids() -> String {
+    let mut b = [0u8; 12];
+    if getrandom::fill(&mut b).is_err() {
+        b[..8].copy_from_slice(&crate::api::now_ms().to_le_bytes());
+    }
+    hex::encode(b)
+}
+
+/// An agent request (`POST /v1/messages`, `POST /v1/responses`): its body translated to a chat
+/// completion for the backend's `/v1/chat/completions`, passed to `inner` — the request policy, the
+/// same as any chat request's (model policy, on-demand load, queue, reasoning filter, metrics) — and
+/// the reply translated back, streamed or whole. Every error comes back in the API's shape.
+pub(super) async fn translated<F, Fut>(
+    call: AgentCall<'_>,
+    mut parts: axum::http::request::Parts,
+    incoming: Incoming,
+    inner: F,
+) -> Response
+where
+    F: FnOnce(axum::http::request::Parts, Incoming) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let api = call.api;
+    let Incoming { bytes, _permit } = incoming;
+    let t = agents::translate(api, bytes.as_deref().unwrap_or_default());
+    drop(bytes);
+    let t = match t {
+        Ok(t) => t,
+        Err(e) => {
+            call.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+            return agent_error(api, StatusCode::BAD_REQUEST, &e.to_string(), e.param());
+        }
+    };
+    let created = crate::api::now_ms() / 1000;
+    let (chat, reply) = t.into_chat(
+        &reply_ids(),
+        created,
+        call.default_model,
+        call.thinking_allowed,
+    );
+    parts.uri = axum::http::Uri::from_static("/v1/chat/completions");
+    // The translator reads the reply: it must come as it is (no compression), and as JSON.
+    for h in [
+        header::ACCEPT_ENCODING,
+        header::CONTENT_LENGTH,
+        header::HeaderName::from_static("anthropic-version"),
+        header::HeaderName::from_static("anthropic-beta"),
+    ] {
+        parts.headers.remove(h);
+    }
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    let incoming = Incoming {
+        bytes: Some(Bytes::from(chat)),
+        _permit,
+    };
+    let resp = inner(parts, incoming).await;
+    if !resp.status().is_success() {
+        return in_shape(api, resp).await;
+    }
+    let (mut rparts, body) = resp.into_parts();
+    let sse = rparts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    rparts.headers.remove(header::CONTENT_LENGTH);
+    if reply.stream() {
+        let (tr, first) = reply.translator();
+        rparts.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+        rparts
+            .headers
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        let body = Body::new(AgentStream::new(body, tr, first, sse, MAX_BODY));
+        return Response::from_parts(rparts, body);
+    }
+    // The relay ends a backend silent past the request timeout: the read is bounded in time.
+    let b = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return agent_error(
+                api,
+                StatusCode::BAD_GATEWAY,
+                "backend reply cut off, too large or too slow",
+                None,
+            )
+        }
+    };
+    match reply.whole(&b, sse) {
+        Ok(json) => {
+            rparts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Response::from_parts(rparts, Body::from(json))
+        }
+        Err(e) => agent_error(api, StatusCode::BAD_GATEWAY, &e, None),
+    }
 }
 
 /// An OpenAI-style error with one extra header (`WWW-Authenticate`, `Retry-After`).
@@ -185,6 +413,37 @@ impl ListenerConfig {
 }
 
 impl Front {
+    /// Refuses an agent route on a service that has no chat model (embeddings, speech).
+    pub(super) fn refuses_agent(&self, api: Api) -> Option<Response> {
+        use crate::config::Kind;
+        let spec = &self.cfg.spec;
+        if matches!(
+            spec.kind,
+            Kind::Chat | Kind::Distributed | Kind::Ocr | Kind::Command
+        ) {
+            return None;
+        }
+        self.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+        let msg = format!(
+            "[services.{}] (kind = \"{}\") serves no chat model: {} is served by chat and OCR services",
+            spec.name,
+            spec.kind.as_str(),
+            api.path()
+        );
+        Some(agent_error(api, StatusCode::NOT_FOUND, &msg, None))
+    }
+
+    /// How an agent request is translated for this service.
+    pub(super) fn agent_call(&self, api: Api) -> AgentCall<'_> {
+        let spec = &self.cfg.spec;
+        AgentCall {
+            api,
+            thinking_allowed: !spec.disable_thinking_tags,
+            default_model: spec.model.as_deref().unwrap_or(&spec.name),
+            counters: &self.counters,
+        }
+    }
+
     pub(super) fn bad_request(&self, status: StatusCode, msg: &str) -> Response {
         self.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
         openai_error(status, "invalid_request_error", msg)
@@ -363,8 +622,16 @@ impl Front {
     }
 }
 
-/// A service's own port: the gates, the key, then [`serve`].
+/// A service's own port: the gates, the key, then [`serve`] (an agent request through [`translated`],
+/// every error of it in its API's shape).
 pub(super) async fn handle(f: Arc<Front>, req: Request) -> Response {
+    match Api::of(req.uri().path()) {
+        None => handle_request(f, req, None).await,
+        Some(agent) => in_shape(agent.0, handle_request(f, req, Some(agent)).await).await,
+    }
+}
+
+async fn handle_request(f: Arc<Front>, req: Request, agent: Option<(Api, bool)>) -> Response {
     let started = std::time::Instant::now();
     f.counters.requests.fetch_add(1, Ordering::Relaxed);
     let keys = f.keys.read().unwrap().clone();
@@ -377,11 +644,29 @@ pub(super) async fn handle(f: Arc<Front>, req: Request) -> Response {
         return r;
     }
     let (parts, body) = req.into_parts();
+    if let Some((api, served)) = agent {
+        if let Some(r) = agent_refusal(api, served, &parts.method) {
+            f.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+            return r;
+        }
+        if let Some(r) = f.refuses_agent(api) {
+            return r;
+        }
+    }
     let incoming = match read_incoming(&f.counters, &parts, body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    serve(&f, parts, incoming, origin, started).await
+    match agent {
+        Some((api, _)) => {
+            let fr: &Front = &f;
+            translated(fr.agent_call(api), parts, incoming, move |p, i| {
+                serve(fr, p, i, origin, started)
+            })
+            .await
+        }
+        None => serve(&f, parts, incoming, origin, started).await,
+    }
 }
 
 /// A request body in hand (bounded in size, time and memory), and its share of the body budget.
@@ -461,7 +746,7 @@ pub(super) fn refusal(auth: Auth, counters: &Counters) -> Option<Response> {
             Some(openai_error_with(
                 StatusCode::UNAUTHORIZED,
                 "invalid_request_error",
-                "missing or invalid API key: send Authorization: Bearer <key>",
+                "missing or invalid API key: send `Authorization: Bearer <key>` or `x-api-key: <key>`",
                 header::WWW_AUTHENTICATE,
                 "Bearer",
             ))

@@ -1,7 +1,8 @@
 //! The API-key proxy: for each service with both `port` and `backend_port`, the daemon listens on
 //! `[server] host:port` and forwards to `127.0.0.1:backend_port` while the service is ready.
 //!
-//! A request passes these gates, in order (each refusal is an OpenAI-style JSON error):
+//! A request passes these gates, in order (each refusal is an OpenAI-style JSON error, or the agent API's
+//! shape on its routes):
 //! - The gate's door (`crate::gate::door`, before any of this): `Host` on an open loopback listener (DNS
 //!   rebinding), `Origin` against `cors_origins` (preflights answered there, never forwarded),
 //!   `Sec-Fetch-Site` of another site → 403.
@@ -25,10 +26,14 @@
 //! live in `stats.rs`.
 
 //!
+//! `POST /v1/messages` (Anthropic) and `POST /v1/responses` (OpenAI) are translated to chat completions
+//! around the same policy (`agents/`, `front.rs` `translated`); their refusals come in their API's shape.
+//!
 //! The modules import downward only (`crates/core/tests/module_graph.rs`): `auth`, `body`, `form`, `sse`,
-//! `stats`, `headers`, `backend`, `relay` → `listener` → `front` (the request path) → `pool` → `endpoint`
-//! (what a listener serves, through the gate) → this file (the listeners of a set of settings).
+//! `agents`, `stats`, `headers`, `backend`, `relay` → `listener` → `front` (the request path) → `pool` →
+//! `endpoint` (what a listener serves, through the gate) → this file (the listeners of a set of settings).
 
+mod agents;
 mod auth;
 mod backend;
 pub(crate) mod body;

@@ -17,11 +17,13 @@
 //!   the reply until its head is in, and never retries once a byte has streamed. A member that answers
 //!   429 (its `max_concurrency` queue is full) is busy, not failing: the next member is tried.
 
+use super::agents::Api;
 use super::auth::{self, Auth, KeySet, SharedKeys};
 use super::backend::{self, Upstream};
 use super::body;
 use super::front::{
-    openai_error, openai_error_with, read_incoming, refusal, serve, Front, Incoming,
+    agent_refusal, in_shape, openai_error, openai_error_with, read_incoming, refusal, serve,
+    translated, AgentCall, Front, Incoming,
 };
 use super::headers::downstream_head;
 use super::relay::{InFlight, Meter, Relay};
@@ -414,6 +416,14 @@ impl<B: http_body::Body<Data = Bytes> + Unpin> http_body::Body for Tracked<B> {
 
 /// The pool's own port: the gates, the key, the body, then [`route`].
 pub(super) async fn handle(pool: Arc<Pool>, req: Request) -> Response {
+    match Api::of(req.uri().path()) {
+        None => handle_request(pool, req, None).await,
+        Some(agent) => in_shape(agent.0, handle_request(pool, req, Some(agent)).await).await,
+    }
+}
+
+/// One request on the pool's port: an agent request (`agent`) is translated around [`route`].
+async fn handle_request(pool: Arc<Pool>, req: Request, agent: Option<(Api, bool)>) -> Response {
     let started = Instant::now();
     pool.counters.requests.fetch_add(1, Ordering::Relaxed);
     let keys = pool.keys.read().unwrap().clone();
@@ -423,11 +433,38 @@ pub(super) async fn handle(pool: Arc<Pool>, req: Request) -> Response {
     }
     drop(keys);
     let (parts, body) = req.into_parts();
+    if let Some((api, served)) = agent {
+        if let Some(r) = agent_refusal(api, served, &parts.method) {
+            pool.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+            return r;
+        }
+    }
     let incoming = match read_incoming(&pool.counters, &parts, body).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    route(&pool, parts, incoming, origin, started).await
+    match agent {
+        Some((api, _)) => {
+            let p: &Pool = &pool;
+            translated(p.agent_call(api), parts, incoming, move |pp, i| {
+                route(p, pp, i, origin, started)
+            })
+            .await
+        }
+        None => route(&pool, parts, incoming, origin, started).await,
+    }
+}
+
+impl Pool {
+    /// How an agent request is translated for this pool (its members' own settings apply on their side).
+    pub(super) fn agent_call(&self, api: Api) -> AgentCall<'_> {
+        AgentCall {
+            api,
+            thinking_allowed: true,
+            default_model: &self.spec.name,
+            counters: &self.counters,
+        }
+    }
 }
 
 /// An authorized request with its body in hand: the pool's model check, then members in turn until one

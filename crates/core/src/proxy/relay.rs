@@ -390,6 +390,123 @@ fn with_rest(out: Bytes, rest: Vec<u8>) -> Bytes {
     all.into()
 }
 
+/// How often Anthropic's `ping` goes out while a reply's first token is slow.
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+/// A reply to an agent route (`/v1/messages`, `/v1/responses`) that asked for a stream: the backend's
+/// chat stream through the translator, its events out as soon as they are made. What the translator
+/// writes first (before any token) leads; a ping goes out while the first token is slow; a backend that
+/// fails or cuts the stream ends it with the API's error event, never a broken chunked body. A backend
+/// that answered plain JSON is held whole (up to `limit`) and written as the whole stream at its end.
+pub(super) struct AgentStream {
+    inner: axum::body::Body,
+    tr: super::agents::StreamTranslator,
+    first: Option<Bytes>,
+    whole: Option<Vec<u8>>,
+    limit: usize,
+    ping: Option<Pin<Box<tokio::time::Sleep>>>,
+    done: bool,
+}
+
+impl AgentStream {
+    /// `sse`: the backend answered with an event stream (else JSON).
+    pub(super) fn new(
+        inner: axum::body::Body,
+        tr: super::agents::StreamTranslator,
+        first: Vec<u8>,
+        sse: bool,
+        limit: usize,
+    ) -> AgentStream {
+        AgentStream {
+            inner,
+            tr,
+            first: (!first.is_empty()).then(|| first.into()),
+            whole: (!sse).then(Vec::new),
+            limit,
+            ping: None,
+            done: false,
+        }
+    }
+}
+
+fn frame(out: Vec<u8>) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+    if out.is_empty() {
+        Poll::Ready(None)
+    } else {
+        Poll::Ready(Some(Ok(Frame::data(out.into()))))
+    }
+}
+
+impl HttpBody for AgentStream {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        let this = &mut *self;
+        if let Some(first) = this.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(f))) => {
+                    let Ok(data) = f.into_data() else {
+                        continue;
+                    };
+                    this.ping = None;
+                    if let Some(w) = this.whole.as_mut() {
+                        if w.len() + data.len() > this.limit {
+                            this.done = true;
+                            return frame(this.tr.fail("the backend's reply is too large"));
+                        }
+                        w.extend_from_slice(&data);
+                        continue;
+                    }
+                    // Once the translator has ended, the rest of the backend's reply is read (its
+                    // connection goes back to the pool, its meter sees the end) and dropped.
+                    let out = this.tr.push(&data);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(Frame::data(out.into()))));
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.done = true;
+                    return frame(this.tr.fail(&format!("the backend's stream failed: {e}")));
+                }
+                Poll::Ready(None) => {
+                    this.done = true;
+                    let out = match this.whole.take() {
+                        Some(w) => this.tr.completion(&w),
+                        None => this.tr.finish(),
+                    };
+                    return frame(out);
+                }
+                Poll::Pending => {
+                    if let Some(p) = this.tr.ping() {
+                        let sleep = this
+                            .ping
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(PING_EVERY)));
+                        if sleep.as_mut().poll(cx).is_ready() {
+                            this.ping = None;
+                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(p)))));
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.first.is_none()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
