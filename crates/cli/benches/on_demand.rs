@@ -1,4 +1,4 @@
-//! On demand (issue 13), each figure beside its reference measured in the same run:
+//! On demand, each figure beside its reference measured in the same run:
 //!
 //!   cargo bench -p mlx-box --bench on_demand        (needs nginx and wrk, as the proxy bench)
 //!

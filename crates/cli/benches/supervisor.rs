@@ -117,8 +117,8 @@ async fn wait_ready(c: &Client, name: &str) -> u32 {
 /// Runs `trigger` once the event stream is open (its first message, the snapshot, says so), then waits for
 /// the first event matching `pred`; returns the instant it arrived.
 ///
-/// (This used to race the stream's end against a oneshot in a `select!`: the stream ends *because* the
-/// event matched, so half of the time the select saw the end first and panicked "event stream ended".)
+/// (The instant is taken inside the stream's callback: the stream ends *because* the event matched, so
+/// a `select!` of the end against a oneshot would see the end first half of the time.)
 async fn event_after(c: &Client, trigger: impl FnOnce(), pred: impl Fn(&Event) -> bool) -> Instant {
     let mut trigger = Some(trigger);
     let mut at = None;

@@ -332,7 +332,7 @@ fn bench_compare_and_doctor_on_the_demo_profile() {
     assert!(n < 20000, "stopped early: {n} requests");
 }
 
-/// Issue 19 on the real mlx_lm.server: prompts of exactly N tokens as the model counts them (its
+/// On the real mlx_lm.server: prompts of exactly N tokens as the model counts them (its
 /// `usage.prompt_tokens` agrees for every request), exactly M output tokens (the end suppressed),
 /// goodput against an SLO, a dataset replayed with a seed, and a comparison that says the loads differ.
 #[test]

@@ -1,4 +1,4 @@
-//! The embedding server pools as the model's sentence-transformers config says (issue 17): a copy of the
+//! The embedding server pools as the model's sentence-transformers config says: a copy of the
 //! demo's tiny embedding model with the modules.json of Qwen3-Embedding (last-token pooling, normalised)
 //! served by mlx-box gives the vectors a reference computes on its own from the same weights — mlx_lm's
 //! forward pass, then last-token pooling and L2 normalisation in numpy, with sentence-transformers'

@@ -209,7 +209,7 @@ fn hosts_over_tls_with_pins_tokens_and_roles() {
         .unwrap()
         .contains("backoff_max_s = 45"));
 
-    // Issue 27, item 9: what a read token reads holds no secret (keys, `env` values), from the host
+    // What a read token reads holds no secret (keys, `env` values), from the host
     // itself and forwarded through this Mac; an admin reads the file as it is.
     let https_body = |token: &str, path: &str| {
         let o = Command::new("curl")
@@ -236,7 +236,7 @@ fn hosts_over_tls_with_pins_tokens_and_roles() {
     );
     assert_eq!(code, 200, "{doc}");
     assert!(secrets.iter().all(|x| !doc.contains(x)), "{doc}");
-    // Issue 27, item 2: a forwarded answer is streamed, never held: a 128 MiB link test through a read
+    // A forwarded answer is streamed, never held: a 128 MiB link test through a read
     // token leaves this daemon's peak memory where it was (it was 6× the answer).
     let peak = |d: &Daemon| -> u64 {
         let st = std::fs::read_to_string(format!("/proc/{}/status", d.daemon_pid())).unwrap();

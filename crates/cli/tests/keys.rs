@@ -145,7 +145,7 @@ fn import_moves_plaintext_keys_into_the_keyring_keeping_comments() {
     assert_eq!(chat(front, Some("plain-two")), 200);
     assert_eq!(chat(front, None), 401);
 
-    // An earlier save left a .bak with the keys in it (issue 11, item 12: it kept them forever).
+    // An earlier save left a .bak with the keys in it (a backup must not keep them forever).
     let bak = d.config.with_extension("toml.bak");
     std::fs::write(&bak, std::fs::read(&d.config).unwrap()).unwrap();
 

@@ -1,4 +1,4 @@
-//! OCR, speech-to-text and text-to-speech services on the real servers (issue 17): mlx_vlm.server on a
+//! OCR, speech-to-text and text-to-speech services on the real servers: mlx_vlm.server on a
 //! tiny Qwen2.5-VL, mlx_audio.server on a tiny Whisper and a tiny Qwen3-TTS, each made here from the
 //! libraries' own model classes with random weights (python/make_tiny_*.py). Driven through mlx-box's
 //! frontend ports with the official OpenAI client where it has the call: an image in and text out with

@@ -1,4 +1,4 @@
-//! The network face under hostile clients, hostile backends and bad control input (issue 11). Each test
+//! The network face under hostile clients, hostile backends and bad control input. Each test
 //! reproduces a defect found on commit 585d672 against a real daemon and the fault server.
 
 mod common;
@@ -393,7 +393,7 @@ fn validate_warns_on_a_readable_file_with_keys() {
     assert!(!run().contains("other users can read it"));
 }
 
-/// Item 5: control-API input that used to panic or abort the daemon gets a 4xx.
+/// Control-API input that could panic or abort a daemon (deep, huge, hostile) gets a 4xx; the daemon stays up.
 #[test]
 fn control_api_refuses_bad_input_and_stays_up() {
     let d = Daemon::start(&fault_service("chat", free_port(), "ok", ""));

@@ -1,4 +1,4 @@
-//! On demand (issue 13): idle services loaded by the requests that name them (one load however many
+//! On demand: idle services loaded by the requests that name them (one load however many
 //! ask), unloaded when idle, room made under a memory budget (least recently used first, never a busy
 //! or pinned one, the evicted process group gone before the next spawn), exclusive groups, and the one
 //! endpoint that routes by `model`. Scripted servers (`python/fault_server.py`) stand in for models

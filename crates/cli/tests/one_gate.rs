@@ -1,4 +1,4 @@
-//! Issue 27: one gate for every listener. Each test reproduces a defect found on 905ed5f against a real
+//! One gate for every listener. Each test reproduces a defect found on 905ed5f against a real
 //! daemon and the fault server. `every_listener_faces_every_attack` runs the attack matrix against every
 //! TCP listener the daemon reports (`GET /v1/listeners`, `mlx-box listeners`: the gate's own registry),
 //! so a listener added later faces it without anyone writing its cells (docs/RELIABILITY.md lists the

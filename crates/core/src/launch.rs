@@ -100,138 +100,23 @@ pub fn plan(
         .clone()
         .or_else(|| settings.app.python.clone())
         .unwrap_or_else(|| rt.default_python.clone());
-    let model = spec.model.clone().unwrap_or_default();
-    let max_tokens = spec.max_tokens.unwrap_or(512).to_string();
-
+    let l = Launch {
+        spec,
+        settings,
+        rt,
+        python,
+        host,
+        port,
+    };
     let mut files = BTreeMap::new();
-    let argv: Vec<String> = if let Some(tpl) = &spec.command {
-        tpl.iter()
-            .map(|a| {
-                a.replace("{python}", &python)
-                    .replace("{model}", &model)
-                    .replace("{host}", &host)
-                    .replace("{port}", &port.to_string())
-                    .replace("{max_tokens}", &max_tokens)
-            })
-            .collect()
-    } else {
-        let need_model = || {
-            spec.model
-                .clone()
-                .ok_or_else(|| LaunchError::NoModel(spec.name.clone()))
-        };
-        match spec.kind {
-            Kind::Chat => chat_argv(
-                spec,
-                settings,
-                python,
-                need_model()?,
-                &host,
-                port,
-                max_tokens,
-            ),
-            Kind::Distributed => {
-                let Some(d) = &spec.distributed else {
-                    return Err(LaunchError::NotLaunchable {
-                        name: spec.name.clone(),
-                        reason: "it has no ranks (`hosts`)".into(),
-                    });
-                };
-                let hostfile = rt.scripts_dir.join(format!("{}.hostfile.json", spec.name));
-                files.insert(hostfile.clone(), hostfile_json(d));
-                let mut a = vec![
-                    mlx_launch(&python),
-                    "--backend".into(),
-                    d.backend.clone(),
-                    "--hostfile".into(),
-                    hostfile.to_string_lossy().into_owned(),
-                    "--".into(),
-                ];
-                a.extend(chat_argv(
-                    spec,
-                    settings,
-                    python,
-                    need_model()?,
-                    &host,
-                    port,
-                    max_tokens,
-                ));
-                if d.pipeline {
-                    a.push("--pipeline".into());
-                }
-                a
-            }
-            Kind::Embedding => {
-                let mut a = vec![python, rt.embed_server().to_string_lossy().into_owned()];
-                a.extend(["--model".into(), need_model()?]);
-                a.extend([
-                    "--host".into(),
-                    host.clone(),
-                    "--port".into(),
-                    port.to_string(),
-                ]);
-                if let Some(b) = spec.batch_size {
-                    a.extend(["--batch-size".into(), b.to_string()]);
-                }
-                if let Some(m) = spec.max_seq_length {
-                    a.extend(["--max-seq-length".into(), m.to_string()]);
-                }
-                // `quantization = true` (the original mlx-box's int8 switch), 8 or 4: quantized at load.
-                if let Some(crate::config::precision::Precision::Bits(b @ (4 | 8), _)) = spec
-                    .quantization
-                    .as_deref()
-                    .and_then(crate::config::precision::configured_precision)
-                {
-                    a.extend(["--quantize-bits".into(), b.to_string()]);
-                }
-                a
-            }
-            Kind::Ocr => {
-                // mlx-vlm >= 0.7: `mlx_vlm.server --model M --host H --port P [--max-tokens N]`, through
-                // vlm_server.py, which closes its hard-coded `*` CORS.
-                let mut a = vec![python, rt.vlm_server().to_string_lossy().into_owned()];
-                a.extend(["--model".into(), need_model()?]);
-                a.extend(["--allowed-origins".into(), allowed_origins(spec, settings)]);
-                a.extend([
-                    "--host".into(),
-                    host.clone(),
-                    "--port".into(),
-                    port.to_string(),
-                ]);
-                if let Some(n) = spec.max_tokens {
-                    a.extend(["--max-tokens".into(), n.to_string()]);
-                }
-                // mlx-vlm >= 0.7.10: the context as a KV-cache bound, and a thinking budget it enforces.
-                if let Some(n) = spec.context_length {
-                    a.extend(["--max-kv-size".into(), n.to_string()]);
-                }
-                if let Some(n) = spec.thinking_budget {
-                    a.extend(["--thinking-budget".into(), n.to_string()]);
-                }
-                a
-            }
-            // mlx-audio's OpenAI-compatible server: /v1/audio/speech and /v1/audio/transcriptions, the
-            // model named by each request (the proxy holds requests to this service's model). Through
-            // audio_server.py, which lets it run where MLX has no GPU.
-            Kind::Tts | Kind::Stt => {
-                let mut a = vec![python, rt.audio_server().to_string_lossy().into_owned()];
-                a.extend([
-                    "--host".into(),
-                    host.clone(),
-                    "--port".into(),
-                    port.to_string(),
-                    // Its Studio UI's logs (not started): kept out of the daemon's working directory.
-                    "--log-dir".into(),
-                    rt.scripts_dir
-                        .join(format!("{}.mlx-audio", spec.name))
-                        .to_string_lossy()
-                        .into_owned(),
-                ]);
-                // One argument per origin (argparse nargs="+").
-                a.push("--allowed-origins".into());
-                a.extend(allowed_origins(spec, settings).split(',').map(String::from));
-                a
-            }
+    let argv = match &spec.command {
+        Some(tpl) => l.command_argv(tpl),
+        None => match spec.kind {
+            Kind::Chat => l.chat(l.model()?),
+            Kind::Distributed => l.distributed_argv(&mut files)?,
+            Kind::Embedding => l.embedding_argv()?,
+            Kind::Ocr => l.ocr_argv()?,
+            Kind::Tts | Kind::Stt => l.audio_argv(),
             Kind::Command => {
                 return Err(LaunchError::NotLaunchable {
                     name: spec.name.clone(),
@@ -241,9 +126,8 @@ pub fn plan(
                         .unwrap_or_else(|| "it needs a `command`".into()),
                 })
             }
-        }
+        },
     };
-
     let mut env = spec.env.clone();
     // Unbuffered output, so a crash's last words reach the log before the process dies.
     env.entry("PYTHONUNBUFFERED".into())
@@ -252,10 +136,168 @@ pub fn plan(
         argv,
         env,
         cwd: spec.cwd.clone(),
-        host,
+        host: l.host,
         port,
         files,
     })
+}
+
+/// What every kind's command line is made from.
+struct Launch<'a> {
+    spec: &'a ServiceSpec,
+    settings: &'a Settings,
+    rt: &'a Runtime,
+    python: String,
+    host: String,
+    port: u16,
+}
+
+impl Launch<'_> {
+    fn model(&self) -> Result<String, LaunchError> {
+        self.spec
+            .model
+            .clone()
+            .ok_or_else(|| LaunchError::NoModel(self.spec.name.clone()))
+    }
+
+    fn max_tokens(&self) -> String {
+        self.spec.max_tokens.unwrap_or(512).to_string()
+    }
+
+    fn chat(&self, model: String) -> Vec<String> {
+        let (spec, settings) = (self.spec, self.settings);
+        let python = self.python.clone();
+        chat_argv(
+            spec,
+            settings,
+            python,
+            model,
+            &self.host,
+            self.port,
+            self.max_tokens(),
+        )
+    }
+
+    /// `--host H --port P`.
+    fn listen_args(&self) -> [String; 4] {
+        let (host, port) = (self.host.clone(), self.port.to_string());
+        ["--host".into(), host, "--port".into(), port]
+    }
+
+    /// The user's `command`, its placeholders filled in.
+    fn command_argv(&self, tpl: &[String]) -> Vec<String> {
+        let model = self.spec.model.clone().unwrap_or_default();
+        let (port, max_tokens) = (self.port.to_string(), self.max_tokens());
+        tpl.iter()
+            .map(|a| {
+                a.replace("{python}", &self.python)
+                    .replace("{model}", &model)
+                    .replace("{host}", &self.host)
+                    .replace("{port}", &port)
+                    .replace("{max_tokens}", &max_tokens)
+            })
+            .collect()
+    }
+
+    /// `mlx.launch --backend B --hostfile F -- <the chat server>`, the hostfile written at launch.
+    fn distributed_argv(
+        &self,
+        files: &mut BTreeMap<PathBuf, String>,
+    ) -> Result<Vec<String>, LaunchError> {
+        let spec = self.spec;
+        let Some(d) = &spec.distributed else {
+            return Err(LaunchError::NotLaunchable {
+                name: spec.name.clone(),
+                reason: "it has no ranks (`hosts`)".into(),
+            });
+        };
+        let hostfile = self
+            .rt
+            .scripts_dir
+            .join(format!("{}.hostfile.json", spec.name));
+        files.insert(hostfile.clone(), hostfile_json(d));
+        let mut a = vec![
+            mlx_launch(&self.python),
+            "--backend".into(),
+            d.backend.clone(),
+            "--hostfile".into(),
+            hostfile.to_string_lossy().into_owned(),
+            "--".into(),
+        ];
+        a.extend(self.chat(self.model()?));
+        if d.pipeline {
+            a.push("--pipeline".into());
+        }
+        Ok(a)
+    }
+
+    /// embed_server.py: batch size, sequence length, and `quantization = true` (the original mlx-box's
+    /// int8 switch), 8 or 4: quantized at load.
+    fn embedding_argv(&self) -> Result<Vec<String>, LaunchError> {
+        let spec = self.spec;
+        let server = self.rt.embed_server().to_string_lossy().into_owned();
+        let mut a = vec![self.python.clone(), server, "--model".into(), self.model()?];
+        a.extend(self.listen_args());
+        if let Some(b) = spec.batch_size {
+            a.extend(["--batch-size".into(), b.to_string()]);
+        }
+        if let Some(m) = spec.max_seq_length {
+            a.extend(["--max-seq-length".into(), m.to_string()]);
+        }
+        if let Some(crate::config::precision::Precision::Bits(b @ (4 | 8), _)) = spec
+            .quantization
+            .as_deref()
+            .and_then(crate::config::precision::configured_precision)
+        {
+            a.extend(["--quantize-bits".into(), b.to_string()]);
+        }
+        Ok(a)
+    }
+
+    /// mlx-vlm >= 0.7: `mlx_vlm.server --model M --host H --port P [--max-tokens N]`, through
+    /// vlm_server.py, which closes its hard-coded `*` CORS.
+    fn ocr_argv(&self) -> Result<Vec<String>, LaunchError> {
+        let spec = self.spec;
+        let server = self.rt.vlm_server().to_string_lossy().into_owned();
+        let mut a = vec![self.python.clone(), server, "--model".into(), self.model()?];
+        a.extend([
+            "--allowed-origins".into(),
+            allowed_origins(spec, self.settings),
+        ]);
+        a.extend(self.listen_args());
+        if let Some(n) = spec.max_tokens {
+            a.extend(["--max-tokens".into(), n.to_string()]);
+        }
+        // mlx-vlm >= 0.7.10: the context as a KV-cache bound, and a thinking budget it enforces.
+        if let Some(n) = spec.context_length {
+            a.extend(["--max-kv-size".into(), n.to_string()]);
+        }
+        if let Some(n) = spec.thinking_budget {
+            a.extend(["--thinking-budget".into(), n.to_string()]);
+        }
+        Ok(a)
+    }
+
+    /// mlx-audio's OpenAI-compatible server: /v1/audio/speech and /v1/audio/transcriptions, the model
+    /// named by each request (the proxy holds requests to this service's model). Through
+    /// audio_server.py, which lets it run where MLX has no GPU.
+    fn audio_argv(&self) -> Vec<String> {
+        let spec = self.spec;
+        let server = self.rt.audio_server().to_string_lossy().into_owned();
+        let mut a = vec![self.python.clone(), server];
+        a.extend(self.listen_args());
+        // Its Studio UI's logs (not started): kept out of the daemon's working directory.
+        let logs = self.rt.scripts_dir.join(format!("{}.mlx-audio", spec.name));
+        a.extend(["--log-dir".into(), logs.to_string_lossy().into_owned()]);
+        // One argument per origin (argparse nargs="+").
+        a.push("--allowed-origins".into());
+        a.extend(
+            allowed_origins(spec, self.settings)
+                .split(',')
+                .map(String::from),
+        );
+        a
+    }
 }
 
 /// `python -m mlx_lm server …` with the service's generation flags.

@@ -198,6 +198,22 @@ pub fn render(x: &Scrape) -> String {
     encode_text(&families, &mut out);
     drop(families);
     let mut t = Text(&mut out);
+    proxy_gauges(&mut t, x);
+    service_gauges(&mut t, &x.status.services);
+    machine_gauges(&mut t, x);
+    host_gauges(&mut t, &x.status.hosts);
+    if let Some(plan) = x.plan {
+        plan_gauges(&mut t, plan);
+    }
+    if let Some(b) = x.bench {
+        bench_gauges(&mut t, b);
+    }
+    t.single("mlxbox_up", "gauge", "1: the daemon answers.", 1.0);
+    out
+}
+
+/// vLLM's gauges of the requests each proxied service answers and queues, and what the proxy refused.
+fn proxy_gauges(t: &mut Text, x: &Scrape) {
     let services = &x.status.services;
     let proxied: Vec<(&str, &str, &ProxyStats)> = services
         .iter()
@@ -241,6 +257,10 @@ pub fn render(x: &Scrape) -> String {
             t.sample("mlxbox_proxy_refused_requests_total", &l, n as f64);
         }
     }
+}
+
+/// Each service's state, restarts and memory.
+fn service_gauges(t: &mut Text, services: &[crate::api::ServiceStatus]) {
     t.family(
         "mlxbox_service_state",
         "gauge",
@@ -270,6 +290,10 @@ pub fn render(x: &Scrape) -> String {
             t.sample("mlxbox_service_memory_bytes", &l, m as f64);
         }
     }
+}
+
+/// The Mac's memory, swap, pressure, heat, and the alerts.
+fn machine_gauges(t: &mut Text, x: &Scrape) {
     let m = &x.status.memory;
     t.family(
         "mlxbox_memory_bytes",
@@ -345,13 +369,17 @@ pub fn render(x: &Scrape) -> String {
         let n = x.status.alerts.iter().filter(|a| a.severity == sev).count();
         t.sample("mlxbox_alerts_active", &[("severity", name)], n as f64);
     }
-    if !x.status.hosts.is_empty() {
+}
+
+/// The `[hosts]` Macs: up, and the link's round trip.
+fn host_gauges(t: &mut Text, hosts: &[crate::api::HostStatus]) {
+    if !hosts.is_empty() {
         t.family(
             "mlxbox_host_up",
             "gauge",
             "1 when a [hosts] Mac's daemon answers, 0 when not.",
         );
-        for h in &x.status.hosts {
+        for h in hosts {
             let up = if h.reachable { 1.0 } else { 0.0 };
             t.sample("mlxbox_host_up", &[("host", &h.name)], up);
         }
@@ -361,7 +389,7 @@ pub fn render(x: &Scrape) -> String {
             "gauge",
             "Round trip to a [hosts] Mac's daemon over the last 30 s, by percentile.",
         );
-        for h in &x.status.hosts {
+        for h in hosts {
             for (p, v) in [("50", h.rtt_p50_ms), ("99", h.rtt_p99_ms)] {
                 if let Some(v) = v {
                     t.sample(name, &[("host", &h.name), ("percentile", p)], v / 1000.0);
@@ -369,14 +397,6 @@ pub fn render(x: &Scrape) -> String {
             }
         }
     }
-    if let Some(plan) = x.plan {
-        plan_gauges(&mut t, plan);
-    }
-    if let Some(b) = x.bench {
-        bench_gauges(&mut t, b);
-    }
-    t.single("mlxbox_up", "gauge", "1: the daemon answers.", 1.0);
-    out
 }
 
 /// The text exposition format (0.0.4) exactly as the `prometheus` crate's `TextEncoder` writes it (a

@@ -244,7 +244,7 @@ mod tests {
         assert!(s.filter_chunk(&mut usage));
     }
 
-    /// Issue 11, item 2: an index taken from the stream sized a vector (`100000000000` aborted the daemon).
+    /// An index taken from the stream sized a vector (`100000000000` aborted the daemon).
     #[test]
     fn a_huge_choice_index_does_not_size_memory() {
         let mut s = StreamFilter::default();

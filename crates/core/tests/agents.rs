@@ -1,4 +1,4 @@
-//! Issue 29, phase 1: `POST /v1/messages` and `POST /v1/responses` through real listeners (a service's
+//! `POST /v1/messages` and `POST /v1/responses` through real listeners (a service's
 //! port and the one endpoint) in front of a stand-in OpenAI backend on 127.0.0.1: the same key check and
 //! model policy as a chat request, the backend asked for `/v1/chat/completions`, the reply translated
 //! back, streamed and whole, and every refusal in the API's own shape. Nothing here waits on a clock:

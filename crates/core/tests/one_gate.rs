@@ -1,6 +1,6 @@
 //! Every socket the daemon serves is served by the gate (`src/gate/`): no other module of the core accepts
 //! a connection, runs hyper's or axum's server, or adopts a listening socket. A listener that skipped the
-//! gate would skip its descriptor budget, caps, timeouts and door (issue 27 found 14 defects of that kind).
+//! gate would skip its descriptor budget, caps, timeouts and door.
 //! Test code may do as it likes (it starts stand-in servers); port probes that bind and drop at once
 //! (`port_in_use`, the demo's free ports) serve nothing and are not matched.
 

@@ -28,27 +28,31 @@ pub struct DoctorInput {
 /// The swap bar of the seed's checklist.
 pub const SWAP_LIMIT_BYTES: u64 = 100 << 20;
 
-pub async fn doctor(input: DoctorInput, opts: &DoctorOptions) -> DoctorReport {
-    let mut out = vec![];
-    let mut push = |check: &str, service: Option<&str>, status: CheckStatus, reason: String| {
-        out.push(DoctorCheck {
+/// The checklist's lines, in order.
+#[derive(Default)]
+struct Checks(Vec<DoctorCheck>);
+
+impl Checks {
+    fn push(&mut self, check: &str, service: Option<&str>, status: CheckStatus, reason: String) {
+        self.0.push(DoctorCheck {
             check: check.into(),
             service: service.map(str::to_string),
             status,
             reason,
         })
-    };
+    }
+}
+
+fn not_ready() -> String {
+    "skipped: the service is not ready".to_string()
+}
+
+pub async fn doctor(input: DoctorInput, opts: &DoctorOptions) -> DoctorReport {
+    let mut out = Checks::default();
     let http = http_client(Duration::from_secs(600));
     let wanted = |n: &str| opts.services.is_empty() || opts.services.iter().any(|s| s == n);
-    let specs: Vec<_> = input
-        .settings
-        .services
-        .iter()
-        .filter(|s| s.enabled && wanted(&s.name))
-        .collect();
-
     let mb = input.swap_used_bytes as f64 / (1 << 20) as f64;
-    push(
+    out.push(
         "swap",
         None,
         if input.swap_used_bytes < SWAP_LIMIT_BYTES {
@@ -58,176 +62,193 @@ pub async fn doctor(input: DoctorInput, opts: &DoctorOptions) -> DoctorReport {
         },
         format!("swap used {mb:.1} MB (must stay under 100 MB)"),
     );
-
     let cpu = super::machine::machine_info().cpu;
-    for spec in specs {
-        let name = spec.name.as_str();
-        let st = input.statuses.iter().find(|s| s.name == name);
-        let ready = st.is_some_and(|s| s.state == State::Ready);
-        push(
-            "ready",
-            Some(name),
-            if ready {
-                CheckStatus::Pass
-            } else {
-                CheckStatus::Fail
-            },
-            match st {
-                Some(s) if ready => format!("ready (pid {})", s.pid.unwrap_or(0)),
-                Some(s) => format!(
-                    "{}{}",
-                    s.state.as_str(),
-                    s.last_error
-                        .as_deref()
-                        .and_then(|e| e.lines().next())
-                        .map(|e| format!(": {e}"))
-                        .unwrap_or_default()
-                ),
-                None => "not supervised (yet)".into(),
-            },
-        );
-        match input.served.get(name) {
-            Some(m) if m.is_empty() => push(
-                "served model",
-                Some(name),
-                CheckStatus::Pass,
-                "the server runs the model and precision settings.toml names".into(),
-            ),
-            Some(m) => push("served model", Some(name), CheckStatus::Fail, m.join("; ")),
-            None if spec.model.is_some() => push(
-                "served model",
-                Some(name),
-                CheckStatus::Skip,
-                "not checked yet (every 10 s while it is ready)".into(),
-            ),
-            None => {}
+    for spec in input.settings.services.iter() {
+        if spec.enabled && wanted(&spec.name) {
+            service_checks(&mut out, &input, opts, &http, &cpu, spec).await;
         }
-        let mut target = Target::new(spec);
-        let measurable = target.skipped.is_none();
-        let base = target.base_url.clone();
-        let not_ready = || "skipped: the service is not ready".to_string();
-
-        // Thresholds: a short benchmark of the levels the expect_* keys need; without them, on Apple
-        // silicon, the seed's figures for a service of that name.
-        let mut defaulted = None;
-        if spec.expect.is_empty() {
-            match default_expectations(name, spec.kind, &cpu) {
-                Ok((e, why)) => {
-                    target.spec.expect = e;
-                    defaulted = Some(why);
-                }
-                Err(why) => push("thresholds", Some(name), CheckStatus::Skip, why),
-            }
-        }
-        let expect = target.spec.expect.clone();
-        if expect.is_empty() {
-            // said above
-        } else if !ready || !measurable {
-            push("thresholds", Some(name), CheckStatus::Skip, not_ready());
-        } else {
-            let needs_top = expect.output_tok_s.is_some() || expect.parallel_efficiency.is_some();
-            let bopts = BenchOptions {
-                concurrency: if needs_top { vec![1, 4] } else { vec![1] },
-                requests: 4,
-                thinking_check: false,
-                ..BenchOptions::default()
-            };
-            let r = super::run(
-                "doctor".into(),
-                bopts,
-                vec![target.clone()],
-                super::Hooks::default(),
-            )
-            .await;
-            let s = &r.services[0];
-            let status = CheckStatus::worst(s.thresholds.iter().map(|t| t.status));
-            let reason = match &s.skipped {
-                Some(why) => why.clone(),
-                None => s
-                    .thresholds
-                    .iter()
-                    .map(|t| format!("{} {}", t.status.mark(), t.detail))
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            };
-            let reason = match &defaulted {
-                Some(why) => format!("{reason} ({why})"),
-                None => reason,
-            };
-            push(
-                "thresholds",
-                Some(name),
-                if s.skipped.is_some() {
-                    CheckStatus::Fail
-                } else {
-                    status
-                },
-                reason,
-            );
-        }
-
-        if spec.kind.is_chat() {
-            if ready {
-                let t = checks::thinking(&http, &base, spec.disable_thinking_tags, 256).await;
-                push("thinking", Some(name), t.status, t.reason);
-                let ctx = super::machine::context_tokens(
-                    spec,
-                    super::machine::model_config(spec).as_ref(),
-                );
-                let l = checks::long_context(&http, &base, opts.long_context_tokens, ctx).await;
-                push("long_context", Some(name), l.status, l.reason);
-            } else {
-                push("thinking", Some(name), CheckStatus::Skip, not_ready());
-                push("long_context", Some(name), CheckStatus::Skip, not_ready());
-            }
-        }
-
-        if matches!(spec.kind, Kind::Tts | Kind::Stt) {
-            let check = if spec.kind == Kind::Tts {
-                "speech"
-            } else {
-                "transcription"
-            };
-            if ready && measurable {
-                let (s, r) = audio_once(&http, &base, spec).await;
-                push(check, Some(name), s, r);
-            } else {
-                push(check, Some(name), CheckStatus::Skip, not_ready());
-            }
-            if spec.kind == Kind::Tts {
-                // OpenAI's default format is mp3; mlx-audio encodes it with ffmpeg and, without it,
-                // aborts the reply after its head.
-                let (s, r) = match crate::launch::which("ffmpeg") {
-                    Some(p) => (CheckStatus::Pass, format!("ffmpeg at {} (mp3, opus, aac replies)", p.display())),
-                    None => (
-                        CheckStatus::Fail,
-                        "no ffmpeg on the daemon's PATH: requests without `response_format: \"wav\"` (OpenAI's default is mp3) fail; install it (brew install ffmpeg)".to_string(),
-                    ),
-                };
-                push("ffmpeg", Some(name), s, r);
-            }
-        }
-
-        if matches!(
-            spec.kind,
-            Kind::Chat | Kind::Distributed | Kind::Embedding | Kind::Ocr | Kind::Tts | Kind::Stt
-        ) {
-            if ready && measurable {
-                let (s, r) = concurrent(&http, &base, spec, opts.concurrent).await;
-                push("concurrent", Some(name), s, r);
-            } else {
-                push("concurrent", Some(name), CheckStatus::Skip, not_ready());
-            }
-        }
-
-        let lines = input.logs.get(name).cloned().unwrap_or_default();
-        let (s, r) = scan_logs(&lines);
-        push("logs", Some(name), s, r);
     }
     DoctorReport {
-        ok: !out.iter().any(|c| c.status == CheckStatus::Fail),
-        checks: out,
+        ok: !out.0.iter().any(|c| c.status == CheckStatus::Fail),
+        checks: out.0,
         finished_ms: crate::api::now_ms(),
+    }
+}
+
+/// One service's lines: ready, served model, thresholds, thinking and long context (chat), speech or
+/// transcription and ffmpeg (audio), concurrent requests, its log.
+async fn service_checks(
+    out: &mut Checks,
+    input: &DoctorInput,
+    opts: &DoctorOptions,
+    http: &reqwest::Client,
+    cpu: &str,
+    spec: &crate::config::ServiceSpec,
+) {
+    let name = spec.name.as_str();
+    let st = input.statuses.iter().find(|s| s.name == name);
+    let ready = st.is_some_and(|s| s.state == State::Ready);
+    let ready_reason = match st {
+        Some(s) if ready => format!("ready (pid {})", s.pid.unwrap_or(0)),
+        Some(s) => format!(
+            "{}{}",
+            s.state.as_str(),
+            s.last_error
+                .as_deref()
+                .and_then(|e| e.lines().next())
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ),
+        None => "not supervised (yet)".into(),
+    };
+    let status = if ready {
+        CheckStatus::Pass
+    } else {
+        CheckStatus::Fail
+    };
+    out.push("ready", Some(name), status, ready_reason);
+    match input.served.get(name) {
+        Some(m) if m.is_empty() => out.push(
+            "served model",
+            Some(name),
+            CheckStatus::Pass,
+            "the server runs the model and precision settings.toml names".into(),
+        ),
+        Some(m) => out.push("served model", Some(name), CheckStatus::Fail, m.join("; ")),
+        None if spec.model.is_some() => out.push(
+            "served model",
+            Some(name),
+            CheckStatus::Skip,
+            "not checked yet (every 10 s while it is ready)".into(),
+        ),
+        None => {}
+    }
+    let target = Target::new(spec);
+    let measurable = ready && target.skipped.is_none();
+    let base = target.base_url.clone();
+    thresholds(out, target, ready, cpu).await;
+
+    if spec.kind.is_chat() {
+        if ready {
+            let t = checks::thinking(http, &base, spec.disable_thinking_tags, 256).await;
+            out.push("thinking", Some(name), t.status, t.reason);
+            let config = super::machine::model_config(spec);
+            let ctx = super::machine::context_tokens(spec, config.as_ref());
+            let l = checks::long_context(http, &base, opts.long_context_tokens, ctx).await;
+            out.push("long_context", Some(name), l.status, l.reason);
+        } else {
+            out.push("thinking", Some(name), CheckStatus::Skip, not_ready());
+            out.push("long_context", Some(name), CheckStatus::Skip, not_ready());
+        }
+    }
+    if matches!(spec.kind, Kind::Tts | Kind::Stt) {
+        audio_checks(out, http, &base, spec, measurable).await;
+    }
+    if matches!(
+        spec.kind,
+        Kind::Chat | Kind::Distributed | Kind::Embedding | Kind::Ocr | Kind::Tts | Kind::Stt
+    ) {
+        if measurable {
+            let (s, r) = concurrent(http, &base, spec, opts.concurrent).await;
+            out.push("concurrent", Some(name), s, r);
+        } else {
+            out.push("concurrent", Some(name), CheckStatus::Skip, not_ready());
+        }
+    }
+    let lines = input.logs.get(name).cloned().unwrap_or_default();
+    let (s, r) = scan_logs(&lines);
+    out.push("logs", Some(name), s, r);
+}
+
+/// Thresholds: a short benchmark of the levels the expect_* keys need; without them, on Apple silicon,
+/// the seed's figures for a service of that name.
+async fn thresholds(out: &mut Checks, mut target: Target, ready: bool, cpu: &str) {
+    let name = target.spec.name.clone();
+    let name = Some(name.as_str());
+    let measurable = target.skipped.is_none();
+    let mut defaulted = None;
+    if target.spec.expect.is_empty() {
+        match default_expectations(&target.spec.name, target.spec.kind, cpu) {
+            Ok((e, why)) => {
+                target.spec.expect = e;
+                defaulted = Some(why);
+            }
+            Err(why) => return out.push("thresholds", name, CheckStatus::Skip, why),
+        }
+    }
+    if target.spec.expect.is_empty() {
+        return;
+    }
+    if !ready || !measurable {
+        return out.push("thresholds", name, CheckStatus::Skip, not_ready());
+    }
+    let expect = &target.spec.expect;
+    let needs_top = expect.output_tok_s.is_some() || expect.parallel_efficiency.is_some();
+    let bopts = BenchOptions {
+        concurrency: if needs_top { vec![1, 4] } else { vec![1] },
+        requests: 4,
+        thinking_check: false,
+        ..BenchOptions::default()
+    };
+    let r = super::run(
+        "doctor".into(),
+        bopts,
+        vec![target],
+        super::Hooks::default(),
+    )
+    .await;
+    let s = &r.services[0];
+    let reason = match &s.skipped {
+        Some(why) => why.clone(),
+        None => s
+            .thresholds
+            .iter()
+            .map(|t| format!("{} {}", t.status.mark(), t.detail))
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    let reason = match &defaulted {
+        Some(why) => format!("{reason} ({why})"),
+        None => reason,
+    };
+    let status = match s.skipped {
+        Some(_) => CheckStatus::Fail,
+        None => CheckStatus::worst(s.thresholds.iter().map(|t| t.status)),
+    };
+    out.push("thresholds", name, status, reason);
+}
+
+/// A speech or transcription request; for speech, ffmpeg on the daemon's PATH.
+async fn audio_checks(
+    out: &mut Checks,
+    http: &reqwest::Client,
+    base: &str,
+    spec: &crate::config::ServiceSpec,
+    measurable: bool,
+) {
+    let name = Some(spec.name.as_str());
+    let check = if spec.kind == Kind::Tts {
+        "speech"
+    } else {
+        "transcription"
+    };
+    if measurable {
+        let (s, r) = audio_once(http, base, spec).await;
+        out.push(check, name, s, r);
+    } else {
+        out.push(check, name, CheckStatus::Skip, not_ready());
+    }
+    if spec.kind == Kind::Tts {
+        // OpenAI's default format is mp3; mlx-audio encodes it with ffmpeg and, without it, aborts the
+        // reply after its head.
+        let (s, r) = match crate::launch::which("ffmpeg") {
+            Some(p) => (CheckStatus::Pass, format!("ffmpeg at {} (mp3, opus, aac replies)", p.display())),
+            None => (
+                CheckStatus::Fail,
+                "no ffmpeg on the daemon's PATH: requests without `response_format: \"wav\"` (OpenAI's default is mp3) fail; install it (brew install ffmpeg)".to_string(),
+            ),
+        };
+        out.push("ffmpeg", name, s, r);
     }
 }
 

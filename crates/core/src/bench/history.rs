@@ -184,7 +184,7 @@ mod tests {
         assert_eq!(resolve(d.path(), "last").unwrap(), "20250102-000000-bbcc");
         assert_eq!(resolve(d.path(), "last-2").unwrap(), "20250101-000000-aaaa");
         assert!(resolve(d.path(), "last-3").is_err());
-        // Issue 11, item 5: these overflowed (`1 + usize::MAX`) and panicked the control API.
+        // These overflowed (`1 + usize::MAX`) and panicked the control API.
         for bad in [
             "lastx",
             "last-18446744073709551615",

@@ -1,4 +1,4 @@
-//! What each benchmark request asks (issue 19), so a run can be compared with vLLM `bench serve` and
+//! What each benchmark request asks, so a run can be compared with vLLM `bench serve` and
 //! guidellm by its lengths:
 //! - the built-in prompts (short questions), up to `max_tokens` out;
 //! - synthetic prompts of exactly N tokens (± a spread), counted with the served model's own tokenizer

@@ -243,7 +243,7 @@ mod tests {
         assert_eq!(j["services"]["chat"]["max_tokens"], json!(4096));
     }
 
-    /// Issue 11, item 5: a 100,000-key path overflowed the stack and aborted the daemon.
+    /// A 100,000-key path overflowed the stack and aborted the daemon.
     #[test]
     fn hostile_edits_are_refused_by_size() {
         let long: Vec<String> = (0..100_000).map(|i| format!("k{i}")).collect();
@@ -392,7 +392,7 @@ fn redact_value(v: &mut Value, secret: bool, env: bool) {
 mod redact_tests {
     use super::*;
 
-    /// Issue 27, item 9: a read token sees the settings without a key, a token or an `env` value.
+    /// A read token sees the settings without a key, a token or an `env` value.
     #[test]
     fn secrets_are_redacted_and_the_rest_kept() {
         let text = "# mine\n[server]\napi_key = \"sk-1\" # the key\napi_keys = [\"sk-2\", \"sk-3\"]\nhost = \"0.0.0.0\"\n\n[services.chat]\nmodel = \"org/m\"\nenv = { HF_TOKEN = \"hf_x\", HF_HOME = \"/v\" }\n\n[services.tts.env]\nOPENAI_API_KEY = \"sk-4\"\n\n[hosts.b]\naddress = \"198.18.0.2:9300\"\nhub_token = \"t-5\"\n";

@@ -70,7 +70,7 @@ mod tests {
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
     }
 
-    /// Issue 11, item 10: the first edit used to replace a symlinked settings.toml with a regular file.
+    /// An edit writes through a symlinked settings.toml to its target: the link stays a link.
     #[test]
     fn a_symlinked_file_is_edited_through_its_link() {
         let d = tempfile::tempdir().unwrap();

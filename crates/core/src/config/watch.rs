@@ -107,7 +107,7 @@ mod tests {
         );
     }
 
-    /// Issue 11, item 10: edits to a symlinked settings.toml's target used to go unseen.
+    /// Edits to a symlinked settings.toml's target are seen.
     #[test]
     fn sees_edits_of_a_symlinks_target() {
         let d = tempfile::tempdir().unwrap();

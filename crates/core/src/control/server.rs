@@ -196,7 +196,7 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
             }
             if matches!(verb, Verb::Start | Verb::Restart) {
                 if let Err(e) = s.admit_start(&target).await {
-                    return err(ErrorKind::Conflict, e);
+                    return err(ErrorKind::Conflict, e.to_string());
                 }
             }
             match s.supervisor.command(&target, verb).await {
@@ -669,7 +669,7 @@ mod tests {
         let r = http.get(&open).send().await.unwrap();
         assert_eq!(r.status(), 200);
         assert!(r.text().await.unwrap().contains("mlxbox_up 1"));
-        // Issue 27, item 13: a page whose name was rebound to 127.0.0.1 reads nothing on loopback.
+        // A page whose name was rebound to 127.0.0.1 reads nothing on loopback.
         let r = http
             .get(&open)
             .header("Host", "rebound.example")

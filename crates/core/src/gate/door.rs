@@ -261,7 +261,7 @@ mod tests {
         b.body(Body::empty()).unwrap()
     }
 
-    /// Issue 27, items 4 and 13: a page of another site is refused at every door, with or without an
+    /// A page of another site is refused at every door, with or without an
     /// Origin; a rebound name is refused where no key is needed; a local tool (no browser headers) passes.
     #[test]
     fn the_door_refuses_other_sites_and_rebound_names() {

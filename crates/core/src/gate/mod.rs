@@ -463,7 +463,7 @@ mod tests {
         serde_json::from_str::<serde_json::Value>(body.trim_end()).unwrap();
     }
 
-    /// Issue 27, item 10: one peer cannot take a listener's every place; its places come back when its
+    /// One peer cannot take a listener's every place; its places come back when its
     /// connections close.
     #[test]
     fn a_peer_has_a_share_of_a_listener() {

@@ -205,7 +205,7 @@ mod tests {
         );
     }
 
-    /// Issue 11, item 7: `api_key = ""` used to be a key that a request without Authorization matched.
+    /// `api_key = ""` is no key: a request without Authorization never matches it.
     #[test]
     fn an_empty_key_is_no_key_and_an_empty_token_matches_nothing() {
         let set = KeySet::new(Ok(vec![]), &["".into(), "  ".into()]);

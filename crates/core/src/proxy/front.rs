@@ -1107,7 +1107,7 @@ mod tests {
         serde_json::from_slice::<serde_json::Value>(b).unwrap()["model"].clone()
     }
 
-    /// Issue 11, item 9: only the configured model and its aliases pass; the name and aliases become the
+    /// Only the configured model and its aliases pass; the name and aliases become the
     /// model id, spliced into the bytes.
     #[test]
     fn the_model_policy() {
@@ -1151,7 +1151,7 @@ mod tests {
                 String::from_utf8_lossy(refused)
             );
         }
-        // Issue 27, item 5: a body the policy cannot read (not a UTF-8 JSON object: a BOM, UTF-16, a
+        // A body the policy cannot read (not a UTF-8 JSON object: a BOM, UTF-16, a
         // multipart body without its content type) does not pass a service that holds its model.
         for unread in [
             &b"--boundary\r\n"[..],
@@ -1178,7 +1178,7 @@ mod tests {
             .is_ok());
     }
 
-    /// Issue 17: a speech request gets the service's voice and language when it names none; an upload
+    /// A speech request gets the service's voice and language when it names none; an upload
     /// to a transcription service is held to its model like a JSON body, and gets its language and
     /// OpenAI's JSON reply.
     #[test]

@@ -475,7 +475,7 @@ mod tests {
         assert!(!text.contains("think") && !text.contains("003c"), "{text}");
     }
 
-    /// Issue 11, item 13: the last event without its blank line used to be lost.
+    /// The last event without its blank line is still delivered.
     #[test]
     fn the_last_event_is_flushed_at_the_end() {
         let last = br#"data: {"choices":[{"index":0,"finish_reason":"stop","delta":{"content":"bye<think>x"}}]}"#;

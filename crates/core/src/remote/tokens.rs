@@ -283,7 +283,7 @@ mod tests {
         );
     }
 
-    /// Issue 27, item 11: a guesser behind the admin's address does not lock the admin out.
+    /// A guesser behind the admin's address does not lock the admin out.
     #[test]
     fn a_valid_token_is_never_locked_out_by_its_neighbour() {
         let t = Tokens::default();
@@ -307,7 +307,7 @@ mod tests {
         );
     }
 
-    /// Issue 27, item 11: guesses from many addresses share one budget; past it, an address that never
+    /// Guesses from many addresses share one budget; past it, an address that never
     /// presented a valid token is refused unchecked, and a known one is still served.
     #[test]
     fn guesses_from_many_addresses_share_one_budget() {
@@ -341,7 +341,7 @@ mod tests {
         );
     }
 
-    /// Issue 27, item 11: a full table forgets an unblocked peer, never a blocked one.
+    /// A full table forgets an unblocked peer, never a blocked one.
     #[test]
     fn the_failure_table_is_bounded_and_keeps_blocked_peers() {
         let t = Tokens::default();

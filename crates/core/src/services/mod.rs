@@ -73,6 +73,13 @@ pub struct Services {
     faces: tokio::sync::Mutex<Vec<Box<dyn Face>>>,
 }
 
+/// Why a manual start was refused.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StartRefused {
+    #[error("not started: the services would not fit in memory and refuse_over_budget = true (see the over-budget alert in `mlx-box status`)")]
+    OverBudget,
+}
+
 /// A listener of the daemon's own (not a service's) that follows the applied settings: bound, rebound or
 /// closed by [`Services::reload`], the one place that applies settings.
 pub trait Face: Send {
@@ -212,7 +219,7 @@ impl Services {
     /// Before a manual start: idle on-demand services make room for a pinned `target` (least recently
     /// used first); then, would what then runs (what runs now + `target`) fit? Raises the over-budget
     /// alert when not; refuses (Err) under `[app] refuse_over_budget`.
-    pub async fn admit_start(&self, target: &str) -> Result<(), String> {
+    pub async fn admit_start(&self, target: &str) -> Result<(), StartRefused> {
         if target != "all" {
             self.demand.make_room_for_pinned(target).await;
         }
@@ -235,11 +242,7 @@ impl Services {
         if self.budget.check_start(&plan).await {
             Ok(())
         } else {
-            Err(
-                "not started: the services would not fit in memory and refuse_over_budget = true \
-                 (see the over-budget alert in `mlx-box status`)"
-                    .to_string(),
-            )
+            Err(StartRefused::OverBudget)
         }
     }
 

@@ -330,7 +330,7 @@ fn last_lines(path: &Path, n: usize) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    /// Issue 27, item 3: a name from a URL never names a file outside the logs dir.
+    /// A name from a URL never names a file outside the logs dir.
     #[test]
     fn only_plain_names_name_a_log_file() {
         for ok in ["chat", "fast-chat", "embed_2", "qwen3.5"] {
@@ -407,7 +407,7 @@ mod tests {
         );
     }
 
-    /// Issue 11, item 6: `\r` progress output with no `\n` used to grow one line without bound.
+    /// `\r` progress output with no `\n` never grows one line without bound.
     #[test]
     fn carriage_returns_end_lines_and_long_lines_are_cut() {
         let d = tempfile::tempdir().unwrap();

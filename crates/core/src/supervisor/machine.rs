@@ -569,7 +569,7 @@ mod tests {
         assert_eq!(m.restarts, 1);
     }
 
-    /// Issue 11, item 1: out of descriptors, a spawn used to be fatal and the service stayed failed.
+    /// Out of descriptors, a spawn is retried with backoff: the service is not left failed.
     #[test]
     fn transient_spawn_failures_back_off_and_never_give_up() {
         let mut t = Instant::now();

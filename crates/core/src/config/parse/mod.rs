@@ -384,7 +384,7 @@ port = 9001
         );
     }
 
-    /// Issue 27, item 8: a model server with `port` and no `backend_port` on a LAN address would serve
+    /// A model server with `port` and no `backend_port` on a LAN address would serve
     /// with no key check; on loopback (the original layout) and for a command of the operator's, it may.
     #[test]
     fn a_model_server_without_its_proxy_is_refused_off_loopback() {

@@ -65,73 +65,12 @@ pub(super) fn parse_pools(
             );
             continue;
         }
-        let mut members = vec![];
-        let mut bad = false;
-        for m in &written {
-            match member(m, hosts, services) {
-                Ok(r) if members.iter().any(|(x, _)| x == &r) => {
-                    bad = true;
-                    cx.error(
-                        members_span.clone(),
-                        format!("[pools.{name}] lists `{m}` twice"),
-                        Some("give it a weight instead (weights = [...])".into()),
-                    );
-                }
-                Ok(r) => members.push((r, 1.0)),
-                Err(why) => {
-                    bad = true;
-                    cx.error(
-                        members_span.clone(),
-                        format!("[pools.{name}] member `{m}`: {why}"),
-                        None,
-                    );
-                }
-            }
-        }
-        if let Some(item) = v.get("weights") {
-            match weights(item) {
-                Some(w) if w.len() == members.len() || bad => {
-                    for (m, w) in members.iter_mut().zip(w) {
-                        m.1 = w;
-                    }
-                }
-                Some(w) => {
-                    bad = true;
-                    cx.error(
-                        value_span(item),
-                        format!(
-                            "[pools.{name}] has {} weights for {} members",
-                            w.len(),
-                            members.len()
-                        ),
-                        Some("one weight per member, in the order of members".into()),
-                    );
-                }
-                None => {
-                    bad = true;
-                    cx.error(
-                        value_span(item),
-                        format!(
-                            "`weights` in [pools.{name}] must be numbers above 0 (at most 1000)"
-                        ),
-                        Some("for example `weights = [1, 2]`".into()),
-                    );
-                }
-            }
-        }
+        let (mut members, mut bad) =
+            parse_members(cx, name, &written, members_span, hosts, services);
+        bad |= !parse_weights(cx, &v, &mut members, bad);
         let port = v.port(cx, "port");
         if let Some(p) = port {
-            let taken = services
-                .iter()
-                .filter(|s| s.enabled)
-                .find(|s| s.port == Some(p) || s.backend_port == Some(p))
-                .map(|s| format!("[services.{}]", s.name))
-                .or_else(|| (server.port == Some(p)).then(|| "[server] port".to_string()))
-                .or_else(|| {
-                    out.iter()
-                        .find(|o| o.port == Some(p))
-                        .map(|o| format!("[pools.{}]", o.name))
-                });
+            let taken = port_taken(p, server, services, &out);
             if let Some(other) = taken {
                 bad = true;
                 cx.error(
@@ -173,6 +112,104 @@ pub(super) fn parse_pools(
         }
     }
     out
+}
+
+/// `members`, each checked and listed once, weight 1; true beside them when one was wrong.
+fn parse_members(
+    cx: &mut Ctx,
+    name: &str,
+    written: &[String],
+    span: Option<std::ops::Range<usize>>,
+    hosts: &[HostSpec],
+    services: &[ServiceSpec],
+) -> (Vec<(MemberRef, f64)>, bool) {
+    let mut members: Vec<(MemberRef, f64)> = vec![];
+    let mut bad = false;
+    for m in written {
+        match member(m, hosts, services) {
+            Ok(r) if members.iter().any(|(x, _)| x == &r) => {
+                bad = true;
+                cx.error(
+                    span.clone(),
+                    format!("[pools.{name}] lists `{m}` twice"),
+                    Some("give it a weight instead (weights = [...])".into()),
+                );
+            }
+            Ok(r) => members.push((r, 1.0)),
+            Err(why) => {
+                bad = true;
+                cx.error(
+                    span.clone(),
+                    format!("[pools.{name}] member `{m}`: {why}"),
+                    None,
+                );
+            }
+        }
+    }
+    (members, bad)
+}
+
+/// `weights`, one per member in order (when a member was already wrong, as many as match). False when
+/// they are wrong.
+fn parse_weights(
+    cx: &mut Ctx,
+    v: &TableView,
+    members: &mut [(MemberRef, f64)],
+    members_bad: bool,
+) -> bool {
+    let Some(item) = v.get("weights") else {
+        return true;
+    };
+    let where_ = &v.where_;
+    match weights(item) {
+        Some(w) if w.len() == members.len() || members_bad => {
+            for (m, w) in members.iter_mut().zip(w) {
+                m.1 = w;
+            }
+            true
+        }
+        Some(w) => {
+            cx.error(
+                value_span(item),
+                format!(
+                    "{where_} has {} weights for {} members",
+                    w.len(),
+                    members.len()
+                ),
+                Some("one weight per member, in the order of members".into()),
+            );
+            false
+        }
+        None => {
+            cx.error(
+                value_span(item),
+                format!("`weights` in {where_} must be numbers above 0 (at most 1000)"),
+                Some("for example `weights = [1, 2]`".into()),
+            );
+            false
+        }
+    }
+}
+
+/// What else listens on port `p`: an enabled service, the endpoint, or a pool before this one.
+fn port_taken(
+    p: u16,
+    server: &ServerSettings,
+    services: &[ServiceSpec],
+    pools: &[PoolSpec],
+) -> Option<String> {
+    services
+        .iter()
+        .filter(|s| s.enabled)
+        .find(|s| s.port == Some(p) || s.backend_port == Some(p))
+        .map(|s| format!("[services.{}]", s.name))
+        .or_else(|| (server.port == Some(p)).then(|| "[server] port".to_string()))
+        .or_else(|| {
+            pools
+                .iter()
+                .find(|o| o.port == Some(p))
+                .map(|o| format!("[pools.{}]", o.name))
+        })
 }
 
 /// `SERVICE` or `HOST/SERVICE`, checked against the settings.

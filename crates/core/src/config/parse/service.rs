@@ -37,222 +37,32 @@ pub(super) fn parse_service(
         );
         return None;
     }
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        cx.error(
-            name_span.clone(),
-            format!("service name `{name}` may only use letters, digits, `-` and `_`"),
-            Some("it names log files and CLI arguments".to_string()),
-        );
-    }
+    check_name(cx, name, name_span.clone());
     v.unknown_keys(cx, &schema::names(Section::Services));
-
-    let command = v.str_list(cx, "command");
-    if let Some(cmd) = &command {
-        if cmd.is_empty() {
-            cx.error(
-                v.get("command").and_then(value_span),
-                format!("`command` in {where_} is empty"),
-                Some("give the program and its arguments, e.g. [\"{python}\", \"server.py\", \"--port\", \"{port}\"]".to_string()),
-            );
-        }
-        for arg in cmd {
-            let mut rest = arg.as_str();
-            while let Some(i) = rest.find('{') {
-                let tail = &rest[i..];
-                let end = tail.find('}').map(|e| e + 1).unwrap_or(tail.len());
-                let ph = &tail[..end];
-                if !PLACEHOLDERS.contains(&ph) {
-                    cx.error(
-                        v.get("command").and_then(value_span),
-                        format!("unknown placeholder `{ph}` in `command` of {where_}"),
-                        Some(format!("known placeholders: {}", PLACEHOLDERS.join(" "))),
-                    );
-                }
-                rest = &tail[end..];
-            }
-        }
-    }
-
-    let kind = match v.str(cx, "kind") {
-        Some(k) => match Kind::parse(&k) {
-            Some(k) => k,
-            None => {
-                cx.error(
-                    v.get("kind").and_then(value_span),
-                    format!("unknown kind `{k}` in {where_}"),
-                    Some(format!("use one of: {}", Kind::NAMES.join(", "))),
-                );
-                Kind::infer(name, command.is_some())
-            }
-        },
-        None => Kind::infer(name, command.is_some()),
-    };
+    let command = parse_command(cx, &v);
+    let kind = parse_kind(cx, &v, name, command.is_some());
 
     let positions = t
         .iter()
         .map(|(k, _)| (k.to_string(), cx.pos(t.key(k).and_then(|k| k.span()))))
         .collect::<BTreeMap<String, Pos>>();
 
-    let model = v.str(cx, "model");
-    let needs_model = command
-        .as_ref()
-        .map(|c| c.iter().any(|a| a.contains("{model}")))
-        .unwrap_or(!matches!(kind, Kind::Command));
-    if model.is_none() && needs_model {
-        cx.error(
-            name_span.clone(),
-            format!("{where_} has no `model`"),
-            Some("add `model = \"mlx-community/Qwen3-0.6B-4bit\"` (a Hugging Face id or a local path)".to_string()),
-        );
-    }
-
-    let port = v.port(cx, "port");
-    let backend_port = v.port(cx, "backend_port");
-    if port.is_none()
-        && backend_port.is_none()
-        && v.get("port").is_none()
-        && v.get("backend_port").is_none()
-    {
-        cx.error(
-            name_span.clone(),
-            format!("{where_} has no `port`"),
-            Some("add `port = 8080` (and `backend_port` if a proxy sits in front)".to_string()),
-        );
-    }
-
-    let mut enabled = v.bool(cx, "enabled").unwrap_or(true);
-    let mut disabled_reason = (!enabled).then(|| "enabled = false in settings.toml".to_string());
-    if command.is_none() && kind == Kind::Command {
-        cx.warn(
-            name_span.clone(),
-            format!("{where_} ({}) has no `command`, so mlx-box cannot launch it", kind.as_str()),
-            Some("add `command = [\"{python}\", \"your-server.py\", \"--port\", \"{port}\"]`, or `enabled = false`".to_string()),
-        );
-        enabled = false;
-        disabled_reason = Some(format!("no `command` for this {} service", kind.as_str()));
-    }
-    // Models with named voices (Qwen3-TTS CustomVoice) refuse a request that names none.
-    if kind == Kind::Tts
-        && command.is_none()
-        && v.get("default_voice").is_none()
-        && v.get("voice").is_none()
-    {
-        cx.warn(
-            name_span.clone(),
-            format!("{where_} has no `default_voice`: a request that names no voice fails on models with named voices (Qwen3-TTS CustomVoice), and so does the readiness check"),
-            Some("add `default_voice = \"serena\"` (one of the model's voices)".to_string()),
-        );
-    }
-    // mlx_audio.server loads what a request's `model` names: a Hugging Face id or a local directory.
-    // The original mlx-box's short names ("small.en") were its own server's.
-    if let (Some(m), true, None) = (&model, matches!(kind, Kind::Tts | Kind::Stt), &command) {
-        if !m.contains('/') && !std::path::Path::new(m).is_dir() {
-            let example = if kind == Kind::Tts {
-                "mlx-community/Qwen3-TTS-12Hz-0.6B-CustomVoice-8bit"
-            } else {
-                "mlx-community/whisper-large-v3-turbo-asr-fp16"
-            };
-            cx.warn(
-                v.get("model").and_then(value_span),
-                format!("model `{m}` in {where_} is neither a Hugging Face id nor a local directory: mlx_audio.server cannot load it"),
-                Some(format!("use an MLX conversion such as `{example}`, or the path of a downloaded model")),
-            );
-        }
-    }
-
-    let env = match v.get("env") {
-        None => BTreeMap::new(),
-        Some(item) => match item.as_table_like() {
-            Some(et) => {
-                let mut m = BTreeMap::new();
-                for (k, val) in et.iter() {
-                    match val.as_str() {
-                        Some(s) => {
-                            m.insert(k.to_string(), s.to_string());
-                        }
-                        None => cx.error(
-                            value_span(val),
-                            format!("env `{k}` in {where_} must be a string"),
-                            Some(format!("quote it: {k} = \"...\"")),
-                        ),
-                    }
-                }
-                m
-            }
-            None => {
-                v.mismatch(
-                    cx,
-                    "env",
-                    item,
-                    "a table of strings",
-                    "{ HF_HOME = \"/Volumes/models\" }",
-                );
-                BTreeMap::new()
-            }
-        },
-    };
-
-    let probe = match v.str(cx, "probe") {
-        None => Probe::for_kind(kind),
-        Some(p) => Probe::parse(&p).unwrap_or_else(|| {
-            cx.error(
-                v.get("probe").and_then(value_span),
-                format!("unknown probe `{p}` in {where_}"),
-                Some(
-                    "use \"chat\", \"embedding\", \"tcp\" or an HTTP path such as \"/health\""
-                        .to_string(),
-                ),
-            );
-            Probe::Tcp
-        }),
-    };
-
-    let restart = match v.str(cx, "restart") {
-        // mlx.launch exits with status 0 when a rank dies (it stops the others and returns): for a
-        // distributed unit, any exit is a failure.
-        None if kind == Kind::Distributed => RestartPolicy::Always,
-        None => RestartPolicy::OnFailure,
-        Some(r) => RestartPolicy::parse(&r).unwrap_or_else(|| {
-            cx.error(
-                v.get("restart").and_then(value_span),
-                format!("unknown restart policy `{r}` in {where_}"),
-                Some("use \"on-failure\", \"always\" or \"never\"".to_string()),
-            );
-            RestartPolicy::OnFailure
-        }),
-    };
-
+    let model = parse_model(cx, &v, kind, command.as_deref(), name_span.clone());
+    let (port, backend_port) = parse_ports(cx, &v, name_span.clone());
+    let (enabled, disabled_reason) =
+        parse_enabled(cx, &v, kind, command.is_some(), name_span.clone());
+    warn_audio(cx, &v, kind, model.as_deref(), command.is_some(), name_span);
+    let env = parse_env(cx, &v);
+    let probe = parse_probe(cx, &v, kind);
+    let restart = parse_restart(cx, &v, kind);
     let quantization = v.get("quantization").and_then(|q| {
         q.as_bool()
             .map(|b| b.to_string())
             .or_else(|| q.as_str().map(str::to_string))
             .or_else(|| q.as_integer().map(|i| i.to_string()))
     });
-
     let expect = parse_expectations(cx, &v, kind);
-
-    // On demand, a request must pass through mlx-box to load the service: it needs the proxy.
-    let on_demand = v.bool(cx, "on_demand").unwrap_or(false);
-    if on_demand && backend_port.is_none() {
-        cx.error(
-            v.key_span("on_demand"),
-            format!("{where_} is on_demand but has no `backend_port`: requests must pass through mlx-box's proxy to load it"),
-            Some("add `backend_port = <a free port>` for the server, keep `port` for clients".to_string()),
-        );
-    }
-    let exclusive_group = v.str(cx, "exclusive_group").filter(|g| !g.is_empty());
-    if exclusive_group.is_some() && !on_demand {
-        cx.error(
-            v.key_span("exclusive_group"),
-            format!("{where_} has an exclusive_group but is not on_demand: a group's services are loaded one at a time, on request"),
-            Some("add `on_demand = true`, or remove exclusive_group".to_string()),
-        );
-    }
-
+    let (on_demand, exclusive_group) = parse_on_demand(cx, &v, backend_port.is_some());
     // A thinking budget is enforced by mlx_vlm.server (ocr); mlx_lm.server has no such option.
     if v.get("thinking_budget").is_some() && kind.is_chat() && command.is_none() {
         cx.warn(
@@ -318,6 +128,267 @@ pub(super) fn parse_service(
         positions: Positions(positions),
     };
     Some(spec)
+}
+
+/// A service's name names its log files and CLI arguments: letters, digits, `-` and `_`.
+fn check_name(cx: &mut Ctx, name: &str, span: Option<Range<usize>>) {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !ok {
+        cx.error(
+            span,
+            format!("service name `{name}` may only use letters, digits, `-` and `_`"),
+            Some("it names log files and CLI arguments".to_string()),
+        );
+    }
+}
+
+/// `command`: not empty, and only the placeholders mlx-box fills in.
+fn parse_command(cx: &mut Ctx, v: &TableView) -> Option<Vec<String>> {
+    let where_ = &v.where_;
+    let cmd = v.str_list(cx, "command")?;
+    let span = || v.get("command").and_then(value_span);
+    if cmd.is_empty() {
+        cx.error(
+            span(),
+            format!("`command` in {where_} is empty"),
+            Some("give the program and its arguments, e.g. [\"{python}\", \"server.py\", \"--port\", \"{port}\"]".to_string()),
+        );
+    }
+    for arg in &cmd {
+        let mut rest = arg.as_str();
+        while let Some(i) = rest.find('{') {
+            let tail = &rest[i..];
+            let end = tail.find('}').map(|e| e + 1).unwrap_or(tail.len());
+            let ph = &tail[..end];
+            if !PLACEHOLDERS.contains(&ph) {
+                cx.error(
+                    span(),
+                    format!("unknown placeholder `{ph}` in `command` of {where_}"),
+                    Some(format!("known placeholders: {}", PLACEHOLDERS.join(" "))),
+                );
+            }
+            rest = &tail[end..];
+        }
+    }
+    Some(cmd)
+}
+
+/// `kind`, or the one the name and the command suggest.
+fn parse_kind(cx: &mut Ctx, v: &TableView, name: &str, has_command: bool) -> Kind {
+    let Some(k) = v.str(cx, "kind") else {
+        return Kind::infer(name, has_command);
+    };
+    Kind::parse(&k).unwrap_or_else(|| {
+        cx.error(
+            v.get("kind").and_then(value_span),
+            format!("unknown kind `{k}` in {}", v.where_),
+            Some(format!("use one of: {}", Kind::NAMES.join(", "))),
+        );
+        Kind::infer(name, has_command)
+    })
+}
+
+/// `model`: required unless a command service's command does not use `{model}`.
+fn parse_model(
+    cx: &mut Ctx,
+    v: &TableView,
+    kind: Kind,
+    command: Option<&[String]>,
+    span: Option<Range<usize>>,
+) -> Option<String> {
+    let model = v.str(cx, "model");
+    let needs_model = command
+        .map(|c| c.iter().any(|a| a.contains("{model}")))
+        .unwrap_or(!matches!(kind, Kind::Command));
+    if model.is_none() && needs_model {
+        cx.error(
+            span,
+            format!("{} has no `model`", v.where_),
+            Some("add `model = \"mlx-community/Qwen3-0.6B-4bit\"` (a Hugging Face id or a local path)".to_string()),
+        );
+    }
+    model
+}
+
+/// `port` and `backend_port`: at least one.
+fn parse_ports(
+    cx: &mut Ctx,
+    v: &TableView,
+    span: Option<Range<usize>>,
+) -> (Option<u16>, Option<u16>) {
+    let port = v.port(cx, "port");
+    let backend_port = v.port(cx, "backend_port");
+    let none_given = v.get("port").is_none() && v.get("backend_port").is_none();
+    if port.is_none() && backend_port.is_none() && none_given {
+        cx.error(
+            span,
+            format!("{} has no `port`", v.where_),
+            Some("add `port = 8080` (and `backend_port` if a proxy sits in front)".to_string()),
+        );
+    }
+    (port, backend_port)
+}
+
+/// `enabled`, and why not: a command service without a command cannot be launched.
+fn parse_enabled(
+    cx: &mut Ctx,
+    v: &TableView,
+    kind: Kind,
+    has_command: bool,
+    span: Option<Range<usize>>,
+) -> (bool, Option<String>) {
+    let enabled = v.bool(cx, "enabled").unwrap_or(true);
+    if !has_command && kind == Kind::Command {
+        cx.warn(
+            span,
+            format!("{} ({}) has no `command`, so mlx-box cannot launch it", v.where_, kind.as_str()),
+            Some("add `command = [\"{python}\", \"your-server.py\", \"--port\", \"{port}\"]`, or `enabled = false`".to_string()),
+        );
+        return (
+            false,
+            Some(format!("no `command` for this {} service", kind.as_str())),
+        );
+    }
+    (
+        enabled,
+        (!enabled).then(|| "enabled = false in settings.toml".to_string()),
+    )
+}
+
+/// What mlx_audio.server needs that a config may miss: a voice for models with named voices, and a
+/// model it can load.
+fn warn_audio(
+    cx: &mut Ctx,
+    v: &TableView,
+    kind: Kind,
+    model: Option<&str>,
+    has_command: bool,
+    span: Option<Range<usize>>,
+) {
+    let where_ = &v.where_;
+    // Models with named voices (Qwen3-TTS CustomVoice) refuse a request that names none.
+    if kind == Kind::Tts
+        && !has_command
+        && v.get("default_voice").is_none()
+        && v.get("voice").is_none()
+    {
+        cx.warn(
+            span,
+            format!("{where_} has no `default_voice`: a request that names no voice fails on models with named voices (Qwen3-TTS CustomVoice), and so does the readiness check"),
+            Some("add `default_voice = \"serena\"` (one of the model's voices)".to_string()),
+        );
+    }
+    // mlx_audio.server loads what a request's `model` names: a Hugging Face id or a local directory.
+    // The original mlx-box's short names ("small.en") were its own server's.
+    if let (Some(m), true, false) = (model, matches!(kind, Kind::Tts | Kind::Stt), has_command) {
+        if !m.contains('/') && !std::path::Path::new(m).is_dir() {
+            let example = if kind == Kind::Tts {
+                "mlx-community/Qwen3-TTS-12Hz-0.6B-CustomVoice-8bit"
+            } else {
+                "mlx-community/whisper-large-v3-turbo-asr-fp16"
+            };
+            cx.warn(
+                v.get("model").and_then(value_span),
+                format!("model `{m}` in {where_} is neither a Hugging Face id nor a local directory: mlx_audio.server cannot load it"),
+                Some(format!("use an MLX conversion such as `{example}`, or the path of a downloaded model")),
+            );
+        }
+    }
+}
+
+/// `env`: a table of strings.
+fn parse_env(cx: &mut Ctx, v: &TableView) -> BTreeMap<String, String> {
+    let Some(item) = v.get("env") else {
+        return BTreeMap::new();
+    };
+    let Some(et) = item.as_table_like() else {
+        v.mismatch(
+            cx,
+            "env",
+            item,
+            "a table of strings",
+            "{ HF_HOME = \"/Volumes/models\" }",
+        );
+        return BTreeMap::new();
+    };
+    let mut m = BTreeMap::new();
+    for (k, val) in et.iter() {
+        match val.as_str() {
+            Some(s) => {
+                m.insert(k.to_string(), s.to_string());
+            }
+            None => cx.error(
+                value_span(val),
+                format!("env `{k}` in {} must be a string", v.where_),
+                Some(format!("quote it: {k} = \"...\"")),
+            ),
+        }
+    }
+    m
+}
+
+/// `probe`, or the kind's.
+fn parse_probe(cx: &mut Ctx, v: &TableView, kind: Kind) -> Probe {
+    let Some(p) = v.str(cx, "probe") else {
+        return Probe::for_kind(kind);
+    };
+    Probe::parse(&p).unwrap_or_else(|| {
+        cx.error(
+            v.get("probe").and_then(value_span),
+            format!("unknown probe `{p}` in {}", v.where_),
+            Some(
+                "use \"chat\", \"embedding\", \"tcp\" or an HTTP path such as \"/health\""
+                    .to_string(),
+            ),
+        );
+        Probe::Tcp
+    })
+}
+
+/// `restart`. mlx.launch exits with status 0 when a rank dies (it stops the others and returns): for a
+/// distributed unit, any exit is a failure.
+fn parse_restart(cx: &mut Ctx, v: &TableView, kind: Kind) -> RestartPolicy {
+    let Some(r) = v.str(cx, "restart") else {
+        return if kind == Kind::Distributed {
+            RestartPolicy::Always
+        } else {
+            RestartPolicy::OnFailure
+        };
+    };
+    RestartPolicy::parse(&r).unwrap_or_else(|| {
+        cx.error(
+            v.get("restart").and_then(value_span),
+            format!("unknown restart policy `{r}` in {}", v.where_),
+            Some("use \"on-failure\", \"always\" or \"never\"".to_string()),
+        );
+        RestartPolicy::OnFailure
+    })
+}
+
+/// `on_demand` and `exclusive_group`. On demand, a request must pass through mlx-box to load the
+/// service: it needs the proxy (`backend_port`); a group's services load one at a time, on request.
+fn parse_on_demand(cx: &mut Ctx, v: &TableView, proxied: bool) -> (bool, Option<String>) {
+    let where_ = &v.where_;
+    let on_demand = v.bool(cx, "on_demand").unwrap_or(false);
+    if on_demand && !proxied {
+        cx.error(
+            v.key_span("on_demand"),
+            format!("{where_} is on_demand but has no `backend_port`: requests must pass through mlx-box's proxy to load it"),
+            Some("add `backend_port = <a free port>` for the server, keep `port` for clients".to_string()),
+        );
+    }
+    let exclusive_group = v.str(cx, "exclusive_group").filter(|g| !g.is_empty());
+    if exclusive_group.is_some() && !on_demand {
+        cx.error(
+            v.key_span("exclusive_group"),
+            format!("{where_} has an exclusive_group but is not on_demand: a group's services are loaded one at a time, on request"),
+            Some("add `on_demand = true`, or remove exclusive_group".to_string()),
+        );
+    }
+    (on_demand, exclusive_group)
 }
 
 /// Ranks at most: two Mac Studios to a handful, each maybe with a few ranks.
