@@ -476,72 +476,23 @@ pub(super) async fn route(
     origin: Option<HeaderValue>,
     started: Instant,
 ) -> Response {
-    let refuse = |status, msg: &str| {
-        pool.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
-        openai_error(status, "invalid_request_error", msg)
-    };
     let Incoming { bytes, _permit } = incoming;
-    let mut peek = None;
-    if let Some(b) = bytes.as_ref().filter(|b| body::is_json_object(b)) {
-        let p = match body::peek(b) {
-            Ok(p) => p,
-            Err(e) => return refuse(StatusCode::BAD_REQUEST, &e.to_string()),
-        };
-        match &p.model {
-            Some((_, Some(m))) if !m.is_empty() && !pool.serves(m) => {
-                let mut names = vec![format!("`{}`", pool.spec.name)];
-                names.extend(pool.spec.aliases.iter().map(|a| format!("`{a}`")));
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    &format!(
-                        "model `{m}` is not served here: pool `{}` serves {}",
-                        pool.spec.name,
-                        names.join(", ")
-                    ),
-                );
+    let peek = match bytes.as_ref().filter(|b| body::is_json_object(b)) {
+        Some(b) => match check_body(pool, b) {
+            Ok(p) => Some(p),
+            Err(msg) => {
+                pool.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+                return openai_error(StatusCode::BAD_REQUEST, "invalid_request_error", &msg);
             }
-            Some((r, None)) if &b[r.clone()] != b"null" => {
-                return refuse(StatusCode::BAD_REQUEST, "`model` must be a string");
-            }
-            _ => {}
-        }
-        // What would load another model is refused here, for every member, unless every member of
-        // this Mac allows any model (another Mac's member applies its own policy too).
-        if let Some(field) = p.loads_other.first() {
-            let allowed = pool
-                .members
-                .iter()
-                .filter_map(|m| m.local.as_ref())
-                .all(|f| f.cfg.spec.allow_any_model);
-            if !allowed {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    &format!(
-                        "`{field}` asks the server to load another model, which pool `{}` does not allow",
-                        pool.spec.name
-                    ),
-                );
-            }
-        }
-        peek = Some(p);
-    }
+        },
+        None => None,
+    };
     let hashes = match (&bytes, &peek) {
         (Some(b), Some(p)) if pool.spec.affinity => prefix_hashes(b, p, &pool.hashing),
         _ => vec![],
     };
-    // The longest earlier conversation this one continues (not this very request sent again; a first
-    // turn continues nothing).
-    let prefer = if hashes.len() > 1 {
-        let a = pool.affinity.lock().unwrap();
-        hashes
-            .iter()
-            .rev()
-            .skip(1)
-            .find_map(|h| a.get(*h))
-            .filter(|&i| i < pool.members.len())
-    } else {
-        None
-    };
+    let prefer = preferred(pool, &hashes);
+    let request = (&parts, &bytes, &peek, started);
     let mut tried: Vec<usize> = vec![];
     let mut last: Option<Response> = None;
     while tried.len() < MAX_ATTEMPTS.min(pool.members.len()) {
@@ -567,59 +518,8 @@ pub(super) async fn route(
         }
         tried.push(i);
         let m = &pool.members[i];
-        m.state.counters.requests.fetch_add(1, Ordering::Relaxed);
-        if by_affinity {
-            m.state.affinity_hits.fetch_add(1, Ordering::Relaxed);
-        }
-        m.state.counters.in_flight.fetch_add(1, Ordering::Relaxed);
-        let guard = InFlight {
-            counters: m.state.counters.clone(),
-            _slot: None,
-            _admitted: None,
-        };
-        // The body for this member: `model` names its model id (a service of this Mac: its front then
-        // leaves the body as it is), or its service (another Mac's, whose front maps it to its model).
-        let service = match (&m.at, &m.local) {
-            (_, Some(f)) if f.cfg.spec.model.is_some() => f.cfg.spec.model.as_deref().unwrap_or(""),
-            (MemberRef::Local(s) | MemberRef::Remote { service: s, .. }, _) => s.as_str(),
-        };
-        let body = match (&bytes, &peek) {
-            (Some(b), Some(p)) => Some(Bytes::from(body::with_model(b, p, service))),
-            (b, _) => b.clone(),
-        };
-        let bounded_by_front = m
-            .local
-            .as_ref()
-            .is_some_and(|f| f.cfg.timeout <= pool.member_timeout);
-        let streaming = parts.method == Method::POST && peek.as_ref().is_some_and(|p| p.stream);
-        let attempt = attempt(pool, m, upstream, &parts, (body, streaming), guard, started);
-        // A member of this Mac is bounded by its own request timeout already: no second timer.
-        let attempt = if bounded_by_front {
-            Ok(attempt.await)
-        } else {
-            tokio::time::timeout(pool.member_timeout, attempt).await
-        };
-        let outcome = match attempt {
-            // Busy (its max_concurrency queue is full): not a failure, but another member may be free.
-            Ok(Ok(r)) if r.status() == StatusCode::TOO_MANY_REQUESTS => {
-                last = Some(r);
-                continue;
-            }
-            Ok(Ok(r)) if matches!(r.status().as_u16(), 502..=504) => {
-                Err((format!("answered {}", r.status().as_u16()), Some(r)))
-            }
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(why)) => Err((why, None)),
-            Err(_) => Err((
-                format!(
-                    "no answer within {} s (member_timeout_s)",
-                    pool.member_timeout.as_secs_f64()
-                ),
-                None,
-            )),
-        };
-        match outcome {
-            Ok(mut r) => {
+        match try_member(pool, m, upstream, by_affinity, request).await {
+            Tried::Answered(mut r) => {
                 pool.succeeded(i);
                 if let Some(h) = hashes.last() {
                     pool.affinity.lock().unwrap().put(*h, i);
@@ -628,7 +528,8 @@ pub(super) async fn route(
                 pool.cors.answer_headers(origin.as_ref(), r.headers_mut());
                 return r;
             }
-            Err((why, r)) => {
+            Tried::Busy(r) => last = Some(r),
+            Tried::Failed(why, r) => {
                 tracing::info!(pool = %pool.spec.name, member = %m.label, "member failed: {why}");
                 pool.failed(i, why.clone());
                 last = Some(r.unwrap_or_else(|| {
@@ -651,6 +552,133 @@ pub(super) async fn route(
     pool.counters.errors.fetch_add(1, Ordering::Relaxed);
     pool.cors.answer_headers(origin.as_ref(), r.headers_mut());
     r
+}
+
+/// The pool's model policy on a JSON body: its `model` names the pool or an alias (or none), and
+/// nothing in it loads another model unless every member of this Mac allows any model (another Mac's
+/// member applies its own policy too). Err: why not, for a 400.
+fn check_body(pool: &Pool, b: &Bytes) -> Result<body::Peek, String> {
+    let p = body::peek(b).map_err(|e| e.to_string())?;
+    match &p.model {
+        Some((_, Some(m))) if !m.is_empty() && !pool.serves(m) => {
+            let mut names = vec![format!("`{}`", pool.spec.name)];
+            names.extend(pool.spec.aliases.iter().map(|a| format!("`{a}`")));
+            return Err(format!(
+                "model `{m}` is not served here: pool `{}` serves {}",
+                pool.spec.name,
+                names.join(", ")
+            ));
+        }
+        Some((r, None)) if &b[r.clone()] != b"null" => {
+            return Err("`model` must be a string".into());
+        }
+        _ => {}
+    }
+    if let Some(field) = p.loads_other.first() {
+        let allowed = pool
+            .members
+            .iter()
+            .filter_map(|m| m.local.as_ref())
+            .all(|f| f.cfg.spec.allow_any_model);
+        if !allowed {
+            return Err(format!(
+                "`{field}` asks the server to load another model, which pool `{}` does not allow",
+                pool.spec.name
+            ));
+        }
+    }
+    Ok(p)
+}
+
+/// The member that served the longest earlier conversation this one continues (not this very request
+/// sent again; a first turn continues nothing).
+fn preferred(pool: &Pool, hashes: &[u64]) -> Option<usize> {
+    if hashes.len() <= 1 {
+        return None;
+    }
+    let a = pool.affinity.lock().unwrap();
+    hashes
+        .iter()
+        .rev()
+        .skip(1)
+        .find_map(|h| a.get(*h))
+        .filter(|&i| i < pool.members.len())
+}
+
+/// What one member made of a request.
+enum Tried {
+    Answered(Response),
+    /// Its max_concurrency queue is full: not a failure, but another member may be free.
+    Busy(Response),
+    /// Why it failed, and its answer when it gave one (a 502–504).
+    Failed(String, Option<Response>),
+}
+
+/// The request as every member gets it: its head, body, what the policy read of the body, and when it
+/// arrived.
+type PoolRequest<'a> = (
+    &'a axum::http::request::Parts,
+    &'a Option<Bytes>,
+    &'a Option<body::Peek>,
+    Instant,
+);
+
+/// Sends the request to member `m` (its counters kept), bounded by `member_timeout_s` unless the
+/// member's own request timeout is shorter.
+async fn try_member(
+    pool: &Pool,
+    m: &Member,
+    upstream: Option<Upstream>,
+    by_affinity: bool,
+    (parts, bytes, peek, started): PoolRequest<'_>,
+) -> Tried {
+    m.state.counters.requests.fetch_add(1, Ordering::Relaxed);
+    if by_affinity {
+        m.state.affinity_hits.fetch_add(1, Ordering::Relaxed);
+    }
+    m.state.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+    let guard = InFlight {
+        counters: m.state.counters.clone(),
+        _slot: None,
+        _admitted: None,
+    };
+    // The body for this member: `model` names its model id (a service of this Mac: its front then
+    // leaves the body as it is), or its service (another Mac's, whose front maps it to its model).
+    let service = match (&m.at, &m.local) {
+        (_, Some(f)) if f.cfg.spec.model.is_some() => f.cfg.spec.model.as_deref().unwrap_or(""),
+        (MemberRef::Local(s) | MemberRef::Remote { service: s, .. }, _) => s.as_str(),
+    };
+    let body = match (bytes, peek) {
+        (Some(b), Some(p)) => Some(Bytes::from(body::with_model(b, p, service))),
+        (b, _) => b.clone(),
+    };
+    let bounded_by_front = m
+        .local
+        .as_ref()
+        .is_some_and(|f| f.cfg.timeout <= pool.member_timeout);
+    let streaming = parts.method == Method::POST && peek.as_ref().is_some_and(|p| p.stream);
+    let attempt = attempt(pool, m, upstream, parts, (body, streaming), guard, started);
+    // A member of this Mac is bounded by its own request timeout already: no second timer.
+    let attempt = if bounded_by_front {
+        Ok(attempt.await)
+    } else {
+        tokio::time::timeout(pool.member_timeout, attempt).await
+    };
+    match attempt {
+        Ok(Ok(r)) if r.status() == StatusCode::TOO_MANY_REQUESTS => Tried::Busy(r),
+        Ok(Ok(r)) if matches!(r.status().as_u16(), 502..=504) => {
+            Tried::Failed(format!("answered {}", r.status().as_u16()), Some(r))
+        }
+        Ok(Ok(r)) => Tried::Answered(r),
+        Ok(Err(why)) => Tried::Failed(why, None),
+        Err(_) => Tried::Failed(
+            format!(
+                "no answer within {} s (member_timeout_s)",
+                pool.member_timeout.as_secs_f64()
+            ),
+            None,
+        ),
+    }
 }
 
 /// A request as the client sent it, once more (the head is cloned for each attempt).
