@@ -272,7 +272,7 @@ impl ResponseStore {
     /// Removes the response `id` if `owner` stored it: whether it did.
     pub fn delete(&self, owner: &str, id: &str) -> bool {
         let mut g = self.inner.lock().unwrap();
-        if !g.map.get(id).is_some_and(|e| e.owner == owner) {
+        if g.map.get(id).is_none_or(|e| e.owner != owner) {
             return false;
         }
         if let Some(e) = g.map.remove(id) {
