@@ -13,6 +13,9 @@ Modes:
 
 --think makes chat answers carry "<think>…</think>" in content and a "reasoning" field, split across
 SSE chunks when the request asks for "stream": true (for the reasoning filter).
+--tools makes a chat request that offers `tools` get a call of its first tool, `{"city": "Paris"}`
+(streamed in two argument pieces when asked), and one whose last message is a tool result get
+"The tool said: RESULT" (a stand-in for a model that calls tools, which the tiny model cannot).
   grandchild      spawn a grandchild (same process group) that serves; the parent only sleeps
 
 A hostile backend, in any serving mode: a chat request whose body has "fault": CASE answers
@@ -100,6 +103,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._hostile(fault, body)
         if self.path == "/v1/chat/completions" and ARGS.mode == "slow":
             time.sleep(ARGS.delay)
+        if self.path == "/v1/chat/completions" and ARGS.tools and isinstance(body, dict):
+            return self._tools(body)
         if self.path == "/v1/chat/completions" and ARGS.think and body.get("stream"):
             self._sse([{"role": "assistant", "reasoning": "hmm"}, {"content": "<th"}, {"content": "ink>hid"},
                        {"content": "den</thi"}, {"content": "nk>An"}, {"content": "swer"}])
@@ -125,6 +130,53 @@ class Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": {"message": "not found"}})
 
+
+    def _tools(self, body):
+        msgs = body.get("messages") or [{}]
+        last = msgs[-1] if isinstance(msgs[-1], dict) else {}
+        tools = body.get("tools") or []
+        usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+        if last.get("role") == "tool":
+            content = last.get("content")
+            if isinstance(content, list):
+                content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+            text = f"The tool said: {content}"
+            if body.get("stream"):
+                return self._sse([{"role": "assistant", "content": text}])
+            return self._json(200, {"id": "chatcmpl-tools", "object": "chat.completion", "model": "fault",
+                                    "choices": [{"index": 0, "finish_reason": "stop",
+                                                 "message": {"role": "assistant", "content": text}}],
+                                    "usage": usage})
+        if not tools:
+            text = "no tools"
+            return self._json(200, {"id": "chatcmpl-tools", "object": "chat.completion", "model": "fault",
+                                    "choices": [{"index": 0, "finish_reason": "stop",
+                                                 "message": {"role": "assistant", "content": text}}],
+                                    "usage": usage})
+        name = (tools[0].get("function") or {}).get("name", "tool")
+        call = {"id": "call_fault_1", "type": "function",
+                "function": {"name": name, "arguments": json.dumps({"city": "Paris"})}}
+        if not body.get("stream"):
+            return self._json(200, {"id": "chatcmpl-tools", "object": "chat.completion", "model": "fault",
+                                    "choices": [{"index": 0, "finish_reason": "tool_calls",
+                                                 "message": {"role": "assistant", "content": None,
+                                                             "tool_calls": [call]}}],
+                                    "usage": usage})
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        first = dict(call, index=0, function={"name": name, "arguments": '{"city": '})
+        deltas = [{"role": "assistant", "content": None, "tool_calls": [first]},
+                  {"tool_calls": [{"index": 0, "function": {"arguments": '"Paris"}'}}]}]
+        for i, d in enumerate(deltas):
+            ev = {"object": "chat.completion.chunk", "model": "fault",
+                  "choices": [{"index": 0, "finish_reason": None, "delta": d}]}
+            self.wfile.write(b"data: " + json.dumps(ev).encode() + b"\n\n")
+        end = {"object": "chat.completion.chunk", "model": "fault", "usage": usage,
+               "choices": [{"index": 0, "finish_reason": "tool_calls", "delta": {}}]}
+        self.wfile.write(b"data: " + json.dumps(end).encode() + b"\n\ndata: [DONE]\n\n")
 
     def _hostile(self, fault, body):
         if fault == "grow":
@@ -206,6 +258,7 @@ def main():
     ap.add_argument("--model")
     # Streams end with `usage` (as mlx_lm.server's do with stream_options), for the benchmark.
     ap.add_argument("--usage", action="store_true")
+    ap.add_argument("--tools", action="store_true")
     a = ap.parse_args()
     global ARGS
     ARGS = a

@@ -224,7 +224,7 @@ pub const KEYS: &[Key] = &[
         .suggest(&["chat", "studio-2/chat"]),
     key(Pools, "port", Port, "The pool's frontend port (it is also reached through [server] port by its name)."),
     key(Pools, "weights", Argv, "A weight per member, in the order of members (default 1 each): a member with weight 2 takes twice the outstanding requests of one with 1."),
-    key(Pools, "aliases", Argv, "Other names a request may give as `model` (the pool's name always works)."),
+    key(Pools, "aliases", Argv, "Other names a request may give as `model` (the pool's name always works); `*` matches any run of characters (`claude-*`), the most specific pattern wins."),
     key(Pools, "affinity", Bool, "Send the next turn of a conversation (the same leading messages) to the member that served it, while it is healthy and not overloaded: its prompt cache is reused.")
         .default(B(true)),
     key(Pools, "member_timeout_s", Float, "How long a member may take to start answering before the request goes to another member (s); default: [server] request_timeout_s.")
@@ -250,7 +250,7 @@ pub const KEYS: &[Key] = &[
     key(Services, "filter_reasoning", Bool, "The proxy strips <think>…</think> and reasoning fields.")
         .group(SERVER)
         .default(B(false)),
-    key(Services, "aliases", Argv, "Other names a request may give as `model`, one per line (the service name always works).").group(SERVER),
+    key(Services, "aliases", Argv, "Other names a request may give as `model`, one per line (the service name always works); `*` matches any run of characters (`claude-*`), the most specific pattern wins.").group(SERVER),
     key(Services, "request_timeout_s", Float, "This service's proxy timeout (s); default: [server] request_timeout_s.")
         .group(SERVER)
         .range(0.1, 86_400.0, "600"),

@@ -405,7 +405,12 @@ async fn agent_apis_through_the_proxy() {
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["error"]["type"], "invalid_request_error", "{body}");
 
+        // count_tokens: the server's own prompt_tokens for the same request, asked for one token.
         let (code, _, body) = post(port, "/v1/messages/count_tokens", KEY, msg).await;
+        assert_eq!(code, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v, json!({"input_tokens": 9}), "{body}");
+        let (code, _, body) = post(port, "/v1/messages/batches", KEY, msg).await;
         assert_eq!(code, 404);
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["error"]["type"], "not_found_error", "{body}");
@@ -465,4 +470,118 @@ async fn agent_apis_through_the_proxy() {
         .contains("Hello"));
 
     s.stop().await;
+}
+
+/// Issue 29, phase 2: glob aliases. A pattern routes a model family to a service, on the one endpoint
+/// and on the service's own port (spliced to its model id); the most specific pattern wins; `GET
+/// /v1/models` shows the patterns in the order they are tried, in Anthropic's shape when asked; a bad
+/// pattern is an error at its position in settings.toml.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glob_aliases_route_a_family() {
+    mlxbox_core::tls::install_crypto_provider();
+    let seen: Seen = Default::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (ba, bb) = (
+        backend(seen.clone(), stop.clone()),
+        backend(seen.clone(), stop.clone()),
+    );
+    let (pa, pb, endpoint) = (free_port(), free_port(), free_port());
+    let toml = format!(
+        "[server]\nhost = \"127.0.0.1\"\nport = {endpoint}\n\
+         [services.a]\nkind = \"chat\"\nport = {pa}\nbackend_port = {ba}\nmodel = \"org/a\"\naliases = [\"claude-*\"]\n\
+         [services.b]\nkind = \"chat\"\nport = {pb}\nbackend_port = {bb}\nmodel = \"org/b\"\naliases = [\"gpt-*\", \"claude-*-haiku-*\", \"claude-exact\"]\n"
+    );
+    let (settings, diags) =
+        mlxbox_core::config::parse_settings(std::path::Path::new("s.toml"), &toml);
+    let settings = settings.unwrap_or_else(|| panic!("{diags:?}"));
+    let ready = |name: &str| -> ServiceStatus {
+        serde_json::from_value(json!({
+            "name": name, "kind": "chat", "state": "ready", "restarts": 0, "enabled": true,
+            "since_ms": 0, "crash_loop": false, "adopted": false,
+        }))
+        .unwrap()
+    };
+    let statuses = Arc::new(RwLock::new(BTreeMap::from([
+        ("a".to_string(), ready("a")),
+        ("b".to_string(), ready("b")),
+    ])));
+    let keys: SharedKeys = Arc::new(RwLock::new(Arc::new(KeySet::new(
+        Ok(vec![]),
+        &[KEY.to_string()],
+    ))));
+    let (proxies, errors) =
+        Proxies::start(&settings, statuses, keys, &Proxies::empty(), None, None).await;
+    assert!(errors.is_empty(), "{errors:?}");
+    let msg = |model: &str| {
+        json!({"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string()
+    };
+    let last_model = || seen.lock().unwrap().last().unwrap().1["model"].clone();
+    for (port, model, want) in [
+        (endpoint, "claude-sonnet-4-5", "org/a"),
+        (endpoint, "claude-3-5-haiku-20241022", "org/b"),
+        (endpoint, "claude-exact", "org/b"),
+        (endpoint, "gpt-5-codex", "org/b"),
+        (endpoint, "a", "org/a"),
+        (pa, "claude-opus-4", "org/a"),
+        (pb, "gpt-5", "org/b"),
+    ] {
+        let (code, _, body) = post(port, "/v1/messages", KEY, &msg(model)).await;
+        assert_eq!(code, 200, "{model} on {port}: {body}");
+        assert_eq!(last_model(), want, "{model} on {port}");
+    }
+    let (code, _, body) = post(endpoint, "/v1/messages", KEY, &msg("llama-3")).await;
+    assert_eq!(code, 404, "{body}");
+    let (code, _, body) = post(pa, "/v1/messages", KEY, &msg("gpt-5")).await;
+    assert_eq!(code, 400, "a's port does not serve b's family: {body}");
+
+    let get = |anthropic: bool| async move {
+        let mut r = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{endpoint}/v1/models"))
+            .bearer_auth(KEY);
+        if anthropic {
+            r = r.header("anthropic-version", "2023-06-01");
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    let v = get(false).await;
+    assert_eq!(v["object"], "list");
+    assert_eq!(
+        v["routes"],
+        json!([
+            {"pattern": "claude-*-haiku-*", "service": "b"},
+            {"pattern": "claude-*", "service": "a"},
+            {"pattern": "gpt-*", "service": "b"},
+        ]),
+        "{v}"
+    );
+    let v = get(true).await;
+    assert_eq!(v["has_more"], false, "{v}");
+    assert_eq!(v["data"][0]["type"], "model", "{v}");
+    assert_eq!(v["data"][0]["id"], "a");
+    assert!(v["data"][0]["display_name"].is_string());
+    assert!(v["data"][0]["created_at"].is_string());
+    assert_eq!(v["first_id"], "a");
+    assert_eq!(v["last_id"], "b");
+    assert_eq!(v["routes"][0]["pattern"], "claude-*-haiku-*");
+
+    proxies.stop().await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = std::net::TcpStream::connect(("127.0.0.1", ba));
+    let _ = std::net::TcpStream::connect(("127.0.0.1", bb));
+
+    // A bad pattern: an error at its own line and column, with what to write instead.
+    let bad = "[services.a]\nkind = \"chat\"\nport = 9100\nbackend_port = 9101\nmodel = \"m\"\naliases = [\"fast\", \"claude-?\"]\n";
+    let (settings, diags) =
+        mlxbox_core::config::parse_settings(std::path::Path::new("s.toml"), bad);
+    assert!(settings.is_none(), "{diags:?}");
+    let d = diags
+        .iter()
+        .find(|d| d.message.contains("claude-?"))
+        .unwrap_or_else(|| panic!("{diags:?}"));
+    assert_eq!((d.line, d.col), (6, 20), "{d}");
+    assert!(d.message.contains("only `*`"), "{d}");
+    assert!(d.hint.as_deref().unwrap_or("").contains("claude-*"), "{d}");
 }

@@ -467,7 +467,7 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "suggest": [],
     "kinds": [],
     "absent": null,
-    "help": "Other names a request may give as `model` (the pool's name always works)."
+    "help": "Other names a request may give as `model` (the pool's name always works); `*` matches any run of characters (`claude-*`), the most specific pattern wins."
   },
   {
     "section": "pools",
@@ -643,7 +643,7 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "suggest": [],
     "kinds": [],
     "absent": null,
-    "help": "Other names a request may give as `model`, one per line (the service name always works)."
+    "help": "Other names a request may give as `model`, one per line (the service name always works); `*` matches any run of characters (`claude-*`), the most specific pattern wins."
   },
   {
     "section": "services",

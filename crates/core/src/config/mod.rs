@@ -4,6 +4,7 @@
 //! (`kind`, `command`, `enabled`, restart policy, `[app]`, `[alerts]`), all documented in
 //! `config/settings.toml.example`.
 
+pub mod alias;
 mod document;
 mod edit;
 mod parse;

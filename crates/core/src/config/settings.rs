@@ -104,7 +104,8 @@ pub struct ServiceSpec {
     pub port: Option<u16>,
     pub backend_port: Option<u16>,
     pub model: Option<String>,
-    /// Other names a request may give as `model` on this service's port (its name always works too).
+    /// Other names a request may give as `model` on this service's port (its name always works too);
+    /// `*` in one is a pattern (`config::alias`).
     #[serde(default)]
     pub aliases: Vec<String>,
     /// Pass any `model` (and `adapters`, `draft_model`) to the server: it may then load whatever a

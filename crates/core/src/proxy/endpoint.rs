@@ -1,19 +1,24 @@
 //! The one endpoint (`[server] port`): the OpenAI API of every service on one port, routed by the
 //! request's `model` (service name, alias or model id) to that service's front, where its key scope,
 //! state, model policy, on-demand load, queue, filter and counters apply as on its own port.
-//! `GET /v1/models` lists what it routes to, with each service's state.
+//! `GET /v1/models` lists what it routes to, with each service's state, and `routes`: the alias
+//! patterns (`aliases = ["claude-*"]`, `crate::config::alias`) in the order they are tried; in
+//! Anthropic's list shape when the request sends `anthropic-version`.
+//!
+//! A `model` is routed, first match wins: a service's name, plain alias or model id (`routes`); a
+//! pool's name or plain alias; then the alias patterns of services and pools together, the most
+//! specific first (more literal characters, then the longer literal prefix, then file order).
 //!
 //! The key is checked against every service before a byte of the body is read (a key good for none is
 //! refused at the door), and again against the service the body names.
 
-use super::agents::Api;
+use super::agents::{Api, Route};
 use super::auth::{self, Auth, KeySet, SharedKeys};
-use super::front::{
-    agent_refusal, in_shape, openai_error, read_incoming, serve, translated, Front,
-};
+use super::front::{agent_early, in_shape, openai_error, read_incoming, serve, translated, Front};
 use super::listener::ListenerConfig;
 use super::pool::Pool;
 use super::stats::Counters;
+use crate::config::alias::{self, Patterns};
 use crate::gate;
 use axum::extract::Request;
 use axum::http::{header, HeaderMap, Method, StatusCode};
@@ -32,6 +37,8 @@ pub(super) struct Endpoint {
     pools: Vec<Arc<Pool>>,
     /// Service name, then aliases, then model id → front (the first service to claim a name keeps it).
     routes: HashMap<String, usize>,
+    /// The alias patterns of services and pools, the most specific first.
+    patterns: Patterns<Dest>,
     /// Refusals at the door (before a service is known).
     pub(super) counters: Arc<Counters>,
 }
@@ -50,10 +57,24 @@ impl Endpoint {
             routes.entry(f.cfg.spec.name.clone()).or_insert(i);
         }
         for (i, f) in fronts.iter().enumerate() {
-            for a in &f.cfg.spec.aliases {
+            for a in f.cfg.spec.aliases.iter().filter(|a| !alias::is_pattern(a)) {
                 routes.entry(a.clone()).or_insert(i);
             }
         }
+        let services = fronts.iter().enumerate().flat_map(|(i, f)| {
+            f.cfg
+                .spec
+                .aliases
+                .iter()
+                .map(move |a| (a.clone(), Dest::Service(i)))
+        });
+        let in_pools = pools.iter().enumerate().flat_map(|(i, p)| {
+            p.spec
+                .aliases
+                .iter()
+                .map(move |a| (a.clone(), Dest::Pool(i)))
+        });
+        let patterns = Patterns::new(services.chain(in_pools));
         for (i, f) in fronts.iter().enumerate() {
             if let Some(m) = &f.cfg.spec.model {
                 routes.entry(m.clone()).or_insert(i);
@@ -65,12 +86,57 @@ impl Endpoint {
             fronts,
             pools,
             routes,
+            patterns,
             counters: Default::default(),
         })
     }
 
+    /// Where a request naming `model` goes (see the module's docs for the order).
+    fn dest(&self, model: &str) -> Option<Dest> {
+        if let Some(&i) = self.routes.get(model) {
+            return Some(Dest::Service(i));
+        }
+        if let Some(i) = self.pools.iter().position(|p| p.named(model)) {
+            return Some(Dest::Pool(i));
+        }
+        self.patterns.find(model).copied()
+    }
+
     fn route(&self, model: &str) -> Option<&Arc<Front>> {
-        self.routes.get(model).and_then(|&i| self.fronts.get(i))
+        match self.dest(model)? {
+            Dest::Service(i) => self.fronts.get(i),
+            Dest::Pool(_) => None,
+        }
+    }
+
+    /// The patterns, in the order they are tried, with what each routes to (of what this key may use).
+    fn pattern_routes(
+        &self,
+        fronts: &[&Arc<Front>],
+        pools: &[&Arc<Pool>],
+    ) -> Vec<serde_json::Value> {
+        self.patterns
+            .iter()
+            .filter_map(|(p, d)| {
+                let (kind, name) = match *d {
+                    Dest::Service(i) => {
+                        let f = self.fronts.get(i)?;
+                        fronts
+                            .iter()
+                            .any(|a| Arc::ptr_eq(a, f))
+                            .then_some(("service", &f.cfg.spec.name))?
+                    }
+                    Dest::Pool(i) => {
+                        let pl = self.pools.get(i)?;
+                        pools
+                            .iter()
+                            .any(|a| Arc::ptr_eq(a, pl))
+                            .then_some(("pool", &pl.spec.name))?
+                    }
+                };
+                Some(serde_json::json!({"pattern": p, kind: name}))
+            })
+            .collect()
     }
 
     /// The services a request with these headers may use.
@@ -123,6 +189,42 @@ impl Endpoint {
     }
 }
 
+/// What a model name routes to on the endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dest {
+    Service(usize),
+    Pool(usize),
+}
+
+/// A model list in Anthropic's shape (`anthropic-version` sent): `type`, `id`, `display_name`,
+/// `created_at`; `has_more`, `first_id`, `last_id`.
+fn anthropic_models(
+    data: &[serde_json::Value],
+    routes: Vec<serde_json::Value>,
+) -> serde_json::Value {
+    let data: Vec<serde_json::Value> = data.iter().map(anthropic_model).collect();
+    serde_json::json!({
+        "data": data,
+        "has_more": false,
+        "first_id": data.first().map(|m| m["id"].clone()),
+        "last_id": data.last().map(|m| m["id"].clone()),
+        "routes": routes,
+    })
+}
+
+fn anthropic_model(m: &serde_json::Value) -> serde_json::Value {
+    let mut v = m.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.remove("object");
+        o.remove("created");
+        o.remove("owned_by");
+        o.insert("type".into(), "model".into());
+        o.insert("display_name".into(), m["id"].clone());
+        o.insert("created_at".into(), "1970-01-01T00:00:00Z".into());
+    }
+    v
+}
+
 pub(super) async fn handle(e: Arc<Endpoint>, req: Request) -> Response {
     match Api::of(req.uri().path()) {
         None => handle_request(e, req, None).await,
@@ -132,7 +234,7 @@ pub(super) async fn handle(e: Arc<Endpoint>, req: Request) -> Response {
 
 /// One request: an agent request (`agent`) is translated around the policy of the service or pool its
 /// `model` names.
-async fn handle_request(e: Arc<Endpoint>, req: Request, agent: Option<(Api, bool)>) -> Response {
+async fn handle_request(e: Arc<Endpoint>, req: Request, agent: Option<(Api, Route)>) -> Response {
     let started = std::time::Instant::now();
     e.counters.requests.fetch_add(1, Ordering::Relaxed);
     let keys = e.keys.read().unwrap().clone();
@@ -157,6 +259,7 @@ async fn handle_request(e: Arc<Endpoint>, req: Request, agent: Option<(Api, bool
         };
     }
     let path = req.uri().path();
+    let anthropic = req.headers().contains_key("anthropic-version");
     if req.method() == Method::GET && (path == "/v1/models" || path == "/v1/models/") {
         let mut data = e.listing(&allowed);
         data.extend(pools.iter().map(|p| {
@@ -169,7 +272,12 @@ async fn handle_request(e: Arc<Endpoint>, req: Request, agent: Option<(Api, bool
                 "pool": p.status().members.iter().map(|m| &m.member).collect::<Vec<_>>(),
             })
         }));
-        return axum::Json(serde_json::json!({"object": "list", "data": data})).into_response();
+        let routes = e.pattern_routes(&allowed, &pools);
+        if anthropic {
+            return axum::Json(anthropic_models(&data, routes)).into_response();
+        }
+        return axum::Json(serde_json::json!({"object": "list", "data": data, "routes": routes}))
+            .into_response();
     }
     if let Some(id) = path.strip_prefix("/v1/models/") {
         if req.method() == Method::GET {
@@ -177,6 +285,9 @@ async fn handle_request(e: Arc<Endpoint>, req: Request, agent: Option<(Api, bool
                 .route(id)
                 .filter(|f| allowed.iter().any(|a| Arc::ptr_eq(a, f)))
             {
+                Some(f) if anthropic => {
+                    axum::Json(anthropic_model(&e.listing(&[f]).remove(0))).into_response()
+                }
                 Some(f) => axum::Json(e.listing(&[f]).remove(0)).into_response(),
                 None => e.refuse(
                     StatusCode::NOT_FOUND,
@@ -189,9 +300,11 @@ async fn handle_request(e: Arc<Endpoint>, req: Request, agent: Option<(Api, bool
         }
     }
     let (parts, body) = req.into_parts();
-    if let Some((api, served)) = agent {
-        if let Some(r) = agent_refusal(api, served, &parts.method) {
-            e.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+    if let Some((api, route)) = &agent {
+        if let Some(r) = agent_early(*api, route, &parts) {
+            if !r.status().is_success() {
+                e.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+            }
             return r;
         }
     }
@@ -215,9 +328,9 @@ async fn handle_request(e: Arc<Endpoint>, req: Request, agent: Option<(Api, bool
             ),
         );
     };
-    let pool = match e.route(&asked) {
-        Some(_) => None,
-        None => e.pools.iter().find(|p| p.serves(&asked)),
+    let pool = match e.dest(&asked) {
+        Some(Dest::Pool(i)) => e.pools.get(i),
+        _ => None,
     };
     if let Some(p) = pool {
         if !pools.iter().any(|a| Arc::ptr_eq(a, p)) {
@@ -230,9 +343,9 @@ async fn handle_request(e: Arc<Endpoint>, req: Request, agent: Option<(Api, bool
         }
         drop(keys);
         p.counters.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some((api, _)) = agent {
-            let call = p.agent_call(api);
-            return translated(call, parts, incoming, move |pp, i| {
+        if let Some((api, route)) = &agent {
+            let call = p.agent_call(*api);
+            return translated(call, route, parts, incoming, move |pp, i| {
                 super::pool::route(p, pp, i, origin, started)
             })
             .await;
@@ -257,12 +370,12 @@ async fn handle_request(e: Arc<Endpoint>, req: Request, agent: Option<(Api, bool
     if let Some(r) = f.unavailable() {
         return r;
     }
-    if let Some((api, _)) = agent {
-        if let Some(r) = f.refuses_agent(api) {
+    if let Some((api, route)) = &agent {
+        if let Some(r) = f.refuses_agent(*api) {
             return r;
         }
         let fr: &Front = f;
-        return translated(fr.agent_call(api), parts, incoming, move |p, i| {
+        return translated(fr.agent_call(*api), route, parts, incoming, move |p, i| {
             serve(fr, p, i, origin, started)
         })
         .await;

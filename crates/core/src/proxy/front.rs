@@ -26,7 +26,7 @@
 //! per-thread connection pool in `backend.rs`; the reply is relayed and metered in `relay.rs`; counters
 //! live in `stats.rs`.
 
-use super::agents::{self, Api};
+use super::agents::{self, Api, Route};
 use super::auth::{self, Auth, KeySet, SharedKeys};
 use super::backend;
 use super::body;
@@ -36,7 +36,9 @@ use super::listener::ListenerConfig;
 use super::relay::{AgentStream, FilteredRelay, InFlight, Meter, Relay};
 use super::sse::{self, SseFilter};
 use super::stats::Counters;
+use super::store;
 use crate::api::ServiceStatus;
+use crate::config::alias;
 use crate::reasoning::filter_completion;
 use crate::supervisor::State;
 use axum::body::{Body, Bytes};
@@ -245,13 +247,16 @@ fn message_of(status: StatusCode, b: &[u8]) -> String {
 }
 
 /// The refusal of an agent route before its body is read: a route under `/v1/messages` or
-/// `/v1/responses` mlx-box does not serve (404), a method other than POST (405).
-pub(super) fn agent_refusal(api: Api, served: bool, method: &Method) -> Option<Response> {
-    if !served {
+/// `/v1/responses` mlx-box does not serve (404), a method other than POST (405). A stored response's
+/// route is answered by [`stored`].
+pub(super) fn agent_refusal(api: Api, route: &Route, method: &Method) -> Option<Response> {
+    if *route == Route::Other {
         let msg = match api {
-            Api::Anthropic => "not served here: mlx-box serves POST /v1/messages",
+            Api::Anthropic => {
+                "not served here: mlx-box serves POST /v1/messages and POST /v1/messages/count_tokens"
+            }
             Api::Responses => {
-                "not served here: mlx-box serves POST /v1/responses and keeps no responses"
+                "not served here: mlx-box serves POST /v1/responses, GET and DELETE /v1/responses/{id}"
             }
         };
         return Some(agent_error(api, StatusCode::NOT_FOUND, msg, None));
@@ -268,6 +273,58 @@ pub(super) fn agent_refusal(api: Api, served: bool, method: &Method) -> Option<R
         return Some(r);
     }
     None
+}
+
+/// `GET` / `DELETE /v1/responses/{id}`: a response stored under the caller's key (another key's, a
+/// deleted, an expired or a made-up id is a 404 in OpenAI's shape).
+pub(super) fn stored(method: &Method, id: &str, headers: &HeaderMap) -> Response {
+    let owner = store::owner_of(auth::bearer(headers));
+    let s = store::shared();
+    let missing = || {
+        agent_error(
+            Api::Responses,
+            StatusCode::NOT_FOUND,
+            &format!("no stored response `{id}` for this API key (not stored, deleted, expired, or made with another key)"),
+            Some("response_id"),
+        )
+    };
+    match *method {
+        Method::GET | Method::HEAD => match s.get(&owner, id) {
+            Some(r) => axum::Json(r.response.clone()).into_response(),
+            None => missing(),
+        },
+        Method::DELETE => match s.delete(&owner, id) {
+            true => axum::Json(
+                serde_json::json!({"id": id, "object": "response.deleted", "deleted": true}),
+            )
+            .into_response(),
+            false => missing(),
+        },
+        _ => {
+            let mut r = agent_error(
+                Api::Responses,
+                StatusCode::METHOD_NOT_ALLOWED,
+                &format!("{method} is not served here: /v1/responses/{{id}} takes GET and DELETE"),
+                None,
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, DELETE"));
+            r
+        }
+    }
+}
+
+/// The answer on an agent route before its body is read, if any: a stored response's route, a route
+/// not served, a wrong method.
+pub(super) fn agent_early(
+    api: Api,
+    route: &Route,
+    parts: &axum::http::request::Parts,
+) -> Option<Response> {
+    match route {
+        Route::Stored(id) => Some(stored(&parts.method, id, &parts.headers)),
+        _ => agent_refusal(api, route, &parts.method),
+    }
 }
 
 /// How an agent request is translated for the service (or pool) it goes to.
@@ -293,8 +350,15 @@ fn reply_ids() -> String {
 /// completion for the backend's `/v1/chat/completions`, passed to `inner` — the request policy, the
 /// same as any chat request's (model policy, on-demand load, queue, reasoning filter, metrics) — and
 /// the reply translated back, streamed or whole. Every error comes back in the API's shape.
+///
+/// `POST /v1/messages/count_tokens` (`route`) goes the same way, asking the server for one token: the
+/// count is the server's own `usage.prompt_tokens`, its tokenizer over what its chat template made of
+/// the request (mlx-box cannot render a model's Jinja template faithfully itself). A Responses request
+/// with `store` (default true) is kept in the store ([`store::shared`]) under the caller's key,
+/// streamed or whole; `previous_response_id` continues a conversation kept there.
 pub(super) async fn translated<F, Fut>(
     call: AgentCall<'_>,
+    route: &Route,
     mut parts: axum::http::request::Parts,
     incoming: Incoming,
     inner: F,
@@ -305,22 +369,32 @@ where
 {
     let api = call.api;
     let Incoming { bytes, _permit } = incoming;
-    let t = agents::translate(api, bytes.as_deref().unwrap_or_default());
+    let owner = store::owner_of(auth::bearer(&parts.headers));
+    let shared = store::shared();
+    let history = |id: &str| shared.get(&owner, id).map(|r| r.items.clone());
+    let t = agents::translate(api, bytes.as_deref().unwrap_or_default(), &history);
     drop(bytes);
-    let t = match t {
+    let mut t = match t {
         Ok(t) => t,
         Err(e) => {
             call.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
-            return agent_error(api, StatusCode::BAD_REQUEST, &e.to_string(), e.param());
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return agent_error(api, status, &e.to_string(), e.param());
         }
     };
+    let count = *route == Route::CountTokens;
+    if count {
+        t.count_only();
+    }
+    let keep = t.keep();
     let created = crate::api::now_ms() / 1000;
-    let (chat, reply) = t.into_chat(
-        &reply_ids(),
-        created,
-        call.default_model,
-        call.thinking_allowed,
-    );
+    let ids = reply_ids();
+    let (chat, reply) = t.into_chat(&ids, created, call.default_model, call.thinking_allowed);
+    // The response's id is `resp_` + `ids` (agents::Translated::into_chat).
+    let keeper = keep.map(|items| {
+        let id = format!("resp_{ids}");
+        move |response: serde_json::Value| keep_response(owner, id, items, response)
+    });
     parts.uri = axum::http::Uri::from_static("/v1/chat/completions");
     // The translator reads the reply: it must come as it is (no compression), and as JSON.
     for h in [
@@ -344,6 +418,22 @@ where
         return in_shape(api, resp).await;
     }
     let (mut rparts, body) = resp.into_parts();
+    if count {
+        rparts.headers.remove(header::CONTENT_LENGTH);
+        let b = axum::body::to_bytes(body, MAX_BODY)
+            .await
+            .unwrap_or_default();
+        return match agents::count_reply(&b) {
+            Ok(json) => {
+                rparts.headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Response::from_parts(rparts, Body::from(json))
+            }
+            Err(e) => agent_error(api, StatusCode::BAD_GATEWAY, &e, None),
+        };
+    }
     let sse = rparts
         .headers
         .get(header::CONTENT_TYPE)
@@ -359,7 +449,8 @@ where
         rparts
             .headers
             .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        let body = Body::new(AgentStream::new(body, tr, first, sse, MAX_BODY));
+        let keeper = keeper.map(|k| Box::new(k) as super::relay::OnFinal);
+        let body = Body::new(AgentStream::new(body, tr, first, sse, MAX_BODY).on_final(keeper));
         return Response::from_parts(rparts, body);
     }
     // The relay ends a backend silent past the request timeout: the read is bounded in time.
@@ -374,15 +465,45 @@ where
             )
         }
     };
-    match reply.whole(&b, sse) {
-        Ok(json) => {
+    match reply.whole_value(&b, sse) {
+        Ok(v) => {
             rparts.headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
             );
+            let json = serde_json::to_vec(&v).unwrap_or_default();
+            if let Some(k) = keeper {
+                k(v);
+            }
             Response::from_parts(rparts, Body::from(json))
         }
         Err(e) => agent_error(api, StatusCode::BAD_GATEWAY, &e, None),
+    }
+}
+
+/// Keeps a Response that ended (completed or incomplete) with its conversation: in memory at once, its
+/// file written off the request path.
+fn keep_response(
+    owner: String,
+    id: String,
+    input: Vec<serde_json::Value>,
+    response: serde_json::Value,
+) {
+    if !matches!(
+        response["status"].as_str(),
+        Some("completed" | "incomplete")
+    ) {
+        return;
+    }
+    let items = agents::conversation(input, &response);
+    let s = store::shared();
+    if let Some(w) = s.put_at(
+        &owner,
+        &id,
+        store::Record { response, items },
+        crate::api::now_ms() / 1000,
+    ) {
+        tokio::task::spawn_blocking(move || s.write(w));
     }
 }
 
@@ -548,7 +669,7 @@ impl Front {
         }
         match asked.filter(|t| !t.is_empty()) {
             Some(m) if m == model => Ok(None),
-            Some(m) if m != spec.name && !spec.aliases.iter().any(|a| a == m) => {
+            Some(m) if m != spec.name && !alias::any_matches(&spec.aliases, m) => {
                 let mut names = vec![format!("`{model}`"), format!("`{}`", spec.name)];
                 names.extend(spec.aliases.iter().map(|a| format!("`{a}`")));
                 let msg = format!(
@@ -631,7 +752,7 @@ pub(super) async fn handle(f: Arc<Front>, req: Request) -> Response {
     }
 }
 
-async fn handle_request(f: Arc<Front>, req: Request, agent: Option<(Api, bool)>) -> Response {
+async fn handle_request(f: Arc<Front>, req: Request, agent: Option<(Api, Route)>) -> Response {
     let started = std::time::Instant::now();
     f.counters.requests.fetch_add(1, Ordering::Relaxed);
     let keys = f.keys.read().unwrap().clone();
@@ -644,12 +765,14 @@ async fn handle_request(f: Arc<Front>, req: Request, agent: Option<(Api, bool)>)
         return r;
     }
     let (parts, body) = req.into_parts();
-    if let Some((api, served)) = agent {
-        if let Some(r) = agent_refusal(api, served, &parts.method) {
-            f.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+    if let Some((api, route)) = &agent {
+        if let Some(r) = f.refuses_agent(*api) {
             return r;
         }
-        if let Some(r) = f.refuses_agent(api) {
+        if let Some(r) = agent_early(*api, route, &parts) {
+            if !r.status().is_success() {
+                f.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+            }
             return r;
         }
     }
@@ -658,9 +781,9 @@ async fn handle_request(f: Arc<Front>, req: Request, agent: Option<(Api, bool)>)
         Err(r) => return r,
     };
     match agent {
-        Some((api, _)) => {
+        Some((api, route)) => {
             let fr: &Front = &f;
-            translated(fr.agent_call(api), parts, incoming, move |p, i| {
+            translated(fr.agent_call(api), &route, parts, incoming, move |p, i| {
                 serve(fr, p, i, origin, started)
             })
             .await

@@ -30,7 +30,7 @@
 //! around the same policy (`agents/`, `front.rs` `translated`); their refusals come in their API's shape.
 //!
 //! The modules import downward only (`crates/core/tests/module_graph.rs`): `auth`, `body`, `form`, `sse`,
-//! `agents`, `stats`, `headers`, `backend`, `relay` → `listener` → `front` (the request path) → `pool` →
+//! `agents`, `stats`, `store`, `headers`, `backend`, `relay` → `listener` → `front` (the request path) → `pool` →
 //! `endpoint` (what a listener serves, through the gate) → this file (the listeners of a set of settings).
 
 mod agents;
@@ -47,6 +47,7 @@ mod relay;
 mod runtime;
 mod sse;
 mod stats;
+mod store;
 
 pub use crate::gate::Cors;
 pub use auth::{KeySet, SharedKeys};
@@ -57,6 +58,12 @@ pub use listener::{endpoint_addr, ListenerConfig};
 pub use pool::Directory;
 pub use sse::SseFilter;
 pub use stats::ProxyStats;
+pub use store::open_shared as open_response_store;
+
+/// The agent APIs' translation, for benchmarks (`crates/cli/benches/agents.rs`) and tools.
+pub mod agent_api {
+    pub use super::agents::{translate, Api, Reply, StreamTranslator, Translated};
+}
 
 use crate::api::ServiceStatus;
 use crate::config::Settings;

@@ -17,12 +17,12 @@
 //!   the reply until its head is in, and never retries once a byte has streamed. A member that answers
 //!   429 (its `max_concurrency` queue is full) is busy, not failing: the next member is tried.
 
-use super::agents::Api;
+use super::agents::{Api, Route};
 use super::auth::{self, Auth, KeySet, SharedKeys};
 use super::backend::{self, Upstream};
 use super::body;
 use super::front::{
-    agent_refusal, in_shape, openai_error, openai_error_with, read_incoming, refusal, serve,
+    agent_early, in_shape, openai_error, openai_error_with, read_incoming, refusal, serve,
     translated, AgentCall, Front, Incoming,
 };
 use super::headers::downstream_head;
@@ -337,8 +337,13 @@ impl Pool {
         }
     }
 
-    /// Does a request naming `model` mean this pool?
+    /// Does a request naming `model` mean this pool (its name, an alias, a pattern of its aliases)?
     pub(super) fn serves(&self, model: &str) -> bool {
+        model == self.spec.name || crate::config::alias::any_matches(&self.spec.aliases, model)
+    }
+
+    /// Does a request naming `model` name this pool exactly (its name or a plain alias)?
+    pub(super) fn named(&self, model: &str) -> bool {
         model == self.spec.name || self.spec.aliases.iter().any(|a| a == model)
     }
 }
@@ -423,7 +428,7 @@ pub(super) async fn handle(pool: Arc<Pool>, req: Request) -> Response {
 }
 
 /// One request on the pool's port: an agent request (`agent`) is translated around [`route`].
-async fn handle_request(pool: Arc<Pool>, req: Request, agent: Option<(Api, bool)>) -> Response {
+async fn handle_request(pool: Arc<Pool>, req: Request, agent: Option<(Api, Route)>) -> Response {
     let started = Instant::now();
     pool.counters.requests.fetch_add(1, Ordering::Relaxed);
     let keys = pool.keys.read().unwrap().clone();
@@ -433,9 +438,11 @@ async fn handle_request(pool: Arc<Pool>, req: Request, agent: Option<(Api, bool)
     }
     drop(keys);
     let (parts, body) = req.into_parts();
-    if let Some((api, served)) = agent {
-        if let Some(r) = agent_refusal(api, served, &parts.method) {
-            pool.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+    if let Some((api, route)) = &agent {
+        if let Some(r) = agent_early(*api, route, &parts) {
+            if !r.status().is_success() {
+                pool.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
+            }
             return r;
         }
     }
@@ -444,9 +451,9 @@ async fn handle_request(pool: Arc<Pool>, req: Request, agent: Option<(Api, bool)
         Err(r) => return r,
     };
     match agent {
-        Some((api, _)) => {
+        Some((api, r)) => {
             let p: &Pool = &pool;
-            translated(p.agent_call(api), parts, incoming, move |pp, i| {
+            translated(p.agent_call(api), &r, parts, incoming, move |pp, i| {
                 route(p, pp, i, origin, started)
             })
             .await

@@ -406,9 +406,29 @@ pub(super) struct AgentStream {
     limit: usize,
     ping: Option<Pin<Box<tokio::time::Sleep>>>,
     done: bool,
+    /// Gets the final Response of a Responses stream once it ended (the store).
+    on_final: Option<OnFinal>,
 }
 
+/// What a stream's final Response is handed to.
+pub(super) type OnFinal = Box<dyn FnOnce(serde_json::Value) + Send>;
+
 impl AgentStream {
+    /// Hands the stream's final Response (if it gets one) to `f`.
+    pub(super) fn on_final(mut self, f: Option<OnFinal>) -> AgentStream {
+        self.on_final = f;
+        self
+    }
+
+    fn check_final(&mut self) {
+        if let Some(f) = self.on_final.take() {
+            match self.tr.take_final() {
+                Some(v) => f(v),
+                None => self.on_final = Some(f),
+            }
+        }
+    }
+
     /// `sse`: the backend answered with an event stream (else JSON).
     pub(super) fn new(
         inner: axum::body::Body,
@@ -425,6 +445,7 @@ impl AgentStream {
             limit,
             ping: None,
             done: false,
+            on_final: None,
         }
     }
 }
@@ -470,6 +491,7 @@ impl HttpBody for AgentStream {
                     // Once the translator has ended, the rest of the backend's reply is read (its
                     // connection goes back to the pool, its meter sees the end) and dropped.
                     let out = this.tr.push(&data);
+                    this.check_final();
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(Frame::data(out.into()))));
                     }
@@ -484,6 +506,7 @@ impl HttpBody for AgentStream {
                         Some(w) => this.tr.completion(&w),
                         None => this.tr.finish(),
                     };
+                    this.check_final();
                     return frame(out);
                 }
                 Poll::Pending => {

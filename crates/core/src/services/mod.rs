@@ -117,6 +117,8 @@ impl Services {
         let supervisor = Arc::new(Supervisor::new(shared.clone(), rt));
         let monitor = Arc::new(MonitorService::new(alerts.source("monitor")));
         let keys = KeyService::new(config_path.clone(), alerts.source("keys"));
+        // The Responses store (`<state>/responses/`), read back before any listener serves.
+        crate::proxy::open_response_store(&state_dir);
         let proxy = Arc::new(ProxyHost::new(
             shared.statuses.clone(),
             keys.shared(),

@@ -241,6 +241,42 @@ impl<'t> TableView<'t> {
         Some(out)
     }
 
+    /// `aliases`: an array of names and glob patterns (`crate::config::alias`); a bad one is an error at
+    /// its own position, and left out.
+    pub(super) fn alias_list(&self, cx: &mut Ctx, key: &str) -> Option<Vec<String>> {
+        let item = self.get(key)?;
+        let Some(arr) = item.as_array() else {
+            self.mismatch(
+                cx,
+                key,
+                item,
+                "an array of strings",
+                "[\"fast\", \"claude-*\"]",
+            );
+            return None;
+        };
+        let mut out = Vec::new();
+        for v in arr.iter() {
+            match v.as_str().map(|s| (s, crate::config::alias::check(s))) {
+                Some((s, Ok(()))) => out.push(s.to_string()),
+                Some((_, Err(why))) => cx.error(
+                    v.span(),
+                    format!("{why} (in `{key}` of {})", self.where_),
+                    Some("an alias is a model name, or a pattern where `*` matches any run of characters: \"claude-*\"".to_string()),
+                ),
+                None => cx.error(
+                    v.span(),
+                    format!(
+                        "every element of `{key}` in {} must be a string",
+                        self.where_
+                    ),
+                    Some("quote it: \"...\"".to_string()),
+                ),
+            }
+        }
+        Some(out)
+    }
+
     /// Unknown keys are warnings (with the likely intended one); keys accepted for the original mlx-box
     /// but not used are notes saying so.
     pub(super) fn unknown_keys(&self, cx: &mut Ctx, known: &[&str]) {

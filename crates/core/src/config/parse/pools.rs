@@ -101,7 +101,7 @@ pub(super) fn parse_pools(
             name: name.to_string(),
             members,
             port,
-            aliases: v.str_list(cx, "aliases").unwrap_or_default(),
+            aliases: v.alias_list(cx, "aliases").unwrap_or_default(),
             affinity: v.bool(cx, "affinity").unwrap_or(true),
             member_timeout_s: v.float(cx, "member_timeout_s"),
             max_failures: v.int(cx, "max_failures").unwrap_or(3) as u32,

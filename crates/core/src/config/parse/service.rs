@@ -83,7 +83,7 @@ pub(super) fn parse_service(
         port,
         backend_port,
         model,
-        aliases: v.str_list(cx, "aliases").unwrap_or_default(),
+        aliases: v.alias_list(cx, "aliases").unwrap_or_default(),
         allow_any_model: v.bool(cx, "allow_any_model").unwrap_or(false),
         max_tokens: v.int(cx, "max_tokens").map(|n| n as u32),
         temperature: v.float(cx, "temperature"),

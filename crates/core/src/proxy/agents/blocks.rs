@@ -244,6 +244,11 @@ impl<W: Writer> Translate<W> {
         }
     }
 
+    /// The writer (to read what it kept).
+    pub fn writer_mut(&mut self) -> &mut W {
+        &mut self.w
+    }
+
     /// Ended or failed: nothing more will be written.
     pub fn is_closed(&self) -> bool {
         self.closed

@@ -10,20 +10,40 @@ pub enum Api {
     Responses,
 }
 
+/// What a path under an agent API's root asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /v1/messages`, `POST /v1/responses`.
+    Create,
+    /// `POST /v1/messages/count_tokens`.
+    CountTokens,
+    /// `GET` / `DELETE /v1/responses/{id}`: a stored response.
+    Stored(String),
+    /// Anything else under the root: answered 404 in the API's shape.
+    Other,
+}
+
 impl Api {
     /// The API a path belongs to (`/v1/messages`, `/v1/responses` and what lies under them: a sub-route
-    /// mlx-box does not serve is still answered in that API's shape).
-    pub fn of(path: &str) -> Option<(Api, bool)> {
+    /// mlx-box does not serve is still answered in that API's shape), and what it asks for.
+    pub fn of(path: &str) -> Option<(Api, Route)> {
         let path = path.strip_suffix('/').unwrap_or(path);
         for (root, api) in [
             ("/v1/messages", Api::Anthropic),
             ("/v1/responses", Api::Responses),
         ] {
             if path == root {
-                return Some((api, true));
+                return Some((api, Route::Create));
             }
-            if path.strip_prefix(root).is_some_and(|r| r.starts_with('/')) {
-                return Some((api, false));
+            if let Some(rest) = path.strip_prefix(root).and_then(|r| r.strip_prefix('/')) {
+                let route = match (api, rest) {
+                    (Api::Anthropic, "count_tokens") => Route::CountTokens,
+                    (Api::Responses, id) if !id.is_empty() && !id.contains('/') => {
+                        Route::Stored(id.to_string())
+                    }
+                    _ => Route::Other,
+                };
+                return Some((api, route));
             }
         }
         None
@@ -63,6 +83,8 @@ pub enum AgentError {
     SchemaTooLarge(String),
     #[error("`{path}`: {why}")]
     Unsupported { path: String, why: &'static str },
+    #[error("no stored response `{0}` for this API key (it was not stored, was deleted, expired, or another key made it): send the whole conversation in `input`")]
+    NoPrevious(String),
 }
 
 impl AgentError {
@@ -74,7 +96,16 @@ impl AgentError {
             | AgentError::Value { path: p, .. }
             | AgentError::Unsupported { path: p, .. } => Some(p),
             AgentError::SchemaTooLarge(_) => Some("tools"),
+            AgentError::NoPrevious(_) => Some("previous_response_id"),
             _ => None,
+        }
+    }
+
+    /// Its HTTP status: 404 for a stored response that is not there, else 400.
+    pub fn status(&self) -> u16 {
+        match self {
+            AgentError::NoPrevious(_) => 404,
+            _ => 400,
         }
     }
 }

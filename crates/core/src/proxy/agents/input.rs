@@ -183,6 +183,8 @@ pub struct ChatRequest {
     pub stops: Vec<String>,
     /// Request fields a Responses object repeats.
     pub echo: Map<String, Value>,
+    /// The conversation's input items (a stored conversation's first), when the reply is to be stored.
+    pub keep: Option<Vec<Value>>,
 }
 
 /// The text of parts that are all text, joined; or the parts as they are (an image among them).

@@ -19,7 +19,8 @@ mod error;
 mod input;
 mod responses;
 
-pub use error::{error_body, AgentError, Api};
+pub use error::{error_body, AgentError, Api, Route};
+pub use responses::History;
 
 use blocks::{Blocks, Translate};
 use chat::ChatReader;
@@ -33,16 +34,55 @@ pub struct Translated {
     chat: ChatRequest,
 }
 
-/// Translates an agent request to a chat-completions request.
-pub fn translate(api: Api, body: &[u8]) -> Result<Translated, AgentError> {
+/// Translates an agent request to a chat-completions request. `history` is the stored conversation of a
+/// Responses request's `previous_response_id`.
+pub fn translate(api: Api, body: &[u8], history: History<'_>) -> Result<Translated, AgentError> {
     let chat = match api {
         Api::Anthropic => anthropic::request(body)?,
-        Api::Responses => responses::request(body)?,
+        Api::Responses => responses::request(body, history)?,
     };
     Ok(Translated { api, chat })
 }
 
+/// The answer to `POST /v1/messages/count_tokens` from the backend's answer to the same request with
+/// `max_tokens` 1 ([`Translated::count_only`]): its `usage.prompt_tokens` — the count of the model's
+/// own tokenizer over the prompt its own chat template made.
+pub fn count_reply(body: &[u8]) -> Result<Vec<u8>, String> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| format!("the backend's reply is not JSON: {e}"))?;
+    let n = v
+        .pointer("/usage/prompt_tokens")
+        .and_then(Value::as_u64)
+        .ok_or("the backend's reply has no usage.prompt_tokens: it cannot count tokens")?;
+    Ok(serde_json::json!({"input_tokens": n})
+        .to_string()
+        .into_bytes())
+}
+
+/// The conversation a stored response continues: the input items it was asked with, then its output
+/// items.
+pub fn conversation(mut input: Vec<Value>, response: &Value) -> Vec<Value> {
+    if let Some(out) = response.get("output").and_then(Value::as_array) {
+        input.extend(out.iter().cloned());
+    }
+    input
+}
+
 impl Translated {
+    /// For `count_tokens`: the same prompt, asking the server for one token, whole (not streamed).
+    pub fn count_only(&mut self) {
+        let c = &mut self.chat;
+        c.stream = false;
+        c.body.remove("stream");
+        c.body.remove("stream_options");
+        c.body.insert("max_tokens".into(), 1.into());
+    }
+
+    /// The conversation to store with the reply (a Responses request with `store`), taken.
+    pub fn keep(&mut self) -> Option<Vec<Value>> {
+        self.chat.keep.take()
+    }
+
     /// The chat request's bytes and what the reply's translation needs. The client's thinking switch
     /// goes to the server as its chat template's `enable_thinking`, unless it asks for thinking where
     /// the operator turned it off (`thinking_allowed`: false). `ids` makes the reply's ids
@@ -62,6 +102,7 @@ impl Translated {
             model,
             stops,
             echo,
+            keep: _,
         } = self.chat;
         if let Some(on) = thinking.filter(|on| !on || thinking_allowed) {
             body.insert(
@@ -127,7 +168,14 @@ impl Reply {
 
     /// A whole reply — a chat completion, or a whole chat stream (`sse`) — as the API's JSON object.
     /// `Err` when the backend's reply is not one, failed, or was cut.
+    #[cfg(test)]
     pub fn whole(&self, body: &[u8], sse: bool) -> Result<Vec<u8>, String> {
+        let v = self.whole_value(body, sse)?;
+        Ok(serde_json::to_vec(&v).unwrap_or_default())
+    }
+
+    /// [`Reply::whole`], as a JSON value.
+    pub fn whole_value(&self, body: &[u8], sse: bool) -> Result<Value, String> {
         let mut events = vec![];
         let mut reader = ChatReader::default();
         if sse {
@@ -137,11 +185,10 @@ impl Reply {
             reader.completion(body, &mut events)?;
         }
         let c = blocks::collect(events, self.blocks())?;
-        let v = match &self.which {
+        Ok(match &self.which {
             Which::Anthropic(r) => anthropic::message(r, c),
             Which::Responses(r) => responses::response(r, c),
-        };
-        Ok(serde_json::to_vec(&v).unwrap_or_default())
+        })
     }
 
     /// The translator of the backend's stream, and the first bytes to send (before any token).
@@ -204,6 +251,14 @@ impl StreamTranslator {
             Err(e) => self.fail(&format!(
                 "the backend's reply is not a chat completion: {e}"
             )),
+        }
+    }
+
+    /// The final Response of a Responses stream that ended (completed or incomplete), taken once.
+    pub fn take_final(&mut self) -> Option<Value> {
+        match self {
+            StreamTranslator::Responses(t) => t.writer_mut().done.take(),
+            StreamTranslator::Anthropic(_) => None,
         }
     }
 

@@ -12,17 +12,28 @@ use super::error::AgentError;
 use super::input::{self, image_part, text_part, Budget, ChatRequest};
 use serde_json::{json, Map, Value};
 
-/// The Responses request as a chat request.
-pub fn request(body: &[u8]) -> Result<ChatRequest, AgentError> {
+/// The conversation of a stored response (its input and output items), by id; `None` when there is
+/// none for this caller.
+pub type History<'a> = &'a dyn Fn(&str) -> Option<Vec<Value>>;
+
+/// The Responses request as a chat request. `previous_response_id` puts the stored conversation
+/// (`history`) before `input`; with `store` (default true, as OpenAI's) the request's conversation is
+/// kept in `ChatRequest::keep` for the caller to store with the reply.
+pub fn request(body: &[u8], history: History<'_>) -> Result<ChatRequest, AgentError> {
     let mut m = input::parse(body)?;
     let mut budget = Budget::default();
     let mut r = ChatRequest::default();
-    if input::get_str(&m, "previous_response_id", || "previous_response_id".into())?.is_some() {
-        return Err(AgentError::Unsupported {
-            path: "previous_response_id".into(),
-            why: "mlx-box keeps no responses yet: send the whole conversation in `input`",
-        });
-    }
+    let store = input::take_bool(&mut m, "store", || "store".into())?.unwrap_or(true);
+    let previous = input::take_str(&mut m, "previous_response_id", || {
+        "previous_response_id".into()
+    })?;
+    let mut conversation = match &previous {
+        None => vec![],
+        Some(id) => history(id).ok_or_else(|| AgentError::NoPrevious(id.clone()))?,
+    };
+    r.echo.insert("store".into(), Value::Bool(store));
+    r.echo
+        .insert("previous_response_id".into(), json!(previous));
     if let Some(model) = input::take_str(&mut m, "model", || "model".into())? {
         r.body.insert("model".into(), Value::String(model.clone()));
         r.model = Some(model);
@@ -34,10 +45,15 @@ pub fn request(body: &[u8]) -> Result<ChatRequest, AgentError> {
     }
     match m.remove("input") {
         None | Some(Value::Null) => return Err(AgentError::Missing("input".into())),
-        Some(Value::String(s)) => messages.push(json!({"role": "user", "content": s})),
+        Some(Value::String(s)) if conversation.is_empty() && !store => {
+            messages.push(json!({"role": "user", "content": s}))
+        }
+        Some(Value::String(s)) => {
+            conversation.push(json!({"type": "message", "role": "user", "content": s}));
+        }
         Some(Value::Array(list)) => {
             budget.take(list.len())?;
-            items(list, &mut budget, &mut messages)?;
+            conversation.extend(list);
         }
         Some(_) => {
             return Err(AgentError::Type {
@@ -45,6 +61,12 @@ pub fn request(body: &[u8]) -> Result<ChatRequest, AgentError> {
                 want: "a string or an array of input items",
             })
         }
+    }
+    if !conversation.is_empty() {
+        if store {
+            r.keep = Some(conversation.clone());
+        }
+        items(conversation, &mut budget, &mut messages)?;
     }
     r.body.insert("messages".into(), Value::Array(messages));
     if let Some(list) = input::take_array(&mut m, "tools", &mut budget, || "tools".into())? {
@@ -167,7 +189,7 @@ pub fn request(body: &[u8]) -> Result<ChatRequest, AgentError> {
     }
     r.stream = input::take_bool(&mut m, "stream", || "stream".into())?.unwrap_or(false);
     input::set_stream(&mut r.body, r.stream);
-    // `store`, `include`, `prompt_cache_key`, `service_tier`, `truncation`, `user`…: ignored.
+    // `include`, `prompt_cache_key`, `service_tier`, `truncation`, `user`…: ignored.
     Ok(r)
 }
 
@@ -440,8 +462,9 @@ impl Reply {
         ] {
             m.insert(k.into(), self.echo.get(k).cloned().unwrap_or(v));
         }
-        m.insert("store".into(), json!(false));
-        m.insert("previous_response_id".into(), Value::Null);
+        for k in ["store", "previous_response_id"] {
+            m.insert(k.into(), self.echo.get(k).cloned().unwrap_or(Value::Null));
+        }
         Value::Object(m)
     }
 
@@ -517,6 +540,8 @@ pub struct Stream {
     seq: u64,
     output: Vec<Value>,
     cur: Option<Cur>,
+    /// The final Response once the stream ended (completed or incomplete), for the store.
+    pub(super) done: Option<Value>,
 }
 
 impl Stream {
@@ -527,6 +552,7 @@ impl Stream {
             seq: 0,
             output: vec![],
             cur: None,
+            done: None,
         };
         let mut out = vec![];
         let r = s
@@ -666,7 +692,8 @@ impl Writer for Stream {
         } else {
             "response.incomplete"
         };
-        self.event(out, name, json!({"response": r}));
+        self.event(out, name, json!({"response": &r}));
+        self.done = Some(r);
     }
 
     fn fail(&mut self, why: &str, out: &mut Vec<u8>) {

@@ -2,6 +2,11 @@ use super::*;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
+/// A request with no stored conversation to continue.
+fn translate(api: Api, body: &[u8]) -> Result<Translated, AgentError> {
+    super::translate(api, body, &|_| None)
+}
+
 fn chat_of(api: Api, req: &Value) -> (Value, Reply) {
     let t = translate(api, req.to_string().as_bytes()).unwrap();
     let (bytes, reply) = t.into_chat("abc", 1_700_000_000, "default/model", true);
@@ -532,15 +537,29 @@ fn errors_come_in_each_apis_shape() {
         o,
         json!({"error": {"message": "busy", "type": "rate_limit_exceeded", "param": "model", "code": "rate_limit_exceeded"}})
     );
-    assert_eq!(Api::of("/v1/messages"), Some((Api::Anthropic, true)));
-    assert_eq!(Api::of("/v1/messages/"), Some((Api::Anthropic, true)));
+    assert_eq!(
+        Api::of("/v1/messages"),
+        Some((Api::Anthropic, Route::Create))
+    );
+    assert_eq!(
+        Api::of("/v1/messages/"),
+        Some((Api::Anthropic, Route::Create))
+    );
     assert_eq!(
         Api::of("/v1/messages/count_tokens"),
-        Some((Api::Anthropic, false))
+        Some((Api::Anthropic, Route::CountTokens))
+    );
+    assert_eq!(
+        Api::of("/v1/messages/batches"),
+        Some((Api::Anthropic, Route::Other))
     );
     assert_eq!(
         Api::of("/v1/responses/resp_1"),
-        Some((Api::Responses, false))
+        Some((Api::Responses, Route::Stored("resp_1".into())))
+    );
+    assert_eq!(
+        Api::of("/v1/responses/resp_1/input_items"),
+        Some((Api::Responses, Route::Other))
     );
     assert_eq!(Api::of("/v1/messagesx"), None);
     assert_eq!(Api::of("/v1/chat/completions"), None);
@@ -954,4 +973,98 @@ proptest! {
         pieces.push(chars[last..].iter().collect());
         prop_assert_eq!(read(pieces), read(vec![content.clone()]));
     }
+}
+
+/// `store` (default true) keeps the request's conversation for the caller; `previous_response_id` puts a
+/// stored conversation before the input, and one that is not there is a 404.
+#[test]
+fn previous_response_id_continues_a_stored_conversation() {
+    let stored = vec![
+        json!({"type": "message", "role": "user", "content": "My name is Ada."}),
+        json!({"id": "msg_x_0", "type": "message", "role": "assistant", "status": "completed",
+               "content": [{"type": "output_text", "text": "Hello Ada.", "annotations": []}]}),
+    ];
+    let history = |id: &str| (id == "resp_1").then(|| stored.clone());
+    let req = json!({"model": "m", "input": "What is my name?", "previous_response_id": "resp_1"});
+    let mut t = super::translate(Api::Responses, req.to_string().as_bytes(), &history).unwrap();
+    let keep = t.keep().expect("stored by default");
+    assert_eq!(keep.len(), 3);
+    assert_eq!(
+        keep[2],
+        json!({"type": "message", "role": "user", "content": "What is my name?"})
+    );
+    let (bytes, reply) = t.into_chat("abc", 1, "m", true);
+    let chat: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        chat["messages"],
+        json!([
+            {"role": "user", "content": "My name is Ada."},
+            {"role": "assistant", "content": "Hello Ada."},
+            {"role": "user", "content": "What is my name?"},
+        ])
+    );
+    let done = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "Ada."}, "finish_reason": "stop"}]});
+    let r = reply
+        .whole_value(done.to_string().as_bytes(), false)
+        .unwrap();
+    assert_eq!(r["store"], true);
+    assert_eq!(r["previous_response_id"], "resp_1");
+    let conv = conversation(keep, &r);
+    assert_eq!(conv.len(), 4);
+    assert_eq!(conv[3]["type"], "message");
+
+    let req = json!({"input": "x", "previous_response_id": "resp_2"});
+    let e = super::translate(Api::Responses, req.to_string().as_bytes(), &history).unwrap_err();
+    assert_eq!(e, AgentError::NoPrevious("resp_2".into()));
+    assert_eq!((e.status(), e.param()), (404, Some("previous_response_id")));
+
+    let req = json!({"input": "x", "store": false});
+    let mut t = translate(Api::Responses, req.to_string().as_bytes()).unwrap();
+    assert!(t.keep().is_none());
+    let (_, reply) = t.into_chat("abc", 1, "m", true);
+    let r = reply
+        .whole_value(done.to_string().as_bytes(), false)
+        .unwrap();
+    assert_eq!(
+        (r["store"].clone(), r["previous_response_id"].clone()),
+        (json!(false), Value::Null)
+    );
+    assert!(matches!(
+        translate(Api::Responses, br#"{"input":"x","store":"yes"}"#),
+        Err(AgentError::Type { .. })
+    ));
+}
+
+/// A streamed Response keeps its final object for the store.
+#[test]
+fn a_streamed_response_hands_over_its_final_object() {
+    let (_, reply) = chat_of(Api::Responses, &json!({"input": "hi", "stream": true}));
+    let (mut tr, _) = reply.translator();
+    let sse = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n";
+    let mut out = tr.push(sse.as_bytes());
+    out.extend(tr.finish());
+    let r = tr.take_final().expect("the final response");
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["output"][0]["content"][0]["text"], "Hi");
+    assert!(tr.take_final().is_none(), "taken once");
+}
+
+/// count_tokens: the same prompt, one token asked for, whole; the answer is the server's prompt_tokens.
+#[test]
+fn count_tokens_asks_the_server_for_one_token() {
+    let req = json!({"model": "m", "max_tokens": 500, "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let mut t = translate(Api::Anthropic, req.to_string().as_bytes()).unwrap();
+    t.count_only();
+    let (bytes, reply) = t.into_chat("abc", 1, "m", true);
+    let chat: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(chat["max_tokens"], 1);
+    assert!(chat.get("stream").is_none() && chat.get("stream_options").is_none());
+    assert!(!reply.stream());
+    let n = count_reply(br#"{"usage":{"prompt_tokens":17,"completion_tokens":1}}"#).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&n).unwrap(),
+        json!({"input_tokens": 17})
+    );
+    assert!(count_reply(br#"{"choices":[]}"#).is_err());
+    assert!(count_reply(b"not json").is_err());
 }
