@@ -271,7 +271,15 @@ impl Runner {
     async fn feed(&mut self, input: Input) {
         let mut queue = VecDeque::from([input]);
         while let Some(input) = queue.pop_front() {
-            let actions = self.machine.on(input, Instant::now());
+            let (was, now) = (self.machine.state(), Instant::now());
+            let actions = self.machine.on(input, now);
+            if self.machine.state() == State::Backoff && was != State::Backoff {
+                // The delay the machine chose, in the log beside the exit that caused it.
+                if let Some(at) = self.machine.wake_at() {
+                    let s = at.saturating_duration_since(now).as_secs_f64();
+                    self.log_note(&format!("backing off: restarting in {s:.2} s"));
+                }
+            }
             self.publish();
             for a in actions {
                 if let Some(next) = self.exec(a).await {
