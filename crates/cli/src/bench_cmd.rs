@@ -10,7 +10,6 @@ use mlxbox_core::bench::doctor::{DoctorOptions, DoctorReport};
 use mlxbox_core::bench::{
     BenchOptions, BenchResult, CheckStatus, Comparison, ServiceResult, Stats,
 };
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -135,8 +134,9 @@ fn parse_slo(s: &str) -> Result<(Option<f64>, Option<f64>), String> {
     Ok((ttft, tpot))
 }
 
-pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
-    let c = crate::fleet::client(state_dir).await?;
+pub async fn bench(to: &crate::fleet::Reach, a: BenchArgs) -> Result<ExitCode> {
+    let state_dir = to.state_dir.as_path();
+    let c = to.client().await?;
     if let Some(ids) = &a.compare {
         let cmp = c
             .call(call::BenchCompare {
@@ -226,7 +226,7 @@ pub async fn bench(state_dir: &Path, a: BenchArgs) -> Result<ExitCode> {
     // Listen first, then start: no progress event is missed. The daemon saves the result before it sends
     // `bench_done`, so polling for the result is a safe fallback.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
-    let listener = crate::fleet::client(state_dir).await?;
+    let listener = to.client().await?;
     let events = tokio::spawn(async move {
         let _ = listener.events(|e| tx.send(e).is_ok()).await;
     });
@@ -607,7 +607,7 @@ fn print_compare(c: &Comparison) {
     }
 }
 
-pub async fn doctor(state_dir: &Path, opts: DoctorOptions, json: bool) -> Result<ExitCode> {
+pub async fn doctor(to: &crate::fleet::Reach, opts: DoctorOptions, json: bool) -> Result<ExitCode> {
     let spinner = if json {
         ProgressBar::hidden()
     } else {
@@ -615,7 +615,8 @@ pub async fn doctor(state_dir: &Path, opts: DoctorOptions, json: bool) -> Result
     };
     spinner.set_message("running the checklist (thresholds, thinking, long context, 5 at once)…");
     spinner.enable_steady_tick(Duration::from_millis(200));
-    let r = crate::fleet::client(state_dir)
+    let r = to
+        .client()
         .await?
         .call(call::Doctor {
             options: opts.clone(),

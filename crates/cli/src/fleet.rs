@@ -10,17 +10,24 @@ use mlxbox_core::keys::{KeyInfo, Keyring};
 use mlxbox_core::paths;
 use mlxbox_core::remote::{self, hosts, Role};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
-/// `--host NAME`, set once at start: every verb's client goes there.
-static HOST: OnceLock<Option<String>> = OnceLock::new();
-
-pub fn set_host(h: Option<String>) {
-    let _ = HOST.set(h);
+/// Which daemon a verb talks to: this Mac's (its state dir), or `--host NAME`'s. Made once from the
+/// command line and handed to each verb (no process-wide setting).
+pub struct Reach {
+    pub state_dir: PathBuf,
+    pub host: Option<String>,
 }
 
-fn host() -> Option<&'static str> {
-    HOST.get().and_then(|h| h.as_deref())
+impl Reach {
+    /// The client for this verb: this machine's daemon, or the `--host` one (its address and pinned
+    /// certificate from settings.toml's [hosts], its token from the keyring: the same client the daemon
+    /// uses to forward a window's request to that Mac).
+    pub async fn client(&self) -> Result<Client> {
+        match &self.host {
+            None => Ok(Client::new(&self.state_dir)),
+            Some(name) => remote_client(&self.state_dir, name).await,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -94,14 +101,6 @@ async fn settings_path(state_dir: &Path) -> PathBuf {
     match Client::new(state_dir).call(call::Status {}).await {
         Ok(s) => PathBuf::from(s.config_path),
         Err(_) => paths::default_config(),
-    }
-}
-
-/// The client for this verb: this machine's daemon, or the `--host` one.
-pub async fn client(state_dir: &Path) -> Result<Client> {
-    match host() {
-        None => Ok(Client::new(state_dir)),
-        Some(name) => remote_client(state_dir, name).await,
     }
 }
 

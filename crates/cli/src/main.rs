@@ -179,13 +179,16 @@ struct ActionArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let state_dir = paths::state_dir(cli.state_dir.as_deref());
-    fleet::set_host(cli.host);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(run(cli.cmd, state_dir)) {
+    let to = fleet::Reach {
+        state_dir: state_dir.clone(),
+        host: cli.host,
+    };
+    match rt.block_on(run(cli.cmd, state_dir, &to)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("mlx-box: {e:#}");
@@ -194,7 +197,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
+async fn run(cmd: Cmd, state_dir: PathBuf, to: &fleet::Reach) -> Result<ExitCode> {
     match cmd {
         Cmd::Up { config, demo } => up(state_dir, config, demo).await,
         Cmd::Status { json, all: true } => Ok(if fleet::status_all(&state_dir, json).await? {
@@ -203,10 +206,7 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             ExitCode::from(1)
         }),
         Cmd::Status { json, all: false } => {
-            let s = fleet::client(&state_dir)
-                .await?
-                .call(call::Status {})
-                .await?;
+            let s = to.client().await?.call(call::Status {}).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {
@@ -214,10 +214,10 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Start(a) => action(&state_dir, Verb::Start, a).await,
-        Cmd::Stop(a) => action(&state_dir, Verb::Stop, a).await,
-        Cmd::Restart(a) => action(&state_dir, Verb::Restart, a).await,
-        Cmd::Unload(a) => action(&state_dir, Verb::Unload, a).await,
+        Cmd::Start(a) => action(to, Verb::Start, a).await,
+        Cmd::Stop(a) => action(to, Verb::Stop, a).await,
+        Cmd::Restart(a) => action(to, Verb::Restart, a).await,
+        Cmd::Unload(a) => action(to, Verb::Unload, a).await,
         Cmd::Logs {
             name, path: true, ..
         } => {
@@ -246,7 +246,7 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             follow,
             ..
         } => {
-            let c = fleet::client(&state_dir).await?;
+            let c = to.client().await?;
             let logs = call::Logs {
                 name: name.clone(),
                 lines,
@@ -277,7 +277,7 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Keys(k) => keys(&state_dir, k).await,
+        Cmd::Keys(k) => keys(to, k).await,
         Cmd::Control(c) => fleet::control(&state_dir, c)
             .await
             .map(|()| ExitCode::SUCCESS),
@@ -287,7 +287,7 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
         Cmd::Hosts(h) => fleet::hosts_cmd(&state_dir, h)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Cmd::Bench(a) => bench_cmd::bench(&state_dir, a).await,
+        Cmd::Bench(a) => bench_cmd::bench(to, a).await,
         Cmd::Doctor {
             services,
             long_context_tokens,
@@ -298,13 +298,10 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
                 long_context_tokens,
                 ..Default::default()
             };
-            bench_cmd::doctor(&state_dir, opts, json).await
+            bench_cmd::doctor(to, opts, json).await
         }
         Cmd::Listeners { json } => {
-            let l = fleet::client(&state_dir)
-                .await?
-                .call(call::Listeners {})
-                .await?;
+            let l = to.client().await?.call(call::Listeners {}).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&l)?);
             } else if l.listeners.is_empty() {
@@ -317,10 +314,7 @@ async fn run(cmd: Cmd, state_dir: PathBuf) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Down => {
-            fleet::client(&state_dir)
-                .await?
-                .call(call::Shutdown {})
-                .await?;
+            to.client().await?.call(call::Shutdown {}).await?;
             // Wait until the socket is gone: every service is stopped by then.
             let sock = paths::socket_path(&state_dir);
             let t0 = Instant::now();
@@ -454,8 +448,8 @@ fn service(c: ServiceCmd, state_dir: &std::path::Path) -> Result<ExitCode> {
     }
 }
 
-async fn action(state_dir: &std::path::Path, verb: Verb, a: ActionArgs) -> Result<ExitCode> {
-    let c = fleet::client(state_dir).await?;
+async fn action(to: &fleet::Reach, verb: Verb, a: ActionArgs) -> Result<ExitCode> {
+    let c = to.client().await?;
     let before = c.call(call::Status {}).await?;
     let target = a.name.clone();
     let reply = c.call(call::Action { target, verb }).await?;
@@ -562,8 +556,9 @@ where
     }
 }
 
-async fn keys(state_dir: &std::path::Path, cmd: KeysCmd) -> Result<ExitCode> {
-    let c = fleet::client(state_dir).await?;
+async fn keys(to: &fleet::Reach, cmd: KeysCmd) -> Result<ExitCode> {
+    let state_dir = to.state_dir.as_path();
+    let c = to.client().await?;
     match cmd {
         KeysCmd::Add { name, services } => {
             let req = keys::NewKeyRequest {
