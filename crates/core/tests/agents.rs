@@ -385,6 +385,30 @@ async fn agent_apis_through_the_proxy() {
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["type"], "error", "{body}");
         assert_eq!(v["error"]["type"], "authentication_error");
+        // Refused at the gate's door (a page of another site), before any handler: still this API's
+        // shape.
+        for (path, body) in [("/v1/messages", msg), ("/v1/responses", r#"{"input":"x"}"#)] {
+            let r = reqwest::Client::new()
+                .post(format!("http://127.0.0.1:{port}{path}"))
+                .header("x-api-key", KEY)
+                .header("sec-fetch-site", "cross-site")
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 403);
+            let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            if path == "/v1/messages" {
+                assert_eq!(v["type"], "error", "{v}");
+                assert_eq!(v["error"]["type"], "permission_error", "{v}");
+            } else {
+                assert!(
+                    v["error"]["message"].is_string() && v.get("type").is_none(),
+                    "{v}"
+                );
+            }
+        }
         let (code, _, body) = post(port, "/v1/responses", "wrong", r#"{"input":"x"}"#).await;
         assert_eq!(code, 401);
         let v: Value = serde_json::from_str(&body).unwrap();

@@ -405,7 +405,7 @@ impl crate::gate::Handler for MetricsFace {
         }
     }
 
-    fn refuse(&self, status: StatusCode, msg: &str) -> Response {
+    fn refuse(&self, status: StatusCode, msg: &str, _path: &str) -> Response {
         err(ErrorKind::of_status(status.as_u16()), msg)
     }
 

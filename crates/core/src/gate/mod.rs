@@ -126,8 +126,9 @@ impl Spec {
 pub trait Handler: Clone + Send + Sync + 'static {
     /// What the door checks for this listener now (whether it is open can change with the keys).
     fn door(&self) -> Door<'_>;
-    /// A refusal in this listener's error shape (and counted, where it counts).
-    fn refuse(&self, status: StatusCode, msg: &str) -> Response;
+    /// A refusal in this listener's error shape for the request's `path` (an agent API's route answers
+    /// in that API's shape), counted where it counts.
+    fn refuse(&self, status: StatusCode, msg: &str, path: &str) -> Response;
     /// A connection refused over a cap (counted, where it counts).
     fn refused_connection(&self) {}
     /// A request that passed the door.
@@ -377,7 +378,7 @@ async fn pass<H: Handler>(handler: H, req: Request, peer: SocketAddr) -> Respons
     match door::check(handler.door(), &req) {
         None => handler.handle(req, peer).await,
         Some(Stop::Answered(r)) => r,
-        Some(Stop::Refused(code, msg)) => handler.refuse(code, &msg),
+        Some(Stop::Refused(code, msg)) => handler.refuse(code, &msg, req.uri().path()),
     }
 }
 

@@ -183,9 +183,9 @@ impl Endpoint {
         }
     }
 
-    fn refuse(&self, status: StatusCode, msg: &str) -> Response {
+    fn refuse(&self, status: StatusCode, msg: &str, path: &str) -> Response {
         self.counters.bad_requests.fetch_add(1, Ordering::Relaxed);
-        openai_error(status, "invalid_request_error", msg)
+        super::front::refusal_for(path, status, msg)
     }
 }
 
@@ -255,7 +255,11 @@ async fn handle_request(e: Arc<Endpoint>, req: Request, agent: Option<(Api, Rout
                     "no service",
                 )
             }),
-            None => e.refuse(StatusCode::NOT_FOUND, "this endpoint serves no service"),
+            None => e.refuse(
+                StatusCode::NOT_FOUND,
+                "this endpoint serves no service",
+                req.uri().path(),
+            ),
         };
     }
     let path = req.uri().path();
@@ -295,6 +299,7 @@ async fn handle_request(e: Arc<Endpoint>, req: Request, agent: Option<(Api, Rout
                         "model `{id}` is not served here; this endpoint serves {}",
                         e.names(&allowed)
                     ),
+                    path,
                 ),
             };
         }
@@ -326,6 +331,7 @@ async fn handle_request(e: Arc<Endpoint>, req: Request, agent: Option<(Api, Rout
                 "this endpoint serves several models: name one in the JSON body's `model` ({}); GET /v1/models lists them",
                 e.names(&allowed)
             ),
+            parts.uri.path(),
         );
     };
     let pool = match e.dest(&asked) {
@@ -359,6 +365,7 @@ async fn handle_request(e: Arc<Endpoint>, req: Request, agent: Option<(Api, Rout
                 "model `{asked}` is not served here; this endpoint serves {} (a service's name, model id or alias)",
                 e.names(&allowed)
             ),
+            parts.uri.path(),
         );
     };
     // The key may be scoped to other services than this one.
@@ -430,9 +437,9 @@ impl gate::Handler for Target {
         }
     }
 
-    fn refuse(&self, status: StatusCode, msg: &str) -> Response {
+    fn refuse(&self, status: StatusCode, msg: &str, path: &str) -> Response {
         self.counters().bad_requests.fetch_add(1, Ordering::Relaxed);
-        openai_error(status, "invalid_request_error", msg)
+        super::front::refusal_for(path, status, msg)
     }
 
     fn refused_connection(&self) {

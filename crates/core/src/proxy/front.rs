@@ -194,6 +194,15 @@ pub(super) fn agent_error(
 /// An error answer on an agent route, in that API's shape, its status and headers kept (`Retry-After`,
 /// `WWW-Authenticate`, CORS): mlx-box's own refusals keep their message, a backend's error is read
 /// (64 KiB at most) for its message. Any other answer passes as it is.
+/// A refusal made before a handler saw the request (the gate's door: a cross-site page, a bad Host), in
+/// the shape of the API its path belongs to: Anthropic's or OpenAI's error.
+pub(super) fn refusal_for(path: &str, status: StatusCode, msg: &str) -> Response {
+    match Api::of(path) {
+        Some((api, _)) => agent_error(api, status, msg, None),
+        None => openai_error(status, "invalid_request_error", msg),
+    }
+}
+
 pub(super) async fn in_shape(api: Api, resp: Response) -> Response {
     let status = resp.status();
     if status.is_success()

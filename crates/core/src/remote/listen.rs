@@ -49,7 +49,7 @@ impl crate::gate::Handler for ControlFace {
         }
     }
 
-    fn refuse(&self, status: StatusCode, msg: &str) -> Response {
+    fn refuse(&self, status: StatusCode, msg: &str, _path: &str) -> Response {
         refuse(status, msg)
     }
 
