@@ -219,9 +219,20 @@ impl ResponseStore {
         if !valid_id(id) {
             return None;
         }
-        let file = serde_json::json!({
-            "owner": owner, "created": now, "response": record.response, "items": record.items,
-        });
+        // The file's JSON, written from the record itself (no copy of its tree).
+        #[derive(serde::Serialize)]
+        struct File<'a> {
+            owner: &'a str,
+            created: u64,
+            response: &'a Value,
+            items: &'a [Value],
+        }
+        let file = File {
+            owner,
+            created: now,
+            response: &record.response,
+            items: &record.items,
+        };
         let bytes = serde_json::to_vec(&file).unwrap_or_default();
         if bytes.len() > self.caps.bytes {
             return None;

@@ -454,74 +454,101 @@ impl Stream {
 /// What Anthropic sends while a reply is slow to start.
 pub const PING: &[u8] = b"event: ping\ndata: {\"type\":\"ping\"}\n\n";
 
+/// Writes the start of one event: `event: NAME`, then its `data:` line up to the object's first field
+/// (`{"type":"NAME"`); the caller writes the rest and `}\n\n`.
+fn head(out: &mut Vec<u8>, name: &str) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: {\"type\":\"");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'"');
+}
+
 impl Writer for Stream {
+    // Every event is written as bytes (fixed fragments, strings escaped as they go): no JSON tree.
     fn op(&mut self, op: Op, out: &mut Vec<u8>) {
         match op {
             Op::Start { index, kind } => {
-                let (block, delta) = match kind {
-                    Kind::Thinking => (
-                        json!({"type": "thinking", "thinking": "", "signature": ""}),
-                        Delta::Thinking,
-                    ),
-                    Kind::Text => (json!({"type": "text", "text": ""}), Delta::Text),
-                    Kind::Tool { id, name } => (
-                        json!({"type": "tool_use", "id": id, "name": name, "input": {}}),
-                        Delta::Json,
-                    ),
+                head(out, "content_block_start");
+                out.extend_from_slice(b",\"index\":");
+                blocks::num(out, index as u64);
+                let delta = match kind {
+                    Kind::Thinking => {
+                        out.extend_from_slice(
+                            b",\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}",
+                        );
+                        Delta::Thinking
+                    }
+                    Kind::Text => {
+                        out.extend_from_slice(
+                            b",\"content_block\":{\"type\":\"text\",\"text\":\"\"}",
+                        );
+                        Delta::Text
+                    }
+                    Kind::Tool { id, name } => {
+                        out.extend_from_slice(b",\"content_block\":{\"type\":\"tool_use\",\"id\":");
+                        blocks::json_str(out, &id);
+                        out.extend_from_slice(b",\"name\":");
+                        blocks::json_str(out, &name);
+                        out.extend_from_slice(b",\"input\":{}}");
+                        Delta::Json
+                    }
                 };
+                out.extend_from_slice(b"}\n\n");
                 self.open = Some((index, delta));
-                blocks::event(
-                    out,
-                    "content_block_start",
-                    &json!({"type": "content_block_start", "index": index, "content_block": block}),
-                );
             }
             Op::Delta { index, text } => {
-                let (ty, key) = match self.open {
-                    Some((i, Delta::Thinking)) if i == index => ("thinking_delta", "thinking"),
-                    Some((i, Delta::Json)) if i == index => ("input_json_delta", "partial_json"),
-                    _ => ("text_delta", "text"),
+                let (ty, key): (&[u8], &[u8]) = match self.open {
+                    Some((i, Delta::Thinking)) if i == index => (b"thinking_delta", b"thinking"),
+                    Some((i, Delta::Json)) if i == index => (b"input_json_delta", b"partial_json"),
+                    _ => (b"text_delta", b"text"),
                 };
                 out.extend_from_slice(
                     b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
                 );
-                out.extend_from_slice(index.to_string().as_bytes());
+                blocks::num(out, index as u64);
                 out.extend_from_slice(b",\"delta\":{\"type\":\"");
-                out.extend_from_slice(ty.as_bytes());
+                out.extend_from_slice(ty);
                 out.extend_from_slice(b"\",\"");
-                out.extend_from_slice(key.as_bytes());
+                out.extend_from_slice(key);
                 out.extend_from_slice(b"\":");
                 blocks::json_str(out, &text);
                 out.extend_from_slice(b"}}\n\n");
             }
             Op::Stop { index, .. } => {
                 self.open = None;
-                blocks::event(
-                    out,
-                    "content_block_stop",
-                    &json!({"type": "content_block_stop", "index": index}),
-                );
+                head(out, "content_block_stop");
+                out.extend_from_slice(b",\"index\":");
+                blocks::num(out, index as u64);
+                out.extend_from_slice(b"}\n\n");
             }
         }
     }
 
     fn end(&mut self, end: End, usage: Usage, out: &mut Vec<u8>) {
         let (reason, seq) = stop_reason(&end);
-        blocks::event(
-            out,
-            "message_delta",
-            &json!({"type": "message_delta",
-                "delta": {"stop_reason": reason, "stop_sequence": seq},
-                "usage": usage_json(usage)}),
-        );
-        blocks::event(out, "message_stop", &json!({"type": "message_stop"}));
+        head(out, "message_delta");
+        out.extend_from_slice(b",\"delta\":{\"stop_reason\":\"");
+        out.extend_from_slice(reason.as_bytes());
+        out.extend_from_slice(b"\",\"stop_sequence\":");
+        match seq {
+            Some(s) => blocks::json_str(out, s),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b"},\"usage\":{\"input_tokens\":");
+        blocks::num(out, usage.prompt.saturating_sub(usage.cached));
+        out.extend_from_slice(b",\"output_tokens\":");
+        blocks::num(out, usage.completion);
+        out.extend_from_slice(b",\"cache_read_input_tokens\":");
+        blocks::num(out, usage.cached);
+        out.extend_from_slice(b",\"cache_creation_input_tokens\":0}}\n\n");
+        out.extend_from_slice(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
     }
 
     fn fail(&mut self, why: &str, out: &mut Vec<u8>) {
-        blocks::event(
-            out,
-            "error",
-            &json!({"type": "error", "error": {"type": "api_error", "message": why}}),
-        );
+        head(out, "error");
+        out.extend_from_slice(b",\"error\":{\"type\":\"api_error\",\"message\":");
+        blocks::json_str(out, why);
+        out.extend_from_slice(b"}}\n\n");
     }
 }

@@ -266,7 +266,9 @@ impl<W: Writer> Translate<W> {
         }
         let mut events = std::mem::take(&mut self.events);
         let res = self.reader.push(chunk, &mut events);
-        let mut out = self.apply(&mut events);
+        // The API's events are about twice the backend's bytes: one allocation, most of the time.
+        let mut out = Vec::with_capacity(chunk.len() * 2 + 256);
+        self.apply_into(&mut events, &mut out);
         self.events = events;
         if let Err(e) = res {
             out.extend(self.fail(&e.to_string()));
@@ -283,18 +285,22 @@ impl<W: Writer> Translate<W> {
 
     fn apply(&mut self, events: &mut Vec<ChatEvent>) -> Vec<u8> {
         let mut out = Vec::new();
+        self.apply_into(events, &mut out);
+        out
+    }
+
+    fn apply_into(&mut self, events: &mut Vec<ChatEvent>, out: &mut Vec<u8>) {
         for ev in events.drain(..) {
             self.blocks.on(ev, &mut self.ops);
         }
         for op in self.ops.drain(..) {
-            self.w.op(op, &mut out);
+            self.w.op(op, out);
         }
         if let Some(e) = self.blocks.error().map(str::to_string) {
             out.extend(self.fail(&format!("the backend failed: {e}")));
         } else if self.blocks.done() {
-            self.end(&mut out);
+            self.end(out);
         }
-        out
     }
 
     fn end(&mut self, out: &mut Vec<u8>) {
@@ -396,5 +402,31 @@ pub fn event(out: &mut Vec<u8>, name: &str, data: &serde_json::Value) {
 
 /// Appends a JSON string literal (the hot path of deltas: no `Value` built).
 pub fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Most deltas need no escape: copied as they are.
+    if s.bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f)
+    {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+        return;
+    }
     let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Appends an unsigned integer in decimal (no allocation).
+pub fn num(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&buf[i..]);
 }

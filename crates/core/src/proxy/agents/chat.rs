@@ -211,6 +211,23 @@ impl ChatReader {
     pub fn push(&mut self, chunk: &[u8], out: &mut Vec<ChatEvent>) -> Result<(), EventTooLong> {
         let mut rest = chunk;
         while let Some(nl) = memchr::memchr(b'\n', rest) {
+            // The usual event, whole in this chunk: one `data:` line and its blank line, read in place.
+            if self.line.is_empty() && !self.has_data {
+                if let Some(d) = rest[..nl].strip_prefix(b"data:") {
+                    let after = &rest[nl + 1..];
+                    let blank = match after {
+                        [b'\n', ..] => Some(1),
+                        [b'\r', b'\n', ..] => Some(2),
+                        _ => None,
+                    };
+                    if let Some(n) = blank {
+                        let d = d.strip_suffix(b"\r").unwrap_or(d);
+                        self.data_event(d.strip_prefix(b" ").unwrap_or(d), out);
+                        rest = &after[n..];
+                        continue;
+                    }
+                }
+            }
             if self.line.is_empty() {
                 self.on_line(&rest[..nl], out);
             } else {
@@ -263,15 +280,20 @@ impl ChatReader {
         }
         let data = std::mem::take(&mut self.data);
         self.has_data = false;
+        self.data_event(&data, out);
+        self.data = data;
+        self.data.clear();
+    }
+
+    /// The data of one event.
+    fn data_event(&mut self, data: &[u8], out: &mut Vec<ChatEvent>) {
         if data.trim_ascii() == b"[DONE]" {
             self.think.finish(out);
             out.push(ChatEvent::Done);
-        } else if let Ok(c) = serde_json::from_slice::<Chunk>(&data) {
+        } else if let Ok(c) = serde_json::from_slice::<Chunk>(data) {
             self.chunk(c, out);
         }
         // Not JSON: skipped, as a client would.
-        self.data = data;
-        self.data.clear();
     }
 
     /// A whole (non-streamed) chat completion, as the events a stream of it would give.

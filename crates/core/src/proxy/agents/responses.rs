@@ -554,22 +554,50 @@ impl Stream {
             cur: None,
             done: None,
         };
-        let mut out = vec![];
+        let mut out = Vec::with_capacity(2048);
         let r = s
             .reply
             .response("in_progress", vec![], Value::Null, Value::Null, Value::Null);
-        s.event(&mut out, "response.created", json!({"response": r}));
-        s.event(&mut out, "response.in_progress", json!({"response": r}));
+        // The same Response in both events: serialized once.
+        let mut fields = b"\"response\":".to_vec();
+        let _ = serde_json::to_writer(&mut fields, &r);
+        s.event_raw(&mut out, "response.created", &fields);
+        s.event_raw(&mut out, "response.in_progress", &fields);
         (s, out)
     }
 
-    fn event(&mut self, out: &mut Vec<u8>, name: &str, mut data: Value) {
-        if let Some(m) = data.as_object_mut() {
-            m.insert("type".into(), json!(name));
-            m.insert("sequence_number".into(), json!(self.seq));
+    /// One event: `type` and `sequence_number`, then the fields of `data` (an object).
+    fn event(&mut self, out: &mut Vec<u8>, name: &str, data: Value) {
+        self.head(out, name);
+        let start = out.len();
+        let _ = serde_json::to_writer(&mut *out, &data);
+        // `{…}` → `,…}`: the object's fields follow the head's.
+        if out.len() - start > 2 {
+            out[start] = b',';
+        } else {
+            out.truncate(start);
+            out.push(b'}');
         }
+        out.extend_from_slice(b"\n\n");
+    }
+
+    /// One event whose fields (`fields`, without braces) are written already.
+    fn event_raw(&mut self, out: &mut Vec<u8>, name: &str, fields: &[u8]) {
+        self.head(out, name);
+        out.push(b',');
+        out.extend_from_slice(fields);
+        out.extend_from_slice(b"}\n\n");
+    }
+
+    /// `event: NAME`, and the `data:` line up to its `type` and `sequence_number` (no closing brace).
+    fn head(&mut self, out: &mut Vec<u8>, name: &str) {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\ndata: {\"type\":\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\",\"sequence_number\":");
+        blocks::num(out, self.seq);
         self.seq += 1;
-        blocks::event(out, name, &data);
     }
 
     /// A delta, written without building a JSON tree (the hot path).
@@ -582,16 +610,11 @@ impl Stream {
         text: &str,
         part: bool,
     ) {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\ndata: {\"type\":\"");
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b"\",\"sequence_number\":");
-        out.extend_from_slice(self.seq.to_string().as_bytes());
+        self.head(out, name);
         out.extend_from_slice(b",\"item_id\":");
         blocks::json_str(out, cur_id);
         out.extend_from_slice(b",\"output_index\":");
-        out.extend_from_slice(index.to_string().as_bytes());
+        blocks::num(out, index as u64);
         if part {
             out.extend_from_slice(b",\"content_index\":0");
         }
@@ -601,7 +624,6 @@ impl Stream {
             out.extend_from_slice(b",\"logprobs\":[]");
         }
         out.extend_from_slice(b"}\n\n");
-        self.seq += 1;
     }
 }
 
@@ -692,7 +714,9 @@ impl Writer for Stream {
         } else {
             "response.incomplete"
         };
-        self.event(out, name, json!({"response": &r}));
+        let mut fields = b"\"response\":".to_vec();
+        let _ = serde_json::to_writer(&mut fields, &r);
+        self.event_raw(out, name, &fields);
         self.done = Some(r);
     }
 
@@ -702,6 +726,8 @@ impl Writer for Stream {
         let r = self
             .reply
             .response("failed", output, Value::Null, error, Value::Null);
-        self.event(out, "response.failed", json!({"response": r}));
+        let mut fields = b"\"response\":".to_vec();
+        let _ = serde_json::to_writer(&mut fields, &r);
+        self.event_raw(out, "response.failed", &fields);
     }
 }
