@@ -1,4 +1,4 @@
-//! Issue 29: the official `anthropic` and `openai` Python SDKs (pinned in python/requirements-test.txt)
+//! The official `anthropic` and `openai` Python SDKs (pinned in python/requirements-test.txt)
 //! against a real `mlx-box up`: `POST /v1/messages` and `POST /v1/responses` through the one endpoint
 //! (`[server] port`) and through a service's own port, on the REAL `mlx_lm.server` of the tiny thinking
 //! model (the demo's environment, cached in MLXBOX_CACHE_DIR) — text, streamed and not, thinking on and
