@@ -24,35 +24,13 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_mlx-box");
 
 mod common;
+#[path = "../../core/examples/common/agents_workload.rs"]
+mod workload;
 use common::{
     chat_body, daemon, free_port, nginx_conf, quick, secs_and_rounds, wait_port_or_show, wrk, Case,
     Group, Wrk,
 };
-
-/// The upstream's stream without its end: a short answer with thinking, one token per event (its fields
-/// trimmed to what the translation reads: nginx takes at most 4 KB in a `return`).
-fn upstream_sse() -> String {
-    let mut s = String::new();
-    let chunk = |c: &str| {
-        format!(
-            "data: {{\"model\":\"bench/model\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":{}}}}}]}}\n\n",
-            serde_json::to_string(c).unwrap()
-        )
-    };
-    s.push_str(&chunk("<think>"));
-    s.push_str(&chunk("Plan."));
-    s.push_str(&chunk("</think>"));
-    for i in 0..24 {
-        s.push_str(&chunk(&format!(" word{i}")));
-    }
-    s
-}
-
-/// The stream's end: the finish reason with usage, then `[DONE]`.
-const FINISH: &str = "data: {\"model\":\"bench/model\",\"choices\":[{\"index\":0,\"finish_reason\":\"stop\",\"delta\":{}}],\"usage\":{\"prompt_tokens\":60,\"completion_tokens\":27,\"total_tokens\":87}}\n\ndata: [DONE]\n\n";
-
-const SYSTEM: &str = "You are a careful assistant. Answer in two short paragraphs, cite nothing you cannot check, and say so when you do not know. Prefer plain words; avoid lists unless asked.";
-const USER: &str = "Explain, for someone who runs a few local language models on one workstation, why the memory a model needs grows with the context length, and what the KV cache is. Then say how much memory an 8B model at 4-bit with a 32k context needs, roughly.";
+use workload::{request, upstream_sse, FINISH};
 
 fn leak(s: String) -> &'static str {
     Box::leak(s.into_boxed_str())
@@ -66,32 +44,26 @@ fn cases() -> [Case; 4] {
         path,
         body: Some(body),
     };
-    let messages = serde_json::json!({
-        "model": "bench/model", "max_tokens": 256, "temperature": 0.7, "stream": true,
-        "system": SYSTEM, "messages": [{"role": "user", "content": USER}],
-    });
-    let responses = |store: bool| {
-        serde_json::json!({
-            "model": "bench/model", "max_output_tokens": 256, "temperature": 0.7, "stream": true,
-            "instructions": SYSTEM, "input": USER, "store": store,
-        })
-    };
     [
         post(
             "chat/completions",
             "/v1/chat/completions",
             chat_body("bench/model", true),
         ),
-        post("messages", "/v1/messages", leak(messages.to_string())),
+        post(
+            "messages",
+            "/v1/messages",
+            leak(request(Api::Anthropic, false)),
+        ),
         post(
             "responses store:false",
             "/v1/responses",
-            leak(responses(false).to_string()),
+            leak(request(Api::Responses, false)),
         ),
         post(
             "responses (stored)",
             "/v1/responses",
-            leak(responses(true).to_string()),
+            leak(request(Api::Responses, true)),
         ),
     ]
 }

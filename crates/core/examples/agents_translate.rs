@@ -7,40 +7,9 @@
 use mlxbox_core::proxy::agent_api::{translate, Api};
 use std::time::Instant;
 
-fn upstream_sse() -> String {
-    let mut s = String::new();
-    let chunk = |c: &str| {
-        format!(
-            "data: {{\"model\":\"bench/model\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":{}}}}}]}}\n\n",
-            serde_json::to_string(c).unwrap()
-        )
-    };
-    s.push_str(&chunk("<think>"));
-    s.push_str(&chunk("Plan."));
-    s.push_str(&chunk("</think>"));
-    for i in 0..24 {
-        s.push_str(&chunk(&format!(" word{i}")));
-    }
-    s
-}
-
-const FINISH: &str = "data: {\"model\":\"bench/model\",\"choices\":[{\"index\":0,\"finish_reason\":\"stop\",\"delta\":{}}],\"usage\":{\"prompt_tokens\":60,\"completion_tokens\":27,\"total_tokens\":87}}\n\ndata: [DONE]\n\n";
-const SYSTEM: &str = "You are a careful assistant. Answer in two short paragraphs, cite nothing you cannot check, and say so when you do not know. Prefer plain words; avoid lists unless asked.";
-const USER: &str = "Explain, for someone who runs a few local language models on one workstation, why the memory a model needs grows with the context length, and what the KV cache is. Then say how much memory an 8B model at 4-bit with a 32k context needs, roughly.";
-
-fn request(api: Api) -> String {
-    match api {
-        Api::Anthropic => serde_json::json!({
-            "model": "bench/model", "max_tokens": 256, "temperature": 0.7, "stream": true,
-            "system": SYSTEM, "messages": [{"role": "user", "content": USER}],
-        }),
-        Api::Responses => serde_json::json!({
-            "model": "bench/model", "max_output_tokens": 256, "temperature": 0.7, "stream": true,
-            "instructions": SYSTEM, "input": USER, "store": false,
-        }),
-    }
-    .to_string()
-}
+#[path = "common/agents_workload.rs"]
+mod workload;
+use workload::{request, upstream_sse, FINISH};
 
 fn stream(api: Api, bytes: usize) {
     let body = upstream_sse();
@@ -50,7 +19,7 @@ fn stream(api: Api, bytes: usize) {
     }
     data.extend_from_slice(FINISH.as_bytes());
     for _ in 0..3 {
-        let t = translate(api, request(api).as_bytes(), &|_| None).unwrap();
+        let t = translate(api, request(api, false).as_bytes(), &|_| None).unwrap();
         let (_, reply) = t.into_chat("bench", 0, "m", true);
         let (mut tr, first) = reply.translator();
         let t0 = Instant::now();
@@ -71,7 +40,7 @@ fn stream(api: Api, bytes: usize) {
     let t0 = Instant::now();
     let mut out = 0;
     for _ in 0..n {
-        let t = translate(api, request(api).as_bytes(), &|_| None).unwrap();
+        let t = translate(api, request(api, false).as_bytes(), &|_| None).unwrap();
         let (_, reply) = t.into_chat("bench", 0, "m", true);
         let (mut tr, first) = reply.translator();
         out += first.len() + tr.push(one.as_bytes()).len() + tr.finish().len();
@@ -83,7 +52,7 @@ fn stream(api: Api, bytes: usize) {
 }
 
 fn requests(api: Api) {
-    let body = request(api);
+    let body = request(api, false);
     let n = 100_000;
     let t0 = Instant::now();
     let mut total = 0;
