@@ -239,7 +239,12 @@ fn bench_compare_and_doctor_on_the_demo_profile() {
         .filter(|c| c["status"] == "fail")
         .map(|c| format!("{} {}", c["check"], c["service"]))
         .collect();
-    assert_eq!(failed, ["\"thresholds\" \"chat\""], "{doc:#}");
+    assert_eq!(
+        failed,
+        ["\"thresholds\" \"chat\""],
+        "{doc:#}\nchat-nothink log:\n{}",
+        d.service_log("chat-nothink")
+    );
     let find = |check: &str, svc: &str| {
         checks
             .iter()

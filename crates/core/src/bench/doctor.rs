@@ -89,6 +89,15 @@ async fn service_checks(
     let st = input.statuses.iter().find(|s| s.name == name);
     let ready = st.is_some_and(|s| s.state == State::Ready);
     let ready_reason = match st {
+        Some(s) if ready && s.restarts > 0 => format!(
+            "ready (pid {}), after {} automatic restart(s) since the daemon started; last: {}",
+            s.pid.unwrap_or(0),
+            s.restarts,
+            s.last_error
+                .as_deref()
+                .and_then(|e| e.lines().next())
+                .unwrap_or("no reason recorded")
+        ),
         Some(s) if ready => format!("ready (pid {})", s.pid.unwrap_or(0)),
         Some(s) => format!(
             "{}{}",
@@ -155,8 +164,8 @@ async fn service_checks(
             out.push("concurrent", Some(name), CheckStatus::Skip, not_ready());
         }
     }
-    let lines = input.logs.get(name).cloned().unwrap_or_default();
-    let (s, r) = scan_logs(&lines);
+    let lines = input.logs.get(name).map(Vec::as_slice).unwrap_or_default();
+    let (s, r) = scan_logs(current_run(lines));
     out.push("logs", Some(name), s, r);
 }
 
@@ -414,6 +423,17 @@ async fn concurrent(
 /// is a server in trouble (a full prompt cache, a tokenizer falling back, memory warnings).
 pub const MAX_WARNINGS: usize = 10;
 
+/// The lines since the server's current process started (mlx-box notes `starting: …` in the log before
+/// each start): a traceback of a process that already exited is not this server's trouble now, and the
+/// ready check names the restart and its cause.
+pub fn current_run(lines: &[String]) -> &[String] {
+    let start = lines
+        .iter()
+        .rposition(|l| l.starts_with("[mlx-box ") && l.contains("] starting: "))
+        .map_or(0, |i| i + 1);
+    &lines[start..]
+}
+
 /// Errors in a log: Python tracebacks, `ERROR` / `CRITICAL` records, `…Error:` / `…Exception:` lines,
 /// HTTP 5xx in an access log except 503 (what a server answers the readiness probe while it loads).
 /// Warnings fail above `MAX_WARNINGS`; mlx_lm's own "not recommended for production" is not counted.
@@ -540,5 +560,26 @@ mod tests {
             assert_eq!(s, CheckStatus::Fail, "{bad}");
             assert!(r.contains("first:"), "{r}");
         }
+    }
+
+    #[test]
+    fn the_log_check_reads_the_current_process_only() {
+        let l = |xs: &[&str]| xs.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let log = l(&[
+            "[mlx-box 1] starting: python -m mlx_lm server --port 8080",
+            "Traceback (most recent call last):",
+            "OSError: [Errno 98] Address already in use",
+            "[mlx-box 2] backing off: restarting in 1.00 s",
+            "[mlx-box 3] starting: python -m mlx_lm server --port 8080",
+            "2026-01-01 12:00:00,000 - INFO - Starting httpd at 127.0.0.1 on port 8080...",
+        ]);
+        assert_eq!(current_run(&log), &log[5..]);
+        assert_eq!(scan_logs(current_run(&log)).0, CheckStatus::Pass);
+        // A traceback after the last start is this process's own.
+        let mut now = log.clone();
+        now.push("Traceback (most recent call last):".into());
+        assert_eq!(scan_logs(current_run(&now)).0, CheckStatus::Fail);
+        // A log without notes (an adopted server, a trimmed tail) is read whole.
+        assert_eq!(current_run(&log[1..3]), &log[1..3]);
     }
 }
