@@ -168,6 +168,15 @@ pub const KEYS: &[Key] = &[
     key(Server, "domain_name", Str, "This Mac's name besides localhost: an open loopback frontend serves requests whose Host is a loopback name or this."),
     key(Server, "letsencrypt_email", Str, "Kept for the original mlx-box; not used by mlx-box.")
         .unused("mlx-box gets no certificates; a TLS proxy in front of it (Caddy, nginx) does"),
+    key(Server, "responses_max_count", Int, "OpenAI Responses kept for previous_response_id and GET /v1/responses/{id} (the oldest go first; 0: none kept, whatever `store` asks).")
+        .default(I(10_000))
+        .range(0.0, 1_000_000.0, "10000"),
+    key(Server, "responses_max_mb", Float, "The kept Responses' size on disk and in memory at most (MB).")
+        .default(F(256.0))
+        .range(0.0, 1_000_000.0, "256"),
+    key(Server, "responses_keep_days", Float, "A kept Response is removed after this many days.")
+        .default(F(30.0))
+        .range(0.001, 3650.0, "30"),
     key(Server, "api_key", Secret, "An API key in plaintext (the original mlx-box's); `mlx-box keys import` moves it into the OS keyring."),
     key(Server, "api_keys", Secret, "API keys in plaintext; `mlx-box keys import` moves them into the OS keyring."),
     // [app]

@@ -138,6 +138,10 @@ def store_before():
         "other_key_prev": refused(lambda: other.responses.create(
             input="x", previous_response_id=second.id, **dict(kw, model=CHAT))),
         "unstored": O.responses.create(input="Not kept.", store=False, **kw).id,
+        # The input items of the second response: the first's conversation, then its own input.
+        "items": [i.model_dump() for i in O.responses.input_items.list(second.id, order="asc")],
+        "items_page": O.responses.input_items.list(second.id, limit=1).model_dump(),
+        "items_other_key": refused(lambda: other.responses.input_items.list(second.id)),
     }
 
 

@@ -385,6 +385,42 @@ fn official_sdks_against_a_real_daemon() {
         check_refusal(k, &v[k], "NotFoundError", 404, false);
         assert_eq!(v[k]["body"]["param"], "previous_response_id", "{v}");
     }
+    // Its input items, as the SDK lists them (auto-paging, oldest first): the first request's input, the
+    // first's answer, then the second's input; a page of one is the newest and says there is more.
+    let items = v["items"].as_array().unwrap();
+    let roles: Vec<&str> = items.iter().filter_map(|i| i["role"].as_str()).collect();
+    assert_eq!(roles, ["user", "assistant", "user"], "{v}");
+    let part = |i: usize| {
+        (
+            &items[i]["content"][0]["type"],
+            &items[i]["content"][0]["text"],
+        )
+    };
+    assert_eq!(
+        part(0),
+        (&"input_text".into(), &"My name is Ada.".into()),
+        "{v}"
+    );
+    assert_eq!(
+        part(2),
+        (&"input_text".into(), &"What is my name?".into()),
+        "{v}"
+    );
+    assert_eq!(
+        items[1]["id"], first["output"][0]["id"],
+        "the first's answer as it was: {v}"
+    );
+    let ids: std::collections::BTreeSet<_> = items.iter().map(|i| i["id"].to_string()).collect();
+    assert_eq!(ids.len(), 3, "every item has its own id: {v}");
+    assert_eq!(v["items_page"]["data"][0]["id"], items[2]["id"], "{v}");
+    assert_eq!(v["items_page"]["has_more"], true, "{v}");
+    check_refusal(
+        "items_other_key",
+        &v["items_other_key"],
+        "NotFoundError",
+        404,
+        false,
+    );
     let prompt_of = |r: &Value| r["usage"]["input_tokens"].as_u64().unwrap();
     assert!(
         prompt_of(second) > prompt_of(first),

@@ -248,6 +248,28 @@ pub struct ServerSettings {
     /// One endpoint for every service, routed by the request's `model`.
     #[serde(default)]
     pub port: Option<u16>,
+    /// The bounds of the OpenAI Responses store (`previous_response_id`).
+    #[serde(default = "default_responses")]
+    pub responses: ResponsesKept,
+}
+
+/// `responses_max_count`, `responses_max_mb`, `responses_keep_days` of `[server]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponsesKept {
+    pub max_count: usize,
+    pub max_bytes: usize,
+    pub keep_s: u64,
+}
+
+/// 10,000 responses, 256 MiB, 30 days.
+pub const DEFAULT_RESPONSES: ResponsesKept = ResponsesKept {
+    max_count: 10_000,
+    max_bytes: 256 << 20,
+    keep_s: 30 * 24 * 3600,
+};
+
+fn default_responses() -> ResponsesKept {
+    DEFAULT_RESPONSES
 }
 
 impl ServerSettings {
@@ -269,6 +291,7 @@ impl ServerSettings {
             domain_name: None,
             cors_origins: vec![],
             port: None,
+            responses: DEFAULT_RESPONSES,
         }
     }
 }

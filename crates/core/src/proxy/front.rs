@@ -265,7 +265,7 @@ pub(super) fn agent_refusal(api: Api, route: &Route, method: &Method) -> Option<
                 "not served here: mlx-box serves POST /v1/messages and POST /v1/messages/count_tokens"
             }
             Api::Responses => {
-                "not served here: mlx-box serves POST /v1/responses, GET and DELETE /v1/responses/{id}"
+                "not served here: mlx-box serves POST /v1/responses, GET and DELETE /v1/responses/{id}, GET /v1/responses/{id}/input_items"
             }
         };
         return Some(agent_error(api, StatusCode::NOT_FOUND, msg, None));
@@ -284,19 +284,22 @@ pub(super) fn agent_refusal(api: Api, route: &Route, method: &Method) -> Option<
     None
 }
 
+/// A 404 in OpenAI's shape for a response id this key has not stored.
+fn not_stored(id: &str) -> Response {
+    agent_error(
+        Api::Responses,
+        StatusCode::NOT_FOUND,
+        &format!("no stored response `{id}` for this API key (not stored, deleted, expired, or made with another key)"),
+        Some("response_id"),
+    )
+}
+
 /// `GET` / `DELETE /v1/responses/{id}`: a response stored under the caller's key (another key's, a
 /// deleted, an expired or a made-up id is a 404 in OpenAI's shape).
 pub(super) fn stored(method: &Method, id: &str, headers: &HeaderMap) -> Response {
     let owner = store::owner_of(auth::bearer(headers));
     let s = store::shared();
-    let missing = || {
-        agent_error(
-            Api::Responses,
-            StatusCode::NOT_FOUND,
-            &format!("no stored response `{id}` for this API key (not stored, deleted, expired, or made with another key)"),
-            Some("response_id"),
-        )
-    };
+    let missing = || not_stored(id);
     match *method {
         Method::GET | Method::HEAD => match s.get(&owner, id) {
             Some(r) => axum::Json(r.response.clone()).into_response(),
@@ -323,6 +326,39 @@ pub(super) fn stored(method: &Method, id: &str, headers: &HeaderMap) -> Response
     }
 }
 
+/// `GET /v1/responses/{id}/input_items`: the input items of a response stored under the caller's key,
+/// a page at a time (`limit`, `order`, `after`).
+fn input_items(method: &Method, id: &str, parts: &axum::http::request::Parts) -> Response {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        let mut r = agent_error(
+            Api::Responses,
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("{method} is not served here: /v1/responses/{{id}}/input_items takes GET"),
+            None,
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET"));
+        return r;
+    }
+    let owner = store::owner_of(auth::bearer(&parts.headers));
+    let Some(record) = store::shared().get(&owner, id) else {
+        return not_stored(id);
+    };
+    let outputs = record.response["output"].as_array().map_or(0, Vec::len);
+    let inputs = &record.items[..record.items.len().saturating_sub(outputs)];
+    let listed = agents::items::Page::parse(parts.uri.query())
+        .and_then(|page| agents::items::list(id, inputs, &page));
+    match listed {
+        Ok(v) => axum::Json(v).into_response(),
+        Err(e) => agent_error(
+            Api::Responses,
+            StatusCode::BAD_REQUEST,
+            &e.to_string(),
+            e.param(),
+        ),
+    }
+}
+
 /// The answer on an agent route before its body is read, if any: a stored response's route, a route
 /// not served, a wrong method.
 pub(super) fn agent_early(
@@ -332,6 +368,7 @@ pub(super) fn agent_early(
 ) -> Option<Response> {
     match route {
         Route::Stored(id) => Some(stored(&parts.method, id, &parts.headers)),
+        Route::InputItems(id) => Some(input_items(&parts.method, id, parts)),
         _ => agent_refusal(api, route, &parts.method),
     }
 }

@@ -58,7 +58,13 @@ pub use listener::{endpoint_addr, ListenerConfig};
 pub use pool::Directory;
 pub use sse::SseFilter;
 pub use stats::ProxyStats;
-pub use store::open_shared as open_response_store;
+pub use store::{open_shared as open_response_store, CAPS as RESPONSE_STORE_DEFAULTS};
+
+/// Applies the Responses store's bounds of settings.toml (`[server] responses_*`): what is over them
+/// goes at once.
+pub fn apply_response_store_caps(s: &crate::config::Settings) {
+    store::shared().set_caps(store::Caps::of(s.server.responses));
+}
 
 /// The agent APIs' translation, for benchmarks (`crates/cli/benches/agents.rs`) and tools.
 pub mod agent_api {

@@ -3,7 +3,8 @@
 //! and `GET` / `DELETE /v1/responses/{id}` can read and remove it.
 //!
 //! - Bounded: at most [`Caps::count`] responses and [`Caps::bytes`] bytes of them (the oldest go first),
-//!   each kept [`Caps::ttl`] at most; a response larger than the byte cap is not kept.
+//!   each kept [`Caps::ttl_s`] at most; a response larger than the byte cap is not kept. The caps are
+//!   `[server] responses_*` in settings.toml, changed live.
 //! - Scoped by key: a response is stored under a hash of the API key that made it (SHA-256; the key
 //!   itself is never written), and another key reads it as missing (404), never as forbidden.
 //! - Held in memory (a lookup on the request path takes a lock and clones an `Arc`) and mirrored to
@@ -16,19 +17,25 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// The store's bounds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caps {
     pub count: usize,
     pub bytes: usize,
     pub ttl_s: u64,
 }
 
-/// 10,000 responses, 256 MiB, 30 days.
-pub const CAPS: Caps = Caps {
-    count: 10_000,
-    bytes: 256 << 20,
-    ttl_s: 30 * 24 * 3600,
-};
+/// The defaults of settings.toml: 10,000 responses, 256 MiB, 30 days.
+pub const CAPS: Caps = Caps::of(crate::config::DEFAULT_RESPONSES);
+
+impl Caps {
+    pub const fn of(k: crate::config::ResponsesKept) -> Caps {
+        Caps {
+            count: k.max_count,
+            bytes: k.max_bytes,
+            ttl_s: k.keep_s,
+        }
+    }
+}
 
 /// A stored response: the Response object, and the conversation it ends (input then output items).
 #[derive(Debug)]
@@ -44,8 +51,8 @@ struct Entry {
     record: Arc<Record>,
 }
 
-#[derive(Default)]
 struct Inner {
+    caps: Caps,
     map: HashMap<String, Entry>,
     /// (created, id), oldest first.
     order: BTreeSet<(u64, String)>,
@@ -62,8 +69,18 @@ pub struct Write {
 pub struct ResponseStore {
     /// None: in memory only (tests).
     dir: Option<PathBuf>,
-    caps: Caps,
     inner: Mutex<Inner>,
+}
+
+impl Inner {
+    fn new(caps: Caps) -> Mutex<Inner> {
+        Mutex::new(Inner {
+            caps,
+            map: HashMap::new(),
+            order: BTreeSet::new(),
+            bytes: 0,
+        })
+    }
 }
 
 /// What a key is known by in the store: the hex SHA-256 of the key (empty: no key, an open listener).
@@ -89,8 +106,8 @@ fn now_s() -> u64 {
 static SHARED: std::sync::OnceLock<ResponseStore> = std::sync::OnceLock::new();
 
 /// The daemon's store, in `<state>/responses/`: opened once, before the listeners start.
-pub fn open_shared(state_dir: &Path) {
-    let _ = SHARED.set(ResponseStore::open(&state_dir.join("responses"), CAPS));
+pub fn open_shared(state_dir: &Path, caps: Caps) {
+    let _ = SHARED.set(ResponseStore::open(&state_dir.join("responses"), caps));
 }
 
 /// The store every listener shares (in memory only when none was opened: a proxy without a daemon).
@@ -103,8 +120,7 @@ impl ResponseStore {
     pub fn memory(caps: Caps) -> ResponseStore {
         ResponseStore {
             dir: None,
-            caps,
-            inner: Mutex::default(),
+            inner: Inner::new(caps),
         }
     }
 
@@ -113,8 +129,7 @@ impl ResponseStore {
     pub fn open(dir: &Path, caps: Caps) -> ResponseStore {
         let s = ResponseStore {
             dir: std::fs::create_dir_all(dir).ok().map(|_| dir.to_path_buf()),
-            caps,
-            inner: Mutex::default(),
+            inner: Inner::new(caps),
         };
         s.load(now_s());
         s
@@ -122,6 +137,7 @@ impl ResponseStore {
 
     fn load(&self, now: u64) {
         let Some(dir) = &self.dir else { return };
+        let ttl_s = self.inner.lock().unwrap().caps.ttl_s;
         let Ok(rd) = std::fs::read_dir(dir) else {
             return;
         };
@@ -144,7 +160,7 @@ impl ResponseStore {
                 Some((owner, created, size, Record { response, items }))
             });
             match file {
-                Some((owner, created, size, record)) if created + self.caps.ttl_s > now => {
+                Some((owner, created, size, record)) if created + ttl_s > now => {
                     self.insert(id.to_string(), owner, created, size, Arc::new(record));
                 }
                 _ => {
@@ -179,8 +195,8 @@ impl ResponseStore {
     fn evict(&self, g: &mut Inner, now: u64) -> Vec<String> {
         let mut gone = vec![];
         while let Some((created, id)) = g.order.first().cloned() {
-            let expired = created + self.caps.ttl_s <= now;
-            if !expired && g.map.len() <= self.caps.count && g.bytes <= self.caps.bytes {
+            let expired = created + g.caps.ttl_s <= now;
+            if !expired && g.map.len() <= g.caps.count && g.bytes <= g.caps.bytes {
                 break;
             }
             g.order.pop_first();
@@ -234,7 +250,8 @@ impl ResponseStore {
             items: &record.items,
         };
         let bytes = serde_json::to_vec(&file).unwrap_or_default();
-        if bytes.len() > self.caps.bytes {
+        let caps = self.inner.lock().unwrap().caps;
+        if caps.count == 0 || bytes.len() > caps.bytes {
             return None;
         }
         self.insert(
@@ -277,7 +294,20 @@ impl ResponseStore {
     pub fn get_at(&self, owner: &str, id: &str, now: u64) -> Option<Arc<Record>> {
         let g = self.inner.lock().unwrap();
         let e = g.map.get(id)?;
-        (e.owner == owner && e.created + self.caps.ttl_s > now).then(|| e.record.clone())
+        (e.owner == owner && e.created + g.caps.ttl_s > now).then(|| e.record.clone())
+    }
+
+    /// New caps (settings.toml changed): what is now over them goes at once, files too.
+    pub fn set_caps(&self, caps: Caps) {
+        let gone = {
+            let mut g = self.inner.lock().unwrap();
+            if g.caps == caps {
+                return;
+            }
+            g.caps = caps;
+            self.evict(&mut g, now_s())
+        };
+        self.remove_files(gone);
     }
 
     /// Removes the response `id` if `owner` stored it: whether it did.
@@ -367,6 +397,25 @@ mod tests {
         assert!(s.get_at("k", ID[0], 10).is_none());
         s.put_at("k", ID[1], rec(1), 10);
         assert_eq!(s.size().0, 1, "expired ones go at the next put");
+    }
+
+    #[test]
+    fn smaller_caps_apply_at_once_files_too_and_zero_keeps_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ResponseStore::open(dir.path(), CAPS);
+        for id in ID {
+            s.put("k", id, rec(5));
+        }
+        s.set_caps(Caps { count: 1, ..CAPS });
+        assert_eq!(s.size().0, 1);
+        assert!(s.get("k", ID[3]).is_some(), "the newest stays");
+        assert!(!dir.path().join(format!("{}.json", ID[0])).exists());
+        assert!(dir.path().join(format!("{}.json", ID[3])).exists());
+        s.set_caps(Caps { count: 0, ..CAPS });
+        assert_eq!(s.size().0, 0);
+        s.put("k", ID[0], rec(1));
+        assert_eq!(s.size().0, 0, "count 0 keeps nothing");
+        assert!(!dir.path().join(format!("{}.json", ID[0])).exists());
     }
 
     #[test]

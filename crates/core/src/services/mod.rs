@@ -118,7 +118,7 @@ impl Services {
         let monitor = Arc::new(MonitorService::new(alerts.source("monitor")));
         let keys = KeyService::new(config_path.clone(), alerts.source("keys"));
         // The Responses store (`<state>/responses/`), read back before any listener serves.
-        crate::proxy::open_response_store(&state_dir);
+        crate::proxy::open_response_store(&state_dir, crate::proxy::RESPONSE_STORE_DEFAULTS);
         let proxy = Arc::new(ProxyHost::new(
             shared.statuses.clone(),
             keys.shared(),

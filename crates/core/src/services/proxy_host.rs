@@ -53,8 +53,9 @@ impl ProxyHost {
     }
 
     /// (Re)starts the listeners when what they depend on changed; returns whether it did. Counters carry
-    /// over a rebuild.
+    /// over a rebuild. The Responses store's caps apply every time (they need no new listener).
     pub async fn apply(&self, s: &Settings) -> bool {
+        crate::proxy::apply_response_store_caps(s);
         let has_keys = !self.keys.read().unwrap().is_empty();
         let built = (
             has_keys,

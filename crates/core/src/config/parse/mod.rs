@@ -597,6 +597,30 @@ command = ["{python}", "gpt_oss_server.py", "--model", "{model}", "--port", "{po
     }
 
     #[test]
+    fn the_responses_store_caps_are_read_with_their_defaults_and_ranges() {
+        let base = "[services.chat]\nport = 8080\nmodel = \"m\"\n";
+        let (s, _) = parse(base);
+        assert_eq!(
+            s.unwrap().server.responses,
+            crate::config::DEFAULT_RESPONSES
+        );
+        let (s, d) = parse(&format!(
+            "[server]\nresponses_max_count = 0\nresponses_max_mb = 1.5\nresponses_keep_days = 0.5\n{base}"
+        ));
+        let r = s.unwrap_or_else(|| panic!("{d:?}")).server.responses;
+        assert_eq!((r.max_count, r.max_bytes, r.keep_s), (0, 3 << 19, 43_200));
+        for bad in [
+            "responses_max_count = -1",
+            "responses_keep_days = 0",
+            "responses_max_mb = \"x\"",
+        ] {
+            let (s, d) = parse(&format!("[server]\n{bad}\n{base}"));
+            assert!(s.is_none(), "{bad}");
+            assert!(lines(&d)[0].contains(":2:"), "positioned: {d:?}");
+        }
+    }
+
+    #[test]
     fn metrics_listen_is_an_address_with_a_port() {
         let base = "[services.chat]\nport = 8080\nmodel = \"m\"\n";
         // Off loopback is allowed: that listener asks for a key (control/server.rs `scrape_auth`).

@@ -87,5 +87,14 @@ pub(super) fn parse_server(cx: &mut Ctx, item: Option<&Item>) -> ServerSettings 
     if let Some(t) = v.float(cx, "request_timeout_s") {
         s.request_timeout_s = t;
     }
+    if let Some(n) = v.int(cx, "responses_max_count") {
+        s.responses.max_count = n as usize;
+    }
+    if let Some(mb) = v.float(cx, "responses_max_mb") {
+        s.responses.max_bytes = (mb * (1u64 << 20) as f64) as usize;
+    }
+    if let Some(d) = v.float(cx, "responses_keep_days") {
+        s.responses.keep_s = ((d * 86_400.0) as u64).max(1);
+    }
     s
 }

@@ -19,6 +19,8 @@ pub enum Route {
     CountTokens,
     /// `GET` / `DELETE /v1/responses/{id}`: a stored response.
     Stored(String),
+    /// `GET /v1/responses/{id}/input_items`: the input items a stored response was given.
+    InputItems(String),
     /// Anything else under the root: answered 404 in the API's shape.
     Other,
 }
@@ -41,6 +43,12 @@ impl Api {
                     (Api::Responses, id) if !id.is_empty() && !id.contains('/') => {
                         Route::Stored(id.to_string())
                     }
+                    (Api::Responses, rest) => match rest.strip_suffix("/input_items") {
+                        Some(id) if !id.is_empty() && !id.contains('/') => {
+                            Route::InputItems(id.to_string())
+                        }
+                        _ => Route::Other,
+                    },
                     _ => Route::Other,
                 };
                 return Some((api, route));

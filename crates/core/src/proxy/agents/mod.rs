@@ -10,13 +10,15 @@
 //!   (`blocks.rs`).
 //!
 //! Bottom up: `error` (the APIs, limits, error bodies), `input` (reading a request), `chat` (reading the
-//! backend), `blocks` (the block machine every reply goes through) → `anthropic`, `responses` → this file.
+//! backend), `blocks` (the block machine every reply goes through) → `anthropic`, `responses` → this file;
+//! `items` (a stored response's input items, listed) stands alone.
 
 mod anthropic;
 mod blocks;
 mod chat;
 mod error;
 mod input;
+pub mod items;
 mod responses;
 
 pub use error::{error_body, AgentError, Api, Route};

@@ -559,8 +559,19 @@ fn errors_come_in_each_apis_shape() {
     );
     assert_eq!(
         Api::of("/v1/responses/resp_1/input_items"),
-        Some((Api::Responses, Route::Other))
+        Some((Api::Responses, Route::InputItems("resp_1".into())))
     );
+    for other in [
+        "/v1/responses//input_items",
+        "/v1/responses/a/b/input_items",
+        "/v1/responses/resp_1/output_items",
+    ] {
+        assert_eq!(
+            Api::of(other),
+            Some((Api::Responses, Route::Other)),
+            "{other}"
+        );
+    }
     assert_eq!(Api::of("/v1/messagesx"), None);
     assert_eq!(Api::of("/v1/chat/completions"), None);
 }
