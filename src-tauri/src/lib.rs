@@ -5,7 +5,7 @@
 //! - `commands.rs`: what the windows call.
 //! - `tray.rs`: the menu-bar icon and menu.
 //! - `notify.rs`: desktop notifications, and their click → the dashboard on that alert.
-//! - `windows.rs`: the dashboard / settings / bench windows and `--open`.
+//! - `windows.rs`: the dashboard / settings / bench / chat windows and `--open`.
 
 pub mod commands;
 pub mod notify;
@@ -29,6 +29,8 @@ pub struct AppState {
     pub shared: Arc<Mutex<(Snapshot, AppPrefs)>>,
     /// Log follows in progress, by service.
     pub follows: Mutex<HashMap<String, tauri::async_runtime::JoinHandle<()>>>,
+    /// Chat replies being streamed, by the window's id for each.
+    pub chats: Arc<Mutex<HashMap<String, tauri::async_runtime::JoinHandle<()>>>>,
     /// The alert of the last notification, shown when the user comes back to the app.
     pub last_notified: Mutex<Option<String>>,
 }
@@ -39,6 +41,7 @@ impl AppState {
             core: Arc::new(AppCore::new(state_dir)),
             shared: Arc::new(Mutex::new((Snapshot::default(), AppPrefs::default()))),
             follows: Mutex::new(HashMap::new()),
+            chats: Arc::default(),
             last_notified: Mutex::new(None),
         }
     }
@@ -110,6 +113,11 @@ pub fn with_commands<R: Runtime>(b: tauri::Builder<R>, state: AppState) -> tauri
         commands::get_connection,
         commands::start_daemon,
         commands::window_ready,
+        commands::open_view,
+        commands::chat_send,
+        commands::chat_cancel,
+        commands::chat_speech,
+        commands::chat_transcribe,
     ])
 }
 

@@ -177,6 +177,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         }
         MenuAction::OpenDashboard => windows::open(app, View::Dashboard),
         MenuAction::OpenSettings => windows::open(app, View::Settings),
+        MenuAction::OpenChat => windows::open(app, View::Chat),
         MenuAction::StartDaemon => {
             tauri::async_runtime::spawn(async move {
                 let _ = core

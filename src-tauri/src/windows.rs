@@ -6,7 +6,10 @@ use std::time::Instant;
 use tauri::{AppHandle, Emitter, Manager, Runtime, WebviewUrl, WebviewWindowBuilder, WindowEvent};
 
 /// When each window was asked for, to time "open → drawn" (`MLXBOX_APP_TIMINGS=1` prints it).
-static ASKED: Mutex<[Option<Instant>; 3]> = Mutex::new([None; 3]);
+static ASKED: Mutex<[Option<Instant>; VIEWS]> = Mutex::new([None; VIEWS]);
+
+/// How many views there are (windows of their own).
+const VIEWS: usize = 4;
 
 pub fn timings_enabled() -> bool {
     std::env::var_os("MLXBOX_APP_TIMINGS").is_some_and(|v| v == "1")
@@ -30,6 +33,7 @@ pub enum View {
     Dashboard,
     Settings,
     Bench,
+    Chat,
 }
 
 impl View {
@@ -38,6 +42,7 @@ impl View {
             "dashboard" => View::Dashboard,
             "settings" => View::Settings,
             "bench" | "benchmark" => View::Bench,
+            "chat" => View::Chat,
             _ => return None,
         })
     }
@@ -47,6 +52,7 @@ impl View {
             View::Dashboard => "dashboard",
             View::Settings => "settings",
             View::Bench => "bench",
+            View::Chat => "chat",
         }
     }
 
@@ -55,6 +61,7 @@ impl View {
             View::Dashboard => "mlx-box — Dashboard",
             View::Settings => "mlx-box — Settings",
             View::Bench => "mlx-box — Benchmark",
+            View::Chat => "mlx-box — Chat",
         }
     }
 
@@ -63,13 +70,14 @@ impl View {
             View::Dashboard => (1100.0, 760.0),
             View::Settings => (820.0, 760.0),
             View::Bench => (1000.0, 720.0),
+            View::Chat => (820.0, 720.0),
         }
     }
 }
 
 /// Per view (indexed by `View as usize`): whether the user can see its window, and a generation bumped at
 /// every show and hide, so that a release scheduled at a hide only happens when nothing happened since.
-static SEEN: Mutex<[(bool, u64); 3]> = Mutex::new([(false, 0); 3]);
+static SEEN: Mutex<[(bool, u64); VIEWS]> = Mutex::new([(false, 0); VIEWS]);
 
 /// Events are only serialised for the web views while a window is visible.
 pub fn any_visible() -> bool {
@@ -124,6 +132,12 @@ fn release_later<R: Runtime>(app: &AppHandle<R>, view: View, gen: u64) {
 /// opened before (or made ahead by `prewarm`) is only shown again: it re-fetches its data, which is all the
 /// user waits for.
 pub fn open<R: Runtime>(app: &AppHandle<R>, view: View) {
+    open_with(app, view, None);
+}
+
+/// Opens (or shows and focuses) the window of `view`, telling it `query` (what to show: `target=chat` for
+/// the Chat window): in its URL when the window is made now, as a `window-query` event when it exists.
+pub fn open_with<R: Runtime>(app: &AppHandle<R>, view: View, query: Option<String>) {
     ASKED.lock().unwrap()[view as usize] = Some(Instant::now());
     tracing::debug!("opening the {} window", view.label());
     set_visible(view, true);
@@ -135,9 +149,12 @@ pub fn open<R: Runtime>(app: &AppHandle<R>, view: View) {
             let _ = w.set_focus();
             // The page was hidden and got no events meanwhile: it refreshes, then says it is drawn.
             let _ = handle.emit_to(view.label(), "window-shown", ());
+            if let Some(q) = &query {
+                let _ = handle.emit_to(view.label(), "window-query", q);
+            }
             return;
         }
-        create(&handle, view, true);
+        create(&handle, view, true, query.as_deref());
     });
 }
 
@@ -148,14 +165,18 @@ pub fn prewarm<R: Runtime>(app: &AppHandle<R>, view: View) {
     let handle = app.clone();
     let _ = app.run_on_main_thread(move || {
         if handle.get_webview_window(view.label()).is_none() {
-            create(&handle, view, false);
+            create(&handle, view, false, None);
         }
     });
 }
 
-fn create<R: Runtime>(app: &AppHandle<R>, view: View, visible: bool) {
+fn create<R: Runtime>(app: &AppHandle<R>, view: View, visible: bool, query: Option<&str>) {
     let (w, h) = view.size();
-    let url = WebviewUrl::App(format!("index.html#{}", view.label()).into());
+    let hash = match query {
+        Some(q) => format!("{}?{q}", view.label()),
+        None => view.label().to_string(),
+    };
+    let url = WebviewUrl::App(format!("index.html#{hash}").into());
     match WebviewWindowBuilder::new(app, view.label(), url)
         .title(view.title())
         .inner_size(w, h)
@@ -185,7 +206,7 @@ fn create<R: Runtime>(app: &AppHandle<R>, view: View, visible: bool) {
     }
 }
 
-/// `--open dashboard|settings|bench` from a command line (the app's own or a second launch's).
+/// `--open dashboard|settings|bench|chat` from a command line (the app's own or a second launch's).
 pub fn requested_view(args: &[String]) -> Result<Option<View>, String> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -199,7 +220,7 @@ pub fn requested_view(args: &[String]) -> Result<Option<View>, String> {
         return match v.and_then(View::parse) {
             Some(view) => Ok(Some(view)),
             None => Err(format!(
-                "--open takes dashboard, settings or bench (got {})",
+                "--open takes dashboard, settings, bench or chat (got {})",
                 v.unwrap_or("nothing")
             )),
         };

@@ -360,6 +360,27 @@ def main():
             wd.screenshot(os.path.join(a.screenshots, "bench.png"))
             runs = os.listdir(os.path.join(state, "bench"))
             assert any(r.endswith(".json") for r in runs), runs
+        @test("the Chat window streams a reply from the tiny model through the service's own frontend")
+        def _():
+            wd.script("window.location.hash = 'chat?target=chat'")
+            wait_for("chat input", lambda: wd.find('[data-testid="chat-input"]'), timeout=20)
+            wait_for("chat picked", lambda: wd.script(
+                "return document.querySelector('[data-testid=\"chat-target\"]').value") == "chat", timeout=20)
+            wd.set_value('[data-testid="chat-input"]', "Say hello.")
+            wd.click(wd.find('[data-testid="chat-send"]'))
+            wait_for("the reply ends", lambda: wd.find_all('[data-testid="turn-stats"]') or wd.find_all('[data-testid="turn-error"]'),
+                     timeout=180, interval=0.5)
+            errors = [wd.text(e) for e in wd.find_all('[data-testid="turn-error"]')]
+            assert not errors, errors
+            stats = wd.text(wd.find('[data-testid="turn-stats"]'))
+            assert "TTFT" in stats and "tokens" in stats, stats
+            said = wd.script("return [...document.querySelectorAll('.turn.assistant')].map(t => t.textContent).join(' ')")
+            assert said.strip(), "an empty reply"
+            wd.screenshot(os.path.join(a.screenshots, "chat.png"))
+            # The conversation outlives the window: it is in the page's storage.
+            kept = wd.script("return localStorage.getItem('mlxbox.chat.chat')")
+            assert kept and "Say hello." in kept, kept
+            wd.script("window.location.hash = 'dashboard'")
     except Exception:
         results.append(("setup", False, traceback.format_exc()))
         print(f"FAIL setup\n{traceback.format_exc()}", flush=True)

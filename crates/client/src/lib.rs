@@ -3,6 +3,7 @@
 //! (`menubar`). The CLI and the Tauri app link this, not the daemon: `src-tauri` carries no server.
 
 pub mod app;
+pub mod chat;
 pub mod control;
 pub mod menubar;
 pub mod pin;

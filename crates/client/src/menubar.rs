@@ -200,6 +200,7 @@ pub enum MenuAction {
     RunBenchmark,
     OpenDashboard,
     OpenSettings,
+    OpenChat,
     StartDaemon,
     LaunchAtLogin,
     Quit,
@@ -218,6 +219,7 @@ impl MenuAction {
             MenuAction::RunBenchmark => "run-benchmark".into(),
             MenuAction::OpenDashboard => "open-dashboard".into(),
             MenuAction::OpenSettings => "open-settings".into(),
+            MenuAction::OpenChat => "open-chat".into(),
             MenuAction::StartDaemon => "start-daemon".into(),
             MenuAction::LaunchAtLogin => "launch-at-login".into(),
             MenuAction::Quit => "quit".into(),
@@ -236,6 +238,7 @@ impl TryFrom<&str> for MenuAction {
             "run-benchmark" => MenuAction::RunBenchmark,
             "open-dashboard" => MenuAction::OpenDashboard,
             "open-settings" => MenuAction::OpenSettings,
+            "open-chat" => MenuAction::OpenChat,
             "start-daemon" => MenuAction::StartDaemon,
             "launch-at-login" => MenuAction::LaunchAtLogin,
             "quit" => MenuAction::Quit,
@@ -340,6 +343,7 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
     m.push(Separator);
     m.push(item(MenuAction::RunBenchmark, "Run benchmark", connected));
     m.push(item(MenuAction::OpenDashboard, "Open dashboard", true));
+    m.push(item(MenuAction::OpenChat, "Chat…", connected));
     m.push(item(MenuAction::OpenSettings, "Settings…", true));
     m.push(Separator);
     m.push(Check {
@@ -621,6 +625,7 @@ mod tests {
             MenuAction::RunBenchmark,
             MenuAction::OpenDashboard,
             MenuAction::OpenSettings,
+            MenuAction::OpenChat,
             MenuAction::StartDaemon,
             MenuAction::LaunchAtLogin,
             MenuAction::Quit,

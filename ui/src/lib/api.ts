@@ -3,6 +3,8 @@
 // are the app's own (crates/client/src/app.rs has the table). Tests mock one thing: the IPC.
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import type { ChatEvent } from "../bindings/ChatEvent";
+import type { ChatSend } from "../bindings/ChatSend";
 import type { CommandError } from "../bindings/CommandError";
 import type { Connection } from "../bindings/Connection";
 import type { Diagnostic } from "../bindings/Diagnostic";
@@ -44,6 +46,17 @@ export const followLogs = (name: string) => invoke<null>("follow_logs", { name }
 export const unfollowLogs = (name: string) => invoke<null>("unfollow_logs", { name });
 export const getConnection = () => invoke<Connection>("get_connection");
 export const startDaemon = () => invoke<Connection>("start_daemon");
+/** Opens (or focuses) a view's own window; `query` says what to show there (`target=chat`, `doctor`). */
+export const openView = (view: "dashboard" | "settings" | "bench" | "chat", query: string | null = null) =>
+  invoke<null>("open_view", { view, query });
+/** Streams a reply through the daemon's frontends as `chat-event`s to this window (see `onChatEvent`). */
+export const chatSend = (request: ChatSend) => invoke<null>("chat_send", { request });
+export const chatCancel = (id: string) => invoke<null>("chat_cancel", { id });
+/** A speech service's audio for `text`, as a `data:` URL. */
+export const chatSpeech = (target: string, text: string) => invoke<string>("chat_speech", { target, text });
+/** A speech-to-text service's transcript of `audio` (a `data:` URL). */
+export const chatTranscribe = (target: string, audio: string, fileName: string) =>
+  invoke<string>("chat_transcribe", { target, audio, fileName });
 /** Tells the app this window has drawn its first frame with data (the app times open → drawn). */
 export const windowReady = () => invoke<null>("window_ready");
 
@@ -71,6 +84,9 @@ export const onLogLine = (cb: (l: LogLine) => void): Promise<UnlistenFn> =>
   on<LogLine>("log-line", cb);
 /** The app showed this (hidden, pre-made) window again: its data is stale. */
 export const onWindowShown = (cb: () => void): Promise<UnlistenFn> => on<null>("window-shown", () => cb());
+export const onChatEvent = (cb: (e: ChatEvent) => void): Promise<UnlistenFn> => on<ChatEvent>("chat-event", cb);
+/** What the app asked this window to show when it was open already (`open_view`'s query). */
+export const onWindowQuery = (cb: (q: string) => void): Promise<UnlistenFn> => on<string>("window-query", cb);
 export const onFocusAlert = (cb: (f: FocusAlert) => void): Promise<UnlistenFn> =>
   on<FocusAlert>("focus-alert", cb);
 

@@ -155,6 +155,11 @@ export function backend(handlers: Record<string, Handler> = {}): Call[] {
     follow_logs: () => null,
     unfollow_logs: () => null,
     window_ready: () => null,
+    open_view: () => null,
+    chat_send: () => null,
+    chat_cancel: () => null,
+    chat_speech: () => "data:audio/wav;base64,UklGRg==",
+    chat_transcribe: () => "hello from the file",
     // Requests to the daemon, by tag.
     status: () => status(),
     monitor_history: () => ({ samples: [0, 1, 2].map((i) => sample(i)) }),
