@@ -1,7 +1,9 @@
 //! The Chat window's side, free of Tauri: a conversation with a service or a pool through the daemon's own
 //! frontends (the one endpoint, `[server] port`, when there is one; else the target's own port), with an
 //! API key the app holds for itself, so the window is held to the same gate as any client: key, model
-//! policy, on-demand load, queue, reasoning filter, counters.
+//! policy, on-demand load, queue, reasoning filter, counters. A service with no frontend at all (no
+//! `backend_port`: its server listens on `port` itself) is reached as every client reaches it, on its
+//! server's port.
 //!
 //! The key is made on first use: a request goes without one while the frontends are open (no keys at
 //! all: making one would close them to every other local client), and on a 401 the app asks the daemon
@@ -65,21 +67,35 @@ pub enum ChatEvent {
     Failed { id: String, message: String },
 }
 
-/// Where the window's requests go, and with which key.
+/// Where the window's requests go, and the `model` they name.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Route {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// The target's name for a frontend (it routes by it); for a server reached directly, the model it
+    /// was started with (a server takes any other name as a model to load).
+    pub model: Option<String>,
 }
 
-/// The frontend that serves `target`: the one endpoint when it listens, else the target's own port.
-pub fn route_of(listeners: &[mlxbox_api::Listening], target: &str) -> Option<Route> {
+/// The frontend that serves `target`: the one endpoint when it listens, else the target's own frontend,
+/// else (`direct`: a service without a frontend, its server's port and model) its server on this Mac.
+pub fn route_of(
+    listeners: &[mlxbox_api::Listening],
+    target: &str,
+    direct: Option<(u16, Option<String>)>,
+) -> Option<Route> {
     let by = |name: &str| listeners.iter().find(|l| l.name == name && !l.tls);
-    let l = by("[server] port")
+    let frontend = by("[server] port")
         .or_else(|| by(&format!("[services.{target}] port")))
-        .or_else(|| by(&format!("[pools.{target}] port")))?;
+        .or_else(|| by(&format!("[pools.{target}] port")));
+    let (address, model) = match (frontend, direct) {
+        (Some(l), _) => (connect_address(&l.address)?, Some(target.to_string())),
+        (None, Some((port, model))) => (format!("127.0.0.1:{port}"), model),
+        (None, None) => return None,
+    };
     Some(Route {
-        base: format!("http://{}", connect_address(&l.address)?),
+        base: format!("http://{address}"),
+        model,
     })
 }
 
@@ -152,7 +168,13 @@ impl AppCore {
     /// Where `target`'s requests go (from the daemon's list of listeners).
     pub async fn chat_route(&self, target: &str) -> Result<Route, CommandError> {
         let list = self.call(call::Listeners {}).await?;
-        route_of(&list.listeners, target).ok_or_else(|| CommandError {
+        let status = self.call(call::Status {}).await?;
+        let direct = status
+            .services
+            .iter()
+            .find(|s| s.name == target && s.frontend_port.is_none())
+            .and_then(|s| Some((s.port?, s.model.clone())));
+        route_of(&list.listeners, target, direct).ok_or_else(|| CommandError {
             kind: CommandErrorKind::NotFound,
             message: format!("`{target}` has no frontend port to chat through"),
             hint: Some(
@@ -223,7 +245,7 @@ impl AppCore {
         emit: &mut impl FnMut(ChatEvent),
     ) -> Result<(), CommandError> {
         let route = self.chat_route(&send.target).await?;
-        let body = chat_body(&send);
+        let body = chat_body(&send, route.model.as_deref());
         let url = format!("{}/v1/chat/completions", route.base);
         let client = http();
         let t0 = Instant::now();
@@ -253,7 +275,10 @@ impl AppCore {
     pub async fn chat_speech(&self, target: &str, text: &str) -> Result<String, CommandError> {
         let route = self.chat_route(target).await?;
         let url = format!("{}/v1/audio/speech", route.base);
-        let body = serde_json::json!({"model": target, "input": text, "response_format": "wav"});
+        let mut body = serde_json::json!({"input": text, "response_format": "wav"});
+        if let Some(m) = &route.model {
+            body["model"] = m.as_str().into();
+        }
         let client = http();
         let r = self
             .with_key(|key| {
@@ -302,9 +327,10 @@ impl AppCore {
                     .file_name(file_name.to_string())
                     .mime_str(&kind)
                     .unwrap_or_else(|_| reqwest::multipart::Part::bytes(bytes.clone()));
-                let form = reqwest::multipart::Form::new()
-                    .text("model", target.to_string())
-                    .part("file", part);
+                let mut form = reqwest::multipart::Form::new().part("file", part);
+                if let Some(m) = &route.model {
+                    form = form.text("model", m.clone());
+                }
                 let b = client.post(&url).multipart(form);
                 match key {
                     Some(k) => b.bearer_auth(k),
@@ -358,8 +384,9 @@ async fn refusal(r: reqwest::Response) -> String {
     format!("HTTP {status}: {msg}")
 }
 
-/// The chat-completions body of a window's send: an attached image as OpenAI's `image_url` part.
-pub fn chat_body(send: &ChatSend) -> serde_json::Value {
+/// The chat-completions body of a window's send (naming `model` when given): an attached image as
+/// OpenAI's `image_url` part.
+pub fn chat_body(send: &ChatSend, model: Option<&str>) -> serde_json::Value {
     let messages: Vec<serde_json::Value> = send
         .messages
         .iter()
@@ -375,13 +402,15 @@ pub fn chat_body(send: &ChatSend) -> serde_json::Value {
         })
         .collect();
     let mut body = serde_json::json!({
-        "model": send.target,
         "messages": messages,
         "stream": true,
         "stream_options": {"include_usage": true},
     });
     if let Some(n) = send.max_tokens {
         body["max_tokens"] = n.into();
+    }
+    if let Some(m) = model {
+        body["model"] = m.into();
     }
     body
 }
@@ -552,13 +581,27 @@ mod tests {
             listening("[services.chat] port", "0.0.0.0:8081"),
             listening("[pools.p] port", "[::]:8090"),
         ];
-        assert_eq!(route_of(&ls, "chat").unwrap().base, "http://127.0.0.1:8081");
-        assert_eq!(route_of(&ls, "p").unwrap().base, "http://[::1]:8090");
-        assert!(route_of(&ls, "other").is_none());
+        assert_eq!(
+            route_of(&ls, "chat", None).unwrap().base,
+            "http://127.0.0.1:8081"
+        );
+        assert_eq!(route_of(&ls, "p", None).unwrap().base, "http://[::1]:8090");
+        assert!(route_of(&ls, "other", None).is_none());
+        assert_eq!(
+            route_of(&ls, "chat", None).unwrap().model.as_deref(),
+            Some("chat")
+        );
+        // A service without a frontend: its server's own port, naming the model it runs.
+        let bare = route_of(&ls, "bare", Some((47311, Some("/models/chat".into())))).unwrap();
+        assert_eq!(bare.model.as_deref(), Some("/models/chat"));
+        assert_eq!(
+            route_of(&ls, "bare", Some((47311, None))).unwrap().base,
+            "http://127.0.0.1:47311"
+        );
         let mut with = ls.clone();
         with.push(listening("[server] port", "127.0.0.1:8000"));
         assert_eq!(
-            route_of(&with, "other").unwrap().base,
+            route_of(&with, "other", None).unwrap().base,
             "http://127.0.0.1:8000"
         );
     }
@@ -668,8 +711,9 @@ mod tests {
             }],
             max_tokens: Some(32),
         };
-        let b = chat_body(&send);
+        let b = chat_body(&send, Some("ocr"));
         assert_eq!(b["model"], "ocr");
+        assert!(chat_body(&send, None).get("model").is_none());
         assert_eq!(b["max_tokens"], 32);
         assert_eq!(
             b["messages"][0]["content"][1]["image_url"]["url"],
