@@ -372,7 +372,8 @@ fn group_memory(pgids: &[u32]) -> BTreeMap<u32, u64> {
     sys.refresh_processes_specifics(
         ProcessesToUpdate::All,
         true,
-        ProcessRefreshKind::nothing().with_memory(),
+        // Threads are not listed as processes of their own (they share their process's memory).
+        ProcessRefreshKind::nothing().with_memory().without_tasks(),
     );
     process::groups_memory(&sys, pgids)
 }

@@ -413,10 +413,15 @@ pub fn group_members(pgid: u32) -> Vec<u32> {
 }
 
 /// The memory of every process in each of the groups `pgids` (footprint on macOS, else RSS), in bytes.
+/// Processes, not tasks: on Linux sysinfo lists each thread too, with its process's whole RSS (the
+/// threads share one address space), which counted a server once per thread.
 pub fn groups_memory(sys: &sysinfo::System, pgids: &[u32]) -> std::collections::BTreeMap<u32, u64> {
     let mut out: std::collections::BTreeMap<u32, u64> = pgids.iter().map(|&g| (g, 0)).collect();
     // One pass over the processes, one getpgid each (not one pass per group).
     for (pid, p) in sys.processes() {
+        if p.thread_kind().is_some() {
+            continue;
+        }
         let Ok(g) = nix::unistd::getpgid(Some(Pid::from_raw(pid.as_u32() as i32))) else {
             continue;
         };
@@ -452,6 +457,53 @@ fn footprint(_pid: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server with several threads counts once: the group's figure is the process's own RSS
+    /// (`/proc/PID/status`), not that times its thread count.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_multi_threaded_process_counts_once() {
+        use std::os::unix::process::CommandExt;
+        // Four threads, 64 MB touched, then it waits to be killed.
+        let script = "import threading,time\nb=bytearray(64<<20)\nfor i in range(0,len(b),4096): b[i]=1\n\
+                      [threading.Thread(target=time.sleep,args=(60,),daemon=True).start() for _ in range(4)]\n\
+                      print('up',flush=True)\ntime.sleep(60)";
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("python3");
+        let pid = child.id();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let field = |k: &str| -> u64 {
+            let l = status.lines().find(|l| l.starts_with(k)).unwrap();
+            l.split_whitespace().nth(1).unwrap().parse().unwrap()
+        };
+        assert!(field("Threads:") >= 5, "{status}");
+        let rss = field("VmRSS:") * 1024;
+        let mut sys = sysinfo::System::new().unwrap();
+        sys.refresh_processes_specifics(
+            sysinfo::ProcessesToUpdate::All,
+            true,
+            sysinfo::ProcessRefreshKind::nothing().with_memory(),
+        );
+        let got = groups_memory(&sys, &[pid])[&pid];
+        let _ =
+            nix::sys::signal::killpg(Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        let _ = child.wait();
+        // The two reads are a moment apart: within 10 %, and far from 5×.
+        assert!(
+            (got as f64 - rss as f64).abs() < rss as f64 * 0.1,
+            "group memory {got} against VmRSS {rss}"
+        );
+    }
 
     #[test]
     fn finds_the_holder_of_a_port() {
