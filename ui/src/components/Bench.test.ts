@@ -380,13 +380,16 @@ describe("benchmark window", () => {
     await waitFor(() => expect(screen.getByTestId("doctor-run")).toBeDisabled());
   });
 
-  it("the dashboard's Doctor button opens the Benchmark view and runs the doctor", async () => {
+  it("the dashboard's Doctor button opens the Benchmark window, which runs the doctor", async () => {
     const calls = backend({ doctor: () => doctorReport() });
     render(App);
     await screen.findByTestId("service-chat");
     await fireEvent.click(screen.getByTestId("dashboard-doctor"));
-    // jsdom does not follow the link: do what the browser would
-    window.location.hash = (screen.getByTestId("dashboard-doctor") as HTMLAnchorElement).getAttribute("href")!;
+    // The dashboard stays the dashboard: the Benchmark window is its own.
+    await waitFor(() => expect(of(calls, "open_view")[0]?.args).toEqual({ view: "bench", query: "doctor" }));
+    expect(screen.getByTestId("dashboard")).toBeInTheDocument();
+    // The window the app makes for it opens at #bench?doctor.
+    window.location.hash = "#bench?doctor";
     expect(await screen.findByTestId("doctor-report")).toBeInTheDocument();
     expect(screen.getByTestId("bench")).toBeInTheDocument();
     expect(of(calls, "doctor")).toHaveLength(1);
