@@ -811,6 +811,10 @@ pub(crate) fn print_status(s: &StatusReport) {
             " (INVALID: running the last good one)"
         }
     );
+    // "keeping the machine awake: 3 servers loaded" ([app] prevent_sleep).
+    if let Some(a) = &s.awake {
+        println!("{}", a.line());
+    }
     println!();
     println!(
         "{:<16} {:<10} {:<10} {:>8} {:>6} {:>8} {:>10}  MODEL",

@@ -234,6 +234,8 @@ pub async fn run(
     monitor.abort();
     services.close_faces().await;
     services.supervisor.shutdown().await;
+    // Every server is stopped: the machine may sleep again.
+    services.awake.release().await;
     let _ = services.events.send(crate::api::Event::Shutdown);
     server.abort();
     let _ = std::fs::remove_file(&sock);
