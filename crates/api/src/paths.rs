@@ -56,6 +56,17 @@ pub fn autostart_agent() -> PathBuf {
     }
 }
 
+/// The system-wide daemon that starts at boot, before anyone logs in (`mlx-box service install
+/// --system`): a LaunchDaemon on macOS, a systemd system unit elsewhere. With one, the OS restarts a dead
+/// daemon too.
+pub fn autostart_system() -> PathBuf {
+    if cfg!(target_os = "macos") {
+        PathBuf::from("/Library/LaunchDaemons/com.mlx-box.daemon.plist")
+    } else {
+        PathBuf::from("/etc/systemd/system/mlx-box.service")
+    }
+}
+
 /// Cache for the demo's Python environment and tiny models (big, rebuildable, shared by state dirs).
 pub fn cache_dir() -> PathBuf {
     if let Some(p) = std::env::var_os("MLXBOX_CACHE_DIR").filter(|p| !p.is_empty()) {

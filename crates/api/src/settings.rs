@@ -200,6 +200,9 @@ pub const KEYS: &[Key] = &[
     key(App, "notify_min_severity", Enum, "Desktop notifications for alerts this severe or worse.")
         .default(S("warning"))
         .options(&["info", "warning", "critical", "off"]),
+    key(App, "prevent_sleep", Enum, "Keep the machine from sleeping (the display may sleep): \"serving\" while a model server is loaded (starting or ready), \"always\" while the daemon runs, \"never\".")
+        .default(S("serving"))
+        .options(&["serving", "always", "never"]),
     // [alerts]
     key(Alerts, "enabled", Bool, "Raise memory, swap and thermal alerts.").default(B(true)),
     key(Alerts, "swap_warn_mb", Float, "Warn when swap use passes this (MB) and is still growing.")

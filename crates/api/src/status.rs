@@ -133,6 +133,37 @@ pub struct StatusReport {
     /// The `[pools]` this daemon serves, with their members' health and counters.
     #[serde(default)]
     pub pools: Vec<crate::proxy::PoolStatus>,
+    /// Whether the daemon keeps the machine awake (`[app] prevent_sleep`); `None` until its first
+    /// monitor tick (and from daemons that predate it).
+    #[serde(default)]
+    pub awake: Option<AwakeStatus>,
+}
+
+/// The daemon's lock against idle sleep (`[app] prevent_sleep`): a macOS power assertion
+/// (PreventUserIdleSystemSleep), a logind `sleep:idle` inhibitor on Linux. The display may sleep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
+pub struct AwakeStatus {
+    /// `[app] prevent_sleep`: "serving", "always" or "never".
+    pub mode: String,
+    /// The lock is held now.
+    pub held: bool,
+    /// Why it is wanted or not: "3 servers loaded", "no server loaded", `prevent_sleep = "always"`.
+    pub reason: String,
+    /// Why it is wanted but could not be taken (no system bus, no logind, the assertion refused).
+    pub error: Option<String>,
+}
+
+impl AwakeStatus {
+    /// The one line the CLI and the menu show: "keeping the machine awake: 3 servers loaded",
+    /// "cannot keep the machine awake: <why>", "the machine may sleep: no server loaded".
+    pub fn line(&self) -> String {
+        match (&self.error, self.held) {
+            (_, true) => format!("keeping the machine awake: {}", self.reason),
+            (Some(e), false) => format!("cannot keep the machine awake: {e}"),
+            (None, false) => format!("the machine may sleep: {}", self.reason),
+        }
+    }
 }
 
 /// One TCP listener of the daemon: what it serves and where.
@@ -198,6 +229,8 @@ pub enum Event {
     BenchProgress(BenchProgress),
     /// A benchmark run ended; `GET /v1/bench/{id}` has its result.
     BenchDone(BenchDone),
+    /// The lock against idle sleep was taken or released, or its reason or error changed.
+    Awake(AwakeStatus),
     Shutdown,
 }
 

@@ -42,6 +42,11 @@ enum Cmd {
         /// Run the demo profile: tiny local models, real servers, nothing downloaded but Python packages.
         #[arg(long)]
         demo: bool,
+        /// Exit status when another daemon already runs on the state dir. The default is not one a
+        /// systemd unit restarts (`RestartPreventExitStatus=`); launchd restarts any status but 0, so
+        /// its plist passes 0.
+        #[arg(long, value_name = "CODE", default_value_t = daemon::EXIT_ALREADY_RUNNING)]
+        already_running_exit: u8,
     },
     /// Show every service, memory and active alerts.
     Status {
@@ -71,8 +76,9 @@ enum Cmd {
         #[arg(long, conflicts_with = "follow")]
         path: bool,
     },
-    /// Have the OS start the daemon at login and again after a crash (macOS: a LaunchAgent; Linux: a
-    /// systemd user unit), as the original mlx-box's launchd setup did.
+    /// Have the OS start the daemon at login (macOS: a LaunchAgent; Linux: a systemd user unit) or at
+    /// boot before anyone logs in (`--system`: a LaunchDaemon / a systemd system unit), and again after a
+    /// crash, as the original mlx-box's launchd setup did. `mlx-box down` stays down.
     #[command(subcommand)]
     Service(ServiceCmd),
     /// Check a settings.toml: exit 0 when valid, 2 with one `PATH:LINE:COL:` line per problem.
@@ -125,14 +131,89 @@ enum Cmd {
 enum ServiceCmd {
     /// Write the agent and start it now (a daemon already running keeps running until it is stopped).
     Install {
-        /// settings.toml the daemon supervises (default: the platform config path).
+        /// settings.toml the daemon supervises (default: the platform config path; with --system run
+        /// as another account, that account's).
         #[arg(long)]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// The account the system daemon runs as (default: the one that ran sudo, else you).
+        #[arg(long, value_name = "NAME", requires = "system")]
+        run_as: Option<String>,
+        #[command(flatten)]
+        place: PlaceArgs,
     },
     /// Stop the agent and remove it (the daemon stops with it).
-    Uninstall,
-    /// Whether the agent is installed and running.
-    Status,
+    Uninstall {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
+        place: PlaceArgs,
+    },
+    /// Which is installed (user, system, both) and whether launchd/systemd has it loaded.
+    Status {
+        #[command(flatten)]
+        place: PlaceArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct ScopeArgs {
+    /// At boot, before anyone logs in, as you: a LaunchDaemon (macOS) or a systemd system unit (Linux).
+    /// Needs root (sudo).
+    #[arg(long, conflicts_with = "user")]
+    system: bool,
+    /// At your login (the default): a LaunchAgent (macOS) or a systemd user unit (Linux).
+    #[arg(long)]
+    user: bool,
+}
+
+impl ScopeArgs {
+    fn scope(&self) -> mlxbox_core::autostart::Scope {
+        if self.system {
+            mlxbox_core::autostart::Scope::System
+        } else {
+            mlxbox_core::autostart::Scope::User
+        }
+    }
+}
+
+#[derive(clap::Args, Clone)]
+struct PlaceArgs {
+    /// Write and read the files under this directory instead of `/`, and ask no service manager
+    /// (packaging, preparing another machine, tests).
+    #[arg(long, value_name = "DIR", env = "MLXBOX_SERVICE_ROOT")]
+    root: Option<PathBuf>,
+    /// Which service manager's file (default: this OS's); another OS's needs --root.
+    #[arg(long, value_enum)]
+    manager: Option<ManagerArg>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ManagerArg {
+    Launchd,
+    Systemd,
+}
+
+impl PlaceArgs {
+    fn place(self) -> Result<mlxbox_core::autostart::Place> {
+        use mlxbox_core::autostart::{Manager, Place};
+        let manager = match self.manager {
+            None => Manager::this_os(),
+            Some(ManagerArg::Launchd) => Manager::Launchd,
+            Some(ManagerArg::Systemd) => Manager::Systemd,
+        };
+        if manager != Manager::this_os() && self.root.is_none() {
+            anyhow::bail!(
+                "--manager {} is another OS's: give --root DIR to write its files there",
+                manager.as_str()
+            );
+        }
+        Ok(Place {
+            manager,
+            root: self.root,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -179,6 +260,11 @@ struct ActionArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let state_dir = paths::state_dir(cli.state_dir.as_deref());
+    // `service install --system` run by root for the operator takes the operator's default state dir,
+    // not root's, unless one was named.
+    if let (Cmd::Service(c), None) = (&cli.cmd, &cli.state_dir) {
+        return service(c, None, &state_dir);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -199,7 +285,11 @@ fn main() -> ExitCode {
 
 async fn run(cmd: Cmd, state_dir: PathBuf, to: &fleet::Reach) -> Result<ExitCode> {
     match cmd {
-        Cmd::Up { config, demo } => up(state_dir, config, demo).await,
+        Cmd::Up {
+            config,
+            demo,
+            already_running_exit,
+        } => up(state_dir, config, demo, already_running_exit).await,
         Cmd::Status { json, all: true } => Ok(if fleet::status_all(&state_dir, json).await? {
             ExitCode::SUCCESS
         } else {
@@ -232,6 +322,12 @@ async fn run(cmd: Cmd, state_dir: PathBuf, to: &fleet::Reach) -> Result<ExitCode
                 println!("{}", agent.join("stderr.log").display());
                 println!("{}", agent.join("stdout.log").display());
             }
+            // A LaunchDaemon's output (a systemd system unit's is in its journal).
+            if cfg!(target_os = "macos") && mlxbox_api::paths::autostart_system().exists() {
+                let system = std::path::Path::new(mlxbox_core::autostart::SYSTEM_LOGS_DIR);
+                println!("{}", system.join("stderr.log").display());
+                println!("{}", system.join("stdout.log").display());
+            }
             Ok(if files.is_empty() {
                 eprintln!("(no log of `{name}` yet in {})", logs.display());
                 ExitCode::from(1)
@@ -239,7 +335,7 @@ async fn run(cmd: Cmd, state_dir: PathBuf, to: &fleet::Reach) -> Result<ExitCode
                 ExitCode::SUCCESS
             })
         }
-        Cmd::Service(c) => service(c, &state_dir),
+        Cmd::Service(c) => Ok(service(&c, Some(&state_dir), &state_dir)),
         Cmd::Logs {
             name,
             lines,
@@ -327,7 +423,12 @@ async fn run(cmd: Cmd, state_dir: PathBuf, to: &fleet::Reach) -> Result<ExitCode
     }
 }
 
-async fn up(state_dir: PathBuf, config: Option<PathBuf>, demo: bool) -> Result<ExitCode> {
+async fn up(
+    state_dir: PathBuf,
+    config: Option<PathBuf>,
+    demo: bool,
+    already_running_exit: u8,
+) -> Result<ExitCode> {
     use tracing_subscriber::EnvFilter;
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -338,7 +439,15 @@ async fn up(state_dir: PathBuf, config: Option<PathBuf>, demo: bool) -> Result<E
         .init();
     // The lock and the signal handlers come first: a second `up` refuses at once, and a SIGTERM during
     // start-up (or the demo's setup) is handled instead of leaving servers behind.
-    let lock = daemon::lock_state_dir(&state_dir)?;
+    let lock = match daemon::lock_state_dir(&state_dir) {
+        Ok(l) => l,
+        // Not a failure for a service manager to retry (see `daemon::EXIT_ALREADY_RUNNING`).
+        Err(e @ daemon::DaemonError::AlreadyRunning { .. }) => {
+            eprintln!("mlx-box: {e}");
+            return Ok(ExitCode::from(already_running_exit));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut signals = daemon::Signals::new()?;
     let default = paths::default_config();
     let use_demo = demo || (config.is_none() && !default.exists());
@@ -411,38 +520,131 @@ fn validate(path: PathBuf) -> ExitCode {
     }
 }
 
-fn service(c: ServiceCmd, state_dir: &std::path::Path) -> Result<ExitCode> {
-    use mlxbox_core::autostart;
+/// `mlx-box service …`. `explicit_state_dir`: the one named by `--state-dir` / `MLXBOX_STATE_DIR`, if any;
+/// `state_dir`: that or this user's default.
+fn service(
+    c: &ServiceCmd,
+    explicit_state_dir: Option<&std::path::Path>,
+    state_dir: &std::path::Path,
+) -> ExitCode {
+    match service_cmd(c, explicit_state_dir, state_dir) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mlx-box: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn service_cmd(
+    c: &ServiceCmd,
+    explicit_state_dir: Option<&std::path::Path>,
+    state_dir: &std::path::Path,
+) -> Result<ExitCode> {
+    use mlxbox_core::autostart::{self, Loaded, Scope};
     match c {
-        ServiceCmd::Install { config } => {
-            let config = config.unwrap_or_else(paths::default_config);
-            let agent = autostart::Agent::for_this_binary(&config, state_dir)?;
-            let path = autostart::install(&agent)?;
+        ServiceCmd::Install {
+            config,
+            scope,
+            run_as,
+            place,
+        } => {
+            let place = place.clone().place()?;
+            let scope = scope.scope();
+            let run_as = match scope {
+                Scope::System => Some(autostart::RunAs::resolve(run_as.as_deref())?),
+                Scope::User => None,
+            };
+            // Root installing for the operator: the operator's default files, not root's.
+            let (default_config, default_state) = match &run_as {
+                Some(r) if r.is_someone_else() => autostart::default_paths(&r.home, place.manager),
+                _ => (paths::default_config(), state_dir.to_path_buf()),
+            };
+            let config = config.clone().unwrap_or(default_config);
+            let state = explicit_state_dir
+                .map(|p| p.to_path_buf())
+                .unwrap_or(default_state);
+            let agent = autostart::Agent::for_this_binary(
+                &config,
+                &state,
+                scope,
+                run_as.clone(),
+                place.manager,
+            )?;
+            let path = autostart::install(&agent, &place)?;
+            match (&run_as, &place.root) {
+                (_, Some(_)) => println!("wrote {} (under --root: nothing loaded)", path.display()),
+                (None, None) => println!(
+                    "installed {}: the daemon starts at login and again after a crash",
+                    path.display()
+                ),
+                (Some(r), None) => println!(
+                    "installed {}: the daemon starts at boot as {}, and again after a crash",
+                    path.display(),
+                    r.name
+                ),
+            }
+            if run_as.as_ref().is_some_and(|r| r.uid == 0) {
+                eprintln!("note: the system daemon runs as root; `--run-as NAME` runs it as NAME");
+            }
             println!(
-                "installed {}: the daemon starts at login and again after a crash",
-                path.display()
+                "settings {}, state dir {}",
+                agent.config.display(),
+                agent.state_dir.display()
             );
-            println!("its output: {}", agent.logs_dir.display());
+            match &agent.logs_dir {
+                Some(d) => println!("its output: {}", d.display()),
+                None => println!("its output: journalctl -u {}", autostart::UNIT),
+            }
             Ok(ExitCode::SUCCESS)
         }
-        ServiceCmd::Uninstall => {
-            match autostart::uninstall()? {
+        ServiceCmd::Uninstall { scope, place } => {
+            let place = place.clone().place()?;
+            match autostart::uninstall(scope.scope(), &place)? {
                 Some(p) => println!("removed {}", p.display()),
-                None => println!("not installed"),
+                None => println!("not installed ({})", scope.scope().as_str()),
             }
             Ok(ExitCode::SUCCESS)
         }
-        ServiceCmd::Status => {
-            let (path, installed, loaded) = autostart::status()?;
-            match (installed, loaded) {
-                (false, _) => println!("not installed ({} does not exist)", path.display()),
-                (true, Some(true)) => println!("installed and running: {}", path.display()),
-                (true, _) => println!("installed, not running: {}", path.display()),
+        ServiceCmd::Status { place } => {
+            let place = place.clone().place()?;
+            let all = autostart::status(&place)?;
+            let manager = place.manager.as_str();
+            for s in &all {
+                let loaded = match &s.loaded {
+                    None => String::new(),
+                    Some(Loaded::Yes) => format!(", loaded by {manager}"),
+                    Some(Loaded::No) => format!(", not loaded by {manager}"),
+                    Some(Loaded::Unknown(why)) => format!(", {manager}: unknown ({why})"),
+                };
+                let what = if s.installed {
+                    "installed"
+                } else {
+                    "not installed"
+                };
+                println!(
+                    "{:<7} {what}{loaded}: {}",
+                    format!("{}:", s.scope.as_str()),
+                    s.path.display()
+                );
             }
-            Ok(if installed {
-                ExitCode::SUCCESS
-            } else {
+            let installed: Vec<&str> = all
+                .iter()
+                .filter(|s| s.installed)
+                .map(|s| s.scope.as_str())
+                .collect();
+            println!(
+                "installed: {}",
+                match installed.as_slice() {
+                    [] => "none",
+                    [one] => one,
+                    _ => "both",
+                }
+            );
+            Ok(if installed.is_empty() {
                 ExitCode::from(3)
+            } else {
+                ExitCode::SUCCESS
             })
         }
     }
@@ -811,6 +1013,10 @@ pub(crate) fn print_status(s: &StatusReport) {
             " (INVALID: running the last good one)"
         }
     );
+    // "keeping the machine awake: 3 servers loaded" ([app] prevent_sleep).
+    if let Some(a) = &s.awake {
+        println!("{}", a.line());
+    }
     println!();
     println!(
         "{:<16} {:<10} {:<10} {:>8} {:>6} {:>8} {:>10}  MODEL",

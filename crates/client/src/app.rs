@@ -367,7 +367,8 @@ pub async fn watch_daemon(
                 // A daemon that died is started again while none answers (a dying process may still
                 // hold the state dir's lock for a moment: the next try comes a little later).
                 restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
-                let agent = mlxbox_api::paths::autostart_agent().exists();
+                let agent = mlxbox_api::paths::autostart_agent().exists()
+                    || mlxbox_api::paths::autostart_system().exists();
                 let spaced = restarts
                     .back()
                     .is_none_or(|t| t.elapsed() >= Duration::from_secs(2));

@@ -59,6 +59,7 @@ impl Snapshot {
                     }
                 }
             }
+            Event::Awake(a) => st.awake = Some(a.clone()),
             Event::Shutdown => {
                 self.status = None;
             }
@@ -292,6 +293,10 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
     match &snap.status {
         None => m.push(item(MenuAction::StartDaemon, "Start mlx-box daemon", true)),
         Some(st) => {
+            // "Keeping the machine awake: 3 servers loaded" while the lock is held, or why it cannot be.
+            if let Some(a) = st.awake.as_ref().filter(|a| a.held || a.error.is_some()) {
+                m.push(Label(capitalized(&a.line())));
+            }
             for s in &st.services {
                 let verb = toggle_of(s);
                 let port = s.port.map(|p| format!(" :{p}")).unwrap_or_default();
@@ -353,6 +358,13 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
     });
     m.push(item(MenuAction::Quit, "Quit mlx-box", true));
     m
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 /// The verb a service's toggle asks for: stop a running one (or one waiting to restart) — unload an
@@ -487,6 +499,7 @@ mod tests {
                     state: mlxbox_api::monitor::Thermal::Nominal,
                 },
                 alerts: vec![],
+                awake: None,
             }),
         }
     }
@@ -661,6 +674,45 @@ mod tests {
                 ..
             }
         )));
+    }
+
+    /// The lock against sleep: a line of its own while held or refused, from the snapshot and then from
+    /// `Event::Awake`; nothing while the machine may sleep.
+    #[test]
+    fn the_menu_says_when_the_machine_is_kept_awake() {
+        let mut s = snap(vec![svc("chat", State::Ready)]);
+        let awake_lines = |s: &Snapshot| -> Vec<String> {
+            menu(s, false)
+                .into_iter()
+                .filter_map(|e| match e {
+                    MenuEntry::Label(t) if t.contains("awake") => Some(t),
+                    _ => None,
+                })
+                .collect()
+        };
+        assert!(awake_lines(&s).is_empty());
+        let a = |held, reason: &str, error: Option<&str>| AwakeStatus {
+            mode: "serving".into(),
+            held,
+            reason: reason.into(),
+            error: error.map(str::to_string),
+        };
+        s.apply(&Event::Awake(a(true, "3 servers loaded", None)));
+        assert_eq!(
+            awake_lines(&s),
+            ["Keeping the machine awake: 3 servers loaded"]
+        );
+        s.apply(&Event::Awake(a(false, "no server loaded", None)));
+        assert!(awake_lines(&s).is_empty());
+        s.apply(&Event::Awake(a(
+            false,
+            "1 server loaded",
+            Some("no system bus (x)"),
+        )));
+        assert_eq!(
+            awake_lines(&s),
+            ["Cannot keep the machine awake: no system bus (x)"]
+        );
     }
 
     /// On demand: idle is fine for the tray and counted in the summary; the toggle of a loaded one

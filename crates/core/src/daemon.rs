@@ -51,6 +51,12 @@ pub enum DaemonError {
     },
 }
 
+/// The exit status of `mlx-box up` when another daemon already holds its state dir. Not a failure to
+/// retry: a systemd unit names it in `RestartPreventExitStatus=`; launchd restarts any status but 0 under
+/// `KeepAlive.SuccessfulExit = false`, so its plist runs `up --already-running-exit 0` (`autostart.rs`).
+/// Either way a second `up` started by the OS ends at once, and a later `mlx-box down` stays down.
+pub const EXIT_ALREADY_RUNNING: u8 = 3;
+
 /// Exclusive lock on the state dir, held for the daemon's life.
 pub struct StateLock {
     _file: std::fs::File,
@@ -234,6 +240,8 @@ pub async fn run(
     monitor.abort();
     services.close_faces().await;
     services.supervisor.shutdown().await;
+    // Every server is stopped: the machine may sleep again.
+    services.awake.release().await;
     let _ = services.events.send(crate::api::Event::Shutdown);
     server.abort();
     let _ = std::fs::remove_file(&sock);

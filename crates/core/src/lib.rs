@@ -22,6 +22,7 @@ pub mod limits;
 pub mod metrics;
 pub mod monitor;
 pub mod paths;
+pub mod power;
 pub mod proxy;
 pub mod reasoning;
 pub mod remote;

@@ -292,6 +292,24 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "help": "Desktop notifications for alerts this severe or worse."
   },
   {
+    "section": "app",
+    "key": "prevent_sleep",
+    "type": "enum",
+    "group": "",
+    "default": "serving",
+    "min": null,
+    "max": null,
+    "options": [
+      "serving",
+      "always",
+      "never"
+    ],
+    "suggest": [],
+    "kinds": [],
+    "absent": null,
+    "help": "Keep the machine from sleeping (the display may sleep): \"serving\" while a model server is loaded (starting or ready), \"always\" while the daemon runs, \"never\"."
+  },
+  {
     "section": "alerts",
     "key": "enabled",
     "type": "bool",

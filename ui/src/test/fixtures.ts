@@ -76,6 +76,7 @@ export function status(over: Partial<StatusReport> = {}): StatusReport {
     alerts: [],
     hosts: [],
     pools: [],
+    awake: null,
     ...over,
   };
 }

@@ -153,7 +153,13 @@ pub struct Daemon {
     pub state: PathBuf,
     /// The network namespace it runs in (`ip netns exec`), for the multi-host tests.
     pub netns: Option<String>,
+    /// Environment of the daemon beyond the harness's own (tests/power.rs: its private system bus).
+    pub env: Vec<(String, String)>,
 }
+
+/// The system bus every test daemon sees unless a test gives it one of its own: none, so that no test
+/// takes a lock against sleep on the machine that runs it (`[app] prevent_sleep`).
+pub const NO_SYSTEM_BUS: &str = "unix:path=/nonexistent/mlx-box-test/system_bus_socket";
 
 impl Daemon {
     pub fn start(config_text: &str) -> Daemon {
@@ -173,6 +179,7 @@ impl Daemon {
             .args(["up", "--demo", "--state-dir"])
             .arg(&state)
             .env("MLXBOX_CACHE_DIR", &cache)
+            .env("DBUS_SYSTEM_BUS_ADDRESS", NO_SYSTEM_BUS)
             .stdout(Stdio::null())
             .stderr(log)
             .process_group(0)
@@ -184,6 +191,7 @@ impl Daemon {
             config: state.join("demo/settings.toml"),
             state,
             netns: None,
+            env: vec![],
         };
         let up = wait_until(Duration::from_secs(900), || {
             if let Ok(Some(st)) = d.child.as_mut().unwrap().try_wait() {
@@ -220,7 +228,19 @@ impl Daemon {
             config,
             state,
             netns: None,
+            env: vec![],
         }
+    }
+
+    /// A daemon with these environment variables besides the harness's.
+    pub fn start_env(config_text: &str, env: &[(&str, &str)]) -> Daemon {
+        let mut d = Self::unstarted(config_text);
+        d.env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        d.spawn();
+        d
     }
 
     fn start_with(config_text: &str, nofile: Option<u64>) -> Daemon {
@@ -254,7 +274,9 @@ impl Daemon {
             .arg("--state-dir")
             .arg(&self.state)
             .env("MLXBOX_LOG", "info")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", NO_SYSTEM_BUS)
             .envs(keyring_env())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .process_group(0);

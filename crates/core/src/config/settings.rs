@@ -316,6 +316,34 @@ pub struct AppSettings {
     /// Menu-bar app: the least severe alert that makes a desktop notification
     /// ("info" | "warning" | "critical" | "off").
     pub notify_min_severity: String,
+    /// Whether the daemon keeps the machine awake (`crate::power`).
+    pub prevent_sleep: PreventSleep,
+}
+
+/// `[app] prevent_sleep`: when the daemon holds a lock against idle sleep (the display may sleep).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PreventSleep {
+    /// While a model server is loaded (a process of ours starting, ready or unhealthy). A request in
+    /// flight implies a loaded server, and the idle unload (`idle_stop_s`) already bounds how long an
+    /// unused on-demand server stays loaded, so this is also "while serving requests".
+    #[default]
+    Serving,
+    /// While the daemon runs.
+    Always,
+    /// Never: the machine sleeps as its own settings say.
+    Never,
+}
+
+impl PreventSleep {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "serving" => Self::Serving,
+            "always" => Self::Always,
+            "never" => Self::Never,
+            _ => return None,
+        })
+    }
 }
 
 impl Default for AppSettings {
@@ -330,6 +358,7 @@ impl Default for AppSettings {
             memory_budget_bytes: None,
             stable_after_s: 60.0,
             notify_min_severity: "warning".into(),
+            prevent_sleep: PreventSleep::Serving,
         }
     }
 }

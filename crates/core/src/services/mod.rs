@@ -13,6 +13,7 @@
 //! | `supervisor` ([`Supervisor`]) | the services' processes and states | `service-failed:*`, `crash-loop:*` |
 //! | `fleet` ([`fleet::Fleet`]) | the `[hosts]` Macs as last polled: link, status | `host-unreachable:*`, `host-link-slow:*` |
 //! | `served` ([`served::ServedCheck`]) | what each server really runs against the settings | `served-model:*` |
+//! | `awake` ([`crate::power::Awake`]) | the lock against idle sleep (`[app] prevent_sleep`) | — |
 //!
 //! [`Services`] composes them and holds the flows that cross services: a settings change (config → keys →
 //! budget → proxy → supervisor), a key change, a manual start, the monitor tick, the status report.
@@ -57,6 +58,8 @@ pub struct Services {
     pub bench: Arc<BenchService>,
     pub fleet: Arc<fleet::Fleet>,
     pub served: served::ServedCheck,
+    /// The lock against idle sleep, taken and released by the monitor tick.
+    pub awake: Arc<crate::power::Awake>,
     pub supervisor: Arc<Supervisor>,
     pub alerts: Arc<AlertStore>,
     pub events: broadcast::Sender<Event>,
@@ -161,6 +164,7 @@ impl Services {
             supervisor,
             fleet,
             served: served::ServedCheck::new(alerts.source("served")),
+            awake: Arc::new(crate::power::Awake::new(crate::power::for_this_os())),
             alerts,
             events,
             shutdown: Notify::new(),
@@ -309,6 +313,7 @@ impl Services {
             alerts: self.alerts.active(),
             hosts: self.fleet.statuses(),
             pools: self.proxy.pools().await,
+            awake: self.awake.status(),
         }
     }
 
@@ -343,6 +348,7 @@ impl Services {
             };
         // Idle on-demand services are unloaded; servers past their footprint cap restarted.
         self.demand.tick().await;
+        self.keep_awake().await;
         if self.events.receiver_count() > 0 {
             let _ = self.events.send(Event::Monitor(MonitorTick {
                 sample,
@@ -350,6 +356,30 @@ impl Services {
                 live,
             }));
         }
+    }
+
+    /// Takes or releases the lock against idle sleep for the applied `prevent_sleep` and the servers
+    /// loaded now (a process of ours starting, ready or unhealthy), off the tick's path: a system bus
+    /// that is slow to answer delays no sample (an update still waiting makes the next ones skip).
+    async fn keep_awake(&self) {
+        let mode = self
+            .supervisor
+            .settings()
+            .map(|s| s.app.prevent_sleep)
+            .unwrap_or_default();
+        let loaded = self
+            .supervisor
+            .statuses()
+            .await
+            .iter()
+            .filter(|s| s.state.is_running())
+            .count();
+        let (awake, events) = (self.awake.clone(), self.events.clone());
+        tokio::spawn(async move {
+            if let Some(a) = awake.update(mode, loaded).await {
+                let _ = events.send(Event::Awake(a));
+            }
+        });
     }
 
     /// Asks the daemon to stop every service and exit.

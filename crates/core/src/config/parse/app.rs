@@ -1,7 +1,7 @@
 //! `[app]`: the interpreter, log rotation, restart stability, the menu-bar app's preferences.
 
 use super::ctx::{value_span, Ctx, TableView};
-use crate::config::settings::AppSettings;
+use crate::config::settings::{AppSettings, PreventSleep};
 use mlxbox_api::settings::{self as schema, Section};
 use toml_edit::Item;
 
@@ -50,6 +50,19 @@ pub(super) fn parse_app(cx: &mut Ctx, item: Option<&Item>) -> AppSettings {
                 format!("unknown notify_min_severity `{m}` in [app]"),
                 Some("use \"info\", \"warning\", \"critical\" or \"off\"".to_string()),
             );
+        }
+    }
+    if let Some(m) = v.str(cx, "prevent_sleep") {
+        match PreventSleep::parse(&m) {
+            Some(p) => a.prevent_sleep = p,
+            None => cx.error(
+                v.get("prevent_sleep").and_then(value_span),
+                format!("unknown prevent_sleep `{m}` in [app]"),
+                Some(
+                    "use \"serving\" (while a model server is loaded), \"always\" or \"never\""
+                        .to_string(),
+                ),
+            ),
         }
     }
     // Minimums (here and for backoff_max_s) keep a crash loop from becoming a restart storm.

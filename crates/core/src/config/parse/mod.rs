@@ -217,7 +217,7 @@ fn check_unproxied(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Kind, Probe};
+    use crate::config::{Kind, PreventSleep, Probe};
     use mlxbox_api::settings::{self as schema, Section};
     use std::collections::BTreeMap;
 
@@ -401,6 +401,46 @@ port = 9001
             parse(&lan.replace("model = \"m\"", "kind = \"command\"\ncommand = [\"x\"]"))
                 .0
                 .is_some()
+        );
+    }
+
+    #[test]
+    fn prevent_sleep_takes_its_three_values_and_a_positioned_error_otherwise() {
+        assert_eq!(
+            parse("").0.unwrap().app.prevent_sleep,
+            PreventSleep::Serving
+        );
+        for (v, want) in [
+            ("serving", PreventSleep::Serving),
+            ("always", PreventSleep::Always),
+            ("never", PreventSleep::Never),
+        ] {
+            let (s, d) = parse(&format!("[app]\nprevent_sleep = \"{v}\"\n"));
+            assert!(
+                d.iter().all(|d| d.severity != Severity::Error),
+                "{:?}",
+                lines(&d)
+            );
+            assert_eq!(s.unwrap().app.prevent_sleep, want);
+        }
+        let (s, d) = parse("[app]\nprevent_sleep = \"sometimes\"\n");
+        assert!(s.is_none());
+        let errors: Vec<String> = lines(&d)
+            .into_iter()
+            .filter(|l| l.contains("error"))
+            .collect();
+        assert_eq!(
+            errors,
+            vec!["settings.toml:2:17: error: unknown prevent_sleep `sometimes` in [app] (use \"serving\" (while a model server is loaded), \"always\" or \"never\")"]
+        );
+        let (s, d) = parse("[app]\nprevent_sleep = true\n");
+        assert!(s.is_none());
+        assert!(
+            lines(&d)
+                .iter()
+                .any(|l| l.starts_with("settings.toml:2:17: error: `prevent_sleep`")),
+            "{:?}",
+            lines(&d)
         );
     }
 
