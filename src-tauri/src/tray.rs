@@ -137,13 +137,18 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
     let core = state.core.clone();
     let snap = state.shared.lock().unwrap().0.clone();
     match action {
-        MenuAction::ToggleService(name) => {
-            if let Some(verb) = menubar::toggle_verb(&snap, &name) {
+        MenuAction::ToggleService(name) => match menubar::toggle_verb(&snap, &name) {
+            // Stopping cuts off whoever is using it: the dashboard says what and asks first.
+            Some(Verb::Stop) => {
+                windows::open_with(app, View::Dashboard, Some(format!("confirm=stop:{name}")))
+            }
+            Some(verb) => {
                 tauri::async_runtime::spawn(async move {
                     let _ = core.call(call::Action { target: name, verb }).await;
                 });
             }
-        }
+            None => {}
+        },
         MenuAction::ToggleHostService { host, service } => {
             if let Some(verb) = menubar::toggle_host_verb(&snap, &host, &service) {
                 tauri::async_runtime::spawn(async move {
@@ -155,25 +160,22 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
                 });
             }
         }
-        MenuAction::StartAll | MenuAction::StopAll | MenuAction::RestartAll => {
-            let verb = match action {
-                MenuAction::StartAll => Verb::Start,
-                MenuAction::StopAll => Verb::Stop,
-                _ => Verb::Restart,
-            };
+        MenuAction::StartAll => {
             tauri::async_runtime::spawn(async move {
                 let target = "all".to_string();
+                let verb = Verb::Start;
                 let _ = core.call(call::Action { target, verb }).await;
             });
         }
+        // What stops work asks first, in the window that shows what it would cut off.
+        MenuAction::StopAll => {
+            windows::open_with(app, View::Dashboard, Some("confirm=stop".into()))
+        }
+        MenuAction::RestartAll => {
+            windows::open_with(app, View::Dashboard, Some("confirm=restart".into()))
+        }
         MenuAction::RunBenchmark => {
-            // Start a run with the defaults (or follow the one running), and show it.
-            tauri::async_runtime::spawn(async move {
-                if let Err(e) = core.run_benchmark_from_menu().await {
-                    tracing::warn!("benchmark not started: {e}");
-                }
-            });
-            windows::open(app, View::Bench);
+            windows::open_with(app, View::Bench, Some("confirm=run".into()))
         }
         MenuAction::OpenDashboard => windows::open(app, View::Dashboard),
         MenuAction::OpenSettings => windows::open(app, View::Settings),

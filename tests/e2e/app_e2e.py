@@ -386,6 +386,20 @@ def main():
             kept = wd.script("return localStorage.getItem('mlxbox.chat.chat')")
             assert kept and "Say hello." in kept, kept
             wd.script("window.location.hash = 'dashboard'")
+        @test("Stop all asks first, saying what it cuts off; Cancel stops nothing")
+        def _():
+            wd.script("window.location.hash = 'dashboard'")
+            wait_for("dashboard", lambda: wd.find('[data-testid="stop-all"]'), timeout=20)
+            wd.click(wd.find('[data-testid="stop-all"]'))
+            wait_for("the sheet", lambda: wd.find('[data-testid="confirm-sheet"]'), timeout=10)
+            detail = wd.text(wd.find('[data-testid="confirm-detail"]'))
+            assert "3 services running" in detail, detail
+            wd.screenshot(os.path.join(a.screenshots, "confirm-stop-all.png"))
+            wd.click(wd.find('[data-testid="confirm-cancel"]'))
+            wait_for("the sheet gone", lambda: not wd.find_all('[data-testid="confirm-sheet"]'), timeout=10)
+            time.sleep(1)
+            st = status(a.cli, state)
+            assert all(service(st, n)["state"] == "ready" for n in names), st
     except Exception:
         results.append(("setup", False, traceback.format_exc()))
         print(f"FAIL setup\n{traceback.format_exc()}", flush=True)

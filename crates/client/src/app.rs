@@ -20,7 +20,6 @@
 
 use crate::control::{Client, ClientError};
 use crate::menubar::{self, NotificationGate, Snapshot, TrayLevel};
-use mlxbox_api::bench::{BenchOptions, BenchStarted};
 use mlxbox_api::call::{self, Call};
 use mlxbox_api::control::{ErrorKind, Request};
 use mlxbox_api::paths;
@@ -159,16 +158,6 @@ impl AppCore {
     /// Any request as the windows send it, its answer as JSON: the app's one command to the daemon.
     pub async fn call_json(&self, req: Request) -> Result<serde_json::Value, CommandError> {
         Ok(self.client.call_json(&req).await?)
-    }
-
-    /// The menu's "Run benchmark…": a run with the defaults (every chat / embedding service), unless one
-    /// already runs — then the window just follows that one.
-    pub async fn run_benchmark_from_menu(&self) -> Result<BenchStarted, CommandError> {
-        if let Some(current) = self.client.bench_current().await? {
-            return Ok(current);
-        }
-        let options = BenchOptions::default();
-        self.call(call::BenchStart { options }).await
     }
 
     pub async fn connection(&self) -> Connection {

@@ -343,10 +343,11 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
     }
     m.push(Separator);
     m.push(item(MenuAction::StartAll, "Start all", connected));
-    m.push(item(MenuAction::StopAll, "Stop all", connected));
-    m.push(item(MenuAction::RestartAll, "Restart all", connected));
+    // "…": these ask first (in the dashboard), as a Mac menu item that opens a sheet says.
+    m.push(item(MenuAction::StopAll, "Stop all…", connected));
+    m.push(item(MenuAction::RestartAll, "Restart all…", connected));
     m.push(Separator);
-    m.push(item(MenuAction::RunBenchmark, "Run benchmark", connected));
+    m.push(item(MenuAction::RunBenchmark, "Run benchmark…", connected));
     m.push(item(MenuAction::OpenDashboard, "Open dashboard", true));
     m.push(item(MenuAction::OpenChat, "Chat…", connected));
     m.push(item(MenuAction::OpenSettings, "Settings…", true));

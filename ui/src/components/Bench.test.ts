@@ -26,6 +26,24 @@ describe("benchmark window", () => {
     expect(screen.getByTestId("bench-cancel")).toBeEnabled();
   });
 
+  it("a run on servers that are serving requests asks first; the tray's Run benchmark… always does", async () => {
+    const calls = await bench({ bench_start: () => ({ id: "r1" }), proxy_stats: () => ({ chat: { in_flight: 1, waiting: 0 } }) });
+    await waitFor(() => expect(of(calls, "proxy_stats").length).toBeGreaterThan(0));
+    await fireEvent.click(await screen.findByTestId("bench-run"));
+    expect(await screen.findByTestId("confirm-detail")).toHaveTextContent("1 service running, 1 request in flight");
+    expect(of(calls, "bench_start")).toHaveLength(0);
+    await fireEvent.click(screen.getByTestId("confirm-ok"));
+    await waitFor(() => expect(of(calls, "bench_start")).toHaveLength(1));
+  });
+
+  it("#bench?confirm=run (the tray) shows the sheet before anything runs", async () => {
+    const calls = await openView("#bench?confirm=run", "bench-run", { bench_start: () => ({ id: "r1" }) });
+    expect(await screen.findByTestId("confirm-sheet")).toHaveTextContent("Run a benchmark on the live servers?");
+    await fireEvent.click(screen.getByTestId("confirm-cancel"));
+    expect(of(calls, "bench_start")).toHaveLength(0);
+    window.location.hash = "";
+  });
+
   it("Run sends only what the user set", async () => {
     const calls = await bench({ bench_start: () => ({ id: "r1" }) });
     await fireEvent.click(await screen.findByTestId("bench-service-chat-pick"));

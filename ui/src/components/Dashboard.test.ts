@@ -112,6 +112,49 @@ describe("dashboard", () => {
     );
   });
 
+  it("stop all and restart all say what they cut off and wait for a yes", async () => {
+    const calls = backend({
+      status: () => status({ services: [service("chat"), service("fast"), service("embed", { kind: "embedding", state: "stopped", pid: null })] }),
+      proxy_stats: () => ({ chat: { in_flight: 2, waiting: 1 }, fast: { in_flight: 0, waiting: 0 } }),
+    });
+    await dashboard();
+    await waitFor(() => expect(calls.some((c) => c.cmd === "proxy_stats")).toBe(true));
+    await fireEvent.click(screen.getByTestId("stop-all"));
+    expect(await screen.findByTestId("confirm-detail")).toHaveTextContent("2 services running, 3 requests in flight");
+    expect(document.activeElement).toBe(screen.getByTestId("confirm-cancel"));
+    await fireEvent.click(screen.getByTestId("confirm-cancel"));
+    expect(screen.queryByTestId("confirm-sheet")).toBeNull();
+    expect(calls.some((c) => c.cmd === "action")).toBe(false);
+    await fireEvent.click(screen.getByTestId("restart-all"));
+    await fireEvent.keyDown(window, { key: "Escape" });
+    expect(screen.queryByTestId("confirm-sheet")).toBeNull();
+    await fireEvent.click(screen.getByTestId("restart-all"));
+    await fireEvent.click(await screen.findByTestId("confirm-ok"));
+    await waitFor(() => expect(calls.find((c) => c.cmd === "action")?.args).toEqual({ target: "all", verb: "restart" }));
+  });
+
+  it("a single stop goes at once and can be undone for a few seconds", async () => {
+    const calls = backend();
+    await dashboard();
+    await fireEvent.click(screen.getByTestId("stop-chat"));
+    await fireEvent.click(await screen.findByTestId("undo-stop-chat"));
+    await waitFor(() =>
+      expect(calls.filter((c) => c.cmd === "action").map((c) => c.args.verb)).toEqual(["stop", "start"]),
+    );
+    await waitFor(() => expect(screen.queryByTestId("undo-chat")).toBeNull());
+  });
+
+  it("the tray's stop of one service asks here first (#dashboard?confirm=stop:chat)", async () => {
+    window.location.hash = "#dashboard?confirm=stop:chat";
+    const calls = backend();
+    await dashboard();
+    expect(await screen.findByTestId("confirm-sheet")).toHaveTextContent("Stop chat?");
+    expect(screen.getByTestId("confirm-detail")).toHaveTextContent("1 service running, no request in flight");
+    await fireEvent.click(screen.getByTestId("confirm-ok"));
+    await waitFor(() => expect(calls.find((c) => c.cmd === "action")?.args).toEqual({ target: "chat", verb: "stop" }));
+    window.location.hash = "";
+  });
+
   it("shows service memory from the folded status", async () => {
     backend();
     await dashboard();
