@@ -34,6 +34,9 @@ pub struct ServiceStatus {
     #[ts(type = "number | null")]
     pub ready_since_ms: Option<u64>,
     pub crash_loop: bool,
+    /// Stopped (or unloaded) because someone asked, not by a failure.
+    #[serde(default)]
+    pub stopped_by_request: bool,
     /// Set while the process was adopted from a previous daemon.
     pub adopted: bool,
     /// Loaded on request and unloaded when idle (`on_demand = true`): its toggle unloads.

@@ -364,7 +364,7 @@ fn print_chat_levels(r: &BenchResult, s: &ServiceResult) {
         "TPOT p50",
         "ITL p50",
         "E2E p50",
-        "GEN tok/s",
+        "GEN p50",
         "OUT tok/s",
         "REQ/s",
         "EFF"
@@ -383,7 +383,7 @@ fn print_chat_levels(r: &BenchResult, s: &ServiceResult) {
             st(l.tpot_ms, |s| s.p50),
             st(l.itl_ms, |s| s.p50),
             st(l.e2e_ms, |s| s.p50),
-            st(l.gen_tok_s, |s| s.mean),
+            st(l.gen_tok_s, |s| s.p50),
             l.output_tok_s,
             l.request_s,
             opt(l.parallel_efficiency, 2),

@@ -267,6 +267,20 @@ fn bench_compare_and_doctor_on_the_demo_profile() {
     assert!(text.contains("✓ long_context  chat:"), "{text}");
     assert!(text.contains("✗ thresholds    chat:"), "{text}");
 
+    // A service stopped on purpose is skipped, not failed.
+    assert!(d.cli(&["stop", "embedding"]).status.success());
+    d.wait_state("embedding", "stopped", 60 * S);
+    let (_, doc) = cli_json(&d, &["doctor", "--json"]);
+    let checks = doc["checks"].as_array().unwrap();
+    let of_embedding: Vec<(&str, &str)> = checks
+        .iter()
+        .filter(|c| c["service"] == "embedding")
+        .map(|c| (c["check"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(of_embedding, [("ready", "skip")], "{doc:#}");
+    assert!(d.cli(&["start", "embedding"]).status.success());
+    d.wait_state("embedding", "ready", 180 * S);
+
     // Mistakes say what to do.
     let out = d.cli(&["bench", "nosuch"]);
     assert_eq!(out.status.code(), Some(1));

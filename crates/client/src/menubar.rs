@@ -467,6 +467,7 @@ mod tests {
             since_ms: 0,
             ready_since_ms: None,
             crash_loop: false,
+            stopped_by_request: false,
             adopted: false,
             on_demand: false,
             ranks: vec![],

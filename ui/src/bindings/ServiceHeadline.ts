@@ -3,7 +3,7 @@ import type { CheckStatus } from "./CheckStatus";
 
 export type ServiceHeadline = { name: string, model: string | null, 
 /**
- * Mean generation tok/s at concurrency 1.
+ * Median generation tok/s at concurrency 1 (the table's, the threshold's and the history's figure).
  */
 gen_tok_s: number | null, 
 /**

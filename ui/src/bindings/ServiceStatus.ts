@@ -28,6 +28,10 @@ since_ms: number,
  */
 ready_since_ms: number | null, crash_loop: boolean, 
 /**
+ * Stopped (or unloaded) because someone asked, not by a failure.
+ */
+stopped_by_request: boolean, 
+/**
  * Set while the process was adopted from a previous daemon.
  */
 adopted: boolean, 

@@ -30,7 +30,7 @@ export const METRICS = {
   },
   e2e: { label: "E2E", unit: "ms", def: "End-to-end latency: request sent → end of the stream." },
   gen: {
-    label: "Gen tok/s",
+    label: "Gen tok/s p50",
     unit: "tok/s",
     def: "Generation (decode) speed of a request: (N − 1) / (E2E − TTFT) = 1000 / TPOT; the median request.",
   },
@@ -101,7 +101,7 @@ export function headline(s: ServiceHeadline): string {
 
 /** The history's figures to chart over time. */
 export const HEADLINES = {
-  gen_tok_s: { label: "Gen tok/s at c=1", get: (s: ServiceHeadline) => s.gen_tok_s },
+  gen_tok_s: { label: "Gen tok/s (median) at c=1", get: (s: ServiceHeadline) => s.gen_tok_s },
   output_tok_s: { label: "Best output tok/s", get: (s: ServiceHeadline) => s.output_tok_s ?? s.inputs_s },
   ttft_ms: { label: "TTFT p50 at c=1 (ms)", get: (s: ServiceHeadline) => s.ttft_ms },
 } as const;

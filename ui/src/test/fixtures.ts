@@ -31,6 +31,7 @@ export function service(name: string, over: Partial<ServiceStatus> = {}): Servic
     since_ms: T0 - 60_000,
     ready_since_ms: T0 - 60_000,
     crash_loop: false,
+    stopped_by_request: false,
     adopted: false,
     on_demand: false,
     ranks: [],

@@ -67,7 +67,7 @@ pub fn compare(a: &BenchResult, b: &BenchResult) -> Comparison {
     type Metric = (&'static str, bool, fn(&LevelResult) -> Option<f64>);
     const CHAT: &[Metric] = &[
         ("output_tok_s", true, |l| Some(l.output_tok_s)),
-        ("gen_tok_s mean", true, |l| l.gen_tok_s.map(|s| s.mean)),
+        ("gen_tok_s p50", true, |l| l.gen_tok_s.map(|s| s.p50)),
         ("ttft_ms p50", false, |l| l.ttft_ms.map(|s| s.p50)),
         ("ttft_ms p99", false, |l| l.ttft_ms.map(|s| s.p99)),
         ("tpot_ms p50", false, |l| l.tpot_ms.map(|s| s.p50)),

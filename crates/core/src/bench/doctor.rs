@@ -110,6 +110,18 @@ async fn service_checks(
         ),
         None => "not supervised (yet)".into(),
     };
+    // Stopped or unloaded on purpose, or disabled: nothing to check, and nothing wrong.
+    let resting = !spec.enabled
+        || st.is_some_and(|s| s.stopped_by_request || (s.state == State::Idle && spec.on_demand));
+    if resting {
+        let why = if spec.enabled {
+            "stopped on request (or unloaded while idle): not checked; start it to check it"
+        } else {
+            "disabled in settings.toml (enabled = false): not checked"
+        };
+        out.push("ready", Some(name), CheckStatus::Skip, why.into());
+        return;
+    }
     let status = if ready {
         CheckStatus::Pass
     } else {

@@ -119,6 +119,9 @@ pub struct Machine {
     after_stop: AfterStop,
     /// Set while a crash loop is in progress (for alerts).
     crash_loop: bool,
+    /// The last stop or unload was asked for (`mlx-box stop`, the dashboard, idle unload), not a
+    /// failure: the doctor skips such a service instead of failing it.
+    by_request: bool,
     rng: u64,
 }
 
@@ -137,6 +140,7 @@ impl Machine {
             wake_at: None,
             after_stop: AfterStop::Stay,
             crash_loop: false,
+            by_request: false,
             rng: seed,
         }
     }
@@ -157,10 +161,19 @@ impl Machine {
         self.crash_loop
     }
 
+    pub fn stopped_by_request(&self) -> bool {
+        self.by_request && matches!(self.state, State::Stopped | State::Idle | State::Stopping)
+    }
+
     /// Feeds one input; returns the actions to carry out, in order.
     pub fn on(&mut self, input: Input, now: Instant) -> Vec<Action> {
         use Action::*;
         use State::*;
+        match input {
+            Input::Stop | Input::Unload => self.by_request = true,
+            Input::Start | Input::Restart | Input::Adopted => self.by_request = false,
+            _ => {}
+        }
         match (self.state, input) {
             (Stopped | Failed | Backoff | Idle, Input::Start | Input::Restart) => {
                 self.reset_failures();
@@ -410,6 +423,32 @@ mod tests {
     }
     fn s(x: u64) -> Duration {
         Duration::from_secs(x)
+    }
+
+    /// A stop asked for is told apart from a failure (the doctor skips the one and fails the other).
+    #[test]
+    fn a_stop_by_request_is_not_a_failure() {
+        let t = Instant::now();
+        let mut m = m();
+        m.on(Input::Start, t);
+        m.on(Input::Spawned, t);
+        m.on(Input::ProbeReady, t);
+        assert!(!m.stopped_by_request());
+        m.on(Input::Stop, t);
+        m.on(Input::Terminated, t);
+        assert_eq!(m.state(), State::Stopped);
+        assert!(m.stopped_by_request());
+        m.on(Input::Start, t);
+        assert!(!m.stopped_by_request());
+        m.on(Input::Spawned, t);
+        m.on(
+            Input::Exited {
+                clean: true,
+                detail: "exited 0".into(),
+            },
+            t,
+        );
+        assert!(!m.stopped_by_request(), "an exit nobody asked for");
     }
 
     /// On demand: unload ends idle (not stopped); idle starts again; stop from idle is stopped; an

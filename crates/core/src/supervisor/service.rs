@@ -459,6 +459,7 @@ impl Runner {
                 .ready_since_ms
                 .filter(|_| self.machine.ready_since().is_some()),
             crash_loop: self.machine.crash_loop(),
+            stopped_by_request: self.machine.stopped_by_request(),
             adopted: self.adopted,
             on_demand: self.spec.on_demand,
             ranks: self
