@@ -141,12 +141,20 @@ fn keys_drive_the_running_proxy_without_dbus() {
             .arg(idle.path())
             .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
             .env_remove("DBUS_SYSTEM_BUS_ADDRESS")
-            .envs(keyring_env().into_iter().filter(|(k, _)| *k != "DBUS_SESSION_BUS_ADDRESS"))
+            .envs(
+                keyring_env()
+                    .into_iter()
+                    .filter(|(k, _)| *k != "DBUS_SESSION_BUS_ADDRESS"),
+            )
             .output()
             .unwrap()
     };
     let out = offline(&["keys", "add", "--name", "offline"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let offline_key = stdout(&out).trim().to_string();
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("no daemon runs"),
@@ -154,7 +162,10 @@ fn keys_drive_the_running_proxy_without_dbus() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(idle.path().join("keys.json")).unwrap();
-    assert!(text.contains("offline") && !text.contains(&offline_key), "{text}");
+    assert!(
+        text.contains("offline") && !text.contains(&offline_key),
+        "{text}"
+    );
     assert!(stdout(&offline(&["keys", "list"])).contains("offline"));
     assert!(offline(&["keys", "remove", "offline"]).status.success());
 }
@@ -262,7 +273,8 @@ fn keyring_keys_move_into_the_key_store_on_first_start() {
             "last4": &secret[secret.len() - 4..], "services": services}])
         .to_string()
     };
-    ring.set_secret("index", &index("k1", old_key, &[])).unwrap();
+    ring.set_secret("index", &index("k1", old_key, &[]))
+        .unwrap();
     ring.set_secret("key:k1", old_key).unwrap();
     control
         .set_secret("index", &index("t1", old_token, &["admin"]))
@@ -279,13 +291,23 @@ fn keyring_keys_move_into_the_key_store_on_first_start() {
 
     assert!(ring.list().unwrap().is_empty() && ring.secret("key:k1").unwrap().is_none());
     assert!(control.list().unwrap().is_empty() && control.secret("key:t1").unwrap().is_none());
-    assert_eq!(control.secret("host:studio").unwrap().as_deref(), Some("their-token"));
+    assert_eq!(
+        control.secret("host:studio").unwrap().as_deref(),
+        Some("their-token")
+    );
     for (file, secret) in [("keys.json", old_key), ("tokens.json", old_token)] {
         let text = std::fs::read_to_string(d.state.join(file)).unwrap();
-        assert!(text.contains("from before") && !text.contains(secret), "{file}: {text}");
+        assert!(
+            text.contains("from before") && !text.contains(secret),
+            "{file}: {text}"
+        );
     }
     assert!(alert_ids(&d).contains(&"keys-migrated".to_string()));
-    assert!(d.daemon_log().contains("moved from the OS keyring"), "{}", d.daemon_log());
+    assert!(
+        d.daemon_log().contains("moved from the OS keyring"),
+        "{}",
+        d.daemon_log()
+    );
     let out = d.cli(&["keys", "list"]);
     assert!(stdout(&out).contains("k1"));
     assert!(
@@ -294,5 +316,8 @@ fn keyring_keys_move_into_the_key_store_on_first_start() {
         String::from_utf8_lossy(&out.stderr)
     );
     let tokens = stdout(&d.cli(&["tokens", "list"]));
-    assert!(tokens.contains("t1") && tokens.contains("admin"), "{tokens}");
+    assert!(
+        tokens.contains("t1") && tokens.contains("admin"),
+        "{tokens}"
+    );
 }

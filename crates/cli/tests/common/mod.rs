@@ -240,8 +240,11 @@ impl Daemon {
     pub fn start_seeded(config_text: &str, seed: impl FnOnce(&Path)) -> Daemon {
         let mut d = Self::unstarted(config_text);
         std::fs::create_dir(&d.state).unwrap();
-        std::fs::set_permissions(&d.state, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-            .unwrap();
+        std::fs::set_permissions(
+            &d.state,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
         seed(&d.state);
         d.spawn();
         d

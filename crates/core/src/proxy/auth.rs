@@ -244,7 +244,7 @@ mod tests {
     fn the_daemons_own_key() {
         let own: Option<Arc<str>> = Some("sk-mlxbox-own".into());
         let only = KeySet::new(Ok(vec![]), &[]).with_own(own.clone());
-        assert!(only.is_empty() && only.len() == 0);
+        assert!(only.is_empty());
         assert_eq!(only.own_secret().as_deref(), Some("sk-mlxbox-own"));
         assert_eq!(authorize(&only, "p", true, &HeaderMap::new()), Auth::Ok);
         assert_eq!(
