@@ -23,10 +23,23 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// A key good for every service, the daemon's own (the benchmark of a pool sends it through the
-    /// pool's port).
+    /// The daemon's own key, good for every service of this daemon.
     pub fn own_secret(&self) -> Option<String> {
         self.own.as_deref().map(str::to_string)
+    }
+
+    /// The key the daemon's benchmark of a pool sends through the pool's port (the pool passes it on to
+    /// its members on other Macs): a plaintext key of settings.toml when there is one — the only kind
+    /// whose secret the daemon knows, so the only kind another host can accept too (when it was given
+    /// the same key) —, else the daemon's own key, which opens this daemon's listeners only.
+    pub fn bench_secret(&self) -> Option<String> {
+        self.keys
+            .iter()
+            .find_map(|k| match &k.verifier {
+                crate::keys::Verifier::Plain(s) => Some(s.clone()),
+                crate::keys::Verifier::Hashed { .. } => None,
+            })
+            .or_else(|| self.own_secret())
     }
 
     /// Keys from the key store plus the plaintext ones of settings.toml (which open every service). An
@@ -279,6 +292,11 @@ mod tests {
                 .own_secret(),
             None
         );
+        // The benchmark's key: a plaintext one (another host may hold it too), else the own key.
+        assert_eq!(scoped_set.bench_secret().as_deref(), Some("sk-mlxbox-own"));
+        let with_plain = KeySet::new(Ok(vec![scoped("k", &[])]), &["plain".into()])
+            .with_own(Some("sk-mlxbox-own".into()));
+        assert_eq!(with_plain.bench_secret().as_deref(), Some("plain"));
     }
 
     /// `api_key = ""` is no key: a request without Authorization never matches it.
