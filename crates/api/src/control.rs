@@ -55,7 +55,7 @@ pub enum Request {
     RemoveKey { id: String },
     /// Re-read the keys → `KeyCount`.
     ReloadKeys,
-    /// Move the plaintext keys of the daemon's settings.toml into the keyring → `ImportReport`.
+    /// Hash the plaintext keys of the daemon's settings.toml into the key store → `ImportReport`.
     ImportKeys,
     /// → 202 `BenchStarted`; 409 while one runs.
     BenchStart { options: BenchOptions },
@@ -203,7 +203,7 @@ fn json(v: &impl Serialize) -> Body {
 }
 
 impl Request {
-    /// Whether answering it changes anything (a service, a file, the keyring, a running benchmark, the
+    /// Whether answering it changes anything (a service, a file, the key store, a running benchmark, the
     /// daemon): what a `read` token of the remote control API may not ask.
     pub fn changes(&self) -> bool {
         match self {
@@ -579,7 +579,7 @@ pub enum ErrorKind {
     Internal,
     /// Another host did not answer, or answered nonsense.
     BadGateway,
-    /// Not now (the keyring cannot be read, too many forwards in flight).
+    /// Not now (the key store cannot be read, too many forwards in flight).
     Unavailable,
 }
 

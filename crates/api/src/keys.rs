@@ -31,8 +31,14 @@ impl KeyInfo {
 #[ts(export)]
 pub struct KeyList {
     pub keys: Vec<KeyInfo>,
-    /// Why the keyring could not be read, if it could not (`keys` is then empty).
-    pub keyring_error: Option<String>,
+    /// Why the key store (`<state>/keys.json`) could not be read, if it could not (`keys` is then
+    /// empty). Its wire name is older than the store (keys lived in the OS keyring).
+    #[serde(rename = "keyring_error")]
+    pub store_error: Option<String>,
+    /// What the daemon noted about its keys, e.g. that it moved them out of the OS keyring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub note: Option<String>,
 }
 
 /// `POST /v1/keys`: make a key.

@@ -42,7 +42,7 @@ pub enum KeyType {
     Env,
     /// A boolean, a number or a string (`quantization` of the original mlx-box).
     Scalar,
-    /// An API key in plaintext (`api_key`, `api_keys`): not in the form, which offers the keyring.
+    /// An API key in plaintext (`api_key`, `api_keys`): not in the form, which offers the key store.
     Secret,
 }
 
@@ -177,8 +177,8 @@ pub const KEYS: &[Key] = &[
     key(Server, "responses_keep_days", Float, "A kept Response is removed after this many days.")
         .default(F(30.0))
         .range(0.001, 3650.0, "30"),
-    key(Server, "api_key", Secret, "An API key in plaintext (the original mlx-box's); `mlx-box keys import` moves it into the OS keyring."),
-    key(Server, "api_keys", Secret, "API keys in plaintext; `mlx-box keys import` moves them into the OS keyring."),
+    key(Server, "api_key", Secret, "An API key in plaintext (the original mlx-box's); `mlx-box keys import` moves it into the hashed key store."),
+    key(Server, "api_keys", Secret, "API keys in plaintext; `mlx-box keys import` moves them into the hashed key store."),
     // [app]
     key(App, "python", Str, "Interpreter for services that name none (a venv with mlx-lm). DefaultValue: python3 on PATH."),
     key(App, "log_max_bytes", Int, "Rotate a service's log at this size (bytes, ≥ 4096).")

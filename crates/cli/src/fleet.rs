@@ -6,7 +6,7 @@ use clap::Subcommand;
 use mlxbox_api::call;
 use mlxbox_client::control::Client;
 use mlxbox_core::config;
-use mlxbox_core::keys::{KeyInfo, Keyring};
+use mlxbox_core::keys::{KeyError, KeyInfo, KeyStore, Keyring};
 use mlxbox_core::paths;
 use mlxbox_core::remote::{self, hosts, Role};
 use std::path::{Path, PathBuf};
@@ -161,23 +161,38 @@ fn role_of(k: &KeyInfo) -> &str {
     k.services.first().map(String::as_str).unwrap_or("?")
 }
 
+/// Runs a call on this machine's token store (`<state>/tokens.json`), after moving in the tokens
+/// earlier versions kept in the OS keyring (said on stderr when it did). The daemon never writes this
+/// store but to migrate, under the same lock; it reads it again on `keys reload`.
+async fn with_tokens<T: Send + 'static>(
+    state_dir: &Path,
+    f: impl FnOnce(&KeyStore) -> Result<T, KeyError> + Send + 'static,
+) -> Result<T> {
+    let store = KeyStore::tokens(state_dir);
+    let (out, moved) = mlxbox_core::services::keys::on_store(store, true, f).await?;
+    if let Some(m) = moved {
+        eprintln!("{}", m.note);
+    }
+    Ok(out)
+}
+
 pub async fn tokens(state_dir: &Path, cmd: TokensCmd) -> Result<()> {
     match cmd {
         TokensCmd::Add { role, name } => {
             let role = Role::parse(&role).context("role: read or admin")?;
-            let (info, secret) = blocking(move || {
-                Ok(Keyring::open_control()?.add(name.as_deref(), &[role.as_str().to_string()])?)
+            let (info, secret) = with_tokens(state_dir, move |s| {
+                s.add(name.as_deref(), &[role.as_str().to_string()])
             })
             .await?;
             println!("{secret}");
             eprintln!(
-                "token {} ({}) added to the keyring. It is shown only now: give it to the host that will use it (`mlx-box hosts add`).",
+                "token {} ({}) added (only its hash is kept). It is shown only now: give it to the host that will use it (`mlx-box hosts add`).",
                 info.id,
                 role.as_str()
             );
         }
         TokensCmd::List { json } => {
-            let list = blocking(|| Ok(Keyring::open_control()?.list()?)).await?;
+            let list = with_tokens(state_dir, |s| s.list()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
@@ -196,7 +211,7 @@ pub async fn tokens(state_dir: &Path, cmd: TokensCmd) -> Result<()> {
             }
         }
         TokensCmd::Remove { id } => {
-            let info = blocking(move || Ok(Keyring::open_control()?.remove(&id)?)).await?;
+            let info = with_tokens(state_dir, move |s| s.remove(&id)).await?;
             eprintln!("token {} removed", info.id);
         }
     }

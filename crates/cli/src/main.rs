@@ -113,13 +113,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// API keys of the proxy, kept in the OS keyring (macOS Keychain, Linux Secret Service).
+    /// API keys of the proxy, kept hashed in the key store (<state>/keys.json; the keys themselves are
+    /// shown once and kept nowhere).
     #[command(subcommand)]
     Keys(KeysCmd),
     /// This machine's control API for other hosts ([control] listen).
     #[command(subcommand)]
     Control(fleet::ControlCmd),
-    /// Access tokens of this machine's control API (kept in the OS keyring).
+    /// Access tokens of this machine's control API (kept hashed in <state>/tokens.json).
     #[command(subcommand)]
     Tokens(fleet::TokensCmd),
     /// Other Macs this one shows and drives ([hosts.NAME] of settings.toml).
@@ -234,14 +235,14 @@ enum KeysCmd {
     },
     /// Remove a key (by id, or by its label when unique).
     Remove { id: String },
-    /// Move the plaintext api_key / api_keys of settings.toml into the keyring and remove them from
-    /// the file (comments kept; the previous file is kept as settings.toml.bak).
+    /// Hash the plaintext api_key / api_keys of settings.toml into the key store and remove them from
+    /// the file (comments kept).
     Import {
         /// settings.toml (default: the running daemon's, else the platform config path).
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Make the running daemon read the keys again (e.g. after unlocking the keyring).
+    /// Make the running daemon read the keys again (e.g. after fixing its key store).
     Reload,
 }
 
@@ -717,35 +718,43 @@ async fn action(to: &fleet::Reach, verb: Verb, a: ActionArgs) -> Result<ExitCode
     }
 }
 
-/// Runs a keyring call off the async threads (the daemon's helper: it blocks on D-Bus / the Security
-/// framework).
-async fn with_keyring<T: Send + 'static>(
-    f: impl FnOnce(&keys::Keyring) -> Result<T, keys::KeyError> + Send + 'static,
+/// Runs a call on this machine's key store (`<state>/keys.json`) when no daemon runs, after moving in
+/// what the OS keyring still holds from earlier versions (said on stderr when it did).
+async fn with_store<T: Send + 'static>(
+    state_dir: &std::path::Path,
+    f: impl FnOnce(&keys::KeyStore) -> Result<T, keys::KeyError> + Send + 'static,
 ) -> Result<T> {
-    Ok(mlxbox_core::services::keys::keyring(f).await?)
+    let store = keys::KeyStore::api_keys(state_dir);
+    let (out, moved) = mlxbox_core::services::keys::on_store(store, true, f).await?;
+    if let Some(m) = moved {
+        eprintln!("{}", m.note);
+    }
+    Ok(out)
 }
 
 /// Where a key change was made: keys are written by the daemon while one runs (it serves the change at
-/// once); with none running the CLI works on the keyring itself, and says so.
+/// once); with none running the CLI works on the key store itself, and says so.
 enum Via {
     Daemon,
-    Keyring,
+    Store(PathBuf),
 }
 
 impl Via {
     fn say(&self) {
         match self {
             Via::Daemon => eprintln!("the running daemon made the change and serves it now"),
-            Via::Keyring => eprintln!(
-                "no daemon runs: the OS keyring was changed directly (a daemon reads it when it starts)"
+            Via::Store(p) => eprintln!(
+                "no daemon runs: the key store {} was changed directly (a daemon reads it when it starts)",
+                p.display()
             ),
         }
     }
 }
 
-/// Asks the daemon; when none runs, does it on the keyring directly.
+/// Asks the daemon; when none runs, does it on the key store directly.
 async fn via_daemon<T, F>(
     daemon: impl std::future::Future<Output = Result<T, ClientError>>,
+    state_dir: &std::path::Path,
     direct: impl FnOnce() -> F,
 ) -> Result<(T, Via)>
 where
@@ -753,7 +762,10 @@ where
 {
     match daemon.await {
         Ok(t) => Ok((t, Via::Daemon)),
-        Err(ClientError::NotRunning { .. }) => Ok((direct().await?, Via::Keyring)),
+        Err(ClientError::NotRunning { .. }) => Ok((
+            direct().await?,
+            Via::Store(keys::KeyStore::api_keys(state_dir).path().to_path_buf()),
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -767,16 +779,20 @@ async fn keys(to: &fleet::Reach, cmd: KeysCmd) -> Result<ExitCode> {
                 name: name.clone(),
                 services: services.clone(),
             };
-            let (k, via) = via_daemon(c.call(call::AddKey { key: req }), || async move {
-                let (key, secret) =
-                    with_keyring(move |k| k.add(name.as_deref(), &services)).await?;
-                Ok(keys::NewKey { key, secret })
-            })
+            let (k, via) = via_daemon(
+                c.call(call::AddKey { key: req }),
+                state_dir,
+                || async move {
+                    let (key, secret) =
+                        with_store(state_dir, move |k| k.add(name.as_deref(), &services)).await?;
+                    Ok(keys::NewKey { key, secret })
+                },
+            )
             .await?;
             // The key alone on stdout (scripts take it from there); the rest on stderr.
             println!("{}", k.secret);
             eprintln!(
-                "key {} added to the OS keyring{}. It is shown only now: copy it to your client.",
+                "key {} added{} (only its hash is kept). It is shown only now: copy it to your client.",
                 k.key.id,
                 if k.key.services.is_empty() {
                     String::new()
@@ -790,18 +806,22 @@ async fn keys(to: &fleet::Reach, cmd: KeysCmd) -> Result<ExitCode> {
             let (list, _) = via_daemon(
                 async {
                     let l = c.call(call::ListKeys {}).await?;
-                    match l.keyring_error {
+                    if let Some(note) = &l.note {
+                        eprintln!("{note}");
+                    }
+                    match l.store_error {
                         Some(e) => Err(ClientError::Api(e)),
                         None => Ok(l.keys),
                     }
                 },
-                || with_keyring(|k| k.list()),
+                state_dir,
+                || with_store(state_dir, |k| k.list()),
             )
             .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
-                eprintln!("no API keys in the keyring (add one: mlx-box keys add --name LABEL)");
+                eprintln!("no API keys (add one: mlx-box keys add --name LABEL)");
             } else {
                 println!(
                     "{:<10} {:<28} {:<20} {:<6} SERVICES",
@@ -825,9 +845,11 @@ async fn keys(to: &fleet::Reach, cmd: KeysCmd) -> Result<ExitCode> {
         }
         KeysCmd::Remove { id } => {
             let id2 = id.clone();
-            let (info, via) = via_daemon(c.call(call::RemoveKey { id: id.clone() }), || {
-                with_keyring(move |k| k.remove(&id2))
-            })
+            let (info, via) = via_daemon(
+                c.call(call::RemoveKey { id: id.clone() }),
+                state_dir,
+                || with_store(state_dir, move |k| k.remove(&id2)),
+            )
             .await?;
             eprintln!(
                 "key {} ({}…{}) removed",
@@ -858,8 +880,9 @@ async fn keys(to: &fleet::Reach, cmd: KeysCmd) -> Result<ExitCode> {
                 (c.call(call::ImportKeys {}).await?, Via::Daemon)
             } else {
                 let p = path.clone();
-                let r = with_keyring(move |k| keys::import_from_settings(k, &p)).await?;
-                (r, Via::Keyring)
+                let r = with_store(state_dir, move |k| keys::import_from_settings(k, &p)).await?;
+                let store = keys::KeyStore::api_keys(state_dir).path().to_path_buf();
+                (r, Via::Store(store))
             };
             if report.imported.is_empty() && report.blank_removed == 0 {
                 eprintln!(
@@ -871,7 +894,7 @@ async fn keys(to: &fleet::Reach, cmd: KeysCmd) -> Result<ExitCode> {
                     println!("imported key {} (…{})", k.id, k.last4);
                 }
                 eprintln!(
-                    "{} key(s) moved into the OS keyring and removed from {}",
+                    "{} key(s) hashed into the key store and removed from {}",
                     report.imported.len(),
                     path.display(),
                 );
@@ -892,7 +915,7 @@ async fn keys(to: &fleet::Reach, cmd: KeysCmd) -> Result<ExitCode> {
                 match via {
                     Via::Daemon => via.say(),
                     // Another file than the running daemon's, or no daemon: tell one to re-read.
-                    Via::Keyring => poke_daemon(state_dir).await,
+                    Via::Store(_) => poke_daemon(state_dir).await,
                 }
             }
         }

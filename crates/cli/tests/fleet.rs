@@ -1,6 +1,7 @@
 //! Several Macs from one CLI: a daemon serves its control API over TLS (`[control] listen`), another
 //! machine's CLI pins its certificate and sends a token (`mlx-box hosts add`, `--host`, `status --all`).
-//! Real daemons, a real keyring (tokens live there), real TLS.
+//! Real daemons, a real keyring (the tokens this Mac presents to other hosts live there; the tokens it
+//! checks are hashed in its state dir), real TLS.
 
 mod common;
 use common::netns::{Netns, Relay};

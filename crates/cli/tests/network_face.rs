@@ -202,13 +202,10 @@ fn hostile_backend_replies() {
     assert!(!d.daemon_log().contains("memory allocation"));
 }
 
-/// Items 8, 9 and 12: Host, Origin and model gates, CORS answered by the proxy, hop-by-hop headers. In a
-/// keyring session: an open (keyless) loopback frontend needs a readable keyring.
+/// Items 8, 9 and 12: Host, Origin and model gates, CORS answered by the proxy, hop-by-hop headers, on
+/// an open (keyless) loopback frontend.
 #[test]
 fn browser_rebinding_and_model_gates() {
-    if !in_keyring_session("browser_rebinding_and_model_gates") {
-        return;
-    }
     let (front, back) = (free_port(), free_port());
     let d = Daemon::start(&proxied(
         front,

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 const S: Duration = Duration::from_secs(1);
-/// A plaintext key (the tests run without a keyring, where a keyless proxy refuses to serve).
+/// A plaintext key.
 const SERVER: &str = "[server]\napi_key = \"k\"\n";
 const AUTH: (&str, &str) = ("Authorization", "Bearer k");
 const JSON: (&str, &str) = ("Content-Type", "application/json");

@@ -1,7 +1,7 @@
 //! The proxy in front of the REAL `mlx_lm.server` on the tiny thinking model (the demo's environment,
 //! cached in MLXBOX_CACHE_DIR), driven by the official `openai` Python client and by curl, streaming and
 //! not: through a `filter_reasoning = true` port no `<think>` and no reasoning field arrive; through a
-//! plain port the answer is the backend's own. The key comes from a real keyring (`mlx-box keys add`).
+//! plain port the answer is the backend's own. The key comes from `mlx-box keys add`.
 
 mod common;
 use common::*;

@@ -6,6 +6,11 @@ import type { KeyInfo } from "./KeyInfo";
  */
 export type KeyList = { keys: Array<KeyInfo>, 
 /**
- * Why the keyring could not be read, if it could not (`keys` is then empty).
+ * Why the key store (`<state>/keys.json`) could not be read, if it could not (`keys` is then
+ * empty). Its wire name is older than the store (keys lived in the OS keyring).
  */
-keyring_error: string | null, };
+keyring_error: string | null, 
+/**
+ * What the daemon noted about its keys, e.g. that it moved them out of the OS keyring.
+ */
+note?: string, };

@@ -163,10 +163,10 @@ describe("keys section", () => {
     expect(await screen.findByTestId("keys-action-error")).toHaveTextContent("no key k1");
   });
 
-  it("a keyring error shows a banner and disables adding", async () => {
-    await settings({ list_keys: () => ({ keys: [], keyring_error: "no Secret Service on the session bus" }) });
+  it("a key store error shows a banner and disables adding", async () => {
+    await settings({ list_keys: () => ({ keys: [], keyring_error: "the key store /state/keys.json is damaged" }) });
     const banner = await screen.findByTestId("keyring-error");
-    expect(banner).toHaveTextContent("no Secret Service on the session bus");
+    expect(banner).toHaveTextContent("the key store /state/keys.json is damaged");
     expect(screen.getByTestId("key-add")).toBeDisabled();
     expect(screen.getByTestId("key-name")).toBeDisabled();
   });
@@ -188,7 +188,7 @@ describe("keys section", () => {
     const base = configDoc().document as Record<string, Record<string, unknown>>;
     await settings({ get_config: () => configDoc({ document: { ...base, server: { ...base.server, api_keys: ["sk-plain"] } } }) });
     const note = await screen.findByTestId("plaintext-keys");
-    expect(note).toHaveTextContent("Plaintext keys in settings.toml — run mlx-box keys import to move them into the keyring.");
+    expect(note).toHaveTextContent("Plaintext keys in settings.toml — run mlx-box keys import to move them into the key store.");
     expect(note).toHaveTextContent("api_keys");
     expect(note).not.toHaveTextContent("sk-plain");
   });

@@ -144,7 +144,7 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "suggest": [],
     "kinds": [],
     "absent": null,
-    "help": "An API key in plaintext (the original mlx-box's); `mlx-box keys import` moves it into the OS keyring."
+    "help": "An API key in plaintext (the original mlx-box's); `mlx-box keys import` moves it into the hashed key store."
   },
   {
     "section": "server",
@@ -158,7 +158,7 @@ export const SETTINGS_SCHEMA: KeySpec[] = [
     "suggest": [],
     "kinds": [],
     "absent": null,
-    "help": "API keys in plaintext; `mlx-box keys import` moves them into the OS keyring."
+    "help": "API keys in plaintext; `mlx-box keys import` moves them into the hashed key store."
   },
   {
     "section": "app",

@@ -155,6 +155,9 @@ pub struct Daemon {
     pub netns: Option<String>,
     /// Environment of the daemon beyond the harness's own (tests/power.rs: its private system bus).
     pub env: Vec<(String, String)>,
+    /// No D-Bus at all for the daemon and the CLI: the session bus a socket that does not exist, no
+    /// system bus (a headless box, an SSH session, a macOS LaunchDaemon before login).
+    pub no_dbus: bool,
 }
 
 /// The system bus every test daemon sees unless a test gives it one of its own: none, so that no test
@@ -192,6 +195,7 @@ impl Daemon {
             state,
             netns: None,
             env: vec![],
+            no_dbus: false,
         };
         let up = wait_until(Duration::from_secs(900), || {
             if let Ok(Some(st)) = d.child.as_mut().unwrap().try_wait() {
@@ -229,6 +233,37 @@ impl Daemon {
             state,
             netns: None,
             env: vec![],
+            no_dbus: false,
+        }
+    }
+
+    /// A daemon (and its CLI) with no D-Bus at all: see [`Daemon::no_dbus`].
+    pub fn start_without_dbus(config_text: &str) -> Daemon {
+        let mut d = Self::unstarted(config_text);
+        d.no_dbus = true;
+        d.spawn();
+        d
+    }
+
+    /// A daemon on a state dir that `seed` prepared first (made, mode 0700, and handed to it).
+    pub fn start_seeded(config_text: &str, seed: impl FnOnce(&Path)) -> Daemon {
+        let mut d = Self::unstarted(config_text);
+        std::fs::create_dir(&d.state).unwrap();
+        std::fs::set_permissions(
+            &d.state,
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        seed(&d.state);
+        d.spawn();
+        d
+    }
+
+    /// Takes away D-Bus from `cmd` when this daemon has none.
+    fn dbus(&self, cmd: &mut Command) {
+        if self.no_dbus {
+            cmd.env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent")
+                .env("DBUS_SYSTEM_BUS_ADDRESS", NO_SYSTEM_BUS);
         }
     }
 
@@ -280,6 +315,7 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(log)
             .process_group(0);
+        self.dbus(&mut cmd);
         if let Some(n) = nofile {
             // SAFETY: only setrlimit (a plain syscall) runs between fork and exec.
             unsafe {
@@ -316,13 +352,13 @@ impl Daemon {
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
             .arg("--state-dir")
             .arg(&self.state)
-            .envs(keyring_env())
-            .output()
-            .unwrap()
+            .envs(keyring_env());
+        self.dbus(&mut cmd);
+        cmd.output().unwrap()
     }
 
     /// A request to the daemon's control socket (HTTP/1.1 over the Unix socket): the status code and the

@@ -232,7 +232,7 @@ impl ServiceSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerSettings {
     pub host: String,
-    /// Plaintext keys from the file (the proxy issue moves them to the keyring).
+    /// Plaintext keys from the file (`mlx-box keys import` moves them into the key store).
     #[serde(skip_serializing)]
     pub api_keys: Vec<String>,
     /// Seconds the proxy waits for a backend to start answering (and, on a stream, between two chunks)

@@ -12,7 +12,7 @@
 
 use crate::api::{ActionReply, BenchHistory, Event, MonitorHistory};
 use crate::bench::{history, BenchStarted};
-use crate::keys::{KeyError, KeyList, NewKey};
+use crate::keys::{KeyError, NewKey, StoreError};
 use crate::remote::Role;
 use crate::services::{BenchRefused, EditRefused, Services};
 use axum::extract::{Path, State};
@@ -231,16 +231,7 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
             samples: s.monitor.history(),
         }),
         Request::ProxyStats => ok(s.proxy.stats().await),
-        Request::ListKeys => ok(match s.keys.list().await {
-            Ok(keys) => KeyList {
-                keys,
-                keyring_error: None,
-            },
-            Err(e) => KeyList {
-                keys: vec![],
-                keyring_error: Some(e.to_string()),
-            },
-        }),
+        Request::ListKeys => ok(s.keys.list().await),
         Request::AddKey { key } => match s.keys.add(key.name, key.services).await {
             Ok((key, secret)) => {
                 s.apply_proxies().await;
@@ -319,7 +310,8 @@ fn refused(e: EditRefused) -> Response {
 
 fn key_error(e: KeyError) -> Response {
     let kind = match e {
-        KeyError::NotFound(_) => ErrorKind::NotFound,
+        KeyError::NotFound { .. } => ErrorKind::NotFound,
+        KeyError::Store(StoreError::Full { .. }) => ErrorKind::Conflict,
         _ => ErrorKind::Unavailable,
     };
     err(kind, e.to_string())
@@ -437,7 +429,7 @@ fn scrape_auth(s: &Services, headers: &axum::http::HeaderMap) -> Option<Response
         ),
         Auth::KeysUnknown => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "the API keys cannot be read from the OS keyring (see `mlx-box status`); unlock it, then `mlx-box keys reload`",
+            "the API keys cannot be read: the key store is damaged or unreadable (see `mlx-box status`); fix or remove it, then `mlx-box keys reload`",
         ),
     };
     let mut r = (code, hint).into_response();

@@ -6,49 +6,66 @@ use crate::keys::ApiKey;
 use axum::http::{header, HeaderMap};
 use std::sync::{Arc, RwLock};
 
+use crate::keys::key::ct_eq;
+
 /// The keys the proxy accepts. Swapped as a whole when they change (`mlx-box keys add/remove`, an edit of
 /// settings.toml), without restarting the listeners.
 #[derive(Debug, Default, Clone)]
 pub struct KeySet {
     keys: Vec<ApiKey>,
-    /// Why the OS keyring could not be read, if it could not: keys may exist that we cannot see, so a
+    /// The daemon's own key (its benchmark of a pool sends it through the pool's port): made at start,
+    /// in memory only, never listed, open to every service. Not counted: a set with only this key is a
+    /// set without keys.
+    own: Option<Arc<str>>,
+    /// Why the key store could not be read, if it could not: keys may exist that we cannot see, so a
     /// service with no other key is refused (503) rather than served open.
-    pub keyring_error: Option<String>,
+    pub store_error: Option<String>,
 }
 
 impl KeySet {
-    /// A key good for `scope` (the daemon's own benchmark of a pool sends it through the pool's port).
-    pub fn secret_for(&self, scope: &str) -> Option<String> {
-        self.keys
-            .iter()
-            .find(|k| k.info.allows(scope))
-            .map(|k| k.secret.to_string())
+    /// The daemon's own key, good for every service of this daemon.
+    pub fn own_secret(&self) -> Option<String> {
+        self.own.as_deref().map(str::to_string)
     }
 
-    /// Keys from the keyring plus the plaintext ones of settings.toml (which open every service). An empty
-    /// or blank secret is never a key (validation refuses it too): it would match a request without one.
-    pub fn new(keyring: Result<Vec<ApiKey>, String>, plaintext: &[String]) -> KeySet {
-        let (mut keys, keyring_error) = match keyring {
+    /// The key the daemon's benchmark of a pool sends through the pool's port (the pool passes it on to
+    /// its members on other Macs): a plaintext key of settings.toml when there is one — the only kind
+    /// whose secret the daemon knows, so the only kind another host can accept too (when it was given
+    /// the same key) —, else the daemon's own key, which opens this daemon's listeners only.
+    pub fn bench_secret(&self) -> Option<String> {
+        self.keys
+            .iter()
+            .find_map(|k| match &k.verifier {
+                crate::keys::Verifier::Plain(s) => Some(s.clone()),
+                crate::keys::Verifier::Hashed { .. } => None,
+            })
+            .or_else(|| self.own_secret())
+    }
+
+    /// Keys from the key store plus the plaintext ones of settings.toml (which open every service). An
+    /// empty or blank secret is never a key (validation refuses it too): it would match a request
+    /// without one.
+    pub fn new(store: Result<Vec<ApiKey>, String>, plaintext: &[String]) -> KeySet {
+        let (mut keys, store_error) = match store {
             Ok(k) => (k, None),
             Err(e) => (vec![], Some(e)),
         };
-        keys.extend(plaintext.iter().map(|k| ApiKey {
-            info: crate::keys::KeyInfo {
-                id: "settings.toml".into(),
-                name: None,
-                created: 0,
-                last4: String::new(),
-                services: vec![],
-            },
-            secret: k.clone(),
-        }));
-        keys.retain(|k| !k.secret.trim().is_empty());
+        keys.extend(plaintext.iter().map(|k| ApiKey::plain(k)));
+        keys.retain(|k| !k.verifier.is_blank());
         KeySet {
             keys,
-            keyring_error,
+            own: None,
+            store_error,
         }
     }
 
+    /// The set with the daemon's own key (see [`KeySet::own_secret`]).
+    pub fn with_own(mut self, secret: Option<Arc<str>>) -> KeySet {
+        self.own = secret.filter(|s| !s.trim().is_empty());
+        self
+    }
+
+    /// Whether no key is known (the daemon's own does not count).
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
@@ -61,20 +78,11 @@ impl KeySet {
 /// Shared between the daemon (which replaces the set) and every listener (which reads it per request).
 pub type SharedKeys = Arc<RwLock<Arc<KeySet>>>;
 
-/// Constant-time comparison: the time taken does not tell how much of a key was right.
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
-}
-
 #[derive(Debug, PartialEq, Clone, Copy)]
 pub(crate) enum Auth {
     Ok,
     Denied,
-    /// No key is known and the keyring could not be read.
+    /// No key is known and the key store could not be read.
     KeysUnknown,
 }
 
@@ -96,27 +104,29 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
 
 const X_API_KEY: header::HeaderName = header::HeaderName::from_static("x-api-key");
 
-/// The auth decision. No key at all = open, but only on a loopback listener and only when the keyring
-/// was readable; otherwise a request passes only with a real key that is allowed this service.
+/// The auth decision. No key at all = open, but only on a loopback listener and only when the key store
+/// was readable; otherwise a request passes only with a real key that is allowed this service (or the
+/// daemon's own key).
 pub(crate) fn authorize(set: &KeySet, service: &str, loopback: bool, headers: &HeaderMap) -> Auth {
-    if set.keys.is_empty() {
-        return match (&set.keyring_error, loopback) {
-            (Some(_), _) => Auth::KeysUnknown,
-            (None, true) => Auth::Ok,
-            (None, false) => Auth::Denied,
-        };
+    let given = bearer(headers);
+    if set.keys.is_empty() && set.store_error.is_none() && loopback {
+        return Auth::Ok;
     }
-    let Some(given) = bearer(headers) else {
-        return Auth::Denied;
+    let Some(given) = given else {
+        return match (&set.store_error, set.keys.is_empty()) {
+            (Some(_), true) => Auth::KeysUnknown,
+            _ => Auth::Denied,
+        };
     };
-    // Check every key (no early exit) so timing does not reveal which one matched.
-    let ok = set.keys.iter().fold(false, |ok, k| {
-        ok | (ct_eq(k.secret.as_bytes(), given) & k.info.allows(service))
+    let own = set.own.as_ref().is_some_and(|o| ct_eq(o.as_bytes(), given));
+    // Every key hashed and compared (no early exit) so timing does not reveal which one matched.
+    let ok = set.keys.iter().fold(own, |ok, k| {
+        ok | (k.verifier.matches(given) & k.info.allows(service))
     });
-    if ok {
-        Auth::Ok
-    } else {
-        Auth::Denied
+    match (ok, &set.store_error, set.keys.is_empty()) {
+        (true, _, _) => Auth::Ok,
+        (false, Some(_), true) => Auth::KeysUnknown,
+        (false, _, _) => Auth::Denied,
     }
 }
 
@@ -126,6 +136,7 @@ mod tests {
     use axum::http::HeaderValue;
     use proptest::prelude::*;
 
+    /// A key of the key store: hashed.
     fn scoped(secret: &str, services: &[&str]) -> ApiKey {
         ApiKey {
             info: crate::keys::KeyInfo {
@@ -135,7 +146,7 @@ mod tests {
                 last4: String::new(),
                 services: services.iter().map(|s| s.to_string()).collect(),
             },
-            secret: secret.into(),
+            verifier: crate::keys::Verifier::hashed(secret).unwrap(),
         }
     }
 
@@ -205,6 +216,89 @@ mod tests {
         );
     }
 
+    /// Keys of the key store, checked by their hash: the right key passes, a wrong one, a truncated one,
+    /// the stored hash itself and a key scoped elsewhere do not.
+    #[test]
+    fn hashed_keys_right_wrong_and_scoped() {
+        let all = scoped("sk-mlxbox-all", &[]);
+        let embed = scoped("sk-mlxbox-embed", &["embed"]);
+        let crate::keys::Verifier::Hashed { hash, salt } = all.verifier.clone() else {
+            unreachable!()
+        };
+        let set = KeySet::new(Ok(vec![all, embed]), &[]);
+        let chat = |v: &str| authorize(&set, "chat", false, &h(v));
+        assert_eq!(chat("Bearer sk-mlxbox-all"), Auth::Ok);
+        assert_eq!(chat("Bearer sk-mlxbox-al"), Auth::Denied);
+        assert_eq!(chat("Bearer sk-mlxbox-alll"), Auth::Denied);
+        assert_eq!(chat(&format!("Bearer {}", hex::encode(hash))), Auth::Denied);
+        assert_eq!(chat(&format!("Bearer {}", hex::encode(salt))), Auth::Denied);
+        assert_eq!(
+            chat("Bearer sk-mlxbox-embed"),
+            Auth::Denied,
+            "scoped to embed"
+        );
+        assert_eq!(
+            authorize(&set, "embed", false, &h("Bearer sk-mlxbox-embed")),
+            Auth::Ok
+        );
+        assert_eq!(
+            authorize(&set, "embed", false, &h("Bearer sk-mlxbox-all")),
+            Auth::Ok
+        );
+        assert_eq!(
+            authorize(&set, "chat", true, &HeaderMap::new()),
+            Auth::Denied
+        );
+    }
+
+    /// The daemon's own key opens every service, is never counted (a set with only it serves loopback
+    /// open) and passes where the store cannot be read.
+    #[test]
+    fn the_daemons_own_key() {
+        let own: Option<Arc<str>> = Some("sk-mlxbox-own".into());
+        let only = KeySet::new(Ok(vec![]), &[]).with_own(own.clone());
+        assert!(only.is_empty());
+        assert_eq!(only.own_secret().as_deref(), Some("sk-mlxbox-own"));
+        assert_eq!(authorize(&only, "p", true, &HeaderMap::new()), Auth::Ok);
+        assert_eq!(
+            authorize(&only, "p", false, &HeaderMap::new()),
+            Auth::Denied
+        );
+        assert_eq!(
+            authorize(&only, "p", false, &h("Bearer sk-mlxbox-own")),
+            Auth::Ok
+        );
+        let scoped_set = KeySet::new(Ok(vec![scoped("k", &["other"])]), &[]).with_own(own.clone());
+        assert_eq!(
+            authorize(&scoped_set, "p", true, &h("Bearer sk-mlxbox-own")),
+            Auth::Ok
+        );
+        assert_eq!(
+            authorize(&scoped_set, "p", true, &h("Bearer k")),
+            Auth::Denied
+        );
+        let damaged = KeySet::new(Err("damaged".into()), &[]).with_own(own);
+        assert_eq!(
+            authorize(&damaged, "p", true, &h("Bearer sk-mlxbox-own")),
+            Auth::Ok
+        );
+        assert_eq!(
+            authorize(&damaged, "p", true, &h("Bearer x")),
+            Auth::KeysUnknown
+        );
+        assert_eq!(
+            KeySet::new(Ok(vec![]), &[])
+                .with_own(Some("".into()))
+                .own_secret(),
+            None
+        );
+        // The benchmark's key: a plaintext one (another host may hold it too), else the own key.
+        assert_eq!(scoped_set.bench_secret().as_deref(), Some("sk-mlxbox-own"));
+        let with_plain = KeySet::new(Ok(vec![scoped("k", &[])]), &["plain".into()])
+            .with_own(Some("sk-mlxbox-own".into()));
+        assert_eq!(with_plain.bench_secret().as_deref(), Some("plain"));
+    }
+
     /// `api_key = ""` is no key: a request without Authorization never matches it.
     #[test]
     fn an_empty_key_is_no_key_and_an_empty_token_matches_nothing() {
@@ -235,27 +329,28 @@ mod tests {
     }
 
     proptest! {
-        /// The auth decision over every combination of plaintext keys (blank ones included), keyring up
-        /// or down (with or without keys), Authorization variants and loopback or not: a request without
+        /// The auth decision over every combination of plaintext keys (blank ones included), key store
+        /// readable or not (with or without keys), Authorization variants and loopback or not: a request without
         /// a real key never passes when any key exists, and a non-loopback listener never serves without
         /// a real key.
         #[test]
         fn no_real_key_never_passes(
             plaintext in proptest::collection::vec(prop_oneof![Just(String::new()), Just(" ".to_string()), "[a-z]{1,6}"], 0..4),
-            keyring in prop_oneof![
-                Just(Err("locked".to_string())),
+            store in prop_oneof![
+                Just(Err("damaged".to_string())),
                 Just(Ok(vec![])),
-                "[a-z]{1,6}".prop_map(|s| Ok(vec![scoped(&s, &[])])),
-                "[a-z]{1,6}".prop_map(|s| Ok(vec![scoped(&s, &["other"])])),
+                "[a-z]{1,6}".prop_map(|s| Ok(vec![(s, vec![])])),
+                "[a-z]{1,6}".prop_map(|s| Ok(vec![(s, vec!["other"])])),
             ],
             given in auth_header(),
             loopback in any::<bool>(),
         ) {
             let real: Vec<String> = plaintext.iter().filter(|k| !k.trim().is_empty()).cloned()
-                .chain(keyring.iter().flatten().filter(|k| k.info.allows("chat")).map(|k| k.secret.clone()))
+                .chain(store.iter().flatten().filter(|(_, sc)| sc.is_empty()).map(|(s, _)| s.clone()))
                 .collect();
-            let any_key = !real.is_empty() || keyring.iter().flatten().next().is_some();
-            let set = KeySet::new(keyring.clone(), &plaintext);
+            let any_key = !real.is_empty() || store.iter().flatten().next().is_some();
+            let keys = store.clone().map(|v| v.iter().map(|(s, sc)| scoped(s, sc)).collect());
+            let set = KeySet::new(keys, &plaintext);
             let headers = match &given {
                 Some(v) => match HeaderValue::from_str(v) {
                     Ok(v) => { let mut m = HeaderMap::new(); m.insert(header::AUTHORIZATION, v); m }
@@ -267,7 +362,7 @@ mod tests {
             let holds_real = token.as_ref().is_some_and(|t| real.contains(t));
             let decision = authorize(&set, "chat", loopback, &headers);
             if decision == Auth::Ok {
-                prop_assert!(holds_real || (!any_key && loopback && keyring.is_ok()),
+                prop_assert!(holds_real || (!any_key && loopback && store.is_ok()),
                     "passed without a real key: {:?} {:?} {:?}", plaintext, given, loopback);
             }
             if !loopback && decision == Auth::Ok {

@@ -246,7 +246,7 @@ async fn handle_request(e: Arc<Endpoint>, req: Request, agent: Option<(Api, Rout
         .filter(|p| p.authorize(&keys, req.headers()) == Auth::Ok)
         .collect();
     if allowed.is_empty() && pools.is_empty() {
-        // Refused the way a service's port refuses (401, or 503 while the keyring cannot be read).
+        // Refused the way a service's port refuses (401, or 503 while the key store cannot be read).
         return match e.fronts.first() {
             Some(f) => f.authorize(&keys, req.headers()).unwrap_or_else(|| {
                 openai_error(
@@ -398,12 +398,12 @@ pub(super) enum Target {
     Pool(Arc<Pool>),
 }
 
-/// No key at all (and the keyring readable): the listener serves without one. Only a loopback listener
+/// No key at all (and the key store readable): the listener serves without one. Only a loopback listener
 /// may, and only there does the door ask (the key set's lock is not taken for the others).
 fn open(loopback: bool, keys: &SharedKeys) -> bool {
     loopback && {
         let k = keys.read().unwrap();
-        k.is_empty() && k.keyring_error.is_none()
+        k.is_empty() && k.store_error.is_none()
     }
 }
 

@@ -925,7 +925,7 @@ pub(super) fn refusal(auth: Auth, counters: &Counters) -> Option<Response> {
             Some(openai_error_with(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
-                "the API keys cannot be read from the OS keyring (see `mlx-box status`); unlock it, then `mlx-box keys reload`",
+                "the API keys cannot be read: the key store is damaged or unreadable (see `mlx-box status`); fix or remove it, then `mlx-box keys reload`",
                 header::RETRY_AFTER,
                 "30",
             ))

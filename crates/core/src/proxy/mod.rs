@@ -73,7 +73,7 @@ pub mod agent_api {
 
 use crate::api::ServiceStatus;
 use crate::config::Settings;
-pub(crate) use auth::{authorize, bearer, ct_eq, Auth};
+pub(crate) use auth::{authorize, bearer, Auth};
 use axum::http::HeaderValue;
 use endpoint::Target;
 use front::Front;

@@ -88,7 +88,7 @@ async fn handle(
         Check::KeysUnknown => {
             return refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the access tokens cannot be read from this host's keyring; unlock it there, then `mlx-box keys reload`",
+                "the access tokens cannot be read on this host: its token store is damaged or unreadable (see `mlx-box status` there); fix or remove it, then `mlx-box keys reload`",
             )
         }
     };

@@ -1,5 +1,5 @@
-//! Access tokens of the remote control API: kept in the control keyring (`Keyring::open_control`, their
-//! scope is their role), held here in memory, checked in constant time. Failed attempts are counted per
+//! Access tokens of the remote control API: kept hashed in the token store (`<state>/tokens.json`,
+//! `keys::store`; their scope is their role), held here in memory, checked by hash in constant time. Failed attempts are counted per
 //! peer address, as fail2ban counts them (5 within a minute and that address is blocked for a minute),
 //! and for all peers together ([`GLOBAL_MAX_FAILURES`] a minute: guessing from many addresses gains
 //! nothing). A blocked address, or any address while the global budget is spent, is refused (429) without
@@ -8,7 +8,7 @@
 //! peer, never with what it sent.
 
 use super::Role;
-use crate::keys::ApiKey;
+use crate::keys::{ApiKey, Verifier};
 use axum::http::HeaderMap;
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -33,7 +33,7 @@ pub enum Check {
     Limited {
         retry_after_s: u64,
     },
-    /// No token is known and the keyring could not be read.
+    /// No token is known and the token store could not be read.
     KeysUnknown,
 }
 
@@ -43,8 +43,8 @@ struct Failures {
     blocked_until: Option<Instant>,
 }
 
-/// (secret, role) of every token, and the keyring's error when it could not be read.
-type TokenSet = (Vec<(String, Role)>, Option<String>);
+/// (verifier, role) of every token, and the store's error when it could not be read.
+type TokenSet = (Vec<(Verifier, Role)>, Option<String>);
 
 #[derive(Default)]
 struct Ledger {
@@ -67,10 +67,10 @@ impl Tokens {
         let next = match tokens {
             Ok(t) => (
                 t.into_iter()
-                    .filter(|k| !k.secret.trim().is_empty())
+                    .filter(|k| !k.verifier.is_blank())
                     .filter_map(|k| {
                         let role = k.info.services.first().and_then(|r| Role::parse(r))?;
-                        Some((k.secret, role))
+                        Some((k.verifier, role))
                     })
                     .collect(),
                 None,
@@ -98,10 +98,10 @@ impl Tokens {
             return Check::KeysUnknown;
         }
         let given = crate::proxy::bearer(headers).unwrap_or_default();
-        // Every token compared (no early exit), so the time taken tells nothing.
+        // Every token hashed and compared (no early exit), so the time taken tells nothing.
         let mut role = None;
-        for (secret, r) in &set.0 {
-            if crate::proxy::ct_eq(secret.as_bytes(), given) && !given.is_empty() {
+        for (verifier, r) in &set.0 {
+            if verifier.matches(given) & !given.is_empty() {
                 role = Some(*r);
             }
         }
@@ -230,7 +230,7 @@ mod tests {
                 last4: String::new(),
                 services: vec![role.into()],
             },
-            secret: secret.into(),
+            verifier: Verifier::hashed(secret).unwrap(),
         }
     }
 
@@ -275,8 +275,8 @@ mod tests {
             t.check(guesser, &bearer("a-secret"), later),
             Check::Ok(Role::Admin)
         );
-        // An unreadable keyring with no token known: not "denied" (the token may exist).
-        t.replace(Err("locked".into()));
+        // An unreadable token store with no token known: not "denied" (the token may exist).
+        t.replace(Err("damaged".into()));
         assert_eq!(
             t.check("192.0.2.3".parse().unwrap(), &bearer("a-secret"), now),
             Check::KeysUnknown

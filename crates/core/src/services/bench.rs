@@ -286,7 +286,7 @@ impl BenchService {
         let key = self
             .pools
             .get()
-            .and_then(|(_, keys)| keys.read().unwrap().secret_for(&pool.name));
+            .and_then(|(_, keys)| keys.read().unwrap().bench_secret());
         let mut targets = vec![Target {
             spec,
             base_url: format!("http://127.0.0.1:{port}"),

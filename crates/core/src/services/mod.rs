@@ -4,7 +4,7 @@
 //! | service | owns | alerts it writes |
 //! |---|---|---|
 //! | `config` ([`ConfigService`]) | settings.toml: status, reads, validation, edits, writes | `config-invalid` |
-//! | `keys` ([`KeyService`]) | the served key set; the keyring while a daemon runs | `keyring`, `plaintext-keys` |
+//! | `keys` ([`KeyService`]) | the served key set and tokens; the key store while a daemon runs | `key-store`, `token-store`, `keys-migrated`, `plaintext-keys` |
 //! | `proxy` ([`ProxyHost`]) | the frontend listeners and their counters | `proxy` |
 //! | `budget` ([`Budget`]) | the memory-budget check | `over-budget` |
 //! | `demand` ([`demand::Demand`]) | on-demand loads, making room (group, LRU), idle unloads | `cannot-load:*` |
@@ -119,7 +119,7 @@ impl Services {
         });
         let supervisor = Arc::new(Supervisor::new(shared.clone(), rt));
         let monitor = Arc::new(MonitorService::new(alerts.source("monitor")));
-        let keys = KeyService::new(config_path.clone(), alerts.source("keys"));
+        let keys = KeyService::new(&state_dir, config_path.clone(), alerts.source("keys"));
         // The Responses store (`<state>/responses/`), read back before any listener serves.
         crate::proxy::open_response_store(&state_dir, crate::proxy::RESPONSE_STORE_DEFAULTS);
         let proxy = Arc::new(ProxyHost::new(

@@ -50,7 +50,7 @@ pub fn readable_keys_warning(path: &Path, text: &str) -> Option<Diagnostic> {
         server.key(key).and_then(|k| k.span()),
         format!("settings.toml holds API keys and other users can read it (mode {mode:04o})"),
         Some(format!(
-            "run `chmod 600 {}`, or move the keys into the keyring with `mlx-box keys import`",
+            "run `chmod 600 {}`, or move the keys into the hashed key store with `mlx-box keys import`",
             path.display()
         )),
     );
