@@ -155,6 +155,14 @@ describe("dashboard", () => {
     window.location.hash = "";
   });
 
+  it("says when it keeps the machine awake, and when it cannot", async () => {
+    backend({ status: () => status({ awake: { mode: "serving", held: true, reason: "1 server loaded", error: null } }) });
+    await dashboard();
+    expect(await screen.findByTestId("awake")).toHaveTextContent("keeping the machine awake: 1 server loaded");
+    await send("daemon-status", status({ awake: { mode: "serving", held: false, reason: "", error: "no logind" } }));
+    await waitFor(() => expect(screen.getByTestId("awake")).toHaveTextContent("cannot keep the machine awake"));
+  });
+
   it("shows service memory from the folded status", async () => {
     backend();
     await dashboard();
