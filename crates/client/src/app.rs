@@ -13,6 +13,9 @@
 //! | `get_connection` | | `Connection` |
 //! | `start_daemon` | | `Connection` |
 //! | `window_ready` | | (the app times open → drawn) |
+//! | `open_view` | `view`, `query` | opens or focuses that view's own window (`query`: `target=NAME`, `doctor`, `confirm=…`) |
+//! | `chat_send` / `chat_cancel` | `request` (`ChatSend`) / `id` | emits `chat-event` (`ChatEvent`) to the window (`chat.rs`) |
+//! | `chat_speech` / `chat_transcribe` | `target`, `text` / `audio`, `file_name` | a `data:` URL / the text |
 //!
 //! Every error is a `CommandError`. Events to the windows: `daemon-event` (`Event`), `connection`
 //! (`Connection`), `daemon-status` (`StatusReport`, the fold of the events: windows render it and fold
