@@ -190,7 +190,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
             let _ = if on { al.enable() } else { al.disable() };
             // The daemon too: the OS agent starts it at login and after a crash (`mlx-box service`).
             tauri::async_runtime::spawn(async move {
-                match core.set_daemon_agent(&daemon_binary(), on).await {
+                match core.set_daemon_agent(&daemon_binary().path, on).await {
                     Ok(said) => tracing::info!("{said}"),
                     Err(e) => tracing::warn!("the daemon's login agent: {}", e.message),
                 }
