@@ -84,15 +84,19 @@ ensure_e2e_packages() {
   fi
 }
 
-# The front end: npm packages (exactly the lock file's), then a production build into ui/dist, which the app
-# embeds.
-build_ui() {
-  say "front end: npm packages + vite build"
+# npm packages: exactly the lock file's (vite, svelte, the tauri CLI that makes the bundles…).
+ensure_npm_packages() {
   # `npm ci` installs exactly the lock file; a registry mirror that serves only this platform's optional
   # packages (rollup's per-OS builds) makes it refuse the lock, so fall back to `npm install --no-save`,
   # which keeps the locked versions and leaves the lock file as it is.
   if ! npm ci --no-audit --no-fund --loglevel=error 2>/dev/null; then
     npm install --no-save --no-audit --no-fund --loglevel=error
   fi
+}
+
+# The front end: npm packages, then a production build into ui/dist, which the app embeds.
+build_ui() {
+  say "front end: npm packages + vite build"
+  ensure_npm_packages
   npm run build --silent
 }
