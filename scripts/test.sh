@@ -85,6 +85,13 @@ if [ "$(uname -s)" = Linux ]; then
   say "the app's performance bench in quick mode (errors only, no speed target)"
   python3 tests/e2e/app_perf.py --app "$bin/mlx-box-app" --cli "$bin/mlx-box" --quick
 
+  say "the .deb: scripts/release.sh --debug bundles this debug build; the app from it, with PATH=/nonexistent, starts the daemon it carries"
+  deb_t0=$SECONDS
+  dist="${CARGO_TARGET_DIR:-target}/e2e-dist"
+  scripts/release.sh --debug --out "$dist"
+  run_counted python3 tests/e2e/deb_e2e.py --deb "$(ls "$dist"/mlx-box_*.deb)" --screenshots target/e2e
+  say "the .deb test took $((SECONDS - deb_t0)) s"
+
   say "type-checking and linting the macOS build (aarch64-apple-darwin): core, CLI and the app"
   rustup target add aarch64-apple-darwin >/dev/null
   # Build scripts compile C/C++ for the target (ring, objc2's exception helper): stand-ins write empty
