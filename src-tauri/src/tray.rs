@@ -210,3 +210,41 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The menu bar's icons are template images (`icon_as_template`): macOS draws only their alpha, tinted
+    /// for a light or dark bar, so every pixel is black and the shape is in the alpha; 44 px = 22 pt at 2x.
+    #[test]
+    fn tray_icons_are_template_images() {
+        use TrayLevel::*;
+        let levels = [Disconnected, Alert, Degraded, Starting, Ready, Stopped];
+        let mut shapes = vec![];
+        for level in levels {
+            let img = icon(level);
+            assert_eq!((img.width(), img.height()), (44, 44), "{level:?}");
+            let rgba = img.rgba();
+            let alpha: Vec<u8> = rgba.chunks(4).map(|p| p[3]).collect();
+            assert!(
+                rgba.chunks(4).all(|p| p[3] == 0 || p[..3] == [0, 0, 0]),
+                "{level:?}: a visible pixel that is not black"
+            );
+            assert!(alpha.iter().any(|&a| a == 255), "{level:?}: nothing opaque");
+            assert!(
+                alpha.iter().any(|&a| a == 0),
+                "{level:?}: no transparent background"
+            );
+            shapes.push(alpha);
+        }
+        // Each state has its own shape: the icon alone tells them apart.
+        for (i, a) in shapes.iter().enumerate() {
+            assert!(
+                !shapes[i + 1..].contains(a),
+                "{:?} looks like another state",
+                levels[i]
+            );
+        }
+    }
+}
