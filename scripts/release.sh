@@ -155,12 +155,39 @@ made+=("mlx-box-$version.tar.gz")
 sha256() { if command -v sha256sum >/dev/null 2>&1; then sha256sum "$@"; else shasum -a 256 "$@"; fi; }
 (cd "$out" && sha256 "${made[@]}" > SHA256SUMS)
 
+# 5. Homebrew: the formula (and on a Mac the cask) with the url and sha256 of what was just made, checked
+#    as crates/cli/tests/packaging.rs checks the committed ones (the formula's test block runs against
+#    the binary built here). MLXBOX_RELEASE_URL: where the release's files will be downloaded from.
+base="${MLXBOX_RELEASE_URL:-https://github.com/mlx-box/mlx-box/releases/download/v$version}"
+mkdir -p "$out/homebrew"
+src_sha=$(cd "$out" && sha256 "mlx-box-$version.tar.gz" | cut -d ' ' -f 1)
+sed -e "s|^  url \".*\"|  url \"$base/mlx-box-$version.tar.gz\"|" -e "s|^  sha256 \".*\"|  sha256 \"$src_sha\"|" \
+  packaging/homebrew/mlx-box.rb > "$out/homebrew/mlx-box.rb"
+check_args=(--formula "$out/homebrew/mlx-box.rb" --bin "$bindir")
+if [ "$os" = macos ]; then
+  dmg=$(basename "${dmgs[0]}")
+  dmg_sha=$(cd "$out" && sha256 "$dmg" | cut -d ' ' -f 1)
+  tpl='#{version}'  # Ruby's interpolation in the cask: the url follows its `version`
+  base_tpl=${base//$version/$tpl}
+  sed -e "s|^  version \".*\"|  version \"$version\"|" -e "s|^  sha256 \".*\"|  sha256 \"$dmg_sha\"|" \
+    -e "s|^  url \".*\"|  url \"$base_tpl/${dmg//$version/$tpl}\"|" \
+    packaging/homebrew/mlx-box-app.rb > "$out/homebrew/mlx-box-app.rb"
+  check_args+=(--cask "$out/homebrew/mlx-box-app.rb")
+fi
+if command -v ruby >/dev/null 2>&1; then
+  ruby packaging/homebrew/check.rb "${check_args[@]}" >/dev/null || {
+    ruby packaging/homebrew/check.rb "${check_args[@]}"; die "the Homebrew files written to $out/homebrew fail their check"; }
+else
+  say "note: no ruby here, so $out/homebrew is not checked (scripts/setup.sh installs ruby)"
+fi
+
 say "made ($mode build, $triple) in $out:"
 for f in "${made[@]}" SHA256SUMS; do
   bytes=$(wc -c < "$out/$f")
   awk -v b="$bytes" -v f="$f" 'BEGIN { if (b < 1048576) printf "  %-48s %9.1f kB\n", f, b / 1024;
     else printf "  %-48s %9.1f MB\n", f, b / 1048576 }'
 done
+for f in "$out"/homebrew/*.rb; do echo "  homebrew/$(basename "$f") (url and sha256 of the above)"; done
 if [ "$os" = macos ]; then
   app_bytes=$(du -sk "$app" | cut -f1)
   awk -v k="$app_bytes" -v f="$app" 'BEGIN { printf "  %s (%.1f MB, not copied)\n", f, k / 1024 }'

@@ -28,9 +28,10 @@ ensure_system_packages() {
         # proxy benchmark (cargo bench -p mlx-box --bench proxy). prometheus: its promtool checks the
         # /metrics exposition, and tests/prometheus.rs runs its server (its own, on a free loopback port);
         # the server the package may start as a system service is not wanted here. iproute2: `ip netns`
-        # for the two-host tests (tests/fleet.rs, as root).
+        # for the two-host tests (tests/fleet.rs, as root). ruby: checks the Homebrew formula and cask
+        # (tests/packaging.rs: `ruby -c`, then each file evaluated against a stand-in of Homebrew's DSL).
         apt_ensure build-essential pkg-config curl ca-certificates python3 python3-venv python3-pip procps git \
-          libdbus-1-dev gnome-keyring dbus dbus-x11 wrk nginx-light prometheus iproute2
+          libdbus-1-dev gnome-keyring dbus dbus-x11 wrk nginx-light prometheus iproute2 ruby
         if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
           $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
         fi
