@@ -231,11 +231,8 @@ mod tests {
                 rgba.chunks(4).all(|p| p[3] == 0 || p[..3] == [0, 0, 0]),
                 "{level:?}: a visible pixel that is not black"
             );
-            assert!(alpha.iter().any(|&a| a == 255), "{level:?}: nothing opaque");
-            assert!(
-                alpha.iter().any(|&a| a == 0),
-                "{level:?}: no transparent background"
-            );
+            assert!(alpha.contains(&255), "{level:?}: nothing opaque");
+            assert!(alpha.contains(&0), "{level:?}: no transparent background");
             shapes.push(alpha);
         }
         // Each state has its own shape: the icon alone tells them apart.
