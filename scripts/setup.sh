@@ -31,9 +31,10 @@ ensure_system_packages() {
         # for the two-host tests (tests/fleet.rs, as root). python3-dbusmock: logind's stand-in on a private
         # system bus (dbus-daemon), for the lock against sleep (tests/power.rs); Debian's package brings its
         # dbus and gi bindings built (pip would compile dbus-python against libdbus and glib). systemd: its
-        # systemd-analyze verifies the units `mlx-box service install` writes.
+        # systemd-analyze verifies the units `mlx-box service install` writes. ruby: checks the Homebrew
+        # formula and cask (tests/packaging.rs: `ruby -c`, then each file against a stand-in of its DSL).
         apt_ensure build-essential pkg-config curl ca-certificates python3 python3-venv python3-pip procps git \
-          libdbus-1-dev gnome-keyring dbus dbus-x11 wrk nginx-light prometheus iproute2 python3-dbusmock systemd
+          libdbus-1-dev gnome-keyring dbus dbus-x11 wrk nginx-light prometheus iproute2 python3-dbusmock systemd ruby
         if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
           $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
         fi
@@ -87,15 +88,19 @@ ensure_e2e_packages() {
   fi
 }
 
-# The front end: npm packages (exactly the lock file's), then a production build into ui/dist, which the app
-# embeds.
-build_ui() {
-  say "front end: npm packages + vite build"
+# npm packages: exactly the lock file's (vite, svelte, the tauri CLI that makes the bundles…).
+ensure_npm_packages() {
   # `npm ci` installs exactly the lock file; a registry mirror that serves only this platform's optional
   # packages (rollup's per-OS builds) makes it refuse the lock, so fall back to `npm install --no-save`,
   # which keeps the locked versions and leaves the lock file as it is.
   if ! npm ci --no-audit --no-fund --loglevel=error 2>/dev/null; then
     npm install --no-save --no-audit --no-fund --loglevel=error
   fi
+}
+
+# The front end: npm packages, then a production build into ui/dist, which the app embeds.
+build_ui() {
+  say "front end: npm packages + vite build"
+  ensure_npm_packages
   npm run build --silent
 }

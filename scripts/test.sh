@@ -12,6 +12,13 @@ ensure_app_packages
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 # The demo's Python environment and tiny models are cached here (built once, ~1-2 min).
 export MLXBOX_CACHE_DIR="${MLXBOX_CACHE_DIR:-$PWD/target/mlxbox-cache}"
+if [ "$(uname -s)" = Darwin ]; then
+  # Linux-only parts, skipped on a Mac and said so: the two-host tests' network namespaces (ip netns, as
+  # root), the tests' private Secret Service sessions (D-Bus + gnome-keyring; a Mac has the login Keychain,
+  # which tests must not write into); below, the app's end-to-end tests under Xvfb and the .deb.
+  say "macOS: skipping the Linux-only parts (network namespaces, Secret Service sessions, Xvfb end-to-end, .deb)"
+  export MLXBOX_SKIP_NETNS=1 MLXBOX_SKIP_KEYRING_SESSION=1
+fi
 
 passed=0
 failed=0
@@ -85,6 +92,13 @@ if [ "$(uname -s)" = Linux ]; then
   say "the app's performance bench in quick mode (errors only, no speed target)"
   python3 tests/e2e/app_perf.py --app "$bin/mlx-box-app" --cli "$bin/mlx-box" --quick
 
+  say "the .deb: scripts/release.sh --debug bundles this debug build; the app from it, with PATH=/nonexistent, starts the daemon it carries"
+  deb_t0=$SECONDS
+  dist="${CARGO_TARGET_DIR:-target}/e2e-dist"
+  scripts/release.sh --debug --out "$dist"
+  run_counted python3 tests/e2e/deb_e2e.py --deb "$(ls "$dist"/mlx-box_*.deb)" --screenshots target/e2e
+  say "the .deb test took $((SECONDS - deb_t0)) s"
+
   say "type-checking and linting the macOS build (aarch64-apple-darwin): core, CLI and the app"
   rustup target add aarch64-apple-darwin >/dev/null
   # Build scripts compile C/C++ for the target (ring, objc2's exception helper): stand-ins write empty
@@ -92,6 +106,10 @@ if [ "$(uname -s)" = Linux ]; then
   CC_aarch64_apple_darwin="$PWD/scripts/macos-check/cc" CXX_aarch64_apple_darwin="$PWD/scripts/macos-check/cc" \
     AR_aarch64_apple_darwin="$PWD/scripts/macos-check/ar" \
     cargo clippy --target aarch64-apple-darwin -p mlxbox-core -p mlx-box -p mlx-box-app -- -D warnings
+  # The core's macOS-only tests (sysctl memory and swap, the thermal state) compile nowhere else.
+  CC_aarch64_apple_darwin="$PWD/scripts/macos-check/cc" CXX_aarch64_apple_darwin="$PWD/scripts/macos-check/cc" \
+    AR_aarch64_apple_darwin="$PWD/scripts/macos-check/ar" \
+    cargo clippy --target aarch64-apple-darwin -p mlxbox-core --lib --tests -- -D warnings
 fi
 say "all checks passed"
 echo "tests: $passed passed, $failed failed"

@@ -126,7 +126,8 @@ pub fn run() {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MLXBOX_LOG")
-                .unwrap_or_else(|_| "warn".into()),
+                // The app's own notes (which daemon it started, and from where) at info; the rest at warn.
+                .unwrap_or_else(|_| "warn,mlx_box_app=info,mlxbox_client=info".into()),
         )
         .init();
     let args: Vec<String> = std::env::args().collect();
@@ -198,4 +199,60 @@ pub fn run() {
             let _ = app;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use mlxbox_client::app::{find_daemon, DaemonFrom};
+    use std::path::Path;
+
+    /// The `.app` tauri makes from tauri.conf.json (checked without a Mac): `externalBin` names the daemon,
+    /// which the bundler takes as `binaries/mlx-box-<triple>` and puts beside the app's executable with its
+    /// triple taken off — `Contents/MacOS/mlx-box` — where the app looks for it first.
+    #[test]
+    fn the_bundle_carries_the_daemon_where_the_app_finds_it() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let conf: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("tauri.conf.json")).unwrap())
+                .unwrap();
+        let bins = conf["bundle"]["externalBin"]
+            .as_array()
+            .expect("bundle.externalBin");
+        assert_eq!(bins.len(), 1, "{bins:?}");
+        let sidecar = bins[0].as_str().unwrap();
+        let targets = conf["bundle"]["targets"].as_array().unwrap();
+        for t in ["app", "dmg", "deb"] {
+            assert!(targets.iter().any(|x| x == t), "bundle.targets lacks {t}");
+        }
+        let product = conf["productName"].as_str().unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        for triple in ["aarch64-apple-darwin", "universal-apple-darwin"] {
+            // What the bundler reads (scripts/release.sh writes it) and what it writes into the bundle.
+            let source = dir.join(format!("{sidecar}-{triple}"));
+            let name = source
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .replace(&format!("-{triple}"), "");
+            let macos = tmp
+                .path()
+                .join(triple)
+                .join(format!("{product}.app/Contents/MacOS"));
+            std::fs::create_dir_all(&macos).unwrap();
+            for f in [env!("CARGO_PKG_NAME"), &name] {
+                std::fs::write(macos.join(f), "#!/bin/sh\n").unwrap();
+                let exec = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+                std::fs::set_permissions(macos.join(f), exec).unwrap();
+            }
+            let found = find_daemon(None, Some(&macos.join(env!("CARGO_PKG_NAME"))), None);
+            assert_eq!(found.from, DaemonFrom::BesideApp, "{triple}: {found}");
+            assert!(
+                found
+                    .path
+                    .ends_with(format!("{product}.app/Contents/MacOS/mlx-box")),
+                "{triple}: {found}"
+            );
+        }
+    }
 }

@@ -193,7 +193,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
             let _ = if on { al.enable() } else { al.disable() };
             // The daemon too: the OS agent starts it at login and after a crash (`mlx-box service`).
             tauri::async_runtime::spawn(async move {
-                match core.set_daemon_agent(&daemon_binary(), on).await {
+                match core.set_daemon_agent(&daemon_binary().path, on).await {
                     Ok(said) => tracing::info!("{said}"),
                     Err(e) => tracing::warn!("the daemon's login agent: {}", e.message),
                 }
@@ -210,6 +210,41 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
                 }
                 app.exit(0);
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The menu bar's icons are template images (`icon_as_template`): macOS draws only their alpha, tinted
+    /// for a light or dark bar, so every pixel is black and the shape is in the alpha; 44 px = 22 pt at 2x.
+    #[test]
+    fn tray_icons_are_template_images() {
+        use TrayLevel::*;
+        let levels = [Disconnected, Alert, Degraded, Starting, Ready, Stopped];
+        let mut shapes = vec![];
+        for level in levels {
+            let img = icon(level);
+            assert_eq!((img.width(), img.height()), (44, 44), "{level:?}");
+            let rgba = img.rgba();
+            let alpha: Vec<u8> = rgba.chunks(4).map(|p| p[3]).collect();
+            assert!(
+                rgba.chunks(4).all(|p| p[3] == 0 || p[..3] == [0, 0, 0]),
+                "{level:?}: a visible pixel that is not black"
+            );
+            assert!(alpha.contains(&255), "{level:?}: nothing opaque");
+            assert!(alpha.contains(&0), "{level:?}: no transparent background");
+            shapes.push(alpha);
+        }
+        // Each state has its own shape: the icon alone tells them apart.
+        for (i, a) in shapes.iter().enumerate() {
+            assert!(
+                !shapes[i + 1..].contains(a),
+                "{:?} looks like another state",
+                levels[i]
+            );
         }
     }
 }

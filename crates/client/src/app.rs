@@ -227,7 +227,7 @@ impl AppCore {
     /// none. Its output goes to `daemon.log` in the state dir.
     pub async fn start_daemon(
         &self,
-        bin: &Path,
+        bin: &DaemonBinary,
         wait: Duration,
     ) -> Result<Connection, CommandError> {
         if self.client.call(call::Status {}).await.is_ok() {
@@ -308,7 +308,7 @@ pub async fn watch_daemon(
     sink: Arc<dyn AppSink>,
     shared: Arc<Mutex<(Snapshot, AppPrefs)>>,
     retry: Duration,
-    restart: Option<PathBuf>,
+    restart: Option<DaemonBinary>,
 ) {
     let mut gate = NotificationGate::default();
     let mut was_connected: Option<bool> = None;
@@ -476,8 +476,14 @@ async fn follow_events(
 
 /// `req` as it is, or forwarded to `host` by this Mac's daemon.
 /// `mlx-box up` on `state_dir`, detached; `config` when the daemon must supervise that file (a restart
-/// after a crash: the one the dead daemon ran), else the default (the user's, or the demo).
-fn spawn_daemon(bin: &Path, state_dir: &Path, config: Option<&Path>) -> Result<(), CommandError> {
+/// after a crash: the one the dead daemon ran), else the default (the user's, or the demo). Which binary
+/// it ran and where it was found goes to the app's log and to `daemon.log` (where the daemon writes).
+fn spawn_daemon(
+    bin: &DaemonBinary,
+    state_dir: &Path,
+    config: Option<&Path>,
+) -> Result<(), CommandError> {
+    use std::io::Write;
     use std::os::unix::process::CommandExt;
     std::fs::create_dir_all(state_dir).map_err(|e| {
         CommandError::new(
@@ -485,12 +491,14 @@ fn spawn_daemon(bin: &Path, state_dir: &Path, config: Option<&Path>) -> Result<(
             format!("cannot create the state dir {}: {e}", state_dir.display()),
         )
     })?;
-    let log = std::fs::OpenOptions::new()
+    let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(state_dir.join("daemon.log"))
         .map_err(|e| CommandError::new(CommandErrorKind::Failed, e.to_string()))?;
-    let mut cmd = std::process::Command::new(bin);
+    tracing::info!("starting the daemon: {bin}");
+    let _ = writeln!(log, "mlx-box-app: starting the daemon: {bin}");
+    let mut cmd = std::process::Command::new(&bin.path);
     cmd.arg("up").arg("--state-dir").arg(state_dir);
     if let Some(c) = config {
         cmd.arg("--config").arg(c);
@@ -509,12 +517,10 @@ fn spawn_daemon(bin: &Path, state_dir: &Path, config: Option<&Path>) -> Result<(
         });
     }
     let mut child = cmd.spawn().map_err(|e| {
+        tracing::warn!("cannot start the daemon {bin}: {e}");
         CommandError::new(
             CommandErrorKind::Failed,
-            format!(
-                "cannot start the daemon {}: {e}; set MLXBOX_BIN to the mlx-box binary",
-                bin.display()
-            ),
+            format!("cannot start the daemon {bin}: {e}; set MLXBOX_BIN to the mlx-box binary"),
         )
     })?;
     // Reap it when it exits, so it never lingers as a zombie of the app.
@@ -524,21 +530,134 @@ fn spawn_daemon(bin: &Path, state_dir: &Path, config: Option<&Path>) -> Result<(
     Ok(())
 }
 
-/// Where the `mlx-box` daemon binary is: `MLXBOX_BIN`, else beside the app's own executable (the bundled
-/// sidecar), else on PATH.
-pub fn daemon_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("MLXBOX_BIN").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
+/// The `mlx-box` daemon binary the app starts, and where it was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonBinary {
+    pub path: PathBuf,
+    pub from: DaemonFrom,
+}
+
+/// Where the daemon binary was found (`daemon_binary`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonFrom {
+    /// `MLXBOX_BIN`.
+    Env,
+    /// Beside the app's own executable: the bundle's sidecar (`Contents/MacOS/mlx-box` in the `.app`,
+    /// `/usr/bin/mlx-box` from the `.deb`), or the workspace's `target/<profile>/mlx-box`.
+    BesideApp,
+    /// A directory of `PATH`.
+    Path,
+    /// Nowhere: the bare name, which fails to start with a message saying so.
+    NotFound,
+    /// Handed over by the caller (tests, tools).
+    Given,
+}
+
+impl std::fmt::Display for DaemonBinary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let from = match self.from {
+            DaemonFrom::Env => "from MLXBOX_BIN",
+            DaemonFrom::BesideApp => "beside the app",
+            DaemonFrom::Path => "found on PATH",
+            DaemonFrom::NotFound => "not found beside the app nor on PATH",
+            DaemonFrom::Given => "given",
+        };
+        write!(f, "{} ({from})", self.path.display())
     }
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            let sidecar = dir.join("mlx-box");
-            if sidecar.is_file() {
-                return sidecar;
+}
+
+impl From<PathBuf> for DaemonBinary {
+    fn from(path: PathBuf) -> Self {
+        DaemonBinary {
+            path,
+            from: DaemonFrom::Given,
+        }
+    }
+}
+
+impl From<&Path> for DaemonBinary {
+    fn from(path: &Path) -> Self {
+        path.to_path_buf().into()
+    }
+}
+
+impl From<&str> for DaemonBinary {
+    fn from(path: &str) -> Self {
+        PathBuf::from(path).into()
+    }
+}
+
+/// The name of the daemon's binary, in a bundle beside the app and on PATH.
+const DAEMON_NAME: &str = "mlx-box";
+
+/// Where the `mlx-box` daemon binary is, for this process: `MLXBOX_BIN`, else beside the app's own
+/// executable (the bundled sidecar), else on PATH (`find_daemon`).
+pub fn daemon_binary() -> DaemonBinary {
+    find_daemon(
+        std::env::var_os("MLXBOX_BIN"),
+        std::env::current_exe().ok().as_deref(),
+        std::env::var_os("PATH"),
+    )
+}
+
+/// Where the daemon binary is, given `MLXBOX_BIN` (`env`, ignored when empty), the app's executable
+/// (`exe`) and `PATH` (`path`): `env`; else an executable `mlx-box` beside `exe` — in the `.app`,
+/// `Contents/MacOS/mlx-box` beside `Contents/MacOS/mlx-box-app` (Tauri puts a sidecar there, its
+/// target-triple suffix taken off); from the `.deb`, `/usr/bin/mlx-box` beside `/usr/bin/mlx-box-app` —
+/// also beside the file `exe` links to (an app started through a symlink); else the first on `path`; else
+/// the bare name (`NotFound`).
+pub fn find_daemon(
+    env: Option<std::ffi::OsString>,
+    exe: Option<&Path>,
+    path: Option<std::ffi::OsString>,
+) -> DaemonBinary {
+    if let Some(p) = env.filter(|p| !p.is_empty()) {
+        return DaemonBinary {
+            path: PathBuf::from(p),
+            from: DaemonFrom::Env,
+        };
+    }
+    let mut dirs: Vec<PathBuf> = vec![];
+    if let Some(exe) = exe {
+        dirs.extend(exe.parent().map(Path::to_path_buf));
+        if let Some(real) = exe.canonicalize().ok().as_deref().and_then(Path::parent) {
+            if !dirs.iter().any(|d| d == real) {
+                dirs.push(real.to_path_buf());
             }
         }
     }
-    PathBuf::from("mlx-box")
+    for dir in dirs {
+        let p = dir.join(DAEMON_NAME);
+        if is_executable(&p) {
+            return DaemonBinary {
+                path: p,
+                from: DaemonFrom::BesideApp,
+            };
+        }
+    }
+    for dir in path.iter().flat_map(std::env::split_paths) {
+        // An empty entry is the current directory, which a GUI app's is not meant to be.
+        if dir.as_os_str().is_empty() {
+            continue;
+        }
+        let p = dir.join(DAEMON_NAME);
+        if is_executable(&p) {
+            return DaemonBinary {
+                path: p,
+                from: DaemonFrom::Path,
+            };
+        }
+    }
+    DaemonBinary {
+        path: PathBuf::from(DAEMON_NAME),
+        from: DaemonFrom::NotFound,
+    }
+}
+
+/// A file (or a link to one) that someone may execute.
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The state dir the app uses: `MLXBOX_STATE_DIR`, else the platform default (as the CLI).
@@ -568,10 +687,101 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let core = AppCore::new(dir.path().to_path_buf());
         let e = core
-            .start_daemon(Path::new("/nonexistent/mlx-box"), Duration::from_millis(10))
+            .start_daemon(&"/nonexistent/mlx-box".into(), Duration::from_millis(10))
             .await
             .unwrap_err();
         assert_eq!(e.kind, CommandErrorKind::Failed);
         assert!(e.message.contains("MLXBOX_BIN"), "{}", e.message);
+    }
+
+    /// Makes an executable file at `p` (and its directories).
+    fn exe_file(p: &Path) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn the_daemon_is_found_inside_the_app_bundle_first() {
+        let dir = tempfile::tempdir().unwrap();
+        // The .app tauri makes: the app and its sidecar side by side in Contents/MacOS.
+        let macos = dir.path().join("Applications/mlx-box.app/Contents/MacOS");
+        exe_file(&macos.join("mlx-box-app"));
+        exe_file(&macos.join("mlx-box"));
+        // Another mlx-box on PATH (a Homebrew one, say) loses to the bundle's.
+        let brew = dir.path().join("opt/homebrew/bin");
+        exe_file(&brew.join("mlx-box"));
+        let path = Some(brew.clone().into_os_string());
+        let exe = macos.join("mlx-box-app");
+        let found = find_daemon(None, Some(&exe), path.clone());
+        assert_eq!(found.path, macos.join("mlx-box"));
+        assert_eq!(found.from, DaemonFrom::BesideApp);
+        assert!(
+            found
+                .to_string()
+                .ends_with("Contents/MacOS/mlx-box (beside the app)"),
+            "{found}"
+        );
+        // An empty MLXBOX_BIN is no setting; a set one wins.
+        assert_eq!(
+            find_daemon(Some("".into()), Some(&exe), path.clone()),
+            found
+        );
+        let env = find_daemon(Some("/x/mlx-box".into()), Some(&exe), path.clone());
+        assert_eq!(
+            (env.path, env.from),
+            (PathBuf::from("/x/mlx-box"), DaemonFrom::Env)
+        );
+        // The app started through a symlink elsewhere (a `binary` stanza, a Dock alias): the bundle still.
+        let link = dir.path().join("usr/local/bin/mlx-box-app");
+        std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+        std::os::unix::fs::symlink(&exe, &link).unwrap();
+        let via = find_daemon(None, Some(&link), path.clone());
+        assert_eq!(via.from, DaemonFrom::BesideApp);
+        assert_eq!(
+            via.path.canonicalize().unwrap(),
+            macos.join("mlx-box").canonicalize().unwrap()
+        );
+        // A bundle without its daemon falls back to PATH, and says so.
+        std::fs::remove_file(macos.join("mlx-box")).unwrap();
+        let fallback = find_daemon(None, Some(&exe), path);
+        assert_eq!(
+            (fallback.path, fallback.from),
+            (brew.join("mlx-box"), DaemonFrom::Path)
+        );
+    }
+
+    #[test]
+    fn the_daemon_is_found_beside_the_app_installed_from_the_deb() {
+        let dir = tempfile::tempdir().unwrap();
+        // The .deb's layout: /usr/bin/mlx-box-app and the sidecar /usr/bin/mlx-box.
+        let bin = dir.path().join("usr/bin");
+        exe_file(&bin.join("mlx-box-app"));
+        exe_file(&bin.join("mlx-box"));
+        let found = find_daemon(
+            None,
+            Some(&bin.join("mlx-box-app")),
+            Some("/nonexistent".into()),
+        );
+        assert_eq!(
+            (found.path, found.from),
+            (bin.join("mlx-box"), DaemonFrom::BesideApp)
+        );
+        // A file of that name that nobody may run is not a daemon; nothing on PATH either: the bare name,
+        // which fails to start with a message naming MLXBOX_BIN.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("mlx-box"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+        let none = find_daemon(
+            None,
+            Some(&bin.join("mlx-box-app")),
+            Some(":/nonexistent".into()),
+        );
+        assert_eq!(
+            (none.path.clone(), none.from),
+            (PathBuf::from("mlx-box"), DaemonFrom::NotFound)
+        );
+        assert!(none.to_string().contains("not found"), "{none}");
     }
 }

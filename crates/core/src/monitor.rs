@@ -333,3 +333,42 @@ mod tests {
         assert!((0.0..=100.0).contains(&a.headroom_percent()));
     }
 }
+
+/// What the monitor reads on a Mac: sysctl, host_statistics64 and NSProcessInfo (type-checked on Linux by
+/// scripts/test.sh's aarch64-apple-darwin clippy; run by .github/workflows/macos.yml).
+#[cfg(all(test, target_os = "macos"))]
+mod macos_tests {
+    use super::*;
+
+    #[test]
+    fn sysctl_memory_and_swap() {
+        let memsize = os::sysctl_int("hw.memsize").expect("hw.memsize");
+        let s = os::read(0);
+        assert!(s.total_bytes > 1 << 30, "{s:?}");
+        // sysinfo's total is hw.memsize.
+        assert_eq!(s.total_bytes, memsize, "{s:?}");
+        assert!(
+            s.available_bytes <= s.total_bytes && s.used_bytes <= s.total_bytes,
+            "{s:?}"
+        );
+        // vm.swapusage is a struct xsw_usage (at least total, avail, used).
+        let mut xsw = [0u8; 32];
+        assert!(os::sysctl_raw("vm.swapusage", &mut xsw).is_some_and(|n| n >= 24));
+        assert!(s.swap_used_bytes <= s.swap_total_bytes, "{s:?}");
+        assert_ne!(
+            s.pressure,
+            Pressure::Unknown,
+            "kern.memorystatus_vm_pressure_level"
+        );
+        assert!(
+            s.compressed_bytes.is_some() && s.wired_bytes.is_some_and(|w| w > 0),
+            "{s:?}"
+        );
+        assert!(os::swapped_out_bytes().is_some(), "vm.swapouts");
+    }
+
+    #[test]
+    fn thermal_state_is_one_the_os_names() {
+        assert_ne!(os::read(0).thermal, Thermal::Unknown);
+    }
+}
