@@ -69,8 +69,14 @@ fn the_chat_window_streams_through_the_gate_with_a_key_of_its_own() {
         "{events:?}"
     );
     let (content, reasoning) = reply(&events);
-    assert!(!content.is_empty() && !content.contains("<think>"), "{events:?}");
-    assert!(!reasoning.is_empty(), "the reasoning comes apart: {events:?}");
+    assert!(
+        !content.is_empty() && !content.contains("<think>"),
+        "{events:?}"
+    );
+    assert!(
+        !reasoning.is_empty(),
+        "the reasoning comes apart: {events:?}"
+    );
     assert!(
         !key_file.exists(),
         "no key made while the frontends are open"
