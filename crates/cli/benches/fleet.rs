@@ -1,4 +1,5 @@
-//! The fleet's costs (needs gnome-keyring and dbus: the tokens live in a private keyring session):
+//! The fleet's costs (needs gnome-keyring and dbus: the tokens this Mac presents to the others live in a
+//! private keyring session):
 //!
 //!   cargo bench -p mlx-box --bench fleet
 //!
@@ -146,16 +147,16 @@ fn main() {
             )
         })
         .collect();
-    let token = ok(cli(
-        &hosts[0].state,
-        &["tokens", "add", "--role", "read"],
-        None,
-    ));
-    let token = token.trim().to_string();
-    // One keyring serves the four daemons here (four Macs would have one each): each reads it again.
-    for h in &hosts[1..] {
-        ok(cli(&h.state, &["keys", "reload"], None));
-    }
+    // Each host keeps its own access tokens (hashed in its state dir), as four Macs would.
+    let tokens: Vec<String> = hosts
+        .iter()
+        .map(|h| {
+            ok(cli(&h.state, &["tokens", "add", "--role", "read"], None))
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let token = tokens[0].clone();
     let fp = |s: &Path| {
         let v: serde_json::Value =
             serde_json::from_str(&ok(cli(s, &["control", "info", "--json"], None))).unwrap();
@@ -208,7 +209,7 @@ fn main() {
                 &f,
                 "--token-stdin",
             ],
-            Some(&format!("{token}\n")),
+            Some(&format!("{}\n", tokens[i])),
         ));
     }
     let t0 = Instant::now();
