@@ -170,6 +170,17 @@ describe("dashboard", () => {
     await waitFor(() => expect(screen.getByTestId("service-chat")).toHaveTextContent("3.0 GB"));
   });
 
+  it("an active alert is counted in the header and its card comes first", async () => {
+    backend();
+    await dashboard();
+    expect(screen.queryByTestId("alert-count")).toBeNull();
+    const alert = { id: "swap", severity: "warning" as const, title: "Swap in use", body: "Stop a model.", since: T0 - 5000, cleared: null };
+    await send("daemon-status", status({ alerts: [alert] }));
+    expect(await screen.findByTestId("alert-count")).toHaveTextContent("1 alert");
+    const cards = [...document.querySelectorAll('[data-testid="alerts"], [data-testid="service-chat"]')];
+    expect(cards[0]).toBe(screen.getByTestId("alerts"));
+  });
+
   it("renders alerts and highlights the focused one", async () => {
     backend({
       status: () =>

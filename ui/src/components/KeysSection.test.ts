@@ -152,6 +152,21 @@ describe("keys section", () => {
     expect(screen.getByTestId("key-k2")).toBeInTheDocument();
   });
 
+  it("the secret of a new key leaves the screen when that key is removed (another key's removal keeps it)", async () => {
+    await settings();
+    await waitFor(() => expect(screen.getByTestId("key-add")).toBeEnabled());
+    await fireEvent.click(screen.getByTestId("key-add"));
+    await screen.findByTestId("key-secret");
+    await fireEvent.click(await screen.findByTestId("key-remove-k1"));
+    await fireEvent.click(screen.getByTestId("key-remove-confirm-k1"));
+    await waitFor(() => expect(screen.queryByTestId("key-k1")).toBeNull());
+    expect(screen.getByTestId("key-secret")).toBeInTheDocument();
+    await fireEvent.click(await screen.findByTestId("key-remove-k3"));
+    await fireEvent.click(screen.getByTestId("key-remove-confirm-k3"));
+    await waitFor(() => expect(screen.queryByTestId("key-secret")).toBeNull());
+    expect(document.body).not.toHaveTextContent("TOPSECRET");
+  });
+
   it("a failed remove shows the error inline", async () => {
     await settings({
       remove_key: () => {
