@@ -180,6 +180,7 @@ fn on_menu<R: Runtime>(app: &AppHandle<R>, id: &str) {
         MenuAction::OpenDashboard => windows::open(app, View::Dashboard),
         MenuAction::OpenSettings => windows::open(app, View::Settings),
         MenuAction::OpenChat => windows::open(app, View::Chat),
+        MenuAction::OpenAlert(id) => crate::open_on_alert(app, Some(id)),
         MenuAction::StartDaemon => {
             tauri::async_runtime::spawn(async move {
                 let _ = core

@@ -177,8 +177,13 @@ pub fn summary_line(snap: &Snapshot) -> String {
         let up = st.hosts.iter().filter(|h| h.reachable).count();
         format!(" · hosts {up}/{} up", st.hosts.len())
     };
+    let alerts = match st.alerts.iter().filter(|a| a.cleared.is_none()).count() {
+        0 => String::new(),
+        1 => " · 1 alert".into(),
+        n => format!(" · {n} alerts"),
+    };
     format!(
-        "{ready}/{} ready{idle} · swap {} MB · thermal {}{hosts}",
+        "{ready}/{} ready{idle} · swap {} MB · thermal {}{hosts}{alerts}",
         enabled.len(),
         st.memory.swap_used_bytes / (1 << 20),
         st.thermal.state
@@ -190,6 +195,8 @@ pub fn summary_line(snap: &Snapshot) -> String {
 pub enum MenuAction {
     /// Starts the service when it is not running, stops it when it is.
     ToggleService(String),
+    /// Opens the dashboard on this active alert.
+    OpenAlert(String),
     /// The same for a service of another host (forwarded by this Mac's daemon: `Request::Host`).
     ToggleHostService {
         host: String,
@@ -211,6 +218,7 @@ impl MenuAction {
     pub fn id(&self) -> String {
         match self {
             MenuAction::ToggleService(n) => format!("service:{n}"),
+            MenuAction::OpenAlert(id) => format!("alert:{id}"),
             MenuAction::ToggleHostService { host, service } => {
                 format!("host:{host}/service:{service}")
             }
@@ -243,6 +251,9 @@ impl TryFrom<&str> for MenuAction {
             "start-daemon" => MenuAction::StartDaemon,
             "launch-at-login" => MenuAction::LaunchAtLogin,
             "quit" => MenuAction::Quit,
+            s if s.starts_with("alert:") && s.len() > 6 => {
+                MenuAction::OpenAlert(s[6..].to_string())
+            }
             s => match (
                 s.strip_prefix("service:"),
                 s.strip_prefix("host:")
@@ -293,6 +304,23 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
     match &snap.status {
         None => m.push(item(MenuAction::StartDaemon, "Start mlx-box daemon", true)),
         Some(st) => {
+            // Alerts up front: each opens the dashboard on it.
+            let active: Vec<_> = st.alerts.iter().filter(|a| a.cleared.is_none()).collect();
+            for a in &active {
+                let mark = match a.severity {
+                    mlxbox_api::AlertSeverity::Critical => "⛔",
+                    mlxbox_api::AlertSeverity::Warning => "⚠",
+                    _ => "ℹ",
+                };
+                m.push(item(
+                    MenuAction::OpenAlert(a.id.clone()),
+                    &format!("{mark} {}", a.title),
+                    true,
+                ));
+            }
+            if !active.is_empty() {
+                m.push(Separator);
+            }
             // "Keeping the machine awake: 3 servers loaded" while the lock is held, or why it cannot be.
             if let Some(a) = st.awake.as_ref().filter(|a| a.held || a.error.is_some()) {
                 m.push(Label(capitalized(&a.line())));
@@ -630,10 +658,41 @@ mod tests {
         assert_eq!(summary_line(&s), "Daemon not running");
     }
 
+    /// Alerts up front: counted in the summary, listed first, each opening the dashboard on it.
+    #[test]
+    fn active_alerts_lead_the_menu() {
+        let mut s = snap(vec![svc("chat", State::Ready)]);
+        let mut cleared = alert("old", AlertSeverity::Warning, 1);
+        cleared.cleared = Some(2);
+        s.status.as_mut().unwrap().alerts =
+            vec![alert("swap", AlertSeverity::Critical, 3), cleared];
+        assert!(
+            summary_line(&s).ends_with(" · 1 alert"),
+            "{}",
+            summary_line(&s)
+        );
+        let m = menu(&s, false);
+        assert_eq!(
+            m[2],
+            MenuEntry::Item {
+                action: MenuAction::OpenAlert("swap".into()),
+                text: "⛔ t".into(),
+                enabled: true,
+            }
+        );
+        assert_eq!(m[3], MenuEntry::Separator, "{m:?}");
+        assert!(!m.iter().any(|i| matches!(i, MenuEntry::Item { action: MenuAction::OpenAlert(id), .. } if id == "old")));
+        assert_eq!(
+            MenuAction::try_from("alert:"),
+            Err("unknown menu item `alert:`".into())
+        );
+    }
+
     #[test]
     fn menu_ids_round_trip_and_items_follow_state() {
         for a in [
             MenuAction::ToggleService("chat".into()),
+            MenuAction::OpenAlert("service-failed:chat".into()),
             MenuAction::StartAll,
             MenuAction::StopAll,
             MenuAction::RestartAll,
