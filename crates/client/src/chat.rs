@@ -207,24 +207,32 @@ impl AppCore {
         Ok(k.secret)
     }
 
-    /// Sends `make(key)`; on a 401 makes the app's key and sends once more.
-    async fn with_key(
+    /// Sends the request `make` builds, with the app's key when it has one; on a 401 makes the app's key
+    /// and sends once more. An answer that is not a success is an error saying what the frontend said.
+    async fn send_keyed(
         &self,
-        make: impl Fn(Option<&str>) -> reqwest::RequestBuilder,
+        make: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, CommandError> {
+        let client = http();
+        let send = |key: Option<&str>| {
+            let b = make(&client);
+            match key {
+                Some(k) => b.bearer_auth(k),
+                None => b,
+            }
+            .send()
+        };
+        let unanswered = |e: reqwest::Error| failed(format!("the frontend did not answer: {e}"));
         let key = read_key(&self.state_dir);
-        let r = make(key.as_deref())
-            .send()
-            .await
-            .map_err(|e| failed(format!("the frontend did not answer: {e}")))?;
-        if r.status() != reqwest::StatusCode::UNAUTHORIZED {
-            return Ok(r);
+        let mut r = send(key.as_deref()).await.map_err(unanswered)?;
+        if r.status() == reqwest::StatusCode::UNAUTHORIZED {
+            let key = self.new_app_key().await?;
+            r = send(Some(&key)).await.map_err(unanswered)?;
         }
-        let key = self.new_app_key().await?;
-        make(Some(&key))
-            .send()
-            .await
-            .map_err(|e| failed(format!("the frontend did not answer: {e}")))
+        if !r.status().is_success() {
+            return Err(failed(refusal(r).await));
+        }
+        Ok(r)
     }
 
     /// Streams the reply to `send`, calling `emit` with each event; always ends with `Done` or `Failed`.
@@ -247,20 +255,8 @@ impl AppCore {
         let route = self.chat_route(&send.target).await?;
         let body = chat_body(&send, route.model.as_deref());
         let url = format!("{}/v1/chat/completions", route.base);
-        let client = http();
         let t0 = Instant::now();
-        let r = self
-            .with_key(|key| {
-                let b = client.post(&url).json(&body);
-                match key {
-                    Some(k) => b.bearer_auth(k),
-                    None => b,
-                }
-            })
-            .await?;
-        if !r.status().is_success() {
-            return Err(failed(refusal(r).await));
-        }
+        let r = self.send_keyed(|c| c.post(&url).json(&body)).await?;
         let mut reader = StreamReader::new(send.id.clone(), t0);
         let mut stream = r.bytes_stream();
         while let Some(chunk) = stream.next().await {
@@ -279,19 +275,7 @@ impl AppCore {
         if let Some(m) = &route.model {
             body["model"] = m.as_str().into();
         }
-        let client = http();
-        let r = self
-            .with_key(|key| {
-                let b = client.post(&url).json(&body);
-                match key {
-                    Some(k) => b.bearer_auth(k),
-                    None => b,
-                }
-            })
-            .await?;
-        if !r.status().is_success() {
-            return Err(failed(refusal(r).await));
-        }
+        let r = self.send_keyed(|c| c.post(&url).json(&body)).await?;
         let kind = r
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -320,9 +304,8 @@ impl AppCore {
             decode_data_url(audio).ok_or_else(|| failed("the audio is not a base64 data: URL"))?;
         let route = self.chat_route(target).await?;
         let url = format!("{}/v1/audio/transcriptions", route.base);
-        let client = http();
         let r = self
-            .with_key(|key| {
+            .send_keyed(|c| {
                 let part = reqwest::multipart::Part::bytes(bytes.clone())
                     .file_name(file_name.to_string())
                     .mime_str(&kind)
@@ -331,16 +314,9 @@ impl AppCore {
                 if let Some(m) = &route.model {
                     form = form.text("model", m.clone());
                 }
-                let b = client.post(&url).multipart(form);
-                match key {
-                    Some(k) => b.bearer_auth(k),
-                    None => b,
-                }
+                c.post(&url).multipart(form)
             })
             .await?;
-        if !r.status().is_success() {
-            return Err(failed(refusal(r).await));
-        }
         let v: serde_json::Value = r
             .json()
             .await
