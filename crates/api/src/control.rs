@@ -75,6 +75,11 @@ pub enum Request {
     Shutdown,
     /// Every TCP port the daemon listens on → `ListenerList`.
     Listeners,
+    /// Acknowledge, snooze or unmute the active alert `id` → the `Alert` as it is now; 404 when not active.
+    AlertAction {
+        id: String,
+        action: crate::AlertAction,
+    },
     /// Any other request, answered by the daemon of `[hosts.NAME]` `host` (this daemon forwards it over
     /// its pinned TLS connection with the host's token) → what that request answers, with its status.
     Host { host: String, forward: Box<Request> },
@@ -118,6 +123,8 @@ crate::call::calls! {
     Shutdown {} => crate::control::Done;
     /// Every TCP port the daemon listens on, each through its one gate.
     Listeners {} => crate::control::ListenerList;
+    /// Acknowledge, snooze or unmute an active alert.
+    AlertAction { id: String, action: crate::AlertAction } => crate::Alert;
 }
 
 /// HTTP methods the control API uses.
@@ -233,6 +240,8 @@ impl Request {
             | Request::BenchCancel
             // The doctor sends requests to the servers and may start a benchmark.
             | Request::Doctor { .. }
+            // An acknowledged alert is quiet for every client.
+            | Request::AlertAction { .. }
             | Request::Shutdown => true,
             Request::Host { forward, .. } => forward.changes(),
         }
@@ -284,6 +293,9 @@ impl Request {
             Request::Doctor { options } => (Post, "/v1/doctor".into(), json(options)),
             Request::Shutdown => (Post, "/v1/shutdown".into(), Body::None),
             Request::Listeners => (Get, "/v1/listeners".into(), Body::None),
+            Request::AlertAction { id, action } => {
+                (Post, format!("/v1/alerts/{}", encode(id)), json(action))
+            }
             Request::Host { host, forward } => (
                 Post,
                 format!("/v1/hosts/{}/forward", encode(host)),
@@ -395,6 +407,25 @@ impl Request {
             },
             (["shutdown"], Post) => Request::Shutdown,
             (["listeners"], Get) => Request::Listeners,
+            (["alerts", id], Post) => {
+                let action: crate::AlertAction = serde_json::from_slice(body).map_err(|e| {
+                    DecodeError::Bad(format!(
+                        "invalid alert action: {e}; send {{\"action\": \"ack\"}}, {{\"action\": \"snooze\", \"minutes\": 60}} or {{\"action\": \"unmute\"}}"
+                    ))
+                })?;
+                if let crate::AlertAction::Snooze { minutes } = action {
+                    if minutes == 0 || minutes > crate::MAX_SNOOZE_MINUTES {
+                        return Err(DecodeError::Bad(format!(
+                            "snooze minutes={minutes}: use 1 to {} (a week)",
+                            crate::MAX_SNOOZE_MINUTES
+                        )));
+                    }
+                }
+                Request::AlertAction {
+                    id: id.to_string(),
+                    action,
+                }
+            }
             (["hosts", host, "forward"], Post) => {
                 let forward: Request = from_json(body)?;
                 if matches!(forward, Request::Host { .. }) {
@@ -421,6 +452,7 @@ impl Request {
                 | ["doctor"]
                 | ["shutdown"]
                 | ["listeners"]
+                | ["alerts", _]
                 | ["hosts", _, "forward"],
                 _,
             ) => return Err(wrong()),
@@ -715,6 +747,18 @@ mod tests {
             },
             Request::Shutdown,
             Request::Listeners,
+            Request::AlertAction {
+                id: "service-failed:chat/1".into(),
+                action: crate::AlertAction::Ack,
+            },
+            Request::AlertAction {
+                id: "swap".into(),
+                action: crate::AlertAction::Snooze { minutes: 60 },
+            },
+            Request::AlertAction {
+                id: "swap".into(),
+                action: crate::AlertAction::Unmute,
+            },
         ]
     }
 
@@ -759,6 +803,36 @@ mod tests {
             (Get, "/v1/hosts/a/forward", None, b"", 405),
             (Get, "/v1/link-test", Some("bytes=999999999999"), b"", 400),
             (Get, "/v1/link-test", None, b"", 400),
+            (Get, "/v1/alerts/swap", None, b"", 405),
+            (Post, "/v1/alerts/swap", None, b"", 400),
+            (
+                Post,
+                "/v1/alerts/swap",
+                None,
+                br#"{"action":"explode"}"#,
+                400,
+            ),
+            (
+                Post,
+                "/v1/alerts/swap",
+                None,
+                br#"{"action":"snooze","minutes":0}"#,
+                400,
+            ),
+            (
+                Post,
+                "/v1/alerts/swap",
+                None,
+                br#"{"action":"snooze","minutes":99999999}"#,
+                400,
+            ),
+            (
+                Post,
+                "/v1/alerts/swap",
+                None,
+                br#"{"action":"snooze","minutes":-5}"#,
+                400,
+            ),
             (
                 Post,
                 "/v1/hosts/a/forward",

@@ -16,6 +16,7 @@ pub mod remote;
 pub mod service;
 pub mod settings;
 pub mod status;
+pub mod units;
 
 pub use status::*;
 

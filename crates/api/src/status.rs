@@ -64,6 +64,14 @@ pub struct MemoryStatus {
     #[ts(type = "number")]
     pub swap_total_bytes: u64,
     pub pressure: Pressure,
+    /// The memory budget the services are planned against (what `mlx-box estimate` compares with), when
+    /// known; the dashboard scales its memory chart to it.
+    #[serde(default)]
+    #[ts(type = "number | null")]
+    pub budget_bytes: Option<u64>,
+    /// Where the budget comes from ("iogpu.wired_limit_mb", "physical memory", …).
+    #[serde(default)]
+    pub budget_source: Option<String>,
 }
 
 impl MemoryStatus {
@@ -75,6 +83,8 @@ impl MemoryStatus {
             swap_used_bytes: s.swap_used_bytes,
             swap_total_bytes: s.swap_total_bytes,
             pressure: s.pressure,
+            budget_bytes: None,
+            budget_source: None,
         }
     }
 }
@@ -109,7 +119,41 @@ pub struct Alert {
     /// Unix time (ms) it cleared; `None` while active.
     #[ts(type = "number | null")]
     pub cleared: Option<u64>,
+    /// Someone has seen it ([`AlertAction::Ack`]): still listed, no longer counted, until it clears or
+    /// grows more severe. Kept by the daemon, so every client agrees.
+    #[serde(default)]
+    pub acknowledged: bool,
+    /// Not counted until this Unix time (ms) ([`AlertAction::Snooze`]); a more severe raise ends it.
+    #[serde(default)]
+    #[ts(type = "number | null")]
+    pub snoozed_until: Option<u64>,
 }
+
+impl Alert {
+    /// Whether it asks for attention at `now_ms`: active, not acknowledged, not snoozed. What the "1 alert"
+    /// counts and the menu-bar icon shows; a quiet alert is still listed.
+    pub fn needs_attention(&self, now_ms: u64) -> bool {
+        self.cleared.is_none()
+            && !self.acknowledged
+            && self.snoozed_until.is_none_or(|t| t <= now_ms)
+    }
+}
+
+/// What a person does with an active alert (`POST /v1/alerts/{id}`, `mlx-box alerts ack|snooze|unmute`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[ts(export)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum AlertAction {
+    /// Seen: quiet until it clears (or grows more severe).
+    Ack,
+    /// Quiet for `minutes` (1 to [`MAX_SNOOZE_MINUTES`]), then it counts again if still active.
+    Snooze { minutes: u32 },
+    /// Counts again now (undoes an ack or a snooze).
+    Unmute,
+}
+
+/// The longest snooze: a week.
+pub const MAX_SNOOZE_MINUTES: u32 = 7 * 24 * 60;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[ts(export)]

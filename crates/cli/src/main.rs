@@ -113,6 +113,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The active alerts; acknowledge or snooze one (the daemon keeps it, so the app and every client
+    /// stop counting it).
+    Alerts {
+        #[command(subcommand)]
+        cmd: Option<AlertsCmd>,
+        #[arg(long)]
+        json: bool,
+    },
     /// API keys of the proxy, kept hashed in the key store (<state>/keys.json; the keys themselves are
     /// shown once and kept nowhere).
     #[command(subcommand)]
@@ -215,6 +223,21 @@ impl PlaceArgs {
             root: self.root,
         })
     }
+}
+
+#[derive(Subcommand)]
+enum AlertsCmd {
+    /// Seen: the alert stays listed but no longer counts (nor turns the menu-bar icon), until it clears
+    /// or grows more severe.
+    Ack { id: String },
+    /// Quiet for a while (`30m`, `2h`, `1d`; a week at most), then it counts again if still active.
+    Snooze {
+        id: String,
+        #[arg(long = "for", default_value = "1h", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
+    /// Counts again now (undoes ack and snooze).
+    Unmute { id: String },
 }
 
 #[derive(Subcommand)]
@@ -410,6 +433,7 @@ async fn run(cmd: Cmd, state_dir: PathBuf, to: &fleet::Reach) -> Result<ExitCode
             }
             Ok(ExitCode::SUCCESS)
         }
+        Cmd::Alerts { cmd, json } => alerts(to, cmd, json).await,
         Cmd::Down => {
             to.client().await?.call(call::Shutdown {}).await?;
             // Wait until the socket is gone: every service is stopped by then.
@@ -958,23 +982,11 @@ fn utc(secs: u64) -> String {
     )
 }
 
-fn human_bytes(b: u64) -> String {
-    const U: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut x = b as f64;
-    let mut i = 0;
-    while x >= 1024.0 && i < U.len() - 1 {
-        x /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{x:.1} {}", U[i])
-    }
-}
-
 fn print_estimate(e: &estimate::Estimate) {
-    let b = |x: Option<u64>| x.map(human_bytes).unwrap_or_else(|| "?".into());
+    let b = |x: Option<u64>| {
+        x.map(mlxbox_api::units::bytes)
+            .unwrap_or_else(|| "?".into())
+    };
     println!(
         "{:<16} {:>10} {:>10} {:>12} {:>10} {:>10}",
         "NAME", "WEIGHTS", "KV/TOKEN", "CONTEXT", "KV", "TOTAL"
@@ -999,12 +1011,15 @@ fn print_estimate(e: &estimate::Estimate) {
         .map(|x| {
             format!(
                 "{} ({})",
-                human_bytes(x),
+                mlxbox_api::units::bytes(x),
                 e.budget_source.as_deref().unwrap_or("")
             )
         })
         .unwrap_or_else(|| "unknown".into());
-    println!("total {} of budget {budget}", human_bytes(e.total_bytes));
+    println!(
+        "total {} of budget {budget}",
+        mlxbox_api::units::bytes(e.total_bytes)
+    );
     for s in &e.services {
         for r in &s.reasons {
             println!("{}: {r}", s.name);
@@ -1022,9 +1037,9 @@ pub(crate) fn print_status(s: &StatusReport) {
         "{}/{} ready · memory {} used of {} · swap {} · thermal {}",
         ready,
         s.services.len(),
-        human_bytes(s.memory.used_bytes),
-        human_bytes(s.memory.total_bytes),
-        human_bytes(s.memory.swap_used_bytes),
+        mlxbox_api::units::bytes(s.memory.used_bytes),
+        mlxbox_api::units::bytes(s.memory.total_bytes),
+        mlxbox_api::units::bytes(s.memory.swap_used_bytes),
         s.thermal.state
     );
     println!(
@@ -1055,7 +1070,7 @@ pub(crate) fn print_status(s: &StatusReport) {
             x.port.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             x.restarts,
             x.memory_bytes
-                .map(human_bytes)
+                .map(mlxbox_api::units::bytes)
                 .unwrap_or_else(|| "-".into()),
             x.model.as_deref().unwrap_or("-"),
         );
@@ -1153,9 +1168,64 @@ pub(crate) fn print_status(s: &StatusReport) {
     if !s.alerts.is_empty() {
         println!();
         for a in &s.alerts {
-            println!("[{:?}] {}: {}", a.severity, a.title, a.body);
+            println!("{}", alert_line(a));
         }
     }
+}
+
+/// `[Warning] Swap in use: … (acknowledged)`.
+fn alert_line(a: &mlxbox_api::Alert) -> String {
+    let quiet = if a.acknowledged {
+        " (acknowledged)".to_string()
+    } else {
+        match a.snoozed_until {
+            Some(t) if t > mlxbox_api::now_ms() => {
+                format!(" (snoozed until {} UTC)", utc(t / 1000))
+            }
+            _ => String::new(),
+        }
+    };
+    format!("[{:?}] {}: {}{quiet}", a.severity, a.title, a.body)
+}
+
+async fn alerts(to: &fleet::Reach, cmd: Option<AlertsCmd>, json: bool) -> anyhow::Result<ExitCode> {
+    use mlxbox_api::AlertAction;
+    let client = to.client().await?;
+    let (id, action) = match cmd {
+        None => {
+            let alerts = client.call(call::Status {}).await?.alerts;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&alerts)?);
+            } else if alerts.is_empty() {
+                println!("no active alert");
+            }
+            for a in alerts.iter().filter(|_| !json) {
+                println!("{:<32} {}", a.id, alert_line(a));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        Some(AlertsCmd::Ack { id }) => (id, AlertAction::Ack),
+        Some(AlertsCmd::Unmute { id }) => (id, AlertAction::Unmute),
+        Some(AlertsCmd::Snooze { id, duration }) => {
+            let minutes = duration.as_secs().div_ceil(60);
+            if minutes == 0 || minutes > u64::from(mlxbox_api::MAX_SNOOZE_MINUTES) {
+                anyhow::bail!("snooze for 1 minute to 7 days (`--for 30m`, `--for 2h`), not {minutes} minutes");
+            }
+            (
+                id,
+                AlertAction::Snooze {
+                    minutes: minutes as u32,
+                },
+            )
+        }
+    };
+    let a = client.call(call::AlertAction { id, action }).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&a)?);
+    } else {
+        println!("{}", alert_line(&a));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -87,6 +87,41 @@ fn crash_at_start_ends_in_failed_not_a_storm() {
             .any(|a| a["id"] == "service-failed:bad" && a["severity"] == "critical"),
         "{st}"
     );
+    // Acknowledged and snoozed are kept by the daemon: every client reads the same state.
+    let alert = |d: &Daemon| {
+        d.status()["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == "service-failed:bad")
+            .cloned()
+            .unwrap()
+    };
+    let out = d.cli(&["alerts", "ack", "service-failed:bad"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(acknowledged)"));
+    assert_eq!(alert(&d)["acknowledged"], true);
+    let listed = d.cli(&["alerts"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("service-failed:bad"));
+    let out = d.cli(&["alerts", "snooze", "service-failed:bad", "--for", "2h"]);
+    assert!(out.status.success(), "{out:?}");
+    let until = alert(&d)["snoozed_until"].as_u64().unwrap();
+    let now = mlxbox_api::now_ms();
+    assert!(
+        until > now + 7_000_000 && until <= now + 7_200_000,
+        "{until} vs {now}"
+    );
+    let out = d.cli(&["alerts", "unmute", "service-failed:bad"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(alert(&d)["acknowledged"], false);
+    assert_eq!(alert(&d)["snoozed_until"], serde_json::Value::Null);
+    // Bad input: a clear error, nothing changed.
+    let out = d.cli(&["alerts", "ack", "no-such-alert"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no active alert `no-such-alert`"));
+    let out = d.cli(&["alerts", "snooze", "service-failed:bad", "--for", "30d"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 minute to 7 days"));
     std::thread::sleep(2 * S);
     assert_eq!(
         spawn_times(&d.service_log("bad")).len(),

@@ -124,11 +124,13 @@ pub fn tray_level(snap: &Snapshot) -> TrayLevel {
         .iter()
         .filter(|h| h.reachable)
         .flat_map(|h| &h.alerts);
+    // Acknowledged and snoozed alerts are quiet: listed in the dashboard, not on the icon.
+    let now = mlxbox_api::now_ms();
     if st
         .alerts
         .iter()
         .chain(remote_alerts)
-        .any(|a| a.severity >= AlertSeverity::Warning)
+        .any(|a| a.severity >= AlertSeverity::Warning && a.needs_attention(now))
     {
         return TrayLevel::Alert;
     }
@@ -160,7 +162,7 @@ pub fn tray_level(snap: &Snapshot) -> TrayLevel {
     }
 }
 
-/// "3/4 ready · swap 0 MB · thermal nominal".
+/// "3/4 ready · swap 0 B · thermal nominal".
 pub fn summary_line(snap: &Snapshot) -> String {
     let Some(st) = &snap.status else {
         return "Daemon not running".into();
@@ -177,15 +179,16 @@ pub fn summary_line(snap: &Snapshot) -> String {
         let up = st.hosts.iter().filter(|h| h.reachable).count();
         format!(" · hosts {up}/{} up", st.hosts.len())
     };
-    let alerts = match st.alerts.iter().filter(|a| a.cleared.is_none()).count() {
+    let now = mlxbox_api::now_ms();
+    let alerts = match st.alerts.iter().filter(|a| a.needs_attention(now)).count() {
         0 => String::new(),
         1 => " · 1 alert".into(),
         n => format!(" · {n} alerts"),
     };
     format!(
-        "{ready}/{} ready{idle} · swap {} MB · thermal {}{hosts}{alerts}",
+        "{ready}/{} ready{idle} · swap {} · thermal {}{hosts}{alerts}",
         enabled.len(),
-        st.memory.swap_used_bytes / (1 << 20),
+        mlxbox_api::units::bytes(st.memory.swap_used_bytes),
         st.thermal.state
     )
 }
@@ -287,6 +290,12 @@ pub enum MenuEntry {
         text: String,
         checked: bool,
     },
+    /// Items under one title (another Mac and its services).
+    Submenu {
+        text: String,
+        enabled: bool,
+        entries: Vec<MenuEntry>,
+    },
     Separator,
 }
 
@@ -302,10 +311,16 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
     let mut m = vec![Label(summary_line(snap)), Separator];
     let connected = snap.status.is_some();
     match &snap.status {
-        None => m.push(item(MenuAction::StartDaemon, "Start mlx-box daemon", true)),
+        None => m.push(item(MenuAction::StartDaemon, "Start mlx-box Daemon", true)),
         Some(st) => {
-            // Alerts up front: each opens the dashboard on it.
-            let active: Vec<_> = st.alerts.iter().filter(|a| a.cleared.is_none()).collect();
+            // Alerts that need attention up front (not the acknowledged or snoozed): each opens the
+            // dashboard on it.
+            let now = mlxbox_api::now_ms();
+            let active: Vec<_> = st
+                .alerts
+                .iter()
+                .filter(|a| a.needs_attention(now))
+                .collect();
             for a in &active {
                 let mark = match a.severity {
                     mlxbox_api::AlertSeverity::Critical => "⛔",
@@ -326,27 +341,34 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
                 m.push(Label(capitalized(&a.line())));
             }
             for s in &st.services {
-                let verb = toggle_of(s);
-                let port = s.port.map(|p| format!(" :{p}")).unwrap_or_default();
-                let text = format!("{} — {}{port} (click to {verb})", s.name, s.state.as_str());
+                let port = s.port.map(|p| format!(" · :{p}")).unwrap_or_default();
+                let text = format!(
+                    "{} {} — {}{port}",
+                    state_mark(s.state),
+                    s.name,
+                    capitalized(s.state.as_str())
+                );
                 m.push(item(
                     MenuAction::ToggleService(s.name.clone()),
-                    &text,
+                    &format!("{text} ({})", verb_text(toggle_of(s))),
                     s.enabled && s.state != State::Stopping,
                 ));
             }
             if st.services.is_empty() {
                 m.push(Label("No services in settings.toml".into()));
             }
-            // A section per host: its link and its services (changed with `mlx-box --host NAME`).
-            for h in &st.hosts {
+            // Another Mac is a submenu, as macOS menus group: its title says its state, its items are its
+            // services (changed with `mlx-box --host NAME`).
+            if !st.hosts.is_empty() {
                 m.push(Separator);
+            }
+            for h in &st.hosts {
                 let ready = h
                     .services
                     .iter()
                     .filter(|s| s.state == State::Ready)
                     .count();
-                m.push(Label(if h.reachable {
+                let text = if h.reachable {
                     let rtt = h
                         .rtt_p50_ms
                         .map(|v| format!(" · {v:.1} ms"))
@@ -354,39 +376,75 @@ pub fn menu(snap: &Snapshot, launch_at_login: bool) -> Vec<MenuEntry> {
                     format!("{} — {ready}/{} ready{rtt}", h.name, h.services.len())
                 } else {
                     format!("{} — unreachable", h.name)
-                }));
-                for s in &h.services {
-                    let verb = toggle_of(s);
-                    m.push(item(
-                        MenuAction::ToggleHostService {
-                            host: h.name.clone(),
-                            service: s.name.clone(),
-                        },
-                        &format!("   {} — {} (click to {verb})", s.name, s.state.as_str()),
-                        h.reachable && s.enabled && s.state != State::Stopping,
-                    ));
-                }
+                };
+                let entries = h
+                    .services
+                    .iter()
+                    .map(|s| {
+                        item(
+                            MenuAction::ToggleHostService {
+                                host: h.name.clone(),
+                                service: s.name.clone(),
+                            },
+                            &format!(
+                                "{} {} — {} ({})",
+                                state_mark(s.state),
+                                s.name,
+                                capitalized(s.state.as_str()),
+                                verb_text(toggle_of(s))
+                            ),
+                            h.reachable && s.enabled && s.state != State::Stopping,
+                        )
+                    })
+                    .collect();
+                m.push(Submenu {
+                    text,
+                    enabled: h.reachable,
+                    entries,
+                });
             }
         }
     }
     m.push(Separator);
-    m.push(item(MenuAction::StartAll, "Start all", connected));
-    // "…": these ask first (in the dashboard), as a Mac menu item that opens a sheet says.
-    m.push(item(MenuAction::StopAll, "Stop all…", connected));
-    m.push(item(MenuAction::RestartAll, "Restart all…", connected));
+    // macOS menu style: title case; "…" where the item asks first (a sheet in the dashboard) or opens a
+    // window.
+    m.push(item(MenuAction::StartAll, "Start All", connected));
+    m.push(item(MenuAction::StopAll, "Stop All…", connected));
+    m.push(item(MenuAction::RestartAll, "Restart All…", connected));
     m.push(Separator);
-    m.push(item(MenuAction::RunBenchmark, "Run benchmark…", connected));
-    m.push(item(MenuAction::OpenDashboard, "Open dashboard", true));
+    m.push(item(MenuAction::RunBenchmark, "Run Benchmark…", connected));
+    m.push(item(MenuAction::OpenDashboard, "Open Dashboard…", true));
     m.push(item(MenuAction::OpenChat, "Chat…", connected));
     m.push(item(MenuAction::OpenSettings, "Settings…", true));
     m.push(Separator);
     m.push(Check {
         action: MenuAction::LaunchAtLogin,
-        text: "Launch at login".into(),
+        text: "Launch at Login".into(),
         checked: launch_at_login,
     });
     m.push(item(MenuAction::Quit, "Quit mlx-box", true));
     m
+}
+
+/// A service state's glyph in the menu: shape, not only colour, tells them apart.
+fn state_mark(s: State) -> &'static str {
+    match s {
+        State::Ready => "●",
+        State::Starting | State::Stopping => "◐",
+        State::Idle => "◌",
+        State::Unhealthy | State::Backoff | State::Failed => "✕",
+        State::Stopped => "○",
+    }
+}
+
+/// What clicking a service's item does, as its item says it.
+fn verb_text(v: Verb) -> &'static str {
+    match v {
+        Verb::Stop => "Stop…",
+        Verb::Unload => "Unload",
+        Verb::Restart => "Restart",
+        Verb::Start => "Start",
+    }
 }
 
 fn capitalized(s: &str) -> String {
@@ -451,7 +509,7 @@ impl NotificationGate {
         let Some(floor) = floor else {
             return false;
         };
-        if alert.cleared.is_some() || alert.severity < floor {
+        if !alert.needs_attention(mlxbox_api::now_ms()) || alert.severity < floor {
             return false;
         }
         match self.notified.get(&alert.id) {
@@ -524,6 +582,8 @@ mod tests {
                     swap_used_bytes: 3 << 20,
                     swap_total_bytes: 0,
                     pressure: mlxbox_api::monitor::Pressure::Normal,
+                    budget_bytes: None,
+                    budget_source: None,
                 },
                 thermal: ThermalStatus {
                     state: mlxbox_api::monitor::Thermal::Nominal,
@@ -542,6 +602,8 @@ mod tests {
             body: "b".into(),
             since,
             cleared: None,
+            acknowledged: false,
+            snoozed_until: None,
         }
     }
 
@@ -605,27 +667,21 @@ mod tests {
         assert_eq!(tray_level(&s), TrayLevel::Ready);
         assert_eq!(
             summary_line(&s),
-            "1/1 ready · swap 3 MB · thermal nominal · hosts 1/1 up"
-        );
-        let labels: Vec<String> = menu(&s, false)
-            .into_iter()
-            .filter_map(|e| match e {
-                MenuEntry::Label(t) => Some(t),
-                _ => None,
-            })
-            .collect();
-        assert!(
-            labels.contains(&"studio-2 — 1/1 ready · 0.4 ms".to_string()),
-            "{labels:?}"
+            "1/1 ready · swap 3.0 MB · thermal nominal · hosts 1/1 up"
         );
         let toggle = MenuAction::ToggleHostService {
             host: "studio-2".into(),
             service: "big".into(),
         };
-        assert!(menu(&s, false).contains(&MenuEntry::Item {
-            action: toggle.clone(),
-            text: "   big — ready (click to stop)".into(),
+        // Another Mac is a submenu titled with its state, holding its services.
+        assert!(menu(&s, false).contains(&MenuEntry::Submenu {
+            text: "studio-2 — 1/1 ready · 0.4 ms".into(),
             enabled: true,
+            entries: vec![MenuEntry::Item {
+                action: toggle.clone(),
+                text: "● big — Ready (Stop…)".into(),
+                enabled: true,
+            }],
         }));
         assert_eq!(MenuAction::try_from(toggle.id().as_str()), Ok(toggle));
         assert_eq!(toggle_host_verb(&s, "studio-2", "big"), Some(Verb::Stop));
@@ -641,17 +697,27 @@ mod tests {
         assert_eq!(tray_level(&s), TrayLevel::Alert);
         s.apply(&Event::Host(host("studio-2", false, vec![])));
         assert!(summary_line(&s).ends_with("hosts 0/1 up"));
-        assert!(menu(&s, false).contains(&MenuEntry::Label("studio-2 — unreachable".into())));
+        assert!(menu(&s, false).iter().any(|e| matches!(e,
+            MenuEntry::Submenu { text, enabled: false, .. } if text == "studio-2 — unreachable")));
     }
 
     #[test]
     fn events_update_the_snapshot_and_summary() {
         let mut s = snap(vec![svc("a", State::Ready), svc("b", State::Starting)]);
-        assert_eq!(summary_line(&s), "1/2 ready · swap 3 MB · thermal nominal");
+        assert_eq!(
+            summary_line(&s),
+            "1/2 ready · swap 3.0 MB · thermal nominal"
+        );
         s.apply(&Event::Service(svc("b", State::Ready)));
-        assert_eq!(summary_line(&s), "2/2 ready · swap 3 MB · thermal nominal");
+        assert_eq!(
+            summary_line(&s),
+            "2/2 ready · swap 3.0 MB · thermal nominal"
+        );
         s.apply(&Event::Service(svc("c", State::Stopped)));
-        assert_eq!(summary_line(&s), "2/3 ready · swap 3 MB · thermal nominal");
+        assert_eq!(
+            summary_line(&s),
+            "2/3 ready · swap 3.0 MB · thermal nominal"
+        );
         s.apply(&Event::ServiceRemoved { name: "c".into() });
         assert_eq!(s.status.as_ref().unwrap().services.len(), 2);
         s.apply(&Event::Shutdown);
@@ -713,9 +779,9 @@ mod tests {
         let m = menu(&s, true);
         assert_eq!(
             m[0],
-            MenuEntry::Label("1/2 ready · swap 3 MB · thermal nominal".into())
+            MenuEntry::Label("1/2 ready · swap 3.0 MB · thermal nominal".into())
         );
-        assert!(m.iter().any(|e| matches!(e, MenuEntry::Item { text, .. } if text == "chat — ready :8080 (click to stop)")));
+        assert!(m.iter().any(|e| matches!(e, MenuEntry::Item { text, .. } if text == "● chat — Ready · :8080 (Stop…)")));
         assert!(m
             .iter()
             .any(|e| matches!(e, MenuEntry::Check { checked: true, .. })));
@@ -796,10 +862,43 @@ mod tests {
         let m = menu(&s, false);
         assert_eq!(
             m[0],
-            MenuEntry::Label("2/3 ready (1 idle) · swap 3 MB · thermal nominal".into())
+            MenuEntry::Label("2/3 ready (1 idle) · swap 3.0 MB · thermal nominal".into())
         );
-        assert!(m.iter().any(|e| matches!(e, MenuEntry::Item { text, .. } if text.starts_with("coder — ready") && text.ends_with("(click to unload)"))));
-        assert!(m.iter().any(|e| matches!(e, MenuEntry::Item { text, .. } if text.starts_with("big — idle") && text.ends_with("(click to start)"))));
+        assert!(m.iter().any(|e| matches!(e, MenuEntry::Item { text, .. } if text.starts_with("● coder — Ready") && text.ends_with("(Unload)"))));
+        assert!(m.iter().any(|e| matches!(e, MenuEntry::Item { text, .. } if text.starts_with("◌ big — Idle") && text.ends_with("(Start)"))));
+    }
+
+    #[test]
+    fn acknowledged_and_snoozed_alerts_are_quiet() {
+        let mut s = snap(vec![svc("chat", State::Ready)]);
+        let mut swap = alert("swap", AlertSeverity::Warning, 1);
+        s.apply(&Event::Alert(swap.clone()));
+        assert_eq!(tray_level(&s), TrayLevel::Alert);
+        assert!(summary_line(&s).ends_with(" · 1 alert"));
+        swap.acknowledged = true;
+        s.apply(&Event::Alert(swap.clone()));
+        assert_eq!(tray_level(&s), TrayLevel::Ready, "seen: the icon is calm");
+        assert!(!summary_line(&s).contains("alert"));
+        assert!(!menu(&s, false).iter().any(|e| matches!(
+            e,
+            MenuEntry::Item {
+                action: MenuAction::OpenAlert(_),
+                ..
+            }
+        )));
+        let mut gate = NotificationGate::default();
+        assert!(
+            !gate.admit(&swap, Some(AlertSeverity::Info)),
+            "a quiet alert never notifies"
+        );
+        // A snooze that has ended counts again.
+        swap.acknowledged = false;
+        swap.snoozed_until = Some(mlxbox_api::now_ms() + 60_000);
+        s.apply(&Event::Alert(swap.clone()));
+        assert_eq!(tray_level(&s), TrayLevel::Ready);
+        swap.snoozed_until = Some(1);
+        s.apply(&Event::Alert(swap));
+        assert_eq!(tray_level(&s), TrayLevel::Alert);
     }
 
     #[test]

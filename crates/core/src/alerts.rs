@@ -4,8 +4,11 @@
 //! `service-failed:chat` is kind `service-failed`) owns that kind from then on. A second source writing the
 //! same kind is a bug (two writers with different titles, or one clearing what the other still thinks is
 //! active): debug builds panic, release builds log it and drop the write.
+//!
+//! What people do with an alert (acknowledge, snooze, unmute: [`AlertStore::act`]) is kept here too, so
+//! every client counts the same "1 alert". A re-raise keeps it; a more severe one ends it (news again).
 
-use crate::api::{now_ms, Alert, AlertSeverity, Event};
+use crate::api::{now_ms, Alert, AlertAction, AlertSeverity, Event};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
@@ -47,6 +50,57 @@ impl AlertStore {
 
     pub fn active(&self) -> Vec<Alert> {
         self.active.lock().unwrap().values().cloned().collect()
+    }
+
+    /// Acknowledges, snoozes or unmutes the active alert `id`; `None` when it is not active. Every client
+    /// hears the new state as an `alert` event; a snooze's end is one too (it counts again).
+    pub fn act(self: &Arc<Self>, id: &str, action: AlertAction) -> Option<Alert> {
+        let alert = {
+            let mut active = self.active.lock().unwrap();
+            let a = active.get_mut(id)?;
+            match action {
+                AlertAction::Ack => a.acknowledged = true,
+                AlertAction::Snooze { minutes } => {
+                    a.snoozed_until = Some(now_ms() + u64::from(minutes) * 60_000)
+                }
+                AlertAction::Unmute => {
+                    a.acknowledged = false;
+                    a.snoozed_until = None;
+                }
+            }
+            a.clone()
+        };
+        if let Some(until) = alert.snoozed_until {
+            self.wake_at(id.to_string(), until);
+        }
+        let _ = self.events.send(Event::Alert(alert.clone()));
+        Some(alert)
+    }
+
+    /// At `until`, ends the snooze of `id` (if that snooze is still the one set) and says so.
+    fn wake_at(self: &Arc<Self>, id: String, until: u64) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return; // no runtime (a unit test): the snooze still ends for `needs_attention`
+        };
+        let store = Arc::downgrade(self);
+        rt.spawn(async move {
+            let wait = until.saturating_sub(now_ms());
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+            let Some(store) = store.upgrade() else { return };
+            let woke = {
+                let mut active = store.active.lock().unwrap();
+                match active.get_mut(&id) {
+                    Some(a) if a.snoozed_until == Some(until) => {
+                        a.snoozed_until = None;
+                        Some(a.clone())
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(a) = woke {
+                let _ = store.events.send(Event::Alert(a));
+            }
+        });
     }
 
     /// Whether `owner` may write `id`; claims the id's kind on first use.
@@ -91,6 +145,11 @@ impl AlertSource {
             }
         }
         let since = active.get(id).map(|a| a.since).unwrap_or_else(now_ms);
+        // Seen or snoozed stays so through a new text; a more severe raise is news again.
+        let (acknowledged, snoozed_until) = match active.get(id) {
+            Some(a) if severity <= a.severity => (a.acknowledged, a.snoozed_until),
+            _ => (false, None),
+        };
         let alert = Alert {
             id: id.to_string(),
             severity,
@@ -98,6 +157,8 @@ impl AlertSource {
             body,
             since,
             cleared: None,
+            acknowledged,
+            snoozed_until,
         };
         active.insert(id.to_string(), alert.clone());
         let _ = self.store.events.send(Event::Alert(alert));
@@ -167,6 +228,61 @@ mod tests {
         sup.clear("service-failed:a");
         assert!(sup.is_active("service-failed:b"));
         assert!(s.claim("supervisor", "service-failed:c"));
+    }
+
+    #[test]
+    fn ack_and_snooze_quiet_an_alert_until_it_grows_worse() {
+        let (s, mut rx) = store();
+        let m = s.source("monitor");
+        m.raise("swap", AlertSeverity::Warning, "Swap", "b");
+        assert!(s.act("nothing", AlertAction::Ack).is_none());
+        let a = s.act("swap", AlertAction::Ack).unwrap();
+        assert!(a.acknowledged && !a.needs_attention(now_ms()));
+        // A new text keeps it acknowledged; a more severe raise is news again.
+        m.raise("swap", AlertSeverity::Warning, "Swap", "b2");
+        assert!(s.active()[0].acknowledged);
+        m.raise("swap", AlertSeverity::Critical, "Swap", "b3");
+        assert!(s.active()[0].needs_attention(now_ms()));
+
+        let a = s.act("swap", AlertAction::Snooze { minutes: 30 }).unwrap();
+        let until = a.snoozed_until.unwrap();
+        assert!(!a.needs_attention(now_ms()));
+        assert!(
+            a.needs_attention(until),
+            "counts again when the snooze ends"
+        );
+        let a = s.act("swap", AlertAction::Unmute).unwrap();
+        assert!(a.needs_attention(now_ms()));
+        // Cleared and raised again: a new episode, not acknowledged.
+        s.act("swap", AlertAction::Ack);
+        m.clear("swap");
+        m.raise("swap", AlertSeverity::Warning, "Swap", "b");
+        assert!(s.active()[0].needs_attention(now_ms()));
+        let mut acts = 0;
+        while let Ok(e) = rx.try_recv() {
+            if let Event::Alert(a) = e {
+                acts += usize::from(a.acknowledged || a.snoozed_until.is_some());
+            }
+        }
+        // Ack, the new text (still acknowledged), snooze, the second ack: each reaches every client.
+        assert_eq!(acts, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_snooze_ends_with_an_event() {
+        let (s, mut rx) = store();
+        s.source("monitor")
+            .raise("swap", AlertSeverity::Warning, "Swap", "b");
+        s.act("swap", AlertAction::Snooze { minutes: 5 });
+        while rx.try_recv().is_ok() {}
+        // Paused time jumps to the wake-up; `now_ms` is the wall clock, so check the flag, not the time.
+        tokio::time::sleep(std::time::Duration::from_secs(5 * 60 + 1)).await;
+        tokio::task::yield_now().await;
+        match rx.try_recv() {
+            Ok(Event::Alert(a)) => assert_eq!(a.snoozed_until, None),
+            other => panic!("no wake-up event: {other:?}"),
+        }
+        assert_eq!(s.active()[0].snoozed_until, None);
     }
 
     #[test]

@@ -17,4 +17,13 @@ since: number,
 /**
  * Unix time (ms) it cleared; `None` while active.
  */
-cleared: number | null, };
+cleared: number | null, 
+/**
+ * Someone has seen it ([`AlertAction::Ack`]): still listed, no longer counted, until it clears or
+ * grows more severe. Kept by the daemon, so every client agrees.
+ */
+acknowledged: boolean, 
+/**
+ * Not counted until this Unix time (ms) ([`AlertAction::Snooze`]); a more severe raise ends it.
+ */
+snoozed_until: number | null, };

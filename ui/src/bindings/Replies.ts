@@ -1,6 +1,7 @@
 // Generated from crates/api/src/call.rs by `cargo test -p mlxbox-api export_replies`.
 // Do not edit: change the Rust table.
 import type { ActionReply } from "./ActionReply";
+import type { Alert } from "./Alert";
 import type { BenchHistory } from "./BenchHistory";
 import type { BenchResult } from "./BenchResult";
 import type { BenchStarted } from "./BenchStarted";
@@ -48,6 +49,7 @@ export type Replies = {
   doctor: DoctorReport;
   shutdown: Done;
   listeners: ListenerList;
+  alert_action: Alert;
   /** A request forwarded to another host: what that request answers. */
   host: unknown;
 };

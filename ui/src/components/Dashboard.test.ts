@@ -174,11 +174,65 @@ describe("dashboard", () => {
     backend();
     await dashboard();
     expect(screen.queryByTestId("alert-count")).toBeNull();
-    const alert = { id: "swap", severity: "warning" as const, title: "Swap in use", body: "Stop a model.", since: T0 - 5000, cleared: null };
+    const alert = { id: "swap", severity: "warning" as const, title: "Swap in use", body: "Stop a model.", since: T0 - 5000, cleared: null, acknowledged: false, snoozed_until: null };
     await send("daemon-status", status({ alerts: [alert] }));
     expect(await screen.findByTestId("alert-count")).toHaveTextContent("1 alert");
     const cards = [...document.querySelectorAll('[data-testid="alerts"], [data-testid="service-chat"]')];
     expect(cards[0]).toBe(screen.getByTestId("alerts"));
+  });
+
+  it("an alert is acknowledged or snoozed through the daemon, and a quiet one is not counted", async () => {
+    const calls = backend();
+    await dashboard();
+    const swap = { id: "swap", severity: "warning" as const, title: "Swap in use", body: "Stop a model.", since: T0 - 5000, cleared: null, acknowledged: false, snoozed_until: null };
+    await send("daemon-status", status({ alerts: [swap] }));
+    await fireEvent.click(await screen.findByTestId("alert-ack-swap"));
+    expect(calls.find((c) => c.cmd === "alert_action")?.args).toEqual({ id: "swap", action: { action: "ack" } });
+    await fireEvent.change(screen.getByTestId("alert-snooze-swap"), { target: { value: "480" } });
+    expect(calls.filter((c) => c.cmd === "alert_action")[1]?.args).toEqual({ id: "swap", action: { action: "snooze", minutes: 480 } });
+    // The daemon's answer comes back as the folded status: quiet, listed, not counted, after the services.
+    await send("daemon-status", status({ alerts: [{ ...swap, acknowledged: true }] }));
+    await waitFor(() => expect(screen.queryByTestId("alert-count")).toBeNull());
+    expect(screen.getByTestId("alert-swap")).toHaveAttribute("data-quiet", "true");
+    expect(screen.getByTestId("alert-quiet-swap")).toHaveTextContent("Acknowledged");
+    const cards = [...document.querySelectorAll('[data-testid="alerts"], [data-testid="service-chat"]')];
+    expect(cards[0]).toBe(screen.getByTestId("service-chat"));
+    // Snoozed until later: quiet; a snooze that has ended counts again.
+    await send("daemon-status", status({ alerts: [{ ...swap, snoozed_until: T0 + 3_600_000 }] }));
+    await waitFor(() => expect(screen.getByTestId("alert-quiet-swap")).toHaveTextContent("Snoozed until"));
+    await fireEvent.click(screen.getByTestId("alert-unmute-swap"));
+    expect(calls.filter((c) => c.cmd === "alert_action")[2]?.args).toEqual({ id: "swap", action: { action: "unmute" } });
+    await send("daemon-status", status({ alerts: [{ ...swap, snoozed_until: T0 - 1 }] }));
+    expect(await screen.findByTestId("alert-count")).toHaveTextContent("1 alert");
+  });
+
+  it("each service's endpoint and the one endpoint are shown and copied", async () => {
+    const written: string[] = [];
+    Object.defineProperty(navigator, "clipboard", { value: { writeText: async (t: string) => void written.push(t) }, configurable: true });
+    backend({
+      listeners: () => ({
+        listeners: [
+          { name: "[server] port", address: "0.0.0.0:8080", tls: false },
+          { name: "[services.chat] port", address: "127.0.0.1:8081", tls: false },
+        ],
+      }),
+    });
+    await dashboard();
+    expect(await screen.findByTestId("one-endpoint-url")).toHaveTextContent("http://127.0.0.1:8080/v1");
+    await fireEvent.click(screen.getByTestId("url-chat-copy"));
+    await waitFor(() => expect(screen.getByTestId("url-chat-copy")).toHaveTextContent("Copied"));
+    expect(written).toEqual(["http://127.0.0.1:8081/v1"]);
+    // Not among the listeners (yet): the URL from its frontend port.
+    expect(screen.getByTestId("url-embed-copy")).toHaveAttribute("title", "Copy http://127.0.0.1:8081/v1");
+    await fireEvent.click(screen.getByTestId("one-endpoint-url-copy"));
+    await waitFor(() => expect(written).toEqual(["http://127.0.0.1:8081/v1", "http://127.0.0.1:8080/v1"]));
+  });
+
+  it("the memory chart is scaled to the budget, drawn as a line", async () => {
+    backend();
+    await dashboard();
+    expect(screen.getByTestId("memory-budget")).toHaveTextContent("of 48.0 GB budget");
+    expect(screen.getByTestId("spark-memory-limit")).toBeInTheDocument();
   });
 
   it("renders alerts and highlights the focused one", async () => {
@@ -186,8 +240,8 @@ describe("dashboard", () => {
       status: () =>
         status({
           alerts: [
-            { id: "swap", severity: "warning", title: "Swap in use", body: "Stop a model.", since: T0 - 5000, cleared: null },
-            { id: "service-failed:chat", severity: "critical", title: "chat failed", body: "See its log.", since: T0, cleared: null },
+            { id: "swap", severity: "warning", title: "Swap in use", body: "Stop a model.", since: T0 - 5000, cleared: null, acknowledged: false, snoozed_until: null },
+            { id: "service-failed:chat", severity: "critical", title: "chat failed", body: "See its log.", since: T0, cleared: null, acknowledged: false, snoozed_until: null },
           ],
         }),
     });
@@ -200,9 +254,9 @@ describe("dashboard", () => {
     await waitFor(() => expect(screen.getByTestId("alert-swap")).toHaveAttribute("data-focused", "true"));
     expect(screen.getByTestId("alert-swap")).toHaveClass("focused");
     // a new alert in the folded status, then the swap alert cleared
-    const hot = { id: "hot", severity: "info" as const, title: "Warm", body: "b", since: T0, cleared: null };
-    const failed = { id: "service-failed:chat", severity: "critical" as const, title: "chat failed", body: "See its log.", since: T0, cleared: null };
-    const swap = { id: "swap", severity: "warning" as const, title: "Swap in use", body: "Stop a model.", since: T0 - 5000, cleared: null };
+    const hot = { id: "hot", severity: "info" as const, title: "Warm", body: "b", since: T0, cleared: null, acknowledged: false, snoozed_until: null };
+    const failed = { id: "service-failed:chat", severity: "critical" as const, title: "chat failed", body: "See its log.", since: T0, cleared: null, acknowledged: false, snoozed_until: null };
+    const swap = { id: "swap", severity: "warning" as const, title: "Swap in use", body: "Stop a model.", since: T0 - 5000, cleared: null, acknowledged: false, snoozed_until: null };
     await send("daemon-status", status({ alerts: [swap, failed, hot] }));
     await screen.findByTestId("alert-hot");
     await send("daemon-status", status({ alerts: [failed, hot] }));
@@ -409,7 +463,7 @@ describe("routing", () => {
     window.location.hash = "#dashboard?alert=swap";
     backend({
       status: () =>
-        status({ alerts: [{ id: "swap", severity: "warning", title: "Swap", body: "b", since: T0, cleared: null }] }),
+        status({ alerts: [{ id: "swap", severity: "warning", title: "Swap", body: "b", since: T0, cleared: null, acknowledged: false, snoozed_until: null }] }),
     });
     render(App);
     await waitFor(() => expect(screen.getByTestId("alert-swap")).toHaveAttribute("data-focused", "true"));

@@ -93,8 +93,8 @@ export function installMock(): void {
           service("gpt_oss", { kind: "command", state: "stopped", enabled: false, port: 5001, frontend_port: null, pid: null, ready_since_ms: null, memory_bytes: null }),
         ],
         alerts: [
-          { id: "swap", severity: "warning", title: "Swap in use: 310 MB and growing", body: "Stop a model or lower a context length.", since: T0 + 590_000, cleared: null },
-          { id: "service-failed:ocr", severity: "critical", title: "ocr keeps crashing", body: "Open its log: the server exits during load.", since: T0 + 560_000, cleared: null },
+          { id: "swap", severity: "warning", title: "Swap in use: 310 MB and growing", body: "Stop a model or lower a context length.", since: T0 + 590_000, cleared: null, acknowledged: false, snoozed_until: null },
+          { id: "service-failed:ocr", severity: "critical", title: "ocr keeps crashing", body: "Open its log: the server exits during load.", since: T0 + 560_000, cleared: null, acknowledged: false, snoozed_until: null },
         ],
       }),
     monitor_history: () => ({ samples: history }),

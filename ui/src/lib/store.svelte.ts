@@ -13,6 +13,11 @@ import type { ServiceStatus } from "../bindings/ServiceStatus";
 import type { StatusReport } from "../bindings/StatusReport";
 import * as api from "./api";
 
+/** As `Alert::needs_attention` in Rust: active, not acknowledged, not snoozed at `now`. */
+export function needsAttention(a: Alert, now: number): boolean {
+  return a.cleared == null && !a.acknowledged && (a.snoozed_until == null || a.snoozed_until <= now);
+}
+
 /** 10 minutes at 1 Hz. */
 export const HISTORY_LEN = 600;
 
@@ -41,6 +46,12 @@ export class LiveStore {
 
   get unreachable(): boolean {
     return this.connection != null && !this.connection.connected;
+  }
+
+  /** The alerts that ask for attention now: not acknowledged, not snoozed (the daemon keeps both, so
+   *  the menu bar's count and this one agree). */
+  get attention(): Alert[] {
+    return this.alerts.filter((a) => needsAttention(a, this.now));
   }
 
   get latest(): Sample | null {

@@ -72,6 +72,8 @@ export function status(over: Partial<StatusReport> = {}): StatusReport {
       swap_used_bytes: 0,
       swap_total_bytes: 2 ** 30,
       pressure: "normal",
+      budget_bytes: 48 * 2 ** 30,
+      budget_source: "iogpu.wired_limit_mb",
     },
     thermal: { state: "nominal" },
     alerts: [],
@@ -177,6 +179,7 @@ export function backend(handlers: Record<string, Handler> = {}): Call[] {
       return { key: keyInfo("k-new", { name: k.name, services: k.services, last4: "wxyz" }), secret: "sk-mlxbox-secretwxyz" };
     },
     remove_key: (a) => keyInfo(a.id as string),
+    alert_action: (a) => ({ id: a.id, severity: "warning", title: "t", body: "b", since: 0, cleared: null, acknowledged: true, snoozed_until: null }),
     bench_current: () => notFound(),
     bench_history: () => ({ runs: [] }),
     listeners: () => ({ listeners: [] }),

@@ -297,6 +297,15 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
         Request::Listeners => ok(ListenerList {
             listeners: crate::gate::listening(),
         }),
+        Request::AlertAction { id, action } => match s.alerts.act(&id, action) {
+            Some(alert) => ok(alert),
+            None => err(
+                ErrorKind::NotFound,
+                format!(
+                    "no active alert `{id}` (it may have cleared): `mlx-box alerts` lists them"
+                ),
+            ),
+        },
     }
 }
 

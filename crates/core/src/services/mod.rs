@@ -306,7 +306,14 @@ impl Services {
             config_path: self.config.path().display().to_string(),
             config: self.config.status(),
             services,
-            memory: MemoryStatus::from_sample(&sample),
+            memory: {
+                let mut m = MemoryStatus::from_sample(&sample);
+                if let Some(e) = self.budget.applied() {
+                    m.budget_bytes = e.budget_bytes;
+                    m.budget_source = e.budget_source.clone();
+                }
+                m
+            },
             thermal: ThermalStatus {
                 state: sample.thermal,
             },
