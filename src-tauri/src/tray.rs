@@ -9,7 +9,7 @@ use mlxbox_client::app::daemon_binary;
 use mlxbox_client::menubar::{self, MenuAction, MenuEntry, Snapshot, TrayLevel};
 use std::time::Duration;
 use tauri::image::Image;
-use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem};
+use tauri::menu::{CheckMenuItem, IsMenuItem, Menu, MenuItem, PredefinedMenuItem, Submenu};
 use tauri::tray::{TrayIcon, TrayIconBuilder, TrayIconEvent};
 use tauri::{AppHandle, Manager, Runtime};
 use tauri_plugin_autostart::ManagerExt as _;
@@ -30,12 +30,23 @@ pub fn icon(level: TrayLevel) -> Image<'static> {
 }
 
 fn build_menu<R: Runtime>(app: &AppHandle<R>, entries: &[MenuEntry]) -> tauri::Result<Menu<R>> {
+    let items = build_items(app, entries, "")?;
+    let refs: Vec<&dyn IsMenuItem<R>> = items.iter().map(|b| b.as_ref()).collect();
+    Menu::with_items(app, &refs)
+}
+
+/// The items of a menu level; `prefix` keeps the label ids of a submenu apart from the top level's.
+fn build_items<R: Runtime>(
+    app: &AppHandle<R>,
+    entries: &[MenuEntry],
+    prefix: &str,
+) -> tauri::Result<Vec<Box<dyn IsMenuItem<R>>>> {
     let mut items: Vec<Box<dyn IsMenuItem<R>>> = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         items.push(match e {
             MenuEntry::Label(text) => Box::new(MenuItem::with_id(
                 app,
-                format!("label:{i}"),
+                format!("label:{prefix}{i}"),
                 text,
                 false,
                 None::<&str>,
@@ -63,11 +74,25 @@ fn build_menu<R: Runtime>(app: &AppHandle<R>, entries: &[MenuEntry]) -> tauri::R
                 *checked,
                 None::<&str>,
             )?),
+            MenuEntry::Submenu {
+                text,
+                enabled,
+                entries,
+            } => {
+                let sub = build_items(app, entries, &format!("{prefix}{i}/"))?;
+                let refs: Vec<&dyn IsMenuItem<R>> = sub.iter().map(|b| b.as_ref()).collect();
+                Box::new(Submenu::with_id_and_items(
+                    app,
+                    format!("submenu:{prefix}{i}"),
+                    text,
+                    *enabled,
+                    &refs,
+                )?)
+            }
             MenuEntry::Separator => Box::new(PredefinedMenuItem::separator(app)?),
         });
     }
-    let refs: Vec<&dyn IsMenuItem<R>> = items.iter().map(|b| b.as_ref()).collect();
-    Menu::with_items(app, &refs)
+    Ok(items)
 }
 
 fn launch_at_login<R: Runtime>(app: &AppHandle<R>) -> bool {

@@ -40,6 +40,9 @@ export function day(unixSeconds: number): string {
  * in the cell's title. */
 export function modelName(model: string | null | undefined): string {
   if (!model) return "—";
+  // A Hugging Face cache snapshot (…/models--ORG--NAME/snapshots/REV[/…]) is that repository's id.
+  const hf = /(?:^|\/)models--([^/]+?)--([^/]+)\/snapshots\//.exec(model);
+  if (hf) return `${hf[1]}/${hf[2]}`;
   if (!model.startsWith("/") && !model.startsWith("~") && !model.startsWith(".")) return model;
   const parts = model.split("/").filter((p) => p && p !== "." && p !== "~");
   return parts.length <= 2 ? model : `…/${parts.slice(-2).join("/")}`;
