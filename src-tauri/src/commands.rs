@@ -138,3 +138,21 @@ pub async fn chat_transcribe(
 ) -> R<String> {
     s.core.chat_transcribe(&target, &audio, &file_name).await
 }
+
+/// The calling window holds edits not saved (the Settings window): closing it asks first.
+#[tauri::command]
+pub fn set_unsaved<Rt: Runtime>(window: tauri::WebviewWindow<Rt>, unsaved: bool) {
+    crate::windows::set_unsaved(window.label(), unsaved);
+}
+
+/// Closes the calling window as its close button does (⌘W): asks first when it holds unsaved edits.
+#[tauri::command]
+pub fn close_window<Rt: Runtime>(window: tauri::WebviewWindow<Rt>) {
+    crate::windows::close(&window);
+}
+
+/// Hides the calling window without asking (after Save or Don't Save).
+#[tauri::command]
+pub fn hide_window<Rt: Runtime>(window: tauri::WebviewWindow<Rt>) {
+    crate::windows::hide(&window);
+}

@@ -2,11 +2,13 @@
 //! on its state dir, follows its event stream, and draws the tray, the windows and the notifications. It never
 //! owns a model server. Behaviour lives in `mlxbox_client::{app, menubar}`; this crate only renders it.
 //!
+//! - `app_menu.rs`: the macOS menu bar's menus while a window is in front (and their shortcuts).
 //! - `commands.rs`: what the windows call.
 //! - `tray.rs`: the menu-bar icon and menu.
 //! - `notify.rs`: desktop notifications, and their click → the dashboard on that alert.
 //! - `windows.rs`: the dashboard / settings / bench / chat windows and `--open`.
 
+pub mod app_menu;
 pub mod commands;
 pub mod notify;
 pub mod tray;
@@ -118,6 +120,9 @@ pub fn with_commands<R: Runtime>(b: tauri::Builder<R>, state: AppState) -> tauri
         commands::chat_cancel,
         commands::chat_speech,
         commands::chat_transcribe,
+        commands::set_unsaved,
+        commands::close_window,
+        commands::hide_window,
     ])
 }
 
@@ -149,14 +154,21 @@ pub fn run() {
             },
         ))
         .plugin(tauri_plugin_notification::init())
+        // Choose… buttons of the Settings window (a python, a model directory).
+        .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_autostart::init(
             tauri_plugin_autostart::MacosLauncher::LaunchAgent,
             None,
         ))
         .setup(move |app| {
-            // A menu-bar app: no Dock icon, no app menu.
+            // A menu-bar app: no Dock icon. Its menus (app, Edit, View, Window) show while one of its
+            // windows is in front; without the Edit menu ⌘C / ⌘V would not reach the text fields.
             #[cfg(target_os = "macos")]
-            app.set_activation_policy(tauri::ActivationPolicy::Accessory);
+            {
+                app.set_activation_policy(tauri::ActivationPolicy::Accessory);
+                app.set_menu(app_menu::build(app.handle())?)?;
+            }
+            app.on_menu_event(|app, ev| app_menu::on_menu(app, ev.id().as_ref()));
             let handle = app.handle().clone();
             if let Err(e) = tray::create(&handle) {
                 tracing::warn!("no tray icon on this desktop ({e}); use the windows");

@@ -3,7 +3,9 @@
 
 use std::sync::Mutex;
 use std::time::Instant;
-use tauri::{AppHandle, Emitter, Manager, Runtime, WebviewUrl, WebviewWindowBuilder, WindowEvent};
+use tauri::{
+    AppHandle, Emitter, Manager, Runtime, WebviewUrl, WebviewWindow, WebviewWindowBuilder, WindowEvent,
+};
 
 /// When each window was asked for, to time "open → drawn" (`MLXBOX_APP_TIMINGS=1` prints it).
 static ASKED: Mutex<[Option<Instant>; VIEWS]> = Mutex::new([None; VIEWS]);
@@ -78,6 +80,41 @@ impl View {
 /// Per view (indexed by `View as usize`): whether the user can see its window, and a generation bumped at
 /// every show and hide, so that a release scheduled at a hide only happens when nothing happened since.
 static SEEN: Mutex<[(bool, u64); VIEWS]> = Mutex::new([(false, 0); VIEWS]);
+
+/// Per view: whether its page holds edits not saved (`set_unsaved`): closing it then asks the page
+/// (`close-asked`: Save / Don't Save / Cancel) instead of hiding it.
+static UNSAVED: Mutex<[bool; VIEWS]> = Mutex::new([false; VIEWS]);
+
+pub fn set_unsaved(label: &str, unsaved: bool) {
+    if let Some(v) = View::parse(label) {
+        UNSAVED.lock().unwrap()[v as usize] = unsaved;
+    }
+}
+
+/// What the close button, ⌘W and File ▸ Close do: ask the page when it holds unsaved edits, else hide.
+pub fn close<R: Runtime>(window: &WebviewWindow<R>) {
+    let Some(view) = View::parse(window.label()) else {
+        return;
+    };
+    if UNSAVED.lock().unwrap()[view as usize] {
+        let _ = window.set_focus();
+        let _ = window.emit_to(window.label(), "close-asked", ());
+    } else {
+        hide(window);
+    }
+}
+
+/// Hides the window (closing is a hide: opening again soon is a show); destroyed after
+/// `hidden_release()` unused.
+pub fn hide<R: Runtime>(window: &WebviewWindow<R>) {
+    let Some(view) = View::parse(window.label()) else {
+        return;
+    };
+    UNSAVED.lock().unwrap()[view as usize] = false;
+    let _ = window.hide();
+    let gen = set_visible(view, false);
+    release_later(window.app_handle(), view, gen);
+}
 
 /// Events are only serialised for the web views while a window is visible.
 pub fn any_visible() -> bool {
@@ -188,13 +225,11 @@ fn create<R: Runtime>(app: &AppHandle<R>, view: View, visible: bool, query: Opti
         Ok(window) => {
             // Closing hides (no events reach a hidden page): opening again soon is a show, not a web process
             // start; after `hidden_release()` the window is destroyed.
-            let (w2, app2) = (window.clone(), app.clone());
+            let w2 = window.clone();
             window.on_window_event(move |ev| {
                 if let WindowEvent::CloseRequested { api, .. } = ev {
                     api.prevent_close();
-                    let _ = w2.hide();
-                    let gen = set_visible(view, false);
-                    release_later(&app2, view, gen);
+                    close(&w2);
                 }
             });
             if !visible {

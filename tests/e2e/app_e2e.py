@@ -132,6 +132,17 @@ class WebDriver:
     def script(self, js, *args):
         return self.call("POST", self.s("/execute/sync"), {"script": js, "args": list(args)})
 
+    def set_size(self, width, height):
+        self.call("POST", self.s("/window/rect"), {"width": width, "height": height})
+
+    def chord(self, key):
+        """Ctrl+key as real key events (WebDriver actions): what a user's keyboard sends."""
+        ctrl = "\ue009"
+        keys = [{"type": "keyDown", "value": ctrl}, {"type": "keyDown", "value": key},
+                {"type": "keyUp", "value": key}, {"type": "keyUp", "value": ctrl}]
+        self.call("POST", self.s("/actions"), {"actions": [{"type": "key", "id": "kb", "actions": keys}]})
+        self.call("DELETE", self.s("/actions"))
+
     def screenshot(self, path):
         png = base64.b64decode(self.call("GET", self.s("/screenshot")))
         with open(path, "wb") as f:
@@ -305,7 +316,25 @@ def main():
                 new = text + "\n[alerts]" + ours + "\n"
             open(cfg, "w").write(new)
             wait_for("alert row", lambda: wd.find('[data-testid="alerts"] [data-testid="alert-low-headroom"]'), timeout=30)
+            wait_for("the header counts it", lambda: "1 alert" in wd.text(wd.find('[data-testid="alert-count"]')), timeout=10)
             wd.screenshot(os.path.join(a.screenshots, "dashboard-alert.png"))
+
+            def daemon_alert():
+                return next(x for x in status(a.cli, state)["alerts"] if x["id"] == "low-headroom")
+
+            # Acknowledged in the window: the daemon keeps it (the CLI sees it), the header stops counting.
+            wd.click(wd.find('[data-testid="alert-ack-low-headroom"]'))
+            wait_for("acknowledged in the daemon", lambda: daemon_alert()["acknowledged"], timeout=10)
+            wait_for("quiet on screen", lambda: wd.attr(wd.find('[data-testid="alert-low-headroom"]'), "data-quiet") == "true", timeout=10)
+            assert not wd.find_all('[data-testid="alert-count"]'), "a quiet alert is still counted"
+            wd.click(wd.find('[data-testid="alert-unmute-low-headroom"]'))
+            wait_for("unmuted", lambda: not daemon_alert()["acknowledged"], timeout=10)
+            # Snoozed for 8 hours from the menu of snoozes.
+            wait_for("snooze menu", lambda: wd.find('[data-testid="alert-snooze-low-headroom"]'), timeout=10)
+            wd.set_value('[data-testid="alert-snooze-low-headroom"]', "480")
+            wait_for("snoozed in the daemon", lambda: (daemon_alert()["snoozed_until"] or 0) > time.time() * 1000 + 7 * 3600 * 1000, timeout=10)
+            wait_for("quiet on screen", lambda: "Snoozed until" in wd.text(wd.find('[data-testid="alert-quiet-low-headroom"]')), timeout=10)
+            wd.screenshot(os.path.join(a.screenshots, "dashboard-alert-snoozed.png"))
             open(cfg, "w").write(text)  # put it back; the alert clears
             wait_for("alert cleared", lambda: not wd.find_all('[data-testid="alert-low-headroom"]'), timeout=30)
 
@@ -386,6 +415,62 @@ def main():
             kept = wd.script("return localStorage.getItem('mlxbox.chat.chat')")
             assert kept and "Say hello." in kept, kept
             wd.script("window.location.hash = 'dashboard'")
+        @test("keyboard: Ctrl+F finds in the log, Ctrl+R restarts the selected service, Ctrl+2 opens the Benchmark window")
+        def _():
+            wd.script("window.location.hash = 'dashboard'")
+            victim = names[0]
+            wait_for("dashboard", lambda: wd.find(f'[data-testid="service-{victim}"]'), timeout=20)
+            wd.chord("f")
+            wait_for("the log filter has focus", lambda: wd.script(
+                "return document.activeElement && document.activeElement.dataset.testid") == "log-search", timeout=10)
+            wd.script("document.activeElement.blur()")
+            pid = service(status(a.cli, state), victim)["pid"]
+            wd.click(wd.find(f'[data-testid="service-{victim}"] td'))
+            wait_for("row selected", lambda: wd.attr(wd.find(f'[data-testid="service-{victim}"]'), "aria-selected") == "true", timeout=10)
+            wd.chord("r")
+            wait_for(f"{victim} restarted", lambda: (lambda x: x["pid"] != pid and x["state"] == "ready")(service(status(a.cli, state), victim)), timeout=180, interval=0.5)
+            assert wd.script("return location.hash").startswith("#dashboard"), "Ctrl+R reloaded or navigated"
+            before = len(wd.call("GET", wd.s("/window/handles")))
+            wd.chord("2")
+            wait_for("a Benchmark window", lambda: len(wd.call("GET", wd.s("/window/handles"))) > before, timeout=20)
+
+        @test("every window at its minimum and default size, light and dark: no control leaves the window")
+        def _():
+            check = """
+                const W = document.documentElement.clientWidth, bad = [];
+                const scrolls = (el) => { for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+                    const o = getComputedStyle(p).overflowX; if (o === 'auto' || o === 'scroll') return true; } return false; };
+                for (const el of document.querySelectorAll('button, input, select, textarea, a, summary')) {
+                    const r = el.getBoundingClientRect();
+                    if (r.width === 0 && r.height === 0) continue;
+                    if (scrolls(el)) continue;
+                    if (r.right > W + 0.5 || r.left < -0.5)
+                        bad.push((el.dataset.testid || el.tagName + ':' + (el.textContent || '').trim().slice(0, 20)) + ' ' + Math.round(r.left) + '..' + Math.round(r.right));
+                }
+                return {W, scroll: document.documentElement.scrollWidth, bad};"""
+            sizes = {"min": (640, 420), "default": None}
+            defaults = {"dashboard": (1100, 760), "settings": (820, 760), "bench": (1000, 720), "chat": (820, 720)}
+            problems = []
+            for view in ("dashboard", "settings", "bench", "chat"):
+                wd.script(f"window.location.hash = '{view}'")
+                wait_for(f"{view} drawn", lambda v=view: wd.find(f'[data-testid="{v}"], main'), timeout=20)
+                for label, size in sizes.items():
+                    w, h = size or defaults[view]
+                    wd.set_size(w, h)
+                    wait_for(f"{view} at {w}x{h}", lambda w=w: abs(wd.script("return window.innerWidth") - w) <= 40, timeout=10)
+                    time.sleep(0.4)
+                    for theme in ("light", "dark"):
+                        wd.script("document.documentElement.dataset.theme = arguments[0]", theme)
+                        time.sleep(0.2)
+                        r = wd.script(check)
+                        if r["bad"] or r["scroll"] > r["W"] + 1:
+                            problems.append(f"{view} {label} {theme}: width {r['W']}, scrolls to {r['scroll']}: {r['bad'][:8]}")
+                        wd.screenshot(os.path.join(a.screenshots, f"{view}-{label}-{theme}.png"))
+                wd.script("document.documentElement.dataset.theme = matchMedia('(prefers-color-scheme: dark)').matches ? 'dark' : 'light'")
+            wd.set_size(*defaults["dashboard"])
+            wd.script("window.location.hash = 'dashboard'")
+            assert not problems, "\n".join(problems)
+
         @test("Stop all asks first, saying what it cuts off; Cancel stops nothing")
         def _():
             wd.script("window.location.hash = 'dashboard'")

@@ -57,6 +57,9 @@ export const chatSpeech = (target: string, text: string) => invoke<string>("chat
 /** A speech-to-text service's transcript of `audio` (a `data:` URL). */
 export const chatTranscribe = (target: string, audio: string, fileName: string) =>
   invoke<string>("chat_transcribe", { target, audio, fileName });
+/** Closes this window as its close button does (⌘W): the app asks the page first when it holds unsaved
+ *  edits (`set_unsaved`). */
+export const closeWindow = () => invoke<null>("close_window");
 /** Tells the app this window has drawn its first frame with data (the app times open → drawn). */
 export const windowReady = () => invoke<null>("window_ready");
 

@@ -160,6 +160,7 @@ export function backend(handlers: Record<string, Handler> = {}): Call[] {
     unfollow_logs: () => null,
     window_ready: () => null,
     open_view: () => null,
+    close_window: () => null,
     chat_send: () => null,
     chat_cancel: () => null,
     chat_speech: () => "data:audio/wav;base64,UklGRg==",
