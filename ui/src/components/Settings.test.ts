@@ -5,7 +5,9 @@ import type { ConfigEdit } from "../bindings/ConfigEdit";
 import { backend, configDoc, send, service, SETTINGS_TEXT, status, type Handler } from "../test/fixtures";
 import { openView } from "../test/view";
 
-const settings = (handlers: Record<string, Handler> = {}) => openView("#settings", "field-services.chat.max_tokens", handlers);
+// Opens on the chat service's pane; `show` selects another pane in the sidebar.
+const settings = (handlers: Record<string, Handler> = {}) => openView("#settings?pane=service-chat", "field-services.chat.max_tokens", handlers);
+const show = (pane: string) => fireEvent.click(screen.getByTestId(`nav-${pane}`));
 const field = (k: string) => screen.getByTestId(`field-${k}`) as HTMLInputElement;
 const edits = (calls: { cmd: string; args: Record<string, unknown> }[], cmd: string) =>
   calls.filter((c) => c.cmd === cmd).map((c) => (c.args.edit as { edits: ConfigEdit[] }).edits);
@@ -24,21 +26,25 @@ const badDiag = {
 describe("settings", () => {
   it("populates fields from the document and shows unknown keys read-only", async () => {
     await settings();
-    expect(field("server.host").value).toBe("127.0.0.1");
-    expect(field("app.log_tail_lines").value).toBe("1000");
-    expect((screen.getByTestId("field-app.notify_min_severity") as unknown as HTMLSelectElement).value).toBe("warning");
-    expect(field("alerts.enabled").checked).toBe(true);
-    expect(field("alerts.swap_warn_mb").value).toBe("100");
     expect(field("services.chat.max_tokens").value).toBe("2048");
     expect(field("services.chat.temperature").value).toBe("0.6");
     expect(field("services.chat.command").value).toBe("{python}\n-m\nx");
     expect(field("services.chat.env").value).toBe("HF_HOME=/models");
-    expect(field("services.embed.port").value).toBe("8084");
+    expect(screen.getByTestId("raw-services.chat.mystery")).toHaveTextContent('mystery = "kept"');
+    await show("server");
+    expect(field("server.host").value).toBe("127.0.0.1");
+    await show("app");
+    expect(field("app.log_tail_lines").value).toBe("1000");
+    expect((screen.getByTestId("field-app.notify_min_severity") as unknown as HTMLSelectElement).value).toBe("warning");
     // absent keys show their default as a placeholder
+    expect(field("app.log_files").placeholder).toContain("3");
+    await show("memory");
+    expect(field("alerts.enabled").checked).toBe(true);
+    expect(field("alerts.swap_warn_mb").value).toBe("100");
+    await show("service-embed");
+    expect(field("services.embed.port").value).toBe("8084");
     expect(field("services.embed.max_tokens").value).toBe("");
     expect(field("services.embed.restart").value).toBe("");
-    expect(field("app.log_files").placeholder).toContain("3");
-    expect(screen.getByTestId("raw-services.chat.mystery")).toHaveTextContent('mystery = "kept"');
     expect(screen.getByTestId("settings-save")).toBeDisabled();
   });
 
@@ -54,13 +60,18 @@ describe("settings", () => {
 
   it("each kind of field makes the right edit", async () => {
     const calls = await settings();
+    await show("memory");
     await fireEvent.click(field("alerts.enabled"));
+    await show("app");
     await fireEvent.change(screen.getByTestId("field-app.notify_min_severity"), { target: { value: "critical" } });
+    await show("service-embed");
     await fireEvent.change(screen.getByTestId("field-services.embed.restart"), { target: { value: "never" } });
+    await show("service-chat");
     await fireEvent.input(field("services.chat.temperature"), { target: { value: "0.7" } });
     await fireEvent.input(field("services.chat.model"), { target: { value: "" } });
     await fireEvent.input(field("services.chat.env"), { target: { value: "HF_HOME=/x\nA=b=c" } });
     await fireEvent.input(field("services.chat.command"), { target: { value: "{python}\n\n-m\nmy server" } });
+    await show("service-embed");
     await fireEvent.input(field("services.embed.quantization"), { target: { value: "true" } });
     await waitFor(() => expect(edits(calls, "preview_config").length).toBeGreaterThan(0));
     await waitFor(() =>
@@ -79,6 +90,7 @@ describe("settings", () => {
 
   it("an edit back to the file's value is no edit", async () => {
     const calls = await settings();
+    await show("memory");
     await fireEvent.input(field("alerts.swap_warn_mb"), { target: { value: "200" } });
     await fireEvent.input(field("alerts.swap_warn_mb"), { target: { value: "100" } });
     await new Promise((r) => setTimeout(r, 300));
@@ -168,6 +180,7 @@ describe("settings", () => {
       get_config: () => (saved ? configDoc({ content_hash: "h2" }) : configDoc()),
     });
     await fireEvent.input(field("services.chat.max_tokens"), { target: { value: "4096" } });
+    await show("app");
     await fireEvent.input(field("app.log_files"), { target: { value: "5" } });
     await fireEvent.click(screen.getByTestId("settings-save"));
     await waitFor(() => expect(calls.some((c) => c.cmd === "edit_config")).toBe(true));
@@ -204,8 +217,9 @@ describe("settings", () => {
     await fireEvent.click(screen.getByTestId("settings-save"));
     expect(await screen.findByTestId("settings-notice")).toHaveTextContent("changed on disk");
     expect(calls.filter((c) => c.cmd === "get_config")).toHaveLength(2);
-    await waitFor(() => expect(field("alerts.swap_warn_mb").value).toBe("300"));
     expect(field("services.chat.max_tokens").value).toBe("4096");
+    await show("memory");
+    await waitFor(() => expect(field("alerts.swap_warn_mb").value).toBe("300"));
     // saving again uses the new hash
     await waitFor(() => expect(screen.getByTestId("settings-save")).toBeEnabled());
     await fireEvent.click(screen.getByTestId("settings-save"));
@@ -229,6 +243,7 @@ describe("settings", () => {
     const calls = await settings({
       get_config: () => (hash === "h1" ? configDoc() : configDoc({ content_hash: hash, document: { ...(configDoc().document as object), app: { log_tail_lines: 50 } } })),
     });
+    await show("app");
     hash = "h3";
     await send("daemon-event", { type: "config", valid: true, diagnostics: [], content_hash: "h3" });
     await waitFor(() => expect(field("app.log_tail_lines").value).toBe("50"));
@@ -249,8 +264,9 @@ describe("settings", () => {
     expect(banner).toHaveTextContent("your 1 unsaved change will be lost");
     expect(field("services.chat.max_tokens").value).toBe("4096");
     await fireEvent.click(screen.getByTestId("external-reload"));
-    await waitFor(() => expect(field("app.log_tail_lines").value).toBe("50"));
-    expect(field("services.chat.max_tokens").value).toBe("2048");
+    await waitFor(() => expect(field("services.chat.max_tokens").value).toBe("2048"));
+    await show("app");
+    expect(field("app.log_tail_lines").value).toBe("50");
     expect(screen.queryByTestId("external-change")).toBeNull();
   });
 

@@ -40,6 +40,12 @@ export function withKey(doc: Json | null, path: string[], value: JsonValue): Rec
   return out;
 }
 
+/** The keys of the tables in the table at `path` (["services"] → the service names). */
+export function tableNames(doc: Json | null, path: string[]): string[] {
+  const t = getIn(doc, path);
+  return isObj(t) ? Object.keys(t).filter((k) => isObj(t[k])) : [];
+}
+
 const isPrefix = (p: string[], of: string[]) => p.length <= of.length && p.every((k, i) => of[i] === k);
 
 export function same(a: Json, b: Json): boolean {
@@ -157,8 +163,7 @@ export class SettingsForm {
   }
   /** The names of a table's tables as the form shows them (["services"]: the services, added ones last). */
   tables(path: string[]): string[] {
-    const t = this.value(path);
-    return isObj(t) ? Object.keys(t).filter((k) => isObj(t[k])) : [];
+    return tableNames(this.merged ?? null, path);
   }
 
   /** Sets a key (null removes it); an edit back to the file's value is dropped. A key of a table added
