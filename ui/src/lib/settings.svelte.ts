@@ -292,9 +292,11 @@ export class SettingsForm {
     try {
       await api.call({ request: "edit_config", edit: { edits, base_hash: this.doc.content_hash } }, this.host);
       const touched = servicesTouched(edits);
-      this.edits = [];
+      // What was typed while saving was not sent: it stays pending.
+      this.edits = this.edits.filter((e) => !edits.some((s) => same(s.path, e.path) && same(s.value ?? null, e.value ?? null)));
       this.preview = null;
       await this.load();
+      if (this.count) this.schedulePreview();
       this.restarted = touched;
       this.notice = {
         kind: "ok",

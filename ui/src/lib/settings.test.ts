@@ -1,10 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { backend } from "../test/fixtures";
+import { backend, configDoc, SETTINGS_TEXT } from "../test/fixtures";
 import { SettingsForm } from "./settings.svelte";
 
 /** A form on the fixture's settings.toml (services chat and embed). */
-async function form(): Promise<SettingsForm> {
-  backend();
+async function form(handlers: Parameters<typeof backend>[0] = {}): Promise<SettingsForm> {
+  backend(handlers);
   const f = new SettingsForm();
   await f.load();
   return f;
@@ -54,6 +54,28 @@ describe("table edits", () => {
     expect(f.editList).toEqual([
       { path: ["services", "embed", "model"], value: null },
       { path: ["services", "embed", "kind"], value: "embedding" },
+    ]);
+    f.dispose();
+  });
+});
+
+describe("save", () => {
+  it("an edit made while the save is on its way stays pending (only what was sent is done)", async () => {
+    let f: SettingsForm | null = null;
+    f = await form({
+      edit_config: () => {
+        // The user types on while the daemon writes the file.
+        f!.set(["services", "chat", "max_tokens"], 8192);
+        f!.set(["app", "log_files"], 5);
+        return { text: SETTINGS_TEXT, document: null, diagnostics: [], valid: true };
+      },
+      get_config: () => configDoc({ content_hash: "h2" }),
+    });
+    f.set(["services", "chat", "max_tokens"], 4096);
+    await f.save();
+    expect(f.editList).toEqual([
+      { path: ["services", "chat", "max_tokens"], value: 8192 },
+      { path: ["app", "log_files"], value: 5 },
     ]);
     f.dispose();
   });
