@@ -1,5 +1,6 @@
 import { fireEvent, render, screen, waitFor } from "@testing-library/svelte";
 import { describe, expect, it } from "vitest";
+import { SETTINGS_SCHEMA } from "../lib/settingsSchema.generated";
 import App from "../App.svelte";
 import type { ConfigEdit } from "../bindings/ConfigEdit";
 import { backend, configDoc, send, service, SETTINGS_TEXT, status, type Handler } from "../test/fixtures";
@@ -285,6 +286,213 @@ describe("settings", () => {
     });
     expect(screen.getByTestId("diagnostics")).toHaveTextContent("must be an integer");
     expect(screen.getByTestId("diag-services.chat.max_tokens")).toHaveTextContent("must be an integer");
+  });
+});
+
+const lastEdits = (calls: { cmd: string; args: Record<string, unknown> }[]) => edits(calls, "preview_config").at(-1);
+const helpOf = (section: string, key: string) => SETTINGS_SCHEMA.find((k) => k.section === section && k.key === key)!.help;
+/** The fixture's document with `services` changed (and more tables). */
+const docWith = (services: Record<string, unknown>, more: Record<string, unknown> = {}) => {
+  const d = configDoc().document as Record<string, Record<string, unknown>>;
+  return configDoc({ document: { ...d, ...more, services: { ...d.services, ...services } } });
+};
+
+describe("settings panes", () => {
+  it("a field has its name in words, the TOML key beside it and the schema's help under it", async () => {
+    await settings();
+    await show("server");
+    const input = screen.getByLabelText("Request timeout (s)");
+    expect(input).toBe(field("server.request_timeout_s"));
+    expect(input.closest(".field")).toHaveTextContent("request_timeout_s");
+    expect(input).toHaveAccessibleDescription(helpOf("server", "request_timeout_s"));
+    expect(screen.getByText(helpOf("server", "request_timeout_s"))).toBeVisible();
+    await show("memory");
+    expect(screen.getByLabelText("Memory budget (GB)")).toBe(field("app.memory_budget_gb"));
+    expect(screen.getByLabelText("Warn at swap (MB)")).toBe(field("alerts.swap_warn_mb"));
+  });
+
+  it("a service shows the keys of its kind, and a key set in the file that its kind does not use, with a note", async () => {
+    await settings({ get_config: () => docWith({ embed: { port: 8084, model: "Qwen/Qwen3-Embedding-0.6B", expect_gen_tok_s: 50 } }) });
+    // chat has a `command` and no `kind`: the daemon takes it for a command service, and so does the form.
+    expect(screen.getByTestId("service-kind")).toHaveTextContent("Your own command — kind inferred from the name");
+    expect(screen.getByTestId("field-services.chat.expect_gen_tok_s")).toBeInTheDocument();
+    for (const k of ["expect_inputs_s", "expect_rtf", "hosts", "backend", "pipeline"]) expect(screen.queryByTestId(`field-services.chat.${k}`)).toBeNull();
+    expect(screen.getByTestId("nav-service-embed")).toHaveTextContent("embedding");
+    await show("service-embed");
+    expect(screen.getByTestId("field-services.embed.expect_inputs_s")).toBeInTheDocument();
+    expect(screen.queryByTestId("field-services.embed.expect_ttft_ms")).toBeNull();
+    expect(field("services.embed.expect_gen_tok_s").value).toBe("50");
+    expect(screen.getByTestId("note-services.embed.expect_gen_tok_s")).toHaveTextContent("Not used by kind embedding");
+    // Another kind, set in the form, changes which keys show.
+    await fireEvent.change(screen.getByTestId("field-services.embed.kind"), { target: { value: "distributed" } });
+    expect(await screen.findByTestId("field-services.embed.hosts")).toBeInTheDocument();
+    expect(screen.queryByTestId("field-services.embed.expect_inputs_s")).toBeNull();
+  });
+
+  it("the model field offers the models the services use", async () => {
+    await settings();
+    const list = document.getElementById(field("services.chat.model").getAttribute("list")!)!;
+    expect([...list.querySelectorAll("option")].map((o) => o.value)).toEqual(["mlx-community/Qwen3-0.6B-4bit", "Qwen/Qwen3-Embedding-0.6B"]);
+  });
+
+  it("Add service… checks the name, adds the kind's table on a free port, and its fields edit that table", async () => {
+    // 8080 is embed's backend_port, 8081 chat's, 8082 the one endpoint's: the first free one is 8083.
+    const calls = await settings({
+      get_config: () => docWith({ embed: { port: 8084, backend_port: 8080, model: "Qwen/Qwen3-Embedding-0.6B" } }, { server: { host: "127.0.0.1", port: 8082 } }),
+    });
+    await fireEvent.click(screen.getByTestId("add-service"));
+    const name = screen.getByTestId("service-name");
+    expect(document.activeElement).toBe(name);
+    await fireEvent.input(name, { target: { value: "chat" } });
+    expect(screen.getByTestId("service-name-error")).toHaveTextContent("There is a service chat already.");
+    expect(screen.getByTestId("service-ok")).toBeDisabled();
+    await fireEvent.input(name, { target: { value: "my vision" } });
+    expect(screen.getByTestId("service-name-error")).toHaveTextContent("Only letters, digits, - and _");
+    await fireEvent.input(name, { target: { value: "vision" } });
+    await fireEvent.change(screen.getByTestId("service-kind-pick"), { target: { value: "ocr" } });
+    expect(screen.getByTestId("service-sheet-detail")).toHaveTextContent("A ocr service on port 8083");
+    await fireEvent.click(screen.getByTestId("service-ok"));
+    expect(screen.queryByTestId("service-sheet")).toBeNull();
+    expect(screen.getByTestId("settings-service-vision")).toBeInTheDocument();
+    expect(screen.getByTestId("nav-service-vision")).toHaveAttribute("aria-current", "page");
+    expect(field("services.vision.port").value).toBe("8083");
+    const table = { kind: "ocr", model: "mlx-community/olmOCR-2-7B-1025-mlx-8bit", port: 8083 };
+    await waitFor(() => expect(lastEdits(calls)).toEqual([{ path: ["services", "vision"], value: table }]));
+    // A field of the new service: part of its table's edit.
+    await fireEvent.input(field("services.vision.max_tokens"), { target: { value: "512" } });
+    await waitFor(() => expect(lastEdits(calls)).toEqual([{ path: ["services", "vision"], value: { ...table, max_tokens: 512 } }]));
+    expect(screen.getByTestId("pending-count")).toHaveTextContent("1 unsaved change");
+  });
+
+  it("Rename… replaces the table by one of the new name with the same keys; renaming back leaves no edit", async () => {
+    const calls = await settings();
+    await show("service-embed");
+    await fireEvent.click(screen.getByTestId("service-rename"));
+    const name = screen.getByTestId("service-name") as HTMLInputElement;
+    expect(name.value).toBe("embed");
+    expect(screen.getByTestId("service-ok")).toBeDisabled();
+    await fireEvent.input(name, { target: { value: "vectors" } });
+    await fireEvent.click(screen.getByTestId("service-ok"));
+    expect(screen.getByTestId("settings-service-vectors")).toBeInTheDocument();
+    expect(screen.queryByTestId("nav-service-embed")).toBeNull();
+    await waitFor(() =>
+      expect(lastEdits(calls)).toEqual([
+        { path: ["services", "embed"], value: null },
+        { path: ["services", "vectors"], value: { port: 8084, model: "Qwen/Qwen3-Embedding-0.6B" } },
+      ]),
+    );
+    expect(screen.getByTestId("pending-count")).toHaveTextContent("2 unsaved changes");
+    await fireEvent.click(screen.getByTestId("service-rename"));
+    await fireEvent.input(screen.getByTestId("service-name"), { target: { value: "embed" } });
+    await fireEvent.click(screen.getByTestId("service-ok"));
+    expect(screen.getByTestId("settings-service-embed")).toBeInTheDocument();
+    await waitFor(() => expect(screen.getByTestId("pending-count")).toHaveTextContent(/^$/));
+    expect(screen.getByTestId("settings-save")).toBeDisabled();
+  });
+
+  it("Remove… asks first, then removes the table (pending until saved; Discard brings it back)", async () => {
+    const calls = await settings();
+    await show("service-embed");
+    await fireEvent.click(screen.getByTestId("service-remove"));
+    expect(screen.getByTestId("confirm-sheet")).toHaveTextContent("Remove service embed?");
+    expect(screen.getByTestId("confirm-detail")).toHaveTextContent("Its server is stopped when you save.");
+    await fireEvent.click(screen.getByTestId("confirm-cancel"));
+    expect(screen.getByTestId("settings-service-embed")).toBeInTheDocument();
+    await fireEvent.click(screen.getByTestId("service-remove"));
+    await fireEvent.click(screen.getByTestId("confirm-ok"));
+    expect(screen.queryByTestId("nav-service-embed")).toBeNull();
+    await waitFor(() => expect(lastEdits(calls)).toEqual([{ path: ["services", "embed"], value: null }]));
+    await fireEvent.click(screen.getByTestId("settings-discard"));
+    expect(await screen.findByTestId("nav-service-embed")).toBeInTheDocument();
+  });
+
+  it("Choose… puts the chosen folder in a path field", async () => {
+    const calls = await settings({ "plugin:dialog|open": () => "/Users/me/server" });
+    await fireEvent.click(screen.getByTestId("choose-services.chat.cwd"));
+    await waitFor(() => expect(field("services.chat.cwd").value).toBe("/Users/me/server"));
+    expect(calls.find((c) => c.cmd === "plugin:dialog|open")?.args).toEqual({ options: { directory: true, multiple: false } });
+    await waitFor(() => expect(lastEdits(calls)).toEqual([{ path: ["services", "chat", "cwd"], value: "/Users/me/server" }]));
+    await show("app");
+    await fireEvent.click(screen.getByTestId("choose-app.python"));
+    await waitFor(() => expect(calls.filter((c) => c.cmd === "plugin:dialog|open").at(-1)?.args).toEqual({ options: { directory: false, multiple: false } }));
+  });
+
+  it("⌘S and Ctrl-S save when there is something to save", async () => {
+    const calls = await settings();
+    await fireEvent.keyDown(window, { key: "s", metaKey: true });
+    expect(calls.some((c) => c.cmd === "edit_config")).toBe(false);
+    await fireEvent.input(field("services.chat.max_tokens"), { target: { value: "4096" } });
+    const ev = new KeyboardEvent("keydown", { key: "s", metaKey: true, cancelable: true });
+    window.dispatchEvent(ev);
+    expect(ev.defaultPrevented).toBe(true);
+    await waitFor(() => expect(calls.filter((c) => c.cmd === "edit_config")).toHaveLength(1));
+    expect(await screen.findByTestId("settings-notice")).toHaveTextContent("Saved");
+    await fireEvent.input(field("services.chat.max_tokens"), { target: { value: "8192" } });
+    await waitFor(() => expect(screen.getByTestId("settings-save")).toBeEnabled());
+    await fireEvent.keyDown(window, { key: "s", ctrlKey: true });
+    await waitFor(() => expect(calls.filter((c) => c.cmd === "edit_config")).toHaveLength(2));
+  });
+
+  it("a diagnostic in a hidden pane badges its sidebar entry; clicking it in the banner shows the field", async () => {
+    await openView("#settings?pane=server", "nav-service-chat", {
+      get_config: () =>
+        configDoc({ status: { valid: false, content_hash: "h1", diagnostics: [{ ...badDiag, message: "`max_tokens` in [services.chat] must be an integer, found a string" }] } }),
+    });
+    expect(screen.getByTestId("pane-server")).toBeInTheDocument();
+    expect(screen.getByTestId("nav-badge-service-chat")).toHaveTextContent("1");
+    expect(screen.getByTestId("nav-badge-service-chat")).toHaveClass("error");
+    expect(screen.queryByTestId("nav-badge-server")).toBeNull();
+    await fireEvent.click(screen.getByTestId("diag-link-0"));
+    expect(screen.getByTestId("settings-service-chat")).toBeInTheDocument();
+    await waitFor(() => expect(document.activeElement).toBe(field("services.chat.max_tokens")));
+    expect(window.location.hash).toBe("#settings?pane=service-chat");
+  });
+});
+
+describe("closing with unsaved changes", () => {
+  const cmds = (calls: { cmd: string; args: Record<string, unknown> }[], cmd: string) => calls.filter((c) => c.cmd === cmd);
+
+  it("with nothing unsaved, a close request just hides the window", async () => {
+    const calls = await settings();
+    await send("close-asked", null);
+    await waitFor(() => expect(cmds(calls, "hide_window")).toHaveLength(1));
+    expect(screen.queryByTestId("confirm-sheet")).toBeNull();
+  });
+
+  it("the app is told about unsaved edits; Cancel keeps them, Don't Save drops them and hides", async () => {
+    const calls = await settings();
+    await fireEvent.input(field("services.chat.max_tokens"), { target: { value: "4096" } });
+    await waitFor(() => expect(cmds(calls, "set_unsaved").map((c) => c.args)).toEqual([{ unsaved: true }]));
+    await send("close-asked", null);
+    expect(await screen.findByTestId("confirm-sheet")).toHaveTextContent("You have 1 unsaved change");
+    await fireEvent.click(screen.getByTestId("confirm-cancel"));
+    expect(screen.queryByTestId("confirm-sheet")).toBeNull();
+    expect(field("services.chat.max_tokens").value).toBe("4096");
+    await send("close-asked", null);
+    await fireEvent.click(await screen.findByTestId("confirm-alternative"));
+    await waitFor(() => expect(cmds(calls, "hide_window")).toHaveLength(1));
+    expect(field("services.chat.max_tokens").value).toBe("2048");
+    await waitFor(() => expect(cmds(calls, "set_unsaved").map((c) => c.args)).toEqual([{ unsaved: true }, { unsaved: false }]));
+  });
+
+  it("Save saves, then hides; a failed save keeps the window open", async () => {
+    let fail = true;
+    const calls = await settings({
+      edit_config: () => {
+        if (fail) throw { kind: "failed", message: "disk full", hint: null, preview: null };
+        return { text: SETTINGS_TEXT, document: null, diagnostics: [], valid: true };
+      },
+    });
+    await fireEvent.input(field("services.chat.max_tokens"), { target: { value: "4096" } });
+    await send("close-asked", null);
+    await fireEvent.click(await screen.findByTestId("confirm-ok"));
+    expect(await screen.findByTestId("settings-notice")).toHaveTextContent("disk full");
+    expect(cmds(calls, "hide_window")).toHaveLength(0);
+    fail = false;
+    await send("close-asked", null);
+    await fireEvent.click(await screen.findByTestId("confirm-ok"));
+    await waitFor(() => expect(cmds(calls, "hide_window")).toHaveLength(1));
+    expect(cmds(calls, "edit_config")).toHaveLength(2);
   });
 });
 
