@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { SETTINGS_SCHEMA } from "../lib/settingsSchema.generated";
 import App from "../App.svelte";
 import type { ConfigEdit } from "../bindings/ConfigEdit";
+import type { JsonValue } from "../bindings/serde_json/JsonValue";
 import { backend, configDoc, send, service, SETTINGS_TEXT, status, type Handler } from "../test/fixtures";
 import { openView } from "../test/view";
 
@@ -292,8 +293,8 @@ describe("settings", () => {
 const lastEdits = (calls: { cmd: string; args: Record<string, unknown> }[]) => edits(calls, "preview_config").at(-1);
 const helpOf = (section: string, key: string) => SETTINGS_SCHEMA.find((k) => k.section === section && k.key === key)!.help;
 /** The fixture's document with `services` changed (and more tables). */
-const docWith = (services: Record<string, unknown>, more: Record<string, unknown> = {}) => {
-  const d = configDoc().document as Record<string, Record<string, unknown>>;
+const docWith = (services: Record<string, JsonValue>, more: Record<string, JsonValue> = {}) => {
+  const d = configDoc().document as Record<string, Record<string, JsonValue>>;
   return configDoc({ document: { ...d, ...more, services: { ...d.services, ...services } } });
 };
 
