@@ -418,19 +418,22 @@ describe("settings panes", () => {
     await waitFor(() => expect(calls.filter((c) => c.cmd === "plugin:dialog|open").at(-1)?.args).toEqual({ options: { directory: false, multiple: false } }));
   });
 
-  it("⌘S and Ctrl-S save when there is something to save", async () => {
+  it("⌘S (Ctrl-S off the Mac) saves when there is something to save, and is never the WebView's", async () => {
     const calls = await settings();
-    await fireEvent.keyDown(window, { key: "s", metaKey: true });
+    const press = () => {
+      const ev = new KeyboardEvent("keydown", { key: "s", ctrlKey: true, cancelable: true });
+      window.dispatchEvent(ev);
+      return ev.defaultPrevented;
+    };
+    expect(press()).toBe(true);
     expect(calls.some((c) => c.cmd === "edit_config")).toBe(false);
     await fireEvent.input(field("services.chat.max_tokens"), { target: { value: "4096" } });
-    const ev = new KeyboardEvent("keydown", { key: "s", metaKey: true, cancelable: true });
-    window.dispatchEvent(ev);
-    expect(ev.defaultPrevented).toBe(true);
+    expect(press()).toBe(true);
     await waitFor(() => expect(calls.filter((c) => c.cmd === "edit_config")).toHaveLength(1));
     expect(await screen.findByTestId("settings-notice")).toHaveTextContent("Saved");
     await fireEvent.input(field("services.chat.max_tokens"), { target: { value: "8192" } });
     await waitFor(() => expect(screen.getByTestId("settings-save")).toBeEnabled());
-    await fireEvent.keyDown(window, { key: "s", ctrlKey: true });
+    press();
     await waitFor(() => expect(calls.filter((c) => c.cmd === "edit_config")).toHaveLength(2));
   });
 
