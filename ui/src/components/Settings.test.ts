@@ -1,4 +1,4 @@
-import { fireEvent, render, screen, waitFor } from "@testing-library/svelte";
+import { cleanup, fireEvent, render, screen, waitFor } from "@testing-library/svelte";
 import { describe, expect, it } from "vitest";
 import { SETTINGS_SCHEMA } from "../lib/settingsSchema.generated";
 import App from "../App.svelte";
@@ -328,6 +328,31 @@ describe("settings panes", () => {
     await fireEvent.change(screen.getByTestId("field-services.embed.kind"), { target: { value: "distributed" } });
     expect(await screen.findByTestId("field-services.embed.hosts")).toBeInTheDocument();
     expect(screen.queryByTestId("field-services.embed.expect_inputs_s")).toBeNull();
+  });
+
+  it("Other Macs, Pools, and Other keys (only when the file has tables mlx-box does not use)", async () => {
+    await settings();
+    expect(screen.queryByTestId("nav-other")).toBeNull();
+    cleanup();
+    await settings({
+      get_config: () =>
+        docWith(
+          {},
+          {
+            control: { listen: "0.0.0.0:9443" },
+            hosts: { "studio-2": { address: "198.18.0.2:9443", fingerprint: "ab:cd" } },
+            pools: { fast: { members: ["chat", "studio-2/chat"] } },
+            extra: { a: 1 },
+          },
+        ),
+    });
+    await show("hosts");
+    expect(field("control.listen").value).toBe("0.0.0.0:9443");
+    expect(field("hosts.studio-2.address").value).toBe("198.18.0.2:9443");
+    await show("pools");
+    expect(field("pools.fast.members").value).toBe("chat\nstudio-2/chat");
+    await show("other");
+    expect(screen.getByTestId("raw-extra")).toHaveTextContent('extra = {"a":1}');
   });
 
   it("the model field offers the models the services use", async () => {

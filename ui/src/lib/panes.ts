@@ -87,6 +87,15 @@ export const TABLE_PANES: TablePane[] = [
   },
 ];
 
+/** The sidebar's entries above the services, in the README's order. */
+export const GENERAL_PANES: { id: string; title: string }[] = [
+  ...["server", "memory", "app"].map((id) => TABLE_PANES.find((p) => p.id === id)!),
+  { id: "keys", title: "API keys" },
+  { id: "hosts", title: "Other Macs" },
+  { id: "pools", title: "Pools" },
+  TABLE_PANES.find((p) => p.id === "metrics")!,
+].map(({ id, title }) => ({ id, title }));
+
 /** The Other Macs pane's own table ([control]); its [hosts.NAME] tables follow it. */
 export const CONTROL_GROUP: TableGroup = { title: "This Mac's control API", section: "control", fields: CONTROL_FIELDS };
 
