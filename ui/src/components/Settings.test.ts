@@ -376,7 +376,7 @@ describe("settings panes", () => {
     expect(screen.getByTestId("service-name-error")).toHaveTextContent("Only letters, digits, - and _");
     await fireEvent.input(name, { target: { value: "vision" } });
     await fireEvent.change(screen.getByTestId("service-kind-pick"), { target: { value: "ocr" } });
-    expect(screen.getByTestId("service-sheet-detail")).toHaveTextContent("A ocr service on port 8083");
+    expect(screen.getByTestId("service-sheet-detail")).toHaveTextContent("It gets port 8083 and an example model");
     await fireEvent.click(screen.getByTestId("service-ok"));
     expect(screen.queryByTestId("service-sheet")).toBeNull();
     expect(screen.getByTestId("settings-service-vision")).toBeInTheDocument();
