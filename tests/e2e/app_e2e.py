@@ -347,6 +347,8 @@ def main():
             before = open(cfg).read()
             pids = {s["name"]: s["pid"] for s in st["services"]}
             wd.script("window.location.hash = 'settings'")
+            # The chat service's pane, from the sidebar (once the file is read).
+            wd.click(wait_for("chat in the sidebar", lambda: wd.find('[data-testid="nav-service-chat"]'), timeout=20))
             wait_for("max_tokens field", lambda: wd.find('[data-testid="field-services.chat.max_tokens"]'), timeout=20)
             time.sleep(0.5)
             wd.screenshot(os.path.join(a.screenshots, "settings.png"))

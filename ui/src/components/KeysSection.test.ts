@@ -13,7 +13,8 @@ const KEYS: KeyInfo[] = [
 /** The Settings view with a keyring holding `keys` (add/remove change it, as the daemon would). */
 async function settings(handlers: Record<string, Handler> = {}, keys: KeyInfo[] = KEYS) {
   let held = [...keys];
-  return openView("#settings", "field-services.chat.max_tokens", {
+  // The keys pane, once the file (its services: the scopes) is read.
+  return openView("#settings?pane=keys", "nav-service-chat", {
     list_keys: () => ({ keys: held, keyring_error: null }),
     add_key: (a) => {
       const req = a.key as { name: string | null; services: string[] };

@@ -3,6 +3,8 @@
 // are the app's own (crates/client/src/app.rs has the table). Tests mock one thing: the IPC.
 import { invoke } from "@tauri-apps/api/core";
 import { listen, type UnlistenFn } from "@tauri-apps/api/event";
+import { getCurrentWebviewWindow } from "@tauri-apps/api/webviewWindow";
+import { open } from "@tauri-apps/plugin-dialog";
 import type { ChatEvent } from "../bindings/ChatEvent";
 import type { ChatSend } from "../bindings/ChatSend";
 import type { CommandError } from "../bindings/CommandError";
@@ -62,6 +64,16 @@ export const chatTranscribe = (target: string, audio: string, fileName: string) 
 export const closeWindow = () => invoke<null>("close_window");
 /** Tells the app this window has drawn its first frame with data (the app times open → drawn). */
 export const windowReady = () => invoke<null>("window_ready");
+/** Tells the app whether this window holds unsaved edits: while it does, closing it emits `close-asked`
+ *  (see `onCloseAsked`) instead of hiding it. */
+export const setUnsaved = (unsaved: boolean) => invoke<null>("set_unsaved", { unsaved });
+/** Hides this window (what closing it does when nothing is unsaved). */
+export const hideWindow = () => invoke<null>("hide_window");
+/** The system's open panel for one file or folder: its path, or null when cancelled. */
+export async function choosePath(opts: { directory: boolean; defaultPath?: string }): Promise<string | null> {
+  const chosen = await open({ directory: opts.directory, multiple: false, defaultPath: opts.defaultPath });
+  return typeof chosen === "string" ? chosen : null;
+}
 
 /** An unlisten that never throws (the window may be going away, or the IPC already gone). */
 const quiet =
@@ -90,6 +102,12 @@ export const onWindowShown = (cb: () => void): Promise<UnlistenFn> => on<null>("
 export const onChatEvent = (cb: (e: ChatEvent) => void): Promise<UnlistenFn> => on<ChatEvent>("chat-event", cb);
 /** What the app asked this window to show when it was open already (`open_view`'s query). */
 export const onWindowQuery = (cb: (q: string) => void): Promise<UnlistenFn> => on<string>("window-query", cb);
+/** The user closed this window while it had unsaved edits (the app kept it open: see `setUnsaved`). Only
+ *  this window's: the app emits it to the window being closed. */
+export const onCloseAsked = (cb: () => void): Promise<UnlistenFn> =>
+  getCurrentWebviewWindow()
+    .listen<null>("close-asked", () => cb())
+    .then(quiet);
 export const onFocusAlert = (cb: (f: FocusAlert) => void): Promise<UnlistenFn> =>
   on<FocusAlert>("focus-alert", cb);
 

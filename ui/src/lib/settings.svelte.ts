@@ -7,7 +7,7 @@ import type { ConfigStatus } from "../bindings/ConfigStatus";
 import type { Diagnostic } from "../bindings/Diagnostic";
 import type { JsonValue } from "../bindings/serde_json/JsonValue";
 import * as api from "./api";
-import { fieldFor, type FieldType } from "./schema";
+import { fieldFor, isObj, type FieldType } from "./schema";
 import { keyLines } from "./tomlLines";
 
 export const PREVIEW_DELAY_MS = 200;
@@ -22,6 +22,31 @@ export function getIn(doc: Json | null, path: string[]): Json {
   }
   return v ?? undefined;
 }
+
+/** `doc` with the key at `path` set to `value` (null removes it), tables made on the way: a copy. */
+export function withKey(doc: Json | null, path: string[], value: JsonValue): Record<string, JsonValue> {
+  const out: Record<string, JsonValue> = isObj(doc) ? JSON.parse(JSON.stringify(doc)) : {};
+  let t = out;
+  for (const k of path.slice(0, -1)) {
+    if (!isObj(t[k])) {
+      if (value === null) return out; // nothing there to remove
+      t[k] = {};
+    }
+    t = t[k] as Record<string, JsonValue>;
+  }
+  const last = path[path.length - 1];
+  if (value === null) delete t[last];
+  else t[last] = value;
+  return out;
+}
+
+/** The keys of the tables in the table at `path` (["services"] → the service names). */
+export function tableNames(doc: Json | null, path: string[]): string[] {
+  const t = getIn(doc, path);
+  return isObj(t) ? Object.keys(t).filter((k) => isObj(t[k])) : [];
+}
+
+const isPrefix = (p: string[], of: string[]) => p.length <= of.length && p.every((k, i) => of[i] === k);
 
 export function same(a: Json, b: Json): boolean {
   return JSON.stringify(a ?? null) === JSON.stringify(b ?? null);
@@ -74,8 +99,13 @@ export type Notice = { kind: "ok" | "info" | "warn" | "error"; text: string };
 
 export class SettingsForm {
   doc = $state<ConfigDocument | null>(null);
-  /** Pending edits, one per key path, in the order they were first made. */
+  /** Pending edits, one per key path, in the order they were first made. No edit's path lies under
+   *  another's: a key of a table added here is part of that table's edit. */
   edits = $state<ConfigEdit[]>([]);
+  /** The document with the pending edits applied: what the form shows. */
+  merged = $derived.by(() =>
+    this.edits.reduce<Json>((d, e) => withKey(d ?? null, e.path, e.value ?? null), this.doc?.document ?? undefined),
+  );
   preview = $state<ConfigPreview | null>(null);
   previewing = $state(false);
   saving = $state(false);
@@ -114,33 +144,72 @@ export class SettingsForm {
     return this.doc != null && this.count > 0 && !this.saving && !(this.preview && !this.preview.valid);
   }
 
-  /** The diagnostics that belong to each dotted key path (a field, a table, an unknown key). */
+  /** Each diagnostic with the dotted key path it belongs to (a field, a table, an unknown key), if any. */
+  get located(): Located[] {
+    return locateDiagnostics(this.diagnostics, this.text);
+  }
+  /** The diagnostics that belong to each dotted key path. */
   get diagsByPath(): Map<string, Diagnostic[]> {
-    return diagnosticsByPath(this.diagnostics, this.text);
+    return byPath(this.located);
   }
 
-  /** The value of a key: the pending edit's, else the file's (undefined when absent). */
+  /** The value of a key: the pending edits', else the file's (undefined when absent). */
   value(path: string[]): Json {
-    const i = this.find(path);
-    if (i >= 0) return this.edits[i].value ?? undefined;
-    return getIn(this.doc?.document ?? null, path);
+    return getIn(this.merged ?? null, path);
   }
+  /** Whether a pending edit sets the key (or adds the table it is in). */
   changed(path: string[]): boolean {
-    return this.find(path) >= 0;
+    return this.edits.some((e) => isPrefix(e.path, path));
+  }
+  /** The names of a table's tables as the form shows them (["services"]: the services, added ones last). */
+  tables(path: string[]): string[] {
+    return tableNames(this.merged ?? null, path);
   }
 
-  /** Sets a key (null removes it); an edit back to the file's value is dropped. */
+  /** Sets a key (null removes it); an edit back to the file's value is dropped. A key of a table added
+   *  here goes into that table's edit. */
   set(path: string[], value: JsonValue): void {
+    const outer = this.edits.find((e) => e.path.length < path.length && isPrefix(e.path, path));
+    if (outer) return this.setTable(outer.path, withKey(outer.value ?? null, path.slice(outer.path.length), value));
+    this.put(path, value);
+    this.changedNow();
+  }
+
+  /** Adds, replaces or (null) removes a whole table, e.g. ["services","chat"]. A table the file has is
+   *  changed key by key, so that its header, comments and layout stay; a new one is one edit, which the
+   *  daemon writes as a `[services.NAME]` section. */
+  setTable(path: string[], table: Record<string, JsonValue> | null): void {
+    const orig = getIn(this.doc?.document ?? null, path);
+    const keyByKey = table !== null && isObj(orig);
+    // What was pending under the table is replaced; the table's own edit keeps its place (if it stays one).
+    this.edits = this.edits.filter((e) => !isPrefix(path, e.path) || (!keyByKey && e.path.length === path.length));
+    if (keyByKey) for (const k of new Set([...Object.keys(orig), ...Object.keys(table)])) this.put([...path, k], table[k] ?? null);
+    else this.put(path, table);
+    this.changedNow();
+  }
+
+  /** Renames a table (["services","chat"] → "chat-2"): the old one removed, a new one with the same keys. */
+  renameTable(path: string[], name: string): void {
+    const t = this.value(path);
+    if (!isObj(t)) return;
+    this.setTable(path, null);
+    this.setTable([...path.slice(0, -1), name], t);
+  }
+
+  /** One edit at `path`, or none when the file already has `value` there. */
+  private put(path: string[], value: JsonValue): void {
     const i = this.find(path);
     const orig = getIn(this.doc?.document ?? null, path);
     if (same(value, orig) || (value === null && orig === undefined)) {
-      if (i < 0) return;
-      this.edits.splice(i, 1);
+      if (i >= 0) this.edits.splice(i, 1);
     } else if (i >= 0) {
       this.edits[i] = { path, value };
     } else {
       this.edits.push({ path, value });
     }
+  }
+
+  private changedNow(): void {
     this.notice = null;
     this.restarted = null;
     this.schedulePreview();
@@ -223,9 +292,11 @@ export class SettingsForm {
     try {
       await api.call({ request: "edit_config", edit: { edits, base_hash: this.doc.content_hash } }, this.host);
       const touched = servicesTouched(edits);
-      this.edits = [];
+      // What was typed while saving was not sent: it stays pending.
+      this.edits = this.edits.filter((e) => !edits.some((s) => same(s.path, e.path) && same(s.value ?? null, e.value ?? null)));
       this.preview = null;
       await this.load();
+      if (this.count) this.schedulePreview();
       this.restarted = touched;
       this.notice = {
         kind: "ok",
@@ -284,29 +355,35 @@ export function servicesTouched(edits: ConfigEdit[]): string[] {
   return [...s];
 }
 
-/** Places each diagnostic at a dotted key path: by the key on its line in `text` (a table header line or a
- *  value deeper than a field goes to the enclosing table/field), else by the `key` and `[table]` its message
+/** A diagnostic and the key path it belongs to (null: none found; it is only in the list). */
+export type Located = { d: Diagnostic; path: string[] | null };
+
+/** Places each diagnostic at a key path: by the key on its line in `text` (a table header line or a value
+ *  deeper than a field goes to the enclosing table/field), else by the `key` and `[table]` its message
  *  names. A header-line message naming a field's key (e.g. "has no `model`") goes to that field. */
-export function diagnosticsByPath(diags: Diagnostic[], text: string): Map<string, Diagnostic[]> {
+export function locateDiagnostics(diags: Diagnostic[], text: string): Located[] {
   const lines = keyLines(text);
-  const out = new Map<string, Diagnostic[]>();
-  const add = (p: string[], d: Diagnostic) => {
-    const k = p.join(".");
-    out.set(k, [...(out.get(k) ?? []), d]);
-  };
-  for (const d of diags) {
+  return diags.map((d) => {
     const named = /`([A-Za-z0-9_-]+)`/.exec(d.message)?.[1];
     let p = lines.get(d.line);
     if (p) {
       const depth = p[0] === "services" ? 3 : 2;
       if (p.length > depth) p = p.slice(0, depth);
       if (p.length === depth - 1 && named && fieldFor([...p, named])) p = [...p, named];
-      add(p, d);
-      continue;
+      return { d, path: p };
     }
     const table = /\[(services\.[A-Za-z0-9_-]+|server|app|alerts)\]/.exec(d.message)?.[1];
-    if (table && named) add([...table.split("."), named], d);
-    else if (table) add(table.split("."), d);
+    if (table && named) return { d, path: [...table.split("."), named] };
+    return { d, path: table ? table.split(".") : null };
+  });
+}
+
+function byPath(located: Located[]): Map<string, Diagnostic[]> {
+  const out = new Map<string, Diagnostic[]>();
+  for (const { d, path } of located) {
+    if (!path) continue;
+    const k = path.join(".");
+    out.set(k, [...(out.get(k) ?? []), d]);
   }
   return out;
 }

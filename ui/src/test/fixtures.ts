@@ -1,7 +1,7 @@
 // A fake app backend for the UI tests: Tauri's mockIPC with canned answers, every call recorded,
 // and events delivered through the mocked event plugin (emit from @tauri-apps/api/event).
 import { emit } from "@tauri-apps/api/event";
-import { mockIPC } from "@tauri-apps/api/mocks";
+import { mockIPC, mockWindows } from "@tauri-apps/api/mocks";
 import type { ConfigDocument } from "../bindings/ConfigDocument";
 import type { KeyInfo } from "../bindings/KeyInfo";
 import type { Sample } from "../bindings/Sample";
@@ -165,6 +165,10 @@ export function backend(handlers: Record<string, Handler> = {}): Call[] {
     chat_cancel: () => null,
     chat_speech: () => "data:audio/wav;base64,UklGRg==",
     chat_transcribe: () => "hello from the file",
+    set_unsaved: () => null,
+    hide_window: () => null,
+    // The dialog plugin's open panel: cancelled unless a test picks a path.
+    "plugin:dialog|open": () => null,
     // Requests to the daemon, by tag.
     status: () => status(),
     monitor_history: () => ({ samples: [0, 1, 2].map((i) => sample(i)) }),
@@ -208,6 +212,8 @@ export function backend(handlers: Record<string, Handler> = {}): Call[] {
     },
     { shouldMockEvents: true },
   );
+  // A current window, for what listens on it alone (`close-asked`); the mocked events ignore the target.
+  mockWindows("main");
   return calls;
 }
 
