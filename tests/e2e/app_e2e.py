@@ -71,6 +71,8 @@ def wait_for(what, f, timeout=30.0, interval=0.2):
             v = f()
             if v:
                 return v
+        except (ConnectionResetError, BrokenPipeError):
+            raise  # the WebDriver went away: the test's retry starts it again, waiting longer cannot help
         except Exception as e:  # the thing may not exist yet
             last = e
         time.sleep(interval)
@@ -86,6 +88,8 @@ class WebDriver:
 
     def call(self, method, path, body=None, timeout=60):
         data = json.dumps(body).encode() if body is not None else None
+        if os.environ.get("MLXBOX_E2E_TRACE"):  # which WebDriver call a driver crash follows
+            print(f"  {time.strftime('%H:%M:%S')} {method} {path.split('/', 3)[-1]} {(data or b'')[:160]!r}", flush=True)
         req = urllib.request.Request(self.base + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
         try:
@@ -185,6 +189,7 @@ def main():
     ap.add_argument("--app", required=True)
     ap.add_argument("--cli", required=True)
     ap.add_argument("--screenshots", required=True)
+    ap.add_argument("--only", default="", help="run only the tests whose name contains this")
     ap.add_argument("--tauri-driver", default=shutil.which("tauri-driver") or os.path.expanduser("~/.cargo/bin/tauri-driver"))
     a = ap.parse_args()
     os.makedirs(a.screenshots, exist_ok=True)
@@ -222,6 +227,8 @@ def main():
 
     def test(name):
         def deco(f):
+            if a.only and a.only not in name:
+                return f
             t0 = time.time()
             for attempt in (1, 2, 3):
                 try:
@@ -370,6 +377,61 @@ def main():
                 if n != "chat":
                     assert service(st2, n)["pid"] == pid, f"{n} restarted but did not change"
             wd.screenshot(os.path.join(a.screenshots, "settings-saved.png"))
+        @test("Settings: a service added and removed through the form is written to the file; closing with unsaved edits asks")
+        def _():
+            cfg = status(a.cli, state)["config_path"]
+            wd.script("window.location.hash = 'settings'")
+            # The services are in the sidebar once the file is read (Add service… waits for it too).
+            wait_for("the sidebar", lambda: wd.find('[data-testid="nav-service-chat"]'), timeout=20)
+            if "[services.extra]" in open(cfg).read():  # a retry: the first attempt's service is there
+                wd.click(wait_for("extra in the sidebar", lambda: wd.find('[data-testid="nav-service-extra"]'), timeout=20))
+            else:
+                wd.click(wd.find('[data-testid="add-service"]'))
+                wait_for("the sheet", lambda: wd.find('[data-testid="service-name"]'), timeout=10)
+                wd.set_value('[data-testid="service-name"]', "extra")
+                wd.set_value('[data-testid="service-kind-pick"]', "embedding")
+                wd.click(wd.find('[data-testid="service-ok"]'))
+                wait_for("its pane", lambda: wd.find('[data-testid="settings-service-extra"]'), timeout=10)
+                # Not started on save: a placeholder model.
+                box = '[data-testid="field-services.extra.enabled"]'
+                checked = f"return document.querySelector('{box}').checked"
+                if wd.script(checked):
+                    wd.script(f"document.querySelector('{box}').click()")
+                wait_for("enabled unticked", lambda: wd.script(checked) is False, timeout=10)
+                # The daemon's preview of the whole change (debounced) before Save.
+                wait_for("previewed", lambda: "checking" not in wd.text(wd.find('[data-testid="pending-count"]')), timeout=15)
+                save = wd.find('[data-testid="settings-save"]')
+                wait_for("save enabled", lambda: wd.attr(save, "disabled") in (None, "false"), timeout=15)
+                wd.click(save)
+                wait_for("written", lambda: "[services.extra]" in open(cfg).read(), timeout=15)
+            text = open(cfg).read()
+            assert re.search(r"\[services\.extra\][^\[]*kind = \"embedding\"", text), text
+            assert re.search(r"\[services\.extra\][^\[]*enabled = false", text), text
+            wait_for("the daemon has it", lambda: any(x["name"] == "extra" for x in status(a.cli, state)["services"]), timeout=20)
+            wd.screenshot(os.path.join(a.screenshots, "settings-service-added.png"))
+            # Unsaved edits: Ctrl+W asks (Save / Don't Save / Cancel); Cancel keeps the window and the edits.
+            wait_for("the file's model in the form", lambda: wd.script(
+                "return document.querySelector('[data-testid=\"field-services.extra.model\"]')?.value"), timeout=20)
+            wd.set_value('[data-testid="field-services.extra.model"]', "mlx-community/another-model")
+            wait_for("one unsaved change", lambda: "unsaved" in wd.text(wd.find('[data-testid="pending-count"]')), timeout=10)
+            wd.chord("w")
+            wait_for("the close sheet", lambda: "1 unsaved change" in wd.text(wd.find('[data-testid="confirm-sheet"]')), timeout=10)
+            wd.screenshot(os.path.join(a.screenshots, "settings-close-asked.png"))
+            wd.click(wd.find('[data-testid="confirm-cancel"]'))
+            wait_for("the sheet gone", lambda: not wd.find_all('[data-testid="confirm-detail"]'), timeout=10)
+            assert "unsaved" in wd.text(wd.find('[data-testid="pending-count"]'))
+            wd.click(wd.find('[data-testid="settings-discard"]'))
+            # Removed through the form (asks first), then saved: gone from the file and the daemon.
+            wd.click(wd.find('[data-testid="service-remove"]'))
+            wait_for("remove sheet", lambda: wd.find('[data-testid="confirm-ok"]'), timeout=10)
+            wd.click(wd.find('[data-testid="confirm-ok"]'))
+            save = wd.find('[data-testid="settings-save"]')
+            wait_for("save enabled", lambda: wd.attr(save, "disabled") in (None, "false"), timeout=15)
+            wd.click(save)
+            wait_for("removed from the file", lambda: "[services.extra]" not in open(cfg).read(), timeout=15)
+            wait_for("the daemon dropped it", lambda: all(x["name"] != "extra" for x in status(a.cli, state)["services"]), timeout=20)
+            wd.script("window.location.hash = 'dashboard'")
+
         @test("the Benchmark window runs a benchmark on the real servers and shows its results and charts")
         def _():
             # A retry after the driver died: let the first attempt's run finish before starting another.

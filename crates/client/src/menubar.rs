@@ -51,7 +51,10 @@ impl Snapshot {
                 None => st.hosts.push(h.clone()),
             },
             Event::Monitor(t) => {
+                // A tick carries the machine's figures, not the budget: keep the budget known.
+                let budget = (st.memory.budget_bytes, st.memory.budget_source.take());
                 st.memory = mlxbox_api::MemoryStatus::from_sample(&t.sample);
+                (st.memory.budget_bytes, st.memory.budget_source) = budget;
                 st.thermal.state = t.sample.thermal;
                 if let Some(mem) = &t.service_memory {
                     for s in &mut st.services {
