@@ -98,7 +98,9 @@ async fn fetch(to: &Reach, config: Option<PathBuf>) -> Result<ModelList> {
     let settings = match load_settings(&to.state_dir, config).await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("mlx-box: {e:#}\n(listing the cache without knowing which services use what)");
+            eprintln!(
+                "mlx-box: {e:#}\n(listing the cache without knowing which services use what)"
+            );
             None
         }
     };
@@ -232,7 +234,13 @@ fn print_list(l: &ModelList) {
     if l.models.is_empty() {
         println!("no models in {}", l.hubs.join(", "));
     } else {
-        let w = l.models.iter().map(|m| m.id.len()).max().unwrap_or(2).max(2);
+        let w = l
+            .models
+            .iter()
+            .map(|m| m.id.len())
+            .max()
+            .unwrap_or(2)
+            .max(2);
         println!(
             "{:<w$}  {:>9}  {:<9}  {:>7}  {:>7}  {:>16}  {:<9}  {:<8}  USED BY",
             "ID", "SIZE", "QUANT", "PARAMS", "CTX", "MEMORY", "COMPLETE", "LAST"

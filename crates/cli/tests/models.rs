@@ -107,31 +107,52 @@ fn list_du_rm_and_validate_without_a_daemon() {
     // The table: one row per model, what no service uses named at the end.
     let o = run(&hub.root, d.path(), &["models", "--config", cfg]);
     let text = String::from_utf8_lossy(&o.stdout);
-    assert!(text.contains("USED BY") && text.contains("4-bit/64"), "{text}");
+    assert!(
+        text.contains("USED BY") && text.contains("4-bit/64"),
+        "{text}"
+    );
     assert!(
         text.contains("used by no service: org/beta, org/gamma")
             || text.contains("used by no service: org/gamma, org/beta"),
         "{text}"
     );
-    assert!(String::from_utf8_lossy(&o.stderr).contains("extra.json links to a blob that is not there"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("extra.json links to a blob that is not there")
+    );
 
-    let o = run(&hub.root, d.path(), &["models", "du", "--json", "--config", cfg]);
+    let o = run(
+        &hub.root,
+        d.path(),
+        &["models", "du", "--json", "--config", cfg],
+    );
     let du = json(&o);
     assert_eq!(du["total_bytes"], l["total_bytes"]);
     assert_eq!(du["unused"].as_array().unwrap().len(), 2);
 
     // rm: refused while used, naming the service; nothing removed.
-    let o = run(&hub.root, d.path(), &["models", "rm", "org/alpha", "--yes", "--config", cfg]);
+    let o = run(
+        &hub.root,
+        d.path(),
+        &["models", "rm", "org/alpha", "--yes", "--config", cfg],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("[services.chat]"));
     assert!(hub.repo_dir("org/alpha").exists());
     // Without --yes and no terminal: refused, nothing removed.
-    let o = run(&hub.root, d.path(), &["models", "rm", "org/gamma", "--config", cfg]);
+    let o = run(
+        &hub.root,
+        d.path(),
+        &["models", "rm", "org/gamma", "--config", cfg],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(hub.repo_dir("org/gamma").exists());
     // An unused one: every byte of its blobs freed, exactly.
     let want = blob_bytes(&hub, "org/gamma");
-    let o = run(&hub.root, d.path(), &["models", "rm", "org/gamma", "--yes", "--config", cfg]);
+    let o = run(
+        &hub.root,
+        d.path(),
+        &["models", "rm", "org/gamma", "--yes", "--config", cfg],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains(&format!("({want} bytes)\n")), "{out}");
@@ -165,8 +186,15 @@ fn the_daemon_lists_states_and_last_use() {
     );
     let daemon = Daemon::start_env(&text, &[("HF_HUB_CACHE", hub.root.to_str().unwrap())]);
     daemon.wait_state("chat", "ready", std::time::Duration::from_secs(30));
-    let body = r#"{"model":"org/alpha","messages":[{"role":"user","content":"hi"}],"max_tokens":4}"#;
-    let (status, _, _) = http(front, "POST", "/v1/chat/completions", &[("content-type", "application/json")], body);
+    let body =
+        r#"{"model":"org/alpha","messages":[{"role":"user","content":"hi"}],"max_tokens":4}"#;
+    let (status, _, _) = http(
+        front,
+        "POST",
+        "/v1/chat/completions",
+        &[("content-type", "application/json")],
+        body,
+    );
     assert_eq!(status, 200);
     let l = daemon.control_json("/v1/models/local");
     let alpha = model(&l, "org/alpha");
@@ -204,7 +232,11 @@ print(json.dumps({
     "warnings": [str(w) for w in info.warnings]}))
 "#;
     let hf = common::python_json(&env.python, code, &[hub.root.to_str().unwrap()]);
-    let o = run(&hub.root, d.path(), &["models", "--json", "--config", "/nonexistent.toml"]);
+    let o = run(
+        &hub.root,
+        d.path(),
+        &["models", "--json", "--config", "/nonexistent.toml"],
+    );
     let ours = json(&o);
     let repos = hf["repos"].as_object().unwrap();
     assert_eq!(repos.len(), 2, "{hf:#}");
@@ -227,6 +259,8 @@ print(json.dumps({
     }
     let warnings = hf["warnings"].to_string();
     assert!(warnings.contains("models--org--beta"), "{warnings}");
-    assert!(model(&ours, "org/beta")["problems"].to_string().contains("extra.json"));
+    assert!(model(&ours, "org/beta")["problems"]
+        .to_string()
+        .contains("extra.json"));
     assert_eq!(model(&ours, "org/alpha")["incomplete_bytes"], 77);
 }
