@@ -80,7 +80,7 @@ fn using(hub: &Path, model: &str) -> Settings {
 }
 
 fn listed(f: &Fixture, s: Option<&Settings>, live: &Live) -> ModelList {
-    list(&[f.hub.root.clone()], s, live)
+    list(std::slice::from_ref(&f.hub.root), s, live)
 }
 
 fn find<'a>(l: &'a ModelList, id: &str) -> &'a LocalModel {
@@ -232,7 +232,7 @@ fn a_local_path_is_a_model_of_its_own() {
 fn rm_is_refused_while_a_service_uses_the_model() {
     let f = fixture();
     let s = using(&f.hub.root, "org/alpha");
-    let e = plan(&[f.hub.root.clone()], Some(&s), "org/alpha", None).unwrap_err();
+    let e = plan(std::slice::from_ref(&f.hub.root), Some(&s), "org/alpha", None).unwrap_err();
     assert!(matches!(e, ModelError::InUse { .. }));
     assert!(e.to_string().contains("[services.chat]"), "{e}");
     assert!(f
@@ -290,7 +290,7 @@ fn rm_of_a_revision_frees_exactly_its_unshared_blobs() {
 #[test]
 fn rm_of_an_unknown_revision_names_the_ones_there() {
     let f = fixture();
-    let e = plan(&[f.hub.root.clone()], None, "org/alpha", Some("nope")).unwrap_err();
+    let e = plan(std::slice::from_ref(&f.hub.root), None, "org/alpha", Some("nope")).unwrap_err();
     assert!(
         e.to_string().contains(REV1) && e.to_string().contains("(main)"),
         "{e}"
@@ -304,7 +304,7 @@ fn rm_never_removes_what_a_link_leads_to_outside_the_repository() {
     std::fs::write(&outside, b"keep me").unwrap();
     let snap = f.hub.snapshot("org/evil", REV1, &[]);
     std::os::unix::fs::symlink(&outside, snap.join("config.json")).unwrap();
-    let p = plan(&[f.hub.root.clone()], None, "org/evil", None).unwrap();
+    let p = plan(std::slice::from_ref(&f.hub.root), None, "org/evil", None).unwrap();
     assert!(p.blobs.is_empty());
     execute(&p).unwrap();
     assert_eq!(std::fs::read(&outside).unwrap(), b"keep me");
