@@ -103,6 +103,8 @@ pub struct RevScan {
     pub refs: Vec<String>,
     /// The blobs its files link to (absolute, normalized).
     pub blobs: BTreeSet<PathBuf>,
+    /// Each present file (relative to the snapshot) and its blob.
+    pub names: BTreeMap<String, PathBuf>,
     pub files: u32,
     /// Files whose link leads nowhere (relative to the snapshot).
     pub broken: Vec<String>,
@@ -358,6 +360,7 @@ pub fn walk(
                 Ok(m) => {
                     rev.files += 1;
                     sizes.insert(blob.clone(), m.len());
+                    rev.names.insert(rel, blob.clone());
                     rev.blobs.insert(blob);
                 }
                 Err(_) => {

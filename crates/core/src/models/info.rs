@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
 
-const INDEX: &str = "model.safetensors.index.json";
+pub const INDEX: &str = "model.safetensors.index.json";
 
 /// What config.json and the weights say.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -107,18 +107,9 @@ fn read_index(path: &Path) -> Result<(Option<BTreeSet<String>>, Option<u64>), Mo
     Ok((shards, total))
 }
 
-/// The shards the index of `dir` lists that are not there (empty when it has no index).
-pub fn missing_shards(dir: &Path) -> Result<Vec<String>, ModelError> {
-    let index = dir.join(INDEX);
-    if !index.exists() {
-        return Ok(vec![]);
-    }
-    let (shards, _) = read_index(&index)?;
-    Ok(shards
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|s| !dir.join(s).is_file())
-        .collect())
+/// The shards a safetensors index lists.
+pub fn index_shards(index: &Path) -> Result<BTreeSet<String>, ModelError> {
+    Ok(read_index(index)?.0.unwrap_or_default())
 }
 
 /// Parameters of one safetensors file, from its header: each tensor's element count; a quantized

@@ -9,7 +9,7 @@ use crate::config::{ServiceSpec, Settings};
 use crate::estimate::{estimate_service, service_hub};
 use mlxbox_api::models::{LocalModel, ModelList, ModelRevision, ModelSource, ModelUser};
 use mlxbox_api::service::State;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// What only a running daemon knows: each service's state and its proxy's last request (unix ms).
@@ -121,41 +121,63 @@ fn last_used(users: &[&ServiceSpec], live: &Live) -> Option<u64> {
         .max()
 }
 
-/// A revision is complete when every link resolves and the index's shards are all there.
-fn revision(repo: &RepoScan, rev: &RevScan, problems: &mut Vec<String>) -> ModelRevision {
-    let short = &rev.hash[..rev.hash.len().min(12)];
-    for b in &rev.broken {
-        problems.push(format!(
-            "revision {short}: {b} links to a blob that is not there"
-        ));
-    }
-    let missing = match info::missing_shards(&rev.dir) {
-        Ok(m) => m,
-        Err(e) => {
-            problems.push(format!("revision {short}: {e}"));
-            vec![]
-        }
+/// The shards each safetensors index lists, read once per index blob (revisions mostly share one).
+type Indexes = BTreeMap<PathBuf, Result<BTreeSet<String>, String>>;
+
+/// The shards the index of a snapshot (or directory) lists that it does not hold, each a problem.
+fn missing_shards(rev: &RevScan, indexes: &mut Indexes, problems: &mut Vec<String>) -> bool {
+    let Some(blob) = rev.names.get(info::INDEX) else {
+        return false;
     };
-    for m in &missing {
-        problems.push(format!(
-            "revision {short}: the index lists {m}, which is not there"
-        ));
+    let shards = indexes
+        .entry(blob.clone())
+        .or_insert_with(|| info::index_shards(blob).map_err(|e| e.to_string()));
+    match shards {
+        Ok(shards) => {
+            let mut any = false;
+            for s in shards.iter().filter(|s| !rev.names.contains_key(*s)) {
+                problems.push(format!("the index lists {s}, which is not there"));
+                any = true;
+            }
+            any
+        }
+        Err(e) => {
+            problems.push(e.clone());
+            false
+        }
     }
+}
+
+/// A revision is complete when every link resolves and the index's shards are all there.
+fn revision(
+    repo: &RepoScan,
+    rev: &RevScan,
+    indexes: &mut Indexes,
+    problems: &mut Vec<String>,
+) -> ModelRevision {
+    let short = &rev.hash[..rev.hash.len().min(12)];
+    let mut own = vec![];
+    for b in &rev.broken {
+        own.push(format!("{b} links to a blob that is not there"));
+    }
+    let missing = missing_shards(rev, indexes, &mut own);
+    problems.extend(own.into_iter().map(|p| format!("revision {short}: {p}")));
     ModelRevision {
         hash: rev.hash.clone(),
         refs: rev.refs.clone(),
         size_bytes: repo.bytes_of([rev]),
         files: rev.files,
-        complete: rev.broken.is_empty() && missing.is_empty(),
+        complete: rev.broken.is_empty() && !missing,
     }
 }
 
 fn hub_model(hub: &Path, repo: &RepoScan, users: &[&ServiceSpec], live: &Live) -> LocalModel {
     let mut problems = repo.problems.clone();
+    let mut indexes = Indexes::new();
     let revisions: Vec<ModelRevision> = repo
         .revisions
         .iter()
-        .map(|r| revision(repo, r, &mut problems))
+        .map(|r| revision(repo, r, &mut indexes, &mut problems))
         .collect();
     // The snapshot the estimator reads (the newest with a config.json), else the newest.
     let dir = cache::locate_model(&repo.id, hub)
@@ -189,13 +211,7 @@ fn path_model(dir: &Path, users: &[&ServiceSpec], live: &Live) -> LocalModel {
     for b in &rev.broken {
         problems.push(format!("{b} links to a file that is not there"));
     }
-    let missing = info::missing_shards(dir).unwrap_or_else(|e| {
-        problems.push(e.to_string());
-        vec![]
-    });
-    for m in &missing {
-        problems.push(format!("the index lists {m}, which is not there"));
-    }
+    let missing = missing_shards(&rev, &mut Indexes::new(), &mut problems);
     let facts = info::read(dir);
     problems.extend(facts.problems.iter().cloned());
     let id = users
@@ -204,7 +220,7 @@ fn path_model(dir: &Path, users: &[&ServiceSpec], live: &Live) -> LocalModel {
         .unwrap_or_else(|| dir.display().to_string());
     LocalModel {
         size_bytes: sizes.values().sum(),
-        complete: rev.broken.is_empty() && missing.is_empty(),
+        complete: rev.broken.is_empty() && !missing,
         problems,
         ..base(id, ModelSource::Path, dir, facts, users, live)
     }

@@ -232,7 +232,13 @@ fn a_local_path_is_a_model_of_its_own() {
 fn rm_is_refused_while_a_service_uses_the_model() {
     let f = fixture();
     let s = using(&f.hub.root, "org/alpha");
-    let e = plan(std::slice::from_ref(&f.hub.root), Some(&s), "org/alpha", None).unwrap_err();
+    let e = plan(
+        std::slice::from_ref(&f.hub.root),
+        Some(&s),
+        "org/alpha",
+        None,
+    )
+    .unwrap_err();
     assert!(matches!(e, ModelError::InUse { .. }));
     assert!(e.to_string().contains("[services.chat]"), "{e}");
     assert!(f
@@ -290,7 +296,13 @@ fn rm_of_a_revision_frees_exactly_its_unshared_blobs() {
 #[test]
 fn rm_of_an_unknown_revision_names_the_ones_there() {
     let f = fixture();
-    let e = plan(std::slice::from_ref(&f.hub.root), None, "org/alpha", Some("nope")).unwrap_err();
+    let e = plan(
+        std::slice::from_ref(&f.hub.root),
+        None,
+        "org/alpha",
+        Some("nope"),
+    )
+    .unwrap_err();
     assert!(
         e.to_string().contains(REV1) && e.to_string().contains("(main)"),
         "{e}"
