@@ -218,7 +218,13 @@ pub fn scan_repo(id: &str, dir: &Path) -> RepoScan {
             return r;
         }
     };
-    for e in entries.flatten().take(MAX_REVISIONS) {
+    for (i, e) in entries.flatten().enumerate() {
+        if i >= MAX_REVISIONS {
+            r.problems.push(format!(
+                "more than {MAX_REVISIONS} snapshots: only the first {MAX_REVISIONS} are counted"
+            ));
+            break;
+        }
         let hash = e.file_name().to_string_lossy().into_owned();
         let path = e.path();
         if NOT_REPOS.contains(&hash.as_str()) {

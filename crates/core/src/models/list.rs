@@ -19,12 +19,15 @@ pub struct Live {
     pub last_request_ms: BTreeMap<String, u64>,
 }
 
-/// The hub caches to read: this process's, then each one a service's `env` names, once each.
+/// The hub caches to read: this process's, then each one a service's `env` names, once each (two
+/// spellings of one directory are one cache: its models are listed once).
 pub fn hubs(settings: Option<&Settings>) -> Vec<PathBuf> {
-    let mut out = vec![cache::hf_hub_cache(&[])];
-    for s in settings.map(|s| s.services.as_slice()).unwrap_or_default() {
-        let h = service_hub(s);
-        if !out.contains(&h) {
+    let services = settings.map(|s| s.services.as_slice()).unwrap_or_default();
+    let all = std::iter::once(cache::hf_hub_cache(&[])).chain(services.iter().map(service_hub));
+    let mut out: Vec<PathBuf> = vec![];
+    let mut seen = BTreeSet::new();
+    for h in all {
+        if seen.insert(std::fs::canonicalize(&h).unwrap_or_else(|_| h.clone())) {
             out.push(h);
         }
     }
@@ -37,10 +40,14 @@ pub fn uses(spec: &ServiceSpec, hub: &Path, repo: &RepoScan) -> bool {
     let Some(m) = spec.model.as_deref() else {
         return false;
     };
-    if m == repo.id && service_hub(spec) == hub {
+    if m == repo.id && same_dir(&service_hub(spec), hub) {
         return true;
     }
     is_within(m, &repo.dir)
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b || std::fs::canonicalize(a).is_ok_and(|a| std::fs::canonicalize(b).is_ok_and(|b| a == b))
 }
 
 /// `model` is an existing path inside (or equal to) `dir`, once both are resolved.

@@ -431,3 +431,30 @@ fn a_cache_that_does_not_exist_is_empty() {
     let l = list(&[PathBuf::from("/nonexistent/hub")], None, &Live::default());
     assert!(l.models.is_empty() && l.problems.is_empty());
 }
+
+#[test]
+fn a_hub_named_twice_is_read_once() {
+    let f = fixture();
+    let alias = f.hub.root.parent().unwrap().join("alias");
+    std::os::unix::fs::symlink(&f.hub.root, &alias).unwrap();
+    let text = format!(
+        "[services.a]\nport = 8081\nmodel = \"org/alpha\"\nenv = {{ HF_HUB_CACHE = \"{}\" }}\n\
+         [services.b]\nport = 8082\nmodel = \"org/alpha\"\nenv = {{ HF_HUB_CACHE = \"{}\" }}\n",
+        f.hub.root.display(),
+        alias.display()
+    );
+    let s = settings(&text);
+    let hubs = super::list::hubs(Some(&s));
+    let ours: Vec<_> = hubs
+        .iter()
+        .filter(|h| h.starts_with(f.hub.root.parent().unwrap()))
+        .collect();
+    assert_eq!(ours, [&f.hub.root], "{hubs:?}");
+    let l = list(&hubs, Some(&s), &Live::default());
+    let users: Vec<&str> = find(&l, "org/alpha")
+        .users
+        .iter()
+        .map(|u| u.service.as_str())
+        .collect();
+    assert_eq!(users, ["a", "b"]);
+}
