@@ -3,7 +3,7 @@
 # <!-- bench:NAME --> and <!-- /bench:NAME -->, each with the date, the commit, the machine and the command.
 # The explanations around the markers are hand-written; the figures between them come only from here.
 #
-#   scripts/bench.sh                     # supervisor, proxy, bench_client, metrics, fleet, on_demand, app
+#   scripts/bench.sh                     # supervisor, proxy, bench_client, metrics, fleet, on_demand, models, app
 #   scripts/bench.sh proxy               # one of them
 #   MLXBOX_BENCH_SECS=10 scripts/bench.sh proxy
 #
@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 benches=("$@")
-[ ${#benches[@]} -eq 0 ] && benches=(supervisor proxy bench_client metrics fleet on_demand app)
+[ ${#benches[@]} -eq 0 ] && benches=(supervisor proxy bench_client metrics fleet on_demand models app)
 commit="$(git rev-parse --short HEAD)"
 git diff --quiet HEAD -- crates src-tauri python || commit="$commit (with uncommitted changes)"
 cpu="$(sed -n 's/^model name\s*:\s*//p' /proc/cpuinfo | head -1)"
@@ -25,9 +25,9 @@ machine="$cpu, $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GiB, $os, L
 for b in "${benches[@]}"; do
   case "$b" in
     proxy) cmd="MLXBOX_BENCH_SECS=${MLXBOX_BENCH_SECS:-5} cargo bench -p mlx-box --bench proxy" ;;
-    supervisor | bench_client | metrics | fleet | on_demand) cmd="cargo bench -p mlx-box --bench $b" ;;
+    supervisor | bench_client | metrics | fleet | on_demand | models) cmd="cargo bench -p mlx-box --bench $b" ;;
     app) cmd="python3 tests/e2e/app_perf.py --app target/release/mlx-box-app --cli target/release/mlx-box" ;;
-    *) echo "unknown bench $b (supervisor, proxy, bench_client, metrics, fleet, on_demand, app)" >&2; exit 2 ;;
+    *) echo "unknown bench $b (supervisor, proxy, bench_client, metrics, fleet, on_demand, models, app)" >&2; exit 2 ;;
   esac
   echo "== $cmd" >&2
   out="$(mktemp)"

@@ -75,6 +75,8 @@ pub enum Request {
     Shutdown,
     /// Every TCP port the daemon listens on → `ListenerList`.
     Listeners,
+    /// The models on this Mac (the hub cache, the settings' local paths), with their users → `ModelList`.
+    ListModels,
     /// Acknowledge, snooze or unmute the active alert `id` → the `Alert` as it is now; 404 when not active.
     AlertAction {
         id: String,
@@ -123,6 +125,8 @@ crate::call::calls! {
     Shutdown {} => crate::control::Done;
     /// Every TCP port the daemon listens on, each through its one gate.
     Listeners {} => crate::control::ListenerList;
+    /// The models on this Mac: sizes, revisions, completeness, the services that use each.
+    ListModels {} => crate::models::ModelList;
     /// Acknowledge, snooze or unmute an active alert.
     AlertAction { id: String, action: crate::AlertAction } => crate::Alert;
 }
@@ -228,7 +232,8 @@ impl Request {
             | Request::BenchHistory
             | Request::BenchResult { .. }
             | Request::BenchCompare { .. }
-            | Request::Listeners => false,
+            | Request::Listeners
+            | Request::ListModels => false,
             Request::Action { .. }
             | Request::PutConfig { .. }
             | Request::EditConfig { .. }
@@ -293,6 +298,8 @@ impl Request {
             Request::Doctor { options } => (Post, "/v1/doctor".into(), json(options)),
             Request::Shutdown => (Post, "/v1/shutdown".into(), Body::None),
             Request::Listeners => (Get, "/v1/listeners".into(), Body::None),
+            // Not `/v1/models`: that is the OpenAI route of the frontends.
+            Request::ListModels => (Get, "/v1/models/local".into(), Body::None),
             Request::AlertAction { id, action } => {
                 (Post, format!("/v1/alerts/{}", encode(id)), json(action))
             }
@@ -407,6 +414,7 @@ impl Request {
             },
             (["shutdown"], Post) => Request::Shutdown,
             (["listeners"], Get) => Request::Listeners,
+            (["models", "local"], Get) => Request::ListModels,
             (["alerts", id], Post) => {
                 let action: crate::AlertAction = serde_json::from_slice(body).map_err(|e| {
                     DecodeError::Bad(format!(
@@ -452,6 +460,7 @@ impl Request {
                 | ["doctor"]
                 | ["shutdown"]
                 | ["listeners"]
+                | ["models", "local"]
                 | ["alerts", _]
                 | ["hosts", _, "forward"],
                 _,
@@ -747,6 +756,7 @@ mod tests {
             },
             Request::Shutdown,
             Request::Listeners,
+            Request::ListModels,
             Request::AlertAction {
                 id: "service-failed:chat/1".into(),
                 action: crate::AlertAction::Ack,
@@ -804,6 +814,8 @@ mod tests {
             (Get, "/v1/link-test", Some("bytes=999999999999"), b"", 400),
             (Get, "/v1/link-test", None, b"", 400),
             (Get, "/v1/alerts/swap", None, b"", 405),
+            (Delete, "/v1/models/local", None, b"", 405),
+            (Get, "/v1/models", None, b"", 404),
             (Post, "/v1/alerts/swap", None, b"", 400),
             (
                 Post,

@@ -9,6 +9,7 @@ pub mod call;
 pub mod config;
 pub mod control;
 pub mod keys;
+pub mod models;
 pub mod monitor;
 pub mod paths;
 pub mod proxy;

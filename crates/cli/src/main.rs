@@ -2,6 +2,7 @@
 
 mod bench_cmd;
 mod fleet;
+mod models;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -91,6 +92,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// The models on this Mac (the Hugging Face cache and the settings' local paths): sizes, who uses
+    /// each, what it needs in memory; disk use; removal of what no service uses.
+    Models(models::ModelsArgs),
     /// Benchmark services (TTFT, TPOT, ITL, E2E, tok/s at concurrency levels) through the daemon; keep,
     /// list and compare runs.
     Bench(bench_cmd::BenchArgs),
@@ -408,6 +412,7 @@ async fn run(cmd: Cmd, state_dir: PathBuf, to: &fleet::Reach) -> Result<ExitCode
             .await
             .map(|()| ExitCode::SUCCESS),
         Cmd::Bench(a) => bench_cmd::bench(to, a).await,
+        Cmd::Models(a) => models::models(to, a).await,
         Cmd::Doctor {
             services,
             long_context_tokens,

@@ -5,6 +5,7 @@
 //! hold at most `sliding_window` tokens, so for a context of C tokens each such layer counts min(C, window).
 
 use crate::config::{ServiceSpec, Settings};
+use crate::models::read::MAX_CONFIG;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -116,41 +117,12 @@ impl KvShape {
     }
 }
 
-/// The Hugging Face hub cache: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
-pub fn hf_hub_cache(env: &[(String, PathBuf)]) -> PathBuf {
-    let get = |k: &str| {
-        env.iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .or_else(|| std::env::var_os(k).map(PathBuf::from))
-    };
-    if let Some(p) = get("HF_HUB_CACHE") {
-        return p;
-    }
-    if let Some(p) = get("HF_HOME") {
-        return p.join("hub");
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    home.join(".cache/huggingface/hub")
-}
+// One reading of the hub cache's layout (`models::cache`), shared with `mlx-box models` and `validate`.
+pub use crate::models::cache::{hf_hub_cache, locate_model};
 
-/// Where a model's files are: a local directory, or the newest snapshot of `ORG/NAME` in the hub cache.
-pub fn locate_model(model: &str, hub: &Path) -> Option<PathBuf> {
-    let p = Path::new(model);
-    if p.is_dir() {
-        return Some(p.to_path_buf());
-    }
-    let snapshots = hub
-        .join(format!("models--{}", model.replace('/', "--")))
-        .join("snapshots");
-    std::fs::read_dir(snapshots)
-        .ok()?
-        .flatten()
-        .filter(|e| e.path().join("config.json").exists())
-        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
-        .map(|e| e.path())
+/// The hub cache a service's server reads: its own `env` (`HF_HUB_CACHE`, `HF_HOME`) over the daemon's.
+pub fn service_hub(spec: &ServiceSpec) -> PathBuf {
+    crate::models::cache::hub_for_env(&spec.env)
 }
 
 /// Bytes of every `*.safetensors` in `dir` (following the hub cache's symlinks into blobs).
@@ -201,11 +173,9 @@ pub fn estimate_service(spec: &ServiceSpec, hub: &Path) -> ServiceEstimate {
         w
     });
     let shape = model_path.as_deref().and_then(|d| {
-        let text = std::fs::read_to_string(d.join("config.json"))
-            .map_err(|e| reasons.push(format!("kv: cannot read {}/config.json: {e}", d.display())))
-            .ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| reasons.push(format!("kv: config.json is not JSON: {e}")))
+        // Bounded: a config.json of 50 MB is a damaged download, not a config.
+        let v = crate::models::read::read_json(&d.join("config.json"), MAX_CONFIG, "config.json")
+            .map_err(|e| reasons.push(format!("kv: {e}")))
             .ok()?;
         KvShape::from_config(&v)
             .map_err(|e| reasons.push(format!("kv: {e}")))
@@ -254,14 +224,7 @@ pub fn estimate(settings: &Settings, budget: Option<(u64, String)>) -> Estimate 
         .services
         .iter()
         .filter(|s| s.enabled)
-        .map(|s| {
-            let env: Vec<(String, PathBuf)> = s
-                .env
-                .iter()
-                .map(|(k, v)| (k.clone(), PathBuf::from(v)))
-                .collect();
-            estimate_service(s, &hf_hub_cache(&env))
-        })
+        .map(|s| estimate_service(s, &service_hub(s)))
         .collect();
     Estimate {
         total_bytes: services.iter().filter_map(|s| s.total_bytes).sum(),

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod launch;
 pub mod limits;
 pub mod metrics;
+pub mod models;
 pub mod monitor;
 pub mod paths;
 pub mod power;

@@ -17,6 +17,7 @@ import type { KeyInfo } from "./KeyInfo";
 import type { KeyList } from "./KeyList";
 import type { ListenerList } from "./ListenerList";
 import type { LogLines } from "./LogLines";
+import type { ModelList } from "./ModelList";
 import type { MonitorHistory } from "./MonitorHistory";
 import type { NewKey } from "./NewKey";
 import type { ProxyStats } from "./ProxyStats";
@@ -49,6 +50,7 @@ export type Replies = {
   doctor: DoctorReport;
   shutdown: Done;
   listeners: ListenerList;
+  list_models: ModelList;
   alert_action: Alert;
   /** A request forwarded to another host: what that request answers. */
   host: unknown;

@@ -29,13 +29,7 @@ pub fn machine_info() -> MachineInfo {
 
 /// The model's config.json, when the model is on disk (a local path or the Hugging Face cache).
 pub fn model_config(spec: &ServiceSpec) -> Option<serde_json::Value> {
-    let hub = crate::estimate::hf_hub_cache(
-        &spec
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), v.into()))
-            .collect::<Vec<_>>(),
-    );
+    let hub = crate::estimate::service_hub(spec);
     let dir = crate::estimate::locate_model(spec.model.as_deref()?, &hub)?;
     read_config(&dir)
 }

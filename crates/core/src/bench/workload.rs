@@ -348,12 +348,7 @@ fn dataset_order(len: usize, seed: u64) -> Vec<usize> {
 
 /// The model's directory on disk (a local path or the Hugging Face cache).
 fn model_dir(spec: &ServiceSpec) -> Option<PathBuf> {
-    let env: Vec<(String, PathBuf)> = spec
-        .env
-        .iter()
-        .map(|(k, v)| (k.clone(), v.into()))
-        .collect();
-    crate::estimate::locate_model(spec.model.as_deref()?, &crate::estimate::hf_hub_cache(&env))
+    crate::estimate::locate_model(spec.model.as_deref()?, &crate::estimate::service_hub(spec))
 }
 
 fn load_tokenizer(dir: &Path) -> Result<Tokenizer, WorkloadError> {

@@ -297,6 +297,34 @@ pub async fn dispatch(s: &Arc<Services>, req: Request) -> Response {
         Request::Listeners => ok(ListenerList {
             listeners: crate::gate::listening(),
         }),
+        Request::ListModels => {
+            let live = crate::models::Live {
+                states: s
+                    .supervisor
+                    .statuses()
+                    .await
+                    .into_iter()
+                    .map(|x| (x.name, x.state))
+                    .collect(),
+                last_request_ms: s
+                    .proxy
+                    .stats()
+                    .await
+                    .into_iter()
+                    .filter_map(|(name, st)| st.last_request_ms.map(|t| (name, t)))
+                    .collect(),
+            };
+            let settings = s.supervisor.settings();
+            // A walk of the cache: off the runtime's threads.
+            let scan = move || {
+                let s = settings.as_deref();
+                crate::models::list(&crate::models::list::hubs(s), s, &live)
+            };
+            match tokio::task::spawn_blocking(scan).await {
+                Ok(list) => ok(list),
+                Err(e) => err(ErrorKind::Internal, format!("the model scan failed: {e}")),
+            }
+        }
         Request::AlertAction { id, action } => match s.alerts.act(&id, action) {
             Some(alert) => ok(alert),
             None => err(

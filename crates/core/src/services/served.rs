@@ -50,12 +50,7 @@ impl ServedCheck {
                 .into_iter()
                 .filter_map(|(name, pg)| {
                     let spec = settings.service(&name)?;
-                    let env: Vec<(String, std::path::PathBuf)> = spec
-                        .env
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.into()))
-                        .collect();
-                    let hub = crate::estimate::hf_hub_cache(&env);
+                    let hub = crate::estimate::service_hub(spec);
                     let a = argv.get(&pg).cloned().unwrap_or_default();
                     Some((name, crate::served::mismatches(spec, &a, &hub)))
                 })

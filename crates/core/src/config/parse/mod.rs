@@ -8,6 +8,7 @@ mod app;
 mod ctx;
 mod metrics;
 mod pools;
+mod presence;
 mod remote;
 mod server;
 mod service;
@@ -57,10 +58,14 @@ pub fn readable_keys_warning(path: &Path, text: &str) -> Option<Diagnostic> {
     cx.diags.pop()
 }
 
-/// `mlx-box validate`: the text's diagnostics and those of the file itself (its mode), in file order.
+/// `mlx-box validate`: the text's diagnostics and those of the file itself (its mode) and of the Mac (each
+/// service's model present), in file order.
 pub fn validate_file(path: &Path, text: &str) -> (Option<Settings>, Vec<Diagnostic>) {
     let (settings, mut diags) = parse_settings(path, text);
     diags.extend(readable_keys_warning(path, text));
+    if let Some(s) = &settings {
+        diags.extend(presence::missing_models(path, s));
+    }
     diags.sort_by_key(|d| (d.line, d.col));
     (settings, diags)
 }
