@@ -121,9 +121,13 @@ mod tests {
         assert_eq!(titles, ["mlx-box", "Edit", "View", "Window"]);
         for (view, _, accel) in VIEW_ITEMS {
             let id = format!("app:view:{}", view.label());
-            assert!(menu.get(&id).is_some() || subs.iter().any(|s| s
-                .as_submenu()
-                .is_some_and(|s| s.get(&id).is_some())), "{id} missing");
+            assert!(
+                menu.get(&id).is_some()
+                    || subs
+                        .iter()
+                        .any(|s| s.as_submenu().is_some_and(|s| s.get(&id).is_some())),
+                "{id} missing"
+            );
             assert!(accel.starts_with("CmdOrCtrl+"));
             assert_eq!(View::parse(view.label()), Some(view));
         }

@@ -4,7 +4,8 @@
 use std::sync::Mutex;
 use std::time::Instant;
 use tauri::{
-    AppHandle, Emitter, Manager, Runtime, WebviewUrl, WebviewWindow, WebviewWindowBuilder, WindowEvent,
+    AppHandle, Emitter, Manager, Runtime, WebviewUrl, WebviewWindow, WebviewWindowBuilder,
+    WindowEvent,
 };
 
 /// When each window was asked for, to time "open → drawn" (`MLXBOX_APP_TIMINGS=1` prints it).
