@@ -30,7 +30,7 @@ import urllib.request
 PROCS = []  # (name, Popen) started here, killed by group at the end
 # Tries per test when the WebDriver connection drops (WebKitWebDriver dies now and then on a loaded 2-core
 # machine: the driver, not the app); an assertion fails at once.
-ATTEMPTS = 5
+ATTEMPTS = 8
 
 
 def start(name, argv, **kw):
@@ -66,7 +66,9 @@ def free_port():
     return port
 
 
-def wait_for(what, f, timeout=30.0, interval=0.2):
+def wait_for(what, f, timeout=30.0, interval=0.5):
+    """Polls `f` until it is truthy. Half a second apart: every poll of the page is a WebDriver call, and
+    WebKitWebDriver has been seen to die under a fast stream of them (fewer calls, fewer deaths)."""
     t0 = time.time()
     last = None
     while time.time() - t0 < timeout:
@@ -310,7 +312,9 @@ def main():
             assert service(status(a.cli, state), victim)["state"] == "stopped"
             wait_for("process group gone", lambda: not group_alive(pgid), timeout=10)
             wd.click(wd.find(f'[data-testid="start-{victim}"]'))
-            wait_for("row ready again", lambda: wd.attr(wd.find(f'[data-testid="service-{victim}"]'), "data-state") == "ready", timeout=120)
+            # The daemon first (no WebDriver calls while the server loads), then the row.
+            wait_for("ready again", lambda: service(status(a.cli, state), victim)["state"] == "ready", timeout=120)
+            wait_for("row ready again", lambda: wd.attr(wd.find(f'[data-testid="service-{victim}"]'), "data-state") == "ready", timeout=30)
 
         @test("an alert raised by the daemon appears in the dashboard")
         def _():
