@@ -670,7 +670,13 @@ fn a_model_that_cannot_fit_is_refused_before_its_weights_are_asked_for() {
     let d = tempfile::tempdir().unwrap();
     let cache = d.path().join("hub");
     let config = d.path().join("settings.toml");
-    std::fs::write(&config, "[app]\nmemory_budget_gb = 1\n").unwrap();
+    // A service names it: the KV at its context counts too (80 layers × 8 KV heads × 128 × 2 × 2 B
+    // = 320 KiB a token: 10 GiB at 32,768 tokens).
+    std::fs::write(
+        &config,
+        "[app]\nmemory_budget_gb = 1\n\n[services.big]\nkind = \"chat\"\nmodel = \"org/huge\"\nport = 41999\ncontext_length = 32768\n",
+    )
+    .unwrap();
     let o = pull(
         &s,
         &cache,
@@ -681,6 +687,7 @@ fn a_model_that_cannot_fit_is_refused_before_its_weights_are_asked_for() {
     let t = text(&o);
     assert!(
         t.contains("org/huge needs")
+            && t.contains("at service `big`'s context (32768 tokens × 1: KV 10.0 GB)")
             && t.contains("[app] memory_budget_gb")
             && t.contains("--force"),
         "{t}"
