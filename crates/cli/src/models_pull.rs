@@ -44,11 +44,20 @@ pub async fn pull(settings: Option<Settings>, a: PullArgs) -> Result<ExitCode> {
         bail!("--read-timeout is seconds, more than 0 and at most 3600");
     }
     let hub = Hub::new(None, token, Duration::from_secs_f64(a.read_timeout))?;
-    // The cache the servers read: the first of the settings' hubs (`HF_HUB_CACHE`, `HF_HOME`, default).
-    let cache = hubs(settings.as_ref())
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| mlxbox_core::models::cache::hf_hub_cache(&[]));
+    // The cache the server that will run it reads: that of a service naming it (its own `env` may
+    // set HF_HUB_CACHE / HF_HOME), else this process's.
+    let user = settings.as_ref().and_then(|s| {
+        s.services
+            .iter()
+            .find(|sv| sv.enabled && sv.model.as_deref() == Some(req.id.as_str()))
+    });
+    let cache = match user {
+        Some(sv) => estimate::service_hub(sv),
+        None => hubs(None)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| mlxbox_core::models::cache::hf_hub_cache(&[])),
+    };
     let plan = pull::plan(&hub, &cache, &req).await?;
     println!(
         "{}@{} ({}): {} file{}, {}; {} to download into {}",

@@ -713,3 +713,43 @@ fn a_model_that_cannot_fit_is_refused_before_its_weights_are_asked_for() {
         .join("model.safetensors")
         .exists());
 }
+
+/// A full disk (a 512 KiB tmpfs; skipped where it cannot be mounted): refused before the download by
+/// the free-space check, and with `--force` named when a write fails, nothing in `snapshots/`.
+#[test]
+fn a_full_disk_is_refused_before_and_named_during() {
+    let d = tempfile::tempdir().unwrap();
+    let mnt = d.path().join("small");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .arg(&mnt)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (not root, or not Linux)");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let s = StandIn::start();
+    let cache = mnt.join("hub");
+    let o = pull(&s, &cache, d.path(), &["org/tiny"]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("more on disk") && text(&o).contains("--force"),
+        "{}",
+        text(&o)
+    );
+    assert!(s.paths().iter().all(|p| !p.ends_with(".safetensors")));
+    let o = pull(&s, &cache, d.path(), &["org/tiny", "--force"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("the disk is full"), "{}", text(&o));
+    assert!(!repo_dir(&cache, "org/tiny").join("snapshots").exists());
+}
