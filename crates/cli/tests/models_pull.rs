@@ -75,6 +75,8 @@ struct Hub {
     mode: Mutex<Mode>,
     cut_done: Mutex<bool>,
     log: Mutex<Vec<Logged>>,
+    port: Mutex<Option<u16>>,
+    token_leaked: Mutex<bool>,
 }
 
 struct StandIn {
@@ -93,6 +95,8 @@ impl StandIn {
             mode: Mutex::new(Mode::Normal),
             cut_done: Mutex::new(false),
             log: Mutex::new(vec![]),
+            port: Mutex::new(None),
+            token_leaked: Mutex::new(false),
         });
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -108,11 +112,14 @@ impl StandIn {
                 "/{org}/{name}/resolve/{rev}/{*path}",
                 axum::routing::get(resolve),
             )
+            .route("/cdn/{sha}/{*path}", axum::routing::get(cdn))
             .with_state(hub.clone());
         let listener = rt
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let addr = listener.local_addr().unwrap();
+        *hub.port.lock().unwrap() = Some(addr.port());
+        let url = format!("http://{addr}");
         rt.spawn(async move { axum::serve(listener, app).await });
         StandIn { url, hub, _rt: rt }
     }
@@ -288,6 +295,60 @@ async fn resolve(
         )
             .into_response();
     };
+    if f.lfs {
+        // As the Hub does: an LFS file is a redirect to its CDN (here another host name for the same
+        // server), the blob's name and size in `X-Linked-*`.
+        let port = hub.port.lock().unwrap().unwrap_or(0);
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header(
+                "location",
+                format!("http://localhost:{port}/cdn/{}/{path}", f.sha256()),
+            )
+            .header("x-repo-commit", commit.as_str())
+            .header("x-linked-etag", format!("\"{}\"", f.sha256()))
+            .header("x-linked-size", f.bytes.len().to_string())
+            .header("etag", format!("\"{}\"", f.blob_id()))
+            .body(Body::empty())
+            .unwrap();
+    }
+    serve(&hub, commit, f, range, sent)
+}
+
+/// The CDN: an LFS blob by its sha256 (the file's name after it, for the log).
+async fn cdn(
+    State(hub): State<Arc<Hub>>,
+    UrlPath((sha, path)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let range = headers
+        .get("range")
+        .and_then(|r| r.to_str().ok())
+        .map(String::from);
+    let sent = log(&hub, format!("/cdn/{sha}/{path}"), range.clone());
+    if headers.contains_key("authorization") {
+        // The token is the Hub's, never the CDN's.
+        *hub.token_leaked.lock().unwrap() = true;
+    }
+    let found = hub
+        .repos
+        .values()
+        .flat_map(|(c, fs)| fs.iter().map(move |f| (c, f)))
+        .find(|(_, f)| f.lfs && f.sha256() == sha);
+    match found {
+        Some((commit, f)) => serve(&hub, commit, f, range, sent),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// A file's bytes in the current mode, from the `Range` asked.
+fn serve(
+    hub: &Hub,
+    commit: &str,
+    f: &File,
+    range: Option<String>,
+    sent: Arc<AtomicU64>,
+) -> Response {
     let len = f.bytes.len() as u64;
     let from = range
         .as_deref()
@@ -334,7 +395,7 @@ async fn resolve(
         } else {
             StatusCode::OK
         })
-        .header("x-repo-commit", commit.as_str())
+        .header("x-repo-commit", commit)
         .header("accept-ranges", "bytes")
         .header("content-length", (len - start).to_string())
         .header("etag", format!("\"{}\"", f.blob_id()));
@@ -468,6 +529,11 @@ fn a_pull_lays_out_the_cache_as_huggingface_hub_does() {
             f.path
         );
     }
+    assert!(
+        !*s.hub.token_leaked.lock().unwrap(),
+        "the Hub token was sent to the CDN"
+    );
+    assert!(s.paths().iter().any(|p| p.starts_with("/cdn/")));
     let incomplete: Vec<_> = std::fs::read_dir(repo.join("blobs"))
         .unwrap()
         .flatten()
