@@ -87,7 +87,15 @@ struct StandIn {
 
 impl StandIn {
     fn start() -> StandIn {
+        Self::with(vec![])
+    }
+
+    /// The two test repositories and `extra` (id, commit, files).
+    fn with(extra: Vec<(String, String, Vec<File>)>) -> StandIn {
         let mut repos = BTreeMap::new();
+        for (id, commit, files) in extra {
+            repos.insert(id, (commit, files));
+        }
         repos.insert("org/tiny".to_string(), (COMMIT_TINY.to_string(), tiny()));
         repos.insert("org/huge".to_string(), (COMMIT_HUGE.to_string(), huge()));
         let hub = Arc::new(Hub {
@@ -818,4 +826,93 @@ fn a_full_disk_is_refused_before_and_named_during() {
     assert!(!o.status.success());
     assert!(text(&o).contains("the disk is full"), "{}", text(&o));
     assert!(!repo_dir(&cache, "org/tiny").join("snapshots").exists());
+}
+
+/// What a pull placed is what `mlx_lm server` runs with `HF_HUB_OFFLINE=1`: the demo's tiny chat
+/// model, served by the stand-in as `org/chat`, pulled, then asked for a chat answer.
+#[test]
+fn mlx_lm_serves_a_model_mlx_box_pulled_offline() {
+    if std::env::var_os("MLXBOX_SKIP_PYTHON").is_some() {
+        return;
+    }
+    let env = common::demo_env();
+    let dir = env.models.join("chat");
+    let mut files: Vec<File> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            let path = e.file_name().to_string_lossy().into_owned();
+            File {
+                lfs: path.ends_with(".safetensors"),
+                bytes: std::fs::read(e.path()).unwrap(),
+                path,
+            }
+        })
+        .collect();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let commit = "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3";
+    let s = StandIn::with(vec![("org/chat".into(), commit.into(), files)]);
+    let d = tempfile::tempdir().unwrap();
+    let cache = d.path().join("hub");
+    let o = pull(&s, &cache, d.path(), &["org/chat"]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    let port = common::free_port();
+    let mut server = Command::new(&env.python)
+        .args([
+            "-m",
+            "mlx_lm",
+            "server",
+            "--model",
+            "org/chat",
+            "--host",
+            "127.0.0.1",
+        ])
+        .args(["--port", &port.to_string()])
+        .env("HF_HUB_CACHE", &cache)
+        .env("HF_HUB_OFFLINE", "1")
+        .env_remove("HF_HOME")
+        .env_remove("HF_ENDPOINT")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(d.path().join("server.log")).unwrap())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let guard = Kill(&mut server);
+    let code = r#"
+import json, sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/v1/chat/completions"
+body = json.dumps({"model": "org/chat", "max_tokens": 8,
+                   "messages": [{"role": "user", "content": "hi"}]}).encode()
+deadline = time.time() + 120
+while True:
+    try:
+        req = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            print(json.dumps(json.load(r)))
+            break
+    except Exception as e:
+        if time.time() > deadline:
+            raise
+        time.sleep(0.5)
+"#;
+    let out = Command::new(&env.python)
+        .args(["-c", code, &port.to_string()])
+        .output()
+        .unwrap();
+    drop(guard);
+    let log = std::fs::read_to_string(d.path().join("server.log")).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{}\nserver log:\n{log}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(answer["choices"][0]["message"].is_object(), "{answer:#}");
 }
