@@ -35,6 +35,8 @@ enum Mode {
     StallAt(f64),
     /// `.safetensors` bodies have one byte changed (same length).
     Corrupt,
+    /// `Range` ignored: the whole file, 200 (a server or proxy that cannot resume).
+    NoRange,
 }
 
 struct File {
@@ -365,6 +367,7 @@ fn serve(
         .and_then(|n| n.parse::<u64>().ok())
         .filter(|&n| n < len);
     let mode = *hub.mode.lock().unwrap();
+    let from = from.filter(|_| mode != Mode::NoRange);
     let mut body = f.bytes[from.unwrap_or(0) as usize..].to_vec();
     let weights = f.path.ends_with(".safetensors");
     if mode == Mode::Corrupt && weights {
@@ -680,6 +683,18 @@ fn a_cut_a_stall_and_corrupt_bytes_leave_nothing_in_snapshots() {
     assert!(o.status.success(), "{}", text(&o));
     let (sent, _) = s.sent(BIG);
     assert!(sent as f64 <= 1.1 * size as f64, "{sent} of {size}");
+
+    // Cut again, then a server that ignores `Range`: the partial file is started over, not appended to.
+    let cache = d.path().join("norange");
+    *s.hub.cut_done.lock().unwrap() = false;
+    s.set(Mode::CutAt(0.5));
+    let o = pull(&s, &cache, d.path(), &["org/tiny"]);
+    assert!(!o.status.success());
+    s.set(Mode::NoRange);
+    let o = pull(&s, &cache, d.path(), &["org/tiny"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let blob = repo_dir(&cache, "org/tiny").join("blobs").join(&etag);
+    assert_eq!(std::fs::metadata(&blob).unwrap().len(), size);
 
     // A stall: named after --read-timeout, nothing placed.
     let cache = d.path().join("stall");
