@@ -3,6 +3,7 @@
 mod bench_cmd;
 mod fleet;
 mod models;
+mod models_pull;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

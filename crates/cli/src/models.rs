@@ -41,6 +41,15 @@ enum ModelsCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Download a repository from the Hub (`HF_ENDPOINT`) into the hub cache, after checking that it
+    /// fits the memory budget and the disk; resumable, verified, never a partial file in `snapshots/`.
+    Pull(crate::models_pull::PullArgs),
+    /// Store a Hugging Face token (read from stdin) in the OS keyring, for gated models.
+    Login {
+        /// Remove it instead.
+        #[arg(long)]
+        logout: bool,
+    },
     /// Remove a model from the hub cache (or one revision: a hash, a prefix of one, or a ref such as
     /// `main`), with the blobs no remaining revision links to. Refused while a service uses it.
     Rm {
@@ -71,6 +80,20 @@ pub async fn models(to: &Reach, a: ModelsArgs) -> Result<ExitCode> {
                 print_du(&l);
             }
         }
+        ModelsCmd::Pull(p) => {
+            if to.host.is_some() {
+                bail!("`models pull` downloads to this Mac's cache only: run it on that Mac");
+            }
+            let settings = match load_settings(&to.state_dir, a.config).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("mlx-box: {e:#}\n(checking the fit without the services' context)");
+                    None
+                }
+            };
+            return crate::models_pull::pull(settings, p).await;
+        }
+        ModelsCmd::Login { logout } => return crate::models_pull::login(logout).await,
         ModelsCmd::Rm { id, revision, yes } => {
             if to.host.is_some() {
                 bail!("`models rm` removes from this Mac's cache only: run it on that Mac");

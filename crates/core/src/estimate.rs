@@ -140,15 +140,6 @@ pub fn weights_bytes(dir: &Path) -> Option<u64> {
 
 pub fn estimate_service(spec: &ServiceSpec, hub: &Path) -> ServiceEstimate {
     let mut reasons = vec![];
-    let concurrency = u64::from(spec.max_concurrency.unwrap_or(1));
-    let context = spec
-        .context_length
-        .or(spec.max_tokens)
-        .or(spec.max_seq_length)
-        .map(u64::from);
-    if context.is_none() {
-        reasons.push("context_tokens: neither context_length nor max_tokens is set".to_string());
-    }
     let model_path = match &spec.model {
         Some(m) => {
             let found = locate_model(m, hub);
@@ -172,12 +163,40 @@ pub fn estimate_service(spec: &ServiceSpec, hub: &Path) -> ServiceEstimate {
         }
         w
     });
-    let shape = model_path.as_deref().and_then(|d| {
+    let config = model_path.as_deref().and_then(|d| {
         // Bounded: a config.json of 50 MB is a damaged download, not a config.
-        let v = crate::models::read::read_json(&d.join("config.json"), MAX_CONFIG, "config.json")
+        crate::models::read::read_json(&d.join("config.json"), MAX_CONFIG, "config.json")
             .map_err(|e| reasons.push(format!("kv: {e}")))
-            .ok()?;
-        KvShape::from_config(&v)
+            .ok()
+    });
+    let mut e = estimate_model(spec, weights, config.as_ref(), reasons);
+    e.model_path = model_path;
+    e
+}
+
+/// The estimate of `spec` running a model whose weights are `weights` bytes and whose config.json is
+/// `config`, wherever they come from: the disk (`estimate_service`), or the Hub before a download
+/// (`models::fit`). `reasons` says already why a figure is missing.
+pub fn estimate_model(
+    spec: &ServiceSpec,
+    weights: Option<u64>,
+    config: Option<&serde_json::Value>,
+    mut reasons: Vec<String>,
+) -> ServiceEstimate {
+    let concurrency = u64::from(spec.max_concurrency.unwrap_or(1));
+    let context = spec
+        .context_length
+        .or(spec.max_tokens)
+        .or(spec.max_seq_length)
+        .map(u64::from);
+    if context.is_none() {
+        reasons.insert(
+            0,
+            "context_tokens: neither context_length nor max_tokens is set".to_string(),
+        );
+    }
+    let shape = config.and_then(|v| {
+        KvShape::from_config(v)
             .map_err(|e| reasons.push(format!("kv: {e}")))
             .ok()
     });
@@ -202,7 +221,7 @@ pub fn estimate_service(spec: &ServiceSpec, hub: &Path) -> ServiceEstimate {
     };
     ServiceEstimate {
         name: spec.name.clone(),
-        model_path,
+        model_path: None,
         weights_bytes: weights,
         kv_bytes_per_token: shape.as_ref().map(KvShape::bytes_per_token),
         context_tokens: context,

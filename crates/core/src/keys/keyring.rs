@@ -1,5 +1,6 @@
 //! The OS keyring (macOS Keychain; Linux Secret Service): what mlx-box must send in plaintext — the token
-//! this machine presents to another host (user `host:<name>` of the control keyring, `remote::hosts`).
+//! this machine presents to another host (user `host:<name>` of the control keyring, `remote::hosts`),
+//! and the Hugging Face token a pull presents (user `huggingface`, `mlx-box models login`).
 //!
 //! Keys and tokens mlx-box only checks live hashed in the key store (`keys::store`). Earlier versions kept
 //! them here, under service `mlx-box` (API keys) and `mlx-box-control` (access tokens; `$MLXBOX_KEYRING_SERVICE`
@@ -12,6 +13,9 @@ use super::key::{KeyError, KeyInfo};
 
 /// Default keyring service name.
 pub const SERVICE: &str = "mlx-box";
+/// The Hugging Face token `mlx-box models pull` presents (`mlx-box models login`), a secret of the
+/// control keyring: like a host's token, it is sent in plaintext, so it cannot be kept hashed.
+pub const HUB_TOKEN_USER: &str = "huggingface";
 const INDEX_USER: &str = "index";
 
 fn platform(e: keyring::Error) -> KeyError {
