@@ -699,11 +699,15 @@ fn a_cut_a_stall_and_corrupt_bytes_leave_nothing_in_snapshots() {
     // A stall: named after --read-timeout, nothing placed.
     let cache = d.path().join("stall");
     s.set(Mode::StallAt(0.3));
-    let t0 = Instant::now();
     let o = pull(&s, &cache, d.path(), &["org/tiny", "--read-timeout", "1"]);
     assert!(!o.status.success());
-    assert!(text(&o).contains("stalled"), "{}", text(&o));
-    assert!(t0.elapsed() < Duration::from_secs(20));
+    // The timeout asked for is the one that ended it (not a clock reading: this machine's speed is not
+    // the point).
+    assert!(
+        text(&o).contains("sent nothing for 1 s (stalled)"),
+        "{}",
+        text(&o)
+    );
     assert!(!snapshots(&cache).exists());
 
     // Corrupt bytes: refused by the sha256, neither placed nor kept.
