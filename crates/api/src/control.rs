@@ -421,14 +421,7 @@ impl Request {
                         "invalid alert action: {e}; send {{\"action\": \"ack\"}}, {{\"action\": \"snooze\", \"minutes\": 60}} or {{\"action\": \"unmute\"}}"
                     ))
                 })?;
-                if let crate::AlertAction::Snooze { minutes } = action {
-                    if minutes == 0 || minutes > crate::MAX_SNOOZE_MINUTES {
-                        return Err(DecodeError::Bad(format!(
-                            "snooze minutes={minutes}: use 1 to {} (a week)",
-                            crate::MAX_SNOOZE_MINUTES
-                        )));
-                    }
-                }
+                action.check().map_err(DecodeError::Bad)?;
                 Request::AlertAction {
                     id: id.to_string(),
                     action,

@@ -155,6 +155,18 @@ pub enum AlertAction {
 /// The longest snooze: a week.
 pub const MAX_SNOOZE_MINUTES: u32 = 7 * 24 * 60;
 
+impl AlertAction {
+    /// A snooze of 1 minute to a week: what the daemon accepts and the CLI checks before asking.
+    pub fn check(&self) -> Result<(), String> {
+        match *self {
+            AlertAction::Snooze { minutes } if minutes == 0 || minutes > MAX_SNOOZE_MINUTES => Err(
+                format!("snooze for 1 minute to 7 days ({MAX_SNOOZE_MINUTES} minutes), not {minutes} minutes"),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 #[ts(export)]
 pub struct ConfigStatus {

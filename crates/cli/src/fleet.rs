@@ -96,8 +96,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f).await?
 }
 
-/// The settings.toml that lists the hosts: the running daemon's, else the platform's.
-async fn settings_path(state_dir: &Path) -> PathBuf {
+/// The settings.toml a verb reads without asking the daemon: the running daemon's, else the platform's.
+pub(crate) async fn settings_path(state_dir: &Path) -> PathBuf {
     match Client::new(state_dir).call(call::Status {}).await {
         Ok(s) => PathBuf::from(s.config_path),
         Err(_) => paths::default_config(),

@@ -1213,16 +1213,12 @@ async fn alerts(to: &fleet::Reach, cmd: Option<AlertsCmd>, json: bool) -> anyhow
         Some(AlertsCmd::Ack { id }) => (id, AlertAction::Ack),
         Some(AlertsCmd::Unmute { id }) => (id, AlertAction::Unmute),
         Some(AlertsCmd::Snooze { id, duration }) => {
-            let minutes = duration.as_secs().div_ceil(60);
-            if minutes == 0 || minutes > u64::from(mlxbox_api::MAX_SNOOZE_MINUTES) {
-                anyhow::bail!("snooze for 1 minute to 7 days (`--for 30m`, `--for 2h`), not {minutes} minutes");
-            }
-            (
-                id,
-                AlertAction::Snooze {
-                    minutes: minutes as u32,
-                },
-            )
+            let minutes = u32::try_from(duration.as_secs().div_ceil(60)).unwrap_or(u32::MAX);
+            let action = AlertAction::Snooze { minutes };
+            action
+                .check()
+                .map_err(|e| anyhow::anyhow!("{e} (`--for 30m`, `--for 2h`)"))?;
+            (id, action)
         }
     };
     let a = client.call(call::AlertAction { id, action }).await?;

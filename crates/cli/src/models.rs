@@ -11,7 +11,6 @@ use mlxbox_api::units::bytes;
 use mlxbox_client::control::{Client, ClientError};
 use mlxbox_core::config::{self, Settings};
 use mlxbox_core::models::{self, list::hubs, remove};
-use mlxbox_core::paths;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -140,10 +139,7 @@ async fn fetch(to: &Reach, config: Option<PathBuf>) -> Result<ModelList> {
 async fn load_settings(state_dir: &Path, config: Option<PathBuf>) -> Result<Option<Settings>> {
     let path = match config {
         Some(p) => p,
-        None => match Client::new(state_dir).call(call::Status {}).await {
-            Ok(s) => PathBuf::from(s.config_path),
-            Err(_) => paths::default_config(),
-        },
+        None => crate::fleet::settings_path(state_dir).await,
     };
     if !path.exists() {
         eprintln!(
